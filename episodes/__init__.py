@@ -1,0 +1,12 @@
+"""episodes: few-shot data — datasets, stores, episode samplers and task sources.
+
+Usage::
+
+    from episodes import load_split, EpisodeSampler
+    sampler = EpisodeSampler(load_split("omniglot", "train"), ways=5, shots=1, queries=15, seed=0)
+    batch = sampler.sample(32)   # TaskBatch, support_x [32, 5, 1, 28, 28]
+
+This package never imports ``fewshot``.
+"""
+from .errors import DataError
+from .types import ClassSplit, Task, TaskBatch

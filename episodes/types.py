@@ -1,0 +1,109 @@
+"""Data containers shared by datasets, samplers and learners.
+
+Usage::
+
+    split = ClassSplit(data, class_offsets, class_names)     # e.g. uint8 images [M, C, H, W]
+    batch = TaskBatch(sx, sy, qx, qy)                          # [B, N*K, ...] etc.
+    one = batch.task(0)                                        # a single Task
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class ClassSplit:
+    """A whole split of a class-indexed dataset, held in memory as one tensor sorted by class.
+
+    ``data[class_offsets[c]:class_offsets[c+1]]`` are the examples of class ``c``.
+    ``data`` is ``[M, ...]``: uint8 images ``[M, C, H, W]`` (255 = full intensity; samplers turn them
+    into float32 in [0, 1]; Omniglot is stored inverted, strokes high, as the MAML paper's 1 - x) or
+    any float tensor (used as is).
+    """
+
+    data: torch.Tensor
+    class_offsets: torch.Tensor
+    class_names: Sequence[str]
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.dim() < 2:
+            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, got shape {tuple(self.data.shape)}")
+        if self.data.dtype != torch.uint8 and not self.data.is_floating_point():
+            raise DataError(f"ClassSplit data must be uint8 or floating point, got {self.data.dtype}")
+        off = self.class_offsets
+        if off.dim() != 1 or off.numel() != len(self.class_names) + 1:
+            raise DataError("ClassSplit class_offsets must have len(class_names) + 1 entries")
+        if int(off[0]) != 0 or int(off[-1]) != self.data.shape[0] or bool((off[1:] < off[:-1]).any()):
+            raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data)")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Examples per class, int64 ``[num_classes]``."""
+        return self.class_offsets[1:] - self.class_offsets[:-1]
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    def to(self, device: str | torch.device) -> "ClassSplit":
+        """Move the split (e.g. to the GPU, so episodes are built there)."""
+        return ClassSplit(self.data.to(device), self.class_offsets.to(device), self.class_names, self.name, self.meta)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One few-shot task: support ``[N*K, ...]`` and query ``[N*Q, ...]`` inputs and targets."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """A meta-batch of tasks, every tensor with a leading task dimension ``B``.
+
+    Classification: ``support_x`` float ``[B, N*K, C, H, W]``, ``support_y`` int64 ``[B, N*K]`` in 0..N-1.
+    Regression: ``support_x`` ``[B, K, D_in]``, ``support_y`` float ``[B, K, D_out]``.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    ways: int | None = None  # None for regression
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def task(self, i: int) -> Task:
+        return Task(self.support_x[i], self.support_y[i], self.query_x[i], self.query_y[i])
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> "TaskBatch":
+        mv = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TaskBatch(mv(self.support_x), mv(self.support_y), mv(self.query_x), mv(self.query_y), self.ways)
+
+    @staticmethod
+    def stack(tasks: Sequence[Task], ways: int | None = None) -> "TaskBatch":
+        """Stack single tasks (all the same shapes) into a meta-batch."""
+        if not tasks:
+            raise DataError("cannot stack an empty list of tasks")
+        return TaskBatch(
+            torch.stack([t.support_x for t in tasks]),
+            torch.stack([t.support_y for t in tasks]),
+            torch.stack([t.query_x for t in tasks]),
+            torch.stack([t.query_y for t in tasks]),
+            ways,
+        )

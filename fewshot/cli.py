@@ -1,0 +1,56 @@
+"""The ``fewshot`` console script: one subcommand per module in ``fewshot.commands``.
+
+Usage: ``fewshot prepare omniglot --source DIR`` (see ``fewshot --help``).
+Every expected failure (bad input, missing data, corrupt file) prints one ``error: ...`` line on
+stderr and exits with status 2; nothing else is printed for it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from typing import Sequence
+
+from episodes.errors import DataError
+
+from .errors import FewshotError
+
+# Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
+COMMAND_MODULES = (
+    "prepare",
+    "show_episode",
+    "train",
+    "eval",
+    "pretrained",
+    "plot",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fewshot", description="Few-shot episodic meta-learning.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"fewshot.commands.{name}") is None:
+            continue
+        importlib.import_module(f"fewshot.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (DataError, FewshotError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``fewshot`` console script, one module each (see ``fewshot.cli``)."""

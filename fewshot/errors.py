@@ -1,0 +1,20 @@
+"""Errors of the learning side, each with a one-line message that says what is wrong and how to fix it.
+
+Usage: ``raise ConfigError("unknown --set key 'inner_lrr': did you mean 'inner_lr'?")``
+"""
+
+
+class FewshotError(ValueError):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(FewshotError):
+    """A configuration, preset or command-line value is wrong."""
+
+
+class AdaptationError(FewshotError):
+    """The inner loop produced a non-finite loss (the message names the step)."""
+
+
+class CheckpointError(FewshotError):
+    """A checkpoint or pretrained file is missing, corrupt, or from another learner/backbone."""

@@ -1,0 +1,1 @@
+"""Pretrained meta-initializations shipped with fewshot: safetensors weights + JSON manifests."""

@@ -1,0 +1,30 @@
+"""Packaging for fewshot: episodic few-shot meta-learning on torch.func (pure Python)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="fewshot",
+    version="0.1.0",
+    description="Few-shot episodic meta-learning (MAML family) on torch.func, with episode samplers.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fewshot", "fewshot.*", "episodes", "episodes.*", "pretrained"]),
+    package_data={"pretrained": ["*.json", "*.safetensors"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.3",
+        "torchvision>=0.18",
+        "numpy>=1.23",
+        "h5py>=3.8",
+        "tqdm>=4.60",
+        "Pillow>=9.0",
+        "safetensors>=0.4",
+        "PyYAML>=6.0",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        # higher is a test oracle only: never imported by the library.
+        "dev": ["pytest>=7.4", "higher==0.2.1"],
+    },
+    entry_points={"console_scripts": ["fewshot=fewshot.cli:main"]},
+)
