@@ -10,3 +10,8 @@ This package never imports ``fewshot``.
 """
 from .errors import DataError
 from .types import ClassSplit, Task, TaskBatch
+from .sampler import EpisodeSampler
+from .fixed import FixedEpisodes
+from .sinusoid import SinusoidTasks
+from .custom import TaskGenerator, from_arrays, from_image_folder
+from .viz import GridLayout, render_episode

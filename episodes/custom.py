@@ -1,0 +1,193 @@
+"""Your own data as episodes: arrays, an image-folder tree, or a task-generator function.
+
+Usage::
+
+    split = from_arrays(images_uint8, labels)                 # numpy or torch; any label values
+    split = from_image_folder("my_data/", size=28, grayscale=True)   # one subfolder per class
+    sampler = EpisodeSampler(split, ways=5, shots=1, queries=5, seed=0)
+
+    tasks = TaskGenerator(make_task, seed=0)                  # make_task(generator) -> Task
+    batch = tasks.sample(8)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DataError
+from .sampler import check_positive
+from .types import ClassSplit, Task, TaskBatch
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be a numpy array or torch tensor: {exc}") from exc
+    if arr.dtype == object:
+        raise DataError(f"{name} must be a numeric array (all examples the same shape), got dtype object")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: str = "custom") -> ClassSplit:
+    """A ``ClassSplit`` from examples ``x [M, ...]`` and labels ``y [M]`` (numpy or torch).
+
+    Usage: ``split = from_arrays(images, labels)``
+
+    ``x``: uint8 images ``[M, C, H, W]`` (0..255; the sampler divides by 255) or float features
+    (used as is). ``y``: any label values (ints, strings, ...); classes are the sorted unique values,
+    examples keep their order within a class. ``class_names``: one name per sorted unique label
+    (default: ``str(label)``).
+    """
+    xt = _as_tensor(x, "x")
+    if xt.dtype != torch.uint8 and not xt.is_floating_point():
+        raise DataError(
+            f"x has dtype {xt.dtype}: pass uint8 images (0..255) or float features, e.g. x.astype('uint8')"
+        )
+    if xt.dim() < 2:
+        raise DataError(f"x must be [M, ...] with at least 2 dims (one row per example), got shape {tuple(xt.shape)}")
+    ya = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if ya.ndim != 1 or ya.shape[0] != xt.shape[0]:
+        raise DataError(f"y must be 1-D with one label per example ({xt.shape[0]}), got shape {tuple(ya.shape)}")
+    if ya.shape[0] == 0:
+        raise DataError("x and y are empty: pass at least one example of each of 2 classes")
+    labels, inverse = np.unique(ya, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(labels) < 2:
+        raise DataError(f"y has {len(labels)} distinct label: episodes need at least 2 classes")
+    if class_names is None:
+        names = [str(v) for v in labels.tolist()]
+    else:
+        names = [str(n) for n in class_names]
+        if len(names) != len(labels):
+            raise DataError(
+                f"class_names has {len(names)} names but y has {len(labels)} distinct labels: give one name per label"
+            )
+    order = torch.from_numpy(np.argsort(inverse, kind="stable"))
+    counts = torch.from_numpy(np.bincount(inverse, minlength=len(labels)).astype(np.int64))
+    offsets = torch.zeros(len(labels) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return ClassSplit(xt[order].contiguous(), offsets, names, name, {"source": "arrays"})
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def from_image_folder(
+    path: str | os.PathLike,
+    size: int | tuple[int, int] | None = None,
+    grayscale: bool = False,
+    name: str | None = None,
+) -> ClassSplit:
+    """A ``ClassSplit`` of uint8 images ``[M, C, H, W]`` from ``path/<class>/<image files>`` (Pillow).
+
+    Usage: ``split = from_image_folder("data/flowers", size=84)``
+
+    Classes are the sorted subfolder names; files (not starting with ``.``) in sorted order.
+    ``size``: resize every image to ``size x size`` (or ``(height, width)``); without it every
+    image must already have the same size. ``grayscale``: one channel, else RGB (3).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a directory: pass a folder with one subfolder of images per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataError(f"{str(root)!r} has {len(class_dirs)} class subfolders: episodes need at least 2 classes")
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
+            raise DataError(f"size must be a positive int or (height, width), got {size!r}")
+    mode = "L" if grayscale else "RGB"
+    arrays: list[np.ndarray] = []
+    counts: list[int] = []
+    expected: tuple[int, int] | None = None
+    for cdir in class_dirs:
+        files = _image_files(cdir)
+        if not files:
+            raise DataError(f"class folder {str(cdir)!r} has no image files: add images or remove the folder")
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode)
+                    if size is not None:
+                        im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+                    arr = np.asarray(im, dtype=np.uint8)
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise DataError(f"cannot read image {str(f)!r} ({type(exc).__name__}): fix or remove the file") from exc
+            if expected is None:
+                expected = arr.shape[:2]
+            elif arr.shape[:2] != expected:
+                raise DataError(
+                    f"image {str(f)!r} is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
+                    f"{expected[1]}x{expected[0]}: pass size= to resize all images"
+                )
+            arrays.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+        counts.append(len(files))
+    data = torch.from_numpy(np.stack(arrays))
+    offsets = torch.zeros(len(counts) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
+    return ClassSplit(data, offsets, [d.name for d in class_dirs], name or root.name, {"source": str(root)})
+
+
+class TaskGenerator:
+    """A task source from your own function ``fn(generator: torch.Generator) -> Task``.
+
+    Usage: ``TaskGenerator(lambda g: Task(...), seed=0).sample(16)``
+
+    ``fn`` must draw all its randomness from the generator it is given (a seeded CPU
+    ``torch.Generator``), so the tasks are reproducible and resumable via ``state_dict``.
+    ``ways``: stored on the batches (default: the number of distinct integer support labels of the
+    first task of each batch, ``None`` for float targets = regression).
+    """
+
+    def __init__(self, fn: Callable[[torch.Generator], Task], seed: int, ways: int | None = None) -> None:
+        if not callable(fn):
+            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DataError(f"seed must be an integer, got {seed!r}")
+        self.fn, self.seed = fn, seed
+        self.ways = None if ways is None else check_positive("ways", ways)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+
+    def sample(self, batch_size: int) -> TaskBatch:
+        """Call ``fn`` ``batch_size`` times and stack the tasks into a ``TaskBatch``."""
+        check_positive("batch_size", batch_size)
+        tasks = []
+        for i in range(batch_size):
+            task = self.fn(self.generator)
+            if not isinstance(task, Task):
+                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task")
+            tasks.append(task)
+        ways = self.ways
+        if ways is None and not tasks[0].support_y.is_floating_point():
+            ways = int(torch.unique(tasks[0].support_y).numel())
+        try:
+            return TaskBatch.stack(tasks, ways)
+        except RuntimeError as exc:
+            raise DataError(
+                f"TaskGenerator fn returned tasks of different shapes: every task must have the same shapes ({exc})"
+            ) from exc
+
+    def state_dict(self) -> dict:
+        """Generator state (for bit-identical resume)."""
+        return {"generator": self.generator.get_state(), "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`: the next tasks continue the saved run."""
+        gen_state = state.get("generator") if isinstance(state, dict) else None
+        if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8:
+            raise DataError("task generator state needs a uint8 'generator' tensor: pass TaskGenerator.state_dict()")
+        try:
+            self.generator.set_state(gen_state.cpu())
+        except RuntimeError as exc:
+            raise DataError(f"task generator state 'generator' is not a valid CPU generator state: {exc}") from exc

@@ -1,0 +1,75 @@
+"""Fixed evaluation episode sets: the same episodes for the same arguments, on any machine.
+
+Usage::
+
+    test_set = FixedEpisodes(load_split("omniglot", "test"), ways=5, shots=1, queries=15, count=1000, seed=0)
+    for batch in test_set.batches(50):      # 20 TaskBatches; the episodes do not depend on 50
+        ...
+    one = test_set[3]                       # a single Task
+
+Episode ``i`` is drawn from its own CPU ``torch.Generator`` seeded from ``(seed, i)`` through
+``numpy.random.SeedSequence`` (a documented, platform-independent hash), with the same algorithm as
+:class:`episodes.sampler.EpisodeSampler`. So episode ``i`` is the same whatever the batch size,
+the device or the process, and the first ``n`` episodes of a larger set equal a set of ``count=n``.
+Indices are computed once at construction; images are gathered per batch.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import DataError
+from .sampler import check_episode_shape, check_positive, draw_randoms, gather_batch, indices_from_randoms
+from .types import ClassSplit, Task, TaskBatch
+
+
+def episode_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator of episode ``index`` of a fixed set with ``seed`` (same on every machine)."""
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator(device="cpu")
+    g.manual_seed((int(state[0]) | (int(state[1]) << 32)) & 0x7FFF_FFFF_FFFF_FFFF)
+    return g
+
+
+class FixedEpisodes:
+    """A fixed, reproducible list of ``count`` N-way K-shot Q-query episodes over ``split``.
+
+    Usage: ``for batch in FixedEpisodes(split, 5, 1, 15, count=600, seed=0).batches(32): ...``
+    """
+
+    def __init__(
+        self,
+        split: ClassSplit,
+        ways: int,
+        shots: int,
+        queries: int,
+        count: int,
+        seed: int,
+        device: str | torch.device | None = None,
+    ) -> None:
+        check_episode_shape(split, ways, shots, queries)
+        check_positive("count", count)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+        self.split = split if device is None else split.to(device)
+        self.ways, self.shots, self.queries, self.count, self.seed = ways, shots, queries, count, seed
+        per_class = shots + queries
+        draws = [draw_randoms(episode_generator(seed, i), 1, split.num_classes, ways, per_class) for i in range(count)]
+        class_keys, floyd_u, order_keys = (torch.cat(parts) for parts in zip(*draws))
+        self.classes, self.rows = indices_from_randoms(class_keys, floyd_u, order_keys, split.class_offsets, ways)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Task:
+        if not -self.count <= index < self.count:
+            raise IndexError(f"episode {index} out of range for {self.count} episodes")
+        return gather_batch(self.split.data, self.rows[index : index + 1 or None], self.shots).task(0)
+
+    def batches(self, batch_size: int) -> Iterator[TaskBatch]:
+        """Yield the episodes in order as TaskBatches of ``batch_size`` (the last one may be smaller)."""
+        check_positive("batch_size", batch_size)
+        for start in range(0, self.count, batch_size):
+            yield gather_batch(self.split.data, self.rows[start : start + batch_size], self.shots)
