@@ -1,0 +1,11 @@
+"""Training: typed configs and presets, the training loop, checkpoints, metrics logs.
+
+Usage::
+
+    from fewshot.training import load_config, apply_overrides, train
+    cfg = apply_overrides(load_config("sinusoid-maml"), ["iterations=1000"])
+    result = train(cfg, out="runs/sine")
+"""
+from .config import DataConfig, LearnerSection, ModelConfig, OptimConfig, TrainConfig, apply_overrides, load_config, save_config
+from .presets import PRESETS, get_preset, list_presets
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -1,0 +1,136 @@
+"""Checkpoints: round trip of every state, atomicity, clear errors for bad files."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from episodes import SinusoidTasks
+from fewshot.errors import CheckpointError
+from fewshot.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+
+IDENTITY = {"learner": "maml", "backbone": "mlp"}
+
+
+def _setup(seed: int):
+    torch.manual_seed(seed)  # test-only: build a model with some initial weights
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    src = SinusoidTasks(shots=5, queries=5, seed=seed)
+    return model, opt, sched, src
+
+
+def _step(model, opt, sched, src):
+    batch = src.sample(4)
+    loss = ((model(batch.support_x) - batch.support_y) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
+
+
+def _save(path, model, opt, sched, src, it):
+    return save_checkpoint(path, learner=model, optimizer=opt, scheduler=sched, sources={"train": src},
+                           iteration=it, config={"seed": 0}, identity=IDENTITY)
+
+
+def test_round_trip_resumes_identically(tmp_path):
+    model, opt, sched, src = _setup(0)
+    for _ in range(3):
+        _step(model, opt, sched, src)
+    _save(tmp_path / "last.pt", model, opt, sched, src, 3)
+    py_next, np_next, torch_next = random.random(), np.random.rand(), torch.rand(3)
+    for _ in range(3):
+        _step(model, opt, sched, src)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model2, opt2, sched2, src2 = _setup(1)  # different weights, optimizer and sampler
+    ckpt = load_checkpoint(tmp_path / "last.pt", expect=IDENTITY)
+    it = restore_training_state(ckpt, learner=model2, optimizer=opt2, scheduler=sched2, sources={"train": src2})
+    assert it == 3
+    # global RNG states restored too
+    assert random.random() == py_next and np.random.rand() == np_next and torch.equal(torch.rand(3), torch_next)
+    for _ in range(3):
+        _step(model2, opt2, sched2, src2)
+    for k, v in model2.state_dict().items():
+        assert torch.equal(v, want[k]), k
+    assert sched2.get_last_lr() == sched.get_last_lr()
+
+
+def test_identity_mismatch(tmp_path):
+    model, opt, sched, src = _setup(0)
+    _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    with pytest.raises(CheckpointError, match="learner 'maml', not 'fomaml'"):
+        load_checkpoint(tmp_path / "c.pt", expect={"learner": "fomaml", "backbone": "mlp"})
+    with pytest.raises(CheckpointError, match="backbone 'mlp', not 'conv4'"):
+        load_checkpoint(tmp_path / "c.pt", expect={"learner": "maml", "backbone": "conv4"})
+
+
+def test_missing_truncated_corrupt(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    raw = path.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    flipped = bytearray(raw)
+    flipped[len(raw) - 100] ^= 0xFF
+    (tmp_path / "flip.pt").write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(tmp_path / "flip.pt")
+    (tmp_path / "other.pt").write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="not a fewshot checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "head.pt").write_bytes(raw[:20])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "head.pt")
+
+
+def test_weights_from_another_architecture(tmp_path):
+    model, opt, sched, src = _setup(0)
+    _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    other = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        restore_training_state(ckpt, learner=other)
+
+
+def test_unsafe_payload_refused(tmp_path):
+    """A payload that needs arbitrary code to unpickle is refused (weights_only)."""
+    import hashlib
+    import io
+
+    from fewshot.training.checkpoint import MAGIC
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    buf = io.BytesIO()
+    torch.save({"format": 1, "x": Evil()}, buf)
+    body = buf.getvalue()
+    (tmp_path / "evil.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    before = path.read_bytes()
+    import fewshot.training.atomic as atomic
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", boom)
+    with pytest.raises(Exception, match="No space left"):
+        _save(path, model, opt, sched, src, 2)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left
