@@ -1,0 +1,407 @@
+"""Omniglot: read the official archives, verify them, convert once into an HDF5 store, load splits.
+
+Store (``<root>/omniglot/omniglot-<size>.h5``): parts ``background`` (30 alphabets, 964 characters) and
+``evaluation`` (20 alphabets, 659 characters), 20 drawings per character, uint8 ``[M, 1, S, S]`` inverted
+(strokes 255, background 0: the MAML paper's ``1 - x``), classes named ``Alphabet/characterNN``, sorted;
+plus the Vinyals split lists under ``splits/vinyals/{train,val,test,trainval}``.
+
+Usage::
+
+    path = prepare_omniglot(source="/data/omniglot", root="/tmp/fewshot")   # local archives, content checked
+    split = load_omniglot("train", root="/tmp/fewshot")    # Vinyals: 4112 classes (rotations as classes)
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from .download import fetch, join_url, md5_file
+from .errors import DataError
+from .paths import dataset_dir, is_url, store_path
+from .store import Store, StoreWriter, offsets_from_counts
+from .types import ClassSplit
+
+NAME = "omniglot"
+BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+SPLITS_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
+PARTS = ("background", "evaluation")
+VINYALS_SPLITS = ("train", "val", "test", "trainval")
+SPLITS = VINYALS_SPLITS + PARTS
+ROTATIONS = (0, 90, 180, 270)
+DRAWINGS = 20
+# part -> (alphabets, characters) of the official archives.
+EXPECTED_COUNTS = {"background": (30, 964), "evaluation": (20, 659)}
+# Official md5s, keyed by the path relative to the source folder / base URL.
+MD5 = {
+    "images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
+    "images_evaluation.zip": "6b91aef0f799c5bb55b94e3f2daec811",
+    "splits/vinyals/train.txt": "433d1fcc2b20dcee2983ceb524586f7f",
+    "splits/vinyals/val.txt": "78c535fa427b12b6596908376a0b3f34",
+    "splits/vinyals/test.txt": "43534e6d5f9e74acbb7de1b4874abad8",
+    "splits/vinyals/trainval.txt": "888433268015439fd05fb6e9006ead50",
+}
+_LINE = re.compile(r"^([^/]+/character\d+)/rot(\d{3})$")
+
+
+def prepare_command(root: str | os.PathLike | None = None, size: int = 28) -> str:
+    """The shell command that builds the store. Usage: ``prepare_command("/data")``."""
+    cmd = f"fewshot prepare {NAME}"
+    if root is not None:
+        cmd += f" --root {root}"
+    if size != 28:
+        cmd += f" --size {size}"
+    return cmd
+
+
+# ----------------------------------------------------------------------------- archive readers
+class _Source:
+    """One part's images: a zip archive or an extracted folder, indexed as {class name: [entries]}."""
+
+    def __init__(self, part: str, location: Path) -> None:
+        self.part = part
+        self.location = location
+        self.classes: dict[str, list[str]] = {}
+
+    def read(self, entry: str) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def _index(self, files: Sequence[str], dirs: Sequence[str]) -> None:
+        """Build ``classes`` from relative paths ``Alphabet/characterNN/file.png`` and class folders."""
+        classes: dict[str, list[str]] = {}
+        for d in dirs:
+            parts = d.strip("/").split("/")
+            if len(parts) == 2:
+                classes.setdefault("/".join(parts), [])
+        for f in files:
+            parts = f.split("/")
+            if parts[-1].startswith(".") or "__MACOSX" in parts:
+                continue
+            if len(parts) != 3 or not parts[-1].lower().endswith(".png"):
+                raise DataError(
+                    f"{self.location}: unexpected entry '{f}' (expected images_{self.part}/Alphabet/characterNN/*.png); "
+                    "the archive has the wrong layout: use the official Omniglot archive"
+                )
+            classes.setdefault(f"{parts[0]}/{parts[1]}", []).append(f)
+        for name, entries in classes.items():
+            entries.sort()
+            if not entries:
+                raise DataError(f"{self.location}: class folder '{name}' is empty; the archive is incomplete: re-download it")
+            if len(entries) != DRAWINGS:
+                raise DataError(
+                    f"{self.location}: class '{name}' has {len(entries)} PNGs, expected {DRAWINGS}; "
+                    "the archive is incomplete or altered: re-download it"
+                )
+        alphabets = {name.split("/")[0] for name in classes}
+        want_alpha, want_chars = EXPECTED_COUNTS[self.part]
+        if len(alphabets) != want_alpha or len(classes) != want_chars:
+            raise DataError(
+                f"{self.location}: found {len(alphabets)} alphabets / {len(classes)} characters, expected "
+                f"{want_alpha} / {want_chars} for images_{self.part}; the archive is incomplete or the wrong one: re-download it"
+            )
+        self.classes = dict(sorted(classes.items()))
+
+
+class _ZipSource(_Source):
+    def __init__(self, part: str, path: Path) -> None:
+        super().__init__(part, path)
+        prefix = f"images_{part}/"
+        try:
+            self._zip = zipfile.ZipFile(path)
+            infos = self._zip.infolist()
+        except FileNotFoundError as exc:
+            raise DataError(f"archive {path} not found: check --source") from exc
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a valid zip archive (truncated or corrupt: {exc}): re-download it") from exc
+        files, dirs = [], []
+        try:
+            for info in infos:
+                if "__MACOSX" in info.filename:
+                    continue
+                if not info.filename.startswith(prefix):
+                    raise DataError(
+                        f"{path}: entry '{info.filename}' is outside '{prefix}'; the archive has the wrong layout: "
+                        "use the official Omniglot archive"
+                    )
+                rel = info.filename[len(prefix):]
+                if not rel:
+                    continue
+                (dirs if info.is_dir() else files).append(rel)
+            self._index(files, dirs)
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def read(self, entry: str) -> bytes:
+        try:
+            return self._zip.read(f"images_{self.part}/{entry}")
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
+            raise DataError(f"{self.location}: cannot read '{entry}' ({exc}); the archive is corrupt: re-download it") from exc
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class _FolderSource(_Source):
+    def __init__(self, part: str, path: Path) -> None:
+        super().__init__(part, path)
+        files, dirs = [], []
+        for dirpath, dirnames, filenames in os.walk(path):
+            rel_dir = Path(dirpath).relative_to(path).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirs.extend(rel_dir + d for d in dirnames)
+            files.extend(rel_dir + f for f in filenames)
+        self._index(files, dirs)
+
+    def read(self, entry: str) -> bytes:
+        try:
+            return (self.location / entry).read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}") from exc
+
+
+def _open_local(part: str, folder: Path) -> _Source:
+    archive = folder / f"images_{part}.zip"
+    extracted = folder / f"images_{part}"
+    if archive.is_file():
+        return _ZipSource(part, archive)
+    if extracted.is_dir():
+        return _FolderSource(part, extracted)
+    raise DataError(f"neither {archive} nor the folder {extracted} exists: point --source at the folder holding the Omniglot archives")
+
+
+# ----------------------------------------------------------------------------- decoding
+def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
+    """Decode one Omniglot PNG into an inverted uint8 ``[size, size]`` array (strokes 255, background 0).
+
+    Resizing uses Lanczos (anti-aliased). Usage: ``decode_png(zip.read(name), 28)``.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            gray = im.convert("L")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
+        raise DataError(f"{what} is not a readable PNG ({exc}); the data is corrupt: re-download it") from exc
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.LANCZOS)
+    return 255 - np.asarray(gray, dtype=np.uint8)
+
+
+def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    names = list(source.classes)
+    total = sum(len(v) for v in source.classes.values())
+    images = np.empty((total, 1, size, size), dtype=np.uint8)
+    bar = tqdm(total=total, desc=f"omniglot {source.part}", unit="img", disable=quiet or not sys.stderr.isatty(), leave=False)
+    i = 0
+    with bar:
+        for name in names:
+            for entry in source.classes[name]:
+                images[i, 0] = decode_png(source.read(entry), size, what=f"{source.location}: '{entry}'")
+                i += 1
+            bar.update(len(source.classes[name]))
+    return images, offsets_from_counts([len(source.classes[n]) for n in names]), names
+
+
+# ----------------------------------------------------------------------------- split lists
+def _read_split_file(path: Path, expected_md5: str | None) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"split list {path} not found: put the Vinyals split files in <source>/splits/vinyals/")
+    got = md5_file(path)
+    if expected_md5 is not None and got != expected_md5:
+        raise DataError(f"split list {path} has md5 {got}, expected {expected_md5}: use the original Vinyals split file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read split list {path}: {exc}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parse_split_line(line: str) -> tuple[str, int]:
+    """``"Angelic/character01/rot090"`` -> ``("Angelic/character01", 90)``.
+
+    Usage: ``char, degrees = parse_split_line(line)``.
+    """
+    m = _LINE.match(line)
+    if m is None or int(m.group(2)) not in ROTATIONS:
+        raise DataError(f"bad split line '{line}': expected 'Alphabet/characterNN/rotDDD' with DDD in 000/090/180/270")
+    return m.group(1), int(m.group(2))
+
+
+# ----------------------------------------------------------------------------- prepare
+def prepare_omniglot(
+    source: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    *,
+    size: int = 28,
+    force: bool = False,
+    quiet: bool = False,
+    md5: Mapping[str, str] | None = None,
+) -> Path:
+    """Build ``<root>/omniglot/omniglot-<size>.h5`` once and return its path (a no-op if it exists, unless ``force``).
+
+    ``source``: ``None`` downloads the official archives and Vinyals lists (md5 checked); a base URL
+    downloads ``<url>/images_*.zip`` and ``<url>/splits/vinyals/*.txt`` (md5 checked); a folder uses
+    local archives (or extracted ``images_*`` folders) whose content is verified instead of their md5
+    (mirrors re-pack), with the split lists in ``<folder>/splits/vinyals/`` (md5 checked).
+    ``md5`` overrides entries of :data:`MD5` (keys like ``"images_background.zip"``).
+    Usage: ``prepare_omniglot("/work/shared/data/omniglot", "/tmp/fewshot")``.
+    """
+    size = _check_size(size)
+    out = store_path(NAME, root, size)
+    if out.exists() and not force:
+        return out
+    table = {**MD5, **(md5 or {})}
+    if source is None or is_url(str(source)):
+        base = str(source) if source is not None else BASE_URL
+        split_base = join_url(base, "splits/vinyals") if source is not None else SPLITS_URL
+        dest = dataset_dir(NAME, root)
+        archives = {p: fetch(base, f"images_{p}.zip", dest, table[f"images_{p}.zip"], quiet=quiet) for p in PARTS}
+        split_paths = {
+            s: fetch(split_base, f"{s}.txt", dest / "splits" / "vinyals", table[f"splits/vinyals/{s}.txt"], quiet=quiet)
+            for s in VINYALS_SPLITS
+        }
+        sources = [_ZipSource(p, archives[p]) for p in PARTS]
+        split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS}
+    else:
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"--source {folder} is not a folder: pass the folder holding images_background.zip and images_evaluation.zip, or a URL")
+        split_lists = {
+            s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt", table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
+        }
+        sources = []
+        try:
+            for p in PARTS:
+                sources.append(_open_local(p, folder))
+        except BaseException:
+            for s in sources:
+                s.close()
+            raise
+    try:
+        known = {name for s in sources for name in s.classes}
+        for split, lines in split_lists.items():
+            for line in lines:
+                char, _ = parse_split_line(line)
+                if char not in known:
+                    raise DataError(f"Vinyals split '{split}' lists '{line}', which is not in the archives: use the original split files")
+        with StoreWriter(out, dataset=NAME, size=size, inverted=True, source=str(source or BASE_URL)) as writer:
+            for s in sources:
+                images, offsets, names = _decode_part(s, size, quiet)
+                writer.add_part(s.part, images, offsets, names)
+            for split, lines in split_lists.items():
+                writer.add_strings(f"splits/vinyals/{split}", lines)
+    finally:
+        for s in sources:
+            s.close()
+    return out
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= int(size) <= 1024:
+        raise DataError(f"image size must be an integer in 1..1024, got {size!r}: pass e.g. --size 28")
+    return int(size)
+
+
+# ----------------------------------------------------------------------------- loading
+def rotate(images: torch.Tensor, degrees: int) -> torch.Tensor:
+    """Rotate ``[..., H, W]`` images counter-clockwise by a multiple of 90 degrees (as PIL's ``Image.rotate``).
+
+    Usage: ``rotate(x, 90)``.
+    """
+    if degrees % 90 != 0:
+        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}")
+    k = (degrees // 90) % 4
+    return images if k == 0 else torch.rot90(images, k, dims=(-2, -1))
+
+
+def rotated_classes(
+    data: torch.Tensor, offsets: np.ndarray, picks: Sequence[tuple[int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise classes ``picks = [(source class index, degrees), ...]`` in order, one gather per rotation.
+
+    Usage: ``data, offsets = rotated_classes(images, offsets, [(0, 0), (0, 90)])``.
+    """
+    counts = np.array([offsets[c + 1] - offsets[c] for c, _ in picks], dtype=np.int64)
+    out_off = offsets_from_counts(counts)
+    out = torch.empty((int(out_off[-1]),) + tuple(data.shape[1:]), dtype=data.dtype)
+    for deg in sorted({d for _, d in picks}):
+        src_idx, dst_idx = [], []
+        for j, (c, d) in enumerate(picks):
+            if d == deg:
+                src_idx.append(np.arange(offsets[c], offsets[c + 1]))
+                dst_idx.append(np.arange(out_off[j], out_off[j + 1]))
+        src = torch.from_numpy(np.concatenate(src_idx))
+        dst = torch.from_numpy(np.concatenate(dst_idx))
+        out[dst] = rotate(data[src], deg)
+    return out, torch.from_numpy(out_off)
+
+
+def load_omniglot(
+    split: str,
+    root: str | os.PathLike | None = None,
+    *,
+    size: int = 28,
+    rotations: Sequence[int] | None = None,
+) -> ClassSplit:
+    """Load an Omniglot split from the store as one uint8 ``[M, 1, S, S]`` tensor.
+
+    Vinyals splits (``train|val|test|trainval``) materialise the listed rotations as classes named
+    ``Alphabet/characterNN/rotDDD``; ``rotations`` must then be ``None``. Lake splits
+    (``background|evaluation``) are unrotated unless ``rotations`` (e.g. ``(0, 90, 180, 270)``) is given.
+    Usage: ``load_omniglot("background", "/tmp/fewshot", rotations=(0, 90, 180, 270))``.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown omniglot split '{split}': choose one of {', '.join(SPLITS)}")
+    size = _check_size(size)
+    path = store_path(NAME, root, size)
+    hint = f"run `{prepare_command(root if root is not None else path.parent.parent, size)} --force` to rebuild it"
+    if not path.is_file():
+        raise DataError(f"no omniglot store at {path}: run `{prepare_command(path.parent.parent, size)}` (add --source DIR for local archives)")
+    with Store(path, fix_hint=hint) as store:
+        if split in PARTS:
+            part = store.part(split)
+            data = torch.from_numpy(part.images)
+            if rotations is None:
+                return ClassSplit(data, torch.from_numpy(part.class_offsets), part.class_names, name=f"{NAME}/{split}",
+                                  meta={"dataset": NAME, "split": split, "size": size, "rotations": (0,)})
+            rots = tuple(int(r) for r in rotations)
+            for r in rots:
+                if r % 90 != 0:
+                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}")
+            if not rots:
+                raise DataError("rotations must not be empty: pass None for no rotation")
+            picks = [(c, r) for c in range(len(part.class_names)) for r in rots]
+            names = [f"{part.class_names[c]}/rot{r % 360:03d}" for c, r in picks]
+            out, off = rotated_classes(data, part.class_offsets, picks)
+            return ClassSplit(out, off, names, name=f"{NAME}/{split}",
+                              meta={"dataset": NAME, "split": split, "size": size, "rotations": rots})
+        if rotations is not None:
+            raise DataError(f"the Vinyals split '{split}' fixes its own rotations: pass rotations=None")
+        lines = store.strings(f"splits/vinyals/{split}")
+        parts = [store.part(p) for p in PARTS]
+    data = torch.from_numpy(np.concatenate([p.images for p in parts]))
+    offsets = np.concatenate([parts[0].class_offsets, parts[1].class_offsets[1:] + parts[0].class_offsets[-1]])
+    index = {name: i for i, name in enumerate(parts[0].class_names + parts[1].class_names)}
+    picks = []
+    for line in lines:
+        char, deg = parse_split_line(line)
+        if char not in index:
+            raise DataError(f"store {path}: split '{split}' lists '{line}' but the store lacks it: {hint}")
+        picks.append((index[char], deg))
+    out, off = rotated_classes(data, offsets, picks)
+    return ClassSplit(out, off, list(lines), name=f"{NAME}/{split}",
+                      meta={"dataset": NAME, "split": split, "size": size, "rotations": ROTATIONS})

@@ -1,0 +1,51 @@
+"""Where data lives: the data root and the per-dataset folders and store files under it.
+
+Usage::
+
+    root = data_root(None)                    # --root, else $FEWSHOT_DATA, else ~/.cache/fewshot
+    path = store_path("omniglot", root, 28)   # <root>/omniglot/omniglot-28.h5
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "FEWSHOT_DATA"
+DEFAULT_ROOT = Path("~/.cache/fewshot")
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$FEWSHOT_DATA``, else ``~/.cache/fewshot``.
+
+    Usage: ``data_root("/data")`` -> ``Path("/data")``.
+    """
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_VAR, "")
+    if env:
+        return Path(env).expanduser()
+    return DEFAULT_ROOT.expanduser()
+
+
+def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of one dataset under the data root (archives and store), e.g. ``<root>/mnist``.
+
+    Usage: ``dataset_dir("omniglot", "/data")`` -> ``Path("/data/omniglot")``.
+    """
+    return data_root(root) / dataset
+
+
+def store_path(dataset: str, root: str | os.PathLike | None = None, size: int = 28) -> Path:
+    """The HDF5 store of ``dataset`` at image side ``size``: ``<root>/<dataset>/<dataset>-<size>.h5``.
+
+    Usage: ``store_path("fashion-mnist", None)`` -> ``~/.cache/fewshot/fashion-mnist/fashion-mnist-28.h5``.
+    """
+    return dataset_dir(dataset, root) / f"{dataset}-{int(size)}.h5"
+
+
+def is_url(source: str | os.PathLike | None) -> bool:
+    """Whether a ``--source`` value is a URL (``http://``, ``https://`` or ``file://``) rather than a folder.
+
+    Usage: ``is_url("https://example.org/data/")`` -> ``True``.
+    """
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://", "file://"))

@@ -1,0 +1,105 @@
+"""Dataset names, their splits, and ``load_split``: one entry point from a name to a ``ClassSplit``.
+
+Usage::
+
+    split = load_split("omniglot", "train")                 # Vinyals train: 4112 classes x 20
+    split = load_split("mnist", "test", root="/tmp/fewshot", device="cuda")
+    prepare("fashion-mnist", source="/work/shared/data/fashion-mnist", root="/tmp/fewshot")
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import idx, omniglot
+from .errors import DataError
+from .types import ClassSplit
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset's valid splits and its store builder ``prepare(source, root, size=, force=, quiet=) -> Path``."""
+
+    name: str
+    splits: tuple[str, ...]
+    prepare: Callable[..., Path]
+
+
+def _prepare_idx(name: str) -> Callable[..., Path]:
+    def run(source=None, root=None, **kw) -> Path:
+        return idx.prepare_mnist(name, source, root, **kw)
+
+    run.__doc__ = f"Build the {name} store (see ``episodes.idx.prepare_mnist``)."
+    return run
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot),
+    "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist")),
+    "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist")),
+}
+
+
+def dataset_info(dataset: str) -> DatasetInfo:
+    """The registry entry of ``dataset``, or a DataError listing the known names.
+
+    Usage: ``dataset_info("mnist").splits`` -> ``("train", "test")``.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")
+    return DATASETS[dataset]
+
+
+def prepare(dataset: str, source: str | os.PathLike | None = None, root: str | os.PathLike | None = None, **kw) -> Path:
+    """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
+
+    Usage: ``prepare("omniglot", source="/work/shared/data/omniglot", root="/tmp/fewshot", size=28)``.
+    """
+    return dataset_info(dataset).prepare(source, root, **kw)
+
+
+def load_split(
+    dataset: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    *,
+    size: int = 28,
+    rotations: Sequence[int] | None = None,
+    device: str | torch.device | None = None,
+) -> ClassSplit:
+    """Load a whole split into memory as a class-sorted uint8 ``ClassSplit`` (pure: nothing is cached).
+
+    ``rotations`` (multiples of 90, counter-clockwise) turns each class into one class per rotation
+    (names ``<class>/rotDDD``); Omniglot's Vinyals splits (``train|val|test|trainval``) fix their own.
+    A missing store raises a DataError naming the ``fewshot prepare`` command to run.
+    Usage: ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``.
+    """
+    info = dataset_info(dataset)
+    if split not in info.splits:
+        raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
+    if dataset == "omniglot":
+        result = omniglot.load_omniglot(split, root, size=size, rotations=rotations)
+    else:
+        result = idx.load_idx_split(dataset, split, root, size=size)
+        if rotations is not None:
+            result = rotate_classes(result, rotations)
+    return result.to(device) if device is not None else result
+
+
+def rotate_classes(split: ClassSplit, rotations: Sequence[int]) -> ClassSplit:
+    """Each class of ``split`` becomes ``len(rotations)`` classes, its images rotated counter-clockwise.
+
+    Usage: ``rotate_classes(load_split("mnist", "train"), (0, 180))`` -> 20 classes.
+    """
+    rots = tuple(int(r) for r in rotations)
+    if not rots or any(r % 90 for r in rots):
+        raise DataError(f"rotations must be a non-empty list of multiples of 90 degrees, got {list(rotations)}")
+    offsets = split.class_offsets.cpu().numpy()
+    picks = [(c, r) for c in range(split.num_classes) for r in rots]
+    data, off = omniglot.rotated_classes(split.data.cpu(), offsets, picks)
+    names = [f"{split.class_names[c]}/rot{r % 360:03d}" for c, r in picks]
+    return ClassSplit(data, off, names, name=split.name, meta={**split.meta, "rotations": rots})

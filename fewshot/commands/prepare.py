@@ -1,0 +1,42 @@
+"""``fewshot prepare DATASET``: download or read a dataset and build its HDF5 store once.
+
+Usage: ``fewshot prepare omniglot --source /work/shared/data/omniglot --root /tmp/fewshot``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from episodes.paths import store_path
+from episodes.registry import DATASETS, prepare
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``prepare`` subcommand. Usage: ``register(parser.add_subparsers())``."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="download/verify a dataset and build its HDF5 store",
+        description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, else ~/.cache/fewshot).",
+    )
+    p.add_argument("dataset", choices=sorted(DATASETS), help="dataset to prepare")
+    p.add_argument("--source", default=None, metavar="DIR_OR_URL",
+                   help="local folder (content verified) or base URL (md5 verified); default: the official download")
+    p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
+    p.add_argument("--size", type=int, default=28, metavar="N", help="image side in pixels (default 28)")
+    p.add_argument("--force", action="store_true", help="rebuild the store even if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, print only the result")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the store (a no-op if it exists, unless ``--force``) and print where it is and how long it took."""
+    path = store_path(args.dataset, args.root, args.size)
+    if path.exists() and not args.force:
+        print(f"{args.dataset}: store already exists at {path} (use --force to rebuild)")
+        return 0
+    start = time.perf_counter()
+    out = prepare(args.dataset, args.source, args.root, size=args.size, force=args.force, quiet=args.quiet)
+    print(f"{args.dataset}: wrote {out} in {time.perf_counter() - start:.1f} s")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,45 @@
+"""Shared test fixtures: the real-data folder and a real Omniglot store built once per session.
+
+Tests that need real data FAIL (never skip) when ``$FEWSHOT_DATA`` is unset or incomplete.
+Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "train", omniglot_root)``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_HOW = (
+    "set FEWSHOT_DATA to the folder holding the raw data sets (omniglot/images_background.zip, "
+    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/), "
+    "e.g. `export FEWSHOT_DATA=$(pwd)/../shared/data` (see /work/shared/data/README.md)"
+)
+_REQUIRED = (
+    "omniglot/images_background.zip",
+    "omniglot/images_evaluation.zip",
+    "omniglot/splits/vinyals/train.txt",
+)
+
+
+@pytest.fixture(scope="session")
+def fewshot_data() -> Path:
+    """``Path($FEWSHOT_DATA)``, the read-only folder of raw data sets; fails the test if it is missing."""
+    env = os.environ.get("FEWSHOT_DATA", "")
+    if not env:
+        pytest.fail(f"FEWSHOT_DATA is not set: {_HOW}", pytrace=False)
+    root = Path(env).expanduser().resolve()
+    missing = [r for r in _REQUIRED if not (root / r).is_file()]
+    if missing:
+        pytest.fail(f"FEWSHOT_DATA={root} lacks {', '.join(missing)}: {_HOW}", pytrace=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def omniglot_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``), built once."""
+    from episodes.omniglot import prepare_omniglot
+
+    root = tmp_path_factory.mktemp("fewshot-data")
+    prepare_omniglot(fewshot_data / "omniglot", root, size=28, quiet=True)
+    return root
