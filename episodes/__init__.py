@@ -15,3 +15,7 @@ from .fixed import FixedEpisodes
 from .sinusoid import SinusoidTasks
 from .custom import TaskGenerator, from_arrays, from_image_folder
 from .viz import GridLayout, render_episode
+from .paths import data_root, store_path
+from .omniglot import prepare_omniglot
+from .idx import prepare_mnist, read_idx
+from .registry import DATASETS, load_split, prepare
