@@ -1,0 +1,107 @@
+"""Backbones of the MAML papers: the 4-block conv net, the fully connected net and the sinusoid MLP.
+
+Usage::
+
+    model = Conv4(in_channels=1, out_features=5, hidden=64, image_size=28)        # Omniglot
+    model = Conv4(in_channels=3, out_features=5, hidden=32, image_size=84)        # mini-ImageNet
+    model = Conv4(1, 5, bn_steps=6)                                               # MAML++ per-step BN
+    model = FullyConnected(784, 5)                                                # 256-128-64-64
+    model = MLP(1, 1)                                                             # sinusoid, 40-40 ReLU
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .batchnorm import StepBatchNorm1d, StepBatchNorm2d
+
+
+def _check_positive(name: str, value: int) -> None:
+    if int(value) <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value}")
+
+
+class Conv4(nn.Module):
+    """Four blocks of 3x3 conv (padding 1), batch norm, ReLU and 2x2 max-pool, then a linear layer.
+
+    ``pool=False`` uses the Omniglot reference's stride-2 convolutions instead of pooling, followed by
+    a mean over the remaining spatial positions.  ``bn_steps`` > 1 gives per-step batch norm
+    (``StepBatchNorm2d``; use ``inner_steps + 1``).  Usage: ``Conv4(1, 5, hidden=64, image_size=28)``.
+    """
+
+    def __init__(self, in_channels: int = 1, out_features: int = 5, *, hidden: int = 64, image_size: int = 28,
+                 blocks: int = 4, pool: bool = True, bn_steps: int = 1, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_features", out_features), ("hidden", hidden),
+                            ("image_size", image_size), ("blocks", blocks), ("bn_steps", bn_steps)):
+            _check_positive(name, value)
+        self.pool = pool
+        layers: list[nn.Module] = []
+        size, channels = image_size, in_channels
+        for _ in range(blocks):
+            layers.append(nn.Conv2d(channels, hidden, 3, stride=1 if pool else 2, padding=1))
+            layers.append(StepBatchNorm2d(hidden, bn_steps, momentum=bn_momentum))
+            layers.append(nn.ReLU())
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+                size = size // 2
+            else:
+                size = (size + 1) // 2
+            channels = hidden
+            if size <= 0:
+                raise ConfigError(f"image_size={image_size} is too small for {blocks} blocks: use fewer blocks or larger images")
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = hidden * size * size if pool else hidden
+        self.classifier = nn.Linear(self.feature_dim, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        h = h.flatten(1) if self.pool else h.mean((2, 3))
+        return self.classifier(h)
+
+
+class FullyConnected(nn.Module):
+    """The MAML paper's fully connected classifier: Linear + batch norm + ReLU blocks (256-128-64-64).
+
+    Inputs of any shape ``[N, ...]`` are flattened.  Usage: ``FullyConnected(784, 5)``.
+    """
+
+    def __init__(self, in_features: int = 784, out_features: int = 5, *, hidden: Sequence[int] = (256, 128, 64, 64),
+                 bn_steps: int = 1, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        _check_positive("in_features", in_features)
+        _check_positive("out_features", out_features)
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            _check_positive("hidden width", h)
+            layers += [nn.Linear(width, h), StepBatchNorm1d(h, bn_steps, momentum=bn_momentum), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class MLP(nn.Module):
+    """A plain ReLU MLP (sinusoid regression: ``MLP(1, 1)`` = 1-40-40-1). Usage: ``MLP(1, 1, hidden=(40, 40))``."""
+
+    def __init__(self, in_features: int = 1, out_features: int = 1, *, hidden: Sequence[int] = (40, 40)) -> None:
+        super().__init__()
+        _check_positive("in_features", in_features)
+        _check_positive("out_features", out_features)
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            _check_positive("hidden width", h)
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

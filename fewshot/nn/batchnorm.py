@@ -1,0 +1,153 @@
+"""Batch norm for meta-learning: one layer with optional per-step statistics and affine (MAML++ BNRS/BNWB).
+
+Usage::
+
+    bn = StepBatchNorm2d(64, steps=6)          # 6 slots of running stats and of gamma/beta
+    with inner_step(2):                         # slot 2 is used (clamped to steps - 1)
+        y = bn(x)
+
+Semantics (see docs/batchnorm.md): the slot index is read from the ``inner_step`` context variable
+(default 0); it is clamped to ``steps - 1``.  In training mode the layer normalises with the batch
+statistics and updates slot ``t`` of the running statistics in place (momentum ``m``, unbiased
+variance, as ``torch.nn.BatchNorm2d``); in eval mode it normalises with slot ``t`` of the stored
+running statistics and writes nothing.  With ``steps=1`` it is an ordinary batch norm.
+
+The layer is written with elementary tensor ops (not ``F.batch_norm``) because PyTorch's batch rule for
+``native_batch_norm`` gives wrong second-order gradients of the preceding layers under
+``torch.func.vmap`` (measured; see tests/fewshot/nn/test_batchnorm.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+_INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
+
+
+@contextlib.contextmanager
+def inner_step(step: int) -> Iterator[None]:
+    """Select the per-step batch-norm slot used by every ``StepBatchNorm`` inside the block.
+
+    Usage: ``with inner_step(t): out = model(x)``
+    """
+    if step < 0:
+        raise ConfigError(f"inner_step must be >= 0, got {step}")
+    token = _INNER_STEP.set(int(step))
+    try:
+        yield
+    finally:
+        _INNER_STEP.reset(token)
+
+
+def current_inner_step() -> int:
+    """The slot index set by the innermost ``inner_step`` block (0 outside any block)."""
+    return _INNER_STEP.get()
+
+
+class StepBatchNorm(nn.Module):
+    """Batch norm over dim 1 with ``steps`` slots of running statistics and of gamma/beta.
+
+    Usage: ``StepBatchNorm(64, steps=1)`` behaves as ``nn.BatchNorm2d(64)`` / ``nn.BatchNorm1d(64)``.
+    Parameters ``weight``/``bias`` are ``[steps, C]``; buffers ``running_mean``/``running_var`` are
+    ``[steps, C]``.
+    """
+
+    expected_dims: tuple[int, ...] = (2, 3, 4, 5)
+
+    def __init__(self, num_features: int, steps: int = 1, *, momentum: float = 0.1, eps: float = 1e-5,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__()
+        if num_features <= 0:
+            raise ConfigError(f"StepBatchNorm num_features must be > 0, got {num_features}")
+        if steps <= 0:
+            raise ConfigError(f"StepBatchNorm steps must be >= 1, got {steps}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ConfigError(f"StepBatchNorm momentum must be in [0, 1], got {momentum}")
+        self.num_features, self.steps, self.momentum, self.eps = num_features, steps, momentum, eps
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(steps, num_features))
+            self.bias = nn.Parameter(torch.zeros(steps, num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(steps, num_features))
+            self.register_buffer("running_var", torch.ones(steps, num_features))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, steps={self.steps}, momentum={self.momentum}, eps={self.eps}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in self.expected_dims:
+            raise ConfigError(f"{type(self).__name__} expects inputs with {self.expected_dims} dims, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: fix the layer width")
+        t = min(current_inner_step(), self.steps - 1)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            mean = x.mean(dims)
+            var = x.var(dims, unbiased=False)
+            if self.training and self.track_running_stats:
+                n = x.numel() // x.shape[1]
+                with torch.no_grad():
+                    rm, rv = self.running_mean[t], self.running_var[t]
+                    rm.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
+                    rv.mul_(1.0 - self.momentum).add_(self.momentum * var.detach() * (n / max(n - 1, 1)))
+        else:
+            mean, var = self.running_mean[t], self.running_var[t]
+        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight[t].view(shape) + self.bias[t].view(shape)
+        return out
+
+
+class StepBatchNorm2d(StepBatchNorm):
+    """``StepBatchNorm`` for ``[N, C, H, W]`` inputs. Usage: ``StepBatchNorm2d(64, steps=6)``."""
+
+    expected_dims = (4,)
+
+
+class StepBatchNorm1d(StepBatchNorm):
+    """``StepBatchNorm`` for ``[N, C]`` or ``[N, C, L]`` inputs. Usage: ``StepBatchNorm1d(256)``."""
+
+    expected_dims = (2, 3)
+
+
+def is_norm_layer(module: nn.Module) -> bool:
+    """True for normalisation layers (torch batch/instance/group/layer norm and ``StepBatchNorm``)."""
+    return isinstance(module, (StepBatchNorm, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+
+
+def has_running_stats(module: nn.Module) -> bool:
+    """True for normalisation layers whose behaviour depends on train/eval (running statistics)."""
+    return isinstance(module, (StepBatchNorm, nn.modules.batchnorm._NormBase))
+
+
+@contextlib.contextmanager
+def norm_training(model: nn.Module, training: bool) -> Iterator[None]:
+    """Temporarily set the ``training`` flag of every running-statistics norm layer in ``model``.
+
+    Usage: ``with norm_training(model, True): ...`` (batch statistics even in eval mode).
+    """
+    layers = [m for m in model.modules() if has_running_stats(m)]
+    saved = [m.training for m in layers]
+    for m in layers:
+        m.training = training
+    try:
+        yield
+    finally:
+        for m, flag in zip(layers, saved):
+            m.training = flag

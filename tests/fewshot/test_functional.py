@@ -1,0 +1,139 @@
+"""The functional inner loop against the `higher` oracle, finite differences and a closed-form quadratic."""
+import higher
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot.functional import (adaptable_names, call, first_nonfinite_step, inner_loop, msl_weights,
+                                norm_param_names, sgd_step, split_state)
+from fewshot.nn import StepBatchNorm1d
+
+
+def _net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)  # test-only: module init; library code never uses the global RNG
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+
+
+def _data(seed: int, n: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    sx = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    qx = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return sx, torch.randn(n, 2, generator=g, dtype=torch.float64), qx, torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def _ours(model, steps, lr, first_order, data):
+    sx, sy, qx, qy = data
+    params, buffers = split_state(model)
+    res = inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps,
+                     lrs={n: lr for n in params}, first_order=first_order)
+    loss = F.mse_loss(call(model, res.params[-1], res.buffers, qx), qy)
+    return torch.autograd.grad(loss, list(params.values()))
+
+
+def _higher(model, steps, lr, first_order, data):
+    sx, sy, qx, qy = data
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    fmodel = higher.monkeypatch(model, copy_initial_weights=False, track_higher_grads=True)
+    diffopt = higher.optim.get_diff_optim(opt, model.parameters(), fmodel=fmodel, track_higher_grads=True)
+    detach = (lambda grads: [g.detach() for g in grads]) if first_order else None  # FOMAML in higher
+    for _ in range(steps):
+        diffopt.step(F.mse_loss(fmodel(sx), sy), grad_callback=detach)
+    loss = F.mse_loss(fmodel(qx), qy)
+    return torch.autograd.grad(loss, list(model.parameters()))
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_meta_gradients_match_higher(steps, first_order):
+    model, data = _net(0), _data(1)
+    ours = _ours(model, steps, 0.3, first_order, data)
+    ref = _higher(model, steps, 0.3, first_order, data)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)
+    # first and second order really differ (the test above could not pass by accident)
+    if not first_order:
+        other = _ours(model, steps, 0.3, True, data)
+        assert max((a - b).abs().max().item() for a, b in zip(ours, other)) > 1e-4
+
+
+def test_second_order_matches_finite_differences():
+    model, (sx, sy, qx, qy) = _net(2), _data(3, n=5)
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def meta_loss(*flat):
+        params = dict(zip(names, flat))
+        res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, lrs={n: 0.2 for n in names})
+        return F.mse_loss(call(model, res.params[-1], {}, qx), qy)
+
+    inputs = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
+    assert [i.shape for i in inputs] == shapes
+    assert torch.autograd.gradcheck(meta_loss, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_first_order_drops_hessian_term_on_quadratic():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    a = m @ m.T + torch.eye(4, dtype=torch.float64)
+    b, c = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    theta0 = torch.randn(4, generator=g, dtype=torch.float64)
+    alpha = 0.05
+
+    class Quad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.theta = nn.Parameter(theta0.clone())
+
+        def forward(self, target):  # returns the loss itself; loss_fn picks it
+            return 0.5 * self.theta @ a @ self.theta - target @ self.theta
+
+    model = Quad()
+    identity = lambda out, _y: out  # noqa: E731
+    params, _ = split_state(model)
+    for first_order in (False, True):
+        res = inner_loop(model, params, {}, b, b, loss_fn=identity, steps=1, lrs={"theta": alpha}, first_order=first_order)
+        lq = call(model, res.params[-1], {}, c)
+        (grad,) = torch.autograd.grad(lq, [params["theta"]])
+        theta1 = theta0 - alpha * (a @ theta0 - b)
+        grad_q = a @ theta1 - c
+        expected = grad_q if first_order else (torch.eye(4, dtype=torch.float64) - alpha * a) @ grad_q
+        assert torch.allclose(grad, expected, atol=1e-12)
+
+
+def test_msl_weights_follow_annealing():
+    n, big_e = 5, 10
+    for e in range(0, 15):
+        w = msl_weights(n, e, big_e)
+        assert abs(sum(w) - 1.0) < 1e-12
+        assert w[:-1] == [max(1 / n - e / (n * big_e), 0.03 / n)] * (n - 1)
+    assert msl_weights(n, 0, big_e) == [0.2] * 5
+    last = [msl_weights(n, e, big_e)[-1] for e in range(15)]
+    assert all(x <= y for x, y in zip(last, last[1:]))
+    assert last[-1] == pytest.approx(1 - (n - 1) * 0.03 / n)
+    assert msl_weights(1, 3, 10) == [1.0]
+
+
+def test_inner_loop_never_writes_callers_buffers_and_skips_norm_params():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), StepBatchNorm1d(4), nn.Linear(4, 2))
+    params, buffers = split_state(model)
+    before = {k: v.clone() for k, v in buffers.items()}
+    names = adaptable_names(model)
+    assert norm_param_names(model) == {"1.weight", "1.bias"}
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    x, y = torch.randn(6, 3), torch.randn(6, 2)
+    res = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, lrs={n: 0.1 for n in names})
+    for k in buffers:
+        assert torch.equal(buffers[k], before[k])
+    assert not torch.equal(res.buffers["1.running_mean"], before["1.running_mean"])
+    assert res.params[-1]["1.weight"] is params["1.weight"]
+    assert not torch.equal(res.params[-1]["0.weight"], params["0.weight"])
+
+
+def test_sgd_step_and_nonfinite_detection():
+    p = {"w": torch.tensor([1.0, 2.0])}
+    new = sgd_step(p, {"w": torch.tensor([1.0, 1.0])}, {"w": torch.tensor([0.5, 0.1])}, step=1)
+    assert torch.equal(new["w"], torch.tensor([0.9, 1.9]))
+    assert first_nonfinite_step(torch.tensor([[1.0, 2.0], [1.0, float("nan")]])) == 1
+    assert first_nonfinite_step(torch.tensor([1.0, 2.0])) is None
