@@ -219,3 +219,31 @@ def test_bad_batch_size_and_empty_split():
     empty = ClassSplit(torch.zeros(0, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), [], "val")
     with pytest.raises(DataError, match="'val' is empty"):
         EpisodeSampler(empty, 1, 1, 1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def omniglot_train(omniglot_root):
+    from episodes import load_split
+
+    return load_split("omniglot", "train", root=omniglot_root)
+
+
+@pytest.mark.parametrize("ways,shots", [(5, 1), (5, 5), (20, 1), (20, 5)])
+def test_real_omniglot_vinyals_train(omniglot_train, ways, shots):
+    split = omniglot_train
+    assert split.num_classes == 4112 and split.data.dtype == torch.uint8
+    queries = 15 if ways == 5 else 5
+    batch = EpisodeSampler(split, ways, shots, queries, seed=0).sample(32)
+    assert batch.support_x.shape == (32, ways * shots, 1, 28, 28)
+    assert batch.query_x.shape == (32, ways * queries, 1, 28, 28)
+    assert batch.support_x.dtype == torch.float32 and 0.0 <= float(batch.support_x.min()) and float(batch.query_x.max()) <= 1.0
+    # the same draws as indices: the batch is exactly split.data[rows] / 255, and the rows obey the invariants
+    classes, rows = EpisodeSampler(split, ways, shots, queries, seed=0).sample_indices(32)
+    images = split.data[rows].float() / 255  # [B, N, K+Q, 1, 28, 28]
+    assert torch.equal(batch.support_x, images[:, :, :shots].reshape(32, ways * shots, 1, 28, 28))
+    assert torch.equal(batch.query_x, images[:, :, shots:].reshape(32, ways * queries, 1, 28, 28))
+    off = split.class_offsets
+    assert torch.equal(class_of(rows.flatten(1), off), classes.repeat_interleave(shots + queries, dim=1))
+    for t in range(32):
+        assert classes[t].unique().numel() == ways
+        assert rows[t].unique().numel() == rows[t].numel()
