@@ -9,7 +9,7 @@ import sys
 import time
 
 from episodes.paths import store_path
-from episodes.registry import DATASETS, prepare
+from episodes.registry import DATASETS, dataset_info, prepare
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="download/verify a dataset and build its HDF5 store",
         description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, else ~/.cache/fewshot).",
     )
-    p.add_argument("dataset", choices=sorted(DATASETS), help="dataset to prepare")
+    p.add_argument("dataset", metavar="DATASET", help=f"dataset to prepare: {', '.join(DATASETS)}")
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
                    help="local folder (content verified) or base URL (md5 verified); default: the official download")
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the store (a no-op if it exists, unless ``--force``) and print where it is and how long it took."""
+    dataset_info(args.dataset)  # unknown name -> one-line DataError listing the valid ones
     path = store_path(args.dataset, args.root, args.size)
     if path.exists() and not args.force:
         print(f"{args.dataset}: store already exists at {path} (use --force to rebuild)")
