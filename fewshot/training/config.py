@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FewshotError
 from .atomic import atomic_write_text
 from .typed import check_value, field_types, from_dict, to_dict, type_name, unknown_key_error
 
@@ -102,37 +102,56 @@ class OptimConfig:
                 raise ConfigError(f"optim.{name} must be > 0 or null, got {v}")
 
 
-def learner_config_type(name: str) -> type:
-    """The config dataclass of learner ``name`` (from the ``fewshot.learners`` registry)."""
+def _learner_registry() -> dict:
     from .. import learners
 
-    try:
-        return learners.config_type(name)
-    except AttributeError:  # pragma: no cover - registry without config_type
-        pass
-    from ..learners.maml import MAMLConfig
+    return learners.LEARNERS
 
-    if name not in ("maml", "fomaml", "mamlpp"):
-        raise ConfigError(f"unknown learner '{name}': use one of maml, fomaml, mamlpp")
-    return MAMLConfig
+
+def learner_config_type(name: str) -> type:
+    """The config dataclass of learner ``name`` (from the ``fewshot.learners`` registry)."""
+    registry = _learner_registry()
+    if name not in registry:
+        raise unknown_key_error_value("learner.name", name, sorted(registry))
+    _, preset = registry[name]
+    return type(preset())
+
+
+def unknown_key_error_value(key: str, value: str, valid: list[str]) -> ConfigError:
+    """ConfigError for an unknown value of a name-like setting, with a close-match suggestion."""
+    import difflib
+
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(valid)}"
+    return ConfigError(f"unknown {key} '{value}': {hint}")
 
 
 @dataclass
 class LearnerSection:
     """Learner name plus that learner's own typed config (flat in files: ``learner: {name: maml, inner_lr: 2.0}``).
 
-    Usage: ``LearnerSection("maml", MAMLConfig(inner_steps=1))``
+    A dict of options is applied on top of the learner's own preset (``fewshot.learners.learner_config``:
+    e.g. ``mamlpp`` turns on MSL, LSLR, per-step BN and DA), each value type-checked.
+    Usage: ``LearnerSection("maml", {"inner_steps": 1, "inner_lr": 2.0})``
     """
 
     name: str = "maml"
     config: Any = None
 
     def __post_init__(self) -> None:
+        from ..learners import learner_config
+
         cls = learner_config_type(self.name)
         if self.config is None:
-            self.config = cls()
+            self.config = learner_config(self.name)
         elif isinstance(self.config, dict):
-            self.config = from_dict(cls, self.config, prefix="learner")
+            types_ = field_types(cls)
+            checked = {}
+            for key, value in self.config.items():
+                if key not in types_:
+                    raise unknown_key_error(f"learner.{key}", [f"learner.{k}" for k in types_] + ["learner.name"])
+                checked[key] = check_value(value, types_[key], f"learner.{key}")
+            self.config = learner_config(self.name, checked)
         elif not isinstance(self.config, cls):
             raise ConfigError(f"learner '{self.name}' needs a {cls.__name__}, got {type(self.config).__name__}")
 
@@ -292,10 +311,8 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
             raise unknown_key_error(key, known)
         parts = key.split(".")
         if parts[0] == "learner":
-            if parts[1] == "name":
-                name = raw
-                old = to_dict(cfg.learner.config)
-                cfg.learner = LearnerSection(name, old)
+            if parts[1] == "name":  # a new learner starts from its own preset: set its options after
+                cfg.learner = LearnerSection(raw)
                 continue
             target, attr = cfg.learner.config, parts[1]
             tp = field_types(type(target))[attr]
@@ -311,8 +328,10 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     for section in (cfg.data, cfg.model, cfg.optim):
         section.__post_init__()
     try:
-        cfg.learner.config.__post_init__() if hasattr(cfg.learner.config, "__post_init__") else None
-    except ConfigError:
+        cfg.learner = LearnerSection(cfg.learner.name, dataclasses.replace(cfg.learner.config))
+        if hasattr(cfg.learner.config, "__post_init__"):
+            cfg.learner.config.__post_init__()
+    except FewshotError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid learner setting: {exc}") from exc

@@ -1,0 +1,77 @@
+"""``fewshot eval RUN_DIR|CHECKPOINT|PRETRAINED_NAME``: mean and 95% CI over a fixed test episode set.
+
+Usage::
+
+    fewshot eval runs/sine --episodes 600
+    fewshot eval runs/omni/best.pt --split val --steps 5 --json
+    fewshot eval omniglot-5w1s-maml --json           # a pretrained model
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a run, checkpoint or pretrained model",
+                              description="Accuracy (or MSE for regression) over a fixed seeded episode set, "
+                                          "mean and 95%% CI (1.96 * sample std / sqrt(episodes)).")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|PRETRAINED_NAME")
+    p.add_argument("--episodes", type=int, default=None, help="number of episodes (default: the config's, 600)")
+    p.add_argument("--split", default=None, help="data split (default: the config's test split)")
+    p.add_argument("--steps", type=int, default=None, help="inner steps at test (default: the learner's eval steps)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the fixed episode set (default 2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def resolve_target(target: str, device: torch.device):
+    """(learner, TrainConfig, description) for a run dir, a checkpoint file or a pretrained name."""
+    from .. import pretrained
+    from ..training.build import build_learner_from_config, identity
+    from ..training.checkpoint import load_checkpoint, load_learner_state
+    from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
+
+    path = Path(target)
+    if path.is_dir():
+        cfg = load_run_config(path)
+        ckpt_path = path / BEST if (path / BEST).exists() else path / LAST
+        ckpt = load_checkpoint(ckpt_path, expect=identity(cfg))
+    elif path.is_file() or target.endswith(".pt"):
+        ckpt_path = path
+        ckpt = load_checkpoint(path)
+        cfg = config_of_checkpoint(ckpt)
+    else:
+        learner, cfg, _ = pretrained.load_with_config(target, device)
+        return learner, cfg, f"pretrained {target}"
+    learner = build_learner_from_config(cfg, "cpu")
+    load_learner_state(learner, ckpt["learner"])
+    return learner.to(device), cfg, f"{ckpt_path} (iteration {ckpt['iteration']})"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..training.build import TEST_SEED, resolve_device
+    from ..training.evaluate import evaluate_config
+
+    if args.episodes is not None and args.episodes <= 0:
+        raise ConfigError(f"--episodes must be > 0, got {args.episodes}")
+    if args.steps is not None and args.steps <= 0:
+        raise ConfigError(f"--steps must be > 0, got {args.steps}")
+    device = resolve_device(args.device)
+    learner, cfg, what = resolve_target(args.target, device)
+    report = evaluate_config(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
+                             seed=TEST_SEED if args.seed is None else args.seed, device=device)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        scale, unit = (100.0, "%") if report["metric"] == "accuracy" else (1.0, "")
+        setting = (f"{report['ways']}-way {report['shots']}-shot, {report['queries']} queries"
+                   if report["ways"] else f"{report['shots']}-shot, {report['queries']} query points")
+        print(f"{what}: {report['dataset']} {report['split']} {setting}, {report['episodes']} episodes: "
+              f"{report['metric']} {scale * report['mean']:.2f}{unit} ± {scale * report['ci95']:.2f}{unit} (95% CI)")
+    return 0

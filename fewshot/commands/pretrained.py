@@ -1,0 +1,58 @@
+"""``fewshot pretrained list|show NAME|verify NAME|publish RUN_DIR NAME|table``.
+
+Usage::
+
+    fewshot pretrained list
+    fewshot pretrained show omniglot-5w1s-maml
+    fewshot pretrained publish runs/sine sinusoid-maml --episodes 600
+    fewshot pretrained table          # markdown results table from the manifests
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("pretrained", help="list, show, verify or publish pretrained models")
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    sub.add_parser("list", help="names of the available models")
+    s = sub.add_parser("show", help="print a model's manifest")
+    s.add_argument("name")
+    v = sub.add_parser("verify", help="check a model's weights against its sha256")
+    v.add_argument("name")
+    pub = sub.add_parser("publish", help="evaluate a run's best weights and store them as a pretrained model")
+    pub.add_argument("run_dir")
+    pub.add_argument("name")
+    pub.add_argument("--dest", default=None, help="collection directory (default: fewshot's pretrained/)")
+    pub.add_argument("--episodes", type=int, default=600)
+    pub.add_argument("--notes", default="")
+    sub.add_parser("table", help="markdown results table (ours vs the papers')")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pretrained
+
+    if args.action == "list":
+        for name in pretrained.list():
+            m = pretrained.show(name)
+            scale = 100.0 if m.get("metric") == "accuracy" else 1.0
+            print(f"{name}\t{m.get('learner')}\t{m.get('metric')} {scale * m['mean']:.2f} ± {scale * m['ci95']:.2f}"
+                  f"\t({m.get('episodes')} {m.get('split')} episodes)")
+    elif args.action == "show":
+        print(json.dumps(pretrained.show(args.name), indent=2))
+    elif args.action == "verify":
+        m = pretrained.verify(args.name)
+        print(f"{args.name}: sha256 {m['sha256']} OK")
+    elif args.action == "publish":
+        from ..training.publish import publish
+
+        m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes)
+        print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
+    elif args.action == "table":
+        from ..training.publish import results_table
+
+        print(results_table())
+    return 0

@@ -1,0 +1,222 @@
+"""The meta-training loop: Adam (+ cosine annealing), clipping, validation, best/last checkpoints, resume.
+
+A run directory holds ``config.yaml``, ``last.pt`` (full training state, every ``checkpoint_every``
+iterations and at the end), ``best.pt`` (same format, at the best validation score),
+``metrics.jsonl`` and, when TensorBoard is installed, ``tensorboard/``.
+
+Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends bit-identical (on
+CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
+because the checkpoint holds the learner, optimizer, scheduler, task-source generator and global RNG
+states, and validation draws from its own fixed episode set.
+
+Usage::
+
+    result = train(load_config("sinusoid-maml"), "runs/sine", quiet=True)
+    result.best_metric, result.run_dir
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import AdaptationError, ConfigError, FewshotError
+from ..evaluation import evaluate_learner
+from .build import (build_fixed_set, build_learner_from_config, build_optimizer, build_train_source,
+                    configure_backends, identity, resolve_device)
+from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from .config import TrainConfig, config_from_dict, read_config_file, save_config
+from .logging import MetricsLogger
+
+CONFIG_FILE = "config.yaml"
+LAST = "last.pt"
+BEST = "best.pt"
+# keys that may differ between a run's saved config and the config it is resumed with
+_RESUMABLE_CHANGES = {"iterations", "device"}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    iterations: int
+    metric: str
+    best_metric: float | None
+    best_iteration: int | None
+    last_loss: float | None
+    resumed_from: int
+
+
+def check_writable(out: Path) -> None:
+    """Create ``out`` if needed and make sure files can be written there (ConfigError otherwise)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"output directory {out} is not writable ({exc.strerror}): choose another --out") from exc
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        full = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs += _config_diff(va, vb, full + ".")
+        elif va != vb and full not in _RESUMABLE_CHANGES:
+            diffs.append(f"{full}: {va!r} vs {vb!r}")
+    return diffs
+
+
+def _scalar(value: Any) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _better(metric: str, new: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return new < best if metric == "mse" else new > best
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quiet: bool = False,
+          tensorboard: bool = True) -> TrainResult:
+    """Meta-train ``cfg`` into run directory ``out``.
+
+    ``resume=None`` (default) resumes automatically when ``out/last.pt`` exists; ``True`` requires it;
+    ``False`` starts afresh (an existing ``last.pt`` is then an error, so nothing is overwritten by
+    accident). Raises FewshotError/DataError (one-line messages) for every expected failure.
+    """
+    out = Path(out)
+    last_path, best_path = out / LAST, out / BEST
+    has_ckpt = last_path.exists()
+    if resume is True and not has_ckpt:
+        raise ConfigError(f"--resume given but {last_path} does not exist: drop --resume to start a new run")
+    if resume is False and has_ckpt:
+        raise ConfigError(f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
+    resuming = has_ckpt and resume is not False
+
+    # --- build and check everything before writing anything ---------------------------------------
+    ckpt = None
+    if resuming:
+        ckpt = load_checkpoint(last_path, expect=identity(cfg))
+        saved = ckpt["config"]
+        if (out / CONFIG_FILE).exists():
+            saved = read_config_file(out / CONFIG_FILE).to_dict()
+        diffs = _config_diff(saved, cfg.to_dict())
+        if diffs:
+            raise ConfigError(f"{out} holds a run with another config ({'; '.join(diffs[:3])}): "
+                              "resume with the same settings or choose another --out")
+        if int(ckpt["iteration"]) > cfg.iterations:
+            raise ConfigError(f"checkpoint is at iteration {ckpt['iteration']} > iterations={cfg.iterations}: "
+                              "raise --iterations to continue")
+    device = resolve_device(cfg.device)
+    configure_backends(cfg)
+    learner = build_learner_from_config(cfg, device)
+    source = build_train_source(cfg, device)
+    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
+    optimizer, scheduler = build_optimizer(learner, cfg)
+    check_writable(out)
+
+    start, best, best_it = 0, None, None
+    metric = "mse" if cfg.data.is_regression else "accuracy"
+    if ckpt is not None:
+        start = restore_training_state(ckpt, learner=learner, optimizer=optimizer, scheduler=scheduler,
+                                       sources={"train": source})
+        best = ckpt["extra"].get("best_metric")
+        best_it = ckpt["extra"].get("best_iteration")
+    save_config(cfg, out / CONFIG_FILE)
+    logger = MetricsLogger(out, tensorboard=tensorboard, resume_from=start if resuming else None)
+
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    if cfg.bf16 and not use_bf16 and not quiet:
+        print("note: bf16 autocast is CUDA-only; training in float32 on", device)
+    ident = identity(cfg)
+    plain_cfg = cfg.to_dict()
+
+    def checkpoint(path: Path, iteration: int) -> None:
+        save_checkpoint(path, learner=learner, optimizer=optimizer, scheduler=scheduler,
+                        sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
+                        extra={"best_metric": best, "best_iteration": best_it, "metric": metric})
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.iterations, initial=start, disable=quiet, dynamic_ncols=True, unit="it",
+               desc=cfg.preset or "train")
+    last_loss: float | None = None
+    learner.train()
+    try:
+        for it in range(start, cfg.iterations):
+            iteration = it + 1
+            batch = source.sample(cfg.meta_batch)
+            if batch.support_x.device != device:
+                batch = batch.to(device, non_blocking=True)
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+            try:
+                with autocast:
+                    result = learner.meta_loss(batch, epoch=it // cfg.iterations_per_epoch)
+            except AdaptationError as exc:
+                raise AdaptationError(f"iteration {iteration}: {exc} (last good checkpoint {last_path} "
+                                      "is untouched)") from exc
+            loss = result.loss
+            loss_value = _scalar(loss)
+            if not math.isfinite(loss_value):
+                raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; the last "
+                                   f"good checkpoint {last_path} is untouched; lower optim.lr or learner.inner_lr, "
+                                   "or set optim.clip_norm")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.clip_value is not None:
+                torch.nn.utils.clip_grad_value_(learner.parameters(), cfg.optim.clip_value)
+            if cfg.optim.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), cfg.optim.clip_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            last_loss = loss_value
+            metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
+            if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
+                logger.write("train", iteration, **{**metrics, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+            bar.update(1)
+            post = {"loss": f"{loss_value:.4f}"}
+            if metric in metrics:
+                post[metric[:3]] = f"{metrics[metric]:.3f}"
+            bar.set_postfix(post, refresh=False)
+            if val_set is not None and (iteration % cfg.val_every == 0 or iteration == cfg.iterations):
+                _, summary = evaluate_learner(learner, val_set.batches(cfg.eval_batch), metric=metric)
+                learner.train()
+                logger.write("val", iteration, **{metric: summary.mean, "ci95": summary.ci95,
+                                                  "episodes": summary.n})
+                if _better(metric, summary.mean, best):
+                    best, best_it = summary.mean, iteration
+                    checkpoint(best_path, iteration)
+            if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations:
+                checkpoint(last_path, iteration)
+                if val_set is None:  # no validation: "best" is the latest
+                    checkpoint(best_path, iteration)
+    finally:
+        bar.close()
+        logger.close()
+    return TrainResult(out, cfg.iterations, metric, best, best_it, last_loss, start)
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config of a run directory (``config.yaml``), or ConfigError if it is not a run."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass a `fewshot train --out` folder")
+    return read_config_file(path)
+
+
+def config_of_checkpoint(ckpt: dict) -> TrainConfig:
+    """The TrainConfig stored inside a checkpoint."""
+    return config_from_dict(ckpt["config"], where="checkpoint config")

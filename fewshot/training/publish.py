@@ -1,0 +1,121 @@
+"""Publish a run's best weights as a pretrained model, and render the results table from manifests.
+
+Usage::
+
+    manifest = publish("runs/sine", "sinusoid-maml")          # -> pretrained/sinusoid-maml/
+    print(results_table())                                      # markdown, one row per model
+"""
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .. import pretrained as registry
+from ..errors import CheckpointError
+from .atomic import atomic_write_bytes, atomic_write_text
+from .build import backbone_identity, build_learner_from_config, identity
+from .checkpoint import load_checkpoint, load_learner_state
+from .evaluate import evaluate_config
+from .loop import BEST, LAST, load_run_config
+from .paper import PAPER_RESULTS
+from .presets import PRESETS, get_preset
+
+
+def hardware() -> str:
+    """A one-line description of this machine (CPU model, cores, torch version, GPU if any)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu} ({torch.get_num_threads()} threads){gpu}, torch {torch.__version__.split('+')[0]}"
+
+
+def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, episodes: int = 600,
+            split: str | None = None, notes: str = "", device: str = "cpu") -> dict:
+    """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, evaluate them on the fixed
+    test set exactly as ``fewshot eval`` does, and write ``manifest.json`` (sha256, results, provenance)."""
+    from safetensors.torch import save as st_save
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
+    ckpt = load_checkpoint(path, expect=identity(cfg))
+    learner = build_learner_from_config(cfg, "cpu")
+    load_learner_state(learner, ckpt["learner"])
+    report = evaluate_config(learner.to(device), cfg, episodes=episodes, split=split, device=device)
+    dest = Path(dest) if dest is not None else registry.package_dir()
+    model_dir = dest / name
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
+    blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
+    atomic_write_bytes(model_dir / registry.WEIGHTS, blob)
+    preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
+    trained = int(ckpt["iteration"])
+    auto_note = ""
+    if preset_iterations is not None and trained < preset_iterations:
+        auto_note = (f"Trained for {trained} iterations on CPU instead of the preset's {preset_iterations} "
+                     f"(reduced with --iterations/--set); expect lower numbers than the paper.")
+    manifest = {
+        "name": name,
+        "learner": cfg.learner.name,
+        "backbone": backbone_identity(cfg),
+        "preset": cfg.preset,
+        "dataset": cfg.data.dataset,
+        "train_split": cfg.data.train_split,
+        "split": report["split"],
+        "ways": report["ways"],
+        "shots": report["shots"],
+        "queries": report["queries"],
+        "metric": report["metric"],
+        "mean": report["mean"],
+        "ci95": report["ci95"],
+        "episodes": report["episodes"],
+        "eval_seed": report["seed"],
+        "eval_steps": report["steps"],
+        "checkpoint_iteration": trained,
+        "train_iterations": cfg.iterations,
+        "preset_iterations": preset_iterations,
+        "seed": cfg.seed,
+        "hardware": hardware(),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "paper": PAPER_RESULTS.get(cfg.preset),
+        "notes": " ".join(x for x in (auto_note, notes) if x),
+        "weights": registry.WEIGHTS,
+        "sha256": registry.sha256_file(model_dir / registry.WEIGHTS),
+        "config": cfg.to_dict(),
+    }
+    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _fmt(manifest: dict) -> str:
+    if manifest.get("metric") == "accuracy":
+        return f"{100 * manifest['mean']:.2f} ± {100 * manifest['ci95']:.2f}"
+    return f"MSE {manifest['mean']:.3f} ± {manifest['ci95']:.3f}"
+
+
+def results_table(names: list[str] | None = None) -> str:
+    """Markdown table of pretrained models: ours (mean ± 95% CI) next to the paper's number."""
+    names = names if names is not None else registry.list()
+    lines = [
+        "| model | learner | ours (test, mean ± 95% CI) | episodes | iterations (ours / paper) | hardware | paper |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        try:
+            m = registry.show(name)
+        except CheckpointError:
+            continue
+        steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
+        its = f"{m.get('checkpoint_iteration')} / {m.get('preset_iterations') or '–'}"
+        lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "
+                     f"| {its} | {m.get('hardware')} | {m.get('paper') or '–'} |")
+    return "\n".join(lines)
