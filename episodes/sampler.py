@@ -116,15 +116,17 @@ def gather_batch(data: torch.Tensor, rows: torch.Tensor, shots: int) -> TaskBatc
     b, ways, per_class = rows.shape
     queries = per_class - shots
     rows = rows.to(data.device)
-    x = data[rows.reshape(-1)]
-    x = x.to(torch.float32).div_(255.0) if data.dtype == torch.uint8 else x.to(torch.float32)
-    x = x.reshape(b, ways, per_class, *data.shape[1:])
-    support_x = x[:, :, :shots].reshape(b, ways * shots, *data.shape[1:])
-    query_x = x[:, :, shots:].reshape(b, ways * queries, *data.shape[1:])
+
+    def take(r: torch.Tensor) -> torch.Tensor:
+        # index_select straight into contiguous [B*N*k, ...]; uint8 / 255 gives float32 in one pass
+        x = torch.index_select(data, 0, r.reshape(-1))
+        x = torch.div(x, 255.0) if data.dtype == torch.uint8 else x.to(torch.float32)
+        return x.view(b, -1, *data.shape[1:])
+
     labels = torch.arange(ways, device=data.device)
     support_y = labels.repeat_interleave(shots).expand(b, -1).contiguous()
     query_y = labels.repeat_interleave(queries).expand(b, -1).contiguous()
-    return TaskBatch(support_x, support_y, query_x, query_y, ways)
+    return TaskBatch(take(rows[:, :, :shots]), support_y, take(rows[:, :, shots:]), query_y, ways)
 
 
 class EpisodeSampler:
