@@ -1,0 +1,50 @@
+"""``fewshot prepare`` end to end, in-process through ``fewshot.cli.main``."""
+import os
+
+from episodes import load_split
+from fewshot.cli import main
+
+
+def test_prepare_mnist_then_noop_then_force(fewshot_data, tmp_path, capsys):
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    store = tmp_path / "mnist" / "mnist-28.h5"
+    assert f"wrote {store} in " in out.out and out.err == ""
+    assert load_split("mnist", "train", tmp_path).data.shape == (60000, 1, 28, 28)
+    os.utime(store, (0, 0))
+    assert main(argv) == 0  # exists: a no-op
+    assert "already exists" in capsys.readouterr().out and store.stat().st_mtime == 0
+    assert main(argv + ["--force"]) == 0
+    assert "wrote" in capsys.readouterr().out and store.stat().st_mtime > 0
+
+
+def test_prepare_fashion_mnist_with_size(fewshot_data, tmp_path, capsys):
+    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path), "--size", "16", "--quiet"]
+    assert main(argv) == 0
+    assert load_split("fashion-mnist", "test", tmp_path, size=16).data.shape == (10000, 1, 16, 16)
+
+
+def _one_error_line(capsys, text):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and text in err, err
+
+
+def test_bad_input_is_one_line_and_exit_2(fewshot_data, tmp_path, capsys):
+    assert main(["prepare", "omniglott", "--root", str(tmp_path)]) == 2
+    _one_error_line(capsys, "unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist")
+    assert main(["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root", str(tmp_path)]) == 2
+    _one_error_line(capsys, "is not a folder")
+    # The MNIST folder is no Omniglot source.
+    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]) == 2
+    _one_error_line(capsys, "not found")
+    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size", "0"]) == 2
+    _one_error_line(capsys, "image size must be an integer")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_prepare_omniglot(fewshot_data, tmp_path, capsys):
+    argv = ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    assert f"wrote {tmp_path / 'omniglot' / 'omniglot-28.h5'}" in capsys.readouterr().out
+    assert load_split("omniglot", "trainval", tmp_path).num_classes == 4800
