@@ -33,6 +33,7 @@ from .build import (build_fixed_set, build_learner_from_config, build_optimizer,
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .config import TrainConfig, config_from_dict, read_config_file, save_config
 from .logging import MetricsLogger
+from .rng import seed_global_rng
 
 CONFIG_FILE = "config.yaml"
 LAST = "last.pt"
@@ -128,7 +129,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
 
     start, best, best_it = 0, None, None
     metric = "mse" if cfg.data.is_regression else "accuracy"
-    if ckpt is not None:
+    if ckpt is None:
+        seed_global_rng(cfg.seed)
+    else:
         start = restore_training_state(ckpt, learner=learner, optimizer=optimizer, scheduler=scheduler,
                                        sources={"train": source})
         best = ckpt["extra"].get("best_metric")

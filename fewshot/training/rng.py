@@ -18,6 +18,17 @@ import numpy as np
 import torch
 
 
+def seed_global_rng(seed: int) -> None:
+    """Seed Python ``random``, NumPy's legacy global RNG and torch (CPU + CUDA) from ``seed``.
+
+    The library itself never draws from these; a fresh training run seeds them so that user code that
+    does (dropout in a custom model, say) is reproducible too, and resumed runs match exactly.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
 def capture_rng() -> dict[str, Any]:
     """Global RNG states as plain Python types and CPU tensors."""
     np_state = np.random.get_state(legacy=False)
