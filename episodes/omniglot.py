@@ -18,9 +18,8 @@ import re
 import sys
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -335,18 +334,19 @@ def rotated_classes(
 
     Usage: ``data, offsets = rotated_classes(images, offsets, [(0, 0), (0, 90)])``.
     """
-    counts = np.array([offsets[c + 1] - offsets[c] for c, _ in picks], dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    classes = np.fromiter((c for c, _ in picks), dtype=np.int64, count=len(picks))
+    degrees = np.fromiter((d for _, d in picks), dtype=np.int64, count=len(picks))
+    counts = offsets[classes + 1] - offsets[classes]
     out_off = offsets_from_counts(counts)
-    out = torch.empty((int(out_off[-1]),) + tuple(data.shape[1:]), dtype=data.dtype)
-    for deg in sorted({d for _, d in picks}):
-        src_idx, dst_idx = [], []
-        for j, (c, d) in enumerate(picks):
-            if d == deg:
-                src_idx.append(np.arange(offsets[c], offsets[c + 1]))
-                dst_idx.append(np.arange(out_off[j], out_off[j + 1]))
-        src = torch.from_numpy(np.concatenate(src_idx))
-        dst = torch.from_numpy(np.concatenate(dst_idx))
-        out[dst] = rotate(data[src], deg)
+    total = int(out_off[-1])
+    # Per output example: its source row and its rotation.
+    src = np.repeat(offsets[classes] - out_off[:-1], counts) + np.arange(total)
+    deg = np.repeat(degrees, counts)
+    out = torch.empty((total,) + tuple(data.shape[1:]), dtype=data.dtype)
+    for d in np.unique(degrees):
+        dst = np.flatnonzero(deg == d)
+        out[torch.from_numpy(dst)] = rotate(data[torch.from_numpy(src[dst])], int(d))
     return out, torch.from_numpy(out_off)
 
 

@@ -108,7 +108,7 @@ class StoreWriter:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc_value, tb) -> None:
         if exc_type is not None:
             self._abort()
             return

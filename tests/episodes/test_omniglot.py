@@ -3,7 +3,6 @@ import io
 import os
 import shutil
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
