@@ -1,0 +1,115 @@
+"""Typed configs: presets, YAML/JSON round trip, --set overrides with type checking."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from fewshot.errors import ConfigError
+from fewshot.training.config import apply_overrides, load_config, read_config_file, save_config
+from fewshot.training.presets import PRESETS, get_preset, list_presets
+
+
+def test_every_preset_builds_and_names():
+    names = list_presets()
+    for setting in ("5w1s", "5w5s", "20w1s", "20w5s"):
+        for learner in ("maml", "fomaml", "mamlpp"):
+            assert f"omniglot-{setting}-{learner}" in names
+    for setting in ("5w1s", "5w5s"):
+        for learner in ("maml", "fomaml", "mamlpp"):
+            assert f"mini-imagenet-{setting}-{learner}" in names
+    assert "sinusoid-maml" in names
+    for name in names:
+        cfg = get_preset(name)
+        assert cfg.preset == name
+        assert cfg.learner.name == name.rsplit("-", 1)[1]
+
+
+def test_preset_protocols_follow_the_papers():
+    # inner LR in mean-reduced scale = reference alpha * ways (REFERENCES.md note)
+    c = get_preset("omniglot-5w1s-maml")
+    assert (c.meta_batch, c.learner.config.inner_steps, c.learner.config.eval_steps) == (32, 1, 3)
+    assert c.learner.config.inner_lr == pytest.approx(0.4 * 5)
+    c = get_preset("omniglot-20w5s-maml")
+    assert (c.meta_batch, c.learner.config.inner_steps, c.data.ways, c.data.shots) == (16, 5, 20, 5)
+    assert c.learner.config.inner_lr == pytest.approx(0.1 * 20)
+    c = get_preset("mini-imagenet-5w5s-fomaml")
+    assert c.learner.config.first_order and c.meta_batch == 2 and c.data.queries == 15
+    assert c.learner.config.inner_lr == pytest.approx(0.01 * 5) and c.learner.config.eval_steps == 10
+    assert c.optim.clip_value == 10.0 and c.data.size == 84
+    c = get_preset("omniglot-5w1s-mamlpp")
+    lc = c.learner.config
+    assert lc.msl and lc.learn_inner_lr and lc.per_step_bn and lc.inner_steps == 5 and c.optim.cosine
+    c = get_preset("sinusoid-maml")
+    assert (c.data.shots, c.meta_batch, c.learner.config.inner_lr) == (5, 25, 0.01)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_file_round_trip(tmp_path, suffix):
+    cfg = apply_overrides(get_preset("omniglot-20w1s-mamlpp"), ["learner.no_adapt=[model.head]", "seed=7"])
+    path = save_config(cfg, tmp_path / f"c{suffix}")
+    back = load_config(str(path))
+    assert back.to_dict() == cfg.to_dict()
+    assert back.learner.config.no_adapt == ("model.head",)
+    assert [p.name for p in tmp_path.iterdir()] == [f"c{suffix}"]  # no temp file left
+
+
+def test_overrides_apply_and_check_types():
+    base = get_preset("sinusoid-maml")
+    cfg = apply_overrides(base, ["learner.inner_lr=0.5", "iterations=12", "optim.lr=1e-3", "data.eval_queries=null",
+                                 "optim.clip_norm=2", "learner.first_order=true"])
+    assert cfg.learner.config.inner_lr == 0.5 and cfg.iterations == 12 and cfg.optim.clip_norm == 2.0
+    assert cfg.data.eval_queries is None and cfg.learner.config.first_order is True
+    assert isinstance(cfg.optim.clip_norm, float)
+    assert base.iterations == 70000 and base.learner.config.inner_lr == 0.01  # the original is untouched
+
+
+@pytest.mark.parametrize("item, message", [
+    ("learner.inner_lrr=1", "did you mean 'learner.inner_lr'"),
+    ("iteratons=3", "did you mean 'iterations'"),
+    ("optim.lrr=3", "did you mean 'optim.lr'"),
+    ("iterations=abc", "iterations must be int"),
+    ("data.ways=2.5", "data.ways must be int"),
+    ("learner.first_order=maybe", "learner.first_order must be bool"),
+    ("learner.bn_mode=foo", "one of 'transductive'"),
+    ("learner.name=mamlp", "did you mean 'mamlpp'"),
+    ("data.dataset=imagenet", "data.dataset 'imagenet' is unknown"),
+    ("iterations=0", "iterations must be > 0"),
+    ("iterations", "is not key=value"),
+])
+def test_bad_overrides(item, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        apply_overrides(get_preset("sinusoid-maml"), [item])
+    assert "\n" not in str(info.value)
+
+
+def test_learner_switch_starts_from_its_preset():
+    cfg = apply_overrides(get_preset("omniglot-5w1s-maml"), ["learner.name=mamlpp", "learner.inner_steps=2"])
+    assert cfg.learner.name == "mamlpp" and cfg.learner.config.msl and cfg.learner.config.inner_steps == 2
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset or config file 'omniglot-5w1s-mam'.*did you mean"):
+        load_config("omniglot-5w1s-mam")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_config_file(tmp_path / "bad.yaml")
+    (tmp_path / "unk.json").write_text(json.dumps({"data": {"wayz": 5}}))
+    with pytest.raises(ConfigError, match="did you mean 'data.ways'"):
+        read_config_file(tmp_path / "unk.json")
+    # yaml.safe_load: a python object tag is refused, never constructed
+    (tmp_path / "evil.yaml").write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_config_file(tmp_path / "evil.yaml")
+
+
+def test_partial_file_uses_defaults(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"iterations": 5, "data": {"dataset": "sinusoid", "shots": 10},
+                                                     "model": {"backbone": "mlp"}, "learner": {"name": "fomaml"}}))
+    cfg = load_config(str(tmp_path / "c.yaml"))
+    assert cfg.iterations == 5 and cfg.data.shots == 10 and cfg.learner.config.first_order
+    assert cfg.meta_batch == 32  # dataclass default
+    assert len(PRESETS) >= 19
