@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="data split (default: the config's test split)")
     p.add_argument("--steps", type=int, default=None, help="inner steps at test (default: the learner's eval steps)")
     p.add_argument("--seed", type=int, default=None, help="seed of the fixed episode set (default 2)")
+    p.add_argument("--root", default=None, help="data root (default: the config's, else $FEWSHOT_DATA)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be > 0, got {args.steps}")
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
+    if args.root is not None:
+        cfg.data.root = args.root
     report = evaluate_config(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
                              seed=TEST_SEED if args.seed is None else args.seed, device=device)
     if args.json:

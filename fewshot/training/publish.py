@@ -57,6 +57,9 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
     blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
     atomic_write_bytes(model_dir / registry.WEIGHTS, blob)
+    portable = cfg.to_dict()
+    portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
+    portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     trained = int(ckpt["iteration"])
     auto_note = ""
@@ -90,7 +93,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "weights": registry.WEIGHTS,
         "sha256": registry.sha256_file(model_dir / registry.WEIGHTS),
-        "config": cfg.to_dict(),
+        "config": portable,
     }
     atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

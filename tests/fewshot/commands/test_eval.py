@@ -1,0 +1,71 @@
+"""`fewshot eval`: JSON report, determinism, run dir / checkpoint / pretrained targets, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fewshot.cli import main
+from fewshot.evaluation import summarize
+
+
+@pytest.fixture(scope="module")
+def sine_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    assert main(["train", "sinusoid-maml", "--out", str(run), "--iterations", "10", "--quiet",
+                 "--set", "val_every=5", "--set", "val_episodes=10"]) == 0
+    return run
+
+
+def _json(capsys, *argv):
+    assert main(list(argv)) == 0
+    out, _ = capsys.readouterr()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_eval_json_is_deterministic_and_complete(sine_run, capsys):
+    a = _json(capsys, "eval", str(sine_run), "--episodes", "40", "--json", "--steps", "1")
+    b = _json(capsys, "eval", str(sine_run / "best.pt"), "--episodes", "40", "--json", "--steps", "1")
+    assert a == b
+    for key in ("metric", "mean", "ci95", "episodes", "ways", "shots", "queries", "dataset", "split"):
+        assert key in a
+    assert a["metric"] == "mse" and a["episodes"] == 40 and a["dataset"] == "sinusoid" and a["split"] == "test"
+    # the first 20 of the 40 episodes are the 20-episode set: the 40-episode mean lies within reach
+    c = _json(capsys, "eval", str(sine_run), "--episodes", "20", "--json", "--steps", "1")
+    assert c["episodes"] == 20 and c["mean"] != a["mean"]
+
+
+def test_eval_ci_matches_per_episode_values(sine_run, capsys):
+    from fewshot.training.build import build_fixed_set, build_learner_from_config
+    from fewshot.training.checkpoint import load_checkpoint, load_learner_state
+    from fewshot.training.loop import load_run_config
+
+    report = _json(capsys, "eval", str(sine_run), "--episodes", "30", "--json")
+    cfg = load_run_config(sine_run)
+    learner = build_learner_from_config(cfg)
+    load_learner_state(learner, load_checkpoint(sine_run / "best.pt")["learner"])
+    learner.eval()
+    values = []
+    for batch in build_fixed_set(cfg, "test", count=30).batches(7):  # another batch size: same episodes
+        values += learner.evaluate(batch)["mse"].tolist()
+    s = summarize(values)
+    assert report["mean"] == pytest.approx(s.mean, rel=1e-6) and report["ci95"] == pytest.approx(s.ci95, rel=1e-6)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("no-such-model", "unknown pretrained model 'no-such-model'"),
+    ("missing.pt", "does not exist"),
+])
+def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", target]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):
+    raw = (sine_run / "best.pt").read_bytes()
+    (tmp_path / "bad.pt").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    assert main(["eval", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "corrupted" in err and err.count("\n") == 1

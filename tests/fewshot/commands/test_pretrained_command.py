@@ -1,0 +1,32 @@
+"""`fewshot pretrained list|show|verify|publish|table` and `fewshot eval NAME` reproducing the manifest."""
+from __future__ import annotations
+
+import json
+
+import fewshot.pretrained as pt
+from fewshot.cli import main
+
+
+def test_publish_then_eval_reproduces_manifest(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "sinusoid-maml", "--out", str(run), "--iterations", "8", "--quiet",
+                 "--set", "val_every=4", "--set", "val_episodes=10"]) == 0
+    assert main(["pretrained", "publish", str(run), "tiny-sine", "--dest", str(tmp_path / "models"),
+                 "--episodes", "60"]) == 0
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
+    capsys.readouterr()
+    assert main(["pretrained", "list"]) == 0
+    assert "tiny-sine" in capsys.readouterr().out
+    assert main(["pretrained", "show", "tiny-sine"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert main(["eval", "tiny-sine", "--episodes", "60", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mean"] == manifest["mean"] and report["ci95"] == manifest["ci95"]
+    assert main(["pretrained", "verify", "tiny-sine"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["pretrained", "table"]) == 0
+    assert "| tiny-sine | maml |" in capsys.readouterr().out
+    assert main(["pretrained", "show", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown pretrained model 'nope'" in err and err.count("\n") == 1

@@ -1,0 +1,88 @@
+"""Pretrained registry: publish -> list/show/load, sha256 verification, user directories."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import fewshot.pretrained as pt
+from fewshot.errors import CheckpointError
+from fewshot.training.checkpoint import load_checkpoint
+from fewshot.training.config import apply_overrides
+from fewshot.training.loop import train
+from fewshot.training.presets import get_preset
+from fewshot.training.publish import publish, results_table
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pt")
+    cfg = apply_overrides(get_preset("sinusoid-maml"), ["iterations=20", "val_every=10", "val_episodes=10",
+                                                        "device=cpu"])
+    train(cfg, root / "run", quiet=True, tensorboard=False)
+    manifest = publish(root / "run", "my-sine", dest=root / "models", episodes=50)
+    return root, manifest
+
+
+def test_publish_writes_weights_and_manifest(published):
+    root, manifest = published
+    d = root / "models" / "my-sine"
+    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.safetensors"]
+    on_disk = json.loads((d / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")
+    for key in ("learner", "backbone", "preset", "dataset", "split", "train_iterations", "seed", "hardware",
+                "mean", "ci95", "episodes", "metric"):
+        assert key in manifest
+    assert manifest["metric"] == "mse" and manifest["episodes"] == 50 and manifest["preset"] == "sinusoid-maml"
+    assert "instead of the preset's 70000" in manifest["notes"]
+
+
+def test_register_list_show_load(published, monkeypatch):
+    root, manifest = published
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    assert "my-sine" not in pt.list()
+    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(root / "models"))
+    assert "my-sine" in pt.list()
+    monkeypatch.delenv("FEWSHOT_PRETRAINED_PATH")
+    pt.register_dir(root / "models")
+    assert "my-sine" in pt.list() and pt.show("my-sine")["mean"] == manifest["mean"]
+    learner = pt.load("my-sine")
+    best = load_checkpoint(root / "run" / "best.pt")["learner"]
+    for k, v in learner.state_dict().items():
+        assert torch.equal(v, best[k]), k
+    assert not learner.training
+    with pytest.raises(CheckpointError, match="unknown pretrained model 'my-sin': did you mean 'my-sine'"):
+        pt.load("my-sin")
+
+
+def test_sha_mismatch_refused(published, tmp_path, monkeypatch):
+    import shutil
+
+    root, _ = published
+    shutil.copytree(root / "models" / "my-sine", tmp_path / "tampered")
+    w = tmp_path / "tampered" / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 0x01
+    w.write_bytes(bytes(raw))
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    pt.register_dir(tmp_path / "tampered")  # a single model directory
+    with pytest.raises(CheckpointError, match="fail the sha256 check"):
+        pt.load("my-sine")
+
+
+def test_table_lists_ours_next_to_paper(published, monkeypatch):
+    root, manifest = published
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    pt.register_dir(root / "models")
+    table = results_table(["my-sine"])
+    row = table.splitlines()[2]
+    assert row.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in row
+    assert "0.67 / 0.38 / 0.35" in row  # the MAML paper's sinusoid numbers
+
+
+def test_shipped_models_verify():
+    for name in pt.list():
+        m = pt.verify(name)
+        assert m["episodes"] == 600 and m["name"] == name
