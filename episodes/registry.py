@@ -15,18 +15,20 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import idx, omniglot
+from . import idx, mini_imagenet, omniglot
 from .errors import DataError
 from .types import ClassSplit
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A dataset's valid splits and its store builder ``prepare(source, root, size=, force=, quiet=) -> Path``."""
+    """A dataset's valid splits, default image side, and store builder ``prepare(source, root, size=, force=, quiet=)``."""
 
     name: str
     splits: tuple[str, ...]
     prepare: Callable[..., Path]
+    load: Callable[..., ClassSplit]  # load(split, root, *, size, rotations) -> ClassSplit
+    default_size: int = 28
 
 
 def _prepare_idx(name: str) -> Callable[..., Path]:
@@ -37,10 +39,22 @@ def _prepare_idx(name: str) -> Callable[..., Path]:
     return run
 
 
+def _with_rotations(load: Callable[..., ClassSplit]) -> Callable[..., ClassSplit]:
+    def run(split, root=None, *, size, rotations=None) -> ClassSplit:
+        result = load(split, root, size=size)
+        return result if rotations is None else rotate_classes(result, rotations)
+
+    return run
+
+
 DATASETS: dict[str, DatasetInfo] = {
-    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot),
-    "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist")),
-    "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist")),
+    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot, omniglot.load_omniglot),
+    "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist"),
+                         _with_rotations(lambda split, root, size: idx.load_idx_split("mnist", split, root, size=size))),
+    "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist"),
+                                 _with_rotations(lambda split, root, size: idx.load_idx_split("fashion-mnist", split, root, size=size))),
+    "mini-imagenet": DatasetInfo("mini-imagenet", mini_imagenet.SPLITS, mini_imagenet.prepare_mini_imagenet,
+                                 _with_rotations(mini_imagenet.load_mini_imagenet), mini_imagenet.DEFAULT_SIZE),
 }
 
 
@@ -54,12 +68,21 @@ def dataset_info(dataset: str) -> DatasetInfo:
     return DATASETS[dataset]
 
 
-def prepare(dataset: str, source: str | os.PathLike | None = None, root: str | os.PathLike | None = None, **kw) -> Path:
+def prepare(
+    dataset: str,
+    source: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    *,
+    size: int | None = None,
+    **kw,
+) -> Path:
     """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
 
+    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
     Usage: ``prepare("omniglot", source="/work/shared/data/omniglot", root="/tmp/fewshot", size=28)``.
     """
-    return dataset_info(dataset).prepare(source, root, **kw)
+    info = dataset_info(dataset)
+    return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
 
 
 def load_split(
@@ -67,7 +90,7 @@ def load_split(
     split: str,
     root: str | os.PathLike | None = None,
     *,
-    size: int = 28,
+    size: int | None = None,
     rotations: Sequence[int] | None = None,
     device: str | torch.device | None = None,
 ) -> ClassSplit:
@@ -75,18 +98,14 @@ def load_split(
 
     ``rotations`` (multiples of 90, counter-clockwise) turns each class into one class per rotation
     (names ``<class>/rotDDD``); Omniglot's Vinyals splits (``train|val|test|trainval``) fix their own.
+    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
     A missing store raises a DataError naming the ``fewshot prepare`` command to run.
     Usage: ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``.
     """
     info = dataset_info(dataset)
     if split not in info.splits:
         raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
-    if dataset == "omniglot":
-        result = omniglot.load_omniglot(split, root, size=size, rotations=rotations)
-    else:
-        result = idx.load_idx_split(dataset, split, root, size=size)
-        if rotations is not None:
-            result = rotate_classes(result, rotations)
+    result = info.load(split, root, size=info.default_size if size is None else size, rotations=rotations)
     return result.to(device) if device is not None else result
 
 

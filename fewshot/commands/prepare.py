@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
                    help="local folder (content verified) or base URL (md5 verified); default: the official download")
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
-    p.add_argument("--size", type=int, default=28, metavar="N", help="image side in pixels (default 28)")
+    p.add_argument("--size", type=int, default=None, metavar="N", help="image side in pixels (default 28; 84 for mini-imagenet)")
     p.add_argument("--force", action="store_true", help="rebuild the store even if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars, print only the result")
     p.set_defaults(func=run)
@@ -31,13 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the store (a no-op if it exists, unless ``--force``) and print where it is and how long it took."""
-    dataset_info(args.dataset)  # unknown name -> one-line DataError listing the valid ones
-    path = store_path(args.dataset, args.root, args.size)
+    info = dataset_info(args.dataset)  # unknown name -> one-line DataError listing the valid ones
+    size = info.default_size if args.size is None else args.size
+    path = store_path(args.dataset, args.root, size)
     if path.exists() and not args.force:
         print(f"{args.dataset}: store already exists at {path} (use --force to rebuild)")
         return 0
     start = time.perf_counter()
-    out = prepare(args.dataset, args.source, args.root, size=args.size, force=args.force, quiet=args.quiet)
+    out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet)
     print(f"{args.dataset}: wrote {out} in {time.perf_counter() - start:.1f} s")
     sys.stdout.flush()
     return 0

@@ -19,13 +19,14 @@ def mnist_root(fewshot_data, tmp_path_factory):
 
 
 def test_dataset_names():
-    assert set(DATASETS) == {"omniglot", "mnist", "fashion-mnist"}
+    assert set(DATASETS) == {"omniglot", "mnist", "fashion-mnist", "mini-imagenet"}
+    assert DATASETS["mini-imagenet"].splits == ("train", "val", "test") and DATASETS["mini-imagenet"].default_size == 84
     assert DATASETS["omniglot"].splits == ("train", "val", "test", "trainval", "background", "evaluation")
     assert DATASETS["mnist"].splits == DATASETS["fashion-mnist"].splits == ("train", "test")
 
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist"):
+    with pytest.raises(DataError, match="unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, mini-imagenet"):
         load_split("omniglott", "train", tmp_path)
     with pytest.raises(DataError, match="unknown mnist split 'val': choose one of train, test"):
         load_split("mnist", "val", tmp_path)
@@ -35,7 +36,9 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
 
 def test_missing_store_names_the_prepare_command(tmp_path):
     for dataset in DATASETS:
-        with pytest.raises(DataError, match=f"no {dataset} store at .*run `fewshot prepare {dataset} --root {tmp_path}`"):
+        size = DATASETS[dataset].default_size
+        store = tmp_path / dataset / f"{dataset}-{size}.h5"
+        with pytest.raises(DataError, match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} (--source DIR )?--root {tmp_path}`"):
             load_split(dataset, "train", tmp_path)
 
 

@@ -32,7 +32,7 @@ def _one_error_line(capsys, text):
 
 def test_bad_input_is_one_line_and_exit_2(fewshot_data, tmp_path, capsys):
     assert main(["prepare", "omniglott", "--root", str(tmp_path)]) == 2
-    _one_error_line(capsys, "unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist")
+    _one_error_line(capsys, "unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, mini-imagenet")
     assert main(["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root", str(tmp_path)]) == 2
     _one_error_line(capsys, "is not a folder")
     # The MNIST folder is no Omniglot source.
