@@ -131,8 +131,10 @@ class InnerLoopResult:
 
 def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
                y: torch.Tensor, *, loss_fn: LossFn, steps: int, lrs: Mapping[str, LR],
-               first_order: bool = False, names: Sequence[str] | None = None) -> InnerLoopResult:
-    """``steps`` differentiable SGD steps on the support set ``(x, y)``; step ``t`` runs under ``inner_step(t)``.
+               first_order: bool = False, names: Sequence[str] | None = None,
+               per_step_bn: bool = True) -> InnerLoopResult:
+    """``steps`` differentiable SGD steps on the support set ``(x, y)``; step ``t`` runs under ``inner_step(t)``
+    (under ``inner_step(0)`` for every step when ``per_step_bn`` is False).
 
     ``lrs[name]`` is a float, a 0-d tensor, or a ``[S]`` tensor indexed by step (clamped to ``S-1``).
     Loss values are returned, not checked (so the same code runs under ``vmap``); callers check them.
@@ -143,7 +145,8 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     losses = []
     current, bufs = params, dict(buffers)
     for t in range(steps):
-        grads, loss, bufs = loss_and_grads(module, current, bufs, x, y, loss_fn=loss_fn, names=names, step=t)
+        grads, loss, bufs = loss_and_grads(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
+                                           step=t if per_step_bn else 0)
         current = sgd_step(current, grads, lrs, step=t, first_order=first_order)
         history.append(current)
         losses.append(loss.detach())

@@ -1,0 +1,53 @@
+"""Learners and their registry. Usage: ``learner = build_learner("mamlpp", Conv4(1, 5), {"inner_lr": 0.5})``."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from ..errors import ConfigError
+from .base import MetaOutput
+from .maml import MAML, MAMLConfig
+
+# name -> (learner class, preset config factory taking overrides)
+LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
+    "maml": (MAML, MAMLConfig),
+    "fomaml": (MAML, lambda **kw: MAMLConfig(**{"first_order": True, **kw})),
+    "mamlpp": (MAML, MAMLConfig.mamlpp),
+}
+
+
+def register_learner(name: str, cls: type, preset: Callable[..., Any]) -> None:
+    """Add a learner to the registry. Usage: ``register_learner("metasgd", MetaSGD, MetaSGDConfig)``"""
+    LEARNERS[name] = (cls, preset)
+
+
+def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """The preset config of learner ``name`` with ``overrides`` applied (unknown keys -> ConfigError)."""
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}: choose one of {', '.join(sorted(LEARNERS))}")
+    _, preset = LEARNERS[name]
+    overrides = dict(overrides or {})
+    base = preset()
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown {name} config key(s) {', '.join(unknown)}: valid keys are {', '.join(sorted(known))}")
+    return preset(**overrides)
+
+
+def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
+    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ...) around ``model``.
+
+    ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
+    as is (``fomaml`` forces ``first_order=True``).  Usage: ``build_learner("maml", model, {"inner_steps": 5})``
+    """
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}: choose one of {', '.join(sorted(LEARNERS))}")
+    cls, _ = LEARNERS[name]
+    if config is None or isinstance(config, Mapping):
+        config = learner_config(name, config)
+    elif name == "fomaml" and dataclasses.is_dataclass(config):
+        config = dataclasses.replace(config, first_order=True)
+    return cls(model, config, **kwargs)

@@ -1,0 +1,46 @@
+"""Backbone shapes, layer structure and bad arguments."""
+import pytest
+import torch
+from torch import nn
+
+from fewshot.errors import ConfigError
+from fewshot.nn import MLP, Conv4, FullyConnected, StepBatchNorm2d
+
+
+def test_conv4_omniglot_and_miniimagenet_shapes():
+    g = torch.Generator().manual_seed(0)
+    m = Conv4(1, 5, hidden=64, image_size=28)
+    assert m.feature_dim == 64
+    assert m(torch.rand(3, 1, 28, 28, generator=g)).shape == (3, 5)
+    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    assert len(convs) == 4 and all(c.kernel_size == (3, 3) and c.out_channels == 64 for c in convs)
+    assert sum(isinstance(l, nn.MaxPool2d) for l in m.modules()) == 4
+    mi = Conv4(3, 5, hidden=32, image_size=84)
+    assert mi.feature_dim == 32 * 5 * 5
+    assert mi(torch.rand(2, 3, 84, 84, generator=g)).shape == (2, 5)
+
+
+def test_conv4_strided_variant_has_no_pooling():
+    m = Conv4(1, 20, hidden=64, image_size=28, pool=False)
+    assert not any(isinstance(l, nn.MaxPool2d) for l in m.modules())
+    assert all(c.stride == (2, 2) for c in m.modules() if isinstance(c, nn.Conv2d))
+    assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 20)
+
+
+def test_per_step_bn_slots_and_fc_nets():
+    m = Conv4(1, 5, hidden=8, bn_steps=6)
+    bns = [l for l in m.modules() if isinstance(l, StepBatchNorm2d)]
+    assert len(bns) == 4 and all(b.weight.shape == (6, 8) and b.running_mean.shape == (6, 8) for b in bns)
+    fc = FullyConnected(784, 5)
+    widths = [l.out_features for l in fc.modules() if isinstance(l, nn.Linear)]
+    assert widths == [256, 128, 64, 64, 5]
+    assert fc(torch.zeros(4, 1, 28, 28)).shape == (4, 5)
+    mlp = MLP(1, 1)
+    assert [l.out_features for l in mlp.modules() if isinstance(l, nn.Linear)] == [40, 40, 1]
+    assert mlp(torch.zeros(7, 1)).shape == (7, 1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(hidden=0), dict(image_size=8), dict(bn_steps=0), dict(out_features=-1)])
+def test_bad_backbone_arguments(kwargs):
+    with pytest.raises(ConfigError):
+        Conv4(**kwargs)

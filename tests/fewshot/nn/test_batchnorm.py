@@ -1,0 +1,107 @@
+"""StepBatchNorm semantics (docs/batchnorm.md): slot selection, train/eval, save/load, conversion."""
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from fewshot.errors import ConfigError
+from fewshot.nn import StepBatchNorm2d, current_inner_step, inner_step, per_step_batchnorm
+
+
+def _x(seed=0, shape=(6, 3, 4, 4)):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_steps_one_matches_torch_batchnorm_in_train_and_eval():
+    ours, ref = StepBatchNorm2d(3).double(), nn.BatchNorm2d(3).double()
+    with torch.no_grad():
+        ours.weight.copy_(torch.tensor([[1.5, -0.5, 2.0]]))
+        ref.weight.copy_(ours.weight[0])
+    for i in range(3):
+        x = _x(i)
+        assert torch.allclose(ours(x), ref(x), atol=1e-12)
+    assert torch.allclose(ours.running_mean[0], ref.running_mean) and torch.allclose(ours.running_var[0], ref.running_var)
+    ours.eval(), ref.eval()
+    x = _x(7)
+    assert torch.allclose(ours(x), ref(x), atol=1e-12)
+
+
+def test_step_t_uses_slot_t_and_clamps():
+    bn = StepBatchNorm2d(3, steps=3).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.arange(1, 10, dtype=torch.float64).view(3, 3))
+        bn.bias.copy_(-torch.arange(1, 10, dtype=torch.float64).view(3, 3))
+    x = _x()
+    xhat = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5)
+    for t in range(5):
+        with inner_step(t):
+            assert current_inner_step() == t
+            out = bn(x)
+        s = min(t, 2)
+        assert torch.allclose(out, xhat * bn.weight[s].view(1, 3, 1, 1) + bn.bias[s].view(1, 3, 1, 1), atol=1e-10)
+    assert current_inner_step() == 0
+    # only slots 0, 1 and 2 were written (2 three times: steps 2, 3, 4 are clamped)
+    n = x.numel() // 3
+    m1 = 0.1 * x.mean((0, 2, 3))
+    assert torch.allclose(bn.running_mean[0], m1) and torch.allclose(bn.running_mean[1], m1)
+    assert torch.allclose(bn.running_var[0], 0.9 + 0.1 * x.var((0, 2, 3), unbiased=False) * n / (n - 1))
+    assert torch.allclose(bn.running_mean[2], (1 - 0.9 ** 3) * x.mean((0, 2, 3)))
+
+
+def test_eval_uses_stored_slot_and_writes_nothing():
+    bn = StepBatchNorm2d(3, steps=2).double().eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]))
+        bn.running_var.copy_(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    x = _x()
+    with inner_step(1):
+        out = bn(x)
+    expected = (x - bn.running_mean[1].view(1, 3, 1, 1)) / torch.sqrt(bn.running_var[1].view(1, 3, 1, 1) + 1e-5)
+    assert torch.allclose(out, expected)
+    # per-example outputs do not depend on the rest of the batch (not transductive)
+    with inner_step(1):
+        assert torch.allclose(bn(x[:1]), out[:1])
+    assert all(torch.equal(before[k], v) for k, v in bn.state_dict().items())
+
+
+def test_state_dict_round_trip():
+    bn = StepBatchNorm2d(3, steps=4).double()
+    for t in range(4):
+        with inner_step(t):
+            bn(_x(t))
+    buf = io.BytesIO()
+    torch.save(bn.state_dict(), buf)
+    buf.seek(0)
+    fresh = StepBatchNorm2d(3, steps=4).double()
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    for k, v in bn.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v)
+    bn.eval(), fresh.eval()
+    with inner_step(3):
+        assert torch.equal(bn(_x(9)), fresh(_x(9)))
+
+
+def test_per_step_conversion_copies_torch_bn_into_every_slot():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 4), nn.BatchNorm1d(4))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        model[1].running_mean.copy_(torch.tensor([0.5, 0.6, 0.7]))
+    per_step_batchnorm(model, 3)
+    assert isinstance(model[1], StepBatchNorm2d) and model[1].steps == 3
+    assert torch.equal(model[1].weight, torch.tensor([[1.0, 2.0, 3.0]] * 3))
+    assert torch.equal(model[1].running_mean, torch.tensor([[0.5, 0.6, 0.7]] * 3))
+    assert model[4].steps == 3 and model(torch.zeros(2, 1, 4, 4)).shape == (2, 4)
+    with pytest.raises(ConfigError):
+        per_step_batchnorm(nn.Sequential(nn.BatchNorm1d(2, momentum=None)), 2)
+
+
+def test_bad_batchnorm_arguments():
+    with pytest.raises(ConfigError):
+        StepBatchNorm2d(3, steps=0)
+    with pytest.raises(ConfigError):
+        StepBatchNorm2d(3)(torch.zeros(2, 4, 2, 2))
+    with pytest.raises(ConfigError):
+        with inner_step(-1):
+            pass
