@@ -18,4 +18,5 @@ from .viz import GridLayout, render_episode
 from .paths import data_root, store_path
 from .omniglot import prepare_omniglot
 from .idx import prepare_mnist, read_idx
+from .mini_imagenet import prepare_mini_imagenet
 from .registry import DATASETS, load_split, prepare

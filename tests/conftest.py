@@ -19,6 +19,8 @@ _REQUIRED = (
     "omniglot/images_background.zip",
     "omniglot/images_evaluation.zip",
     "omniglot/splits/vinyals/train.txt",
+    "mnist/train-images-idx3-ubyte.gz",
+    "fashion-mnist/train-images-idx3-ubyte.gz",
 )
 
 
