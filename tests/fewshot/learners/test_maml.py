@@ -1,0 +1,292 @@
+"""MAML / FOMAML / MAML++: oracles (higher), loop == vmap, DA, MSL, LSLR, BN semantics, errors, learning."""
+import copy
+
+import higher
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from episodes import TaskBatch
+from fewshot.errors import AdaptationError, ConfigError, FewshotError
+from fewshot.functional import msl_weights
+from fewshot.learners import MAML, MAMLConfig, build_learner, learner_config
+from fewshot.nn import Conv4, StepBatchNorm1d
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.float64):
+    g = _gen(seed)
+    sx = torch.randn(b, ways * shots, 1, size, size, generator=g, dtype=dtype)
+    qx = torch.randn(b, ways * queries, 1, size, size, generator=g, dtype=dtype)
+    sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
+    qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
+    return TaskBatch(sx, sy, qx, qy, ways)
+
+
+def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
+    g = _gen(seed)
+    return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
+                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype), None)
+
+
+def _mlp(seed=0, bn=False):
+    torch.manual_seed(seed)  # test-only module init
+    layers = [nn.Linear(3, 6)] + ([StepBatchNorm1d(6)] if bn else []) + [nn.Tanh(), nn.Linear(6, 2)]
+    return nn.Sequential(*layers).double()
+
+
+def _conv(seed=0, bn_steps=1):
+    torch.manual_seed(seed)  # test-only module init
+    return Conv4(1, 3, hidden=4, image_size=8, blocks=2, bn_steps=bn_steps).double()
+
+
+def _meta_grads(learner, batch, epoch=0):
+    out = learner.meta_loss(batch, epoch=epoch)
+    grads = torch.autograd.grad(out.loss, list(learner.parameters()), allow_unused=True)
+    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(learner.parameters(), grads)]
+
+
+# --------------------------------------------------------------------------- oracles
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_meta_gradients_match_higher(first_order, batching):
+    model, batch, steps, lr = _mlp(0), _reg_batch(1), 2, 0.3
+    learner = MAML(copy.deepcopy(model), MAMLConfig(inner_steps=steps, inner_lr=lr, first_order=first_order,
+                                                    task_batching=batching))
+    out, ours = _meta_grads(learner, batch)
+    total, ref = 0.0, None
+    for i in range(len(batch)):
+        t = batch.task(i)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        fmodel = higher.monkeypatch(model, copy_initial_weights=False, track_higher_grads=True)
+        diffopt = higher.optim.get_diff_optim(opt, model.parameters(), fmodel=fmodel, track_higher_grads=True)
+        cb = (lambda gs: [g.detach() for g in gs]) if first_order else None
+        for _ in range(steps):
+            diffopt.step(F.mse_loss(fmodel(t.support_x), t.support_y), grad_callback=cb)
+        q = F.mse_loss(fmodel(t.query_x), t.query_y) / len(batch)
+        total += q.item()
+        g = torch.autograd.grad(q, list(model.parameters()))
+        ref = list(g) if ref is None else [a + b for a, b in zip(ref, g)]
+    assert out.loss.item() == pytest.approx(total, abs=1e-12)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+CONFIGS = {
+    "maml": dict(inner_steps=2, inner_lr=0.1),
+    "running_bn": dict(inner_steps=2, inner_lr=0.1, bn_mode="running"),
+    "mamlpp": dict(inner_steps=3, inner_lr=0.1, msl=True, learn_inner_lr=True, per_step_bn=True, bn_mode="running"),
+    "fomaml_adapt_norm": dict(inner_steps=1, inner_lr=0.1, first_order=True, adapt_norm=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_loop_and_vmap_give_the_same_numbers(name):
+    base = _conv(3)
+    batch = _cls_batch(4)
+    results = {}
+    for batching in ("loop", "vmap"):
+        learner = MAML(copy.deepcopy(base), MAMLConfig(task_batching=batching, **CONFIGS[name])).train()
+        out, grads = _meta_grads(learner, batch, epoch=1)
+        results[batching] = (out, grads, {k: v.clone() for k, v in learner.model.named_buffers()},
+                             learner.eval().evaluate(batch))
+    (lo, lg, lb, le), (vo, vg, vb, ve) = results["loop"], results["vmap"]
+    assert abs(lo.loss.item() - vo.loss.item()) < 1e-10
+    assert lo.metrics == pytest.approx(vo.metrics, abs=1e-10)
+    assert max((a - b).abs().max().item() for a, b in zip(lg, vg)) < 1e-9
+    assert max(g.abs().max().item() for g in lg) > 0
+    for k in lb:
+        assert torch.allclose(lb[k].double(), vb[k].double(), atol=1e-12), k
+    for k in le:
+        assert torch.allclose(le[k], ve[k], atol=1e-10)
+
+
+def test_vmap_with_torch_batchnorm_is_refused_and_auto_uses_loop_on_cpu():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
+    with pytest.raises(ConfigError, match="task_batching='loop'"):
+        MAML(model, MAMLConfig(task_batching="vmap")).meta_loss(_reg_batch())
+    out = MAML(model, MAMLConfig(task_batching="auto")).meta_loss(_reg_batch())
+    assert torch.isfinite(out.loss)
+
+
+# --------------------------------------------------------------------------- schedules
+def test_derivative_order_annealing_switches_from_first_to_second_order():
+    base, batch = _mlp(5), _reg_batch(6)
+    da = MAML(copy.deepcopy(base), MAMLConfig(inner_steps=2, first_order_epochs=2))
+    fo = MAML(copy.deepcopy(base), MAMLConfig(inner_steps=2, first_order=True))
+    so = MAML(copy.deepcopy(base), MAMLConfig(inner_steps=2))
+    g_fo, g_so = _meta_grads(fo, batch)[1], _meta_grads(so, batch)[1]
+    assert max((a - b).abs().max().item() for a, b in zip(g_fo, g_so)) > 1e-4
+    for epoch, expected in ((0, g_fo), (1, g_fo), (2, g_so), (7, g_so)):
+        g = _meta_grads(da, batch, epoch)[1]
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g, expected)), epoch
+
+
+def test_msl_meta_loss_is_the_weighted_sum_of_per_step_query_losses():
+    learner = MAML(_mlp(7), MAMLConfig(inner_steps=3, inner_lr=0.2, msl=True, msl_epochs=4))
+    batch = _reg_batch(8)
+    for epoch in (0, 2, 4, 9):
+        w = msl_weights(3, epoch, 4) if epoch < 4 else [0.0, 0.0, 1.0]
+        expected = 0.0
+        for i in range(len(batch)):
+            t = batch.task(i)
+            for s in range(1, 4):
+                q = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=s), steps=s), t.query_y)
+                expected += w[s - 1] * q.item() / len(batch)
+        assert learner.meta_loss(batch, epoch=epoch).loss.item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_lslr_learning_rates_get_gradients_and_change():
+    learner = MAML(_mlp(9), MAMLConfig(inner_steps=2, inner_lr=0.1, learn_inner_lr=True))
+    assert any(p is learner.inner_lrs for p in learner.parameters())
+    assert learner.inner_lrs.shape == (4, 2) and torch.all(learner.inner_lrs == 0.1)
+    opt = torch.optim.Adam(learner.parameters(), 1e-2)
+    learner.meta_loss(_reg_batch(10)).loss.backward()
+    assert learner.inner_lrs.grad is not None and learner.inner_lrs.grad.abs().min() > 0
+    opt.step()
+    assert not torch.allclose(learner.inner_lrs, torch.full((4, 2), 0.1, dtype=torch.float64))
+    # the adapted parameters use the per-tensor, per-step rates
+    with torch.no_grad():
+        learner.inner_lrs.copy_(torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]))
+    t = _reg_batch(11).task(0)
+    params = learner.adapt(t.support_x, t.support_y, steps=1)
+    model = learner.model
+    loss = F.mse_loss(model(t.support_x), t.support_y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    for (name, p), g, lr in zip(model.named_parameters(), grads, (0.1, 0.2, 0.3, 0.4)):
+        assert torch.allclose(params[name], p - lr * g, atol=1e-12)
+    plain = MAML(_mlp(9), MAMLConfig())
+    assert all(p is not plain.inner_lrs for p in plain.parameters()) and "inner_lrs" in plain.state_dict()
+
+
+# --------------------------------------------------------------------------- batch norm semantics
+def _bn_first(seed=0):
+    torch.manual_seed(seed)  # test-only module init
+    return nn.Sequential(StepBatchNorm1d(3), nn.Linear(3, 2)).double()
+
+
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_running_stats_are_written_back_as_mean_over_tasks(batching):
+    # higher #103: stats updated during meta-training must land in the module's buffers
+    learner = MAML(_bn_first(), MAMLConfig(inner_steps=1, per_step_bn=True, bn_mode="running", task_batching=batching))
+    bn = learner.model[0]
+    assert bn.steps == 2
+    batch = _reg_batch(12, b=4)
+    learner.train().meta_loss(batch)
+    n = batch.support_x.shape[1]
+    mu_s, mu_q = batch.support_x.mean(1).mean(0), batch.query_x.mean(1).mean(0)
+    var_s = (batch.support_x.var(1, unbiased=False) * n / (n - 1)).mean(0)
+    assert torch.allclose(bn.running_mean[0], 0.1 * mu_s, atol=1e-12)   # support forward: slot 0
+    assert torch.allclose(bn.running_mean[1], 0.1 * mu_q, atol=1e-12)   # query after 1 update: slot 1
+    assert torch.allclose(bn.running_var[0], 0.9 + 0.1 * var_s, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["running", "transductive", "frozen"])
+def test_evaluation_paths_never_write_buffers(mode):
+    # HowToTrainYourMAML #42: a stats "backup" that aliases the live buffers
+    learner = MAML(_conv(13, bn_steps=3), MAMLConfig(inner_steps=2, per_step_bn=True, bn_mode=mode))
+    with torch.no_grad():
+        for name, buf in learner.model.named_buffers():
+            buf.copy_(torch.rand(buf.shape, generator=_gen(14), dtype=buf.dtype) + 0.5)
+    before = {k: v.clone() for k, v in learner.model.named_buffers()}
+    batch = _cls_batch(15)
+    for training in (True, False):
+        learner.train(training)
+        learner.evaluate(batch)
+        t = batch.task(0)
+        learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y))
+        for k, v in learner.model.named_buffers():
+            assert torch.equal(v, before[k]), (training, k)
+    learner.eval().meta_loss(batch)
+    learner.train().meta_loss(batch)
+    changed = any(not torch.equal(v, before[k]) for k, v in learner.model.named_buffers())
+    assert changed == (mode != "frozen")
+
+
+@pytest.mark.parametrize("mode", ["running", "frozen", "transductive"])
+def test_eval_mode_uses_stored_statistics_unless_transductive(mode):
+    # HowToTrainYourMAML #3: training=True hard-wired at eval
+    learner = MAML(_conv(16), MAMLConfig(inner_steps=1, bn_mode=mode)).eval()
+    t = _cls_batch(17).task(0)
+    params = learner.adapt(t.support_x, t.support_y)
+    full = learner.predict(t.query_x, params)
+    single = learner.predict(t.query_x[:1], params)
+    assert torch.allclose(full[:1], single, atol=1e-12) == (mode != "transductive")
+
+
+def test_learner_state_dict_round_trip():
+    cfg = MAMLConfig.mamlpp(inner_steps=2)
+    learner = MAML(_conv(18), cfg)
+    learner.meta_loss(_cls_batch(19))
+    fresh = MAML(_conv(99), cfg)
+    fresh.load_state_dict(learner.state_dict())
+    batch = _cls_batch(20)
+    a, b = learner.eval().evaluate(batch), fresh.eval().evaluate(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs", [dict(inner_steps=0), dict(inner_steps=-2), dict(inner_lr=-0.1),
+                                    dict(bn_mode="batch"), dict(task_batching="gpu"), dict(eval_steps=0)])
+def test_bad_config(kwargs):
+    with pytest.raises(ConfigError):
+        MAMLConfig(**kwargs)
+
+
+def test_bad_models_and_batches():
+    frozen = _mlp(0)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(FewshotError, match="no trainable parameters"):
+        MAML(frozen)
+    learner = MAML(_conv(0))
+    b = _cls_batch(0)
+    with pytest.raises(FewshotError, match="query_x"):
+        learner.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x[..., :4, :4], b.query_y, 3))
+    with pytest.raises(FewshotError, match="support_y"):
+        learner.meta_loss(TaskBatch(b.support_x, b.support_y[:, :-1], b.query_x, b.query_y, 3))
+    with pytest.raises(FewshotError, match=r"0\.\.2"):
+        learner.meta_loss(TaskBatch(b.support_x, b.support_y + 1, b.query_x, b.query_y, 3))
+    with pytest.raises(FewshotError, match="3 outputs"):
+        MAML(Conv4(1, 5, hidden=4, image_size=8, blocks=2).double()).meta_loss(b)
+    with pytest.raises(FewshotError, match="regression"):
+        learner.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x, b.query_y, None))
+
+
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_nonfinite_adaptation_names_the_step(batching):
+    learner = MAML(_mlp(0), MAMLConfig(inner_steps=3, inner_lr=1e200, task_batching=batching))
+    with pytest.raises(AdaptationError, match="inner step 1 of 3"):
+        learner.meta_loss(_reg_batch(0))
+    b = _reg_batch(0)
+    sx = b.support_x.clone()
+    sx[1, 0, 0] = float("nan")
+    with pytest.raises(AdaptationError, match="inner step 0"):
+        MAML(_mlp(0)).meta_loss(TaskBatch(sx, b.support_y, b.query_x, b.query_y, None))
+
+
+def test_registry():
+    model = _mlp(0)
+    assert build_learner("fomaml", copy.deepcopy(model)).config.first_order
+    pp = build_learner("mamlpp", copy.deepcopy(model), {"inner_steps": 2})
+    assert pp.config.msl and pp.config.learn_inner_lr and pp.config.per_step_bn and pp.config.inner_steps == 2
+    assert build_learner("fomaml", copy.deepcopy(model), MAMLConfig(inner_steps=3)).config.first_order
+    assert learner_config("maml", {"inner_lr": 0.5}) == MAMLConfig(inner_lr=0.5)
+    with pytest.raises(ConfigError, match="unknown learner"):
+        build_learner("reptile", model)
+    with pytest.raises(ConfigError, match="inner_lrr"):
+        build_learner("maml", model, {"inner_lrr": 0.1})
+
+
+def test_user_loss_function_is_used():
+    learner = MAML(_mlp(0), MAMLConfig(inner_steps=1, inner_lr=0.1), loss_fn=F.l1_loss)
+    t = _reg_batch(1).task(0)
+    model = learner.model
+    grads = torch.autograd.grad(F.l1_loss(model(t.support_x), t.support_y), list(model.parameters()))
+    params = learner.adapt(t.support_x, t.support_y)
+    for (name, p), g in zip(model.named_parameters(), grads):
+        assert torch.allclose(params[name], p - 0.1 * g)
