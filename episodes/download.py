@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import DataError
+from .store import default_file_mode
 
 CHUNK = 1 << 16
 
@@ -96,6 +97,7 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
                 f"md5 mismatch for {url}: expected {md5}, got {got}; the file is corrupt or re-packed "
                 f"(for a trusted local copy use --source DIR, which checks the content instead)"
             )
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

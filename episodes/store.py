@@ -38,6 +38,13 @@ class StorePart:
     class_names: list[str]
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under the current umask (e.g. 0o644)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
     """``[0, c0, c0+c1, ...]`` as int64. Usage: ``offsets_from_counts([20, 20])`` -> ``[0, 20, 40]``."""
     return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
@@ -118,6 +125,7 @@ class StoreWriter:
             self._file = None
             with open(self._tmp, "rb+") as f:
                 os.fsync(f.fileno())
+            os.chmod(self._tmp, default_file_mode())  # mkstemp makes 0600; give the usual umask-based mode
             os.replace(self._tmp, self.path)
             self._tmp = None
         except OSError as exc:
@@ -159,6 +167,7 @@ class Store:
 
     @property
     def attrs(self) -> dict:
+        """File attributes (``format_version``, ``dataset``, ``size``, ``inverted``, ``source``) as Python values."""
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._file.attrs.items()}
 
     def parts(self) -> list[str]:
@@ -180,6 +189,7 @@ class Store:
         return StorePart(images, offsets, names)
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` (a part or a string list such as ``splits/vinyals/train``) is in the store."""
         return key in self._file
 
     def strings(self, key: str) -> list[str]:

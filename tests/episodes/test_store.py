@@ -1,15 +1,25 @@
 """The HDF5 store: round trip, atomic writes, and clear errors on bad or foreign files."""
+import os
+
 import h5py
 import numpy as np
 import pytest
 
 from episodes.errors import DataError
-from episodes.store import Store, StoreWriter, offsets_from_counts
+from episodes.store import Store, StoreWriter, default_file_mode, offsets_from_counts
 
 
 def _part(rng, counts, size=5):
     images = rng.integers(0, 256, size=(sum(counts), 1, size, size), dtype=np.uint8)
     return images, offsets_from_counts(counts), [f"class{i}" for i in range(len(counts))]
+
+
+def test_default_file_mode_follows_umask():
+    old = os.umask(0o027)
+    try:
+        assert default_file_mode() == 0o640
+    finally:
+        os.umask(old)
 
 
 def test_offsets_from_counts():
@@ -26,6 +36,7 @@ def test_round_trip(tmp_path):
         w.add_part("b", *b)
         w.add_strings("splits/x/train", ["a/class0/rot000", "b/ünï/rot090"])
     assert sorted(p.name for p in path.parent.iterdir()) == ["s.h5"]  # no temp file left
+    assert path.stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's 0600
     with Store(path) as s:
         assert s.parts() == ["a", "b"]
         assert s.attrs["dataset"] == "toy" and s.attrs["size"] == 5
