@@ -1,4 +1,5 @@
 """Downloads for real: a local HTTP server serves $FEWSHOT_DATA/omniglot (a re-packed mirror)."""
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -9,26 +10,35 @@ import pytest
 
 from episodes.download import download, fetch, join_url, md5_file
 from episodes.errors import DataError
+from episodes.idx import MNIST, load_idx_split, prepare_mnist
 from episodes.omniglot import MD5, prepare_omniglot
 from episodes.store import Store
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder):
+    """Serve ``folder`` over HTTP on a free local port; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture(scope="module")
 def mirror(fewshot_data):
     """Base URL of a local HTTP server serving the Omniglot folder (archives + splits/vinyals/)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(fewshot_data / "omniglot"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve(fewshot_data / "omniglot") as url:
+        yield url
 
 
 def test_md5_file_and_join_url(tmp_path):
@@ -89,3 +99,16 @@ def test_prepare_from_url(mirror, fewshot_data, omniglot_root, tmp_path):
             np.testing.assert_array_equal(got.part(part).images, want.part(part).images)
             assert got.part(part).class_names == want.part(part).class_names
         assert got.strings("splits/vinyals/test") == want.strings("splits/vinyals/test")
+
+
+def test_prepare_mnist_from_url(fewshot_data, tmp_path):
+    """The local .gz files are re-compressed: the published md5s refuse them, their own md5s pass."""
+    with serve(fewshot_data / "mnist") as url:
+        with pytest.raises(DataError, match=f"md5 mismatch .*expected {MNIST.md5['train-images-idx3-ubyte.gz']}"):
+            prepare_mnist("mnist", url, tmp_path / "a", quiet=True)
+        assert [p for p in (tmp_path / "a").rglob("*") if p.is_file()] == []
+        table = {name: md5_file(fewshot_data / "mnist" / name) for name in MNIST.md5}
+        prepare_mnist("mnist", url, tmp_path / "b", quiet=True, md5=table)
+    split = load_idx_split("mnist", "test", tmp_path / "b")
+    assert split.data.shape == (10000, 1, 28, 28) and int(split.counts.sum()) == 10000
+    assert sorted(p.name for p in (tmp_path / "b" / "mnist").iterdir()) == sorted([*MNIST.md5, "mnist-28.h5"])
