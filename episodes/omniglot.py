@@ -273,8 +273,8 @@ def prepare_omniglot(
             s: fetch(split_base, f"{s}.txt", dest / "splits" / "vinyals", table[f"splits/vinyals/{s}.txt"], quiet=quiet)
             for s in VINYALS_SPLITS
         }
-        sources = [_ZipSource(p, archives[p]) for p in PARTS]
         split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS}
+        openers = [lambda p=p: _ZipSource(p, archives[p]) for p in PARTS]
     else:
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -282,15 +282,11 @@ def prepare_omniglot(
         split_lists = {
             s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt", table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
         }
-        sources = []
-        try:
-            for p in PARTS:
-                sources.append(_open_local(p, folder))
-        except BaseException:
-            for s in sources:
-                s.close()
-            raise
+        openers = [lambda p=p: _open_local(p, folder) for p in PARTS]
+    sources: list[_Source] = []
     try:
+        for opener in openers:
+            sources.append(opener())
         known = {name for s in sources for name in s.classes}
         for split, lines in split_lists.items():
             for line in lines:
