@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fewshot", "fewshot.*", "episodes", "episodes.*", "pretrained"]),
-    package_data={"pretrained": ["*.json", "*.safetensors"]},
+    package_data={"pretrained": ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.3",

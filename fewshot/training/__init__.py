@@ -9,3 +9,5 @@ Usage::
 from .config import DataConfig, LearnerSection, ModelConfig, OptimConfig, TrainConfig, apply_overrides, load_config, save_config
 from .presets import PRESETS, get_preset, list_presets
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .loop import TrainResult, train
+from .evaluate import evaluate_config

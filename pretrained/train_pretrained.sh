@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# How the shipped pretrained models were made (CPU, reduced iterations: see each manifest's notes).
+# Usage: FEWSHOT_DATA=<root holding omniglot/omniglot-28.h5> RUNS=/tmp/runs bash pretrained/train_pretrained.sh
+# Runs one training at a time (shared CPU), then evaluates the best checkpoint on 600 fixed test
+# episodes and writes pretrained/<name>/{model.safetensors,manifest.json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-runs}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+FS="${FEWSHOT:-.venv/bin/fewshot}"
+
+train_and_publish() {  # name preset notes args...
+  local name="$1" preset="$2" notes="$3"; shift 3
+  "$FS" train "$preset" --out "$RUNS/$name" --device cpu --quiet "$@"
+  "$FS" pretrained publish "$RUNS/$name" "$name" --episodes 600 --notes "$notes"
+}
+
+train_and_publish sinusoid-maml sinusoid-maml "" --iterations 10000 --set val_every=1000 --set checkpoint_every=1000
+train_and_publish omniglot-5w1s-maml omniglot-5w1s-maml "" \
+  --iterations 1200 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
+train_and_publish omniglot-5w5s-maml omniglot-5w5s-maml "Meta-batch 8 instead of 32 (CPU time)." \
+  --iterations 1000 --set meta_batch=8 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
+train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
+  "Meta-batch 8 instead of 16 and 1 inner step in training (5 at test) instead of 5 (CPU time)." \
+  --iterations 1000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
+  --set checkpoint_every=100
