@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import DataError
+from .paths import ensure_writable_dir
 from .store import default_file_mode
 
 CHUNK = 1 << 16
@@ -58,8 +59,8 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
     Usage: ``download(url, Path("/data/mnist/train-images-idx3-ubyte.gz"), md5="f68b...")``.
     """
     dest = Path(dest)
+    ensure_writable_dir(dest.parent)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as exc:
         raise DataError(f"cannot write into {dest.parent}: {exc.strerror or exc}; pass a writable --root") from exc

@@ -8,6 +8,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 ENV_VAR = "FEWSHOT_DATA"
@@ -49,3 +50,32 @@ def is_url(source: str | os.PathLike | None) -> bool:
     Usage: ``is_url("https://example.org/data/")`` -> ``True``.
     """
     return isinstance(source, str) and source.lower().startswith(("http://", "https://", "file://"))
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and make sure files can be written there, or raise a one-line ``DataError``.
+
+    A folder whose mode has no write bit at all (e.g. a read-only copy of the raw data sets, like
+    ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into it.
+    Usage: ``ensure_writable_dir(store_path("omniglot", root).parent)``
+    """
+    from .errors import DataError  # local: paths stays importable on its own
+
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"cannot write into {folder}: {existing} is a file, not a folder; pass a writable --root")
+    mode = existing.stat().st_mode
+    no_write_bits = not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if no_write_bits or not os.access(existing, os.W_OK):
+        raise DataError(
+            f"cannot write into {existing} (read-only): pass a writable --root (or set {ENV_VAR} to a writable folder "
+            "and give the raw data with --source)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot write into {folder}: {exc.strerror or exc}; pass a writable --root") from exc
+    return folder

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from .errors import DataError
+from .paths import ensure_writable_dir
 
 FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
@@ -72,8 +73,8 @@ class StoreWriter:
         self._file: h5py.File | None = None
 
     def __enter__(self) -> "StoreWriter":
+        ensure_writable_dir(self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             os.close(fd)
         except OSError as exc:
