@@ -27,6 +27,8 @@ def evaluate_config(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int
     episodes = episodes or cfg.eval_episodes
     fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
     metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps)
+    lc = cfg.learner.config
+    used_steps = steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
     return {
         "metric": metric,
         "mean": summary.mean,
@@ -38,6 +40,6 @@ def evaluate_config(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int
         "queries": fixed.queries,
         "dataset": cfg.data.dataset,
         "split": fixed.split,
-        "steps": steps,
+        "steps": used_steps,
         "seed": seed,
     }

@@ -61,10 +61,11 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
     portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
-    trained = int(ckpt["iteration"])
+    best_iteration = int(ckpt["iteration"])
+    trained = int(load_checkpoint(run_dir / LAST)["iteration"]) if (run_dir / LAST).exists() else best_iteration
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
-        auto_note = (f"Trained for {trained} iterations on CPU instead of the preset's {preset_iterations} "
+        auto_note = (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
                      f"(reduced with --iterations/--set); expect lower numbers than the paper.")
     manifest = {
         "name": name,
@@ -83,7 +84,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
         "episodes": report["episodes"],
         "eval_seed": report["seed"],
         "eval_steps": report["steps"],
-        "checkpoint_iteration": trained,
+        "checkpoint_iteration": best_iteration,  # the weights: best validation score
+        "trained_iterations": trained,
         "train_iterations": cfg.iterations,
         "preset_iterations": preset_iterations,
         "seed": cfg.seed,
@@ -118,7 +120,7 @@ def results_table(names: list[str] | None = None) -> str:
         except CheckpointError:
             continue
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
-        its = f"{m.get('checkpoint_iteration')} / {m.get('preset_iterations') or '–'}"
+        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "
                      f"| {its} | {m.get('hardware')} | {m.get('paper') or '–'} |")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ def test_publish_writes_weights_and_manifest(published):
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")
+    assert manifest["trained_iterations"] == 20 and manifest["eval_steps"] == 10  # sinusoid preset: 10 test steps
     for key in ("learner", "backbone", "preset", "dataset", "split", "train_iterations", "seed", "hardware",
                 "mean", "ci95", "episodes", "metric"):
         assert key in manifest

@@ -134,3 +134,16 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         _save(path, model, opt, sched, src, 2)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    from fewshot.training.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
