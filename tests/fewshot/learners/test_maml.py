@@ -290,3 +290,55 @@ def test_user_loss_function_is_used():
     params = learner.adapt(t.support_x, t.support_y)
     for (name, p), g in zip(model.named_parameters(), grads):
         assert torch.allclose(params[name], p - 0.1 * g)
+
+
+# --------------------------------------------------------------------------- learning
+@pytest.fixture
+def one_thread():
+    """Small nets gain nothing from intra-op threads, and lose a lot when the cores are shared."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.slow
+def test_maml_learns_sinusoid_regression(one_thread):
+    from episodes import SinusoidTasks
+    from fewshot.nn import MLP
+
+    torch.manual_seed(0)  # test-only module init
+    model = MLP(1, 1)
+    learner = build_learner("maml", model, {"inner_steps": 1, "inner_lr": 0.01, "task_batching": "vmap"})
+    opt = torch.optim.Adam(learner.parameters(), 3e-3)
+    tasks, val = SinusoidTasks(5, 10, seed=0), SinusoidTasks(5, 10, seed=1).sample(200)
+    for _ in range(1000):
+        out = learner.meta_loss(tasks.sample(10))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    learner.eval()
+    with torch.no_grad():
+        pre = F.mse_loss(model(val.query_x), val.query_y).item()
+    post = learner.evaluate(val, steps=1)["mse"].mean().item()
+    assert post < 0.6 * pre, (pre, post)
+
+
+@pytest.mark.slow
+def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
+    from episodes import EpisodeSampler, load_split
+
+    train = load_split("omniglot", "train", root=omniglot_root)
+    val = load_split("omniglot", "val", root=omniglot_root)
+    torch.manual_seed(0)  # test-only module init
+    learner = build_learner("maml", Conv4(1, 5, hidden=16), {"inner_steps": 1, "inner_lr": 0.4})
+    opt = torch.optim.Adam(learner.parameters(), 3e-3)
+    tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
+    for _ in range(150):
+        out = learner.meta_loss(tasks.sample(4))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    learner.eval()
+    acc = learner.evaluate(EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
+    assert acc > 0.45, acc
