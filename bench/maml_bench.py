@@ -22,11 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from episodes import TaskBatch
-from fewshot import MAML, Conv4, MAMLConfig
+from fewshot import MLP, MAML, Conv4, MAMLConfig
 
 
-def synthetic_batch(meta_batch: int, ways: int, shots: int, queries: int, size: int, device: str) -> TaskBatch:
+def synthetic_batch(meta_batch: int, ways: int, shots: int, queries: int, size: int, device: str,
+                    regression: bool = False) -> TaskBatch:
     g = torch.Generator().manual_seed(0)
+    if regression:  # sinusoid-shaped: x, y [B, K, 1]
+        x = torch.rand(meta_batch, shots + queries, 1, generator=g) * 10 - 5
+        y = torch.sin(x)
+        return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], None).to(device)
     sx = torch.rand(meta_batch, ways * shots, 1, size, size, generator=g)
     qx = torch.rand(meta_batch, ways * queries, 1, size, size, generator=g)
     sy = torch.arange(ways).repeat_interleave(shots).expand(meta_batch, -1).contiguous()
@@ -36,6 +41,8 @@ def synthetic_batch(meta_batch: int, ways: int, shots: int, queries: int, size: 
 
 def new_model(args) -> torch.nn.Module:
     torch.manual_seed(0)  # benchmark-only model init
+    if args.backbone == "mlp":
+        return MLP(1, 1).to(args.device)
     return Conv4(1, args.ways, hidden=args.hidden, image_size=args.size).to(args.device)
 
 
@@ -74,6 +81,7 @@ def bench_l2l(args, batch, first_order: bool):
     import learn2learn as l2l  # optional, benchmark only
 
     maml = l2l.algorithms.MAML(new_model(args), lr=args.inner_lr, first_order=first_order)
+    loss_fn = F.mse_loss if batch.ways is None else F.cross_entropy
     opt = torch.optim.Adam(maml.parameters(), 1e-3)
 
     def step():
@@ -82,8 +90,8 @@ def bench_l2l(args, batch, first_order: bool):
         for i in range(len(batch)):
             learner = maml.clone()
             for _ in range(args.steps):
-                learner.adapt(F.cross_entropy(learner(batch.support_x[i]), batch.support_y[i]))
-            total = total + F.cross_entropy(learner(batch.query_x[i]), batch.query_y[i])
+                learner.adapt(loss_fn(learner(batch.support_x[i]), batch.support_y[i]))
+            total = total + loss_fn(learner(batch.query_x[i]), batch.query_y[i])
         (total / len(batch)).backward()
         opt.step()
     return time_loop(step, args)
@@ -101,6 +109,8 @@ def main() -> None:
     p.add_argument("--inner-lr", type=float, default=0.4)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--size", type=int, default=28)
+    p.add_argument("--backbone", choices=("conv4", "mlp"), default="conv4",
+                   help="mlp: sinusoid MLP 1-40-40-1 (use e.g. --shots 5 --queries 10 --meta-batch 25 --inner-lr 0.01)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     p.add_argument("--only", default="", help="comma list of runs, e.g. 'fewshot-loop-2nd,l2l-2nd'")
@@ -108,7 +118,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch = synthetic_batch(args.meta_batch, args.ways, args.shots, args.queries, args.size, args.device)
+    regression = args.backbone == "mlp"
+    if regression:
+        args.ways = 1  # K points per task (shots/queries are totals, not per class)
+    batch = synthetic_batch(args.meta_batch, args.ways, args.shots, args.queries, args.size, args.device, regression)
     runs = {}
     for order, first in (("2nd", False), ("1st", True)):
         for batching in ("loop", "vmap"):
@@ -120,7 +133,9 @@ def main() -> None:
         have_l2l = True
     except Exception:  # not installed (or broken): skip its rows
         have_l2l = False
-    print(f"# {args.ways}-way {args.shots}-shot, {args.queries} queries/class, Conv4-{args.hidden} {args.size}x{args.size}, "
+    what = ("sinusoid MLP 1-40-40-1, " if regression else
+            f"{args.ways}-way {args.shots}-shot, {args.queries} queries/class, Conv4-{args.hidden} {args.size}x{args.size}, ")
+    print(f"# {what}"
           f"meta-batch {args.meta_batch}, {args.steps} inner step(s); device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"{'run':<22}{'median s/it':>12}{'min s/it':>10}")

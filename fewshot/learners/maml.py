@@ -41,6 +41,9 @@ from .base import MetaOutput, check_task
 BN_MODES = ("transductive", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
 TASK_BATCHING = ("auto", "loop", "vmap")
+# leaf modules for which the batched (vmap) path was measured faster than the loop on CPU
+_VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU,
+                      nn.Identity, nn.Flatten, StepBatchNorm)
 
 
 @dataclass
@@ -63,7 +66,7 @@ class MAMLConfig:
       ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
     - ``loss``: ``"auto"`` (cross-entropy when ``batch.ways`` is set, else MSE) | ``"cross_entropy"`` | ``"mse"``.
     - ``task_batching``: ``"loop"`` (per task), ``"vmap"`` (one batched computation) or ``"auto"``
-      (loop on CPU; vmap on other devices unless the model has torch ``BatchNorm`` layers).
+      (see ``MAML.task_batching_for``: on CPU vmap for MLP-like models, the loop for conv nets).
     """
 
     inner_steps: int = 1
@@ -172,14 +175,27 @@ class MAML(nn.Module):
             return msl_weights(steps, epoch, self.config.msl_epochs)
         return [0.0] * (steps - 1) + [1.0]
 
-    def _use_vmap(self, device: torch.device) -> bool:
+    def task_batching_for(self, device: torch.device | str) -> str:
+        """``"loop"`` or ``"vmap"``: the path ``meta_loss``/``evaluate`` take for tasks on ``device``.
+
+        ``"auto"`` (measured with bench/maml_bench.py): on CPU, vmap for models made only of linear
+        layers, elementwise activations and ``StepBatchNorm`` (sinusoid MLP: ~7x faster than the loop),
+        the loop otherwise (Conv4: vmap ~4x slower); on other devices vmap, unless the model has torch
+        ``BatchNorm`` (wrong second-order gradients under vmap) or dropout (random ops under vmap).
+        """
         mode = self.config.task_batching
-        has_torch_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        modules = list(self.model.modules())
+        has_torch_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
         if mode == "vmap" and has_torch_bn:
             raise ConfigError("task_batching='vmap' gives wrong second-order gradients through torch.nn BatchNorm layers (PyTorch batch rule): use task_batching='loop', or fewshot.nn.StepBatchNorm2d / per_step_batchnorm(model, 1)")
-        if mode == "auto":
-            return device.type != "cpu" and not has_torch_bn
-        return mode == "vmap"
+        if mode != "auto":
+            return mode
+        if has_torch_bn or any(isinstance(m, nn.modules.dropout._DropoutNd) for m in modules):
+            return "loop"
+        if torch.device(device).type != "cpu":
+            return "vmap"
+        leaves = [m for m in modules if not list(m.children())]
+        return "vmap" if leaves and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves) else "loop"
 
     # ----------------------------------------------------------------- one task
     def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, *, steps: int, first_order: bool,
@@ -211,7 +227,7 @@ class MAML(nn.Module):
         kw = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn, ways=batch.ways)
         b = len(batch)
         with norm_training(self.model, self._norm_flag()):
-            if self._use_vmap(batch.support_x.device):
+            if self.task_batching_for(batch.support_x.device) == "vmap":
                 batched = {k: v.unsqueeze(0).expand(b, *v.shape).clone() for k, v in buffers.items()}
 
                 def one(bufs, sx, sy, qx, qy):

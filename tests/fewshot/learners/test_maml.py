@@ -105,12 +105,18 @@ def test_loop_and_vmap_give_the_same_numbers(name):
         assert torch.allclose(le[k], ve[k], atol=1e-10)
 
 
-def test_vmap_with_torch_batchnorm_is_refused_and_auto_uses_loop_on_cpu():
+def test_vmap_with_torch_batchnorm_is_refused_and_auto_choice():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
     with pytest.raises(ConfigError, match="task_batching='loop'"):
         MAML(model, MAMLConfig(task_batching="vmap")).meta_loss(_reg_batch())
-    out = MAML(model, MAMLConfig(task_batching="auto")).meta_loss(_reg_batch())
-    assert torch.isfinite(out.loss)
+    auto = MAML(model, MAMLConfig(task_batching="auto"))
+    assert auto.task_batching_for("cpu") == "loop" and auto.task_batching_for("cuda") == "loop"
+    assert torch.isfinite(auto.meta_loss(_reg_batch()).loss)
+    assert MAML(_mlp(0)).task_batching_for("cpu") == "vmap"
+    assert MAML(_conv(0)).task_batching_for("cpu") == "loop"
+    assert MAML(_conv(0)).task_batching_for("cuda") == "vmap"
+    assert MAML(nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.1))).task_batching_for("cuda") == "loop"
+    assert MAML(_conv(0), MAMLConfig(task_batching="vmap")).task_batching_for("cpu") == "vmap"
 
 
 # --------------------------------------------------------------------------- schedules
