@@ -348,3 +348,19 @@ def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
     learner.eval()
     acc = learner.evaluate(EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
     assert acc > 0.45, acc
+
+
+def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
+    learner = MAML(_mlp(21), MAMLConfig(inner_steps=1, eval_steps=3, inner_lr=0.2))
+    batch = _reg_batch(22)
+    for training, steps in ((True, 1), (False, 3)):
+        learner.train(training)
+        got = learner.evaluate(batch)["mse"]
+        for i in range(len(batch)):
+            t = batch.task(i)
+            params = learner.adapt(t.support_x, t.support_y)
+            expected = F.mse_loss(learner.predict(t.query_x, params), t.query_y)
+            manual = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=steps)), t.query_y)
+            assert got[i].item() == pytest.approx(expected.item(), abs=1e-12)
+            assert got[i].item() == pytest.approx(manual.item(), abs=1e-12)
+    assert learner.evaluate(batch, steps=2)["mse"].shape == (len(batch),)
