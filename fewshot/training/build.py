@@ -159,24 +159,11 @@ def build_fixed_set(cfg: TrainConfig, which: str, *, count: int, split: str | No
 
 
 def build_optimizer(learner: torch.nn.Module, cfg: TrainConfig):
-    """Adam over the learner's meta-parameters, plus cosine annealing over the run if ``optim.cosine``."""
+    """Adam over the learner's meta-parameters, plus cosine annealing over the run if ``optim.cosine``
+    (``fewshot.optim.build_meta_optimizer``); returns ``(optimizer, scheduler or None)``."""
+    from ..optim import MetaOptimConfig, build_meta_optimizer
+
     o = cfg.optim
-    params = [p for p in learner.parameters() if p.requires_grad]
-    try:
-        from ..optim import MetaOptimConfig, build_meta_optimizer
-    except ImportError:  # pragma: no cover - fewshot.optim not available
-        MetaOptimConfig = None
-    if MetaOptimConfig is not None:
-        mo = _meta_optim_config(MetaOptimConfig, o)
-        return build_meta_optimizer(params, mo, cfg.iterations)
-    opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations, eta_min=o.min_lr) if o.cosine else None
-    return opt, sched
-
-
-def _meta_optim_config(cls: type, o) -> Any:
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    wanted = {"lr": o.lr, "cosine": o.cosine, "min_lr": o.min_lr, "weight_decay": o.weight_decay}
-    return cls(**{k: v for k, v in wanted.items() if k in names})
+    min_lr = o.min_lr if o.cosine else min(o.min_lr, o.lr)  # min_lr only matters with cosine annealing
+    mo = MetaOptimConfig(lr=o.lr, cosine=o.cosine, min_lr=min_lr, weight_decay=o.weight_decay)
+    return build_meta_optimizer(learner.parameters(), mo, cfg.iterations)

@@ -13,7 +13,7 @@ Protocols (MAML paper + reference code; MAML++ paper + HowToTrainYourMAML):
 * mini-ImageNet 84x84, Conv4-32 with max-pool, 5 inner steps (10 at test), 15 queries per class,
   meta-batch 4 (1-shot) / 2 (5-shot), 60,000 iterations, meta-gradient clipped to +-10.
 * MAML++: 5 inner steps at train and test, all techniques on (MSL, DA, LSLR, per-step BN, cosine
-  annealing 1e-3 -> 1e-5), 100 epochs x 500 iterations, meta-batch 8 (Omniglot) / 2 (mini-ImageNet,
+  annealing 1e-3 -> 1e-5, the Omniglot value, used for both), 100 epochs x 500 iterations, meta-batch 8 (Omniglot) / 2 (mini-ImageNet,
   48 filters).
 * Sinusoid: MLP 40-40, 5-shot (5 query points), 1 inner step alpha=0.01, meta-batch 25, 70,000 its.
 
@@ -72,7 +72,7 @@ def _maml_family(variant: str, dataset: str, ways: int, shots: int) -> TrainConf
     mamlpp_alpha = 0.1 if dataset == "omniglot" else 0.01
     if dataset == "mini-imagenet":
         model = ModelConfig(backbone="conv4", hidden=48, pool=True)
-    optim = OptimConfig(lr=1e-3, cosine=True, min_lr=1e-5 if dataset == "omniglot" else 1e-4,
+    optim = OptimConfig(lr=1e-3, cosine=True, min_lr=1e-5,
                         clip_value=optim.clip_value)
     learner = _learner("mamlpp", inner_steps=5, inner_lr=mamlpp_alpha, eval_steps=5)
     return TrainConfig(iterations=50000, iterations_per_epoch=500,
