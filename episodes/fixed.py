@@ -20,8 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import DataError
-from .sampler import check_episode_shape, check_positive, draw_randoms, gather_batch, indices_from_randoms
+from .sampler import check_episode_shape, check_positive, check_seed, draw_randoms, gather_batch, indices_from_randoms
 from .types import ClassSplit, Task, TaskBatch
 
 
@@ -51,8 +50,7 @@ class FixedEpisodes:
     ) -> None:
         check_episode_shape(split, ways, shots, queries)
         check_positive("count", count)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+        check_seed(seed)
         self.split = split if device is None else split.to(device)
         self.ways, self.shots, self.queries, self.count, self.seed = ways, shots, queries, count, seed
         per_class = shots + queries

@@ -45,6 +45,13 @@ def check_positive(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def check_seed(seed: Any) -> int:
+    """Return ``seed`` if it is a non-negative int (usable by torch and numpy alike), else raise a ``DataError``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
 def check_episode_shape(split: ClassSplit, ways: int, shots: int, queries: int) -> None:
     """Raise a one-line ``DataError`` unless ``split`` can supply N-way, K-shot, Q-query episodes."""
     check_positive("ways", ways)
@@ -149,8 +156,7 @@ class EpisodeSampler:
         device: str | torch.device | None = None,
     ) -> None:
         check_episode_shape(split, ways, shots, queries)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DataError(f"seed must be an integer, got {seed!r}")
+        check_seed(seed)
         self.split = split if device is None else split.to(device)
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
         self.device = self.split.data.device
