@@ -93,6 +93,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "paper": PAPER_RESULTS.get(cfg.preset),
         "notes": " ".join(x for x in (auto_note, notes) if x),
+        "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "weights": registry.WEIGHTS,
         "sha256": registry.sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
@@ -111,8 +112,9 @@ def results_table(names: list[str] | None = None) -> str:
     """Markdown table of pretrained models: ours (mean ± 95% CI) next to the paper's number."""
     names = names if names is not None else registry.list()
     lines = [
-        "| model | learner | ours (test, mean ± 95% CI) | episodes | iterations (ours / paper) | hardware | paper |",
-        "|---|---|---|---|---|---|---|",
+        "| model | learner | ours (test, mean ± 95% CI) | episodes | iterations (ours / preset) | changes vs preset "
+        "| hardware | paper |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         try:
@@ -122,5 +124,5 @@ def results_table(names: list[str] | None = None) -> str:
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "
-                     f"| {its} | {m.get('hardware')} | {m.get('paper') or '–'} |")
+                     f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('hardware')} | {m.get('paper') or '–'} |")
     return "\n".join(lines)
