@@ -12,7 +12,7 @@ import torch
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.logging import read_metrics
 
-ITERATIONS = 150
+ITERATIONS = 600  # long enough that the poll below always kills it mid-run, even on a fast machine
 ARGS = ["train", "sinusoid-maml", "--iterations", str(ITERATIONS), "--quiet", "--device", "cpu",
         "--set", "checkpoint_every=10", "--set", "val_every=50", "--set", "val_episodes=20",
         "--set", "optim.lr=0.01"]
