@@ -4,7 +4,7 @@
 # Runs one training at a time (shared CPU), then evaluates the best checkpoint on 600 fixed test
 # episodes and writes pretrained/<name>/{model.safetensors,manifest.json}.
 # The shipped omniglot-5w1s/20w1s/5w5s runs were first trained to 1200/1000/1000 iterations and later
-# resumed to 2400/2400/3000 with the same settings; resume is exact, so these single commands give the same weights
+# resumed to 2400/4000/3000 (20w1s: 2400, then 4000) with the same settings; resume is exact, so these single commands give the same weights
 # (sinusoid-maml: its first 3000 iterations ran with 2 CPU threads, the rest with 1, so a rerun may
 # differ in the last bits: thread count changes float summation order).
 set -euo pipefail
@@ -26,5 +26,5 @@ train_and_publish omniglot-5w5s-maml omniglot-5w5s-maml "Meta-batch 8 instead of
   --iterations 3000 --set meta_batch=8 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
 train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
   "Meta-batch 8 instead of 16 and 1 inner step in training (5 at test) instead of 5 (CPU time)." \
-  --iterations 2400 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
+  --iterations 4000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
   --set checkpoint_every=100
