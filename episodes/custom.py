@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .generator_state import restore_generator
 from .sampler import check_positive
 from .types import ClassSplit, Task, TaskBatch
 
@@ -184,10 +185,4 @@ class TaskGenerator:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`: the next tasks continue the saved run."""
-        gen_state = state.get("generator") if isinstance(state, dict) else None
-        if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8:
-            raise DataError("task generator state needs a uint8 'generator' tensor: pass TaskGenerator.state_dict()")
-        try:
-            self.generator.set_state(gen_state.cpu())
-        except RuntimeError as exc:
-            raise DataError(f"task generator state 'generator' is not a valid CPU generator state: {exc}") from exc
+        restore_generator(self.generator, state, "TaskGenerator")

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .errors import DataError
+from .generator_state import restore_generator
 from .types import ClassSplit, TaskBatch
 
 
@@ -192,19 +193,10 @@ class EpisodeSampler:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s generator state: the next episodes continue the saved run."""
-        try:
-            gen_state = state["generator"]
-        except (KeyError, TypeError) as exc:
-            raise DataError("sampler state has no 'generator' entry: pass a dict from EpisodeSampler.state_dict()") from exc
         for key in ("ways", "shots", "queries"):
-            if key in state and int(state[key]) != getattr(self, key):
+            if isinstance(state, dict) and key in state and int(state[key]) != getattr(self, key):
                 raise DataError(
                     f"sampler state is for {key}={int(state[key])} but this sampler has {key}={getattr(self, key)}: "
                     "build the sampler with the saved settings"
                 )
-        if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8:
-            raise DataError("sampler state 'generator' must be a uint8 tensor from torch.Generator.get_state()")
-        try:
-            self.generator.set_state(gen_state.cpu())
-        except RuntimeError as exc:
-            raise DataError(f"sampler state 'generator' is not a valid CPU generator state: {exc}") from exc
+        restore_generator(self.generator, state, "EpisodeSampler")
