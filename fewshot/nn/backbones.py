@@ -10,7 +10,7 @@ Usage::
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -63,6 +63,24 @@ class Conv4(nn.Module):
         return self.classifier(h)
 
 
+def dense_stack(in_features: int, out_features: int, hidden: Sequence[int],
+                norm: Callable[[int], nn.Module] | None = None) -> nn.Sequential:
+    """``Linear [+ norm] + ReLU`` per hidden width, then a final ``Linear``.
+
+    Usage: ``dense_stack(1, 1, (40, 40))`` (the sinusoid MLP's layers).
+    """
+    _check_positive("in_features", in_features)
+    _check_positive("out_features", out_features)
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        _check_positive("hidden width", h)
+        layers += [nn.Linear(width, h), *([norm(h)] if norm is not None else []), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
 class FullyConnected(nn.Module):
     """The MAML paper's fully connected classifier: Linear + batch norm + ReLU blocks (256-128-64-64).
 
@@ -72,16 +90,8 @@ class FullyConnected(nn.Module):
     def __init__(self, in_features: int = 784, out_features: int = 5, *, hidden: Sequence[int] = (256, 128, 64, 64),
                  bn_steps: int = 1, bn_momentum: float = 0.1) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("out_features", out_features)
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            _check_positive("hidden width", h)
-            layers += [nn.Linear(width, h), StepBatchNorm1d(h, bn_steps, momentum=bn_momentum), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, out_features))
-        self.net = nn.Sequential(*layers)
+        self.net = dense_stack(in_features, out_features, hidden,
+                               norm=lambda width: StepBatchNorm1d(width, bn_steps, momentum=bn_momentum))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
@@ -92,16 +102,7 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int = 1, out_features: int = 1, *, hidden: Sequence[int] = (40, 40)) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("out_features", out_features)
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            _check_positive("hidden width", h)
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, out_features))
-        self.net = nn.Sequential(*layers)
+        self.net = dense_stack(in_features, out_features, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
