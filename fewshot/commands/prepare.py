@@ -1,6 +1,7 @@
 """``fewshot prepare DATASET``: download or read a dataset and build its HDF5 store once.
 
 Usage: ``fewshot prepare omniglot --source /work/shared/data/omniglot --root /tmp/fewshot``
+(mini-ImageNet: ``fewshot prepare mini-imagenet --source PATH [--splits DIR] [--workers N]``, format auto-detected)
 """
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 import sys
 import time
 
+from episodes.errors import DataError
+from episodes.mini_imagenet import FORMATS, detect_format
 from episodes.paths import store_path
 from episodes.registry import DATASETS, dataset_info, prepare
 
@@ -21,9 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dataset", metavar="DATASET", help=f"dataset to prepare: {', '.join(DATASETS)}")
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
-                   help="local folder (content verified) or base URL (md5 verified); default: the official download")
+                   help="local folder (content verified) or base URL (md5 verified); default: the official download. "
+                        f"mini-imagenet: a folder (or a file in it) in one of {len(FORMATS)} layouts, detected: "
+                        f"{', '.join(FORMATS)}")
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
     p.add_argument("--size", type=int, default=None, metavar="N", help="image side in pixels (default 28; 84 for mini-imagenet)")
+    p.add_argument("--splits", default=None, metavar="DIR",
+                   help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in --source (ILSVRC builder)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="mini-imagenet: image-decoding processes (default min(8, CPU count))")
     p.add_argument("--force", action="store_true", help="rebuild the store even if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars, print only the result")
     p.set_defaults(func=run)
@@ -37,8 +46,19 @@ def run(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"{args.dataset}: store already exists at {path} (use --force to rebuild)")
         return 0
+    extra = {k: v for k, v in (("splits", args.splits), ("workers", args.workers)) if v is not None}
+    detected = ""
+    if args.dataset == "mini-imagenet":
+        if args.source is not None:
+            fmt, folder = detect_format(args.source)
+            detected = f" from {fmt} source {folder}"
+            if not args.quiet:
+                print(f"{args.dataset}: detected {fmt} ({FORMATS[fmt]}) in {folder}")
+                sys.stdout.flush()
+    elif extra:
+        raise DataError(f"--{' and --'.join(extra)} only apply to mini-imagenet: drop them for {args.dataset}")
     start = time.perf_counter()
-    out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet)
-    print(f"{args.dataset}: wrote {out} in {time.perf_counter() - start:.1f} s")
+    out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet, **extra)
+    print(f"{args.dataset}: wrote {out}{detected} in {time.perf_counter() - start:.1f} s")
     sys.stdout.flush()
     return 0
