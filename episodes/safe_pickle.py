@@ -10,7 +10,8 @@ Allowed globals (both the NumPy 1.x ``numpy.core`` and 2.x ``numpy._core`` spell
 * ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype``: how every array pickles;
 * ``numpy.core.multiarray.scalar``: NumPy scalars (e.g. an ``np.int64`` label);
 * ``numpy.core.numeric._frombuffer``: arrays pickled with protocol 5;
-* ``_codecs.encode``: how Python 3 writes ``bytes`` (the array buffer) at protocols 0-2.
+* ``_codecs.encode`` and ``bytes`` (``builtins``/``__builtin__``): how Python 3 writes ``bytes`` (the
+  array buffer; ``bytes()`` when empty) at protocols 0-2.
 
 Python 2 pickles (MetaOptNet's) need ``encoding="latin1"``: their byte strings are then read as
 ``str`` code points 0-255, which NumPy turns back into the exact array bytes.
@@ -46,7 +47,8 @@ def _numpy_internals() -> dict[str, Any]:
 
 
 _NP = _numpy_internals()
-ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _codecs.encode}
+ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _codecs.encode,
+                                       ("builtins", "bytes"): bytes, ("__builtin__", "bytes"): bytes}
 for _prefix in ("numpy.core", "numpy._core"):
     ALLOWED[(f"{_prefix}.multiarray", "_reconstruct")] = _NP["_reconstruct"]
     ALLOWED[(f"{_prefix}.multiarray", "scalar")] = _NP["scalar"]

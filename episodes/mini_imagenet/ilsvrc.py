@@ -55,16 +55,19 @@ def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = 
     """
     root = class_root(folder)
     tables = read_csv_tables(([splits_dir] if splits_dir is not None else []) + [folder], strict)
+    needed = [(split, wnid) for split, classes in tables.items() for wnid in classes]
+    for split, wnid in needed:
+        if not WNID.match(wnid):
+            raise DataError(f"{split}.csv label '{wnid}' is not a WordNet id: use the original Ravi split file")
+    absent = [(split, wnid) for split, wnid in needed if not (root / wnid).is_dir()]
+    if absent:
+        raise DataError(f"{root} lacks {len(absent)} of the {len(needed)} class folders the CSVs need "
+                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one folder per wnid)")
     splits: dict[str, dict] = {}
     for split, classes in tables.items():
         out = {}
         for wnid, names in classes.items():
-            if not WNID.match(wnid):
-                raise DataError(f"{split}.csv label '{wnid}' is not a WordNet id: use the original Ravi split file")
             class_dir = root / wnid
-            if not class_dir.is_dir():
-                raise DataError(f"{root} has no class folder {wnid}/ (needed by {split}.csv): "
-                                "extract the full ILSVRC-2012 train set (one folder per wnid)")
             files = sorted_class_files(class_dir)
             picked = []
             for name in names:
