@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.dataset}: detected {fmt} ({FORMATS[fmt]}) in {folder}")
                 sys.stdout.flush()
     elif extra:
-        raise DataError(f"--{' and --'.join(extra)} only apply to mini-imagenet: drop them for {args.dataset}")
+        verb = "applies" if len(extra) == 1 else "apply"
+        raise DataError(f"--{' and --'.join(extra)} only {verb} to mini-imagenet: drop {'it' if len(extra) == 1 else 'them'} for {args.dataset}")
     start = time.perf_counter()
     out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet, **extra)
     print(f"{args.dataset}: wrote {out}{detected} in {time.perf_counter() - start:.1f} s")

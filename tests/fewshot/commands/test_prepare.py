@@ -2,6 +2,7 @@
 import os
 
 from episodes import load_split
+from episodes.mini_imagenet import FORMATS
 from fewshot.cli import main
 
 
@@ -48,3 +49,33 @@ def test_prepare_omniglot(fewshot_data, tmp_path, capsys):
     assert main(argv) == 0
     assert f"wrote {tmp_path / 'omniglot' / 'omniglot-28.h5'}" in capsys.readouterr().out
     assert load_split("omniglot", "trainval", tmp_path).num_classes == 4800
+
+
+def test_prepare_mini_imagenet_detects_the_format(tmp_path, capsys, monkeypatch):
+    import episodes.mini_imagenet.build as build
+    from tests.episodes.mini_imagenet.fixtures import COUNTS, make_fixture, write_cache_pickles
+
+    fx = make_fixture(0)
+    src = write_cache_pickles(tmp_path / "l2l", fx)
+    argv = ["prepare", "mini-imagenet", "--source", str(src), "--root", str(tmp_path / "root"), "--workers", "1"]
+    # The CLI is strict: the fixture's 3/2/2 classes x 5 are not the Ravi split.
+    assert main(argv + ["--quiet"]) == 2
+    _one_error_line(capsys, "split train lacks class n01749939 in the Ravi train split")
+    # With the official split shrunk to the fixture's classes, the same strict path succeeds.
+    monkeypatch.setattr(build, "RAVI_CLASSES", {s: tuple(sorted(c)) for s, c in fx.images.items()})
+    monkeypatch.setattr(build, "EXPECTED_COUNTS", COUNTS)
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    store = tmp_path / "root" / "mini-imagenet" / "mini-imagenet-84.h5"
+    assert out[0] == f"mini-imagenet: detected cache-pickle ({FORMATS['cache-pickle']}) in {src}"
+    assert out[1].startswith(f"mini-imagenet: wrote {store} from cache-pickle source {src} in ")
+    assert load_split("mini-imagenet", "val", tmp_path / "root").data.shape == (10, 3, 84, 84)
+
+
+def test_mini_imagenet_only_options_and_unknown_sources(tmp_path, capsys):
+    assert main(["prepare", "mnist", "--workers", "2", "--root", str(tmp_path)]) == 2
+    _one_error_line(capsys, "--workers only applies to mini-imagenet: drop it for mnist")
+    (tmp_path / "junk").mkdir()
+    assert main(["prepare", "mini-imagenet", "--source", str(tmp_path / "junk"), "--root", str(tmp_path)]) == 2
+    _one_error_line(capsys, "holds no known mini-ImageNet format; bring one of - ravi-csv: images/")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -113,3 +113,16 @@ def test_partial_file_uses_defaults(tmp_path):
     assert cfg.iterations == 5 and cfg.data.shots == 10 and cfg.learner.config.first_order
     assert cfg.meta_batch == 32  # dataclass default
     assert len(PRESETS) >= 19
+
+
+def test_mini_imagenet_presets_follow_the_published_protocols():
+    # conv4 with 32 filters (MAML, first-order MAML), 48 for MAML++ (its reference configuration),
+    # 5-way, 15 query images per class at train and test, evaluation over 600 episodes.
+    for shots in (1, 5):
+        for learner, filters in (("maml", 32), ("fomaml", 32), ("mamlpp", 48)):
+            c = get_preset(f"mini-imagenet-5w{shots}s-{learner}")
+            assert (c.data.dataset, c.data.size, c.data.ways, c.data.shots) == ("mini-imagenet", 84, 5, shots)
+            assert c.data.queries == 15 and c.data.test_queries == 15
+            assert (c.model.backbone, c.model.hidden, c.model.pool) == ("conv4", filters, True)
+            assert c.eval_episodes == 600
+            assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val", "test")
