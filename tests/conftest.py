@@ -12,7 +12,7 @@ import pytest
 
 _HOW = (
     "set FEWSHOT_DATA to the folder holding the raw data sets (omniglot/images_background.zip, "
-    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/), "
+    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, mini-imagenet/splits/ravi/*.csv), "
     "e.g. `export FEWSHOT_DATA=$(pwd)/../shared/data` (see /work/shared/data/README.md)"
 )
 _REQUIRED = (
@@ -21,6 +21,7 @@ _REQUIRED = (
     "omniglot/splits/vinyals/train.txt",
     "mnist/train-images-idx3-ubyte.gz",
     "fashion-mnist/train-images-idx3-ubyte.gz",
+    "mini-imagenet/splits/ravi/train.csv",
 )
 
 

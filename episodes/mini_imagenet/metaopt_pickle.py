@@ -4,7 +4,9 @@ Python 2 pickles (read with ``encoding="latin1"`` through the restricted unpickl
 ``{"data": uint8 [N, 84, 84, 3], "labels": [int per image], "catname2label": {wnid: int}}``.
 ``train_phase_train`` holds the 64 training classes; the ``train_phase_val``/``train_phase_test``
 files (extra images of those classes, for 64-way classification) are not part of the Ravi split and
-are ignored. Images within a class keep the file's order.
+are ignored. Classes are the labels present in ``labels``, named by ``catname2label`` (wnids in the
+files we know of; a non-wnid name fails the strict Ravi check with the name shown). Images within a
+class keep the file's order.
 
 Usage: ``read_metaopt_pickles(Path("/data/MetaOptNet/miniImageNet")).splits["val"]``
 """
@@ -53,7 +55,9 @@ def read_metaopt_pickles(folder: Path) -> SourceData:
         if unknown:
             raise DataError(f"{path} has label {unknown[0]}, which catname2label does not name: the file is corrupt")
         classes = {}
+        present = set(labels.tolist())  # catname2label may name more classes than the file holds
         for label, wnid in sorted(names.items(), key=lambda kv: kv[1]):
-            classes[wnid] = images[np.flatnonzero(labels == label)]  # an empty class fails the count check
+            if label in present:
+                classes[wnid] = images[np.flatnonzero(labels == label)]
         splits[split] = classes
     return SourceData("metaopt-pickle", folder, splits)

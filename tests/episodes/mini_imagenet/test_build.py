@@ -132,3 +132,13 @@ def test_bad_options_are_data_errors(tmp_path):
     write_ilsvrc(tmp_path / "ilsvrc", fx)
     with pytest.raises(DataError, match="no Ravi split CSVs .*pass --splits DIR"):
         prepare_mini_imagenet(tmp_path / "ilsvrc", tmp_path / "root", **fx.prepare_kw)
+
+
+def test_corrupt_jpeg_in_a_worker_process_fails_cleanly(tmp_path):
+    fx = make_fixture(11)
+    src = WRITERS["ravi-folders"](tmp_path / "src", fx)
+    victim = sorted((src / "val").rglob("*.jpg"))[-1]
+    victim.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=f"{victim.name} is not a readable image"):
+        prepare_mini_imagenet(src, tmp_path / "root", **{**fx.prepare_kw, "workers": 2})
+    assert [p for p in tmp_path.glob("root/**/*") if p.is_file()] == []

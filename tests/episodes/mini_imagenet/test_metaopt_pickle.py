@@ -41,3 +41,12 @@ def test_wrong_images_labels_and_missing_files(tmp_path):
     with pytest.raises(DataError, match="has no miniImageNet_category_split_val.pickle: bring the three MetaOptNet pickles"):
         prepare_mini_imagenet(src, root, **kw)
     assert not root.exists()
+
+
+def test_unused_catname2label_entries_are_not_classes(tmp_path):
+    fx = make_fixture(2)
+    src = write_metaopt_pickles(tmp_path, fx)
+    path = src / FILE_NAMES["test"]
+    blob = pickle.loads(path.read_bytes(), encoding="latin1")
+    path.write_bytes(py2_pickle_bytes({**blob, "catname2label": {**blob["catname2label"], "n99999999": 1000}}))
+    assert list(read_metaopt_pickles(src).splits["test"]) == sorted(fx.images["test"])
