@@ -38,7 +38,7 @@ def test_missing_store_names_the_prepare_command(tmp_path):
     for dataset in DATASETS:
         size = DATASETS[dataset].default_size
         store = tmp_path / dataset / f"{dataset}-{size}.h5"
-        with pytest.raises(DataError, match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} (--source DIR )?--root {tmp_path}`"):
+        with pytest.raises(DataError, match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} (--source (DIR|PATH) )?--root {tmp_path}`"):
             load_split(dataset, "train", tmp_path)
 
 
