@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "eval",
     "pretrained",
     "plot",
+    "l2o",
 )
 
 

@@ -66,12 +66,13 @@ def _models() -> dict[str, Path]:
             continue
         candidates = [d] if (d / MANIFEST).is_file() else sorted(c for c in d.iterdir() if (c / MANIFEST).is_file())
         for c in candidates:
-            name = _read_manifest(c).get("name", c.name)
+            name = read_manifest(c).get("name", c.name)
             found.setdefault(name, c)
     return found
 
 
-def _read_manifest(model_dir: Path) -> dict:
+def read_manifest(model_dir: Path) -> dict:
+    """The parsed ``manifest.json`` of a model directory (CheckpointError if unreadable)."""
     path = model_dir / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -101,7 +102,7 @@ def locate(name: str) -> Path:
 
 def show(name: str) -> dict:
     """The manifest of model ``name``."""
-    return _read_manifest(locate(name))
+    return read_manifest(locate(name))
 
 
 def sha256_file(path: str | Path) -> str:
@@ -116,7 +117,7 @@ def sha256_file(path: str | Path) -> str:
 def verify(name: str) -> dict:
     """Check the weights file against the manifest's sha256; returns the manifest."""
     model_dir = locate(name)
-    manifest = _read_manifest(model_dir)
+    manifest = read_manifest(model_dir)
     weights = model_dir / manifest.get("weights", WEIGHTS)
     if not weights.is_file():
         raise CheckpointError(f"pretrained model '{name}' has no weights file {weights}: reinstall or re-publish it")
@@ -138,6 +139,9 @@ def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[tor
     from .training.config import config_from_dict
 
     manifest = verify(name)
+    if manifest.get("kind", "meta-initialization") != "meta-initialization":
+        raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "
+                              "load it with fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)")
     cfg = config_from_dict(manifest["config"], where=f"manifest of '{name}'")
     ident = identity(cfg)
     for key in ("learner", "backbone"):

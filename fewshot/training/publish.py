@@ -121,6 +121,8 @@ def results_table(names: list[str] | None = None) -> str:
             m = registry.show(name)
         except CheckpointError:
             continue
+        if m.get("kind", "meta-initialization") != "meta-initialization":
+            continue  # learned optimizers have their own table (fewshot.l2o)
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "

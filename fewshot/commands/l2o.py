@@ -1,0 +1,139 @@
+"""``fewshot l2o``: meta-train learned optimizers and run the learned-optimizer experiments.
+
+Usage::
+
+    fewshot l2o train quadratic --out runs/l2o-quadratic --epochs 10
+    fewshot l2o experiment mnist-relu --out figures/          # PNG + JSON, final-loss table on stdout
+    fewshot l2o list
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``l2o train|experiment|list``. Usage: ``register(parser.add_subparsers())``."""
+    p = subparsers.add_parser("l2o", help="learned optimizers: meta-train, compare with tuned baselines",
+                              description="Learning to learn by gradient descent by gradient descent.")
+    sub = p.add_subparsers(dest="l2o_command", metavar="ACTION")
+    sub.required = True
+
+    t = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
+    t.add_argument("problem", metavar="PROBLEM", help="quadratic, mnist, ... (see `fewshot l2o list`)")
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, history.jsonl")
+    t.add_argument("--name", default=None, help="name in the manifest (default: l2o-PROBLEM)")
+    for flag, kind, what in (("--epochs", int, "epochs of --iterations-per-epoch iterations"),
+                             ("--iterations-per-epoch", int, "iterations (fresh problem batches) per epoch"),
+                             ("--problems-per-iteration", int, "problems optimized together per iteration"),
+                             ("--val-problems", int, "validation problems for early stopping"),
+                             ("--steps", int, "optimization horizon"), ("--unroll", int, "truncated-BPTT length"),
+                             ("--patience", int, "stop after N epochs without improvement"),
+                             ("--lr", float, "Adam learning rate on the optimizer's weights"),
+                             ("--output-scale", float, "scale of the LSTM's output"),
+                             ("--p", float, "gradient preprocessing threshold exp(-p)")):
+        t.add_argument(flag, type=kind, default=None, help=f"{what} (default: the problem's preset)")
+    t.add_argument("--no-preprocess", action="store_true", help="feed raw gradients to the LSTM")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser("experiment", help="learned vs tuned SGD/RMSprop/Adam/NAG: PNG + JSON")
+    e.add_argument("experiment", metavar="EXPERIMENT", nargs="+", help="experiment name(s), or 'all'")
+    e.add_argument("--optimizer", default=None, metavar="NAME_OR_DIR",
+                   help="learned optimizer (default: the experiment's pretrained one)")
+    e.add_argument("--out", default="l2o-figures", metavar="DIR", help="folder for the PNG and JSON files")
+    e.add_argument("--test-problems", type=int, default=100)
+    e.add_argument("--tune-problems", type=int, default=20, help="problems used to pick each baseline's learning rate")
+    e.add_argument("--steps", type=int, default=None, help="horizon (default: the experiment's)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    e.set_defaults(func=run_experiments)
+
+    ls = sub.add_parser("list", help="problems and experiments")
+    ls.set_defaults(func=run_list)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Meta-train, then write the best weights and the manifest under ``--out``."""
+    from ..l2o.experiments import build_family, training_preset
+    from ..l2o.metatrain import meta_train
+    from ..l2o.weights import save_learned_optimizer
+    from ..training.atomic import atomic_write_text
+    from ..training.publish import hardware
+
+    config = training_preset(args.problem)
+    overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
+                 "problems_per_iteration": args.problems_per_iteration, "val_problems": args.val_problems,
+                 "steps": args.steps, "unroll": args.unroll, "patience": args.patience, "lr": args.lr}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    config.seed = args.seed
+    if args.output_scale is not None:
+        config.net.output_scale = args.output_scale
+    if args.p is not None:
+        config.net.p = args.p
+    if args.no_preprocess:
+        config.net.preprocess = False
+    config.validate()
+    train = build_family(args.problem, "train", args.root)
+    out = Path(args.out)
+    lines: list[str] = []
+
+    def report(record) -> None:
+        lines.append(json.dumps(dataclasses.asdict(record)))
+        atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n")
+        print(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
+              f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", flush=True)
+
+    start = time.perf_counter()
+    result = meta_train(train, train, config, callback=report)
+    name = args.name or f"l2o-{args.problem}"
+    manifest = save_learned_optimizer(result.net, out, name=name, extra={
+        "problem": args.problem,
+        "best_epoch": result.best_epoch,
+        "best_val_final_loss": result.best_val,
+        "epochs_run": result.history[-1].epoch,
+        "meta_train": {k: v for k, v in dataclasses.asdict(config).items() if k != "net"},
+        "seconds": round(time.perf_counter() - start, 1),
+        "hardware": hardware(),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+    print(f"wrote {out} ({manifest['name']}: best epoch {result.best_epoch}, val final loss {result.best_val:.4g})")
+    return 0
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    """Run each named experiment, write its PNG/JSON, print the final-loss table."""
+    from ..l2o.experiments import EXPERIMENTS, final_table, run_experiment, write_outputs
+
+    names = list(EXPERIMENTS) if args.experiment == ["all"] else args.experiment
+    results = []
+    for name in names:
+        result = run_experiment(name, optimizer=args.optimizer, test_problems=args.test_problems,
+                                tune_problems=args.tune_problems, steps=args.steps, seed=args.seed, root=args.root)
+        png, js = write_outputs(result, args.out)
+        print(f"{name}: wrote {png} and {js} ({result['seconds']} s)", flush=True)
+        results.append(result)
+    print(final_table(results))
+    sys.stdout.flush()
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the problems and experiments."""
+    from ..l2o.experiments import EXPERIMENTS, PROBLEMS
+
+    print("problems (fewshot l2o train PROBLEM):")
+    for name, spec in PROBLEMS.items():
+        print(f"  {name:16s} {spec.description}")
+    print("experiments (fewshot l2o experiment NAME):")
+    for name, exp in EXPERIMENTS.items():
+        print(f"  {name:16s} {exp.steps} steps, optimizer {exp.optimizer}: {exp.question}")
+    return 0

@@ -1,0 +1,101 @@
+"""``LearnedOptimizer``: a meta-trained ``CoordinateLSTM`` used like any ``torch.optim.Optimizer``.
+
+Each parameter keeps its own LSTM states (one row per coordinate) in ``optimizer.state``, so
+``state_dict()`` / ``load_state_dict()`` resume an optimization exactly. The update is
+``p <- p + lr * m(grad)``; ``lr`` (default 1, the meta-trained setting) exists so LR schedulers work.
+
+Usage::
+
+    opt = LearnedOptimizer(model.parameters(), weights="l2o-mnist")   # or net=CoordinateLSTM(...)
+    loss.backward(); opt.step(); opt.zero_grad()
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..errors import ConfigError
+from .net import CoordinateLSTM
+
+
+def _state_keys(layers: int) -> list[str]:
+    return [f"{kind}{i}" for i in range(layers) for kind in ("h", "c")]
+
+
+class LearnedOptimizer(torch.optim.Optimizer):
+    """Apply a learned coordinatewise LSTM optimizer to ``params``.
+
+    ``weights``: a pretrained name (``fewshot pretrained list``) or a directory written by
+    ``save_learned_optimizer``; or pass ``net`` directly. The net is used frozen (no gradients).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], *, net: CoordinateLSTM | None = None,
+                 weights: str | os.PathLike | None = None, lr: float = 1.0) -> None:
+        if (net is None) == (weights is None):
+            raise ConfigError("LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
+                              "(a pretrained name or a saved directory)")
+        if net is None:
+            from .weights import load_learned_optimizer
+
+            net = load_learned_optimizer(weights)
+        if not isinstance(net, CoordinateLSTM):
+            raise ConfigError(f"net must be a fewshot.l2o.CoordinateLSTM, got {type(net).__name__}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
+            raise ConfigError(f"LearnedOptimizer lr must be a number >= 0 (1 = as meta-trained), got {lr!r}")
+        super().__init__(params, dict(lr=float(lr)))
+        self.net = net.eval().requires_grad_(False)
+        self._keys = _state_keys(net.config.layers)
+
+    def _check_state(self, p: torch.Tensor, state: dict) -> None:
+        rows = state[self._keys[0]].shape[0]
+        if rows != p.numel() or state[self._keys[0]].shape[1] != self.net.config.hidden:
+            raise ConfigError(
+                f"the learned optimizer's state for a parameter of shape {tuple(p.shape)} ({p.numel()} coordinates) "
+                f"holds {rows} coordinates x {state[self._keys[0]].shape[1]} units: it was loaded from a state_dict "
+                "saved for a different model or optimizer; load one saved for these parameters, or start from a "
+                "fresh LearnedOptimizer")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a saved state, refusing per-parameter LSTM states whose shape does not fit the parameter."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state:
+                    missing = [k for k in self._keys if k not in state]
+                    if missing:
+                        raise ConfigError(f"learned optimizer state lacks {missing}: it was saved by another optimizer "
+                                          f"or with a {len(self._keys) // 2 - 1}-layer net mismatch; start fresh")
+                    self._check_state(p, state)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """One update of every parameter that has a gradient. Usage: ``opt.step()``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        ref = next(self.net.parameters())
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise ConfigError("LearnedOptimizer does not support sparse gradients")
+                if ref.device != p.device:
+                    self.net.to(p.device)
+                    ref = next(self.net.parameters())
+                state = self.state[p]
+                if not state:
+                    zeros = self.net.initial_state(p.numel(), device=p.device)
+                    state.update(zip(self._keys, zeros))
+                    state["step"] = 0
+                self._check_state(p, state)
+                grad = p.grad.reshape(-1).to(ref.dtype)
+                update, new = self.net(grad, tuple(state[k] for k in self._keys))
+                state.update(zip(self._keys, new))
+                state["step"] += 1
+                p.add_(update.view_as(p).to(p.dtype), alpha=group["lr"])
+        return loss

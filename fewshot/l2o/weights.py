@@ -1,0 +1,94 @@
+"""Save and load learned optimizers: ``model.safetensors`` + ``manifest.json``, like pretrained models.
+
+A directory written here can be registered as a pretrained model (``fewshot.pretrained``); its
+manifest has ``"kind": "learned-optimizer"``, the net's config and the weights' sha256.
+
+Usage::
+
+    save_learned_optimizer(net, "out/l2o-mnist", name="l2o-mnist", extra={"problem": "mnist"})
+    net = load_learned_optimizer("l2o-mnist")          # a pretrained name, or a directory
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import pretrained as registry
+from ..errors import CheckpointError, ConfigError
+from ..training.atomic import atomic_write_bytes, atomic_write_text
+from .net import CoordinateLSTM, LSTMOptimizerConfig
+
+KIND = "learned-optimizer"
+
+
+def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *, name: str,
+                           extra: dict[str, Any] | None = None) -> dict:
+    """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest."""
+    from safetensors.torch import save as st_save
+
+    directory = Path(directory)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}))
+    manifest = {
+        "name": name,
+        "kind": KIND,
+        "net": dataclasses.asdict(net.config),
+        **(extra or {}),
+        "weights": registry.WEIGHTS,
+        "sha256": registry.sha256_file(directory / registry.WEIGHTS),
+    }
+    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _resolve(source: str | os.PathLike) -> Path:
+    path = Path(source).expanduser()
+    if (path / registry.MANIFEST).is_file():
+        return path
+    if isinstance(source, str) and os.sep not in source and not path.exists():
+        return registry.locate(source)
+    raise CheckpointError(f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
+                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train --out` folder")
+
+
+def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
+    """(directory, manifest) of a learned optimizer, checking its kind and sha256."""
+    directory = _resolve(source)
+    manifest = registry.read_manifest(directory)
+    if manifest.get("kind") != KIND:
+        raise CheckpointError(f"{directory} holds a {manifest.get('kind', 'meta-initialization')} model, not a learned "
+                              "optimizer: load it with fewshot.pretrained.load")
+    weights = directory / manifest.get("weights", registry.WEIGHTS)
+    if not weights.is_file():
+        raise CheckpointError(f"learned optimizer {directory} has no weights file {weights.name}: re-save it")
+    digest = registry.sha256_file(weights)
+    if digest != manifest.get("sha256"):
+        raise CheckpointError(f"learned optimizer weights {weights} fail the sha256 check: the file is corrupted or "
+                              "was changed; re-save or reinstall it")
+    return directory, manifest
+
+
+def load_learned_optimizer(source: str | os.PathLike) -> CoordinateLSTM:
+    """The ``CoordinateLSTM`` saved at ``source`` (pretrained name or directory), verified, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory, manifest = read_manifest(source)
+    try:
+        config = LSTMOptimizerConfig(**manifest["net"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save it") from exc
+    try:
+        net = CoordinateLSTM(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"learned optimizer manifest in {directory}: {exc}") from exc
+    weights = directory / manifest.get("weights", registry.WEIGHTS)
+    try:
+        state = load_file(str(weights))
+        net.load_state_dict(state)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save it") from exc
+    return net.eval()

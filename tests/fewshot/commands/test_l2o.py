@@ -1,0 +1,33 @@
+import json
+
+from fewshot.cli import main
+
+
+def test_train_then_experiment_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "opt"
+    assert main(["l2o", "train", "quadratic", "--out", str(out), "--epochs", "1", "--iterations-per-epoch", "2",
+                 "--problems-per-iteration", "4", "--val-problems", "2", "--steps", "10", "--unroll", "5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["name"] == "l2o-quadratic" and manifest["meta_train"]["unroll"] == 5
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    assert main(["l2o", "experiment", "quadratic", "--optimizer", str(out), "--out", str(tmp_path / "figs"),
+                 "--test-problems", "3", "--tune-problems", "2", "--steps", "5"]) == 0
+    assert (tmp_path / "figs" / "quadratic.png").is_file() and (tmp_path / "figs" / "quadratic.json").is_file()
+    assert "| quadratic | 5 |" in capsys.readouterr().out
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    for argv, msg in ((["--unroll", "30", "--steps", "20"], "unroll (30) is longer than"),
+                      (["--p", "0"], "p must be a finite number > 0")):
+        assert main(["l2o", "train", "quadratic", "--out", str(tmp_path / "x")] + argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+    assert main(["l2o", "experiment", "nope"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_list_names_problems_and_experiments(capsys):
+    assert main(["l2o", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-relu" in out and "fashion-mnist" in out and "quadratic" in out
