@@ -100,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         "best_epoch": result.best_epoch,
         "best_val_final_loss": result.best_val,
         "epochs_run": result.history[-1].epoch,
+        "preset_epochs": training_preset(args.problem).epochs,
         "meta_train": {k: v for k, v in dataclasses.asdict(config).items() if k != "net"},
         "seconds": round(time.perf_counter() - start, 1),
         "hardware": hardware(),

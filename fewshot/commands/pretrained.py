@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in pretrained.list():
             m = pretrained.show(name)
+            if m.get("kind") == "learned-optimizer":
+                print(f"{name}\tlearned-optimizer\ttrained on {m.get('problem')}, validation final loss "
+                      f"{m.get('best_val_final_loss', float('nan')):.3g}")
+                continue
             scale = 100.0 if m.get("metric") == "accuracy" else 1.0
             print(f"{name}\t{m.get('learner')}\t{m.get('metric')} {scale * m['mean']:.2f} ± {scale * m['ci95']:.2f}"
                   f"\t({m.get('episodes')} {m.get('split')} episodes)")

@@ -3,7 +3,7 @@ import json
 from fewshot.cli import main
 
 
-def test_train_then_experiment_from_the_command_line(tmp_path, capsys):
+def test_train_then_experiment_from_the_command_line(tmp_path, capsys, monkeypatch):
     out = tmp_path / "opt"
     assert main(["l2o", "train", "quadratic", "--out", str(out), "--epochs", "1", "--iterations-per-epoch", "2",
                  "--problems-per-iteration", "4", "--val-problems", "2", "--steps", "10", "--unroll", "5"]) == 0
@@ -14,6 +14,10 @@ def test_train_then_experiment_from_the_command_line(tmp_path, capsys):
                  "--test-problems", "3", "--tune-problems", "2", "--steps", "5"]) == 0
     assert (tmp_path / "figs" / "quadratic.png").is_file() and (tmp_path / "figs" / "quadratic.json").is_file()
     assert "| quadratic | 5 |" in capsys.readouterr().out
+    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(out))
+    assert main(["pretrained", "list"]) == 0 and main(["pretrained", "verify", "l2o-quadratic"]) == 0
+    listing = capsys.readouterr().out
+    assert "l2o-quadratic\tlearned-optimizer\ttrained on quadratic" in listing and "sha256" in listing
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
