@@ -28,3 +28,13 @@ train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
   "Meta-batch 8 instead of 16 and 1 inner step in training (5 at test) instead of 5 (CPU time)." \
   --iterations 4000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
   --set checkpoint_every=100
+
+# Learned optimizers (fewshot l2o): meta-trained on CPU, one thread, fewer epochs than the presets
+# (quadratic: 100 epochs, MNIST: 20; see each manifest's epochs_run/preset_epochs). MNIST needs
+# `fewshot prepare mnist` under the data root ($FEWSHOT_DATA or --root).
+l2o_train() {  # problem epochs args...
+  local problem="$1" epochs="$2"; shift 2
+  "$FS" l2o train "$problem" --out "pretrained/l2o-$problem" --epochs "$epochs" "$@"
+}
+l2o_train quadratic 100
+l2o_train mnist 12 --val-problems 10
