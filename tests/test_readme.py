@@ -1,4 +1,5 @@
 """The README stays true: its results table is what the manifests say, its commands are what CI runs."""
+import json
 import re
 from pathlib import Path
 
@@ -10,7 +11,9 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.name for p in package_dir().iterdir() if (p / "manifest.json").is_file())
+    """The shipped meta-initializations (learned optimizers have their own table)."""
+    return sorted(p.name for p in package_dir().iterdir() if (p / "manifest.json").is_file()
+                  and json.loads((p / "manifest.json").read_text()).get("kind") != "learned-optimizer")
 
 
 def test_results_table_is_generated_from_the_manifests():
@@ -30,3 +33,17 @@ def test_ci_runs_the_readme_install_and_test_commands():
     test = re.search(r"## Test\s+```bash\n(.+?)\n```", README, re.S).group(1).strip()
     assert install in ci.splitlines()
     assert test in ci.splitlines()
+
+
+def test_learned_optimizer_table_is_generated_from_the_shipped_figures_json():
+    from fewshot.l2o.experiments import EXPERIMENTS, final_table
+    from fewshot.pretrained import verify
+
+    block = re.search(r"<!-- l2o-results:start -->\n(.*?)<!-- l2o-results:end -->", README, re.S)
+    assert block, "README lacks the <!-- l2o-results:start/end --> markers"
+    results = [json.loads((ROOT / "docs" / "l2o" / f"{name}.json").read_text()) for name in EXPERIMENTS]
+    for r in results:  # every figure was made with the weights we ship
+        assert r["learned_optimizer"]["sha256"] == verify(r["learned_optimizer"]["name"])["sha256"], r["experiment"]
+        assert (ROOT / "docs" / "l2o" / f"{r['experiment']}.png").is_file()
+    assert final_table(results).strip() in block.group(1), (
+        "README learned-optimizer table is stale: paste `fewshot l2o experiment all --out docs/l2o`'s table")

@@ -110,8 +110,9 @@ def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig
                callback: Callable[[EpochRecord], None] | None = None) -> MetaTrainResult:
     """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc)."""
     config.validate()
-    torch.manual_seed(config.seed)  # the LSTM's initial weights
-    net = CoordinateLSTM(config.net)
+    with torch.random.fork_rng(devices=[]):  # the LSTM's initial weights, without touching the global RNG
+        torch.manual_seed(config.seed)
+        net = CoordinateLSTM(config.net)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     train_gen = torch.Generator().manual_seed(config.seed)
     val_problems = val.sample(config.val_problems, config.steps, torch.Generator().manual_seed(config.seed + 1))

@@ -101,3 +101,15 @@ def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
 def test_bad_protocols_are_refused(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         meta_train(QuadraticFamily(), QuadraticFamily(), MetaTrainConfig(**kw))
+
+
+def test_meta_training_is_deterministic_and_leaves_the_global_rng_alone():
+    config = MetaTrainConfig(epochs=1, iterations_per_epoch=2, problems_per_iteration=4, val_problems=2, steps=10,
+                             unroll=5, seed=3)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = meta_train(QuadraticFamily(), QuadraticFamily(), config)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = meta_train(QuadraticFamily(), QuadraticFamily(), config)
+    assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+    assert [r.val_final_loss for r in a.history] == [r.val_final_loss for r in b.history]
