@@ -110,3 +110,20 @@ def test_pretrained_mnist_optimizer_trains_a_new_small_model():
         loss.backward()
         opt.step()
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_chunked_step_equals_one_call_over_all_coordinates(small_net, monkeypatch):
+    import fewshot.l2o.optimizer as module
+
+    g = torch.randn(2, 50, dtype=torch.float64)
+    results = []
+    for chunk in (7, 1000):
+        monkeypatch.setattr(module, "CHUNK", chunk)
+        p = torch.zeros(2, 50, dtype=torch.float64, requires_grad=True)
+        opt = LearnedOptimizer([p], net=small_net)
+        for _ in range(3):
+            p.grad = g.clone()
+            opt.step()
+        results.append((p.detach().clone(), opt.state[p]["c1"].clone()))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-13)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-13)
