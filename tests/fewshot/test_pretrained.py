@@ -86,4 +86,6 @@ def test_table_lists_ours_next_to_paper(published, monkeypatch):
 def test_shipped_models_verify():
     for name in pt.list():
         m = pt.verify(name)
-        assert m["episodes"] == 600 and m["name"] == name
+        assert m["name"] == name
+        if m.get("kind") != "learned-optimizer":  # learned optimizers: tests/fewshot/l2o/test_weights.py
+            assert m["episodes"] == 600
