@@ -29,12 +29,13 @@ train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
   --iterations 4000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
   --set checkpoint_every=100
 
-# Learned optimizers (fewshot l2o): meta-trained on CPU, one thread, fewer epochs than the presets
-# (quadratic: 100 epochs, MNIST: 20; see each manifest's epochs_run/preset_epochs). MNIST needs
-# `fewshot prepare mnist` under the data root ($FEWSHOT_DATA or --root).
+# Learned optimizers (fewshot l2o), CPU, one thread. l2o-quadratic: the thesis' full protocol
+# (100 epochs of 100 iterations, 42 min). l2o-mnist: 8 of the preset's 20 epochs (50 min; validation
+# was still improving at epoch 8). MNIST needs `fewshot prepare mnist` under the data root
+# ($FEWSHOT_DATA or --root). The figures: fewshot l2o experiment all --out docs/l2o
 l2o_train() {  # problem epochs args...
   local problem="$1" epochs="$2"; shift 2
   "$FS" l2o train "$problem" --out "pretrained/l2o-$problem" --epochs "$epochs" "$@"
 }
 l2o_train quadratic 100
-l2o_train mnist 12 --val-problems 10
+l2o_train mnist 8
