@@ -114,19 +114,24 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def verify(name: str) -> dict:
-    """Check the weights file against the manifest's sha256; returns the manifest."""
-    model_dir = locate(name)
+def verify_dir(model_dir: Path, label: str | None = None) -> dict:
+    """Check a model directory's weights file against its manifest's sha256; returns the manifest."""
+    label = label or str(model_dir)
     manifest = read_manifest(model_dir)
     weights = model_dir / manifest.get("weights", WEIGHTS)
     if not weights.is_file():
-        raise CheckpointError(f"pretrained model '{name}' has no weights file {weights}: reinstall or re-publish it")
+        raise CheckpointError(f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
     digest = sha256_file(weights)
     if digest != manifest.get("sha256"):
         raise CheckpointError(f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
                               f"{str(manifest.get('sha256'))[:12]}...): the file is corrupted or was changed; "
                               "reinstall or re-publish it")
     return manifest
+
+
+def verify(name: str) -> dict:
+    """Check model ``name``'s weights file against the manifest's sha256; returns the manifest."""
+    return verify_dir(locate(name), name)
 
 
 def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any, dict]:

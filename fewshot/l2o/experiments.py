@@ -31,13 +31,14 @@ import torch
 from ..errors import ConfigError
 from ..evaluation import Z95
 from ..training.atomic import atomic_write_bytes, atomic_write_text
+from .checks import check_count
 from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
 from .metatrain import MetaTrainConfig
 from .net import LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer
 from .problems import MLPFamily, ProblemFamily, QuadraticFamily
 from .trajectory import run_trajectory
-from .weights import load_learned_optimizer, read_manifest
+from .weights import load_with_manifest
 
 TEST_SEED = 10_000   # + seed: test problems
 TUNE_SEED = 20_000   # + seed: baseline-tuning problems
@@ -158,16 +159,12 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
     """Tune the baselines, run them and the learned optimizer on fresh test problems; returns the result dict."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
-    for what, value in (("test_problems", test_problems), ("tune_problems", tune_problems)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-            raise ConfigError(f"{what} must be an integer >= 2 (a CI needs two problems), got {value!r}")
+    check_count(test_problems, "test_problems (a CI needs two)", 2)
+    check_count(tune_problems, "tune_problems", 2)
     exp = EXPERIMENTS[name]
-    steps = exp.steps if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
+    steps = check_count(exp.steps if steps is None else steps, "steps")
     source = optimizer if optimizer is not None else exp.optimizer
-    directory, manifest = read_manifest(source)
-    net = load_learned_optimizer(directory)
+    net, manifest = load_with_manifest(source)
     started = time.perf_counter()
     tune_family = build_family(exp.problem, "train", root)
     test_family = tune_family if exp.problem == "quadratic" else build_family(exp.problem, "test", root)

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
+from .checks import check_count
 from .net import CoordinateLSTM, LSTMOptimizerConfig, State
 from .optimizer import LearnedOptimizer
 from .problems import ProblemBatch, ProblemFamily
@@ -50,16 +51,14 @@ class MetaTrainConfig:
     def validate(self) -> "MetaTrainConfig":
         """Raise ConfigError for an unusable protocol; returns self."""
         for key in ("steps", "unroll", "epochs", "iterations_per_epoch", "problems_per_iteration", "val_problems"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"meta-training {key} must be an integer >= 1, got {value!r}")
+            check_count(getattr(self, key), f"meta-training {key}")
         if self.unroll > self.steps:
             raise ConfigError(f"unroll ({self.unroll}) is longer than the optimization horizon steps ({self.steps}): "
                               "use unroll <= steps (the paper unrolls 20 of 100 steps)")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"meta-training lr must be a finite number > 0, got {self.lr!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ConfigError(f"patience must be None or an integer >= 1, got {self.patience!r}")
+        if self.patience is not None:
+            check_count(self.patience, "patience (or None)")
         self.net.validate()
         return self
 

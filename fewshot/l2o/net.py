@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .checks import check_count
 from .preprocess import check_p, preprocess_gradients
 
 State = tuple[torch.Tensor, ...]  # (h_1, c_1, ..., h_L, c_L), each [n, hidden]
@@ -41,9 +42,7 @@ class LSTMOptimizerConfig:
     def validate(self) -> "LSTMOptimizerConfig":
         """Raise ConfigError for an unusable setting; returns self."""
         for key in ("hidden", "layers"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"learned optimizer {key} must be an integer >= 1, got {value!r}")
+            check_count(getattr(self, key), f"learned optimizer {key}")
         check_p(self.p)
         if not isinstance(self.output_scale, (int, float)) or not self.output_scale > 0:
             raise ConfigError(f"learned optimizer output_scale must be > 0, got {self.output_scale!r}")

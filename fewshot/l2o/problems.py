@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .checks import check_count
 
 
 class ProblemBatch(Protocol):
@@ -45,12 +46,6 @@ class ProblemFamily(Protocol):
 
     def sample(self, num: int, steps: int, generator: torch.Generator) -> ProblemBatch:
         """``num`` fresh problems, each usable for steps ``0..steps``."""
-
-
-def _check_count(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
-    return value
 
 
 # --- quadratics ----------------------------------------------------------------------------------------
@@ -94,8 +89,8 @@ class QuadraticFamily:
     name: str = "quadratic"
 
     def sample(self, num: int, steps: int, generator: torch.Generator) -> QuadraticBatch:
-        _check_count(num, "number of problems")
-        d = _check_count(self.dim, "quadratic dimension")
+        check_count(num, "number of problems")
+        d = check_count(self.dim, "quadratic dimension")
         W = torch.randn(num, d, d, generator=generator)
         y = torch.randn(num, d, generator=generator)
         theta0 = torch.randn(num, d, generator=generator) * self.init_std
@@ -191,16 +186,16 @@ class MLPFamily:
                               f"got {tuple(self.y.shape)} {self.y.dtype}")
         if self.activation not in _ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}: use one of {', '.join(_ACTIVATIONS)}")
-        self.hidden = tuple(_check_count(h, "hidden layer width") for h in self.hidden)
-        _check_count(self.batch_size, "MLP problem batch_size")
+        self.hidden = tuple(check_count(h, "hidden layer width") for h in self.hidden)
+        check_count(self.batch_size, "MLP problem batch_size")
 
     @property
     def sizes(self) -> tuple[int, ...]:
         return mlp_sizes(self.x.shape[1], self.hidden, int(self.y.max()) + 1)
 
     def sample(self, num: int, steps: int, generator: torch.Generator) -> MLPBatch:
-        _check_count(num, "number of problems")
-        _check_count(steps, "number of steps")
+        check_count(num, "number of problems")
+        check_count(steps, "number of steps")
         sizes = self.sizes
         parts = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):

@@ -57,22 +57,15 @@ def _resolve(source: str | os.PathLike) -> Path:
 def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
     """(directory, manifest) of a learned optimizer, checking its kind and sha256."""
     directory = _resolve(source)
-    manifest = registry.read_manifest(directory)
+    manifest = registry.verify_dir(directory)
     if manifest.get("kind") != KIND:
         raise CheckpointError(f"{directory} holds a {manifest.get('kind', 'meta-initialization')} model, not a learned "
                               "optimizer: load it with fewshot.pretrained.load")
-    weights = directory / manifest.get("weights", registry.WEIGHTS)
-    if not weights.is_file():
-        raise CheckpointError(f"learned optimizer {directory} has no weights file {weights.name}: re-save it")
-    digest = registry.sha256_file(weights)
-    if digest != manifest.get("sha256"):
-        raise CheckpointError(f"learned optimizer weights {weights} fail the sha256 check: the file is corrupted or "
-                              "was changed; re-save or reinstall it")
     return directory, manifest
 
 
-def load_learned_optimizer(source: str | os.PathLike) -> CoordinateLSTM:
-    """The ``CoordinateLSTM`` saved at ``source`` (pretrained name or directory), verified, in eval mode."""
+def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]:
+    """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory), verified, eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -87,8 +80,12 @@ def load_learned_optimizer(source: str | os.PathLike) -> CoordinateLSTM:
         raise CheckpointError(f"learned optimizer manifest in {directory}: {exc}") from exc
     weights = directory / manifest.get("weights", registry.WEIGHTS)
     try:
-        state = load_file(str(weights))
-        net.load_state_dict(state)
+        net.load_state_dict(load_file(str(weights)))
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save it") from exc
-    return net.eval()
+    return net.eval(), manifest
+
+
+def load_learned_optimizer(source: str | os.PathLike) -> CoordinateLSTM:
+    """The ``CoordinateLSTM`` saved at ``source`` (pretrained name or directory), verified, in eval mode."""
+    return load_with_manifest(source)[0]
