@@ -5,31 +5,31 @@ Usage::
     params, buffers = split_state(model)
     names = adaptable_names(model)                       # all but norm-layer affine params
     out = inner_loop(model, params, buffers, sx, sy, loss_fn=F.cross_entropy, steps=1,
-                     lrs={n: 0.4 for n in names}, first_order=False)
+                     rule=SGD(names, lr=0.4), names=names)
     logits = call(model, out.params[-1], out.buffers, qx, step=1)
 
 The inner loop is one implementation for every learner and for both task-batching paths: gradients
 come from ``torch.func.grad_and_value`` (so the same code runs per task in a Python loop or batched
-under ``torch.func.vmap``).  Second order: the update ``p - lr * g`` keeps ``g``'s graph, so the outer
-``backward`` differentiates through it.  First order: ``g`` is detached (the update still depends on
-``p``, and on ``lr`` when learning rates are learned).  Buffers are copied before every forward that
-may write them, so the caller's tensors are never modified.
+under ``torch.func.vmap``), and an update rule (``fewshot.rules``) turns them into updates.  Second
+order: the gradients keep their graph, so the outer ``backward`` differentiates through the rule.
+First order: the gradients are detached before the rule sees them, for every rule (the update still
+depends on the parameters and on the rule's own meta-parameters).  Buffers are copied before every
+forward that may write them, so the caller's tensors are never modified.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
 from .nn.batchnorm import inner_step, is_norm_layer
+from .rules.base import Params, State, UpdateRule, apply_updates
 
-Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LR = Union[float, torch.Tensor]  # a float, a 0-d tensor, or a 1-d tensor indexed by step (clamped)
 
 
 def split_state(module: nn.Module) -> tuple[Params, Params]:
@@ -81,12 +81,6 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
         return functional_call(module, state, args, kwargs, strict=False)
 
 
-def _lr_at(lr: LR, step: int) -> LR:
-    if isinstance(lr, torch.Tensor) and lr.dim() == 1:
-        return lr[min(step, lr.shape[0] - 1)]
-    return lr
-
-
 def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
                    y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0
                    ) -> tuple[Params, torch.Tensor, Params]:
@@ -105,52 +99,44 @@ def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torc
     return grads, loss, new_buffers
 
 
-def sgd_step(params: Params, grads: Mapping[str, torch.Tensor], lrs: Mapping[str, LR], *, step: int = 0,
-             first_order: bool = False) -> Params:
-    """One differentiable SGD step ``p - lr * g`` on the names in ``grads`` (others are kept as they are).
-
-    ``first_order`` detaches ``g`` (FOMAML).  Usage: ``new = sgd_step(p, grads, {n: 0.4 for n in grads})``
-    """
-    new = dict(params)
-    for name, g in grads.items():
-        if first_order:
-            g = g.detach()
-        new[name] = params[name] - _lr_at(lrs[name], step) * g
-    return new
-
-
 @dataclass
 class InnerLoopResult:
     """``params[t]`` = parameters after ``t`` updates (``params[0]`` is the input), ``buffers`` after the
-    last support forward, ``losses`` = support loss before each update ``[steps]``."""
+    last support forward, ``losses`` = support loss before each update ``[steps]``, ``state`` = the
+    rule's state after the last update."""
 
     params: list[Params]
     buffers: Params
     losses: torch.Tensor
+    state: State
 
 
 def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
-               y: torch.Tensor, *, loss_fn: LossFn, steps: int, lrs: Mapping[str, LR],
-               first_order: bool = False, names: Sequence[str] | None = None,
+               y: torch.Tensor, *, loss_fn: LossFn, steps: int, rule: UpdateRule, names: Sequence[str],
+               state: State | None = None, noise: torch.Tensor | None = None, first_order: bool = False,
                per_step_bn: bool = True) -> InnerLoopResult:
-    """``steps`` differentiable SGD steps on the support set ``(x, y)``; step ``t`` runs under ``inner_step(t)``
-    (under ``inner_step(0)`` for every step when ``per_step_bn`` is False).
+    """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set ``(x, y)``.
 
-    ``lrs[name]`` is a float, a 0-d tensor, or a ``[S]`` tensor indexed by step (clamped to ``S-1``).
-    Loss values are returned, not checked (so the same code runs under ``vmap``); callers check them.
-    Usage: ``res = inner_loop(model, p, b, sx, sy, loss_fn=F.cross_entropy, steps=5, lrs=lrs)``
+    Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step when
+    ``per_step_bn`` is False).  ``state`` defaults to ``rule.init(params, noise)``.  Loss values are
+    returned, not checked (so the same code runs under ``vmap``); callers check them.
     """
-    names = list(lrs.keys()) if names is None else list(names)
+    names = list(names)
     history = [params]
     losses = []
     current, bufs = params, dict(buffers)
+    if state is None:
+        state = rule.init(params, noise)
     for t in range(steps):
         grads, loss, bufs = loss_and_grads(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
                                            step=t if per_step_bn else 0)
-        current = sgd_step(current, grads, lrs, step=t, first_order=first_order)
+        if first_order:
+            grads = {n: g.detach() for n, g in grads.items()}
+        updates, state = rule(grads, state, current, step=t, loss=loss)
+        current = apply_updates(current, updates)
         history.append(current)
         losses.append(loss.detach())
-    return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0))
+    return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0), state)
 
 
 def first_nonfinite_step(losses: torch.Tensor) -> int | None:

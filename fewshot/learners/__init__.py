@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from ..errors import ConfigError
-from .base import MetaOutput
+from .base import GradientLearner, LearnerConfig, MetaOutput
 from .maml import MAML, MAMLConfig
 
 # name -> (learner class, preset config factory taking overrides)

@@ -1,14 +1,40 @@
-"""What every learner returns and shares: ``MetaOutput`` and input checks on ``TaskBatch``es.
+"""The learner base: what every gradient-based meta-learner shares, and the checks on ``TaskBatch``es.
 
-Usage: ``out = learner.meta_loss(batch); out.loss.backward(); print(out.metrics["accuracy"])``
+``GradientLearner`` owns everything that is not specific to one method: loss choice, batch-norm modes
+and per-step BN, per-task buffer copies and their write-back, loop/vmap task batching, the MSL and
+derivative-order schedules, the non-finite check, the per-task noise generator, and the public API
+(``adapt``/``predict``/``meta_loss``/``evaluate``).  A learner (MAML, Meta-SGD, MT-net, the LSTM
+meta-learner) is a subclass with its config dataclass and two hooks: ``build_rule`` (its update rule,
+a ``fewshot.rules.UpdateRule``) and optionally ``prepare_model`` (e.g. MT-net's T layers).
+
+Batch norm (see docs/batchnorm.md): ``bn_mode`` = ``"transductive"`` (batch statistics always, the
+original MAML), ``"running"`` (batch statistics + running updates in train mode, stored statistics in
+eval mode) or ``"frozen"`` (stored statistics always, never updated).  Each task runs on its own copy
+of the buffers; after a training-mode ``meta_loss`` the module's floating buffers become the mean over
+tasks of the updated copies.  ``adapt``/``predict``/``evaluate`` never write buffers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import vmap
 
-from ..errors import FewshotError
+from ..errors import AdaptationError, ConfigError, FewshotError
+from ..functional import (LossFn, Params, adaptable_names, call, copy_buffers, first_nonfinite_step, inner_loop,
+                          msl_weights, split_state)
+from ..nn.batchnorm import StepBatchNorm, norm_training, per_step_batchnorm
+from ..rules.base import UpdateRule
+
+BN_MODES = ("transductive", "running", "frozen")
+LOSSES = ("auto", "cross_entropy", "mse")
+TASK_BATCHING = ("auto", "loop", "vmap")
+# leaf modules for which the batched (vmap) path is faster than the loop on CPU (bench/maml_bench.py)
+_VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU,
+                      nn.Identity, nn.Flatten, StepBatchNorm)
 
 
 @dataclass
@@ -47,3 +73,327 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
             raise FewshotError(f"support_x {tuple(sx.shape)} and query_x {tuple(qx.shape)} do not match: support and query examples must have the same shape (and the same number of tasks)")
         if support_y.shape[lead:] != query_y.shape[lead:]:
             raise FewshotError(f"support_y {tuple(support_y.shape)} and query_y {tuple(query_y.shape)} do not match beyond the example dim")
+
+
+def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+@dataclass
+class LearnerConfig:
+    """The switches every gradient-based learner shares (learner configs subclass it).
+
+    - ``inner_steps``: adaptation steps in training; ``eval_steps`` (None = ``inner_steps``) the
+      default number of steps in eval mode.
+    - ``first_order``: detach the support gradients (FOMAML-style); ``first_order_epochs`` (DA):
+      first order while ``epoch < first_order_epochs``, then second order.
+    - ``msl``/``msl_epochs`` (MSL): query loss after every step, weighted by ``msl_weights`` while
+      ``epoch < msl_epochs``; from then on only the last step's loss.
+    - ``per_step_bn`` (BNRS + BNWB): batch-norm layers get ``inner_steps + 1`` slots (converted in place
+      if needed); the forward with parameters after ``t`` updates uses slot ``t``.
+    - ``bn_mode``: ``"transductive"`` | ``"running"`` | ``"frozen"`` (module docstring).
+    - ``adapt_norm``: also adapt normalisation-layer affine parameters (default: meta-learned only);
+      ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
+    - ``loss``: ``"auto"`` (cross-entropy when ``batch.ways`` is set, else MSE) | ``"cross_entropy"`` | ``"mse"``.
+    - ``task_batching``: ``"loop"`` (per task), ``"vmap"`` (one batched computation) or ``"auto"``
+      (``GradientLearner.task_batching_for``).
+    - ``seed``: seeds the learner's own generator of per-task noise (only rules that draw noise, such
+      as MT-net's mask sampling, use it).
+    """
+
+    inner_steps: int = 1
+    eval_steps: int | None = None
+    first_order: bool = False
+    first_order_epochs: int = 0
+    msl: bool = False
+    msl_epochs: int = 10
+    per_step_bn: bool = False
+    bn_mode: Literal["transductive", "running", "frozen"] = "transductive"
+    adapt_norm: bool = False
+    no_adapt: tuple[str, ...] = ()
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    task_batching: Literal["auto", "loop", "vmap"] = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.no_adapt = tuple(self.no_adapt)
+        _positive_int("inner_steps", self.inner_steps)
+        _positive_int("eval_steps", self.eval_steps, allow_none=True)
+        for name in ("first_order_epochs", "msl_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.seed >= 2**63:
+            raise ConfigError(f"seed must be below 2**63, got {self.seed}")
+        for name, value, allowed in (("bn_mode", self.bn_mode, BN_MODES), ("loss", self.loss, LOSSES),
+                                     ("task_batching", self.task_batching, TASK_BATCHING)):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def check_lr(name: str, value: Any) -> None:
+    """ConfigError unless ``value`` is a finite number >= 0 (a learning rate)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+class GradientLearner(nn.Module):
+    """Base of every learner that adapts a model's parameters by a differentiable update rule.
+
+    Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
+    model first.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
+    """
+
+    config_class: type[LearnerConfig] = LearnerConfig
+
+    def __init__(self, model: nn.Module, config: LearnerConfig | None = None, *,
+                 loss_fn: LossFn | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{name} needs an nn.Module, got {type(model).__name__}")
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{name} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.user_loss_fn = loss_fn
+        if config.per_step_bn:
+            per_step_batchnorm(model, config.inner_steps + 1)
+        self.model = self.prepare_model(model)
+        self.names = adaptable_names(self.model, adapt_norm=config.adapt_norm, exclude=config.no_adapt)
+        if not self.names:
+            raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
+                              "requires_grad=True (or loosen no_adapt/adapt_norm)")
+        self.rule = self.build_rule()
+        if self.rule.noise_size:
+            gen = torch.Generator().manual_seed(config.seed)
+            self.register_buffer("noise_rng", gen.get_state())
+        self._out_check: dict[tuple, int] = {}
+
+    # ----------------------------------------------------------------- hooks
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """The model the learner adapts (default: ``model`` itself)."""
+        return model
+
+    def build_rule(self) -> UpdateRule:
+        """The update rule (called once ``self.model``, ``self.names`` and ``self.config`` are set)."""
+        raise NotImplementedError
+
+    def reference_param(self) -> torch.Tensor:
+        """The first adapted parameter (its dtype and device are the ones rule tensors take)."""
+        return dict(self.model.named_parameters())[self.names[0]]
+
+    # ----------------------------------------------------------------- helpers
+    def _loss_fn(self, ways: int | None) -> LossFn:
+        if self.user_loss_fn is not None:
+            return self.user_loss_fn
+        kind = self.config.loss
+        if kind == "auto":
+            kind = "cross_entropy" if ways is not None else "mse"
+        return F.cross_entropy if kind == "cross_entropy" else F.mse_loss
+
+    def _default_steps(self, steps: int | None) -> int:
+        if steps is None:
+            steps = self.config.inner_steps if self.training or self.config.eval_steps is None else self.config.eval_steps
+        _positive_int("steps", steps)
+        return steps
+
+    def _bn_step(self, t: int) -> int:
+        return t if self.config.per_step_bn else 0
+
+    def _norm_flag(self) -> bool:
+        mode = self.config.bn_mode
+        return True if mode == "transductive" else (self.training if mode == "running" else False)
+
+    def first_order_at(self, epoch: int) -> bool:
+        """Whether the meta-gradient at ``epoch`` is first order (the config's switch or the DA schedule)."""
+        return self.config.first_order or epoch < self.config.first_order_epochs
+
+    def step_weights(self, steps: int, epoch: int) -> list[float]:
+        """Weights of the query loss after each of ``steps`` steps (MSL, or only the last step)."""
+        if self.config.msl and epoch < self.config.msl_epochs:
+            return msl_weights(steps, epoch, self.config.msl_epochs)
+        return [0.0] * (steps - 1) + [1.0]
+
+    def task_batching_for(self, device: torch.device | str) -> str:
+        """``"loop"`` or ``"vmap"``: the path ``meta_loss``/``evaluate`` take for tasks on ``device``.
+
+        ``"auto"``: on CPU, vmap for models made only of linear layers, elementwise activations and
+        ``StepBatchNorm``, the loop otherwise (see bench/maml_bench_results.md); on other devices vmap,
+        unless the model has torch ``BatchNorm`` (wrong second-order gradients under vmap) or dropout
+        (random ops under vmap).
+        """
+        mode = self.config.task_batching
+        modules = list(self.model.modules())
+        has_torch_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
+        if mode == "vmap" and has_torch_bn:
+            raise ConfigError("task_batching='vmap' gives wrong second-order gradients through torch.nn BatchNorm "
+                              "layers (PyTorch batch rule): use task_batching='loop', or fewshot.nn.StepBatchNorm2d / "
+                              "per_step_batchnorm(model, 1)")
+        if mode != "auto":
+            return mode
+        if has_torch_bn or any(isinstance(m, nn.modules.dropout._DropoutNd) for m in modules):
+            return "loop"
+        if torch.device(device).type != "cpu":
+            return "vmap"
+        leaves = [m for m in modules if not list(m.children())]
+        return "vmap" if leaves and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves) else "loop"
+
+    def _noise(self, tasks: int, device: torch.device) -> torch.Tensor | None:
+        """``[tasks, rule.noise_size]`` U(0, 1) draws in training mode (None in eval mode or for
+        deterministic rules); the generator state lives in the ``noise_rng`` buffer, so it is saved in
+        checkpoints and a resumed run draws the same noise."""
+        if not self.rule.noise_size or not self.training:
+            return None
+        gen = torch.Generator()
+        gen.set_state(self.noise_rng.cpu())
+        draws = torch.rand(tasks, self.rule.noise_size, generator=gen, dtype=self.reference_param().dtype)
+        self.noise_rng.copy_(gen.get_state())
+        return draws.to(device)
+
+    def _check_outputs(self, x: torch.Tensor, ways: int | None) -> None:
+        """One-line error when the model's output width does not fit ``ways`` (checked once per input
+        shape with a one-example forward, so the inner loop never fails with an IndexError)."""
+        if ways is None:
+            return
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        width = self._out_check.get(key)
+        if width is None:
+            params, buffers = split_state(self.model)
+            with torch.no_grad(), norm_training(self.model, False):
+                out = call(self.model, params, copy_buffers(buffers), x[:1], step=0)
+            width = out.shape[-1] if out.dim() >= 2 else -1
+            self._out_check[key] = width
+        if width != ways:
+            raise FewshotError(f"the model outputs {width if width >= 0 else 'no class'} scores per example but the "
+                               f"tasks are {ways}-way: give the model a {ways}-way head "
+                               "(e.g. Conv4(channels, ways)) or sample tasks with as many ways as the head has")
+
+    # ----------------------------------------------------------------- one task
+    def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
+              weights: list[float], loss_fn: LossFn, ways: int | None):
+        res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
+                         names=self.names, noise=noise, first_order=first_order,
+                         per_step_bn=self.config.per_step_bn)
+        bufs = res.buffers
+        total = None
+        out = q_loss = None
+        for t in range(1, steps + 1):
+            if weights[t - 1] == 0.0:
+                continue
+            bufs = copy_buffers(bufs)
+            out = call(self.model, res.params[t], bufs, qx, step=self._bn_step(t))
+            q_loss = loss_fn(out, qy)
+            total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
+        assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
+        if ways is not None:
+            metric = (out.argmax(-1) == qy).to(out.dtype).mean()
+        else:
+            metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
+        return total, q_loss.detach(), metric.detach(), res.losses, bufs
+
+    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float]):
+        check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
+        self._check_outputs(batch.support_x[0], batch.ways)
+        loss_fn = self._loss_fn(batch.ways)
+        params, buffers = split_state(self.model)
+        kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
+                                  ways=batch.ways)
+        b = len(batch)
+        noise = self._noise(b, batch.support_x.device)
+        with norm_training(self.model, self._norm_flag()):
+            if self.task_batching_for(batch.support_x.device) == "vmap":
+                batched = {k: v.unsqueeze(0).expand(b, *v.shape).clone() for k, v in buffers.items()}
+
+                def one(bufs, sx, sy, qx, qy, nz):
+                    return self._task(params, bufs, sx, sy, qx, qy, nz, **kw)
+
+                total, q_loss, metric, s_losses, new_bufs = vmap(one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
+                    batched, batch.support_x, batch.support_y, batch.query_x, batch.query_y, noise)
+            else:
+                outs = [self._task(params, copy_buffers(buffers), batch.support_x[i], batch.support_y[i],
+                                   batch.query_x[i], batch.query_y[i], None if noise is None else noise[i], **kw)
+                        for i in range(b)]
+                total, q_loss, metric, s_losses = (torch.stack([o[j] for o in outs]) for j in range(4))
+                new_bufs = {k: torch.stack([o[4][k] for o in outs]) for k in buffers}
+        _raise_if_nonfinite(s_losses, steps)
+        return total, q_loss, metric, s_losses, new_bufs
+
+    def _write_back(self, new_bufs: Params) -> None:
+        with torch.no_grad():
+            for name, buf in self.model.named_buffers():
+                new = new_bufs[name]
+                buf.copy_(new.mean(0) if buf.is_floating_point() else new[0])
+
+    # ----------------------------------------------------------------- public API
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, *, steps: int | None = None,
+              epoch: int = 0, ways: int | None = None) -> Params:
+        """Adapted parameters (all trainable ones; differentiable per config and ``epoch``) for one task.
+
+        Buffers are used through a copy (never written).  Integer labels mean classification with
+        ``ways = max label + 1`` unless ``ways`` is given.  Rules that sample per-task noise use their
+        deterministic form here (as in ``evaluate``).
+        """
+        if ways is None and not support_y.is_floating_point() and support_y.numel():
+            ways = int(support_y.max()) + 1  # integer labels: classification
+        check_task(support_x, support_y, None, None, ways, batched=False)
+        if ways is not None:
+            self._check_outputs_at_least(support_x, ways)
+        steps = self._default_steps(steps)
+        params, buffers = split_state(self.model)
+        with norm_training(self.model, self._norm_flag()):
+            res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=self._loss_fn(ways),
+                             steps=steps, rule=self.rule, names=self.names, first_order=self.first_order_at(epoch),
+                             per_step_bn=self.config.per_step_bn)
+        _raise_if_nonfinite(res.losses, steps)
+        return res.params[-1]
+
+    def _check_outputs_at_least(self, x: torch.Tensor, ways: int) -> None:
+        try:
+            self._check_outputs(x, ways)
+        except FewshotError:
+            width = self._out_check[(tuple(x.shape[1:]), x.dtype, x.device)]
+            if width < ways:  # a task may use fewer classes than the head has
+                raise FewshotError(f"labels go up to {ways - 1} but the model outputs {max(width, 0)} scores per "
+                                   f"example: relabel the task's classes 0..{max(width, 1) - 1} or give the model "
+                                   f"a {ways}-way head") from None
+
+    def predict(self, x: torch.Tensor, params: Params, *, steps: int | None = None) -> torch.Tensor:
+        """Model outputs on ``x`` with (adapted) ``params``; ``steps`` = how many updates ``params`` had
+        (selects the per-step BN slot; default as in ``adapt``)."""
+        steps = self._default_steps(steps)
+        _, buffers = split_state(self.model)
+        with norm_training(self.model, self._norm_flag()):
+            return call(self.model, params, copy_buffers(buffers), x, step=self._bn_step(steps))
+
+    def meta_loss(self, batch, *, epoch: int = 0) -> MetaOutput:
+        """Mean over tasks of the (MSL-weighted) query loss after adaptation, differentiable w.r.t.
+        ``self.parameters()``; in train mode the BN buffers are updated (mean over tasks).
+        Usage: ``out = learner.meta_loss(batch, epoch=e); out.loss.backward()``"""
+        steps = self._default_steps(None)
+        total, q_loss, metric, s_losses, new_bufs = self._run_batch(
+            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch))
+        if self.training and self.config.bn_mode != "frozen":
+            self._write_back(new_bufs)
+        metrics = {"loss": float(q_loss.mean()), "support_loss": float(s_losses[:, 0].mean())}
+        metrics["accuracy" if batch.ways is not None else "mse"] = float(metric.mean())
+        return MetaOutput(total.mean(), metrics)
+
+    def evaluate(self, batch, *, steps: int | None = None) -> dict[str, torch.Tensor]:
+        """Per-task query ``accuracy`` (classification) or ``mse`` (regression) and ``loss`` after
+        ``steps`` adaptation steps (default ``eval_steps`` in eval mode); writes no buffers."""
+        steps = self._default_steps(steps)
+        with torch.no_grad():
+            _, q_loss, metric, _, _ = self._run_batch(batch, steps=steps, first_order=True,
+                                                      weights=[0.0] * (steps - 1) + [1.0])
+        return {("accuracy" if batch.ways is not None else "mse"): metric.detach(), "loss": q_loss.detach()}
+
+
+def _raise_if_nonfinite(losses: torch.Tensor, steps: int) -> None:
+    bad = first_nonfinite_step(losses)
+    if bad is not None:
+        raise AdaptationError(f"support loss is not finite at inner step {bad} of {steps}: lower the inner learning "
+                              "rate or check the inputs for NaN/inf")

@@ -6,8 +6,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.functional import (adaptable_names, call, first_nonfinite_step, inner_loop, msl_weights,
-                                norm_param_names, sgd_step, split_state)
+                                norm_param_names, split_state)
 from fewshot.nn import StepBatchNorm1d
+from fewshot.rules import SGD, Chain, UpdateRule, apply_updates
+
+
+def _sgd(names, lr, steps=1):
+    return SGD(list(names), lr, steps=steps, dtype=torch.float64)
 
 
 def _net(seed: int) -> nn.Module:
@@ -26,7 +31,7 @@ def _ours(model, steps, lr, first_order, data):
     sx, sy, qx, qy = data
     params, buffers = split_state(model)
     res = inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps,
-                     lrs={n: lr for n in params}, first_order=first_order)
+                     rule=_sgd(params, lr), names=list(params), first_order=first_order)
     loss = F.mse_loss(call(model, res.params[-1], res.buffers, qx), qy)
     return torch.autograd.grad(loss, list(params.values()))
 
@@ -64,7 +69,7 @@ def test_second_order_matches_finite_differences():
 
     def meta_loss(*flat):
         params = dict(zip(names, flat))
-        res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, lrs={n: 0.2 for n in names})
+        res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=_sgd(names, 0.2), names=names)
         return F.mse_loss(call(model, res.params[-1], {}, qx), qy)
 
     inputs = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
@@ -92,7 +97,8 @@ def test_first_order_drops_hessian_term_on_quadratic():
     identity = lambda out, _y: out  # noqa: E731
     params, _ = split_state(model)
     for first_order in (False, True):
-        res = inner_loop(model, params, {}, b, b, loss_fn=identity, steps=1, lrs={"theta": alpha}, first_order=first_order)
+        res = inner_loop(model, params, {}, b, b, loss_fn=identity, steps=1, rule=_sgd(["theta"], alpha),
+                         names=["theta"], first_order=first_order)
         lq = call(model, res.params[-1], {}, c)
         (grad,) = torch.autograd.grad(lq, [params["theta"]])
         theta1 = theta0 - alpha * (a @ theta0 - b)
@@ -123,7 +129,7 @@ def test_inner_loop_never_writes_callers_buffers_and_skips_norm_params():
     assert norm_param_names(model) == {"1.weight", "1.bias"}
     assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
     x, y = torch.randn(6, 3), torch.randn(6, 2)
-    res = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, lrs={n: 0.1 for n in names})
+    res = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, rule=SGD(names, 0.1), names=names)
     for k in buffers:
         assert torch.equal(buffers[k], before[k])
     assert not torch.equal(res.buffers["1.running_mean"], before["1.running_mean"])
@@ -131,9 +137,49 @@ def test_inner_loop_never_writes_callers_buffers_and_skips_norm_params():
     assert not torch.equal(res.params[-1]["0.weight"], params["0.weight"])
 
 
-def test_sgd_step_and_nonfinite_detection():
-    p = {"w": torch.tensor([1.0, 2.0])}
-    new = sgd_step(p, {"w": torch.tensor([1.0, 1.0])}, {"w": torch.tensor([0.5, 0.1])}, step=1)
-    assert torch.equal(new["w"], torch.tensor([0.9, 1.9]))
+def test_sgd_rule_indexes_lrs_by_tensor_and_step_and_nonfinite_detection():
+    rule = SGD(["w", "b"], 0.5, steps=2)
+    with torch.no_grad():
+        rule.lrs.copy_(torch.tensor([[0.5, 0.1], [0.2, 0.3]]))
+    p = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([1.0, 1.0])}
+    g = {"w": torch.tensor([1.0, 1.0]), "b": torch.tensor([2.0, 2.0])}
+    for step, (lw, lb) in ((0, (0.5, 0.2)), (1, (0.1, 0.3)), (7, (0.1, 0.3))):  # past the last column: clamped
+        updates, _ = rule(g, {}, p, step=step, loss=torch.tensor(0.0))
+        new = apply_updates(p, updates)
+        assert torch.allclose(new["w"], p["w"] - lw * g["w"]) and torch.allclose(new["b"], p["b"] - lb * g["b"])
+    # a 1-d parameter of size `steps` (a bias) is not mistaken for per-step LRs any more
+    assert rule.lr("b", 0).dim() == 0
     assert first_nonfinite_step(torch.tensor([[1.0, 2.0], [1.0, float("nan")]])) == 1
     assert first_nonfinite_step(torch.tensor([1.0, 2.0])) is None
+
+
+class _Scale(UpdateRule):
+    """Multiplies updates by a factor; counts steps in its state (a stateful test rule)."""
+
+    noise_size = 1
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def init(self, params, noise=None):
+        return {"count": torch.zeros(()), "noise": torch.zeros(()) if noise is None else noise[0]}
+
+    def forward(self, grads, state, params, *, step, loss):
+        return ({n: self.factor * g for n, g in grads.items()},
+                {"count": state["count"] + 1, "noise": state["noise"]})
+
+
+def test_chain_composes_rules_in_order_and_splits_noise_and_state():
+    model, (sx, sy, _, _) = _net(4), _data(5)
+    params, _ = split_state(model)
+    names = list(params)
+    chained = Chain(_Scale(3.0), _sgd(names, 0.1))
+    assert chained.noise_size == 1
+    res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=chained, names=names,
+                     noise=torch.tensor([0.25]))
+    plain = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=_sgd(names, 0.3), names=names)
+    for n in names:
+        assert torch.allclose(res.params[-1][n], plain.params[-1][n], atol=1e-14)
+    assert res.state["0"]["count"].item() == 2 and res.state["0"]["noise"].item() == 0.25
+    assert res.state["1"] == {}

@@ -148,16 +148,16 @@ def test_msl_meta_loss_is_the_weighted_sum_of_per_step_query_losses():
 
 def test_lslr_learning_rates_get_gradients_and_change():
     learner = MAML(_mlp(9), MAMLConfig(inner_steps=2, inner_lr=0.1, learn_inner_lr=True))
-    assert any(p is learner.inner_lrs for p in learner.parameters())
-    assert learner.inner_lrs.shape == (4, 2) and torch.all(learner.inner_lrs == 0.1)
+    assert any(p is learner.rule.lrs for p in learner.parameters())
+    assert learner.rule.lrs.shape == (4, 2) and torch.all(learner.rule.lrs == 0.1)
     opt = torch.optim.Adam(learner.parameters(), 1e-2)
     learner.meta_loss(_reg_batch(10)).loss.backward()
-    assert learner.inner_lrs.grad is not None and learner.inner_lrs.grad.abs().min() > 0
+    assert learner.rule.lrs.grad is not None and learner.rule.lrs.grad.abs().min() > 0
     opt.step()
-    assert not torch.allclose(learner.inner_lrs, torch.full((4, 2), 0.1, dtype=torch.float64))
+    assert not torch.allclose(learner.rule.lrs, torch.full((4, 2), 0.1, dtype=torch.float64))
     # the adapted parameters use the per-tensor, per-step rates
     with torch.no_grad():
-        learner.inner_lrs.copy_(torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]))
+        learner.rule.lrs.copy_(torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]))
     t = _reg_batch(11).task(0)
     params = learner.adapt(t.support_x, t.support_y, steps=1)
     model = learner.model
@@ -166,7 +166,18 @@ def test_lslr_learning_rates_get_gradients_and_change():
     for (name, p), g, lr in zip(model.named_parameters(), grads, (0.1, 0.2, 0.3, 0.4)):
         assert torch.allclose(params[name], p - lr * g, atol=1e-12)
     plain = MAML(_mlp(9), MAMLConfig())
-    assert all(p is not plain.inner_lrs for p in plain.parameters()) and "inner_lrs" in plain.state_dict()
+    assert all(p is not plain.rule.lrs for p in plain.parameters()) and "rule.lrs" in plain.state_dict()
+
+
+def test_weights_saved_with_the_old_inner_lrs_key_still_load():
+    learner = MAML(_mlp(3), MAMLConfig(inner_steps=2, learn_inner_lr=True))
+    with torch.no_grad():
+        learner.rule.lrs.uniform_(0.1, 0.9)
+    state = learner.state_dict()
+    state["inner_lrs"] = state.pop("rule.lrs")  # how weights were stored before update rules
+    fresh = MAML(_mlp(4), MAMLConfig(inner_steps=2, learn_inner_lr=True))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.rule.lrs, learner.rule.lrs)
 
 
 # --------------------------------------------------------------------------- batch norm semantics
@@ -257,8 +268,16 @@ def test_bad_models_and_batches():
         learner.meta_loss(TaskBatch(b.support_x, b.support_y[:, :-1], b.query_x, b.query_y, 3))
     with pytest.raises(FewshotError, match=r"0\.\.2"):
         learner.meta_loss(TaskBatch(b.support_x, b.support_y + 1, b.query_x, b.query_y, 3))
-    with pytest.raises(FewshotError, match="3 outputs"):
+    with pytest.raises(FewshotError, match="outputs 5 scores per example but the tasks are 3-way"):
         MAML(Conv4(1, 5, hidden=4, image_size=8, blocks=2).double()).meta_loss(b)
+    narrow = MAML(Conv4(1, 2, hidden=4, image_size=8, blocks=2).double())
+    with pytest.raises(FewshotError, match="outputs 2 scores per example but the tasks are 3-way"):
+        narrow.meta_loss(b)
+    with pytest.raises(FewshotError, match="labels go up to 2 but the model outputs 2 scores"):
+        narrow.adapt(b.support_x[0], b.support_y[0])
+    # a task with fewer classes than the head is fine for adapt
+    wide = MAML(Conv4(1, 5, hidden=4, image_size=8, blocks=2).double())
+    assert set(wide.adapt(b.support_x[0], b.support_y[0])) == {n for n, _ in wide.model.named_parameters()}
     with pytest.raises(FewshotError, match="regression"):
         learner.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x, b.query_y, None))
 
