@@ -243,10 +243,10 @@ class GradientLearner(nn.Module):
         return "vmap" if leaves and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves) else "loop"
 
     def _noise(self, tasks: int, device: torch.device) -> torch.Tensor | None:
-        """``[tasks, rule.noise_size]`` U(0, 1) draws in training mode (None in eval mode or for
-        deterministic rules); the generator state lives in the ``noise_rng`` buffer, so it is saved in
-        checkpoints and a resumed run draws the same noise."""
-        if not self.rule.noise_size or not self.training:
+        """``[tasks, rule.noise_size]`` U(0, 1) draws (None for deterministic rules); the generator
+        state lives in the ``noise_rng`` buffer, so it is saved in checkpoints and a resumed run draws
+        the same noise."""
+        if not self.rule.noise_size:
             return None
         gen = torch.Generator()
         gen.set_state(self.noise_rng.cpu())
@@ -295,7 +295,7 @@ class GradientLearner(nn.Module):
             metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
         return total, q_loss.detach(), metric.detach(), res.losses, bufs
 
-    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float]):
+    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool):
         check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
         self._check_outputs(batch.support_x[0], batch.ways)
         loss_fn = self._loss_fn(batch.ways)
@@ -303,7 +303,7 @@ class GradientLearner(nn.Module):
         kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
                                   ways=batch.ways)
         b = len(batch)
-        noise = self._noise(b, batch.support_x.device)
+        noise = self._noise(b, batch.support_x.device) if sample else None
         with norm_training(self.model, self._norm_flag()):
             if self.task_batching_for(batch.support_x.device) == "vmap":
                 batched = {k: v.unsqueeze(0).expand(b, *v.shape).clone() for k, v in buffers.items()}
@@ -375,7 +375,8 @@ class GradientLearner(nn.Module):
         Usage: ``out = learner.meta_loss(batch, epoch=e); out.loss.backward()``"""
         steps = self._default_steps(None)
         total, q_loss, metric, s_losses, new_bufs = self._run_batch(
-            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch))
+            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch),
+            sample=self.training)
         if self.training and self.config.bn_mode != "frozen":
             self._write_back(new_bufs)
         metrics = {"loss": float(q_loss.mean()), "support_loss": float(s_losses[:, 0].mean())}
@@ -384,11 +385,12 @@ class GradientLearner(nn.Module):
 
     def evaluate(self, batch, *, steps: int | None = None) -> dict[str, torch.Tensor]:
         """Per-task query ``accuracy`` (classification) or ``mse`` (regression) and ``loss`` after
-        ``steps`` adaptation steps (default ``eval_steps`` in eval mode); writes no buffers."""
+        ``steps`` adaptation steps (default ``eval_steps`` in eval mode); writes no buffers and draws no
+        noise (rules that sample per task use their deterministic form), so it is reproducible."""
         steps = self._default_steps(steps)
         with torch.no_grad():
             _, q_loss, metric, _, _ = self._run_batch(batch, steps=steps, first_order=True,
-                                                      weights=[0.0] * (steps - 1) + [1.0])
+                                                      weights=[0.0] * (steps - 1) + [1.0], sample=False)
         return {("accuracy" if batch.ways is not None else "mse"): metric.detach(), "loss": q_loss.detach()}
 
 

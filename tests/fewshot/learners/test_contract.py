@@ -1,0 +1,146 @@
+"""The learner contract, checked for every registered learner: what training, evaluation, checkpoints
+and resume rely on, whatever the update rule."""
+from __future__ import annotations
+
+import copy
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from episodes import TaskBatch
+from fewshot.errors import ConfigError
+from fewshot.learners import LEARNERS, MAML, GradientLearner, build_learner, learner_config
+from fewshot.nn import StepBatchNorm1d
+from fewshot.training.checkpoint import load_checkpoint
+from tests.fewshot.training.test_resume import _assert_same_tree, _cmd, _env
+
+NAMES = sorted(LEARNERS)
+# one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it)
+RESUME = sorted({cls: name for name, (cls, _) in sorted(LEARNERS.items(), reverse=True) if cls is not MAML}.values())
+
+
+def _model(seed: int = 0, ways: int = 3) -> nn.Module:
+    torch.manual_seed(seed)  # test-only module init
+    return nn.Sequential(nn.Linear(4, 8), StepBatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                         nn.Linear(8, ways)).double()
+
+
+def _batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries: int = 3) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(b, ways, 1, 4, generator=g, dtype=torch.float64) * 2
+    sx = (centres + torch.randn(b, ways, shots, 4, generator=g, dtype=torch.float64)).reshape(b, ways * shots, 4)
+    qx = (centres + torch.randn(b, ways, queries, 4, generator=g, dtype=torch.float64)).reshape(b, ways * queries, 4)
+    sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
+    qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
+    return TaskBatch(sx, sy, qx, qy, ways)
+
+
+def _learner(name: str, seed: int = 0, **overrides) -> GradientLearner:
+    cfg = learner_config(name, {"inner_steps": 2, **overrides})
+    learner = build_learner(name, _model(seed), cfg)
+    assert isinstance(learner, GradientLearner)
+    return learner
+
+
+def _grads(learner: GradientLearner, batch: TaskBatch):
+    out = learner.meta_loss(batch)
+    params = list(learner.parameters())
+    grads = torch.autograd.grad(out.loss, params, allow_unused=True)
+    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loop_and_vmap_give_the_same_loss_gradients_and_buffers(name):
+    loop = _learner(name, task_batching="loop")
+    vmapped = _learner(name, task_batching="vmap")
+    vmapped.load_state_dict(loop.state_dict())  # same weights and same noise generator state
+    batch = _batch(1)
+    (a, ga), (b, gb) = _grads(loop, batch), _grads(vmapped, batch)
+    assert a.loss.item() == pytest.approx(b.loss.item(), abs=1e-12)
+    assert a.metrics == pytest.approx(b.metrics, abs=1e-12)
+    for (pname, _), x, y in zip(loop.named_parameters(), ga, gb):
+        assert torch.allclose(x, y, atol=1e-10), pname
+    assert any(g.abs().sum() > 0 for g in ga)
+    for (k, x), (_, y) in zip(loop.state_dict().items(), vmapped.state_dict().items()):
+        assert torch.allclose(x.double(), y.double(), atol=1e-12), k  # BN write-back and noise state
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_evaluate_and_adapt_write_nothing_and_agree(name, mode):
+    learner = _learner(name)
+    learner.train(mode == "train")
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    batch = _batch(2)
+    first = learner.evaluate(batch, steps=2)
+    again = learner.evaluate(batch, steps=2)
+    assert all(torch.equal(first[k], again[k]) for k in first)  # no noise drawn, nothing written
+    task = batch.task(0)
+    params = learner.adapt(task.support_x, task.support_y, steps=2)
+    logits = learner.predict(task.query_x, params, steps=2)
+    acc = (logits.argmax(-1) == task.query_y).double().mean()
+    assert acc.item() == pytest.approx(first["accuracy"][0].item(), abs=1e-12)
+    after = learner.state_dict()
+    assert set(before) == set(after) and all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_restores_weights_buffers_and_noise(name):
+    learner = _learner(name)
+    opt = torch.optim.SGD(learner.parameters(), lr=0.05)
+    for i in range(2):
+        opt.zero_grad()
+        learner.meta_loss(_batch(3 + i)).loss.backward()
+        opt.step()
+    fresh = _learner(name, seed=7)
+    fresh.load_state_dict(copy.deepcopy(learner.state_dict()))
+    batch = _batch(9)
+    # training mode: same meta-loss (same noise draws too), and the same buffers afterwards
+    assert learner.meta_loss(batch).loss.item() == fresh.meta_loss(batch).loss.item()
+    for (k, x), (_, y) in zip(learner.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(x, y), k
+    a, b = learner.eval().evaluate(batch), fresh.eval().evaluate(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_configs_get_one_clear_error(name):
+    for bad in ({"inner_steps": 0}, {"inner_steps": 1.5}, {"eval_steps": -1}, {"bn_mode": "batch"},
+                {"task_batching": "gpu"}, {"seed": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            learner_config(name, bad)
+    with pytest.raises(ConfigError, match="unknown"):
+        learner_config(name, {"inner_stepz": 2})
+    with pytest.raises(ConfigError, match="needs a"):
+        build_learner(name, _model(), object())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RESUME)
+def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
+    """Each learner class through the CLI: kill mid-run, resume, compare with an uninterrupted run."""
+    env = _env(tmp_path)
+    extra = ["--set", f"learner.name={name}", "--set", "learner.inner_steps=1"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_cmd(full) + extra, env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(_cmd(killed) + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "last.pt"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if ckpt.exists() and load_checkpoint(ckpt)["iteration"] >= 20:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = subprocess.run(_cmd(killed) + extra, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(killed / "last.pt")
+    for key in ("learner", "optimizer", "sources", "rng"):
+        _assert_same_tree(a[key], b[key], key)
