@@ -12,11 +12,12 @@ statistics and updates slot ``t`` of the running statistics in place (momentum `
 variance, as ``torch.nn.BatchNorm2d``); in eval mode it normalises with slot ``t`` of the stored
 running statistics and writes nothing.  With ``steps=1`` it is an ordinary batch norm.
 
-The layer is written with elementary tensor ops (not ``F.batch_norm``) because PyTorch's batch rule for
-``native_batch_norm`` gives wrong second-order gradients of the preceding layers under
-``torch.func.vmap`` (measured with torch 2.x: conv -> BatchNorm2d second-order meta-gradients differ by
-~1e-3 between a per-task loop and vmap; with this layer they agree to 1e-12, see
-tests/fewshot/learners/test_maml.py).
+Outside ``torch.func.vmap`` the layer calls PyTorch's native kernel (``F.batch_norm``): it is faster
+and more exact in float32.  Under ``vmap`` it switches to elementary tensor ops, because PyTorch's
+batch rule for ``native_batch_norm`` gives wrong second-order gradients of the preceding layers (a
+conv -> BatchNorm2d meta-gradient differs from the per-task loop's in the third decimal; with the
+elementary ops they agree to 1e-12, see tests/fewshot/learners/test_maml.py).  Both paths compute the
+same function; tests/fewshot/nn/test_batchnorm.py checks that they agree.
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ import contextvars
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from ..errors import ConfigError
 
@@ -50,6 +54,11 @@ def inner_step(step: int) -> Iterator[None]:
 def current_inner_step() -> int:
     """The slot index set by the innermost ``inner_step`` block (0 outside any block)."""
     return _INNER_STEP.get()
+
+
+def under_vmap() -> bool:
+    """True inside a ``torch.func.vmap`` transform (at any level)."""
+    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 class StepBatchNorm(nn.Module):
@@ -96,9 +105,20 @@ class StepBatchNorm(nn.Module):
         if x.shape[1] != self.num_features:
             raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: fix the layer width")
         t = min(current_inner_step(), self.steps - 1)
+        use_batch = self.training or not self.track_running_stats
+        if not (use_batch and x.numel() == x.shape[1]) and not under_vmap():
+            # native kernel: updates the running-statistics slot (a view) in place, as the path below does
+            return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
+                                None if self.running_var is None else self.running_var[t],
+                                None if self.weight is None else self.weight[t],
+                                None if self.bias is None else self.bias[t],
+                                training=use_batch, momentum=self.momentum, eps=self.eps)
+        return self._elementary(x, t, use_batch)
+
+    def _elementary(self, x: torch.Tensor, t: int, use_batch: bool) -> torch.Tensor:
+        """The same normalisation from elementary ops (vmap-safe; also handles one value per channel)."""
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        use_batch = self.training or not self.track_running_stats
         if use_batch:
             mean = x.mean(dims)
             var = x.var(dims, unbiased=False)

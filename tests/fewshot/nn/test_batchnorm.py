@@ -1,4 +1,5 @@
 """StepBatchNorm semantics (docs/batchnorm.md): slot selection, train/eval, save/load, conversion."""
+import copy
 import io
 
 import pytest
@@ -105,3 +106,34 @@ def test_bad_batchnorm_arguments():
     with pytest.raises(ConfigError):
         with inner_step(-1):
             pass
+
+
+@pytest.mark.parametrize("training,track", [(True, True), (False, True), (True, False)])
+def test_native_and_elementary_paths_agree_to_second_order(training, track):
+    """Outside vmap the layer uses F.batch_norm, under vmap elementary ops: same values, same first and
+    second derivatives, same running-statistics updates."""
+    g = torch.Generator().manual_seed(0)
+    bn = StepBatchNorm2d(3, steps=2, track_running_stats=track).double().train(training)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=g)
+        bn.bias.uniform_(-0.5, 0.5, generator=g)
+        if track:
+            bn.running_mean.uniform_(-1, 1, generator=g)
+            bn.running_var.uniform_(0.5, 2, generator=g)
+    x = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    outs = []
+    for path in ("native", "elementary"):
+        layer = copy.deepcopy(bn)
+        with inner_step(1):
+            y = layer(x) if path == "native" else layer._elementary(x, 1, training or not track)
+        (gx,) = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+        (ggx,) = torch.autograd.grad((gx ** 2).sum(), x, allow_unused=True)  # None: affine in x (eval)
+        ggx = torch.zeros_like(x) if ggx is None else ggx
+        outs.append((y, gx, ggx, [b.clone() for b in layer.buffers()]))
+    (y1, g1, h1, b1), (y2, g2, h2, b2) = outs
+    assert torch.allclose(y1, y2, atol=1e-12) and torch.allclose(g1, g2, atol=1e-10)
+    assert torch.allclose(h1, h2, atol=1e-8)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(b1, b2))
+    if training and track:
+        assert not torch.equal(b1[0], bn.running_mean)  # the slot was updated, by both paths alike
