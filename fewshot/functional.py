@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from torch.func import functional_call, grad_and_value
 
 from .nn.batchnorm import inner_step, is_norm_layer
@@ -82,21 +83,31 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
 
 
 def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
-                   y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0
-                   ) -> tuple[Params, torch.Tensor, Params]:
+                   y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0,
+                   create_graph: bool = True) -> tuple[Params, torch.Tensor, Params]:
     """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated buffer copies.
 
-    Usage: ``grads, loss, new_buffers = loss_and_grads(model, p, b, x, y, loss_fn=F.mse_loss, names=names)``
+    Inside a ``torch.func`` transform (the vmap path) the gradients come from ``grad_and_value``; outside
+    (the per-task loop) from ``torch.autograd.grad``, which gives the same numbers without functorch's
+    per-op wrapping, and with ``create_graph=False`` (first order) builds no double-backward graph at all.
+    The gradients are differentiable only when ``create_graph`` is True (and always inside a transform).
     """
-    fixed = {k: v for k, v in params.items() if k not in set(names)}
+    wanted = set(names)
+    fixed = {k: v for k, v in params.items() if k not in wanted}
+    if retrieve_all_functorch_interpreters():
+        def f(adapted: Params, bufs: Mapping[str, torch.Tensor]):
+            bufs = copy_buffers(bufs)
+            out = call(module, {**fixed, **adapted}, bufs, x, step=step)
+            return loss_fn(out, y), bufs
 
-    def f(adapted: Params, bufs: Mapping[str, torch.Tensor]):
-        bufs = copy_buffers(bufs)
-        out = call(module, {**fixed, **adapted}, bufs, x, step=step)
-        return loss_fn(out, y), bufs
-
-    grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names}, dict(buffers))
-    return grads, loss, new_buffers
+        grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names}, dict(buffers))
+        return grads, loss, new_buffers
+    with torch.enable_grad():  # also under no_grad (evaluation): the inner loop needs support gradients
+        adapted = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_() for n in names}
+        new_buffers = copy_buffers(buffers)
+        loss = loss_fn(call(module, {**fixed, **adapted}, new_buffers, x, step=step), y)
+        grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
+    return dict(zip(names, grads)), loss, new_buffers
 
 
 @dataclass
@@ -129,7 +140,7 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
         state = rule.init(params, noise)
     for t in range(steps):
         grads, loss, bufs = loss_and_grads(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
-                                           step=t if per_step_bn else 0)
+                                           step=t if per_step_bn else 0, create_graph=not first_order)
         if first_order:
             grads = {n: g.detach() for n, g in grads.items()}
         updates, state = rule(grads, state, current, step=t, loss=loss)
