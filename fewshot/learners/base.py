@@ -295,7 +295,8 @@ class GradientLearner(nn.Module):
             metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
         return total, q_loss.detach(), metric.detach(), res.losses, bufs
 
-    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool):
+    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool,
+                   backward: bool = False):
         check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
         self._check_outputs(batch.support_x[0], batch.ways)
         loss_fn = self._loss_fn(batch.ways)
@@ -313,10 +314,18 @@ class GradientLearner(nn.Module):
 
                 total, q_loss, metric, s_losses, new_bufs = vmap(one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
                     batched, batch.support_x, batch.support_y, batch.query_x, batch.query_y, noise)
+                if backward:
+                    total.mean().backward()
+                    total = total.detach()
             else:
-                outs = [self._task(params, copy_buffers(buffers), batch.support_x[i], batch.support_y[i],
-                                   batch.query_x[i], batch.query_y[i], None if noise is None else noise[i], **kw)
-                        for i in range(b)]
+                outs = []
+                for i in range(b):
+                    out = self._task(params, copy_buffers(buffers), batch.support_x[i], batch.support_y[i],
+                                     batch.query_x[i], batch.query_y[i], None if noise is None else noise[i], **kw)
+                    if backward:  # free this task's graph before the next task builds its own
+                        (out[0] / b).backward()
+                        out = (out[0].detach(), *out[1:])
+                    outs.append(out)
                 total, q_loss, metric, s_losses = (torch.stack([o[j] for o in outs]) for j in range(4))
                 new_bufs = {k: torch.stack([o[4][k] for o in outs]) for k in buffers}
         _raise_if_nonfinite(s_losses, steps)
@@ -377,11 +386,26 @@ class GradientLearner(nn.Module):
         total, q_loss, metric, s_losses, new_bufs = self._run_batch(
             batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch),
             sample=self.training)
+        return self._finish(batch, total, q_loss, metric, s_losses, new_bufs)
+
+    def _finish(self, batch, total, q_loss, metric, s_losses, new_bufs) -> MetaOutput:
         if self.training and self.config.bn_mode != "frozen":
             self._write_back(new_bufs)
         metrics = {"loss": float(q_loss.mean()), "support_loss": float(s_losses[:, 0].mean())}
         metrics["accuracy" if batch.ways is not None else "mse"] = float(metric.mean())
         return MetaOutput(total.mean(), metrics)
+
+    def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
+        """``meta_loss(batch, epoch=epoch).loss.backward()``, but on the per-task loop each task's
+        graph is back-propagated and freed before the next task runs, so peak memory is that of one
+        task instead of the whole meta-batch.  The gradients accumulated into ``.grad`` are the same up
+        to floating-point summation order; the returned loss is detached.  The vmap path computes all
+        tasks at once anyway and back-propagates the mean."""
+        steps = self._default_steps(None)
+        total, q_loss, metric, s_losses, new_bufs = self._run_batch(
+            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch),
+            sample=self.training, backward=True)
+        return self._finish(batch, total, q_loss, metric, s_losses, new_bufs)
 
     def evaluate(self, batch, *, steps: int | None = None) -> dict[str, torch.Tensor]:
         """Per-task query ``accuracy`` (classification) or ``mse`` (regression) and ``loss`` after

@@ -144,3 +144,26 @@ def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
     a, b = load_checkpoint(full / "last.pt"), load_checkpoint(killed / "last.pt")
     for key in ("learner", "optimizer", "sources", "rng"):
         _assert_same_tree(a[key], b[key], key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_meta_backward_equals_meta_loss_backward(name, batching):
+    """Task-by-task backward (the training loop's path) accumulates the same meta-gradient, writes the
+    same buffers and draws the same noise as one backward of ``meta_loss``."""
+    a = _learner(name, task_batching=batching)
+    b = _learner(name, task_batching=batching)
+    b.load_state_dict(a.state_dict())
+    batch = _batch(4)
+    out_a = a.meta_loss(batch)
+    out_a.loss.backward()
+    out_b = b.meta_backward(batch)
+    assert out_b.loss.requires_grad is False
+    assert out_a.loss.item() == pytest.approx(out_b.loss.item(), abs=1e-12)
+    assert out_a.metrics == pytest.approx(out_b.metrics, abs=1e-12)
+    for (pname, p), q in zip(a.named_parameters(), b.parameters()):
+        ga = torch.zeros_like(p) if p.grad is None else p.grad
+        gb = torch.zeros_like(q) if q.grad is None else q.grad
+        assert torch.allclose(ga, gb, atol=1e-12), pname
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
