@@ -135,6 +135,13 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def write_error(path: Path, exc: OSError, needed_bytes: int = 0) -> "DataError":
     """A one-line DataError for a failed store write, with the fix (free space, or another --root).
 
@@ -142,7 +149,7 @@ def write_error(path: Path, exc: OSError, needed_bytes: int = 0) -> "DataError":
     """
     text = str(exc)
     if exc.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text:
-        need = f" (the store needs at least {needed_bytes / 1e6:.0f} MB)" if needed_bytes else ""
+        need = f" (the store needs at least {_human_bytes(needed_bytes)})" if needed_bytes else ""
         return DataError(f"cannot write store {path}: no space left on the device{need}; "
                          f"free space in {path.parent} or pass --root on a disk with room")
     return DataError(f"cannot write store {path}: {exc.strerror or exc}; check that {path.parent} is writable "

@@ -12,7 +12,6 @@ Usage::
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..download import md5_file
 from ..errors import DataError
+from ..images import decode_image_file
 
 NAME = "mini-imagenet"
 SPLITS = ("train", "val", "test")
@@ -142,12 +142,9 @@ def decode_image(data: bytes, size: int, what: str = "image") -> np.ndarray:
 
     Usage: ``decode_image(Path("x.jpg").read_bytes(), 84)``.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgb = resize_rgb(im, size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{what} is not a readable image ({exc}); the data is corrupt: replace it") from exc
+    im = decode_image_file(data, "RGB", what=what, fix="the data is corrupt: replace it",
+                           bomb_fix="the file is corrupt or was tampered with: replace it with the original")
+    rgb = resize_rgb(im, size)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
