@@ -1,6 +1,7 @@
 """Omniglot on the real archives: counts, inversion, splits, rotations, and every kind of bad input."""
 import io
 import os
+import re
 import shutil
 import zipfile
 
@@ -256,3 +257,46 @@ def test_existing_store_is_kept_unless_forced(tmp_path, fewshot_data):
     assert path.read_bytes() == b"placeholder"
     with pytest.raises(DataError, match="image size must be an integer"):
         prepare_omniglot(fewshot_data / "omniglot", tmp_path, size=0)
+
+
+# ----------------------------------------------------------------------------- unreadable members (issue 14)
+def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str]:
+    """A small well-laid-out background archive (not complete: the bad member is found before counting)."""
+    out = io.BytesIO()
+    png = io.BytesIO()
+    Image.new("1", (105, 105), 1).save(png, format="PNG")
+    with zipfile.ZipFile(out, "w", member_method) as z:
+        for i in range(3):
+            z.writestr(f"images_background/Alpha/character01/0{i}.png", png.getvalue())
+    return out.getvalue(), "images_background/Alpha/character01/01.png"
+
+
+@pytest.mark.parametrize("patch,message", [
+    ({"encrypted": True}, "member '{member}' is encrypted (password-protected), which fewshot cannot read: use the "
+                          "official unencrypted archive, or extract it yourself and pass the folder holding "
+                          "images_background/ as --source"),
+    ({"method": 9}, "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot decompress "
+                    "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract it with another "
+                    "tool and pass the folder holding images_background/ as --source"),
+    ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), which this Python cannot decompress"),
+])
+def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data, monkeypatch, patch, message):
+    from tests.episodes.image_fixtures import patch_zip_member
+
+    blob, member = _tiny_background_zip()
+    src = _source(tmp_path, fewshot_data, images_background_zip=patch_zip_member(blob, member, **patch))
+    monkeypatch.setattr(om, "decode_png", lambda *a, **k: pytest.fail("decoded before the archive was checked"))
+    _assert_fails_cleanly(tmp_path, src, re.escape(f"{src / 'images_background.zip'}: " + message.format(member=member)))
+
+
+def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data):
+    from tests.episodes.image_fixtures import bomb_png
+
+    real = fewshot_data / "omniglot" / "images_background.zip"
+    with zipfile.ZipFile(real) as z:
+        victim = sorted(n for n in z.namelist() if n.endswith(".png"))[3]
+    blob = _rewrite_zip(real, data=lambda n, b: bomb_png(30000, 30000) if n == victim else b)
+    src = _source(tmp_path, fewshot_data, images_background_zip=blob)
+    _assert_fails_cleanly(tmp_path, src, re.escape(
+        f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb (900,000,000 pixels, "
+        "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: use the official Omniglot archive"))
