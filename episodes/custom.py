@@ -175,9 +175,9 @@ class TaskGenerator:
 
     def __init__(self, fn: Callable[[torch.Generator], Task], seed: int, ways: int | None = None) -> None:
         if not callable(fn):
-            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}")
+            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: pass a function")
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DataError(f"seed must be an integer, got {seed!r}")
+            raise DataError(f"seed must be an integer, got {seed!r}: pass e.g. seed=0")
         self.fn, self.seed = fn, seed
         self.ways = None if ways is None else check_positive("ways", ways)
         self.generator = torch.Generator(device="cpu")
@@ -190,7 +190,8 @@ class TaskGenerator:
         for i in range(batch_size):
             task = self.fn(self.generator)
             if not isinstance(task, Task):
-                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task")
+                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task: return "
+                                "episodes.Task(support_x, support_y, query_x, query_y)")
             tasks.append(task)
         ways = self.ways
         if ways is None and not tasks[0].support_y.is_floating_point():

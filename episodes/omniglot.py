@@ -205,7 +205,8 @@ class _FolderSource(_Source):
         try:
             return (self.location / entry).read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}") from exc
+            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}; check its permissions or "
+                            "extract the archive again") from exc
 
 
 def _open_local(part: str, folder: Path) -> _Source:
@@ -256,7 +257,7 @@ def _read_split_file(path: Path, expected_md5: str | None) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read split list {path}: {exc}") from exc
+        raise DataError(f"cannot read split list {path} ({exc}): use the original Vinyals split file") from exc
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -349,7 +350,7 @@ def rotate(images: torch.Tensor, degrees: int) -> torch.Tensor:
     Usage: ``rotate(x, 90)``.
     """
     if degrees % 90 != 0:
-        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}")
+        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}: use 0, 90, 180 or 270")
     k = (degrees // 90) % 4
     return images if k == 0 else torch.rot90(images, k, dims=(-2, -1))
 
@@ -408,7 +409,7 @@ def load_omniglot(
             rots = tuple(int(r) for r in rotations)
             for r in rots:
                 if r % 90 != 0:
-                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}")
+                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}: pass e.g. (0, 90, 180, 270)")
             if not rots:
                 raise DataError("rotations must not be empty: pass None for no rotation")
             picks = [(c, r) for c in range(len(part.class_names)) for r in rots]

@@ -158,10 +158,12 @@ def write_error(path: Path, exc: OSError, needed_bytes: int = 0) -> "DataError":
 
 def _check_part(name: str, images: np.ndarray, class_offsets: np.ndarray, class_names: Sequence[str]) -> None:
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise DataError(f"store part '{name}': images must be uint8 [M, C, H, W], got {images.dtype} {images.shape}")
+        raise DataError(f"store part '{name}': images must be uint8 [M, C, H, W], got {images.dtype} {images.shape}: "
+                        "convert them before writing (or rebuild the store with `fewshot prepare ... --force`)")
     off = np.asarray(class_offsets)
     if off.ndim != 1 or len(off) != len(class_names) + 1 or off[0] != 0 or off[-1] != len(images) or (np.diff(off) < 0).any():
-        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class + 1")
+        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class + 1: "
+                        "build them with offsets_from_counts (or rebuild the store with `fewshot prepare ... --force`)")
 
 
 class StoreWriter:

@@ -113,7 +113,7 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        raise DataError(f"cannot read {path} ({exc}): use the original Ravi split file") from exc
     if not rows or [c.strip() for c in rows[0]] != ["filename", "label"]:
         raise DataError(f"{path} must start with the header 'filename,label': use the original Ravi split file")
     classes: dict[str, list[str]] = {}
@@ -121,7 +121,7 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
         if not row:
             continue
         if len(row) != 2 or not row[0] or not row[1] or "/" in row[0] or "\\" in row[0]:
-            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}")
+            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}: use the original Ravi split file")
         classes.setdefault(row[1], []).append(row[0])
     return {label: sorted(files) for label, files in sorted(classes.items())}
 
@@ -159,7 +159,7 @@ def decode_file(path: Path, size: int) -> np.ndarray:
     try:
         blob = Path(path).read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}; check its permissions or replace it") from exc
     return decode_image(blob, size, what=str(path))
 
 
