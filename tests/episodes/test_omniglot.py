@@ -300,3 +300,48 @@ def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data)
     _assert_fails_cleanly(tmp_path, src, re.escape(
         f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb (900,000,000 pixels, "
         "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: use the official Omniglot archive"))
+
+
+# ----------------------------------------------------------------------------- store integrity (issue 14)
+def _damaged_copy(omniglot_root, tmp_path):
+    """A copy of the real store with one bit flipped in the middle of the background images."""
+    import h5py
+
+    dest = tmp_path / "root" / "omniglot" / "omniglot-28.h5"
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(omniglot_root / "omniglot" / "omniglot-28.h5", dest)
+    with h5py.File(dest, "r") as f:
+        ds = f["background"]["images"]
+        middle = ds.id.get_offset() + ds.id.get_storage_size() // 2
+    with open(dest, "r+b") as fh:
+        fh.seek(middle)
+        byte = fh.read(1)[0]
+        fh.seek(middle)
+        fh.write(bytes([byte ^ 0x01]))
+    return dest
+
+
+@pytest.mark.parametrize("split", ["train", "background", "trainval"])
+def test_store_with_flipped_image_bytes_is_refused(omniglot_root, tmp_path, split):
+    dest = _damaged_copy(omniglot_root, tmp_path)
+    root = tmp_path / "root"
+    with pytest.raises(DataError) as info:
+        load_omniglot(split, root)
+    msg = str(info.value)
+    assert msg.startswith(f"store {dest} entry 'background' fails its sha256 check (")
+    assert msg.endswith(f": the file is damaged; run `fewshot prepare omniglot --root {root} --force` to rebuild it")
+    assert load_omniglot("evaluation", root).num_classes == 659  # the undamaged part still loads
+
+
+def test_store_without_checksums_names_the_rebuild_command(tmp_path):
+    import h5py
+
+    path = tmp_path / "omniglot" / "omniglot-28.h5"
+    path.parent.mkdir()
+    with h5py.File(path, "w") as f:  # what fewshot wrote before stores carried checksums
+        f.attrs["format_version"] = 1
+    with pytest.raises(DataError) as info:
+        load_omniglot("train", tmp_path)
+    assert str(info.value) == (f"store {path} was written by an older fewshot (format 1, no content checksum), so its "
+                               f"images cannot be verified: run `fewshot prepare omniglot --root {tmp_path} --force` "
+                               "to rebuild it")

@@ -178,3 +178,33 @@ def test_next_prepare_removes_temp_files_of_a_killed_one(fewshot_data, tmp_path,
     argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]
     assert main(argv) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5", "notes.tmp"]
+
+
+def test_sigkilled_prepare_leaves_a_temp_file_that_the_next_prepare_removes(fewshot_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "fewshot.cli", "prepare", "mnist", "--source", str(fewshot_data / "mnist"),
+           "--root", str(tmp_path), "--quiet"]
+    folder = tmp_path / "mnist"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if folder.is_dir() and any(p.name.endswith(".tmp") for p in folder.iterdir()):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
+    left = sorted(p.name for p in folder.iterdir())
+    assert len(left) == 1 and left[0].startswith(".mnist-28.h5.") and left[0].endswith(".tmp")  # no store: half-written
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5"]
