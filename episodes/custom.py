@@ -20,6 +20,7 @@ import torch
 
 from .errors import DataError
 from .generator_state import restore_generator
+from .images import decode_image_file
 from .sampler import check_positive
 from .types import ClassSplit, Task, TaskBatch
 
@@ -32,8 +33,22 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numpy array or torch tensor: {exc}") from exc
     if arr.dtype == object:
-        raise DataError(f"{name} must be a numeric array (all examples the same shape), got dtype object")
+        raise DataError(f"{name} must be a numeric array (all examples the same shape), got dtype object: "
+                        "pass one numpy array of numbers, e.g. np.stack(examples)")
+    if arr.dtype.kind not in "biuf":  # strings, bytes, dates, complex, structured: torch cannot hold them
+        raise DataError(f"{name} must be numeric (uint8 images or float features), got numpy dtype {arr.dtype}: "
+                        f"convert it first, e.g. {name}.astype('float32')")
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _check_finite(xt: torch.Tensor, name: str) -> None:
+    """NaN/inf features would make every loss NaN much later, far from the cause: refuse them here."""
+    if xt.is_floating_point():
+        bad = ~torch.isfinite(xt)
+        if bool(bad.any()):
+            first = int(bad.reshape(len(xt), -1).any(dim=1).nonzero()[0])
+            raise DataError(f"{name} has {int(bad.sum())} non-finite values (NaN or inf), the first in example {first}: "
+                            f"remove those examples or replace the values, e.g. np.nan_to_num({name})")
 
 
 def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: str = "custom") -> ClassSplit:
@@ -52,16 +67,26 @@ def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: 
             f"x has dtype {xt.dtype}: pass uint8 images (0..255) or float features, e.g. x.astype('uint8')"
         )
     if xt.dim() < 2:
-        raise DataError(f"x must be [M, ...] with at least 2 dims (one row per example), got shape {tuple(xt.shape)}")
+        raise DataError(f"x must be [M, ...] with at least 2 dims (one row per example), got shape {tuple(xt.shape)}: "
+                        "add a feature dimension, e.g. x[:, None]")
+    _check_finite(xt, "x")
     ya = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if ya.ndim != 1 or ya.shape[0] != xt.shape[0]:
-        raise DataError(f"y must be 1-D with one label per example ({xt.shape[0]}), got shape {tuple(ya.shape)}")
+        raise DataError(f"y must be 1-D with one label per example ({xt.shape[0]}), got shape {tuple(ya.shape)}: "
+                        "pass one label per row of x")
     if ya.shape[0] == 0:
         raise DataError("x and y are empty: pass at least one example of each of 2 classes")
-    labels, inverse = np.unique(ya, return_inverse=True)
+    if ya.dtype.kind in "fc" and not np.isfinite(ya).all():
+        raise DataError(f"y has {int((~np.isfinite(ya)).sum())} NaN or inf labels: give every example a real label "
+                        "(or drop the unlabelled examples)")
+    try:
+        labels, inverse = np.unique(ya, return_inverse=True)
+    except TypeError as exc:  # e.g. an object array mixing str and int
+        raise DataError(f"y mixes label types that cannot be sorted ({exc}): use one type, e.g. all str or all int") from exc
     inverse = inverse.reshape(-1)
     if len(labels) < 2:
-        raise DataError(f"y has {len(labels)} distinct label: episodes need at least 2 classes")
+        raise DataError(f"y has {len(labels)} distinct label ({labels.tolist()[0]!r}): episodes need at least 2 classes; "
+                        "add examples of another class")
     if class_names is None:
         names = [str(v) for v in labels.tolist()]
     else:
@@ -95,18 +120,19 @@ def from_image_folder(
     ``size``: resize every image to ``size x size`` (or ``(height, width)``); without it every
     image must already have the same size. ``grayscale``: one channel, else RGB (3).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{str(root)!r} is not a directory: pass a folder with one subfolder of images per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(class_dirs) < 2:
-        raise DataError(f"{str(root)!r} has {len(class_dirs)} class subfolders: episodes need at least 2 classes")
+        raise DataError(f"{str(root)!r} has {len(class_dirs)} class subfolders: episodes need at least 2 classes; "
+                        "put each class's images in its own subfolder")
     if size is not None:
         hw = (size, size) if isinstance(size, int) else tuple(size)
         if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
-            raise DataError(f"size must be a positive int or (height, width), got {size!r}")
+            raise DataError(f"size must be a positive int or (height, width), got {size!r}: pass e.g. size=28")
     mode = "L" if grayscale else "RGB"
     arrays: list[np.ndarray] = []
     counts: list[int] = []
@@ -116,14 +142,11 @@ def from_image_folder(
         if not files:
             raise DataError(f"class folder {str(cdir)!r} has no image files: add images or remove the folder")
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode)
-                    if size is not None:
-                        im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-                    arr = np.asarray(im, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(f"cannot read image {str(f)!r} ({type(exc).__name__}): fix or remove the file") from exc
+            im = decode_image_file(f, mode, what=repr(str(f)), fix="fix or remove the file",
+                                   bomb_fix="shrink or remove the file (or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
+            if size is not None:
+                im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
             if expected is None:
                 expected = arr.shape[:2]
             elif arr.shape[:2] != expected:
@@ -152,9 +175,9 @@ class TaskGenerator:
 
     def __init__(self, fn: Callable[[torch.Generator], Task], seed: int, ways: int | None = None) -> None:
         if not callable(fn):
-            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}")
+            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: pass a function")
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DataError(f"seed must be an integer, got {seed!r}")
+            raise DataError(f"seed must be an integer, got {seed!r}: pass e.g. seed=0")
         self.fn, self.seed = fn, seed
         self.ways = None if ways is None else check_positive("ways", ways)
         self.generator = torch.Generator(device="cpu")
@@ -167,7 +190,8 @@ class TaskGenerator:
         for i in range(batch_size):
             task = self.fn(self.generator)
             if not isinstance(task, Task):
-                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task")
+                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task: return "
+                                "episodes.Task(support_x, support_y, query_x, query_y)")
             tasks.append(task)
         ways = self.ways
         if ways is None and not tasks[0].support_y.is_floating_point():

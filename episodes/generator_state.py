@@ -25,4 +25,5 @@ def restore_generator(generator: torch.Generator, state: Any, owner: str) -> Non
     try:
         generator.set_state(gen_state.cpu())
     except RuntimeError as exc:
-        raise DataError(f"{owner} state 'generator' is not a valid CPU generator state: {exc}") from exc
+        raise DataError(f"{owner} state 'generator' is not a valid CPU generator state ({exc}): pass a dict from "
+                        f"{owner}.state_dict()") from exc

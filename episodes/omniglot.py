@@ -12,7 +12,6 @@ Usage::
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -23,11 +22,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from .download import fetch, join_url, md5_file
 from .errors import DataError
+from .images import decode_image_file
 from .paths import dataset_dir, is_url, store_path
 from .store import Store, StoreWriter, offsets_from_counts
 from .types import ClassSplit
@@ -115,6 +115,39 @@ class _Source:
         self.classes = dict(sorted(classes.items()))
 
 
+def _readable_methods() -> dict[int, str]:
+    """Zip compression methods this Python can decompress (bz2/lzma are optional modules)."""
+    methods = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+    for module, method, name in (("bz2", zipfile.ZIP_BZIP2, "bzip2"), ("lzma", zipfile.ZIP_LZMA, "lzma")):
+        try:
+            __import__(module)
+            methods[method] = name
+        except ImportError:
+            pass
+    return methods
+
+
+_METHOD_NAMES = {1: "shrink", 6: "implode", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstandard", 95: "xz",
+                 97: "wavpack", 98: "ppmd"}
+
+
+def _check_member(path: Path, part: str, info: zipfile.ZipInfo) -> None:
+    """Refuse, before decoding anything, a member zipfile cannot read (why: it would fail mid-way with a traceback)."""
+    if info.flag_bits & 0x1:
+        raise DataError(
+            f"{path}: member '{info.filename}' is encrypted (password-protected), which fewshot cannot read: use the "
+            f"official unencrypted archive, or extract it yourself and pass the folder holding images_{part}/ as --source"
+        )
+    readable = _readable_methods()
+    if info.compress_type not in readable:
+        name = _METHOD_NAMES.get(info.compress_type, "unknown")
+        raise DataError(
+            f"{path}: member '{info.filename}' uses zip compression method {info.compress_type} ({name}), which this "
+            f"Python cannot decompress (it reads {', '.join(readable.values())}): use the official archive, or extract "
+            f"it with another tool and pass the folder holding images_{part}/ as --source"
+        )
+
+
 class _ZipSource(_Source):
     def __init__(self, part: str, path: Path) -> None:
         super().__init__(part, path)
@@ -139,6 +172,8 @@ class _ZipSource(_Source):
                 rel = info.filename[len(prefix):]
                 if not rel:
                     continue
+                if not info.is_dir():
+                    _check_member(path, part, info)
                 (dirs if info.is_dir() else files).append(rel)
             self._index(files, dirs)
         except BaseException:
@@ -148,7 +183,7 @@ class _ZipSource(_Source):
     def read(self, entry: str) -> bytes:
         try:
             return self._zip.read(f"images_{self.part}/{entry}")
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as exc:
             raise DataError(f"{self.location}: cannot read '{entry}' ({exc}); the archive is corrupt: re-download it") from exc
 
     def close(self) -> None:
@@ -170,7 +205,8 @@ class _FolderSource(_Source):
         try:
             return (self.location / entry).read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}") from exc
+            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}; check its permissions or "
+                            "extract the archive again") from exc
 
 
 def _open_local(part: str, folder: Path) -> _Source:
@@ -189,12 +225,8 @@ def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
 
     Resizing uses Lanczos (anti-aliased). Usage: ``decode_png(zip.read(name), 28)``.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            gray = im.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
-        raise DataError(f"{what} is not a readable PNG ({exc}); the data is corrupt: re-download it") from exc
+    gray = decode_image_file(data, "L", what=what, kind="PNG", fix="the data is corrupt: re-download it",
+                             bomb_fix="the archive is corrupt or was tampered with: use the official Omniglot archive")
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.LANCZOS)
     return 255 - np.asarray(gray, dtype=np.uint8)
@@ -225,7 +257,7 @@ def _read_split_file(path: Path, expected_md5: str | None) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read split list {path}: {exc}") from exc
+        raise DataError(f"cannot read split list {path} ({exc}): use the original Vinyals split file") from exc
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -318,7 +350,7 @@ def rotate(images: torch.Tensor, degrees: int) -> torch.Tensor:
     Usage: ``rotate(x, 90)``.
     """
     if degrees % 90 != 0:
-        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}")
+        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}: use 0, 90, 180 or 270")
     k = (degrees // 90) % 4
     return images if k == 0 else torch.rot90(images, k, dims=(-2, -1))
 
@@ -377,7 +409,7 @@ def load_omniglot(
             rots = tuple(int(r) for r in rotations)
             for r in rots:
                 if r % 90 != 0:
-                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}")
+                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}: pass e.g. (0, 90, 180, 270)")
             if not rots:
                 raise DataError("rotations must not be empty: pass None for no rotation")
             picks = [(c, r) for c in range(len(part.class_names)) for r in rots]

@@ -116,7 +116,8 @@ def rotate_classes(split: ClassSplit, rotations: Sequence[int]) -> ClassSplit:
     """
     rots = tuple(int(r) for r in rotations)
     if not rots or any(r % 90 for r in rots):
-        raise DataError(f"rotations must be a non-empty list of multiples of 90 degrees, got {list(rotations)}")
+        raise DataError(f"rotations must be a non-empty list of multiples of 90 degrees, got {list(rotations)}: "
+                        "pass e.g. (0, 90, 180, 270)")
     offsets = split.class_offsets.cpu().numpy()
     picks = [(c, r) for c in range(split.num_classes) for r in rots]
     data, off = omniglot.rotated_classes(split.data.cpu(), offsets, picks)

@@ -75,7 +75,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise DataError(f"{self.what} uses persistent ids, which data-only pickles never do: refusing to load it")
+        raise DataError(f"{self.what} uses persistent ids, which data-only pickles never do: refusing to load it; "
+                        "get the file from a trusted source")
 
 
 def load_data_pickle(path: str | os.PathLike, *, encoding: str = "ASCII") -> Any:

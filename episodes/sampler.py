@@ -40,16 +40,16 @@ from .types import ClassSplit, TaskBatch
 def check_positive(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise a one-line ``DataError`` if it is not an int >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{name} must be an integer, got {value!r}")
+        raise DataError(f"{name} must be an integer, got {value!r}: pass a whole number such as {name}={max(minimum, 1)}")
     if value < minimum:
-        raise DataError(f"{name} must be >= {minimum}, got {value}")
+        raise DataError(f"{name} must be >= {minimum}, got {value}: pass {name}={minimum} or more")
     return value
 
 
 def check_seed(seed: Any) -> int:
     """Return ``seed`` if it is a non-negative int (usable by torch and numpy alike), else raise a ``DataError``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}: pass e.g. seed=0")
     return seed
 
 

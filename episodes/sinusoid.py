@@ -25,9 +25,9 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from exc
+        raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}: pass e.g. {name}=(0.0, 1.0)") from exc
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise DataError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}")
+        raise DataError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}: pass e.g. {name}=(0.0, 1.0)")
     return lo, hi
 
 
@@ -49,7 +49,7 @@ class SinusoidTasks:
         self.shots = check_positive("shots", shots)
         self.queries = check_positive("queries", queries)
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DataError(f"seed must be an integer, got {seed!r}")
+            raise DataError(f"seed must be an integer, got {seed!r}: pass e.g. seed=0")
         self.seed = seed
         self.amplitude = _check_range("amplitude", amplitude)
         self.phase = _check_range("phase", phase)

@@ -34,14 +34,18 @@ class ClassSplit:
 
     def __post_init__(self) -> None:
         if self.data.dim() < 2:
-            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, got shape {tuple(self.data.shape)}")
+            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, got shape {tuple(self.data.shape)}: "
+                            "add a feature dimension, e.g. data[:, None]")
         if self.data.dtype != torch.uint8 and not self.data.is_floating_point():
-            raise DataError(f"ClassSplit data must be uint8 or floating point, got {self.data.dtype}")
+            raise DataError(f"ClassSplit data must be uint8 or floating point, got {self.data.dtype}: convert it, "
+                            "e.g. data.float()")
         off = self.class_offsets
         if off.dim() != 1 or off.numel() != len(self.class_names) + 1:
-            raise DataError("ClassSplit class_offsets must have len(class_names) + 1 entries")
+            raise DataError("ClassSplit class_offsets must have len(class_names) + 1 entries: give one name per class "
+                            "(episodes.from_arrays builds both from labels)")
         if int(off[0]) != 0 or int(off[-1]) != self.data.shape[0] or bool((off[1:] < off[:-1]).any()):
-            raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data)")
+            raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data): sort the "
+                            "data by class (episodes.from_arrays does it from labels)")
 
     @property
     def num_classes(self) -> int:
@@ -99,7 +103,7 @@ class TaskBatch:
     def stack(tasks: Sequence[Task], ways: int | None = None) -> "TaskBatch":
         """Stack single tasks (all the same shapes) into a meta-batch."""
         if not tasks:
-            raise DataError("cannot stack an empty list of tasks")
+            raise DataError("cannot stack an empty list of tasks: pass at least one Task")
         return TaskBatch(
             torch.stack([t.support_x for t in tasks]),
             torch.stack([t.support_y for t in tasks]),

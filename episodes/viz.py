@@ -23,6 +23,10 @@ from .types import Task, TaskBatch
 
 BACKGROUND = 128
 SEPARATOR = 255
+# Largest picture rendered: 67 M pixels (~200 MB as RGB, a 8192x8192 image) is far more than any
+# episode needs and far less than what runs a machine out of memory (`--scale 100000` asked for
+# terabytes before this bound).
+MAX_PIXELS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,26 @@ class GridLayout:
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.detach().to("cpu", torch.float32).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+def _check_size(layout: GridLayout, scale: int, h: int, w: int) -> None:
+    """Refuse a picture over MAX_PIXELS before allocating it, naming the largest scale that fits."""
+    width, height = layout.size
+    if width * height <= MAX_PIXELS:
+        return
+
+    def fits(s: int) -> bool:
+        gw, gh = GridLayout(layout.ways, layout.shots, layout.queries, h * s, w * s, layout.pad, layout.gap, layout.label_w).size
+        return gw * gh <= MAX_PIXELS
+
+    lo, hi = 0, scale  # fits(lo) or lo == 0; not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    fix = (f"use scale {lo} or less (--scale {lo})" if lo >= 1
+           else "show fewer ways, shots or queries (even scale 1 is too big)")
+    raise DataError(f"the episode picture at scale {scale} would be {width}x{height} = {width * height:,} pixels, "
+                    f"over the limit of {MAX_PIXELS:,}: {fix}")
 
 
 def render_episode(
@@ -97,6 +121,7 @@ def render_episode(
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     label_w = max(int(probe.textlength(t, font=font)) for t in texts) + 2 * pad if ways else 0
     layout = GridLayout(ways, shots, queries, h * scale, w * scale, pad, gap, label_w)
+    _check_size(layout, scale, h, w)
     mode = "L" if channels == 1 else "RGB"
     fill = BACKGROUND if mode == "L" else (BACKGROUND,) * 3
     image = Image.new(mode, layout.size, fill)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,27 +61,97 @@ def search_path() -> list[Path]:
     return dirs
 
 
-def _models() -> dict[str, Path]:
-    found: dict[str, Path] = {}
+class ManifestWarning(UserWarning):
+    """A model folder on the search path was skipped because its manifest is broken."""
+
+
+_WARNED: set[str] = set()  # warn once per broken manifest and process, however often the path is scanned
+
+
+def _scan() -> dict[str, Path | CheckpointError]:
+    """Every model on the search path by name, first match wins; a broken manifest is kept as its error.
+
+    Why keep the error: one broken folder must not stop the use of an unrelated good model (it is
+    skipped with a :class:`ManifestWarning` naming the file), but asking for the broken one by its
+    folder name must still say what is wrong with it.
+    """
+    found: dict[str, Path | CheckpointError] = {}
     for d in search_path():
         if not d.is_dir():
             continue
-        candidates = [d] if (d / MANIFEST).is_file() else sorted(c for c in d.iterdir() if (c / MANIFEST).is_file())
+        try:
+            candidates = [d] if (d / MANIFEST).is_file() else sorted(c for c in d.iterdir() if (c / MANIFEST).is_file())
+        except OSError:
+            continue  # an unreadable directory holds no model we could load
         for c in candidates:
-            name = read_manifest(c).get("name", c.name)
+            try:
+                name = read_manifest(c).get("name", c.name)
+            except CheckpointError as exc:
+                found.setdefault(c.name, exc)
+                if str(c) not in _WARNED:
+                    _WARNED.add(str(c))
+                    warnings.warn(f"skipping the pretrained model in {c}: {exc}", ManifestWarning, stacklevel=3)
+                continue
             found.setdefault(name, c)
     return found
 
 
+def _models() -> dict[str, Path]:
+    return {name: where for name, where in _scan().items() if isinstance(where, Path)}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _manifest_problem(data: dict) -> str | None:
+    """What is wrong with a parsed manifest (the fields the loaders and `fewshot pretrained` rely on), or None."""
+    for key in ("name", "kind", "weights", "sha256"):
+        if key in data and not (isinstance(data[key], str) and data[key]):
+            return f"'{key}' must be a non-empty string, got {type(data[key]).__name__} {json.dumps(data[key])[:40]}"
+    weights = data.get("weights", WEIGHTS)
+    if Path(weights).name != weights or weights in (".", ".."):
+        return f"'weights' must be a file name inside the model folder, got {weights!r}"
+    if "sha256" not in data:
+        return "lacks 'sha256' (the weights' checksum)"
+    kind = data.get("kind", "meta-initialization")
+    if kind == "meta-initialization":
+        if not isinstance(data.get("config"), dict):
+            return "lacks 'config' (the training config, a JSON object)" if "config" not in data else \
+                f"'config' must be a JSON object, got {type(data['config']).__name__}"
+        for key, what in (("mean", "the measured accuracy or MSE"), ("ci95", "its 95% confidence interval")):
+            if key not in data:
+                return f"lacks '{key}' ({what}, a number)"
+            if not _is_number(data[key]):
+                return f"'{key}' must be a finite number, got {json.dumps(data[key])[:40]}"
+    elif kind == "learned-optimizer":
+        if not isinstance(data.get("net"), dict):
+            return "lacks 'net' (the learned optimizer's config, a JSON object)"
+    else:
+        return f"'kind' is '{kind}', expected 'meta-initialization' or 'learned-optimizer'"
+    return None
+
+
 def read_manifest(model_dir: Path) -> dict:
-    """The parsed ``manifest.json`` of a model directory (CheckpointError if unreadable)."""
+    """The parsed, checked ``manifest.json`` of a model directory (one-line CheckpointError if it is not usable)."""
     path = model_dir / MANIFEST
+    fix = "re-publish the model (or remove its folder from the search path)"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"pretrained manifest {path} is unreadable ({type(exc).__name__}): reinstall or re-publish it") from exc
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise CheckpointError(f"pretrained manifest {path} cannot be read ({exc.strerror or exc}): {fix}") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"pretrained manifest {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                              f"{exc.msg}): {fix}") from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"pretrained manifest {path} is not a JSON object: re-publish it")
+        raise CheckpointError(f"pretrained manifest {path} is not a JSON object: {fix}")
+    problem = _manifest_problem(data)
+    if problem is not None:
+        raise CheckpointError(f"pretrained manifest {path}: {problem}: {fix}")
     return data
 
 
@@ -90,14 +162,18 @@ def list() -> builtins.list[str]:  # noqa: A001 - public API name asked for: few
 
 def locate(name: str) -> Path:
     """The directory of model ``name`` (CheckpointError with the available names if unknown)."""
-    models = _models()
-    if name not in models:
+    scanned = _scan()
+    where = scanned.get(name)
+    if isinstance(where, CheckpointError):
+        raise where
+    if where is None:
         import difflib
 
+        models = _models()
         close = difflib.get_close_matches(name, builtins.list(models), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(sorted(models)) or 'none'}"
         raise CheckpointError(f"unknown pretrained model '{name}': {hint} (see `fewshot pretrained list`)")
-    return models[name]
+    return where
 
 
 def show(name: str) -> dict:

@@ -12,7 +12,6 @@ Usage::
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..download import md5_file
 from ..errors import DataError
+from ..images import decode_image_file
 
 NAME = "mini-imagenet"
 SPLITS = ("train", "val", "test")
@@ -113,7 +113,7 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        raise DataError(f"cannot read {path} ({exc}): use the original Ravi split file") from exc
     if not rows or [c.strip() for c in rows[0]] != ["filename", "label"]:
         raise DataError(f"{path} must start with the header 'filename,label': use the original Ravi split file")
     classes: dict[str, list[str]] = {}
@@ -121,7 +121,7 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
         if not row:
             continue
         if len(row) != 2 or not row[0] or not row[1] or "/" in row[0] or "\\" in row[0]:
-            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}")
+            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}: use the original Ravi split file")
         classes.setdefault(row[1], []).append(row[0])
     return {label: sorted(files) for label, files in sorted(classes.items())}
 
@@ -142,12 +142,9 @@ def decode_image(data: bytes, size: int, what: str = "image") -> np.ndarray:
 
     Usage: ``decode_image(Path("x.jpg").read_bytes(), 84)``.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgb = resize_rgb(im, size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{what} is not a readable image ({exc}); the data is corrupt: replace it") from exc
+    im = decode_image_file(data, "RGB", what=what, fix="the data is corrupt: replace it",
+                           bomb_fix="the file is corrupt or was tampered with: replace it with the original")
+    rgb = resize_rgb(im, size)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
@@ -162,7 +159,7 @@ def decode_file(path: Path, size: int) -> np.ndarray:
     try:
         blob = Path(path).read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}; check its permissions or replace it") from exc
     return decode_image(blob, size, what=str(path))
 
 

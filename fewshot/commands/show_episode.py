@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from episodes.registry import load_split
 
     if args.scale < 1:
-        raise ConfigError(f"--scale must be >= 1, got {args.scale}")
+        raise ConfigError(f"--scale must be >= 1, got {args.scale}: pass e.g. --scale 2")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {str(out)!r} must end in .png")
+        raise ConfigError(f"--out {str(out)!r} must end in .png: pass e.g. --out episode.png")
     if not out.parent.is_dir():
         raise ConfigError(f"--out folder {str(out.parent)!r} does not exist: create it or choose another path")
     split = load_split(args.dataset, args.split, root=args.root)

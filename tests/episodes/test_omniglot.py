@@ -1,6 +1,7 @@
 """Omniglot on the real archives: counts, inversion, splits, rotations, and every kind of bad input."""
 import io
 import os
+import re
 import shutil
 import zipfile
 
@@ -256,3 +257,91 @@ def test_existing_store_is_kept_unless_forced(tmp_path, fewshot_data):
     assert path.read_bytes() == b"placeholder"
     with pytest.raises(DataError, match="image size must be an integer"):
         prepare_omniglot(fewshot_data / "omniglot", tmp_path, size=0)
+
+
+# ----------------------------------------------------------------------------- unreadable members (issue 14)
+def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str]:
+    """A small well-laid-out background archive (not complete: the bad member is found before counting)."""
+    out = io.BytesIO()
+    png = io.BytesIO()
+    Image.new("1", (105, 105), 1).save(png, format="PNG")
+    with zipfile.ZipFile(out, "w", member_method) as z:
+        for i in range(3):
+            z.writestr(f"images_background/Alpha/character01/0{i}.png", png.getvalue())
+    return out.getvalue(), "images_background/Alpha/character01/01.png"
+
+
+@pytest.mark.parametrize("patch,message", [
+    ({"encrypted": True}, "member '{member}' is encrypted (password-protected), which fewshot cannot read: use the "
+                          "official unencrypted archive, or extract it yourself and pass the folder holding "
+                          "images_background/ as --source"),
+    ({"method": 9}, "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot decompress "
+                    "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract it with another "
+                    "tool and pass the folder holding images_background/ as --source"),
+    ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), which this Python cannot decompress"),
+])
+def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data, monkeypatch, patch, message):
+    from tests.episodes.image_fixtures import patch_zip_member
+
+    blob, member = _tiny_background_zip()
+    src = _source(tmp_path, fewshot_data, images_background_zip=patch_zip_member(blob, member, **patch))
+    monkeypatch.setattr(om, "decode_png", lambda *a, **k: pytest.fail("decoded before the archive was checked"))
+    _assert_fails_cleanly(tmp_path, src, re.escape(f"{src / 'images_background.zip'}: " + message.format(member=member)))
+
+
+def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data):
+    from tests.episodes.image_fixtures import bomb_png
+
+    real = fewshot_data / "omniglot" / "images_background.zip"
+    with zipfile.ZipFile(real) as z:
+        victim = sorted(n for n in z.namelist() if n.endswith(".png"))[3]
+    blob = _rewrite_zip(real, data=lambda n, b: bomb_png(30000, 30000) if n == victim else b)
+    src = _source(tmp_path, fewshot_data, images_background_zip=blob)
+    _assert_fails_cleanly(tmp_path, src, re.escape(
+        f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb (900,000,000 pixels, "
+        "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: use the official Omniglot archive"))
+
+
+# ----------------------------------------------------------------------------- store integrity (issue 14)
+def _damaged_copy(omniglot_root, tmp_path):
+    """A copy of the real store with one bit flipped in the middle of the background images."""
+    import h5py
+
+    dest = tmp_path / "root" / "omniglot" / "omniglot-28.h5"
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(omniglot_root / "omniglot" / "omniglot-28.h5", dest)
+    with h5py.File(dest, "r") as f:
+        ds = f["background"]["images"]
+        middle = ds.id.get_offset() + ds.id.get_storage_size() // 2
+    with open(dest, "r+b") as fh:
+        fh.seek(middle)
+        byte = fh.read(1)[0]
+        fh.seek(middle)
+        fh.write(bytes([byte ^ 0x01]))
+    return dest
+
+
+@pytest.mark.parametrize("split", ["train", "background", "trainval"])
+def test_store_with_flipped_image_bytes_is_refused(omniglot_root, tmp_path, split):
+    dest = _damaged_copy(omniglot_root, tmp_path)
+    root = tmp_path / "root"
+    with pytest.raises(DataError) as info:
+        load_omniglot(split, root)
+    msg = str(info.value)
+    assert msg.startswith(f"store {dest} entry 'background' fails its sha256 check (")
+    assert msg.endswith(f": the file is damaged; run `fewshot prepare omniglot --root {root} --force` to rebuild it")
+    assert load_omniglot("evaluation", root).num_classes == 659  # the undamaged part still loads
+
+
+def test_store_without_checksums_names_the_rebuild_command(tmp_path):
+    import h5py
+
+    path = tmp_path / "omniglot" / "omniglot-28.h5"
+    path.parent.mkdir()
+    with h5py.File(path, "w") as f:  # what fewshot wrote before stores carried checksums
+        f.attrs["format_version"] = 1
+    with pytest.raises(DataError) as info:
+        load_omniglot("train", tmp_path)
+    assert str(info.value) == (f"store {path} was written by an older fewshot (format 1, no content checksum), so its "
+                               f"images cannot be verified: run `fewshot prepare omniglot --root {tmp_path} --force` "
+                               "to rebuild it")

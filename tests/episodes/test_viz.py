@@ -71,3 +71,27 @@ def test_render_errors():
         render_episode(t, labels=["x"])
     with pytest.raises(DataError, match="scale must be"):
         render_episode(t, scale=0)
+
+
+def test_picture_size_is_bounded_and_the_message_names_the_largest_scale(monkeypatch):
+    import episodes.viz as viz
+
+    batch = EpisodeSampler(synthetic_split(), 3, 1, 1, seed=0).sample(1)
+    with pytest.raises(DataError) as info:
+        render_episode(batch, scale=100000)  # terabytes before the bound
+    msg = str(info.value)
+    assert msg.startswith("the episode picture at scale 100000 would be ") and "over the limit of 67,108,864" in msg
+    best = int(msg.rsplit("(--scale ", 1)[1].rstrip(")"))
+    assert msg.endswith(f": use scale {best} or less (--scale {best})")
+    # the named scale is exactly the largest that fits (checked on a small limit to stay cheap)
+    monkeypatch.setattr(viz, "MAX_PIXELS", 200_000)
+    with pytest.raises(DataError, match=r"use scale (\d+) or less") as info:
+        render_episode(batch, scale=1000)
+    best = int(str(info.value).rsplit("(--scale ", 1)[1].rstrip(")"))
+    width, height = render_episode(batch, scale=best).size
+    assert width * height <= 200_000
+    with pytest.raises(DataError, match="over the limit"):
+        render_episode(batch, scale=best + 1)
+    monkeypatch.setattr(viz, "MAX_PIXELS", 10)
+    with pytest.raises(DataError, match="show fewer ways, shots or queries"):
+        render_episode(batch, scale=1)

@@ -89,3 +89,73 @@ def test_shipped_models_verify():
         assert m["name"] == name
         if m.get("kind") != "learned-optimizer":  # learned optimizers: tests/fewshot/l2o/test_weights.py
             assert m["episodes"] == 600
+
+
+# ----------------------------------------------------------------------------- broken manifests (issue 14)
+FIX = "re-publish the model (or remove its folder from the search path)"
+
+
+def _without(key):
+    return lambda m: json.dumps({k: v for k, v in m.items() if k != key}).encode()
+
+
+BROKEN = {
+    "not-utf8": (lambda m: json.dumps(m).encode().replace(b'"name"', b'"n\xffme"', 1),
+                 "is not UTF-8 text (bad byte at offset 3): " + FIX),
+    "not-json": (lambda m: b'{"name": "broken",', "is not valid JSON (line 1, column 19: Expecting property name "
+                                                   "enclosed in double quotes): " + FIX),
+    "name-is-a-list": (lambda m: json.dumps({**m, "name": ["broken"]}).encode(),
+                       ": 'name' must be a non-empty string, got list [\"broken\"]: " + FIX),
+    "no-config": (_without("config"), ": lacks 'config' (the training config, a JSON object): " + FIX),
+    "no-mean": (_without("mean"), ": lacks 'mean' (the measured accuracy or MSE, a number): " + FIX),
+    "weights-not-a-string": (lambda m: json.dumps({**m, "weights": 5}).encode(),
+                             ": 'weights' must be a non-empty string, got int 5: " + FIX),
+    "weights-outside": (lambda m: json.dumps({**m, "weights": "../my-sine/model.safetensors"}).encode(),
+                        ": 'weights' must be a file name inside the model folder, got '../my-sine/model.safetensors': " + FIX),
+}
+
+
+@pytest.fixture
+def collection(published, tmp_path, monkeypatch):
+    """A registered collection: the good 'my-sine' next to a folder 'broken' (filled in by the test)."""
+    import shutil
+
+    root, _ = published
+    shutil.copytree(root / "models" / "my-sine", tmp_path / "models" / "my-sine")
+    shutil.copytree(root / "models" / "my-sine", tmp_path / "models" / "broken")
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt, "_WARNED", set())
+    pt.register_dir(tmp_path / "models")
+    return tmp_path / "models"
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_manifest_is_one_line_and_does_not_hide_other_models(collection, capsys, case):
+    from fewshot.cli import main
+
+    make, tail = BROKEN[case]
+    manifest = json.loads((collection / "broken" / "manifest.json").read_text())
+    path = collection / "broken" / "manifest.json"
+    path.write_bytes(make({**manifest, "name": "broken"}))
+    expected = f"pretrained manifest {path} {tail}".replace(f"{path} :", f"{path}:")
+    with pytest.warns(pt.ManifestWarning, match="skipping the pretrained model in .*broken: ") as record:
+        with pytest.raises(CheckpointError) as info:
+            pt.load("broken")
+    assert str(info.value) == expected
+    assert [str(w.message) for w in record] == [f"skipping the pretrained model in {collection / 'broken'}: {expected}"]
+    assert main(["eval", "broken", "--episodes", "5"]) == 2  # warned once already in this process
+    err = capsys.readouterr().err
+    assert err == f"error: {expected}\n"
+    # The good, unrelated model is still listed and evaluated.
+    assert "my-sine" in pt.list() and "broken" not in pt.list()
+    assert main(["eval", "my-sine", "--episodes", "5", "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 5
+
+
+def test_broken_manifest_warns_once_naming_the_file(collection):
+    (collection / "broken" / "manifest.json").write_bytes(b"\xff\xfe")
+    with pytest.warns(pt.ManifestWarning) as record:
+        assert "my-sine" in pt.list()
+        pt.locate("my-sine")
+        pt.load("my-sine")
+    assert len(record) == 1 and str(collection / "broken" / "manifest.json") in str(record[0].message)

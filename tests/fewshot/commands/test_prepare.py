@@ -1,6 +1,8 @@
 """``fewshot prepare`` end to end, in-process through ``fewshot.cli.main``."""
 import os
 
+import pytest
+
 from episodes import load_split
 from episodes.mini_imagenet import FORMATS
 from fewshot.cli import main
@@ -79,3 +81,130 @@ def test_mini_imagenet_only_options_and_unknown_sources(tmp_path, capsys):
     assert main(["prepare", "mini-imagenet", "--source", str(tmp_path / "junk"), "--root", str(tmp_path)]) == 2
     _one_error_line(capsys, "holds no known mini-ImageNet format; bring one of - ravi-csv: images/")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# ----------------------------------------------------------------------------- issue 14
+def _good_store(path):
+    """A small valid store standing in for a good, earlier prepared one."""
+    import numpy as np
+
+    from episodes.store import StoreWriter
+
+    with StoreWriter(path, dataset="stand-in") as w:
+        w.add_part("background", np.zeros((2, 1, 4, 4), dtype=np.uint8), [0, 1, 2], ["a", "b"])
+    return path.read_bytes()
+
+
+def _omniglot_source(tmp_path, fewshot_data, background: bytes):
+    src = tmp_path / "src"
+    (src / "splits").mkdir(parents=True)
+    os.symlink(fewshot_data / "omniglot" / "splits" / "vinyals", src / "splits" / "vinyals")
+    os.symlink(fewshot_data / "omniglot" / "images_evaluation.zip", src / "images_evaluation.zip")
+    (src / "images_background.zip").write_bytes(background)
+    return src
+
+
+def _encrypted_archive(fewshot_data):
+    from tests.episodes.image_fixtures import patch_zip_member
+    from tests.episodes.test_omniglot import _tiny_background_zip
+
+    blob, member = _tiny_background_zip()
+    return patch_zip_member(blob, member, encrypted=True), "is encrypted (password-protected)"
+
+
+def _unsupported_archive(fewshot_data):
+    from tests.episodes.image_fixtures import patch_zip_member
+    from tests.episodes.test_omniglot import _tiny_background_zip
+
+    blob, member = _tiny_background_zip()
+    return patch_zip_member(blob, member, method=9), "uses zip compression method 9 (deflate64)"
+
+
+def _bomb_archive(fewshot_data):
+    from tests.episodes.image_fixtures import bomb_png
+    from tests.episodes.test_omniglot import _rewrite_zip
+
+    real = fewshot_data / "omniglot" / "images_background.zip"
+    victim = "images_background/Alphabet_of_the_Magi/character01/0709_01.png"
+    blob = _rewrite_zip(real, data=lambda n, b: bomb_png(30000, 30000) if n == victim else b)
+    return blob, "'Alphabet_of_the_Magi/character01/0709_01.png' is a decompression bomb (900,000,000 pixels"
+
+
+@pytest.mark.parametrize("make", [_encrypted_archive, _unsupported_archive, _bomb_archive])
+def test_force_over_a_good_store_with_a_bad_archive_keeps_the_store(fewshot_data, tmp_path, capsys, make):
+    blob, text = make(fewshot_data)
+    src = _omniglot_source(tmp_path, fewshot_data, blob)
+    store = tmp_path / "root" / "omniglot" / "omniglot-28.h5"
+    before = _good_store(store)
+    argv = ["prepare", "omniglot", "--source", str(src), "--root", str(tmp_path / "root"), "--force", "--quiet"]
+    assert main(argv) == 2
+    _one_error_line(capsys, text)
+    assert store.read_bytes() == before
+    assert sorted(p.name for p in store.parent.iterdir()) == [store.name]  # no temp file left
+
+
+def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import h5py
+
+    store = tmp_path / "mnist" / "mnist-28.h5"
+    before = _good_store(store)
+    real = h5py.Group.create_dataset
+
+    def full(self, name, *args, **kwargs):
+        if name == "images" and self.name == "/test":  # the second part: the first one was written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", full)
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--force", "--quiet"]
+    assert main(argv) == 2
+    _one_error_line(capsys, f"error: cannot write store {store}: no space left on the device (the store needs at "
+                            f"least 54.9 MB); free space in {store.parent} or pass --root on a disk with room")
+    assert store.read_bytes() == before
+    assert sorted(p.name for p in store.parent.iterdir()) == [store.name]
+
+
+def test_next_prepare_removes_temp_files_of_a_killed_one(fewshot_data, tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    killed = folder / ".mnist-28.h5.k1ll3d_x.tmp"  # what a SIGKILLed prepare leaves (15 MB in the issue)
+    killed.write_bytes(b"\0" * 1000)
+    unrelated = folder / "notes.tmp"
+    unrelated.write_bytes(b"mine")
+    os.utime(killed, (1, 1))
+    os.utime(unrelated, (1, 1))
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5", "notes.tmp"]
+
+
+def test_sigkilled_prepare_leaves_a_temp_file_that_the_next_prepare_removes(fewshot_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "fewshot.cli", "prepare", "mnist", "--source", str(fewshot_data / "mnist"),
+           "--root", str(tmp_path), "--quiet"]
+    folder = tmp_path / "mnist"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if folder.is_dir() and any(p.name.endswith(".tmp") for p in folder.iterdir()):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
+    left = sorted(p.name for p in folder.iterdir())
+    assert len(left) == 1 and left[0].startswith(".mnist-28.h5.") and left[0].endswith(".tmp")  # no store: half-written
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5"]

@@ -69,3 +69,15 @@ def test_show_episode_unknown_dataset_and_bad_out(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["show-episode", "omniglot", "--out", str(tmp_path / "x.jpg")]) == 2
     assert "must end in .png" in capsys.readouterr().err
+
+
+def test_show_episode_huge_scale_is_one_line(omniglot_root, tmp_path, capsys):
+    out = tmp_path / "e.png"
+    argv = ["show-episode", "omniglot", "--root", str(omniglot_root), "--out", str(out), "--scale", "100000"]
+    assert main(argv) == 2  # used to run out of memory
+    err = capsys.readouterr().err
+    assert err.startswith("error: the episode picture at scale 100000 would be ") and err.count("\n") == 1
+    assert "over the limit of 67,108,864: use scale " in err
+    assert not out.exists()
+    assert main(argv[:-1] + ["0"]) == 2
+    assert "--scale must be >= 1, got 0: pass e.g. --scale 2" in capsys.readouterr().err

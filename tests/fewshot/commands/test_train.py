@@ -80,3 +80,15 @@ def test_unwritable_out_and_foreign_checkpoint(tmp_path, capsys, no_data):
     rc, _, err = _run(capsys, "train", "sinusoid-maml", "--out", str(run), "--iterations", "4", "--quiet")
     assert rc == 2 and "corrupted or truncated" in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in run.iterdir()} == files
+
+
+def test_training_on_a_damaged_store_is_refused(omniglot_root, tmp_path, capsys):
+    """Issue 14: a store with image bytes flipped used to train silently; its checksum now refuses it."""
+    from tests.episodes.test_omniglot import _damaged_copy
+
+    _damaged_copy(omniglot_root, tmp_path)
+    rc, out, err = _run(capsys, "train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--iterations", "2",
+                        "--set", f"data.root={tmp_path / 'root'}", "--quiet", "--device", "cpu")
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("error: store ") and "entry 'background' fails its sha256 check" in err
+    assert "--force` to rebuild it" in err
