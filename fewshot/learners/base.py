@@ -163,7 +163,7 @@ class GradientLearner(nn.Module):
         if config.per_step_bn:
             per_step_batchnorm(model, config.inner_steps + 1)
         self.model = self.prepare_model(model)
-        self.names = adaptable_names(self.model, adapt_norm=config.adapt_norm, exclude=config.no_adapt)
+        self.names = self.adapted_names()
         if not self.names:
             raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
                               "requires_grad=True (or loosen no_adapt/adapt_norm)")
@@ -181,6 +181,13 @@ class GradientLearner(nn.Module):
     def build_rule(self) -> UpdateRule:
         """The update rule (called once ``self.model``, ``self.names`` and ``self.config`` are set)."""
         raise NotImplementedError
+
+    def adapted_names(self) -> list[str]:
+        """Names of the parameters the inner loop adapts (called once, after ``prepare_model``): the
+        trainable ones except norm-layer affine parameters (unless ``adapt_norm``) and ``no_adapt``
+        prefixes.  Override to keep meta-parameters a learner adds to the model out of adaptation
+        (MT-net's T matrices)."""
+        return adaptable_names(self.model, adapt_norm=self.config.adapt_norm, exclude=self.config.no_adapt)
 
     def reference_param(self) -> torch.Tensor:
         """The first adapted parameter (its dtype and device are the ones rule tensors take)."""
