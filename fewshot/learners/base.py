@@ -4,8 +4,9 @@
 and per-step BN, per-task buffer copies and their write-back, loop/vmap task batching, the MSL and
 derivative-order schedules, the non-finite check, the per-task noise generator, and the public API
 (``adapt``/``predict``/``meta_loss``/``evaluate``).  A learner (MAML, Meta-SGD, MT-net, the LSTM
-meta-learner) is a subclass with its config dataclass and two hooks: ``build_rule`` (its update rule,
-a ``fewshot.rules.UpdateRule``) and optionally ``prepare_model`` (e.g. MT-net's T layers).
+meta-learner) is a subclass with its config dataclass and hooks: ``build_rule`` (its update rule, a
+``fewshot.rules.UpdateRule``) and optionally ``prepare_model`` (e.g. MT-net's T layers) and
+``adapted_names`` (e.g. keeping those T layers out of adaptation).
 
 Batch norm (see docs/batchnorm.md): ``bn_mode`` = ``"transductive"`` (batch statistics always, the
 original MAML), ``"running"`` (batch statistics + running updates in train mode, stored statistics in
@@ -144,7 +145,7 @@ class GradientLearner(nn.Module):
     """Base of every learner that adapts a model's parameters by a differentiable update rule.
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
-    model first.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
+    model first, ``adapted_names`` narrow the adapted parameters.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
     """
 
     config_class: type[LearnerConfig] = LearnerConfig
