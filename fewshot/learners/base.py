@@ -145,7 +145,8 @@ class GradientLearner(nn.Module):
     """Base of every learner that adapts a model's parameters by a differentiable update rule.
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
-    model first, ``adapted_names`` narrow the adapted parameters.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
+    model first, ``adapted_names`` narrow the adapted parameters.  Meta-parameters are
+    ``learner.parameters()``: the model's and the rule's.
     """
 
     config_class: type[LearnerConfig] = LearnerConfig

@@ -29,7 +29,8 @@ class ElementwiseSGD(UpdateRule):
         if not names:
             raise ConfigError("ElementwiseSGD needs at least one parameter name to update")
         if len(shapes) != len(names):
-            raise ConfigError(f"ElementwiseSGD got {len(names)} names but {len(shapes)} shapes: give one shape per name")
+            raise ConfigError(f"ElementwiseSGD got {len(names)} names but {len(shapes)} shapes: "
+                              "give one shape per name")
         if steps <= 0:
             raise ConfigError(f"ElementwiseSGD steps must be a positive integer, got {steps}")
         low, high = (float(v) for v in init)

@@ -136,7 +136,8 @@ def test_norm_affine_parameters_get_no_alpha_unless_adapted():
 
 
 # --------------------------------------------------------------------------- config and registry
-@pytest.mark.parametrize("alpha_init", [(0.1, 0.005), (0.1,), (0.0, float("nan")), ("a", "b"), (0.0, float("inf"))])
+@pytest.mark.parametrize("alpha_init", [(0.1, 0.005), (0.1,), (0.0, float("nan")), ("a", "b"),
+                                        (0.0, float("inf")), 0.1, "ab", (True, 1.0)])
 def test_bad_alpha_init(alpha_init):
     with pytest.raises(ConfigError, match="alpha_init"):
         MetaSGDConfig(alpha_init=alpha_init)
