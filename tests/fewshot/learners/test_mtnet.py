@@ -251,6 +251,13 @@ def test_bad_config(kwargs):
         MTNetConfig(**kwargs)
 
 
+def test_a_bare_linear_model_is_transformed_at_the_root():
+    learner = MTNet(nn.Linear(3, 2).double(), MTNetConfig(inner_lr=0.1))
+    assert learner.transformed == [""] and learner.names == ["weight", "bias"] and learner.rule.noise_size == 2
+    t = _reg_batch(21).task(0)
+    assert set(learner.adapt(t.support_x, t.support_y)) == {"weight", "bias", "transform"}
+
+
 def test_a_model_without_linear_or_conv_layers_is_refused():
     class Scale(nn.Module):
         def __init__(self):
