@@ -9,13 +9,21 @@ from torch import nn
 from ..errors import ConfigError
 from .base import GradientLearner, LearnerConfig, MetaOutput
 from .maml import MAML, MAMLConfig
+from .metasgd import MetaSGD, MetaSGDConfig
+from .mtnet import MTNet, MTNetConfig
 
 # name -> (learner class, preset config factory taking overrides)
 LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "maml": (MAML, MAMLConfig),
     "fomaml": (MAML, lambda **kw: MAMLConfig(**{"first_order": True, **kw})),
     "mamlpp": (MAML, MAMLConfig.mamlpp),
+    "metasgd": (MetaSGD, MetaSGDConfig),
+    "mtnet": (MTNet, MTNetConfig),
+    "tnet": (MTNet, lambda **kw: MTNetConfig(**{"mask": False, **kw})),
 }
+
+# settings a name implies even when a config instance is given (``build_learner("tnet", m, MTNetConfig())``)
+_FORCED: dict[str, dict[str, Any]] = {"fomaml": {"first_order": True}, "tnet": {"mask": False}}
 
 
 def register_learner(name: str, cls: type, preset: Callable[..., Any]) -> None:
@@ -38,16 +46,16 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
-    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ...) around ``model``.
+    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
-    as is (``fomaml`` forces ``first_order=True``).  Usage: ``build_learner("maml", model, {"inner_steps": 5})``
+    as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``).  Usage: ``build_learner("maml", model, {"inner_steps": 5})``
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}: choose one of {', '.join(sorted(LEARNERS))}")
     cls, _ = LEARNERS[name]
     if config is None or isinstance(config, Mapping):
         config = learner_config(name, config)
-    elif name == "fomaml" and dataclasses.is_dataclass(config):
-        config = dataclasses.replace(config, first_order=True)
+    elif name in _FORCED and dataclasses.is_dataclass(config):
+        config = dataclasses.replace(config, **_FORCED[name])
     return cls(model, config, **kwargs)

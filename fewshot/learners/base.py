@@ -4,8 +4,9 @@
 and per-step BN, per-task buffer copies and their write-back, loop/vmap task batching, the MSL and
 derivative-order schedules, the non-finite check, the per-task noise generator, and the public API
 (``adapt``/``predict``/``meta_loss``/``evaluate``).  A learner (MAML, Meta-SGD, MT-net, the LSTM
-meta-learner) is a subclass with its config dataclass and two hooks: ``build_rule`` (its update rule,
-a ``fewshot.rules.UpdateRule``) and optionally ``prepare_model`` (e.g. MT-net's T layers).
+meta-learner) is a subclass with its config dataclass and hooks: ``build_rule`` (its update rule, a
+``fewshot.rules.UpdateRule``) and optionally ``prepare_model`` (e.g. MT-net's T layers) and
+``adapted_names`` (e.g. keeping those T layers out of adaptation).
 
 Batch norm (see docs/batchnorm.md): ``bn_mode`` = ``"transductive"`` (batch statistics always, the
 original MAML), ``"running"`` (batch statistics + running updates in train mode, stored statistics in
@@ -144,7 +145,8 @@ class GradientLearner(nn.Module):
     """Base of every learner that adapts a model's parameters by a differentiable update rule.
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
-    model first.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
+    model first, ``adapted_names`` narrow the adapted parameters.  Meta-parameters are
+    ``learner.parameters()``: the model's and the rule's.
     """
 
     config_class: type[LearnerConfig] = LearnerConfig
@@ -163,7 +165,7 @@ class GradientLearner(nn.Module):
         if config.per_step_bn:
             per_step_batchnorm(model, config.inner_steps + 1)
         self.model = self.prepare_model(model)
-        self.names = adaptable_names(self.model, adapt_norm=config.adapt_norm, exclude=config.no_adapt)
+        self.names = self.adapted_names()
         if not self.names:
             raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
                               "requires_grad=True (or loosen no_adapt/adapt_norm)")
@@ -181,6 +183,13 @@ class GradientLearner(nn.Module):
     def build_rule(self) -> UpdateRule:
         """The update rule (called once ``self.model``, ``self.names`` and ``self.config`` are set)."""
         raise NotImplementedError
+
+    def adapted_names(self) -> list[str]:
+        """Names of the parameters the inner loop adapts (called once, after ``prepare_model``): the
+        trainable ones except norm-layer affine parameters (unless ``adapt_norm``) and ``no_adapt``
+        prefixes.  Override to keep meta-parameters a learner adds to the model out of adaptation
+        (MT-net's T matrices)."""
+        return adaptable_names(self.model, adapt_norm=self.config.adapt_norm, exclude=self.config.no_adapt)
 
     def reference_param(self) -> torch.Tensor:
         """The first adapted parameter (its dtype and device are the ones rule tensors take)."""

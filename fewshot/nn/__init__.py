@@ -2,3 +2,4 @@
 from .backbones import MLP, Conv4, FullyConnected
 from .batchnorm import (StepBatchNorm, StepBatchNorm1d, StepBatchNorm2d, current_inner_step, inner_step,
                         is_norm_layer, norm_training, per_step_batchnorm)
+from .transform import TransformedConv2d, TransformedLinear, add_transforms
