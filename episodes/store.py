@@ -14,8 +14,8 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +24,10 @@ import h5py
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_path, default_file_mode
 from .paths import ensure_writable_dir
+
+__all__ = ["FORMAT_VERSION", "Store", "StorePart", "StoreWriter", "default_file_mode", "offsets_from_counts"]
 
 FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
@@ -37,13 +40,6 @@ class StorePart:
     images: np.ndarray
     class_offsets: np.ndarray
     class_names: list[str]
-
-
-def default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file under the current umask (e.g. 0o644)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
@@ -69,19 +65,14 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike, **attrs: object) -> None:
         self.path = Path(path)
         self.attrs = attrs
-        self._tmp: Path | None = None
+        self._stack = contextlib.ExitStack()
         self._file: h5py.File | None = None
 
     def __enter__(self) -> "StoreWriter":
         ensure_writable_dir(self.path.parent)
+        tmp = self._stack.enter_context(atomic_path(self.path, hint="pass a writable --root"))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise DataError(f"cannot write into {self.path.parent}: {exc.strerror or exc}; pass a writable --root") from exc
-        self._tmp = Path(tmp)
-        try:
-            self._file = h5py.File(self._tmp, "w")
+            self._file = h5py.File(tmp, "w")
             self._file.attrs["format_version"] = FORMAT_VERSION
             for key, value in self.attrs.items():
                 self._file.attrs[key] = value
@@ -105,36 +96,28 @@ class StoreWriter:
         assert self._file is not None, "use StoreWriter as a context manager"
         self._file.create_dataset(key, data=np.asarray(list(lines), dtype=object), dtype=_STR)
 
-    def _abort(self) -> None:
+    def _close_file(self) -> None:
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 (already failing; the temp file is removed below)
-                pass
-            self._file = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+            file, self._file = self._file, None
+            file.close()
+
+    def _abort(self) -> None:
+        try:
+            self._close_file()
+        except Exception:  # noqa: BLE001 (already failing; the temp file is removed below)
+            pass
+        self._stack.__exit__(RuntimeError, RuntimeError("store not completed"), None)
 
     def __exit__(self, exc_type, exc_value, tb) -> None:
         if exc_type is not None:
             self._abort()
             return
-        assert self._file is not None and self._tmp is not None
         try:
-            self._file.close()
-            self._file = None
-            with open(self._tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(self._tmp, default_file_mode())  # mkstemp makes 0600; give the usual umask-based mode
-            os.replace(self._tmp, self.path)
-            self._tmp = None
-        except OSError as exc:
-            self._abort()
-            raise DataError(f"cannot write store {self.path}: {exc.strerror or exc}") from exc
-        except BaseException:
-            self._abort()
+            self._close_file()
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
+        self._stack.close()  # fsync, chmod, rename onto the target (an OSError becomes a DataError)
 
 
 class Store:

@@ -16,13 +16,14 @@ Usage::
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from episodes.files import sha256_file
 
 from .errors import CheckpointError
 
@@ -105,15 +106,6 @@ def show(name: str) -> dict:
     return read_manifest(locate(name))
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_dir(model_dir: Path, label: str | None = None) -> dict:
     """Check a model directory's weights file against its manifest's sha256; returns the manifest."""
     label = label or str(model_dir)
@@ -121,7 +113,7 @@ def verify_dir(model_dir: Path, label: str | None = None) -> dict:
     weights = model_dir / manifest.get("weights", WEIGHTS)
     if not weights.is_file():
         raise CheckpointError(f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
-    digest = sha256_file(weights)
+    digest = sha256_file(weights, error=CheckpointError)
     if digest != manifest.get("sha256"):
         raise CheckpointError(f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
                               f"{str(manifest.get('sha256'))[:12]}...): the file is corrupted or was changed; "

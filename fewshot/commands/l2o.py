@@ -61,11 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Meta-train, then write the best weights and the manifest under ``--out``."""
+    from episodes.files import atomic_write_text, hardware
+
+    from ..errors import FewshotError
     from ..l2o.experiments import build_family, training_preset
     from ..l2o.metatrain import meta_train
     from ..l2o.weights import save_learned_optimizer
-    from ..training.atomic import atomic_write_text
-    from ..training.publish import hardware
 
     config = training_preset(args.problem)
     overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
@@ -88,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     def report(record) -> None:
         lines.append(json.dumps(dataclasses.asdict(record)))
-        atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n")
+        atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n", error=FewshotError)
         print(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
               f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", flush=True)
 

@@ -8,9 +8,9 @@ One row per label: its support images, a separator, then its query images; rows 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
+
+from episodes.files import atomic_open
 
 from ..errors import ConfigError
 
@@ -38,18 +38,8 @@ def write_png(image, out: Path) -> None:
     folder = out.parent
     if not folder.is_dir():
         raise ConfigError(f"--out folder {str(folder)!r} does not exist: create it or choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(out, error=ConfigError, hint="choose another --out") as fh:
+        image.save(fh, format="PNG")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,11 +28,12 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from episodes.files import atomic_write_bytes, atomic_write_text
+
+from ..errors import ConfigError, FewshotError
 from ..evaluation import Z95
-from ..training.atomic import atomic_write_bytes, atomic_write_text
-from .checks import check_count
 from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
+from .checks import check_count
 from .metatrain import MetaTrainConfig
 from .net import LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer
@@ -229,8 +230,8 @@ def plot_experiment(result: dict[str, Any]) -> bytes:
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``<out>/<experiment>.png`` and ``.json`` (atomically); returns their paths."""
     out = Path(out_dir)
-    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result))
-    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n")
+    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result), error=FewshotError)
+    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n", error=FewshotError)
     return png, js
 
 

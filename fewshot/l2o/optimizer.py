@@ -19,7 +19,6 @@ import torch
 from ..errors import ConfigError
 from .net import CoordinateLSTM
 
-
 CHUNK = 16384  # coordinates per LSTM call in step()
 
 

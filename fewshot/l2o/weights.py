@@ -16,9 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from episodes.files import atomic_write_bytes, atomic_write_text, sha256_file
+
 from .. import pretrained as registry
-from ..errors import CheckpointError, ConfigError
-from ..training.atomic import atomic_write_bytes, atomic_write_text
+from ..errors import CheckpointError, ConfigError, FewshotError
 from .net import CoordinateLSTM, LSTMOptimizerConfig
 
 KIND = "learned-optimizer"
@@ -31,16 +32,16 @@ def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *,
 
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}))
+    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}), error=FewshotError)
     manifest = {
         "name": name,
         "kind": KIND,
         "net": dataclasses.asdict(net.config),
         **(extra or {}),
         "weights": registry.WEIGHTS,
-        "sha256": registry.sha256_file(directory / registry.WEIGHTS),
+        "sha256": sha256_file(directory / registry.WEIGHTS),
     }
-    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
 
 

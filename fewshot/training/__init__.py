@@ -6,8 +6,17 @@ Usage::
     cfg = apply_overrides(load_config("sinusoid-maml"), ["iterations=1000"])
     result = train(cfg, out="runs/sine")
 """
-from .config import DataConfig, LearnerSection, ModelConfig, OptimConfig, TrainConfig, apply_overrides, load_config, save_config
-from .presets import PRESETS, get_preset, list_presets
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .loop import TrainResult, train
+from .config import (
+    DataConfig,
+    LearnerSection,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    apply_overrides,
+    load_config,
+    save_config,
+)
 from .evaluate import evaluate_config
+from .loop import TrainResult, train
+from .presets import PRESETS, get_preset, list_presets

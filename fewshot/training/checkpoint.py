@@ -21,8 +21,9 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError
-from .atomic import atomic_write_bytes
+from episodes.files import atomic_write_bytes
+
+from ..errors import CheckpointError, FewshotError
 from .rng import capture_rng, from_plain, restore_rng, to_plain
 
 MAGIC = b"FEWSHOT-CKPT-1\n"
@@ -49,7 +50,7 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
     torch.save(payload, buf)
     body = buf.getvalue()
     digest = hashlib.sha256(body).hexdigest().encode("ascii")
-    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body)
+    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body, error=FewshotError)
 
 
 def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -> dict:

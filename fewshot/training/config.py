@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
+from episodes.files import atomic_write_text
+
 from ..errors import ConfigError, FewshotError
-from .atomic import atomic_write_text
 from .typed import check_value, field_types, from_dict, to_dict, type_name, unknown_key_error
 
 DATASETS = ("omniglot", "mini-imagenet", "mnist", "fashion-mnist", "sinusoid")
@@ -244,7 +245,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
         text = json.dumps(plain, indent=2, sort_keys=False) + "\n"
     else:
         text = yaml.safe_dump(plain, sort_keys=False)
-    atomic_write_text(path, text)
+    atomic_write_text(path, text, error=FewshotError)
     return path
 
 

@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from episodes.files import atomic_write_text
+
 from ..errors import FewshotError
-from .atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -30,7 +31,7 @@ class MetricsLogger:
         self.path = Path(run_dir) / METRICS_FILE
         if resume_from is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path, strict=False) if r.get("iteration", 0) <= resume_from]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept), error=FewshotError)
         elif resume_from is None and self.path.exists():
             self.path.unlink()
         try:

@@ -28,8 +28,15 @@ import torch
 
 from ..errors import AdaptationError, ConfigError, FewshotError
 from ..evaluation import evaluate_learner
-from .build import (build_fixed_set, build_learner_from_config, build_optimizer, build_train_source,
-                    configure_backends, identity, resolve_device)
+from .build import (
+    build_fixed_set,
+    build_learner_from_config,
+    build_optimizer,
+    build_train_source,
+    configure_backends,
+    identity,
+    resolve_device,
+)
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .config import TrainConfig, config_from_dict, read_config_file, save_config
 from .logging import MetricsLogger

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from episodes.files import atomic_write_bytes
+
 from ..errors import FewshotError
-from .atomic import atomic_write_bytes
 from .logging import METRICS_FILE, read_metrics
 
 
@@ -62,4 +63,4 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return atomic_write_bytes(out, buf.getvalue())
+    return atomic_write_bytes(out, buf.getvalue(), error=FewshotError)

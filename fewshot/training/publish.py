@@ -8,35 +8,21 @@ Usage::
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha256_file
+
 from .. import pretrained as registry
-from ..errors import CheckpointError
-from .atomic import atomic_write_bytes, atomic_write_text
+from ..errors import CheckpointError, FewshotError
 from .build import backbone_identity, build_learner_from_config, identity
 from .checkpoint import load_checkpoint, load_learner_state
 from .evaluate import evaluate_config
 from .loop import BEST, LAST, load_run_config
 from .paper import PAPER_RESULTS
 from .presets import PRESETS, get_preset
-
-
-def hardware() -> str:
-    """A one-line description of this machine (CPU model, cores, torch version, GPU if any)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu} ({torch.get_num_threads()} threads){gpu}, torch {torch.__version__.split('+')[0]}"
 
 
 def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, episodes: int = 600,
@@ -56,7 +42,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
     blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
-    atomic_write_bytes(model_dir / registry.WEIGHTS, blob)
+    atomic_write_bytes(model_dir / registry.WEIGHTS, blob, error=FewshotError)
     portable = cfg.to_dict()
     portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
     portable["device"] = "auto"
@@ -95,10 +81,10 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "weights": registry.WEIGHTS,
-        "sha256": registry.sha256_file(model_dir / registry.WEIGHTS),
+        "sha256": sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
     }
-    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
 
 
