@@ -16,7 +16,7 @@ import torch
 
 from episodes import ClassSplit, EpisodeSampler
 from fewshot.training.build import build_learner_from_config, build_optimizer, build_train_source, resolve_device
-from fewshot.training.presets import get_preset, list_presets
+from fewshot.config import get_preset, list_presets
 
 
 def synthetic_split(channels: int, size: int, classes: int = 100, per_class: int = 20) -> ClassSplit:

@@ -16,16 +16,21 @@ Usage::
 from __future__ import annotations
 
 import builtins
+import difflib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from episodes.files import sha256_file
 
+from .config import TrainConfig, config_from_dict
 from .errors import CheckpointError
+from .training.build import build_learner_from_config, identity
+from .training.checkpoint import load_learner_state
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -35,7 +40,7 @@ _REGISTERED: list[Path] = []
 
 def package_dir() -> Path:
     """The ``pretrained/`` folder shipped with fewshot."""
-    import pretrained
+    import pretrained  # the top-level data package (this module has the same name inside fewshot)
 
     return Path(pretrained.__file__).resolve().parent
 
@@ -93,8 +98,6 @@ def locate(name: str) -> Path:
     """The directory of model ``name`` (CheckpointError with the available names if unknown)."""
     models = _models()
     if name not in models:
-        import difflib
-
         close = difflib.get_close_matches(name, builtins.list(models), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(sorted(models)) or 'none'}"
         raise CheckpointError(f"unknown pretrained model '{name}': {hint} (see `fewshot pretrained list`)")
@@ -126,15 +129,8 @@ def verify(name: str) -> dict:
     return verify_dir(locate(name), name)
 
 
-def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any, dict]:
+def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
     """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .training.build import build_learner_from_config, identity
-    from .training.checkpoint import load_learner_state
-    from .training.config import config_from_dict
-
     manifest = verify(name)
     if manifest.get("kind", "meta-initialization") != "meta-initialization":
         raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "

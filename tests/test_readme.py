@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from fewshot.pretrained import package_dir
-from fewshot.training.publish import results_table
+from fewshot.reporting import results_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -31,9 +31,9 @@ import torch
 from episodes.files import atomic_write_bytes, atomic_write_text
 
 from ..errors import ConfigError, FewshotError
-from ..evaluation import Z95
+from ..scoring import Z95
 from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
-from .checks import check_count
+from ..checks import check_count
 from .metatrain import MetaTrainConfig
 from .net import LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
-from .checks import check_count
+from ..checks import check_count
 from .net import CoordinateLSTM, LSTMOptimizerConfig, State
 from .optimizer import LearnedOptimizer
 from .problems import ProblemBatch, ProblemFamily
@@ -48,8 +48,7 @@ class MetaTrainConfig:
     patience: int | None = None        # stop after this many epochs without a better validation loss
     seed: int = 0
 
-    def validate(self) -> "MetaTrainConfig":
-        """Raise ConfigError for an unusable protocol; returns self."""
+    def __post_init__(self) -> None:
         for key in ("steps", "unroll", "epochs", "iterations_per_epoch", "problems_per_iteration", "val_problems"):
             check_count(getattr(self, key), f"meta-training {key}")
         if self.unroll > self.steps:
@@ -59,8 +58,6 @@ class MetaTrainConfig:
             raise ConfigError(f"meta-training lr must be a finite number > 0, got {self.lr!r}")
         if self.patience is not None:
             check_count(self.patience, "patience (or None)")
-        self.net.validate()
-        return self
 
 
 def unroll(net: CoordinateLSTM, problems: ProblemBatch, theta: torch.Tensor, state: State, start: int,
@@ -108,7 +105,6 @@ def validation_loss(net: CoordinateLSTM, problems: ProblemBatch, steps: int) -> 
 def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
                callback: Callable[[EpochRecord], None] | None = None) -> MetaTrainResult:
     """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc)."""
-    config.validate()
     with torch.random.fork_rng(devices=[]):  # the LSTM's initial weights, without touching the global RNG
         torch.manual_seed(config.seed)
         net = CoordinateLSTM(config.net)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .checks import check_count
+from ..checks import check_count
 
 
 class ProblemBatch(Protocol):

@@ -9,10 +9,10 @@ import torch
 import fewshot.pretrained as pt
 from fewshot.errors import CheckpointError
 from fewshot.training.checkpoint import load_checkpoint
-from fewshot.training.config import apply_overrides
+from fewshot.config import apply_overrides
 from fewshot.training.loop import train
-from fewshot.training.presets import get_preset
-from fewshot.training.publish import publish, results_table
+from fewshot.config import get_preset
+from fewshot.reporting import publish, results_table
 
 
 @pytest.fixture(scope="module")

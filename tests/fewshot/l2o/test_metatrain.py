@@ -94,13 +94,13 @@ def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
     assert learned < sgd
 
 
-@pytest.mark.parametrize("kw,msg", [({"unroll": 30, "steps": 20}, "unroll \\(30\\) is longer than"),
-                                    ({"epochs": 0}, "epochs must be"),
-                                    ({"net": LSTMOptimizerConfig(p=-1.0)}, "p must be"),
-                                    ({"lr": 0.0}, "lr must be")])
-def test_bad_protocols_are_refused(kw, msg):
+@pytest.mark.parametrize("make,msg", [(lambda: MetaTrainConfig(unroll=30, steps=20), "unroll \\(30\\) is longer than"),
+                                      (lambda: MetaTrainConfig(epochs=0), "epochs must be"),
+                                      (lambda: MetaTrainConfig(net=LSTMOptimizerConfig(p=-1.0)), "p must be"),
+                                      (lambda: MetaTrainConfig(lr=0.0), "lr must be")])
+def test_bad_protocols_are_refused_on_construction(make, msg):
     with pytest.raises(ConfigError, match=msg):
-        meta_train(QuadraticFamily(), QuadraticFamily(), MetaTrainConfig(**kw))
+        make()
 
 
 def test_meta_training_is_deterministic_and_leaves_the_global_rng_alone():

@@ -10,7 +10,7 @@ import time
 import torch
 
 from fewshot.training.checkpoint import load_checkpoint
-from fewshot.training.logging import read_metrics
+from fewshot.training.metrics_log import read_metrics
 
 ITERATIONS = 600  # long enough that the poll below always kills it mid-run, even on a fast machine
 ARGS = ["train", "sinusoid-maml", "--iterations", str(ITERATIONS), "--quiet", "--device", "cpu",

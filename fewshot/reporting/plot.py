@@ -1,15 +1,14 @@
-"""Learning curves of a run: meta-train loss/metric and validation metric with its 95% CI band.
-
-Usage: ``plot_run("runs/omniglot", "curves.png")`` (matplotlib, Agg backend: no display needed)
-"""
+"""Learning curves of a run: meta-train loss/metric and validation metric with its 95% CI band
+(matplotlib with the Agg backend: no display needed)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from episodes.files import atomic_write_bytes
 
 from ..errors import FewshotError
-from .logging import METRICS_FILE, read_metrics
+from ..training.metrics_log import METRICS_FILE, read_metrics
 
 
 def _series(rows: list[dict], kind: str, key: str) -> tuple[list[int], list[float]]:
@@ -23,8 +22,7 @@ def _series(rows: list[dict], kind: str, key: str) -> tuple[list[int], list[floa
 
 def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     """Draw ``run_dir/metrics.jsonl`` into a PNG at ``out`` (written atomically)."""
-    import io
-
+    # local: matplotlib costs ~0.5 s to import and only this command needs it
     import matplotlib
 
     matplotlib.use("Agg")
