@@ -164,7 +164,7 @@ class TaskGenerator:
         """Call ``fn`` ``batch_size`` times and stack the tasks into a ``TaskBatch``."""
         check_positive("batch_size", batch_size)
         tasks = []
-        for i in range(batch_size):
+        for _ in range(batch_size):
             task = self.fn(self.generator)
             if not isinstance(task, Task):
                 raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task")

@@ -51,7 +51,8 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
         try:
             response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https/file by design)
         except urllib.error.HTTPError as exc:
-            raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use --source DIR") from exc
+            raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use --source "
+                            "DIR") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DataError(f"download of {url} failed: {reason}; check your connection or use --source DIR") from exc

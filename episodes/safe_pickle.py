@@ -96,4 +96,5 @@ def load_data_pickle(path: str | os.PathLike, *, encoding: str = "ASCII") -> Any
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             UnicodeDecodeError, MemoryError) as exc:
-        raise DataError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); the file is corrupt: replace it") from exc
+        raise DataError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); the file is corrupt: replace "
+                        "it") from exc

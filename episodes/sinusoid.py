@@ -76,7 +76,8 @@ class SinusoidTasks:
         x = uniform((batch_size, self.shots + self.queries, 1), self.x_range)
         y = self.function(x, amplitude, phase)
         k = self.shots
-        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(), y[:, k:].contiguous(), None)
+        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(), y[:, k:].contiguous(),
+                          None)
         return (batch, {"amplitude": amplitude, "phase": phase}) if return_params else batch
 
     def state_dict(self) -> dict:

@@ -51,8 +51,10 @@ def _check_part(name: str, images: np.ndarray, class_offsets: np.ndarray, class_
     if images.dtype != np.uint8 or images.ndim != 4:
         raise DataError(f"store part '{name}': images must be uint8 [M, C, H, W], got {images.dtype} {images.shape}")
     off = np.asarray(class_offsets)
-    if off.ndim != 1 or len(off) != len(class_names) + 1 or off[0] != 0 or off[-1] != len(images) or (np.diff(off) < 0).any():
-        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class + 1")
+    if (off.ndim != 1 or len(off) != len(class_names) + 1 or off[0] != 0 or off[-1] != len(images)
+            or (np.diff(off) < 0).any()):
+        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class "
+                        "+ 1")
 
 
 class StoreWriter:
@@ -126,7 +128,8 @@ class Store:
     Usage: ``with Store(path) as s: part = s.part("background"); lines = s.strings("splits/vinyals/train")``.
     """
 
-    def __init__(self, path: str | os.PathLike, fix_hint: str = "rebuild it with `fewshot prepare ... --force`") -> None:
+    def __init__(self, path: str | os.PathLike,
+                 fix_hint: str = "rebuild it with `fewshot prepare ... --force`") -> None:
         self.path = Path(path)
         self.fix_hint = fix_hint
         try:
@@ -161,7 +164,8 @@ class Store:
     def part(self, name: str) -> StorePart:
         """Read one part whole (a single h5py read per dataset)."""
         if name not in self.parts():
-            raise DataError(f"store {self.path} has no part '{name}' (has {', '.join(self.parts()) or 'none'}): {self.fix_hint}")
+            raise DataError(f"store {self.path} has no part '{name}' (has {', '.join(self.parts()) or 'none'}): "
+                            f"{self.fix_hint}")
         try:
             group = self._file[name]
             images = group["images"][()]

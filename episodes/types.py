@@ -34,7 +34,8 @@ class ClassSplit:
 
     def __post_init__(self) -> None:
         if self.data.dim() < 2:
-            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, got shape {tuple(self.data.shape)}")
+            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, "
+                            f"got shape {tuple(self.data.shape)}")
         if self.data.dtype != torch.uint8 and not self.data.is_floating_point():
             raise DataError(f"ClassSplit data must be uint8 or floating point, got {self.data.dtype}")
         off = self.class_offsets

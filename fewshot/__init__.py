@@ -10,8 +10,16 @@ from .errors import AdaptationError, CheckpointError, ConfigError, FewshotError
 from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, sgd_step, split_state
 from .learners import MAML, MAMLConfig, MetaOutput, build_learner, register_learner
 from .meta_optimizer import MetaOptimConfig, build_meta_optimizer
-from .nn import (MLP, Conv4, FullyConnected, StepBatchNorm, StepBatchNorm1d, StepBatchNorm2d, inner_step,
-                 per_step_batchnorm)
+from .nn import (
+                 MLP,
+                 Conv4,
+                 FullyConnected,
+                 StepBatchNorm,
+                 StepBatchNorm1d,
+                 StepBatchNorm2d,
+                 inner_step,
+                 per_step_batchnorm,
+)
 from .pretrained import load as load_pretrained
 from .scoring import Summary, evaluate_learner, summarize
 from .training import train

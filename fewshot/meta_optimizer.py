@@ -61,7 +61,8 @@ class MetaOptimConfig:
 
 
 def build_meta_optimizer(params: Iterable[torch.nn.Parameter], config: MetaOptimConfig | None = None,
-                         total_iterations: int = 1) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LRScheduler | None]:
+                         total_iterations: int = 1) -> tuple[torch.optim.Adam,
+                                                             torch.optim.lr_scheduler.LRScheduler | None]:
     """Adam over the trainable ``params`` and, with ``config.cosine``, a ``CosineAnnealingLR`` over
     ``total_iterations`` steps (call ``scheduler.step()`` once per meta-iteration), else None."""
     config = config or MetaOptimConfig()

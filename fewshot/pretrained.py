@@ -83,7 +83,8 @@ def read_manifest(model_dir: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"pretrained manifest {path} is unreadable ({type(exc).__name__}): reinstall or re-publish it") from exc
+        raise CheckpointError(f"pretrained manifest {path} is unreadable ({type(exc).__name__}): reinstall or "
+                              "re-publish it") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"pretrained manifest {path} is not a JSON object: re-publish it")
     return data

@@ -12,7 +12,8 @@ import pytest
 
 _HOW = (
     "set FEWSHOT_DATA to the folder holding the raw data sets (omniglot/images_background.zip, "
-    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, mini-imagenet/splits/ravi/*.csv), "
+    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, "
+    "mini-imagenet/splits/ravi/*.csv), "
     "e.g. `export FEWSHOT_DATA=$(pwd)/../shared/data` (see /work/shared/data/README.md)"
 )
 _REQUIRED = (

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import closing
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -64,7 +64,8 @@ def read_source(fmt: str, folder: Path, *, strict: bool = True, splits_dir: Path
 
 
 def check_source(data: SourceData, expected_counts: Mapping[str, tuple[int, int]], strict: bool) -> None:
-    """Classes and per-class counts of every split, and (``strict``) the Ravi wnids; a DataError names the first problem.
+    """Classes and per-class counts of every split, and (``strict``) the Ravi wnids; a DataError names the first
+    problem.
 
     Usage: ``check_source(data, EXPECTED_COUNTS, strict=True)``.
     """
@@ -145,7 +146,8 @@ def prepare_mini_imagenet(
     splits: str | os.PathLike | None = None,
     workers: int | None = None,
 ) -> Path:
-    """Build ``<root>/mini-imagenet/mini-imagenet-<size>.h5`` from a local source in any of the 5 formats (no-op if present).
+    """Build ``<root>/mini-imagenet/mini-imagenet-<size>.h5`` from a local source in any of the 5 formats (no-op if
+    present).
 
     ``splits``: a folder with the Ravi CSVs (for ``ilsvrc``/``ravi-csv`` when they are not in the source).
     ``workers``: JPEG-decoding processes (default ``min(8, cpu count)``). ``strict=False`` and
@@ -170,7 +172,8 @@ def prepare_mini_imagenet(
     if splits is not None:
         splits_dir = Path(splits).expanduser()
         if not splits_dir.is_dir():
-            raise DataError(f"--splits {splits_dir} is not a folder: pass the folder holding the Ravi train/val/test CSVs")
+            raise DataError(f"--splits {splits_dir} is not a folder: pass the folder holding the Ravi train/val/test "
+                            "CSVs")
     fmt, folder = detect_format(source)
     data = read_source(fmt, folder, strict=strict, splits_dir=splits_dir)
     check_source(data, {**EXPECTED_COUNTS, **(expected_counts or {})}, strict)
@@ -191,9 +194,11 @@ def load_mini_imagenet(split: str, root: str | os.PathLike | None = None, *, siz
     if split not in SPLITS:
         raise DataError(f"unknown {NAME} split '{split}': choose one of {', '.join(SPLITS)}")
     path = store_path(NAME, root, size)
-    cmd = f"fewshot prepare {NAME} --source PATH --root {path.parent.parent}" + (f" --size {size}" if size != DEFAULT_SIZE else "")
+    cmd = f"fewshot prepare {NAME} --source PATH --root {path.parent.parent}"
+    cmd += f" --size {size}" if size != DEFAULT_SIZE else ""
     if not path.is_file():
-        raise DataError(f"no {NAME} store at {path}: run `{cmd}` (PATH holds mini-ImageNet in one of the 5 supported formats)")
+        raise DataError(f"no {NAME} store at {path}: run `{cmd}` (PATH holds mini-ImageNet in one of the 5 supported "
+                        "formats)")
     with Store(path, fix_hint=f"run `{cmd} --force` to rebuild it") as store:
         part = store.part(split)
     return ClassSplit(torch.from_numpy(part.images), torch.from_numpy(part.class_offsets), part.class_names,

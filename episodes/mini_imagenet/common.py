@@ -92,7 +92,8 @@ def find_split_csvs(folders: list[Path]) -> dict[str, Path]:
         if (d / "train.csv").is_file() or (d / "val.csv").is_file() or (d / "test.csv").is_file():
             for split in SPLITS:
                 if not (d / f"{split}.csv").is_file():
-                    raise DataError(f"{d} has no {split}.csv: put all three Ravi split CSVs (train.csv, val.csv, test.csv) there")
+                    raise DataError(f"{d} has no {split}.csv: put all three Ravi split CSVs (train.csv, val.csv, "
+                                    "test.csv) there")
             return {split: d / f"{split}.csv" for split in SPLITS}
     where = " or ".join(str(d) for d in candidates)
     raise DataError(f"no Ravi split CSVs (train.csv, val.csv, test.csv) in {where}: copy them there from "
@@ -171,7 +172,8 @@ def check_array_images(images: object, what: str) -> np.ndarray:
 
     Usage: ``check_array_images(blob["image_data"], "mini-imagenet-cache-train.pkl image_data")``.
     """
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    if not isinstance(images,
+                      np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
         got = f"{images.dtype} {list(images.shape)}" if isinstance(images, np.ndarray) else type(images).__name__
         raise DataError(f"{what} is {got}, expected uint8 [N, 84, 84, 3] (mini-ImageNet at 84x84 RGB): "
                         "the file is not mini-ImageNet or was altered; get the original")

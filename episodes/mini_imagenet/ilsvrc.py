@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
-from .common import SourceData, WNID
+from .common import WNID, SourceData
 from .ravi import read_csv_tables
 
 ILSVRC_FILE = re.compile(r"^(n\d{8})_(\d+)\.jpe?g$", re.IGNORECASE)
@@ -62,7 +62,8 @@ def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = 
     absent = [(split, wnid) for split, wnid in needed if not (root / wnid).is_dir()]
     if absent:
         raise DataError(f"{root} lacks {len(absent)} of the {len(needed)} class folders the CSVs need "
-                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one folder per wnid)")
+                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one "
+                        "folder per wnid)")
     splits: dict[str, dict] = {}
     for split, classes in tables.items():
         out = {}

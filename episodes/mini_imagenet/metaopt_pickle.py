@@ -21,7 +21,8 @@ from ..safe_pickle import load_data_pickle
 from .common import SPLITS, SourceData, check_array_images
 
 PREFIX = "miniImageNet_category_split_"
-FILE_NAMES = {"train": f"{PREFIX}train_phase_train.pickle", "val": f"{PREFIX}val.pickle", "test": f"{PREFIX}test.pickle"}
+FILE_NAMES = {"train": f"{PREFIX}train_phase_train.pickle", "val": f"{PREFIX}val.pickle",
+              "test": f"{PREFIX}test.pickle"}
 
 
 def read_metaopt_pickles(folder: Path) -> SourceData:

@@ -17,7 +17,6 @@ import torch
 from .. import pretrained
 from ..checks import check_count
 from ..config import TrainConfig
-from ..errors import ConfigError
 from ..reporting import report_on_fixed_episodes
 from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
 from ..training.checkpoint import load_checkpoint, load_learner_state

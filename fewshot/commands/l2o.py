@@ -17,8 +17,15 @@ from episodes.files import atomic_write_text, hardware
 
 from ..config.typed import apply_overrides, dotted_types
 from ..errors import FewshotError
-from ..l2o.experiments import (EXPERIMENTS, PROBLEMS, build_family, final_table, run_experiment, training_preset,
-                               write_outputs)
+from ..l2o.experiments import (
+    EXPERIMENTS,
+    PROBLEMS,
+    build_family,
+    final_table,
+    run_experiment,
+    training_preset,
+    write_outputs,
+)
 from ..l2o.metatrain import MetaTrainConfig, meta_train
 from ..l2o.weights import save_learned_optimizer
 
@@ -32,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
     t.add_argument("problem", metavar="PROBLEM", help="quadratic, mnist, ... (see `fewshot l2o list`)")
-    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, history.jsonl")
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, "
+                                                               "history.jsonl")
     t.add_argument("--name", default=None, help="name in the manifest (default: l2o-PROBLEM)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the problem's meta-training preset, e.g. --set epochs=5 --set net.p=5 "

@@ -59,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     labels = [split.class_names[int(c)] for c in classes[0]]
     image = render_episode(batch, labels=labels, scale=args.scale)
     write_png(image, out)
-    print(f"wrote {out} ({args.ways}-way {args.shots}-shot {args.queries}-query episode from {args.dataset}/{args.split})")
+    print(f"wrote {out} ({args.ways}-way {args.shots}-shot {args.queries}-query episode from "
+          f"{args.dataset}/{args.split})")
     return 0

@@ -54,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
     result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at iteration {result.best_iteration}"
     note = f" (resumed from iteration {result.resumed_from})" if result.resumed_from else ""
-    print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: {result.run_dir}")
+    print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: "
+          f"{result.run_dir}")
     return 0

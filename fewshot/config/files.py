@@ -43,7 +43,8 @@ def read_config_file(path: str | Path) -> TrainConfig:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         msg = str(exc).replace("\n", " ")
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {msg}") from exc
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{msg}") from exc
     return config_from_dict(data or {}, where=str(path))
 
 

@@ -30,10 +30,10 @@ import torch
 
 from episodes.files import atomic_write_bytes, atomic_write_text
 
+from ..checks import check_count
 from ..errors import ConfigError, FewshotError
 from ..scoring import Z95
 from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
-from ..checks import check_count
 from .metatrain import MetaTrainConfig
 from .net import LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer
@@ -93,11 +93,10 @@ def training_preset(problem: str) -> MetaTrainConfig:
 
     Quadratics: 100 epochs, 128 problems per iteration (the paper's batch), 100 validation problems.
     MLPs: 20 epochs, one problem per iteration, 20 validation problems (each a 100-step MLP training).
-    Both use preprocessing with p = 10 and output scale 0.1. Adam's learning rate on phi (the thesis
-    picked it by random search in [1e-5, 1]): 1e-3 for quadratics; 1e-2 for MLPs, where 1e-3 stalled
-    (validation final loss 0.46-0.48 from iteration 100 to 400) and 1e-2 reached 0.40 in 50 iterations. (The thesis fed raw gradients on
-    quadratics; in our 60-iteration trial preprocessing reached a lower test loss, 0.67 vs 0.78,
-    and one setting for both keeps the optimizers comparable.)
+    Both use preprocessing with p = 10 and output scale 0.1 (the thesis fed raw gradients on
+    quadratics; one setting for both keeps the optimizers comparable). Adam's learning rate on phi
+    (the thesis picked it by random search in [1e-5, 1]): 1e-3 for quadratics, 1e-2 for MLPs.
+    Why these choices (the trials behind them): bench/NOTES.md.
     """
     spec = _spec(problem)
     if spec.kind == "quadratic":
@@ -231,7 +230,8 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[P
     """Write ``<out>/<experiment>.png`` and ``.json`` (atomically); returns their paths."""
     out = Path(out_dir)
     png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result), error=FewshotError)
-    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n", error=FewshotError)
+    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n",
+                           error=FewshotError)
     return png, js
 
 

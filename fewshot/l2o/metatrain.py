@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from ..errors import ConfigError
 from ..checks import check_count
+from ..errors import ConfigError
 from .net import CoordinateLSTM, LSTMOptimizerConfig, State
 from .optimizer import LearnedOptimizer
 from .problems import ProblemBatch, ProblemFamily
@@ -111,7 +111,8 @@ def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     train_gen = torch.Generator().manual_seed(config.seed)
     val_problems = val.sample(config.val_problems, config.steps, torch.Generator().manual_seed(config.seed + 1))
-    best_val, best_epoch, best_state = validation_loss(net, val_problems, config.steps), 0, copy.deepcopy(net.state_dict())
+    best_val, best_epoch, best_state = validation_loss(net, val_problems,
+                                                       config.steps), 0, copy.deepcopy(net.state_dict())
     history: list[EpochRecord] = [EpochRecord(0, float("nan"), best_val, 0.0)]
     if callback:
         callback(history[0])

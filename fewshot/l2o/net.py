@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..checks import check_count
+from ..errors import ConfigError
 from .preprocess import check_p, preprocess_gradients
 
 State = tuple[torch.Tensor, ...]  # (h_1, c_1, ..., h_L, c_L), each [n, hidden]

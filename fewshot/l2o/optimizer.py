@@ -98,7 +98,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 grad = p.grad.reshape(-1).to(ref.dtype)
                 update = torch.empty_like(grad)
                 states = [state[k] for k in self._keys]
-                # Coordinates are independent: run them in cache-sized chunks (2.7x faster at 1.6M coordinates).
+                # Coordinates are independent: run them in cache-sized chunks (timings: bench/NOTES.md).
                 for start in range(0, grad.numel(), CHUNK):
                     stop = min(start + CHUNK, grad.numel())
                     update[start:stop], new = self.net(grad[start:stop], tuple(x[start:stop] for x in states))

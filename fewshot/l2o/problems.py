@@ -22,8 +22,8 @@ from typing import Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
 from ..checks import check_count
+from ..errors import ConfigError
 
 
 class ProblemBatch(Protocol):

@@ -32,7 +32,8 @@ def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *,
 
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}), error=FewshotError)
+    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
+                       error=FewshotError)
     manifest = {
         "name": name,
         "kind": KIND,
@@ -52,7 +53,8 @@ def _resolve(source: str | os.PathLike) -> Path:
     if isinstance(source, str) and os.sep not in source and not path.exists():
         return registry.locate(source)
     raise CheckpointError(f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
-                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train --out` folder")
+                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train "
+                          "--out` folder")
 
 
 def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
@@ -74,7 +76,8 @@ def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]
     try:
         config = LSTMOptimizerConfig(**manifest["net"])
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save it") from exc
+        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save "
+                              "it") from exc
     try:
         net = CoordinateLSTM(config)
     except ConfigError as exc:
@@ -83,7 +86,8 @@ def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]
     try:
         net.load_state_dict(load_file(str(weights)))
     except (SafetensorError, OSError, RuntimeError) as exc:
-        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save it") from exc
+        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save "
+                              "it") from exc
     return net.eval(), manifest
 
 

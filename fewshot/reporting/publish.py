@@ -9,14 +9,13 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from safetensors.torch import save as st_save
 
 from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha256_file
 
 from .. import pretrained as registry
-from ..errors import CheckpointError, FewshotError
 from ..config import PRESETS, get_preset, paper_result
+from ..errors import CheckpointError, FewshotError
 from ..training.build import backbone_identity, build_learner_from_config, identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.loop import BEST, LAST, load_run_config

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from tqdm import tqdm
 
 from ..config import TrainConfig, config_from_dict, read_config_file, save_config
@@ -187,7 +186,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
             last_loss = loss_value
             metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
             if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
-                logger.write("train", iteration, **{**metrics, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+                logger.write("train", iteration, **{**metrics, "loss": loss_value,
+                                                    "lr": optimizer.param_groups[0]["lr"]})
             bar.update(1)
             post = {"loss": f"{loss_value:.4f}"}
             if metric in metrics:

@@ -5,8 +5,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.functional import (adaptable_names, call, first_nonfinite_step, inner_loop, msl_weights,
-                                norm_param_names, sgd_step, split_state)
+from fewshot.functional import (
+    adaptable_names,
+    call,
+    first_nonfinite_step,
+    inner_loop,
+    msl_weights,
+    norm_param_names,
+    sgd_step,
+    split_state,
+)
 from fewshot.nn import StepBatchNorm1d
 
 

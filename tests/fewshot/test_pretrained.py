@@ -7,12 +7,11 @@ import pytest
 import torch
 
 import fewshot.pretrained as pt
+from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
-from fewshot.training.checkpoint import load_checkpoint
-from fewshot.config import apply_overrides
-from fewshot.training.loop import train
-from fewshot.config import get_preset
 from fewshot.reporting import publish, results_table
+from fewshot.training.checkpoint import load_checkpoint
+from fewshot.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
-from .protocols import (MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot,
-                        setting_name)
+from .protocols import MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot, setting_name
 
 LEARNER = "mamlpp"
 

@@ -21,7 +21,8 @@ def test_prepare_mnist_then_noop_then_force(fewshot_data, tmp_path, capsys):
 
 
 def test_prepare_fashion_mnist_with_size(fewshot_data, tmp_path, capsys):
-    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path), "--size", "16", "--quiet"]
+    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path),
+            "--size", "16", "--quiet"]
     assert main(argv) == 0
     assert load_split("fashion-mnist", "test", tmp_path, size=16).data.shape == (10000, 1, 16, 16)
 
@@ -37,9 +38,11 @@ def test_bad_input_is_one_line_and_exit_2(fewshot_data, tmp_path, capsys):
     assert main(["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root", str(tmp_path)]) == 2
     _one_error_line(capsys, "is not a folder")
     # The MNIST folder is no Omniglot source.
-    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]) == 2
+    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+                 "--quiet"]) == 2
     _one_error_line(capsys, "not found")
-    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size", "0"]) == 2
+    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size",
+                 "0"]) == 2
     _one_error_line(capsys, "image size must be an integer")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 

@@ -6,9 +6,16 @@ import json
 import pytest
 import yaml
 
+from fewshot.config import (
+    PRESETS,
+    apply_overrides,
+    get_preset,
+    list_presets,
+    load_config,
+    read_config_file,
+    save_config,
+)
 from fewshot.errors import ConfigError
-from fewshot.config import apply_overrides, load_config, read_config_file, save_config
-from fewshot.config import PRESETS, get_preset, list_presets
 
 
 def test_every_preset_builds_and_names():

@@ -2,8 +2,18 @@ import pytest
 import torch
 
 from fewshot.errors import ConfigError
-from fewshot.l2o import (LearnedOptimizer, LSTMOptimizerConfig, MetaTrainConfig, QuadraticFamily, final_loss,
-                         make_baseline, meta_train, run_trajectory, tune_baselines, unroll)
+from fewshot.l2o import (
+    LearnedOptimizer,
+    LSTMOptimizerConfig,
+    MetaTrainConfig,
+    QuadraticFamily,
+    final_loss,
+    make_baseline,
+    meta_train,
+    run_trajectory,
+    tune_baselines,
+    unroll,
+)
 
 
 def _double_quadratics(n=2, dim=3, seed=0):
@@ -82,7 +92,8 @@ def test_unroll_follows_the_same_trajectory_as_the_optimizer_class(small_net):
 
 
 def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
-    config = MetaTrainConfig(net=LSTMOptimizerConfig(), epochs=2, iterations_per_epoch=20, problems_per_iteration=32, lr=3e-3,
+    config = MetaTrainConfig(net=LSTMOptimizerConfig(), epochs=2, iterations_per_epoch=20, problems_per_iteration=32,
+                             lr=3e-3,
                              val_problems=16, steps=100, unroll=20, seed=0)
     result = meta_train(QuadraticFamily(), QuadraticFamily(), config)
     assert [r.epoch for r in result.history] == [0, 1, 2] and result.best_epoch >= 1

@@ -4,15 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError, ConfigError, FewshotError
 from fewshot.learners.maml import MAML
+from fewshot.reporting import report_on_fixed_episodes
 from fewshot.training.build import build_learner_from_config
 from fewshot.training.checkpoint import load_checkpoint, load_learner_state
-from fewshot.config import apply_overrides
-from fewshot.reporting import report_on_fixed_episodes
-from fewshot.training.metrics_log import read_metrics
 from fewshot.training.loop import train
-from fewshot.config import get_preset
+from fewshot.training.metrics_log import read_metrics
 
 
 def _cfg(*items):
