@@ -144,7 +144,7 @@ def _load_pair(images_path: Path, labels_path: Path, split: str, num_classes: in
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     if size == images.shape[-1]:
         return images
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images])
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.LANCZOS)) for im in images])
 
 
 def prepare_mnist(

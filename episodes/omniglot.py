@@ -18,8 +18,9 @@ import re
 import sys
 import zipfile
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -129,7 +130,8 @@ class _ZipSource(_Source):
             raise DataError(f"archive {path} not found: check --source") from exc
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise DataError(f"{path} is not a valid zip archive (truncated or corrupt: {exc}): re-download it") from exc
-        files, dirs = [], []
+        files: list[str] = []
+        dirs: list[str] = []
         try:
             for info in infos:
                 if "__MACOSX" in info.filename:
@@ -162,7 +164,8 @@ class _ZipSource(_Source):
 class _FolderSource(_Source):
     def __init__(self, part: str, path: Path) -> None:
         super().__init__(part, path)
-        files, dirs = [], []
+        files: list[str] = []
+        dirs: list[str] = []
         for dirpath, dirnames, filenames in os.walk(path):
             rel_dir = Path(dirpath).relative_to(path).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -201,7 +204,7 @@ def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
         raise DataError(f"{what} is not a readable PNG ({exc}); the data is corrupt: re-download it") from exc
     if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.LANCZOS)
+        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
     return 255 - np.asarray(gray, dtype=np.uint8)
 
 
@@ -281,7 +284,7 @@ def prepare_omniglot(
             for s in VINYALS_SPLITS
         }
         split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS}
-        openers = [lambda p=p: _ZipSource(p, archives[p]) for p in PARTS]
+        openers: list[Callable[[], _Source]] = [partial(_ZipSource, p, archives[p]) for p in PARTS]
     else:
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -291,7 +294,7 @@ def prepare_omniglot(
             s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt",
                                 table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
         }
-        openers = [lambda p=p: _open_local(p, folder) for p in PARTS]
+        openers = [partial(_open_local, p, folder) for p in PARTS]
     sources: list[_Source] = []
     try:
         for opener in openers:

@@ -42,7 +42,7 @@ class StorePart:
     class_names: list[str]
 
 
-def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
+def offsets_from_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """``[0, c0, c0+c1, ...]`` as int64. Usage: ``offsets_from_counts([20, 20])`` -> ``[0, 20, 40]``."""
     return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
 
@@ -83,7 +83,8 @@ class StoreWriter:
             raise
         return self
 
-    def add_part(self, name: str, images: np.ndarray, class_offsets: Sequence[int], class_names: Sequence[str]) -> None:
+    def add_part(self, name: str, images: np.ndarray, class_offsets: Sequence[int] | np.ndarray,
+                 class_names: Sequence[str]) -> None:
         """Add a class-sorted block of images under group ``name``."""
         assert self._file is not None, "use StoreWriter as a context manager"
         offsets = np.asarray(class_offsets, dtype=np.int64)

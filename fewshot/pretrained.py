@@ -55,7 +55,7 @@ def register_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def search_path() -> list[Path]:
+def search_path() -> builtins.list[Path]:
     """Directories searched for models, first match wins."""
     dirs = builtins.list(_REGISTERED)
     for part in os.environ.get(ENV_VAR, "").split(os.pathsep):

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from itertools import repeat
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Generator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,17 @@ from ..paths import is_url, store_path
 from ..store import Store, StoreWriter, offsets_from_counts
 from ..types import ClassSplit
 from .cache_pickle import read_cache_pickles
-from .common import DEFAULT_SIZE, EXPECTED_COUNTS, NAME, RAVI_CLASSES, SPLITS, SourceData, decode_file, resize_rgb
+from .common import (
+    DEFAULT_SIZE,
+    EXPECTED_COUNTS,
+    NAME,
+    RAVI_CLASSES,
+    SPLITS,
+    ClassImages,
+    SourceData,
+    decode_file,
+    resize_rgb,
+)
 from .detect import detect_format
 from .ilsvrc import read_ilsvrc
 from .metaopt_pickle import read_metaopt_pickles
@@ -101,7 +111,7 @@ def _array_chw(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(resize_rgb(Image.fromarray(im), size)).transpose(2, 0, 1) for im in images])
 
 
-def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Iterator[np.ndarray]:
+def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Generator[np.ndarray, None, None]:
     """Decode ``paths`` in order, in ``workers`` processes (in this one if ``workers`` <= 1)."""
     if workers <= 1 or len(paths) < 2:
         for p in paths:
@@ -114,7 +124,7 @@ def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Iterator[np.n
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _split_images(classes: Mapping[str, object], size: int, workers: int, desc: str, show: bool) -> np.ndarray:
+def _split_images(classes: Mapping[str, ClassImages], size: int, workers: int, desc: str, show: bool) -> np.ndarray:
     total = sum(len(v) for v in classes.values())
     data = np.empty((total, 3, size, size), dtype=np.uint8)
     paths = [p for v in classes.values() if isinstance(v, list) for p in v]

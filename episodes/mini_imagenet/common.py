@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Mapping, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -73,7 +73,7 @@ class SourceData:
 
     format: str
     location: Path
-    splits: dict[str, dict[str, ClassImages]] = field(default_factory=dict)
+    splits: Mapping[str, Mapping[str, ClassImages]] = field(default_factory=dict)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -134,7 +134,7 @@ def resize_rgb(im: Image.Image, size: int) -> Image.Image:
     """
     rgb = im.convert("RGB")
     if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.LANCZOS)
+        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
     return rgb
 
 

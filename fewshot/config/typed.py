@@ -63,10 +63,10 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _wrong_type(key, value, tp)
-        args = [a for a in get_args(tp) if a is not Ellipsis]
-        inner = args[0] if args else Any
-        items = [check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        item_types = [a for a in get_args(tp) if a is not Ellipsis]
+        inner = item_types[0] if item_types else Any
+        checked = [check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong_type(key, value, tp)
@@ -92,7 +92,7 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise _wrong_type(key, value, tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, dict):

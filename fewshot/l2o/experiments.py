@@ -127,6 +127,7 @@ def build_family(problem: str, split: str = "train", root: str | os.PathLike | N
     spec = _spec(problem)
     if spec.kind == "quadratic":
         return QuadraticFamily()
+    assert spec.dataset is not None, f"MLP problem {problem} names no dataset"
     x, y = image_arrays(spec.dataset, split, root)
     return MLPFamily(x, y, hidden=spec.hidden, activation=spec.activation, name=problem)
 
@@ -135,12 +136,12 @@ def build_family(problem: str, split: str = "train", root: str | os.PathLike | N
 class Curve:
     """Mean loss per step over the test problems with its 95% CI half-width."""
 
-    mean: list[float]
-    ci95: list[float]
-    final: float
-    final_ci95: float
+    mean: list[float | None]  # None: not finite (JSON has no inf/nan)
+    ci95: list[float | None]
+    final: float | None
+    final_ci95: float | None
     lr: float | None = None
-    grid: dict[str, float] = field(default_factory=dict)
+    grid: dict[str, float | None] = field(default_factory=dict)
 
 
 def _curve(losses: torch.Tensor, lr: float | None = None, grid: dict | None = None) -> Curve:
@@ -243,7 +244,7 @@ def final_table(results: list[dict[str, Any]]) -> str:
     for r in results:
         final = r["final"]
         finite = {k: v["mean"] for k, v in final.items() if v["mean"] is not None}
-        best = min(finite, key=finite.get) if finite else "–"
+        best = min(finite, key=lambda k: finite[k]) if finite else "–"
         cells = [fmt(final["learned"])] + [f"{fmt(final[b])} ({final[b]['lr']:g})" for b in BASELINES]
         lines.append(f"| {r['experiment']} | {r['steps']} | " + " | ".join(cells) + f" | {best} |")
     return "\n".join(lines)

@@ -12,12 +12,13 @@ Usage::
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, overload
 
 import torch
 
 from ..errors import ConfigError
 from .net import CoordinateLSTM
+from .weights import load_learned_optimizer
 
 CHUNK = 16384  # coordinates per LSTM call in step()
 
@@ -38,9 +39,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if (net is None) == (weights is None):
             raise ConfigError("LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
                               "(a pretrained name or a saved directory)")
-        if net is None:
-            from .weights import load_learned_optimizer
-
+        if weights is not None:
             net = load_learned_optimizer(weights)
         if not isinstance(net, CoordinateLSTM):
             raise ConfigError(f"net must be a fewshot.l2o.CoordinateLSTM, got {type(net).__name__}")
@@ -72,8 +71,14 @@ class LearnedOptimizer(torch.optim.Optimizer):
                                           f"or with a {len(self._keys) // 2 - 1}-layer net mismatch; start fresh")
                     self._check_state(p, state)
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter that has a gradient. Usage: ``opt.step()``."""
         loss = None
         if closure is not None:

@@ -29,8 +29,13 @@ from ..errors import ConfigError
 class ProblemBatch(Protocol):
     """``B`` independent problems over ``P`` parameters each."""
 
-    num_problems: int
-    dim: int
+    @property
+    def num_problems(self) -> int:
+        """``B``."""
+
+    @property
+    def dim(self) -> int:
+        """``P``."""
 
     def init(self) -> torch.Tensor:
         """The initial parameters ``[B, P]`` (a fresh tensor on every call)."""

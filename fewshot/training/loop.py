@@ -125,7 +125,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
                               "raise --iterations to continue")
     device = resolve_device(cfg.device)
     configure_backends(cfg)
-    learner = build_learner_from_config(cfg, device)
+    # Any: the learner API (meta_loss, evaluate) is not on nn.Module, which build_learner returns
+    learner: Any = build_learner_from_config(cfg, device)
     source = build_train_source(cfg, device)
     val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
     optimizer, scheduler = build_optimizer(learner, cfg)

@@ -40,11 +40,11 @@ class MetricsLogger:
             raise FewshotError(f"cannot write {self.path}: {exc.strerror}; choose a writable --out") from exc
         self._tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # optional dependency
+            try:  # local: an optional dependency that takes seconds to import
+                from torch.utils.tensorboard import SummaryWriter
             except Exception:  # noqa: BLE001 - tensorboard missing or broken: JSONL only
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                pass
+            else:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def write(self, kind: str, iteration: int, **metrics: Any) -> dict:

@@ -4,6 +4,8 @@ The paper reports first-order results on mini-ImageNet only.
 """
 from __future__ import annotations
 
+from functools import partial
+
 from . import maml
 from .protocols import Recipe, setting_name
 
@@ -16,11 +18,10 @@ PAPER = {  # (dataset, ways, shots): test accuracy %
 
 
 def recipes() -> list[Recipe]:
-    out = []
+    out: list[Recipe] = []
     for dataset, table in (("omniglot", maml.OMNIGLOT), ("mini-imagenet", maml.MINI_IMAGENET)):
         for ways, shots in table:
             out.append(Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
-                              lambda d=dataset, w=ways, s=shots: maml.classification(LEARNER, d, w, s,
-                                                                                     first_order=True),
+                              partial(maml.classification, LEARNER, dataset, ways, shots, first_order=True),
                               paper=PAPER.get((dataset, ways, shots))))
     return out

@@ -7,6 +7,8 @@ Alphas are on the reference code's scale; ``mean_loss_lr`` converts them (see ``
 """
 from __future__ import annotations
 
+from functools import partial
+
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
 from .protocols import Recipe, mean_loss_lr, mini_imagenet, omniglot, setting_name, sinusoid
@@ -47,10 +49,10 @@ def regression(learner: str, **options: object) -> TrainConfig:
 
 
 def recipes() -> list[Recipe]:
-    out = []
+    out: list[Recipe] = []
     for dataset, table in (("omniglot", OMNIGLOT), ("mini-imagenet", MINI_IMAGENET)):
         for (ways, shots), row in table.items():
             out.append(Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
-                              lambda d=dataset, w=ways, s=shots: classification(LEARNER, d, w, s), paper=row[-1]))
-    out.append(Recipe("sinusoid-maml", LEARNER, lambda: regression(LEARNER), paper=SINUSOID_PAPER))
+                              partial(classification, LEARNER, dataset, ways, shots), paper=str(row[-1])))
+    out.append(Recipe("sinusoid-maml", LEARNER, partial(regression, LEARNER), paper=SINUSOID_PAPER))
     return out

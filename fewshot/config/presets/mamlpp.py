@@ -7,6 +7,8 @@ iterations (50,000), meta-batch 8 (Omniglot) / 2 (mini-ImageNet, 48 filters). In
 """
 from __future__ import annotations
 
+from functools import partial
+
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
 from .protocols import MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot, setting_name
@@ -36,6 +38,6 @@ def classification(dataset: str, ways: int, shots: int) -> TrainConfig:
 
 def recipes() -> list[Recipe]:
     return [Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
-                   lambda d=dataset, w=ways, s=shots: classification(d, w, s), paper=PAPER.get((dataset, ways, shots)))
+                   partial(classification, dataset, ways, shots), paper=PAPER.get((dataset, ways, shots)))
             for dataset, settings in (("omniglot", OMNIGLOT_SETTINGS), ("mini-imagenet", MINI_IMAGENET_SETTINGS))
             for ways, shots in settings]
