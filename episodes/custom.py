@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 from .generator_state import restore_generator
@@ -95,8 +96,6 @@ def from_image_folder(
     ``size``: resize every image to ``size x size`` (or ``(height, width)``); without it every
     image must already have the same size. ``grayscale``: one channel, else RGB (3).
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{str(root)!r} is not a directory: pass a folder with one subfolder of images per class")

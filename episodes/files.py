@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import IO, Iterator
 
+import torch
+
 from .errors import DataError
 
 CHUNK = 1 << 20
@@ -133,8 +135,6 @@ def sha256_file(path: str | os.PathLike, *, error: type[Exception] = DataError) 
 
 def hardware() -> str:
     """One line describing this machine for provenance records: CPU model, torch threads, GPU, torch version."""
-    import torch  # local: the rest of this module is needed without torch's start-up cost
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

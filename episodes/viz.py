@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import DataError
 from .types import Task, TaskBatch
@@ -71,8 +72,6 @@ def render_episode(
     ``labels``: text for each row (label ``j``'s class name); rows are then prefixed "j: name".
     Images must be ``[C, H, W]`` with C = 1 (grey) or 3 (RGB).
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     task = episode.task(0) if isinstance(episode, TaskBatch) else episode
     sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
     if sx.dim() != 4 or sx.shape[1] not in (1, 3):

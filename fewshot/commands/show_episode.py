@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from episodes import EpisodeSampler, load_split, render_episode
 from episodes.files import atomic_open
 
 from ..errors import ConfigError
@@ -43,9 +44,6 @@ def write_png(image, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from episodes import EpisodeSampler, render_episode
-    from episodes.registry import load_split
-
     if args.scale < 1:
         raise ConfigError(f"--scale must be >= 1, got {args.scale}")
     out = Path(args.out)

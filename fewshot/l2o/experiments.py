@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from episodes import load_split
 from episodes.files import atomic_write_bytes, atomic_write_text
 
 from ..checks import check_count
@@ -114,8 +115,6 @@ def _spec(problem: str) -> ProblemSpec:
 
 def image_arrays(dataset: str, split: str, root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x [M, H*W] float in [0, 1], y [M] int64)`` of a prepared image dataset split."""
-    from episodes.registry import load_split
-
     data = load_split(dataset, split, root)
     x = data.data.flatten(1).float().div_(255.0)
     y = torch.repeat_interleave(torch.arange(data.num_classes), data.counts)
@@ -196,6 +195,7 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
 
 def plot_experiment(result: dict[str, Any]) -> bytes:
     """The learning-curve PNG (log loss vs step; band = 95% CI; learned solid, baselines dashed)."""
+    # local: matplotlib costs ~0.5 s to import and only the experiment command needs it
     import matplotlib
 
     matplotlib.use("Agg")

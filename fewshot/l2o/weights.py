@@ -16,6 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+
 from episodes.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 from .. import pretrained as registry
@@ -28,8 +32,6 @@ KIND = "learned-optimizer"
 def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *, name: str,
                            extra: dict[str, Any] | None = None) -> dict:
     """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest."""
-    from safetensors.torch import save as st_save
-
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
@@ -69,9 +71,6 @@ def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
 
 def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]:
     """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory), verified, eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory, manifest = read_manifest(source)
     try:
         config = LSTMOptimizerConfig(**manifest["net"])
