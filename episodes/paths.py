@@ -59,7 +59,6 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
 
     A folder whose mode has no write bit at all (e.g. a read-only copy of the raw data sets, like
     ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into it.
-    Usage: ``ensure_writable_dir(store_path("omniglot", root).parent)``
     """
     folder = Path(folder)
     existing = folder

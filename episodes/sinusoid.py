@@ -32,10 +32,7 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
 
 
 class SinusoidTasks:
-    """Seeded sinusoid regression tasks: ``shots`` support and ``queries`` query points per task.
-
-    Usage: ``SinusoidTasks(shots=5, queries=10, seed=0).sample(25)``
-    """
+    """Seeded sinusoid regression tasks: ``shots`` support and ``queries`` query points per task."""
 
     def __init__(
         self,

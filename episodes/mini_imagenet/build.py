@@ -58,10 +58,7 @@ def default_workers() -> int:
 
 
 def read_source(fmt: str, folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Read ``folder`` as format ``fmt`` (one of ``detect.FORMATS``).
-
-    Usage: ``read_source(*detect_format("/data/x"))``.
-    """
+    """Read ``folder`` as format ``fmt`` (one of ``detect.FORMATS``)."""
     readers: dict[str, Callable[[], SourceData]] = {
         "ravi-csv": lambda: read_ravi_csv(folder, strict=strict, splits_dir=splits_dir),
         "ravi-folders": lambda: read_ravi_folders(folder),
@@ -76,8 +73,6 @@ def read_source(fmt: str, folder: Path, *, strict: bool = True, splits_dir: Path
 def check_source(data: SourceData, expected_counts: Mapping[str, tuple[int, int]], strict: bool) -> None:
     """Classes and per-class counts of every split, and (``strict``) the Ravi wnids; a DataError names the first
     problem.
-
-    Usage: ``check_source(data, EXPECTED_COUNTS, strict=True)``.
     """
     where = f"{data.location} ({data.format})"
     seen: dict[str, str] = {}
@@ -162,7 +157,6 @@ def prepare_mini_imagenet(
     ``splits``: a folder with the Ravi CSVs (for ``ilsvrc``/``ravi-csv`` when they are not in the source).
     ``workers``: JPEG-decoding processes (default ``min(8, cpu count)``). ``strict=False`` and
     ``expected_counts`` (split -> (classes, images per class)) are for non-official data such as tests.
-    Usage: ``prepare_mini_imagenet("/data/ILSVRC2012", "/tmp/fewshot", splits="splits/ravi", workers=8)``.
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= int(size) <= 1024:
         raise DataError(f"image size must be an integer in 1..1024, got {size!r}: pass e.g. --size 84")

@@ -94,10 +94,7 @@ def scan(folder: Path) -> dict[str, list[str]]:
 
 
 def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
-    """``(format, folder)`` of a mini-ImageNet source; a file stands for the folder it is in.
-
-    Usage: ``fmt, folder = detect_format("/data/miniImageNet/miniImageNet_category_split_val.pickle")``.
-    """
+    """``(format, folder)`` of a mini-ImageNet source; a file stands for the folder it is in."""
     path = Path(source).expanduser()
     if path.is_file():
         path = path.parent

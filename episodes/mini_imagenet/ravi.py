@@ -19,19 +19,13 @@ from .common import MD5, SPLITS, WNID, SourceData, find_split_csvs, image_files,
 
 
 def read_csv_tables(folders: list[Path], strict: bool) -> dict[str, dict[str, list[str]]]:
-    """``{split: {wnid: [filenames]}}`` from the Ravi CSVs found in ``folders`` (md5-checked if ``strict``).
-
-    Usage: ``read_csv_tables([Path("splits/ravi")], strict=True)["test"]``.
-    """
+    """``{split: {wnid: [filenames]}}`` from the Ravi CSVs found in ``folders`` (md5-checked if ``strict``)."""
     paths = find_split_csvs(folders)
     return {split: read_split_csv(paths[split], MD5[f"{split}.csv"] if strict else None) for split in SPLITS}
 
 
 def read_ravi_csv(folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Read ``folder/images`` as listed by the Ravi CSVs; every listed image must exist.
-
-    Usage: ``read_ravi_csv(Path("/data/mini-imagenet")).splits["val"]["n01855672"][0]``.
-    """
+    """Read ``folder/images`` as listed by the Ravi CSVs; every listed image must exist."""
     tables = read_csv_tables(([splits_dir] if splits_dir is not None else []) + [folder], strict)
     images_dir = folder / "images"
     missing = [f for classes in tables.values() for files in classes.values() for f in files
@@ -45,10 +39,7 @@ def read_ravi_csv(folder: Path, *, strict: bool = True, splits_dir: Path | None 
 
 
 def read_ravi_folders(folder: Path) -> SourceData:
-    """Read ``folder/{train,val,test}/<wnid>/*.jpg`` (one sub-folder per class, named by its wnid).
-
-    Usage: ``read_ravi_folders(Path("/data/mini-imagenet")).splits["train"]``.
-    """
+    """Read ``folder/{train,val,test}/<wnid>/*.jpg`` (one sub-folder per class, named by its wnid)."""
     splits: dict[str, dict] = {}
     for split in SPLITS:
         d = folder / split

@@ -48,7 +48,7 @@ class LSTMOptimizerConfig:
 
 
 class CoordinateLSTM(nn.Module):
-    """Shared-weight LSTM applied to every coordinate independently. Usage: ``net(grad, state)``."""
+    """Shared-weight LSTM applied to every coordinate independently."""
 
     def __init__(self, config: LSTMOptimizerConfig | None = None) -> None:
         super().__init__()

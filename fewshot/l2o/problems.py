@@ -45,7 +45,7 @@ class ProblemBatch(Protocol):
 
 
 class ProblemFamily(Protocol):
-    """A distribution over problems. Usage: ``family.sample(100, steps=100, generator=g)``."""
+    """A distribution over problems."""
 
     name: str
 
