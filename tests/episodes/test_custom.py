@@ -179,6 +179,7 @@ def test_task_generator_errors():
         TaskGenerator(make_task, seed=0).sample(0)
 
 
+@pytest.mark.slow
 def test_example_script_runs():
     out = subprocess.run([sys.executable, str(REPO / "examples" / "custom_data.py")], capture_output=True, text=True,
                          check=True)

@@ -83,6 +83,7 @@ def test_fetch_reuses_a_matching_file_and_refuses_a_wrong_one(tmp_path):
     assert (tmp_path / "a.txt").read_bytes() == b"hello"
 
 
+@pytest.mark.slow
 def test_prepare_from_url(mirror, fewshot_data, omniglot_root, tmp_path):
     """``--source URL``: official md5s refuse the mirror; the mirror's own md5s give the same store as --source DIR."""
     with pytest.raises(DataError, match="md5 mismatch"):

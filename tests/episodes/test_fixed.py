@@ -71,6 +71,7 @@ def test_fixed_episodes_satisfy_sampler_invariants():
             assert cls_s.unique().numel() == 4
 
 
+@pytest.mark.slow
 def test_same_fixed_episodes_across_processes():
     split = index_split()
     h = hashlib.sha256()

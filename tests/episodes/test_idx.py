@@ -80,6 +80,7 @@ def test_store_is_the_idx_data_sorted_by_label(name, fewshot_data, tmp_path):
         assert list(s.class_names) == [str(d) for d in range(10)]
 
 
+@pytest.mark.slow
 def test_resized_store(fewshot_data, tmp_path):
     out = prepare_mnist("mnist", fewshot_data / "mnist", tmp_path, size=14, quiet=True)
     s = load_idx_split("mnist", "test", tmp_path, size=14)

@@ -186,6 +186,7 @@ def test_missing_alphabet(tmp_path, fewshot_data):
                                                                                      "/ 659")
 
 
+@pytest.mark.slow
 def test_wrong_layout(tmp_path, fewshot_data):
     blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip", rename=lambda n: "omniglot/" + n)
     _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "wrong layout")
@@ -245,6 +246,7 @@ def test_split_list_checks(tmp_path, fewshot_data):
     _assert_fails_cleanly(tmp_path / "d", empty, "neither .*images_background.zip nor the folder")
 
 
+@pytest.mark.slow
 def test_extracted_folder_source_gives_the_same_store(tmp_path, fewshot_data, omniglot_root):
     src = _source(tmp_path, fewshot_data, **{EVAL: None})
     with zipfile.ZipFile(fewshot_data / "omniglot" / "images_evaluation.zip") as z:

@@ -145,6 +145,7 @@ def _digest(batch):
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_same_episodes_across_processes():
     split = index_split([20] * 50)
     mine = _digest(EpisodeSampler(split, 5, 2, 3, seed=21).sample(6))

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fewshot.cli import main
 from fewshot.training.build import build_fixed_set, build_learner_from_config
 from fewshot.training.checkpoint import load_checkpoint, load_learner_state
 from fewshot.training.loop import load_run_config
 
 
+@pytest.mark.slow
 def test_omniglot_train_eval_pipeline(omniglot_root, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     rc = main(["train", "omniglot-5w1s-maml", "--out", str(run), "--iterations", "4", "--quiet",

@@ -103,6 +103,7 @@ def test_unroll_follows_the_same_trajectory_as_the_optimizer_class(small_net):
             assert torch.allclose(p.detach(), thetas[t // 2], atol=1e-12)
 
 
+@pytest.mark.slow
 def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
     config = MetaTrainConfig(net=LSTMOptimizerConfig(), epochs=2, iterations_per_epoch=20, problems_per_iteration=32,
                              lr=3e-3,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from fewshot.training.checkpoint import load_checkpoint
@@ -43,6 +44,7 @@ def _assert_same_tree(a, b, where):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     env = _env(tmp_path)
     full, killed = tmp_path / "full", tmp_path / "killed"
