@@ -17,14 +17,14 @@ setup(
         "numpy>=1.23",
         "h5py>=3.8",
         "tqdm>=4.60",
-        "Pillow>=9.0",
+        "Pillow>=9.1",
         "safetensors>=0.4",
         "PyYAML>=6.0",
         "matplotlib>=3.6",
     ],
     extras_require={
-        # higher is a test oracle only: never imported by the library.
-        "dev": ["pytest>=7.4", "higher==0.2.1"],
+        # higher is a test oracle only: never imported by the library. ruff and mypy: `ruff check .`, `mypy`.
+        "dev": ["pytest>=7.4", "higher==0.2.1", "ruff==0.17.6", "mypy==2.4.1"],
     },
     entry_points={"console_scripts": ["fewshot=fewshot.cli:main"]},
 )

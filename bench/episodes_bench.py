@@ -35,7 +35,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(split: ClassSplit, ways: int, shots: int, queries: int, batch_size: int, seconds: float, device) -> tuple[float, int]:
+def bench(split: ClassSplit, ways: int, shots: int, queries: int, batch_size: int, seconds: float,
+          device) -> tuple[float, int]:
     """Meta-batches per second of ``EpisodeSampler.sample(batch_size)`` (after a warm-up), and batches run."""
     sampler = EpisodeSampler(split, ways, shots, queries, seed=0, device=device)
     dev = sampler.device
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
     for ways, shots in CONFIGS:
         queries = args.queries if args.queries is not None else (15 if ways == 5 else 5)
         rate, _ = bench(split, ways, shots, queries, args.batch_size, args.seconds, device)
-        print(f"{f'{ways}w{shots}s':>12} {queries:>7} {rate:>15.1f} {rate * args.batch_size:>11.0f} {1000 / rate:>14.2f}")
+        print(f"{f'{ways}w{shots}s':>12} {queries:>7} {rate:>15.1f} {rate * args.batch_size:>11.0f} "
+              f"{1000 / rate:>14.2f}")
     return 0
 
 

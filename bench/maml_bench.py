@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from episodes import TaskBatch
-from fewshot import MLP, MAML, Conv4, MAMLConfig
+from fewshot import MAML, MLP, Conv4, MAMLConfig
 
 
 def synthetic_batch(meta_batch: int, ways: int, shots: int, queries: int, size: int, device: str,
@@ -134,7 +134,8 @@ def main() -> None:
     except Exception:  # not installed (or broken): skip its rows
         have_l2l = False
     what = ("sinusoid MLP 1-40-40-1, " if regression else
-            f"{args.ways}-way {args.shots}-shot, {args.queries} queries/class, Conv4-{args.hidden} {args.size}x{args.size}, ")
+            f"{args.ways}-way {args.shots}-shot, {args.queries} queries/class, Conv4-{args.hidden} "
+            f"{args.size}x{args.size}, ")
     print(f"# {what}"
           f"meta-batch {args.meta_batch}, {args.steps} inner step(s); device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")

@@ -15,8 +15,8 @@ import time
 import torch
 
 from episodes import ClassSplit, EpisodeSampler
+from fewshot.config import get_preset, list_presets
 from fewshot.training.build import build_learner_from_config, build_optimizer, build_train_source, resolve_device
-from fewshot.training.presets import get_preset, list_presets
 
 
 def synthetic_split(channels: int, size: int, classes: int = 100, per_class: int = 20) -> ClassSplit:
@@ -74,7 +74,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         else:
             print(f"{name:32s} {row['seconds_per_iteration'] * 1000:9.1f} ms/it  (meta-batch {row['meta_batch']}, "
-                  f"{row['inner_steps']} inner steps; {row['preset_iterations']} its = {row['hours_for_preset']:.1f} h)",
+                  f"{row['inner_steps']} inner steps; "
+                  f"{row['preset_iterations']} its = {row['hours_for_preset']:.1f} h)",
                   flush=True)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
 

@@ -8,15 +8,15 @@ Usage::
 
 This package never imports ``fewshot``.
 """
-from .errors import DataError
-from .types import ClassSplit, Task, TaskBatch
-from .sampler import EpisodeSampler
-from .fixed import FixedEpisodes
-from .sinusoid import SinusoidTasks
 from .custom import TaskGenerator, from_arrays, from_image_folder
-from .viz import GridLayout, render_episode
-from .paths import data_root, store_path
-from .omniglot import prepare_omniglot
+from .errors import DataError
+from .fixed import FixedEpisodes
 from .idx import prepare_mnist, read_idx
 from .mini_imagenet import prepare_mini_imagenet
+from .omniglot import prepare_omniglot
+from .paths import data_root, store_path
 from .registry import DATASETS, load_split, prepare
+from .sampler import EpisodeSampler
+from .sinusoid import SinusoidTasks
+from .types import ClassSplit, Task, TaskBatch
+from .viz import GridLayout, render_episode

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 from .generator_state import restore_generator
@@ -120,7 +121,6 @@ def from_image_folder(
     ``size``: resize every image to ``size x size`` (or ``(height, width)``); without it every
     image must already have the same size. ``grayscale``: one channel, else RGB (3).
     """
-    from PIL import Image
 
     root = Path(path)
     if not root.is_dir():
@@ -187,7 +187,7 @@ class TaskGenerator:
         """Call ``fn`` ``batch_size`` times and stack the tasks into a ``TaskBatch``."""
         check_positive("batch_size", batch_size)
         tasks = []
-        for i in range(batch_size):
+        for _ in range(batch_size):
             task = self.fn(self.generator)
             if not isinstance(task, Task):
                 raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task: return "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,25 +17,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import DataError
+from .files import atomic_open, md5_file
 from .paths import ensure_writable_dir
-from .store import default_file_mode
+
+__all__ = ["download", "fetch", "join_url", "md5_file"]
 
 CHUNK = 1 << 16
-
-
-def md5_file(path: str | os.PathLike) -> str:
-    """The hex md5 of a file, read in chunks.
-
-    Usage: ``md5_file("images_background.zip")`` -> ``"68d2efa1..."``.
-    """
-    digest = hashlib.md5()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
 
 
 def join_url(base: str, name: str) -> str:
@@ -60,49 +46,37 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
     """
     dest = Path(dest)
     ensure_writable_dir(dest.parent)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise DataError(f"cannot write into {dest.parent}: {exc.strerror or exc}; pass a writable --root") from exc
-    tmp = Path(tmp_name)
     digest = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https/file by design)
-            except urllib.error.HTTPError as exc:
-                raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use --source DIR") from exc
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DataError(f"download of {url} failed: {reason}; check your connection or use --source DIR") from exc
-            with response:
-                total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-                bar = tqdm(
-                    total=int(total) if total and total.isdigit() else None,
-                    unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not _show_progress(quiet), leave=False,
-                )
-                with bar:
-                    try:
-                        for chunk in iter(lambda: response.read(CHUNK), b""):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            bar.update(len(chunk))
-                    except (OSError, urllib.error.URLError) as exc:
-                        raise DataError(f"download of {url} was interrupted: {exc}; run the command again") from exc
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_open(dest, hint="pass a writable --root") as out:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https/file by design)
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use --source "
+                            "DIR") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DataError(f"download of {url} failed: {reason}; check your connection or use --source DIR") from exc
+        with response:
+            total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            bar = tqdm(
+                total=int(total) if total and total.isdigit() else None,
+                unit="B", unit_scale=True, unit_divisor=1024,
+                desc=dest.name, disable=not _show_progress(quiet), leave=False,
+            )
+            with bar:
+                try:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+                except (OSError, urllib.error.URLError) as exc:
+                    raise DataError(f"download of {url} was interrupted: {exc}; run the command again") from exc
         got = digest.hexdigest()
         if md5 is not None and got != md5.lower():
             raise DataError(
                 f"md5 mismatch for {url}: expected {md5}, got {got}; the file is corrupt or re-packed "
                 f"(for a trusted local copy use --source DIR, which checks the content instead)"
             )
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

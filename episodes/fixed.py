@@ -33,10 +33,7 @@ def episode_generator(seed: int, index: int) -> torch.Generator:
 
 
 class FixedEpisodes:
-    """A fixed, reproducible list of ``count`` N-way K-shot Q-query episodes over ``split``.
-
-    Usage: ``for batch in FixedEpisodes(split, 5, 1, 15, count=600, seed=0).batches(32): ...``
-    """
+    """A fixed, reproducible list of ``count`` N-way K-shot Q-query episodes over ``split``."""
 
     def __init__(
         self,

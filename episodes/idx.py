@@ -91,7 +91,8 @@ def parse_idx(raw: bytes, what: str = "idx data") -> np.ndarray:
     dtype = np.dtype(_DTYPES[code])
     need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != need:
-        raise DataError(f"{what} holds {len(raw) - header} data bytes, expected {need} for shape {dims}: it is truncated or corrupt, re-download it")
+        raise DataError(f"{what} holds {len(raw) - header} data bytes, expected {need} for shape {dims}: it is "
+                        "truncated or corrupt, re-download it")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -119,7 +120,8 @@ def _find_local(folder: Path, stem: str) -> Path:
     for candidate in (folder / f"{stem}.gz", folder / stem):
         if candidate.is_file():
             return candidate
-    raise DataError(f"neither {folder / (stem + '.gz')} nor {folder / stem} exists: point --source at the folder holding the idx files")
+    raise DataError(f"neither {folder / (stem + '.gz')} nor {folder / stem} exists: point --source at the folder "
+                    "holding the idx files")
 
 
 def _load_pair(images_path: Path, labels_path: Path, split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,18 +130,21 @@ def _load_pair(images_path: Path, labels_path: Path, split: str, num_classes: in
     labels = read_idx(labels_path)
     n = COUNTS[split]
     if images.dtype != np.uint8 or images.shape != (n, 28, 28):
-        raise DataError(f"{images_path} holds {images.dtype} {images.shape}, expected uint8 ({n}, 28, 28): use the original {split} images file")
+        raise DataError(f"{images_path} holds {images.dtype} {images.shape}, expected uint8 ({n}, 28, 28): use the "
+                        f"original {split} images file")
     if labels.dtype != np.uint8 or labels.shape != (n,):
-        raise DataError(f"{labels_path} holds {labels.dtype} {labels.shape}, expected uint8 ({n},): use the original {split} labels file")
+        raise DataError(f"{labels_path} holds {labels.dtype} {labels.shape}, expected uint8 ({n},): use the original "
+                        f"{split} labels file")
     if int(labels.max()) >= num_classes:
-        raise DataError(f"{labels_path} has label {int(labels.max())}, expected 0..{num_classes - 1}: use the original labels file")
+        raise DataError(f"{labels_path} has label {int(labels.max())}, expected 0..{num_classes - 1}: use the original "
+                        "labels file")
     return images, labels
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     if size == images.shape[-1]:
         return images
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images])
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.LANCZOS)) for im in images])
 
 
 def prepare_mnist(
@@ -177,7 +182,8 @@ def prepare_mnist(
     else:
         folder = Path(source).expanduser()
         if not folder.is_dir():
-            raise DataError(f"--source {folder} is not a folder: pass the folder holding the {spec.name} idx files, or a URL")
+            raise DataError(f"--source {folder} is not a folder: pass the folder holding the {spec.name} idx files, or "
+                            "a URL")
         for split, (img_stem, lab_stem) in FILES.items():
             paths[split] = (_find_local(folder, img_stem), _find_local(folder, lab_stem))
     with StoreWriter(out, dataset=spec.name, size=size, inverted=False, source=str(source or spec.base_url)) as writer:

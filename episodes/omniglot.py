@@ -17,8 +17,9 @@ import re
 import sys
 import zipfile
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -92,14 +93,16 @@ class _Source:
                 continue
             if len(parts) != 3 or not parts[-1].lower().endswith(".png"):
                 raise DataError(
-                    f"{self.location}: unexpected entry '{f}' (expected images_{self.part}/Alphabet/characterNN/*.png); "
+                    f"{self.location}: unexpected entry '{f}' (expected "
+                    f"images_{self.part}/Alphabet/characterNN/*.png); "
                     "the archive has the wrong layout: use the official Omniglot archive"
                 )
             classes.setdefault(f"{parts[0]}/{parts[1]}", []).append(f)
         for name, entries in classes.items():
             entries.sort()
             if not entries:
-                raise DataError(f"{self.location}: class folder '{name}' is empty; the archive is incomplete: re-download it")
+                raise DataError(f"{self.location}: class folder '{name}' is empty; the archive is incomplete: "
+                                "re-download it")
             if len(entries) != DRAWINGS:
                 raise DataError(
                     f"{self.location}: class '{name}' has {len(entries)} PNGs, expected {DRAWINGS}; "
@@ -110,7 +113,8 @@ class _Source:
         if len(alphabets) != want_alpha or len(classes) != want_chars:
             raise DataError(
                 f"{self.location}: found {len(alphabets)} alphabets / {len(classes)} characters, expected "
-                f"{want_alpha} / {want_chars} for images_{self.part}; the archive is incomplete or the wrong one: re-download it"
+                f"{want_alpha} / {want_chars} for images_{self.part}; the archive is incomplete or the wrong one: "
+                "re-download it"
             )
         self.classes = dict(sorted(classes.items()))
 
@@ -159,7 +163,8 @@ class _ZipSource(_Source):
             raise DataError(f"archive {path} not found: check --source") from exc
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise DataError(f"{path} is not a valid zip archive (truncated or corrupt: {exc}): re-download it") from exc
-        files, dirs = [], []
+        files: list[str] = []
+        dirs: list[str] = []
         try:
             for info in infos:
                 if "__MACOSX" in info.filename:
@@ -193,7 +198,8 @@ class _ZipSource(_Source):
 class _FolderSource(_Source):
     def __init__(self, part: str, path: Path) -> None:
         super().__init__(part, path)
-        files, dirs = [], []
+        files: list[str] = []
+        dirs: list[str] = []
         for dirpath, dirnames, filenames in os.walk(path):
             rel_dir = Path(dirpath).relative_to(path).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -216,7 +222,8 @@ def _open_local(part: str, folder: Path) -> _Source:
         return _ZipSource(part, archive)
     if extracted.is_dir():
         return _FolderSource(part, extracted)
-    raise DataError(f"neither {archive} nor the folder {extracted} exists: point --source at the folder holding the Omniglot archives")
+    raise DataError(f"neither {archive} nor the folder {extracted} exists: point --source at the folder holding the "
+                    "Omniglot archives")
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -228,7 +235,7 @@ def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
     gray = decode_image_file(data, "L", what=what, kind="PNG", fix="the data is corrupt: re-download it",
                              bomb_fix="the archive is corrupt or was tampered with: use the official Omniglot archive")
     if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.LANCZOS)
+        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
     return 255 - np.asarray(gray, dtype=np.uint8)
 
 
@@ -236,7 +243,8 @@ def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, n
     names = list(source.classes)
     total = sum(len(v) for v in source.classes.values())
     images = np.empty((total, 1, size, size), dtype=np.uint8)
-    bar = tqdm(total=total, desc=f"omniglot {source.part}", unit="img", disable=quiet or not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=total, desc=f"omniglot {source.part}", unit="img", disable=quiet or not sys.stderr.isatty(),
+               leave=False)
     i = 0
     with bar:
         for name in names:
@@ -253,7 +261,8 @@ def _read_split_file(path: Path, expected_md5: str | None) -> list[str]:
         raise DataError(f"split list {path} not found: put the Vinyals split files in <source>/splits/vinyals/")
     got = md5_file(path)
     if expected_md5 is not None and got != expected_md5:
-        raise DataError(f"split list {path} has md5 {got}, expected {expected_md5}: use the original Vinyals split file")
+        raise DataError(f"split list {path} has md5 {got}, expected {expected_md5}: "
+                        "use the original Vinyals split file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -306,15 +315,17 @@ def prepare_omniglot(
             for s in VINYALS_SPLITS
         }
         split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS}
-        openers = [lambda p=p: _ZipSource(p, archives[p]) for p in PARTS]
+        openers: list[Callable[[], _Source]] = [partial(_ZipSource, p, archives[p]) for p in PARTS]
     else:
         folder = Path(source).expanduser()
         if not folder.is_dir():
-            raise DataError(f"--source {folder} is not a folder: pass the folder holding images_background.zip and images_evaluation.zip, or a URL")
+            raise DataError(f"--source {folder} is not a folder: pass the folder holding images_background.zip and "
+                            "images_evaluation.zip, or a URL")
         split_lists = {
-            s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt", table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
+            s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt",
+                                table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
         }
-        openers = [lambda p=p: _open_local(p, folder) for p in PARTS]
+        openers = [partial(_open_local, p, folder) for p in PARTS]
     sources: list[_Source] = []
     try:
         for opener in openers:
@@ -324,7 +335,8 @@ def prepare_omniglot(
             for line in lines:
                 char, _ = parse_split_line(line)
                 if char not in known:
-                    raise DataError(f"Vinyals split '{split}' lists '{line}', which is not in the archives: use the original split files")
+                    raise DataError(f"Vinyals split '{split}' lists '{line}', which is not in the archives: use the "
+                                    "original split files")
         with StoreWriter(out, dataset=NAME, size=size, inverted=True, source=str(source or BASE_URL)) as writer:
             for s in sources:
                 images, offsets, names = _decode_part(s, size, quiet)
@@ -398,7 +410,8 @@ def load_omniglot(
     path = store_path(NAME, root, size)
     hint = f"run `{prepare_command(root if root is not None else path.parent.parent, size)} --force` to rebuild it"
     if not path.is_file():
-        raise DataError(f"no omniglot store at {path}: run `{prepare_command(path.parent.parent, size)}` (add --source DIR for local archives)")
+        raise DataError(f"no omniglot store at {path}: run `{prepare_command(path.parent.parent, size)}` (add --source "
+                        "DIR for local archives)")
     with Store(path, fix_hint=hint) as store:
         if split in PARTS:
             part = store.part(split)

@@ -11,6 +11,8 @@ import os
 import stat
 from pathlib import Path
 
+from .errors import DataError
+
 ENV_VAR = "FEWSHOT_DATA"
 DEFAULT_ROOT = Path("~/.cache/fewshot")
 
@@ -57,10 +59,7 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
 
     A folder whose mode has no write bit at all (e.g. a read-only copy of the raw data sets, like
     ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into it.
-    Usage: ``ensure_writable_dir(store_path("omniglot", root).parent)``
     """
-    from .errors import DataError  # local: paths stays importable on its own
-
     folder = Path(folder)
     existing = folder
     while not existing.exists() and existing != existing.parent:

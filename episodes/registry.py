@@ -22,7 +22,8 @@ from .types import ClassSplit
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A dataset's valid splits, default image side, and store builder ``prepare(source, root, size=, force=, quiet=)``."""
+    """A dataset's valid splits, default image side, and store builder
+    ``prepare(source, root, size=, force=, quiet=)``."""
 
     name: str
     splits: tuple[str, ...]
@@ -50,9 +51,11 @@ def _with_rotations(load: Callable[..., ClassSplit]) -> Callable[..., ClassSplit
 DATASETS: dict[str, DatasetInfo] = {
     "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot, omniglot.load_omniglot),
     "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist"),
-                         _with_rotations(lambda split, root, size: idx.load_idx_split("mnist", split, root, size=size))),
+                         _with_rotations(lambda split, root, size: idx.load_idx_split("mnist", split, root,
+                                                                                      size=size))),
     "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist"),
-                                 _with_rotations(lambda split, root, size: idx.load_idx_split("fashion-mnist", split, root, size=size))),
+                                 _with_rotations(lambda split, root, size: idx.load_idx_split("fashion-mnist", split,
+                                                                                              root, size=size))),
     "mini-imagenet": DatasetInfo("mini-imagenet", mini_imagenet.SPLITS, mini_imagenet.prepare_mini_imagenet,
                                  _with_rotations(mini_imagenet.load_mini_imagenet), mini_imagenet.DEFAULT_SIZE),
 }

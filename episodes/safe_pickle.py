@@ -43,7 +43,7 @@ def _numpy_internals() -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar, "_frombuffer": numeric._frombuffer}
+    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar, "_frombuffer": numeric._frombuffer}  # type: ignore[attr-defined]
 
 
 _NP = _numpy_internals()
@@ -97,4 +97,5 @@ def load_data_pickle(path: str | os.PathLike, *, encoding: str = "ASCII") -> Any
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             UnicodeDecodeError, MemoryError) as exc:
-        raise DataError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); the file is corrupt: replace it") from exc
+        raise DataError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); the file is corrupt: replace "
+                        "it") from exc

@@ -168,8 +168,9 @@ class EpisodeSampler:
     def sample_indices(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the next ``batch_size`` episodes as indices: ``(classes [B, N], rows [B, N, K+Q])``."""
         check_positive("batch_size", batch_size)
-        draws = draw_randoms(self.generator, batch_size, self.split.num_classes, self.ways, self.shots + self.queries)
-        return indices_from_randoms(*draws, self._offsets, self.ways)
+        class_keys, floyd_u, order_keys = draw_randoms(self.generator, batch_size, self.split.num_classes, self.ways,
+                                                       self.shots + self.queries)
+        return indices_from_randoms(class_keys, floyd_u, order_keys, self._offsets, self.ways)
 
     def sample(self, batch_size: int, return_classes: bool = False):
         """The next meta-batch of ``batch_size`` tasks.

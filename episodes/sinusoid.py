@@ -32,10 +32,7 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
 
 
 class SinusoidTasks:
-    """Seeded sinusoid regression tasks: ``shots`` support and ``queries`` query points per task.
-
-    Usage: ``SinusoidTasks(shots=5, queries=10, seed=0).sample(25)``
-    """
+    """Seeded sinusoid regression tasks: ``shots`` support and ``queries`` query points per task."""
 
     def __init__(
         self,
@@ -76,7 +73,8 @@ class SinusoidTasks:
         x = uniform((batch_size, self.shots + self.queries, 1), self.x_range)
         y = self.function(x, amplitude, phase)
         k = self.shots
-        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(), y[:, k:].contiguous(), None)
+        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(), y[:, k:].contiguous(),
+                          None)
         return (batch, {"amplitude": amplitude, "phase": phase}) if return_params else batch
 
     def state_dict(self) -> dict:

@@ -19,12 +19,12 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,11 @@ import h5py
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_path, default_file_mode
 from .paths import ensure_writable_dir
+
+__all__ = ["FORMAT_VERSION", "Store", "StorePart", "StoreWriter", "default_file_mode", "offsets_from_counts",
+           "remove_stale_temps"]
 
 FORMAT_VERSION = 2  # 2: per-part / per-list sha256 of the content (1 had none)
 _STR = h5py.string_dtype("utf-8")
@@ -52,13 +56,6 @@ class StorePart:
     images: np.ndarray
     class_offsets: np.ndarray
     class_names: list[str]
-
-
-def default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file under the current umask (e.g. 0o644)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
@@ -84,7 +81,7 @@ def strings_sha256(lines: Sequence[str]) -> str:
 
 
 def _temp_pattern(path: Path) -> re.Pattern:
-    # Exactly what StoreWriter's mkstemp(prefix=".<name>.", suffix=".tmp") produces: 8 random characters.
+    # Exactly what episodes.files.atomic_path's mkstemp(prefix=".<name>.", suffix=".tmp") produces.
     return re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
 
 
@@ -161,35 +158,34 @@ def _check_part(name: str, images: np.ndarray, class_offsets: np.ndarray, class_
         raise DataError(f"store part '{name}': images must be uint8 [M, C, H, W], got {images.dtype} {images.shape}: "
                         "convert them before writing (or rebuild the store with `fewshot prepare ... --force`)")
     off = np.asarray(class_offsets)
-    if off.ndim != 1 or len(off) != len(class_names) + 1 or off[0] != 0 or off[-1] != len(images) or (np.diff(off) < 0).any():
-        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class + 1: "
-                        "build them with offsets_from_counts (or rebuild the store with `fewshot prepare ... --force`)")
+    if (off.ndim != 1 or len(off) != len(class_names) + 1 or off[0] != 0 or off[-1] != len(images)
+            or (np.diff(off) < 0).any()):
+        raise DataError(f"store part '{name}': class_offsets must run from 0 to {len(images)} with one entry per class "
+                        "+ 1: build them with offsets_from_counts (or rebuild the store with `fewshot prepare ... "
+                        "--force`)")
 
 
 class StoreWriter:
     """Write a store to a temp file in the target folder; it replaces ``path`` only on a clean exit.
 
-    Any exception inside the ``with`` block removes the temp file and leaves ``path`` untouched.
+    Any exception inside the ``with`` block removes the temp file and leaves ``path`` untouched; a full
+    disk gives one line with the size the store needs.  After a successful write, temp files that killed
+    earlier writes of the same store left behind are removed (``remove_stale_temps``).
     Usage: ``with StoreWriter(path, dataset="omniglot", size=28) as w: w.add_part(...)``.
     """
 
     def __init__(self, path: str | os.PathLike, **attrs: object) -> None:
         self.path = Path(path)
         self.attrs = attrs
-        self._tmp: Path | None = None
+        self._stack = contextlib.ExitStack()
         self._file: h5py.File | None = None
         self._bytes = 0  # image bytes added so far (for the disk-full message)
 
     def __enter__(self) -> "StoreWriter":
         ensure_writable_dir(self.path.parent)
+        tmp = self._stack.enter_context(atomic_path(self.path, hint="pass a writable --root"))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise DataError(f"cannot write into {self.path.parent}: {exc.strerror or exc}; pass a writable --root") from exc
-        self._tmp = Path(tmp)
-        try:
-            self._file = h5py.File(self._tmp, "w")
+            self._file = h5py.File(tmp, "w")
             self._file.attrs["format_version"] = FORMAT_VERSION
             for key, value in self.attrs.items():
                 self._file.attrs[key] = value
@@ -201,7 +197,8 @@ class StoreWriter:
             raise
         return self
 
-    def add_part(self, name: str, images: np.ndarray, class_offsets: Sequence[int], class_names: Sequence[str]) -> None:
+    def add_part(self, name: str, images: np.ndarray, class_offsets: Sequence[int] | np.ndarray,
+                 class_names: Sequence[str]) -> None:
         """Add a class-sorted block of images under group ``name``."""
         assert self._file is not None, "use StoreWriter as a context manager"
         offsets = np.asarray(class_offsets, dtype=np.int64)
@@ -225,36 +222,31 @@ class StoreWriter:
         except OSError as exc:
             raise write_error(self.path, exc, self._bytes) from exc
 
-    def _abort(self) -> None:
+    def _close_file(self) -> None:
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 (already failing; the temp file is removed below)
-                pass
-            self._file = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+            file, self._file = self._file, None
+            file.close()
+
+    def _abort(self) -> None:
+        try:
+            self._close_file()
+        except Exception:  # noqa: BLE001 (already failing; the temp file is removed below)
+            pass
+        self._stack.__exit__(RuntimeError, RuntimeError("store not completed"), None)
 
     def __exit__(self, exc_type, exc_value, tb) -> None:
         if exc_type is not None:
             self._abort()
             return
-        assert self._file is not None and self._tmp is not None
         try:
-            self._file.close()
-            self._file = None
-            with open(self._tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(self._tmp, default_file_mode())  # mkstemp makes 0600; give the usual umask-based mode
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            self._close_file()
         except OSError as exc:
             self._abort()
             raise write_error(self.path, exc, self._bytes) from exc
         except BaseException:
             self._abort()
             raise
+        self._stack.close()  # fsync, chmod, rename onto the target (an OSError becomes a DataError)
         remove_stale_temps(self.path)  # leftovers of killed earlier writes of this store
 
 
@@ -264,7 +256,8 @@ class Store:
     Usage: ``with Store(path) as s: part = s.part("background"); lines = s.strings("splits/vinyals/train")``.
     """
 
-    def __init__(self, path: str | os.PathLike, fix_hint: str = "rebuild it with `fewshot prepare ... --force`") -> None:
+    def __init__(self, path: str | os.PathLike,
+                 fix_hint: str = "rebuild it with `fewshot prepare ... --force`") -> None:
         self.path = Path(path)
         self.fix_hint = fix_hint
         try:

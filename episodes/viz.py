@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import DataError
 from .types import Task, TaskBatch
@@ -95,12 +96,11 @@ def render_episode(
     ``labels``: text for each row (label ``j``'s class name); rows are then prefixed "j: name".
     Images must be ``[C, H, W]`` with C = 1 (grey) or 3 (RGB).
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     task = episode.task(0) if isinstance(episode, TaskBatch) else episode
     sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
     if sx.dim() != 4 or sx.shape[1] not in (1, 3):
-        raise DataError(f"render_episode needs images [N*K, C, H, W] with C in (1, 3), got support shape {tuple(sx.shape)}")
+        raise DataError("render_episode needs images [N*K, C, H, W] with C in (1, 3), got support shape "
+                        f"{tuple(sx.shape)}")
     if sy.is_floating_point():
         raise DataError("render_episode needs a classification episode (integer labels), got float targets")
     for name, v in (("scale", scale), ("pad", pad), ("gap", gap)):
@@ -139,7 +139,8 @@ def render_episode(
         for col, t in enumerate(row_tiles):
             image.paste(tile(t), layout.tile_origin(j, col))
         _, y0 = layout.tile_origin(j, 0)
-        draw.text((pad, y0 + max(0, (layout.tile_h - 10) // 2)), texts[j], fill=SEPARATOR if mode == "L" else (255,) * 3, font=font)
+        draw.text((pad, y0 + max(0, (layout.tile_h - 10) // 2)), texts[j],
+                  fill=SEPARATOR if mode == "L" else (255,) * 3, font=font)
     if pad + gap and queries:
         x_sep = layout.label_w + shots * (layout.tile_w + layout.pad) + (pad + gap) // 2  # in the free band
         draw.line([(x_sep, 0), (x_sep, layout.size[1] - 1)], fill=SEPARATOR if mode == "L" else (255,) * 3)

@@ -1,18 +1,40 @@
 """fewshot: optimization-based meta-learning (MAML family) on torch.func.
 
-Usage::
-
-    from fewshot import MAML, MAMLConfig, Conv4
+Packages by job: ``learners`` (the algorithms) on ``functional`` and ``nn``; ``config`` (typed run
+configs and per-learner presets); ``training`` (building and running a run, checkpoints);
+``reporting`` (test reports, publishing, plots); ``pretrained`` (shipped models); ``l2o`` (learned
+optimizers); ``commands`` (the ``fewshot`` console script). See docs/architecture.md.
 """
+from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
 from .errors import AdaptationError, CheckpointError, ConfigError, FewshotError
 from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, split_state
-from .rules import SGD, Chain, ElementwiseSGD, RowMask, UpdateRule, apply_updates
-from .nn import MLP, Conv4, FullyConnected, StepBatchNorm, StepBatchNorm1d, StepBatchNorm2d, inner_step, per_step_batchnorm
-from .learners import (MAML, GradientLearner, LearnerConfig, MAMLConfig, MetaOutput, MetaSGD, MetaSGDConfig, MTNet,
-                       MTNetConfig, build_learner, register_learner)
-from .optim import MetaOptimConfig, build_meta_optimizer
-from .evaluation import Summary, evaluate_learner, summarize
-from .training import TrainConfig, apply_overrides, get_preset, list_presets, load_config, train
+from .learners import (
+    MAML,
+    GradientLearner,
+    LearnerConfig,
+    MAMLConfig,
+    MetaOutput,
+    MetaSGD,
+    MetaSGDConfig,
+    MTNet,
+    MTNetConfig,
+    build_learner,
+    register_learner,
+)
+from .meta_optimizer import MetaOptimConfig, build_meta_optimizer
+from .nn import (
+    MLP,
+    Conv4,
+    FullyConnected,
+    StepBatchNorm,
+    StepBatchNorm1d,
+    StepBatchNorm2d,
+    inner_step,
+    per_step_batchnorm,
+)
 from .pretrained import load as load_pretrained
+from .rules import SGD, Chain, ElementwiseSGD, RowMask, UpdateRule, apply_updates
+from .scoring import Summary, evaluate_learner, summarize
+from .training import train
 
 __version__ = "0.1.0"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import Sequence
 
@@ -33,8 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(f"fewshot.commands.{name}") is None:
-            continue
         importlib.import_module(f"fewshot.commands.{name}").register(sub)
     return parser
 

@@ -1,7 +1,4 @@
-"""Errors of the learning side, each with a one-line message that says what is wrong and how to fix it.
-
-Usage: ``raise ConfigError("unknown --set key 'inner_lrr': did you mean 'inner_lr'?")``
-"""
+"""Errors of the learning side, each with a one-line message that says what is wrong and how to fix it."""
 
 
 class FewshotError(ValueError):

@@ -16,17 +16,23 @@ Usage::
 from __future__ import annotations
 
 import builtins
-import hashlib
+import difflib
 import json
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from episodes.files import sha256_file
+
+from .config import TrainConfig, config_from_dict
 from .errors import CheckpointError
+from .training.build import build_learner_from_config, identity
+from .training.checkpoint import load_learner_state
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -36,7 +42,7 @@ _REGISTERED: list[Path] = []
 
 def package_dir() -> Path:
     """The ``pretrained/`` folder shipped with fewshot."""
-    import pretrained
+    import pretrained  # the top-level data package (this module has the same name inside fewshot)
 
     return Path(pretrained.__file__).resolve().parent
 
@@ -51,7 +57,7 @@ def register_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def search_path() -> list[Path]:
+def search_path() -> builtins.list[Path]:
     """Directories searched for models, first match wins."""
     dirs = builtins.list(_REGISTERED)
     for part in os.environ.get(ENV_VAR, "").split(os.pathsep):
@@ -167,8 +173,6 @@ def locate(name: str) -> Path:
     if isinstance(where, CheckpointError):
         raise where
     if where is None:
-        import difflib
-
         models = _models()
         close = difflib.get_close_matches(name, builtins.list(models), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(sorted(models)) or 'none'}"
@@ -181,15 +185,6 @@ def show(name: str) -> dict:
     return read_manifest(locate(name))
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_dir(model_dir: Path, label: str | None = None) -> dict:
     """Check a model directory's weights file against its manifest's sha256; returns the manifest."""
     label = label or str(model_dir)
@@ -197,7 +192,7 @@ def verify_dir(model_dir: Path, label: str | None = None) -> dict:
     weights = model_dir / manifest.get("weights", WEIGHTS)
     if not weights.is_file():
         raise CheckpointError(f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
-    digest = sha256_file(weights)
+    digest = sha256_file(weights, error=CheckpointError)
     if digest != manifest.get("sha256"):
         raise CheckpointError(f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
                               f"{str(manifest.get('sha256'))[:12]}...): the file is corrupted or was changed; "
@@ -210,15 +205,8 @@ def verify(name: str) -> dict:
     return verify_dir(locate(name), name)
 
 
-def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any, dict]:
+def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
     """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .training.build import build_learner_from_config, identity
-    from .training.checkpoint import load_learner_state
-    from .training.config import config_from_dict
-
     manifest = verify(name)
     if manifest.get("kind", "meta-initialization") != "meta-initialization":
         raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "

@@ -5,6 +5,8 @@ Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 
 _HOW = (
     "set FEWSHOT_DATA to the folder holding the raw data sets (omniglot/images_background.zip, "
-    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, mini-imagenet/splits/ravi/*.csv), "
+    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, "
+    "mini-imagenet/splits/ravi/*.csv), "
     "e.g. `export FEWSHOT_DATA=$(pwd)/../shared/data` (see /work/shared/data/README.md)"
 )
 _REQUIRED = (
@@ -39,10 +42,21 @@ def fewshot_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def omniglot_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``), built once."""
-    from episodes.omniglot import prepare_omniglot
+def omniglot_prepared(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``(root, stdout)``: the one real 28x28 Omniglot store of the session, built by
+    ``fewshot prepare omniglot --source $FEWSHOT_DATA/omniglot --root <temp>`` (the command's output kept
+    for the test of that command). Tests read it and never rebuild it."""
+    from fewshot.cli import main
 
     root = tmp_path_factory.mktemp("fewshot-data")
-    prepare_omniglot(fewshot_data / "omniglot", root, size=28, quiet=True)
-    return root
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root), "--quiet"])
+    assert rc == 0, out.getvalue()
+    return root, out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def omniglot_root(omniglot_prepared: tuple[Path, str]) -> Path:
+    """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``), built once."""
+    return omniglot_prepared[0]

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import closing
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from itertools import repeat
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Generator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,17 @@ from ..paths import is_url, store_path
 from ..store import Store, StoreWriter, offsets_from_counts
 from ..types import ClassSplit
 from .cache_pickle import read_cache_pickles
-from .common import DEFAULT_SIZE, EXPECTED_COUNTS, NAME, RAVI_CLASSES, SPLITS, SourceData, decode_file, resize_rgb
+from .common import (
+    DEFAULT_SIZE,
+    EXPECTED_COUNTS,
+    NAME,
+    RAVI_CLASSES,
+    SPLITS,
+    ClassImages,
+    SourceData,
+    decode_file,
+    resize_rgb,
+)
 from .detect import detect_format
 from .ilsvrc import read_ilsvrc
 from .metaopt_pickle import read_metaopt_pickles
@@ -48,10 +58,7 @@ def default_workers() -> int:
 
 
 def read_source(fmt: str, folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Read ``folder`` as format ``fmt`` (one of ``detect.FORMATS``).
-
-    Usage: ``read_source(*detect_format("/data/x"))``.
-    """
+    """Read ``folder`` as format ``fmt`` (one of ``detect.FORMATS``)."""
     readers: dict[str, Callable[[], SourceData]] = {
         "ravi-csv": lambda: read_ravi_csv(folder, strict=strict, splits_dir=splits_dir),
         "ravi-folders": lambda: read_ravi_folders(folder),
@@ -64,9 +71,8 @@ def read_source(fmt: str, folder: Path, *, strict: bool = True, splits_dir: Path
 
 
 def check_source(data: SourceData, expected_counts: Mapping[str, tuple[int, int]], strict: bool) -> None:
-    """Classes and per-class counts of every split, and (``strict``) the Ravi wnids; a DataError names the first problem.
-
-    Usage: ``check_source(data, EXPECTED_COUNTS, strict=True)``.
+    """Classes and per-class counts of every split, and (``strict``) the Ravi wnids; a DataError names the first
+    problem.
     """
     where = f"{data.location} ({data.format})"
     seen: dict[str, str] = {}
@@ -100,7 +106,7 @@ def _array_chw(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(resize_rgb(Image.fromarray(im), size)).transpose(2, 0, 1) for im in images])
 
 
-def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Iterator[np.ndarray]:
+def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Generator[np.ndarray, None, None]:
     """Decode ``paths`` in order, in ``workers`` processes (in this one if ``workers`` <= 1)."""
     if workers <= 1 or len(paths) < 2:
         for p in paths:
@@ -113,7 +119,7 @@ def _decode_all(paths: Sequence[Path], size: int, workers: int) -> Iterator[np.n
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _split_images(classes: Mapping[str, object], size: int, workers: int, desc: str, show: bool) -> np.ndarray:
+def _split_images(classes: Mapping[str, ClassImages], size: int, workers: int, desc: str, show: bool) -> np.ndarray:
     total = sum(len(v) for v in classes.values())
     data = np.empty((total, 3, size, size), dtype=np.uint8)
     paths = [p for v in classes.values() if isinstance(v, list) for p in v]
@@ -145,12 +151,12 @@ def prepare_mini_imagenet(
     splits: str | os.PathLike | None = None,
     workers: int | None = None,
 ) -> Path:
-    """Build ``<root>/mini-imagenet/mini-imagenet-<size>.h5`` from a local source in any of the 5 formats (no-op if present).
+    """Build ``<root>/mini-imagenet/mini-imagenet-<size>.h5`` from a local source in any of the 5 formats (no-op if
+    present).
 
     ``splits``: a folder with the Ravi CSVs (for ``ilsvrc``/``ravi-csv`` when they are not in the source).
     ``workers``: JPEG-decoding processes (default ``min(8, cpu count)``). ``strict=False`` and
     ``expected_counts`` (split -> (classes, images per class)) are for non-official data such as tests.
-    Usage: ``prepare_mini_imagenet("/data/ILSVRC2012", "/tmp/fewshot", splits="splits/ravi", workers=8)``.
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= int(size) <= 1024:
         raise DataError(f"image size must be an integer in 1..1024, got {size!r}: pass e.g. --size 84")
@@ -170,7 +176,8 @@ def prepare_mini_imagenet(
     if splits is not None:
         splits_dir = Path(splits).expanduser()
         if not splits_dir.is_dir():
-            raise DataError(f"--splits {splits_dir} is not a folder: pass the folder holding the Ravi train/val/test CSVs")
+            raise DataError(f"--splits {splits_dir} is not a folder: pass the folder holding the Ravi train/val/test "
+                            "CSVs")
     fmt, folder = detect_format(source)
     data = read_source(fmt, folder, strict=strict, splits_dir=splits_dir)
     check_source(data, {**EXPECTED_COUNTS, **(expected_counts or {})}, strict)
@@ -191,9 +198,11 @@ def load_mini_imagenet(split: str, root: str | os.PathLike | None = None, *, siz
     if split not in SPLITS:
         raise DataError(f"unknown {NAME} split '{split}': choose one of {', '.join(SPLITS)}")
     path = store_path(NAME, root, size)
-    cmd = f"fewshot prepare {NAME} --source PATH --root {path.parent.parent}" + (f" --size {size}" if size != DEFAULT_SIZE else "")
+    cmd = f"fewshot prepare {NAME} --source PATH --root {path.parent.parent}"
+    cmd += f" --size {size}" if size != DEFAULT_SIZE else ""
     if not path.is_file():
-        raise DataError(f"no {NAME} store at {path}: run `{cmd}` (PATH holds mini-ImageNet in one of the 5 supported formats)")
+        raise DataError(f"no {NAME} store at {path}: run `{cmd}` (PATH holds mini-ImageNet in one of the 5 supported "
+                        "formats)")
     with Store(path, fix_hint=f"run `{cmd} --force` to rebuild it") as store:
         part = store.part(split)
     return ClassSplit(torch.from_numpy(part.images), torch.from_numpy(part.class_offsets), part.class_names,

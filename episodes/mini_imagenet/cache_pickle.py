@@ -3,8 +3,6 @@
 Each is a dict ``{"image_data": uint8 [N, 84, 84, 3], "class_dict": {wnid: [indices into image_data]}}``.
 They are read with the restricted unpickler (:mod:`episodes.safe_pickle`): arrays, dicts, lists,
 strings and numbers only. Images within a class keep the order of ``class_dict``.
-
-Usage: ``read_cache_pickles(Path("~/data/mini-imagenet").expanduser()).splits["test"]``
 """
 from __future__ import annotations
 

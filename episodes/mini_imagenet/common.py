@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Mapping, Union
 
 import numpy as np
 from PIL import Image
@@ -73,7 +73,7 @@ class SourceData:
 
     format: str
     location: Path
-    splits: dict[str, dict[str, ClassImages]] = field(default_factory=dict)
+    splits: Mapping[str, Mapping[str, ClassImages]] = field(default_factory=dict)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -84,15 +84,14 @@ def image_files(folder: Path) -> list[Path]:
 
 def find_split_csvs(folders: list[Path]) -> dict[str, Path]:
     """``{split: path}`` of the Ravi CSVs, from the first of ``folders`` (or its ``splits/ravi``) holding ``train.csv``.
-
-    Usage: ``find_split_csvs([Path("/data/mini-imagenet")])["val"]``.
     """
     candidates = [d for f in folders for d in (f, f / "splits" / "ravi")]
     for d in candidates:
         if (d / "train.csv").is_file() or (d / "val.csv").is_file() or (d / "test.csv").is_file():
             for split in SPLITS:
                 if not (d / f"{split}.csv").is_file():
-                    raise DataError(f"{d} has no {split}.csv: put all three Ravi split CSVs (train.csv, val.csv, test.csv) there")
+                    raise DataError(f"{d} has no {split}.csv: put all three Ravi split CSVs (train.csv, val.csv, "
+                                    "test.csv) there")
             return {split: d / f"{split}.csv" for split in SPLITS}
     where = " or ".join(str(d) for d in candidates)
     raise DataError(f"no Ravi split CSVs (train.csv, val.csv, test.csv) in {where}: copy them there from "
@@ -100,10 +99,7 @@ def find_split_csvs(folders: list[Path]) -> dict[str, Path]:
 
 
 def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> dict[str, list[str]]:
-    """Parse a Ravi CSV into ``{label: [filenames]}`` (labels sorted, files sorted), checking its md5.
-
-    Usage: ``read_split_csv("val.csv", MD5["val.csv"])["n01855672"][:2]``.
-    """
+    """Parse a Ravi CSV into ``{label: [filenames]}`` (labels sorted, files sorted), checking its md5."""
     path = Path(path)
     if expected_md5 is not None:
         got = md5_file(path)
@@ -127,13 +123,10 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
 
 
 def resize_rgb(im: Image.Image, size: int) -> Image.Image:
-    """``im`` as RGB, resized to ``size`` x ``size`` with Lanczos (antialiased) if it is not already.
-
-    Usage: ``resize_rgb(Image.open("x.JPEG"), 84)``.
-    """
+    """``im`` as RGB, resized to ``size`` x ``size`` with Lanczos (antialiased) if it is not already."""
     rgb = im.convert("RGB")
     if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.LANCZOS)
+        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
     return rgb
 
 
@@ -164,11 +157,9 @@ def decode_file(path: Path, size: int) -> np.ndarray:
 
 
 def check_array_images(images: object, what: str) -> np.ndarray:
-    """``images`` if it is uint8 ``[n, 84, 84, 3]``, else a DataError saying what it is.
-
-    Usage: ``check_array_images(blob["image_data"], "mini-imagenet-cache-train.pkl image_data")``.
-    """
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    """``images`` if it is uint8 ``[n, 84, 84, 3]``, else a DataError saying what it is."""
+    if (not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4
+            or images.shape[1:] != IMAGE_SHAPE):
         got = f"{images.dtype} {list(images.shape)}" if isinstance(images, np.ndarray) else type(images).__name__
         raise DataError(f"{what} is {got}, expected uint8 [N, 84, 84, 3] (mini-ImageNet at 84x84 RGB): "
                         "the file is not mini-ImageNet or was altered; get the original")

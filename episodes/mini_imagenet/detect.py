@@ -28,10 +28,12 @@ from .metaopt_pickle import PREFIX as METAOPT_PREFIX
 FORMATS: dict[str, str] = {
     "ravi-csv": "images/<wnid><8 digits>.jpg with train.csv, val.csv, test.csv (Ravi & Larochelle)",
     "ravi-folders": "train/, val/, test/ each holding <wnid>/*.jpg (Ravi & Larochelle, one folder per class)",
-    "cache-pickle": "mini-imagenet-cache-train.pkl, -val.pkl (or -validation.pkl), -test.pkl (learn2learn / Ren et al.)",
+    "cache-pickle": "mini-imagenet-cache-train.pkl, -val.pkl (or -validation.pkl), -test.pkl "
+                    "(learn2learn / Ren et al.)",
     "metaopt-pickle": ("miniImageNet_category_split_train_phase_train.pickle, _val.pickle, _test.pickle "
                        "(MetaOptNet / FewShotWithoutForgetting)"),
-    "torchmeta": "train_data.hdf5, val_data.hdf5, test_data.hdf5 with train_labels.json, val_labels.json, test_labels.json (torchmeta)",
+    "torchmeta": "train_data.hdf5, val_data.hdf5, test_data.hdf5 with train_labels.json, val_labels.json, "
+                 "test_labels.json (torchmeta)",
     "ilsvrc": "an ILSVRC-2012 train tree train/<wnid>/<wnid>_<n>.JPEG plus the Ravi CSVs (builds mini-ImageNet)",
 }
 
@@ -52,7 +54,8 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def _tree_kind(folder: Path) -> str | None:
-    """'ilsvrc' if the first ``<wnid>/`` folder under ``folder`` holds ``<wnid>_<n>.JPEG``, 'images' if other files, else None."""
+    """'ilsvrc' if the first ``<wnid>/`` folder under ``folder`` holds ``<wnid>_<n>.JPEG``, 'images' if other files,
+    else None."""
     for d in _class_dirs(folder):
         name = _first_image_name(d)
         if name is not None:
@@ -91,10 +94,7 @@ def scan(folder: Path) -> dict[str, list[str]]:
 
 
 def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
-    """``(format, folder)`` of a mini-ImageNet source; a file stands for the folder it is in.
-
-    Usage: ``fmt, folder = detect_format("/data/miniImageNet/miniImageNet_category_split_val.pickle")``.
-    """
+    """``(format, folder)`` of a mini-ImageNet source; a file stands for the folder it is in."""
     path = Path(source).expanduser()
     if path.is_file():
         path = path.parent
@@ -112,4 +112,5 @@ def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
         has = f" (it has the Ravi CSVs in {csvs[0]} but no images)" if csvs else ""
         raise DataError(f"{path} holds no known mini-ImageNet format{has}; bring one of - {needs}")
     seen = "; ".join(f"{name} ({', '.join(files)})" for name, files in found.items())
-    raise DataError(f"{path} mixes several mini-ImageNet formats: {seen}; point --source at a folder holding only one of them")
+    raise DataError(f"{path} mixes several mini-ImageNet formats: {seen}; point --source at a folder holding only one "
+                    "of them")

@@ -14,8 +14,6 @@ truth. Numbers run 1..1300 in the real CSVs (ILSVRC classes have 732..1300 train
 **Resizing.** The whole image (no crop, aspect ratio not kept, as every reference generator does)
 is resized to 84x84 with PIL's Lanczos filter (``Image.LANCZOS``, the old ``Image.ANTIALIAS``).
 yaoyao-liu's script uses OpenCV ``INTER_AREA`` instead: pixels differ slightly between the two.
-
-Usage: ``read_ilsvrc(Path("/data/ILSVRC2012"), splits_dir=Path("splits/ravi")).splits["val"]``
 """
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
-from .common import SourceData, WNID
+from .common import WNID, SourceData
 from .ravi import read_csv_tables
 
 ILSVRC_FILE = re.compile(r"^(n\d{8})_(\d+)\.jpe?g$", re.IGNORECASE)
@@ -36,10 +34,7 @@ def class_root(folder: Path) -> Path:
 
 
 def sorted_class_files(class_dir: Path) -> list[Path]:
-    """A class's ILSVRC training images, ordered by the numeric id in ``<wnid>_<n>.JPEG``.
-
-    Usage: ``sorted_class_files(Path("train/n01532829"))[4]`` is Ravi's ``n0153282900000005.jpg``.
-    """
+    """A class's ILSVRC training images, ordered by the numeric id in ``<wnid>_<n>.JPEG``."""
     found = []
     for p in class_dir.iterdir():
         m = ILSVRC_FILE.match(p.name)
@@ -49,10 +44,7 @@ def sorted_class_files(class_dir: Path) -> list[Path]:
 
 
 def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Map every Ravi CSV entry to its ILSVRC training file (see the module docstring for the convention).
-
-    Usage: ``read_ilsvrc(Path("/data/ILSVRC2012"), splits_dir=Path("/data/ravi")).splits["train"]["n01532829"][0]``.
-    """
+    """Map every Ravi CSV entry to its ILSVRC training file (see the module docstring for the convention)."""
     root = class_root(folder)
     tables = read_csv_tables(([splits_dir] if splits_dir is not None else []) + [folder], strict)
     needed = [(split, wnid) for split, classes in tables.items() for wnid in classes]
@@ -62,7 +54,8 @@ def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = 
     absent = [(split, wnid) for split, wnid in needed if not (root / wnid).is_dir()]
     if absent:
         raise DataError(f"{root} lacks {len(absent)} of the {len(needed)} class folders the CSVs need "
-                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one folder per wnid)")
+                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one "
+                        "folder per wnid)")
     splits: dict[str, dict] = {}
     for split, classes in tables.items():
         out = {}

@@ -7,8 +7,6 @@ files (extra images of those classes, for 64-way classification) are not part of
 are ignored. Classes are the labels present in ``labels``, named by ``catname2label`` (wnids in the
 files we know of; a non-wnid name fails the strict Ravi check with the name shown). Images within a
 class keep the file's order.
-
-Usage: ``read_metaopt_pickles(Path("/data/MetaOptNet/miniImageNet")).splits["val"]``
 """
 from __future__ import annotations
 
@@ -21,14 +19,12 @@ from ..safe_pickle import load_data_pickle
 from .common import SPLITS, SourceData, check_array_images
 
 PREFIX = "miniImageNet_category_split_"
-FILE_NAMES = {"train": f"{PREFIX}train_phase_train.pickle", "val": f"{PREFIX}val.pickle", "test": f"{PREFIX}test.pickle"}
+FILE_NAMES = {"train": f"{PREFIX}train_phase_train.pickle", "val": f"{PREFIX}val.pickle",
+              "test": f"{PREFIX}test.pickle"}
 
 
 def read_metaopt_pickles(folder: Path) -> SourceData:
-    """Read the three MetaOptNet pickles (safely, latin1) into per-class arrays named by ``catname2label``.
-
-    Usage: ``read_metaopt_pickles(Path("/data/miniImageNet")).splits["test"]["n01930112"].shape``.
-    """
+    """Read the three MetaOptNet pickles (safely, latin1) into per-class arrays named by ``catname2label``."""
     splits = {}
     for split in SPLITS:
         path = folder / FILE_NAMES[split]

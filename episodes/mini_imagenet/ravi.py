@@ -1,4 +1,5 @@
-"""Format 1, Ravi & Larochelle: ``images/<wnid><8 digits>.jpg`` + ``{train,val,test}.csv``, or ``{train,val,test}/<wnid>/*.jpg``.
+"""Format 1, Ravi & Larochelle: ``images/<wnid><8 digits>.jpg`` + ``{train,val,test}.csv``, or
+``{train,val,test}/<wnid>/*.jpg``.
 
 The CSVs (``filename,label``) may sit beside ``images/``, in ``splits/ravi/``, or in ``splits_dir``;
 with ``strict`` their md5s must be the published ones. The folder variant needs no CSV: each split
@@ -18,22 +19,17 @@ from .common import MD5, SPLITS, WNID, SourceData, find_split_csvs, image_files,
 
 
 def read_csv_tables(folders: list[Path], strict: bool) -> dict[str, dict[str, list[str]]]:
-    """``{split: {wnid: [filenames]}}`` from the Ravi CSVs found in ``folders`` (md5-checked if ``strict``).
-
-    Usage: ``read_csv_tables([Path("splits/ravi")], strict=True)["test"]``.
-    """
+    """``{split: {wnid: [filenames]}}`` from the Ravi CSVs found in ``folders`` (md5-checked if ``strict``)."""
     paths = find_split_csvs(folders)
     return {split: read_split_csv(paths[split], MD5[f"{split}.csv"] if strict else None) for split in SPLITS}
 
 
 def read_ravi_csv(folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Read ``folder/images`` as listed by the Ravi CSVs; every listed image must exist.
-
-    Usage: ``read_ravi_csv(Path("/data/mini-imagenet")).splits["val"]["n01855672"][0]``.
-    """
+    """Read ``folder/images`` as listed by the Ravi CSVs; every listed image must exist."""
     tables = read_csv_tables(([splits_dir] if splits_dir is not None else []) + [folder], strict)
     images_dir = folder / "images"
-    missing = [f for classes in tables.values() for files in classes.values() for f in files if not (images_dir / f).is_file()]
+    missing = [f for classes in tables.values() for files in classes.values() for f in files
+               if not (images_dir / f).is_file()]
     if missing:
         raise DataError(f"{len(missing)} images listed in the CSVs are missing from {images_dir} (e.g. {missing[0]}): "
                         "copy all images there")
@@ -43,10 +39,7 @@ def read_ravi_csv(folder: Path, *, strict: bool = True, splits_dir: Path | None 
 
 
 def read_ravi_folders(folder: Path) -> SourceData:
-    """Read ``folder/{train,val,test}/<wnid>/*.jpg`` (one sub-folder per class, named by its wnid).
-
-    Usage: ``read_ravi_folders(Path("/data/mini-imagenet")).splits["train"]``.
-    """
+    """Read ``folder/{train,val,test}/<wnid>/*.jpg`` (one sub-folder per class, named by its wnid)."""
     splits: dict[str, dict] = {}
     for split in SPLITS:
         d = folder / split
@@ -56,7 +49,8 @@ def read_ravi_folders(folder: Path) -> SourceData:
         classes = {}
         for sub in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if not WNID.match(sub.name):
-                raise DataError(f"{sub} is not named by a WordNet id (like n01532829): each class folder must be its wnid")
+                raise DataError(f"{sub} is not named by a WordNet id (like n01532829): each class folder must be its "
+                                "wnid")
             classes[sub.name] = image_files(sub)
         splits[split] = classes
     return SourceData("ravi-folders", folder, splits)

@@ -1,7 +1,5 @@
 """Format 4, torchmeta: ``{train,val,test}_data.hdf5`` (group ``datasets``, one uint8 ``[600, 84, 84, 3]``
 dataset per wnid) with ``{train,val,test}_labels.json`` (the list of wnids). Read with h5py: no code runs.
-
-Usage: ``read_torchmeta(Path("~/data/miniimagenet").expanduser()).splits["val"]``
 """
 from __future__ import annotations
 

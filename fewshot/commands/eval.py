@@ -14,6 +14,14 @@ from pathlib import Path
 
 import torch
 
+from .. import pretrained
+from ..checks import check_count
+from ..config import TrainConfig
+from ..reporting import report_on_fixed_episodes
+from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
+from ..training.checkpoint import load_checkpoint, load_learner_state
+from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a run, checkpoint or pretrained model",
@@ -30,13 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_target(target: str, device: torch.device):
+def resolve_target(target: str, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, str]:
     """(learner, TrainConfig, description) for a run dir, a checkpoint file or a pretrained name."""
-    from .. import pretrained
-    from ..training.build import build_learner_from_config, identity
-    from ..training.checkpoint import load_checkpoint, load_learner_state
-    from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
-
     path = Path(target)
     if path.is_dir():
         cfg = load_run_config(path)
@@ -55,19 +58,15 @@ def resolve_target(target: str, device: torch.device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..training.build import TEST_SEED, resolve_device
-    from ..training.evaluate import evaluate_config
-
-    if args.episodes is not None and args.episodes <= 0:
-        raise ConfigError(f"--episodes must be > 0, got {args.episodes}")
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(f"--steps must be > 0, got {args.steps}")
+    if args.episodes is not None:
+        check_count(args.episodes, "--episodes")
+    if args.steps is not None:
+        check_count(args.steps, "--steps")
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
     if args.root is not None:
         cfg.data.root = args.root
-    report = evaluate_config(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
+    report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
                              seed=TEST_SEED if args.seed is None else args.seed, device=device)
     if args.json:
         print(json.dumps(report))

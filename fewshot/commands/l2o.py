@@ -1,10 +1,7 @@
 """``fewshot l2o``: meta-train learned optimizers and run the learned-optimizer experiments.
 
-Usage::
-
-    fewshot l2o train quadratic --out runs/l2o-quadratic --epochs 10
+    fewshot l2o train quadratic --out runs/l2o-quadratic --set epochs=10 --set net.output_scale=0.05
     fewshot l2o experiment mnist-relu --out figures/          # PNG + JSON, final-loss table on stdout
-    fewshot l2o list
 """
 from __future__ import annotations
 
@@ -16,6 +13,22 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from episodes.files import atomic_write_text, hardware
+
+from ..config.typed import apply_overrides, dotted_types
+from ..errors import FewshotError
+from ..l2o.experiments import (
+    EXPERIMENTS,
+    PROBLEMS,
+    build_family,
+    final_table,
+    run_experiment,
+    training_preset,
+    write_outputs,
+)
+from ..l2o.metatrain import MetaTrainConfig, meta_train
+from ..l2o.weights import save_learned_optimizer
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``l2o train|experiment|list``. Usage: ``register(parser.add_subparsers())``."""
@@ -26,19 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
     t.add_argument("problem", metavar="PROBLEM", help="quadratic, mnist, ... (see `fewshot l2o list`)")
-    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, history.jsonl")
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, "
+                                                               "history.jsonl")
     t.add_argument("--name", default=None, help="name in the manifest (default: l2o-PROBLEM)")
-    for flag, kind, what in (("--epochs", int, "epochs of --iterations-per-epoch iterations"),
-                             ("--iterations-per-epoch", int, "iterations (fresh problem batches) per epoch"),
-                             ("--problems-per-iteration", int, "problems optimized together per iteration"),
-                             ("--val-problems", int, "validation problems for early stopping"),
-                             ("--steps", int, "optimization horizon"), ("--unroll", int, "truncated-BPTT length"),
-                             ("--patience", int, "stop after N epochs without improvement"),
-                             ("--lr", float, "Adam learning rate on the optimizer's weights"),
-                             ("--output-scale", float, "scale of the LSTM's output"),
-                             ("--p", float, "gradient preprocessing threshold exp(-p)")):
-        t.add_argument(flag, type=kind, default=None, help=f"{what} (default: the problem's preset)")
-    t.add_argument("--no-preprocess", action="store_true", help="feed raw gradients to the LSTM")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the problem's meta-training preset, e.g. --set epochs=5 --set net.p=5 "
+                        f"(keys: {', '.join(dotted_types(MetaTrainConfig))}; repeatable)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     t.set_defaults(func=run_train)
@@ -61,34 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Meta-train, then write the best weights and the manifest under ``--out``."""
-    from ..l2o.experiments import build_family, training_preset
-    from ..l2o.metatrain import meta_train
-    from ..l2o.weights import save_learned_optimizer
-    from ..training.atomic import atomic_write_text
-    from ..training.publish import hardware
-
-    config = training_preset(args.problem)
-    overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
-                 "problems_per_iteration": args.problems_per_iteration, "val_problems": args.val_problems,
-                 "steps": args.steps, "unroll": args.unroll, "patience": args.patience, "lr": args.lr}
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
-    config.seed = args.seed
-    if args.output_scale is not None:
-        config.net.output_scale = args.output_scale
-    if args.p is not None:
-        config.net.p = args.p
-    if args.no_preprocess:
-        config.net.preprocess = False
-    config.validate()
+    config = apply_overrides(training_preset(args.problem), [*args.overrides, f"seed={args.seed}"])
     train = build_family(args.problem, "train", args.root)
     out = Path(args.out)
     lines: list[str] = []
 
     def report(record) -> None:
         lines.append(json.dumps(dataclasses.asdict(record)))
-        atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n")
+        atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n", error=FewshotError)
         print(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
               f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", flush=True)
 
@@ -112,8 +98,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_experiments(args: argparse.Namespace) -> int:
     """Run each named experiment, write its PNG/JSON, print the final-loss table."""
-    from ..l2o.experiments import EXPERIMENTS, final_table, run_experiment, write_outputs
-
     names = list(EXPERIMENTS) if args.experiment == ["all"] else args.experiment
     results = []
     for name in names:
@@ -129,8 +113,6 @@ def run_experiments(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the problems and experiments."""
-    from ..l2o.experiments import EXPERIMENTS, PROBLEMS
-
     print("problems (fewshot l2o train PROBLEM):")
     for name, spec in PROBLEMS.items():
         print(f"  {name:16s} {spec.description}")

@@ -5,8 +5,9 @@ Usage: ``fewshot plot runs/sine --out curves.png``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..training.plot import plot_run
+from ..reporting.plot import plot_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     out = args.out or str(Path(args.run_dir) / "curves.png")
     path = plot_run(args.run_dir, out)
     print(f"wrote {path}")

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="download/verify a dataset and build its HDF5 store",
-        description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, else ~/.cache/fewshot).",
+        description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, else "
+                    "~/.cache/fewshot).",
     )
     p.add_argument("dataset", metavar="DATASET", help=f"dataset to prepare: {', '.join(DATASETS)}")
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
@@ -28,9 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"mini-imagenet: a folder (or a file in it) in one of {len(FORMATS)} layouts, detected: "
                         f"{', '.join(FORMATS)}")
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
-    p.add_argument("--size", type=int, default=None, metavar="N", help="image side in pixels (default 28; 84 for mini-imagenet)")
+    p.add_argument("--size", type=int, default=None, metavar="N", help="image side in pixels (default 28; 84 for "
+                                                                       "mini-imagenet)")
     p.add_argument("--splits", default=None, metavar="DIR",
-                   help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in --source (ILSVRC builder)")
+                   help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in --source "
+                        "(ILSVRC builder)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="mini-imagenet: image-decoding processes (default min(8, CPU count))")
     p.add_argument("--force", action="store_true", help="rebuild the store even if it exists")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
     elif extra:
         verb = "applies" if len(extra) == 1 else "apply"
-        raise DataError(f"--{' and --'.join(extra)} only {verb} to mini-imagenet: drop {'it' if len(extra) == 1 else 'them'} for {args.dataset}")
+        raise DataError(f"--{' and --'.join(extra)} only {verb} to mini-imagenet: drop "
+                        f"{'it' if len(extra) == 1 else 'them'} for {args.dataset}")
     start = time.perf_counter()
     out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet, **extra)
     print(f"{args.dataset}: wrote {out}{detected} in {time.perf_counter() - start:.1f} s")

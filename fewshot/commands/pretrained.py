@@ -4,13 +4,16 @@ Usage::
 
     fewshot pretrained list
     fewshot pretrained show omniglot-5w1s-maml
-    fewshot pretrained publish runs/sine sinusoid-maml --episodes 600
+    fewshot pretrained publish runs/sine sinusoid-maml --dest pretrained --episodes 600
     fewshot pretrained table          # markdown results table from the manifests
 """
 from __future__ import annotations
 
 import argparse
 import json
+
+from .. import pretrained
+from ..reporting import publish, results_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub = sub.add_parser("publish", help="evaluate a run's best weights and store them as a pretrained model")
     pub.add_argument("run_dir")
     pub.add_argument("name")
-    pub.add_argument("--dest", default=None, help="collection directory (default: fewshot's pretrained/)")
+    pub.add_argument("--dest", required=True, metavar="DIR",
+                     help="collection directory to write DIR/NAME/ into (e.g. pretrained/ in a checkout)")
     pub.add_argument("--episodes", type=int, default=600)
     pub.add_argument("--notes", default="")
     sub.add_parser("table", help="markdown results table (ours vs the papers')")
@@ -33,8 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import pretrained
-
     if args.action == "list":
         for name in pretrained.list():
             m = pretrained.show(name)
@@ -51,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
         m = pretrained.verify(args.name)
         print(f"{args.name}: sha256 {m['sha256']} OK")
     elif args.action == "publish":
-        from ..training.publish import publish
-
         m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes)
         print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
     elif args.action == "table":
-        from ..training.publish import results_table
-
         print(results_table())
     return 0

@@ -8,9 +8,10 @@ One row per label: its support images, a separator, then its query images; rows 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
+
+from episodes import EpisodeSampler, load_split, render_episode
+from episodes.files import atomic_open
 
 from ..errors import ConfigError
 
@@ -38,24 +39,11 @@ def write_png(image, out: Path) -> None:
     folder = out.parent
     if not folder.is_dir():
         raise ConfigError(f"--out folder {str(folder)!r} does not exist: create it or choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(out, error=ConfigError, hint="choose another --out") as fh:
+        image.save(fh, format="PNG")
 
 
 def run(args: argparse.Namespace) -> int:
-    from episodes import EpisodeSampler, render_episode
-    from episodes.registry import load_split
-
     if args.scale < 1:
         raise ConfigError(f"--scale must be >= 1, got {args.scale}: pass e.g. --scale 2")
     out = Path(args.out)
@@ -69,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     labels = [split.class_names[int(c)] for c in classes[0]]
     image = render_episode(batch, labels=labels, scale=args.scale)
     write_png(image, out)
-    print(f"wrote {out} ({args.ways}-way {args.shots}-shot {args.queries}-query episode from {args.dataset}/{args.split})")
+    print(f"wrote {out} ({args.ways}-way {args.shots}-shot {args.queries}-query episode from "
+          f"{args.dataset}/{args.split})")
     return 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
+from ..training import train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.config import apply_overrides, load_config
-    from ..training.loop import train
-    from ..training.presets import list_presets
-
     if args.list_presets:
         print("\n".join(list_presets()))
         return 0
@@ -52,11 +50,10 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations is not None:
         extra.append(f"iterations={args.iterations}")
     cfg = apply_overrides(cfg, extra)
-    if not cfg.preset:
-        cfg.preset = ""
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
     result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at iteration {result.best_iteration}"
     note = f" (resumed from iteration {result.resumed_from})" if result.resumed_from else ""
-    print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: {result.run_dir}")
+    print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: "
+          f"{result.run_dir}")
     return 0

@@ -28,10 +28,12 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..evaluation import Z95
-from ..training.atomic import atomic_write_bytes, atomic_write_text
-from .checks import check_count
+from episodes import load_split
+from episodes.files import atomic_write_bytes, atomic_write_text
+
+from ..checks import check_count
+from ..errors import ConfigError, FewshotError
+from ..scoring import Z95
 from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
 from .metatrain import MetaTrainConfig
 from .net import LSTMOptimizerConfig
@@ -92,11 +94,10 @@ def training_preset(problem: str) -> MetaTrainConfig:
 
     Quadratics: 100 epochs, 128 problems per iteration (the paper's batch), 100 validation problems.
     MLPs: 20 epochs, one problem per iteration, 20 validation problems (each a 100-step MLP training).
-    Both use preprocessing with p = 10 and output scale 0.1. Adam's learning rate on phi (the thesis
-    picked it by random search in [1e-5, 1]): 1e-3 for quadratics; 1e-2 for MLPs, where 1e-3 stalled
-    (validation final loss 0.46-0.48 from iteration 100 to 400) and 1e-2 reached 0.40 in 50 iterations. (The thesis fed raw gradients on
-    quadratics; in our 60-iteration trial preprocessing reached a lower test loss, 0.67 vs 0.78,
-    and one setting for both keeps the optimizers comparable.)
+    Both use preprocessing with p = 10 and output scale 0.1 (the thesis fed raw gradients on
+    quadratics; one setting for both keeps the optimizers comparable). Adam's learning rate on phi
+    (the thesis picked it by random search in [1e-5, 1]): 1e-3 for quadratics, 1e-2 for MLPs.
+    Why these choices (the trials behind them): bench/NOTES.md.
     """
     spec = _spec(problem)
     if spec.kind == "quadratic":
@@ -114,8 +115,6 @@ def _spec(problem: str) -> ProblemSpec:
 
 def image_arrays(dataset: str, split: str, root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x [M, H*W] float in [0, 1], y [M] int64)`` of a prepared image dataset split."""
-    from episodes.registry import load_split
-
     data = load_split(dataset, split, root)
     x = data.data.flatten(1).float().div_(255.0)
     y = torch.repeat_interleave(torch.arange(data.num_classes), data.counts)
@@ -127,6 +126,7 @@ def build_family(problem: str, split: str = "train", root: str | os.PathLike | N
     spec = _spec(problem)
     if spec.kind == "quadratic":
         return QuadraticFamily()
+    assert spec.dataset is not None, f"MLP problem {problem} names no dataset"
     x, y = image_arrays(spec.dataset, split, root)
     return MLPFamily(x, y, hidden=spec.hidden, activation=spec.activation, name=problem)
 
@@ -135,12 +135,12 @@ def build_family(problem: str, split: str = "train", root: str | os.PathLike | N
 class Curve:
     """Mean loss per step over the test problems with its 95% CI half-width."""
 
-    mean: list[float]
-    ci95: list[float]
-    final: float
-    final_ci95: float
+    mean: list[float | None]  # None: not finite (JSON has no inf/nan)
+    ci95: list[float | None]
+    final: float | None
+    final_ci95: float | None
     lr: float | None = None
-    grid: dict[str, float] = field(default_factory=dict)
+    grid: dict[str, float | None] = field(default_factory=dict)
 
 
 def _curve(losses: torch.Tensor, lr: float | None = None, grid: dict | None = None) -> Curve:
@@ -195,6 +195,7 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
 
 def plot_experiment(result: dict[str, Any]) -> bytes:
     """The learning-curve PNG (log loss vs step; band = 95% CI; learned solid, baselines dashed)."""
+    # local: matplotlib costs ~0.5 s to import and only the experiment command needs it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,8 +230,9 @@ def plot_experiment(result: dict[str, Any]) -> bytes:
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``<out>/<experiment>.png`` and ``.json`` (atomically); returns their paths."""
     out = Path(out_dir)
-    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result))
-    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n")
+    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result), error=FewshotError)
+    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n",
+                           error=FewshotError)
     return png, js
 
 
@@ -242,7 +244,7 @@ def final_table(results: list[dict[str, Any]]) -> str:
     for r in results:
         final = r["final"]
         finite = {k: v["mean"] for k, v in final.items() if v["mean"] is not None}
-        best = min(finite, key=finite.get) if finite else "–"
+        best = min(finite, key=lambda k: finite[k]) if finite else "–"
         cells = [fmt(final["learned"])] + [f"{fmt(final[b])} ({final[b]['lr']:g})" for b in BASELINES]
         lines.append(f"| {r['experiment']} | {r['steps']} | " + " | ".join(cells) + f" | {best} |")
     return "\n".join(lines)

@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
+from ..checks import check_count
 from ..errors import ConfigError
-from .checks import check_count
 from .net import CoordinateLSTM, LSTMOptimizerConfig, State
 from .optimizer import LearnedOptimizer
 from .problems import ProblemBatch, ProblemFamily
@@ -48,8 +48,7 @@ class MetaTrainConfig:
     patience: int | None = None        # stop after this many epochs without a better validation loss
     seed: int = 0
 
-    def validate(self) -> "MetaTrainConfig":
-        """Raise ConfigError for an unusable protocol; returns self."""
+    def __post_init__(self) -> None:
         for key in ("steps", "unroll", "epochs", "iterations_per_epoch", "problems_per_iteration", "val_problems"):
             check_count(getattr(self, key), f"meta-training {key}")
         if self.unroll > self.steps:
@@ -59,8 +58,6 @@ class MetaTrainConfig:
             raise ConfigError(f"meta-training lr must be a finite number > 0, got {self.lr!r}")
         if self.patience is not None:
             check_count(self.patience, "patience (or None)")
-        self.net.validate()
-        return self
 
 
 def unroll(net: CoordinateLSTM, problems: ProblemBatch, theta: torch.Tensor, state: State, start: int,
@@ -108,14 +105,14 @@ def validation_loss(net: CoordinateLSTM, problems: ProblemBatch, steps: int) -> 
 def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
                callback: Callable[[EpochRecord], None] | None = None) -> MetaTrainResult:
     """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc)."""
-    config.validate()
     with torch.random.fork_rng(devices=[]):  # the LSTM's initial weights, without touching the global RNG
         torch.manual_seed(config.seed)
         net = CoordinateLSTM(config.net)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     train_gen = torch.Generator().manual_seed(config.seed)
     val_problems = val.sample(config.val_problems, config.steps, torch.Generator().manual_seed(config.seed + 1))
-    best_val, best_epoch, best_state = validation_loss(net, val_problems, config.steps), 0, copy.deepcopy(net.state_dict())
+    best_val, best_epoch, best_state = validation_loss(net, val_problems,
+                                                       config.steps), 0, copy.deepcopy(net.state_dict())
     history: list[EpochRecord] = [EpochRecord(0, float("nan"), best_val, 0.0)]
     if callback:
         callback(history[0])

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..errors import ConfigError
-from .checks import check_count
 from .preprocess import check_p, preprocess_gradients
 
 State = tuple[torch.Tensor, ...]  # (h_1, c_1, ..., h_L, c_L), each [n, hidden]
@@ -39,22 +39,20 @@ class LSTMOptimizerConfig:
     p: float = 10.0
     output_scale: float = 0.1
 
-    def validate(self) -> "LSTMOptimizerConfig":
-        """Raise ConfigError for an unusable setting; returns self."""
+    def __post_init__(self) -> None:
         for key in ("hidden", "layers"):
             check_count(getattr(self, key), f"learned optimizer {key}")
         check_p(self.p)
         if not isinstance(self.output_scale, (int, float)) or not self.output_scale > 0:
             raise ConfigError(f"learned optimizer output_scale must be > 0, got {self.output_scale!r}")
-        return self
 
 
 class CoordinateLSTM(nn.Module):
-    """Shared-weight LSTM applied to every coordinate independently. Usage: ``net(grad, state)``."""
+    """Shared-weight LSTM applied to every coordinate independently."""
 
     def __init__(self, config: LSTMOptimizerConfig | None = None) -> None:
         super().__init__()
-        self.config = (config or LSTMOptimizerConfig()).validate()
+        self.config = config or LSTMOptimizerConfig()
         c = self.config
         sizes = [2 if c.preprocess else 1] + [c.hidden] * c.layers
         self.cells = nn.ModuleList(nn.LSTMCell(sizes[i], sizes[i + 1]) for i in range(c.layers))

@@ -12,13 +12,13 @@ Usage::
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, overload
 
 import torch
 
 from ..errors import ConfigError
 from .net import CoordinateLSTM
-
+from .weights import load_learned_optimizer
 
 CHUNK = 16384  # coordinates per LSTM call in step()
 
@@ -39,9 +39,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if (net is None) == (weights is None):
             raise ConfigError("LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
                               "(a pretrained name or a saved directory)")
-        if net is None:
-            from .weights import load_learned_optimizer
-
+        if weights is not None:
             net = load_learned_optimizer(weights)
         if not isinstance(net, CoordinateLSTM):
             raise ConfigError(f"net must be a fewshot.l2o.CoordinateLSTM, got {type(net).__name__}")
@@ -73,9 +71,15 @@ class LearnedOptimizer(torch.optim.Optimizer):
                                           f"or with a {len(self._keys) // 2 - 1}-layer net mismatch; start fresh")
                     self._check_state(p, state)
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """One update of every parameter that has a gradient. Usage: ``opt.step()``."""
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update of every parameter that has a gradient."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -99,7 +103,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 grad = p.grad.reshape(-1).to(ref.dtype)
                 update = torch.empty_like(grad)
                 states = [state[k] for k in self._keys]
-                # Coordinates are independent: run them in cache-sized chunks (2.7x faster at 1.6M coordinates).
+                # Coordinates are independent: run them in cache-sized chunks (timings: bench/NOTES.md).
                 for start in range(0, grad.numel(), CHUNK):
                     stop = min(start + CHUNK, grad.numel())
                     update[start:stop], new = self.net(grad[start:stop], tuple(x[start:stop] for x in states))

@@ -7,8 +7,6 @@ Each gradient coordinate becomes two numbers that separate magnitude from sign::
 
 so the optimizer sees inputs of order one whatever the gradient's scale. The two branches meet at
 ``|g| = exp(-p)``: both give ``(-1, sign g)``.
-
-Usage: ``x = preprocess_gradients(grad.flatten(), p=10.0)   # [n, 2]``
 """
 from __future__ import annotations
 
@@ -27,10 +25,7 @@ def check_p(p: float) -> float:
 
 
 def preprocess_gradients(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """``grad`` of any shape -> ``[*grad.shape, 2]`` by the two-branch formula above.
-
-    Usage: ``preprocess_gradients(torch.tensor([1e-6, 0.5]), p=10.0)``
-    """
+    """``grad`` of any shape -> ``[*grad.shape, 2]`` by the two-branch formula above."""
     p = check_p(p)
     magnitude = grad.abs()
     big = magnitude >= math.exp(-p)

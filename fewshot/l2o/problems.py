@@ -22,15 +22,20 @@ from typing import Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_count
 from ..errors import ConfigError
-from .checks import check_count
 
 
 class ProblemBatch(Protocol):
     """``B`` independent problems over ``P`` parameters each."""
 
-    num_problems: int
-    dim: int
+    @property
+    def num_problems(self) -> int:
+        """``B``."""
+
+    @property
+    def dim(self) -> int:
+        """``P``."""
 
     def init(self) -> torch.Tensor:
         """The initial parameters ``[B, P]`` (a fresh tensor on every call)."""
@@ -40,7 +45,7 @@ class ProblemBatch(Protocol):
 
 
 class ProblemFamily(Protocol):
-    """A distribution over problems. Usage: ``family.sample(100, steps=100, generator=g)``."""
+    """A distribution over problems."""
 
     name: str
 

@@ -16,9 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+
+from episodes.files import atomic_write_bytes, atomic_write_text, sha256_file
+
 from .. import pretrained as registry
-from ..errors import CheckpointError, ConfigError
-from ..training.atomic import atomic_write_bytes, atomic_write_text
+from ..errors import CheckpointError, ConfigError, FewshotError
 from .net import CoordinateLSTM, LSTMOptimizerConfig
 
 KIND = "learned-optimizer"
@@ -27,20 +32,19 @@ KIND = "learned-optimizer"
 def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *, name: str,
                            extra: dict[str, Any] | None = None) -> dict:
     """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest."""
-    from safetensors.torch import save as st_save
-
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}))
+    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
+                       error=FewshotError)
     manifest = {
         "name": name,
         "kind": KIND,
         "net": dataclasses.asdict(net.config),
         **(extra or {}),
         "weights": registry.WEIGHTS,
-        "sha256": registry.sha256_file(directory / registry.WEIGHTS),
+        "sha256": sha256_file(directory / registry.WEIGHTS),
     }
-    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
 
 
@@ -51,7 +55,8 @@ def _resolve(source: str | os.PathLike) -> Path:
     if isinstance(source, str) and os.sep not in source and not path.exists():
         return registry.locate(source)
     raise CheckpointError(f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
-                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train --out` folder")
+                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train "
+                          "--out` folder")
 
 
 def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
@@ -66,14 +71,12 @@ def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
 
 def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]:
     """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory), verified, eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory, manifest = read_manifest(source)
     try:
         config = LSTMOptimizerConfig(**manifest["net"])
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save it") from exc
+        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save "
+                              "it") from exc
     try:
         net = CoordinateLSTM(config)
     except ConfigError as exc:
@@ -82,7 +85,8 @@ def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]
     try:
         net.load_state_dict(load_file(str(weights)))
     except (SafetensorError, OSError, RuntimeError) as exc:
-        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save it") from exc
+        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save "
+                              "it") from exc
     return net.eval(), manifest
 
 

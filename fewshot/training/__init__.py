@@ -1,13 +1,10 @@
-"""Training: typed configs and presets, the training loop, checkpoints, metrics logs.
+"""Running a training run: build its objects from a config, the meta-training loop, checkpoints
+(with every RNG state, for bit-identical resume) and the metrics log.
 
-Usage::
-
-    from fewshot.training import load_config, apply_overrides, train
-    cfg = apply_overrides(load_config("sinusoid-maml"), ["iterations=1000"])
-    result = train(cfg, out="runs/sine")
+``from fewshot.training import train``; ``result = train(cfg, out="runs/sine")``.
+Configs live in ``fewshot.config``; evaluation reports, publishing and plots in ``fewshot.reporting``.
 """
-from .config import DataConfig, LearnerSection, ModelConfig, OptimConfig, TrainConfig, apply_overrides, load_config, save_config
-from .presets import PRESETS, get_preset, list_presets
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import TrainResult, train
-from .evaluate import evaluate_config
+
+__all__ = ["TrainResult", "load_checkpoint", "save_checkpoint", "train"]

@@ -1,13 +1,4 @@
-"""Turn a TrainConfig into the objects of a run: device, model, learner, task sources, optimizer.
-
-Usage::
-
-    device = resolve_device("auto")
-    learner = build_learner_from_config(cfg, device)
-    train_src = build_train_source(cfg, device)
-    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes)     # FixedSet: .batches(B), .ways ...
-    opt, sched = build_optimizer(learner, cfg)
-"""
+"""Turn a TrainConfig into the objects of a run: device, model, learner, task sources, meta-optimizer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +6,13 @@ from typing import Any, Iterator
 
 import torch
 
+from episodes import ClassSplit, EpisodeSampler, FixedEpisodes, SinusoidTasks, TaskBatch, load_split
+
+from ..config import TrainConfig
 from ..errors import ConfigError
-from .config import TrainConfig
+from ..learners import build_learner
+from ..meta_optimizer import build_meta_optimizer
+from ..nn import MLP, Conv4, FullyConnected
 
 # Fixed evaluation sets use their own seeds (not the training seed), so every run of a preset is
 # validated and tested on the same episodes.
@@ -60,8 +56,6 @@ def identity(cfg: TrainConfig) -> dict[str, str]:
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     """The backbone of ``cfg`` (initialised from the current torch seed, see :func:`build_learner_from_config`)."""
-    from ..nn import MLP, Conv4, FullyConnected
-
     m, d = cfg.model, cfg.data
     if d.is_regression:
         if m.backbone != "mlp":
@@ -77,8 +71,6 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
 
 def build_learner_from_config(cfg: TrainConfig, device: torch.device | str = "cpu") -> torch.nn.Module:
     """Model + learner of ``cfg`` on ``device``; weights initialised from a generator seeded by ``cfg.seed``."""
-    from ..learners import build_learner
-
     # nn.Module initialisers draw from the global torch RNG: fork it, seed it from cfg.seed, and
     # restore it afterwards, so the init is a pure function of the seed and leaves no trace.
     with torch.random.fork_rng(devices=[]):
@@ -92,19 +84,13 @@ def build_train_source(cfg: TrainConfig, device: torch.device | str | None = Non
     """The meta-training task source (seeded by ``cfg.seed``; ``state_dict()`` for resume)."""
     d = cfg.data
     if d.is_regression:
-        from episodes import SinusoidTasks
-
         return SinusoidTasks(d.shots, d.queries, seed=cfg.seed)
-    from episodes import EpisodeSampler
-
     split = load_data_split(cfg, d.train_split)
     return EpisodeSampler(split, d.ways, d.shots, d.queries, seed=cfg.seed, device=device)
 
 
-def load_data_split(cfg: TrainConfig, split: str):
+def load_data_split(cfg: TrainConfig, split: str) -> ClassSplit:
     """``episodes.load_split`` for ``cfg``'s dataset (its DataError names the ``fewshot prepare`` command)."""
-    from episodes import load_split
-
     return load_split(cfg.data.dataset, split, cfg.data.root, size=cfg.data.size)
 
 
@@ -128,8 +114,6 @@ class FixedSet:
             return
         full = self.source  # a TaskBatch holding every task (regression)
         for start in range(0, self.count, batch_size):
-            from episodes import TaskBatch
-
             sl = slice(start, start + batch_size)
             batch = TaskBatch(full.support_x[sl], full.support_y[sl], full.query_x[sl], full.query_y[sl], full.ways)
             yield batch.to(self.device) if self.device is not None else batch
@@ -146,24 +130,15 @@ def build_fixed_set(cfg: TrainConfig, which: str, *, count: int, split: str | No
     seed = (VAL_SEED if which == "val" else TEST_SEED) if seed is None else seed
     queries = d.test_queries
     if d.is_regression:
-        from episodes import SinusoidTasks
-
         # one draw of all tasks at once, so task i does not depend on the batch size
         full = SinusoidTasks(d.shots, queries, seed=seed * 7919 + {"val": 0, "test": 1}.get(which, 2)).sample(count)
         return FixedSet(full, count, None, d.shots, queries, split, seed, device)
-    from episodes import FixedEpisodes
-
     data = load_data_split(cfg, split)
     fixed = FixedEpisodes(data, d.ways, d.shots, queries, count=count, seed=seed)
     return FixedSet(fixed, count, d.ways, d.shots, queries, split, seed, device)
 
 
 def build_optimizer(learner: torch.nn.Module, cfg: TrainConfig):
-    """Adam over the learner's meta-parameters, plus cosine annealing over the run if ``optim.cosine``
-    (``fewshot.optim.build_meta_optimizer``); returns ``(optimizer, scheduler or None)``."""
-    from ..optim import MetaOptimConfig, build_meta_optimizer
-
-    o = cfg.optim
-    min_lr = o.min_lr if o.cosine else min(o.min_lr, o.lr)  # min_lr only matters with cosine annealing
-    mo = MetaOptimConfig(lr=o.lr, cosine=o.cosine, min_lr=min_lr, weight_decay=o.weight_decay)
-    return build_meta_optimizer(learner.parameters(), mo, cfg.iterations)
+    """``fewshot.meta_optimizer.build_meta_optimizer`` for ``cfg.optim`` over the run's iterations:
+    ``(Adam, cosine scheduler or None)``."""
+    return build_meta_optimizer(learner.parameters(), cfg.optim, cfg.iterations)

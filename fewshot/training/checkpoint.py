@@ -21,8 +21,9 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError
-from .atomic import atomic_write_bytes
+from episodes.files import atomic_write_bytes
+
+from ..errors import CheckpointError, FewshotError
 from .rng import capture_rng, from_plain, restore_rng, to_plain
 
 MAGIC = b"FEWSHOT-CKPT-1\n"
@@ -49,7 +50,7 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
     torch.save(payload, buf)
     body = buf.getvalue()
     digest = hashlib.sha256(body).hexdigest().encode("ascii")
-    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body)
+    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body, error=FewshotError)
 
 
 def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -> dict:
@@ -60,11 +61,13 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint {path} does not exist: check the path or train first") from exc
     except IsADirectoryError as exc:
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file: pass the .pt file or the run directory") from exc
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file: pass the .pt file or the run "
+                              "directory") from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
     if not raw.startswith(MAGIC):
-        raise CheckpointError(f"{path} is not a fewshot checkpoint (bad header): it is corrupted or another kind of file")
+        raise CheckpointError(f"{path} is not a fewshot checkpoint (bad header): it is corrupted or another kind of "
+                              "file")
     head_end = len(MAGIC) + 64
     digest, body = raw[len(MAGIC):head_end], raw[head_end + 1:]
     if len(raw) < head_end + 1 or raw[head_end:head_end + 1] != b"\n":

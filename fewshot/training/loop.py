@@ -8,11 +8,6 @@ Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends
 CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
 because the checkpoint holds the learner, optimizer, scheduler, task-source generator and global RNG
 states, and validation draws from its own fixed episode set.
-
-Usage::
-
-    result = train(load_config("sinusoid-maml"), "runs/sine", quiet=True)
-    result.best_metric, result.run_dir
 """
 from __future__ import annotations
 
@@ -25,14 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
+from ..config import TrainConfig, config_from_dict, read_config_file, save_config
 from ..errors import AdaptationError, ConfigError, FewshotError
-from ..evaluation import evaluate_learner
-from .build import (build_fixed_set, build_learner_from_config, build_optimizer, build_train_source,
-                    configure_backends, identity, resolve_device)
+from ..meta_optimizer import clip_meta_gradients
+from ..scoring import evaluate_learner
+from .build import (
+    build_fixed_set,
+    build_learner_from_config,
+    build_optimizer,
+    build_train_source,
+    configure_backends,
+    identity,
+    resolve_device,
+)
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
-from .config import TrainConfig, config_from_dict, read_config_file, save_config
-from .logging import MetricsLogger
+from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
 
 CONFIG_FILE = "config.yaml"
@@ -121,7 +125,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
                               "raise --iterations to continue")
     device = resolve_device(cfg.device)
     configure_backends(cfg)
-    learner = build_learner_from_config(cfg, device)
+    # Any: the learner API (meta_loss, evaluate) is not on nn.Module, which build_learner returns
+    learner: Any = build_learner_from_config(cfg, device)
     source = build_train_source(cfg, device)
     val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
     optimizer, scheduler = build_optimizer(learner, cfg)
@@ -150,8 +155,6 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
                         sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
                         extra={"best_metric": best, "best_iteration": best_it, "metric": metric})
 
-    from tqdm import tqdm
-
     bar = tqdm(total=cfg.iterations, initial=start, disable=quiet, dynamic_ncols=True, unit="it",
                desc=cfg.preset or "train")
     last_loss: float | None = None
@@ -177,17 +180,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
                                    "or set optim.clip_norm")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.optim.clip_value is not None:
-                torch.nn.utils.clip_grad_value_(learner.parameters(), cfg.optim.clip_value)
-            if cfg.optim.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(learner.parameters(), cfg.optim.clip_norm)
+            clip_meta_gradients(learner.parameters(), cfg.optim)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             last_loss = loss_value
             metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
             if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
-                logger.write("train", iteration, **{**metrics, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+                logger.write("train", iteration, **{**metrics, "loss": loss_value,
+                                                    "lr": optimizer.param_groups[0]["lr"]})
             bar.update(1)
             post = {"loss": f"{loss_value:.4f}"}
             if metric in metrics:

@@ -202,7 +202,8 @@ def test_task_generator_errors():
 
     def ragged(g):
         n = next(sizes)
-        return Task(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long), torch.zeros(n, 2), torch.zeros(n, dtype=torch.long))
+        return Task(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long), torch.zeros(n, 2),
+                    torch.zeros(n, dtype=torch.long))
 
     with pytest.raises(DataError, match="different shapes"):
         TaskGenerator(ragged, seed=0).sample(2)
@@ -210,8 +211,10 @@ def test_task_generator_errors():
         TaskGenerator(make_task, seed=0).sample(0)
 
 
+@pytest.mark.slow
 def test_example_script_runs():
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "custom_data.py")], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "custom_data.py")], capture_output=True, text=True,
+                         check=True)
     assert "arrays: 6 classes -> (4, 5, 1, 16, 16) (4, 15, 1, 16, 16)" in out.stdout
     assert "folder: ['class0', 'class1', 'class2', 'class3'] -> (2, 6, 1, 16, 16)" in out.stdout
     assert "generator: (8, 10, 2) ways = 2" in out.stdout

@@ -60,7 +60,8 @@ def test_official_md5_rejects_repacked_archive_and_leaves_nothing(mirror, tmp_pa
 
 def test_download_with_mirror_md5_succeeds(mirror, fewshot_data, tmp_path):
     original = fewshot_data / "omniglot" / "images_evaluation.zip"
-    dest = download(join_url(mirror, "images_evaluation.zip"), tmp_path / "images_evaluation.zip", md5_file(original), quiet=True)
+    dest = download(join_url(mirror, "images_evaluation.zip"), tmp_path / "images_evaluation.zip", md5_file(original),
+                    quiet=True)
     assert dest.read_bytes() == original.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images_evaluation.zip"]
 
@@ -82,6 +83,7 @@ def test_fetch_reuses_a_matching_file_and_refuses_a_wrong_one(tmp_path):
     assert (tmp_path / "a.txt").read_bytes() == b"hello"
 
 
+@pytest.mark.slow
 def test_prepare_from_url(mirror, fewshot_data, omniglot_root, tmp_path):
     """``--source URL``: official md5s refuse the mirror; the mirror's own md5s give the same store as --source DIR."""
     with pytest.raises(DataError, match="md5 mismatch"):
@@ -92,7 +94,8 @@ def test_prepare_from_url(mirror, fewshot_data, omniglot_root, tmp_path):
     out = prepare_omniglot(mirror, tmp_path / "b", quiet=True, md5=table)
     assert out == tmp_path / "b" / "omniglot" / "omniglot-28.h5"
     # The downloaded archives and split lists are kept beside the store, byte-identical to the mirror's.
-    for rel in ("images_background.zip", "images_evaluation.zip", "splits/vinyals/train.txt", "splits/vinyals/trainval.txt"):
+    for rel in ("images_background.zip", "images_evaluation.zip", "splits/vinyals/train.txt",
+                "splits/vinyals/trainval.txt"):
         assert (out.parent / rel).read_bytes() == (fewshot_data / "omniglot" / rel).read_bytes()
     with Store(out) as got, Store(omniglot_root / "omniglot" / "omniglot-28.h5") as want:
         for part in ("background", "evaluation"):

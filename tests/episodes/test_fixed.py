@@ -13,7 +13,8 @@ from episodes import ClassSplit, DataError, EpisodeSampler, FixedEpisodes, Task
 def index_split(n_classes=30, per_class=10):
     m = n_classes * per_class
     offsets = torch.arange(n_classes + 1, dtype=torch.int64) * per_class
-    return ClassSplit(torch.arange(m, dtype=torch.float32).view(m, 1, 1, 1), offsets, [f"c{i}" for i in range(n_classes)])
+    return ClassSplit(torch.arange(m, dtype=torch.float32).view(m, 1, 1, 1), offsets,
+                      [f"c{i}" for i in range(n_classes)])
 
 
 def cat_batches(batches):
@@ -70,6 +71,7 @@ def test_fixed_episodes_satisfy_sampler_invariants():
             assert cls_s.unique().numel() == 4
 
 
+@pytest.mark.slow
 def test_same_fixed_episodes_across_processes():
     split = index_split()
     h = hashlib.sha256()

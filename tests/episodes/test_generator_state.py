@@ -16,7 +16,8 @@ def test_restore_continues_the_saved_stream():
     assert torch.equal(torch.rand(4, generator=other), expected)
 
 
-@pytest.mark.parametrize("state", [{}, None, {"generator": torch.zeros(3)}, {"generator": torch.zeros(3, dtype=torch.uint8)}])
+@pytest.mark.parametrize("state", [{}, None, {"generator": torch.zeros(3)},
+                                   {"generator": torch.zeros(3, dtype=torch.uint8)}])
 def test_bad_states_are_refused_naming_the_owner(state):
     with pytest.raises(DataError, match="SinusoidTasks state"):
         restore_generator(torch.Generator(), state, "SinusoidTasks")

@@ -80,6 +80,7 @@ def test_store_is_the_idx_data_sorted_by_label(name, fewshot_data, tmp_path):
         assert list(s.class_names) == [str(d) for d in range(10)]
 
 
+@pytest.mark.slow
 def test_resized_store(fewshot_data, tmp_path):
     out = prepare_mnist("mnist", fewshot_data / "mnist", tmp_path, size=14, quiet=True)
     s = load_idx_split("mnist", "test", tmp_path, size=14)
@@ -111,12 +112,15 @@ def test_content_checks_and_mid_way_failure(fewshot_data, tmp_path):
     labels = gzip.decompress((fewshot_data / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
     # The test labels are read after the train part is already in the temp store: a mid-way failure.
     truncated = gzip.compress(labels)[:2000]
-    _fails_cleanly(_local_copy(tmp_path / "a", fewshot_data, **{"t10k-labels-idx1-ubyte": truncated}), tmp_path / "ra", "not a valid gzip")
+    _fails_cleanly(_local_copy(tmp_path / "a", fewshot_data, **{"t10k-labels-idx1-ubyte": truncated}), tmp_path / "ra",
+                   "not a valid gzip")
     short = _idx(0x08, (9999,), labels[8:-1])
-    _fails_cleanly(_local_copy(tmp_path / "b", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(short)}), tmp_path / "rb",
+    _fails_cleanly(_local_copy(tmp_path / "b", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(short)}),
+                   tmp_path / "rb",
                    r"expected uint8 \(10000,\)")
     bad = _idx(0x08, (10000,), bytes([10]) + labels[9:])
-    _fails_cleanly(_local_copy(tmp_path / "c", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(bad)}), tmp_path / "rc",
+    _fails_cleanly(_local_copy(tmp_path / "c", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(bad)}),
+                   tmp_path / "rc",
                    "has label 10, expected 0..9")
     _fails_cleanly(_local_copy(tmp_path / "d", fewshot_data, **{"train-images-idx3-ubyte": None}), tmp_path / "rd",
                    "train-images-idx3-ubyte.gz nor")

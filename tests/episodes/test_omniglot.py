@@ -69,7 +69,8 @@ def test_vinyals_splits(omniglot_root, fewshot_data):
         assert (v.counts == 20).all() and v.data.shape == (20 * len(lines), 1, 28, 28) and v.data.dtype == torch.uint8
     chars = {s: {parse_split_line(n)[0] for n in v.class_names} for s, v in splits.items()}
     assert (len(chars["train"]), len(chars["val"]), len(chars["test"])) == (1028, 172, 423)
-    assert not (chars["train"] & chars["val"]) and not (chars["train"] & chars["test"]) and not (chars["val"] & chars["test"])
+    assert not (chars["train"] & chars["val"]) and not (chars["train"] & chars["test"])
+    assert not (chars["val"] & chars["test"])
     assert chars["train"] | chars["val"] == chars["trainval"]
     # trainval = train then val, same images
     tv, tr = splits["trainval"], splits["train"]
@@ -112,7 +113,8 @@ def test_lake_splits_and_rotation_augmentation(omniglot_root):
         load_omniglot("train", omniglot_root, rotations=(0, 90))
     with pytest.raises(DataError, match="multiples of 90"):
         load_omniglot("background", omniglot_root, rotations=(0, 45))
-    with pytest.raises(DataError, match="unknown omniglot split 'bogus'.*train, val, test, trainval, background, evaluation"):
+    with pytest.raises(DataError, match="unknown omniglot split 'bogus'.*train, val, test, trainval, background, "
+                                        "evaluation"):
         load_omniglot("bogus", omniglot_root)
 
 
@@ -136,7 +138,8 @@ def _source(tmp_path, fewshot_data, **replace):
     src = tmp_path / "src"
     (src / "splits" / "vinyals").mkdir(parents=True)
     real = fewshot_data / "omniglot"
-    for rel in ("images_background.zip", "images_evaluation.zip") + tuple(f"splits/vinyals/{s}.txt" for s in om.VINYALS_SPLITS):
+    for rel in ("images_background.zip",
+                "images_evaluation.zip") + tuple(f"splits/vinyals/{s}.txt" for s in om.VINYALS_SPLITS):
         key = rel.replace("/", "_").replace(".", "_")
         if key in replace:
             if replace[key] is not None:
@@ -171,7 +174,8 @@ EVAL = "images_evaluation_zip"
 
 def test_truncated_archive(tmp_path, fewshot_data):
     blob = (fewshot_data / "omniglot" / "images_evaluation.zip").read_bytes()
-    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob[: len(blob) // 2]}), "not a valid zip archive")
+    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob[: len(blob) // 2]}), "not a valid "
+                                                                                                       "zip archive")
 
 
 def test_missing_alphabet(tmp_path, fewshot_data):
@@ -179,13 +183,16 @@ def test_missing_alphabet(tmp_path, fewshot_data):
     with zipfile.ZipFile(real) as z:
         victim = sorted({n.split("/")[1] for n in z.namelist() if n.count("/") >= 2})[0]
     blob = _rewrite_zip(real, keep=lambda i: f"/{victim}/" not in i.filename)
-    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "found 19 alphabets.*expected 20 / 659")
+    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "found 19 alphabets.*expected 20 "
+                                                                                     "/ 659")
 
 
+@pytest.mark.slow
 def test_wrong_layout(tmp_path, fewshot_data):
     blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip", rename=lambda n: "omniglot/" + n)
     _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "wrong layout")
-    blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip", extra=["images_evaluation/Angelic/notes.txt"])
+    blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip",
+                        extra=["images_evaluation/Angelic/notes.txt"])
     _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, **{EVAL: blob}), "unexpected entry")
 
 
@@ -229,15 +236,18 @@ def test_failure_mid_way_leaves_no_store_and_no_temp(tmp_path, fewshot_data, mon
 
 def test_split_list_checks(tmp_path, fewshot_data):
     lines = (fewshot_data / "omniglot" / "splits" / "vinyals" / "val.txt").read_bytes()
-    _assert_fails_cleanly(tmp_path / "a", _source(tmp_path / "a", fewshot_data, splits_vinyals_val_txt=lines + b"X/character01/rot000\n"),
+    _assert_fails_cleanly(tmp_path / "a", _source(tmp_path / "a", fewshot_data,
+                                                  splits_vinyals_val_txt=lines + b"X/character01/rot000\n"),
                           "split list .*val.txt has md5")
-    _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, splits_vinyals_test_txt=None), "test.txt not found")
+    _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, splits_vinyals_test_txt=None),
+                          "test.txt not found")
     _assert_fails_cleanly(tmp_path / "c", tmp_path / "nowhere", "is not a folder")
     empty = tmp_path / "d" / "src"
     shutil.copytree(_source(tmp_path / "d0", fewshot_data) / "splits", empty / "splits", symlinks=True)
     _assert_fails_cleanly(tmp_path / "d", empty, "neither .*images_background.zip nor the folder")
 
 
+@pytest.mark.slow
 def test_extracted_folder_source_gives_the_same_store(tmp_path, fewshot_data, omniglot_root):
     src = _source(tmp_path, fewshot_data, **{EVAL: None})
     with zipfile.ZipFile(fewshot_data / "omniglot" / "images_evaluation.zip") as z:

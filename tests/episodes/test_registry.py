@@ -26,7 +26,8 @@ def test_dataset_names():
 
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, mini-imagenet"):
+    with pytest.raises(DataError, match="unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, "
+                                        "mini-imagenet"):
         load_split("omniglott", "train", tmp_path)
     with pytest.raises(DataError, match="unknown mnist split 'val': choose one of train, test"):
         load_split("mnist", "val", tmp_path)
@@ -38,7 +39,8 @@ def test_missing_store_names_the_prepare_command(tmp_path):
     for dataset in DATASETS:
         size = DATASETS[dataset].default_size
         store = tmp_path / dataset / f"{dataset}-{size}.h5"
-        with pytest.raises(DataError, match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} (--source (DIR|PATH) )?--root {tmp_path}`"):
+        with pytest.raises(DataError, match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} (--source "
+                                            f"(DIR|PATH) )?--root {tmp_path}`"):
             load_split(dataset, "train", tmp_path)
 
 
@@ -62,7 +64,8 @@ def test_corrupt_store_says_how_to_rebuild(tmp_path):
     path = tmp_path / "omniglot" / "omniglot-28.h5"
     path.parent.mkdir()
     path.write_bytes(b"\x89HDF garbage" * 100)
-    with pytest.raises(DataError, match=r"not a readable HDF5 file.*fewshot prepare omniglot --root .* --force") as info:
+    with pytest.raises(DataError,
+                       match=r"not a readable HDF5 file.*fewshot prepare omniglot --root .* --force") as info:
         load_split("omniglot", "train", tmp_path)
     assert "\n" not in str(info.value)
 

@@ -74,7 +74,8 @@ class _Open:
         return (builtins.open, (str(self.target), "w"))
 
 
-@pytest.mark.parametrize("payload, global_name", [(_System, f"{os.system.__module__}.system"), (_Open, f"{builtins.open.__module__}.open")])
+@pytest.mark.parametrize("payload, global_name", [(_System, f"{os.system.__module__}.system"),
+                                                  (_Open, f"{builtins.open.__module__}.open")])
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 def test_code_running_pickles_are_refused_before_they_run(tmp_path, payload, global_name, protocol):
     target = tmp_path / "pwned"

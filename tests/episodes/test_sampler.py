@@ -1,4 +1,5 @@
-"""EpisodeSampler: shapes, invariants (disjoint, balanced, distinct classes), randomness, determinism, resume, errors."""
+"""EpisodeSampler: shapes, invariants (disjoint, balanced, distinct classes), randomness, determinism, resume,
+errors."""
 import hashlib
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def _digest(batch):
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_same_episodes_across_processes():
     split = index_split([20] * 50)
     mine = _digest(EpisodeSampler(split, 5, 2, 3, seed=21).sample(6))
@@ -153,7 +155,8 @@ def test_same_episodes_across_processes():
         from episodes import ClassSplit, EpisodeSampler
         counts = torch.full((50,), 20)
         off = torch.zeros(51, dtype=torch.int64); off[1:] = torch.cumsum(counts, 0)
-        split = ClassSplit(torch.arange(1000, dtype=torch.float32).view(1000, 1, 1, 1), off, [f"c{i}" for i in range(50)])
+        data = torch.arange(1000, dtype=torch.float32).view(1000, 1, 1, 1)
+        split = ClassSplit(data, off, [f"c{i}" for i in range(50)])
         b = EpisodeSampler(split, 5, 2, 3, seed=21).sample(6)
         h = hashlib.sha256()
         for t in (b.support_x, b.support_y, b.query_x, b.query_y):
@@ -236,7 +239,8 @@ def test_real_omniglot_vinyals_train(omniglot_train, ways, shots):
     batch = EpisodeSampler(split, ways, shots, queries, seed=0).sample(32)
     assert batch.support_x.shape == (32, ways * shots, 1, 28, 28)
     assert batch.query_x.shape == (32, ways * queries, 1, 28, 28)
-    assert batch.support_x.dtype == torch.float32 and 0.0 <= float(batch.support_x.min()) and float(batch.query_x.max()) <= 1.0
+    assert batch.support_x.dtype == torch.float32
+    assert 0.0 <= float(batch.support_x.min()) and float(batch.query_x.max()) <= 1.0
     # the same draws as indices: the batch is exactly split.data[rows] / 255, and the rows obey the invariants
     classes, rows = EpisodeSampler(split, ways, shots, queries, seed=0).sample_indices(32)
     images = split.data[rows].float() / 255  # [B, N, K+Q, 1, 28, 28]

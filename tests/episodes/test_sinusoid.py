@@ -44,7 +44,8 @@ def test_determinism_and_resume():
     a = SinusoidTasks(5, 5, seed=3)
     b = SinusoidTasks(5, 5, seed=3)
     assert torch.equal(a.sample(4).support_y, b.sample(4).support_y)
-    assert not torch.equal(SinusoidTasks(5, 5, seed=4).sample(4).support_y, SinusoidTasks(5, 5, seed=3).sample(4).support_y)
+    assert not torch.equal(SinusoidTasks(5, 5, seed=4).sample(4).support_y, SinusoidTasks(5, 5,
+                                                                                          seed=3).sample(4).support_y)
     state = a.state_dict()
     want = [a.sample(4) for _ in range(2)]
     c = SinusoidTasks(5, 5, seed=0)

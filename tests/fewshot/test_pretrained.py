@@ -7,12 +7,11 @@ import pytest
 import torch
 
 import fewshot.pretrained as pt
+from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
+from fewshot.reporting import publish, results_table
 from fewshot.training.checkpoint import load_checkpoint
-from fewshot.training.config import apply_overrides
 from fewshot.training.loop import train
-from fewshot.training.presets import get_preset
-from fewshot.training.publish import publish, results_table
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def make_fixture(seed: int = 0, counts: dict[str, tuple[int, int]] = COUNTS) -> 
         images[split], indices[split] = {}, {}
         for wnid in RAVI_CLASSES[split][:n_classes]:
             images[split][wnid] = np.stack([_smooth_image(rng) for _ in range(per)])
-            indices[split][wnid] = sorted(int(k) for k in rng.choice(np.arange(1, 3 * per + 1), size=per, replace=False))
+            indices[split][wnid] = sorted(int(k) for k in rng.choice(np.arange(1, 3 * per + 1), size=per,
+                                                                     replace=False))
     return Fixture(images, indices, seed)
 
 
@@ -104,7 +105,8 @@ def write_ravi_folders(folder: Path, fx: Fixture) -> Path:
     return folder
 
 
-def _scatter(fx: Fixture, split: str, rng: np.random.Generator, ascending: bool = False) -> tuple[np.ndarray, dict[str, list[int]]]:
+def _scatter(fx: Fixture, split: str, rng: np.random.Generator, ascending: bool = False) -> tuple[np.ndarray,
+                                                                                                  dict[str, list[int]]]:
     """All images of a split in a shuffled order, and per class the positions of its images (class order kept;
     ``ascending``: a class's images also appear in file order, as a per-image label list implies)."""
     classes = fx.images[split]
@@ -190,7 +192,8 @@ def write_metaopt_pickles(folder: Path, fx: Fixture) -> Path:
 
 
 def write_torchmeta(folder: Path, fx: Fixture) -> Path:
-    """Format 4: ``{split}_data.hdf5`` (group ``datasets``, one ``[n, 84, 84, 3]`` uint8 per wnid) + ``{split}_labels.json``."""
+    """Format 4: ``{split}_data.hdf5`` (group ``datasets``, one ``[n, 84, 84, 3]`` uint8 per wnid) +
+    ``{split}_labels.json``."""
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         with h5py.File(folder / f"{split}_data.hdf5", "w") as f:

@@ -90,7 +90,8 @@ def test_class_with_too_few_images_names_class_and_count(tmp_path):
     fx.images["test"][wnid] = fx.images["test"][wnid][:3]
     fx.indices["test"][wnid] = fx.indices["test"][wnid][:3]
     for fmt in WRITERS:
-        with pytest.raises(DataError, match=f"class {wnid} of split test has 3 images, expected 5: the source is incomplete"):
+        with pytest.raises(DataError, match=f"class {wnid} of split test has 3 images, expected 5: the source is "
+                                            "incomplete"):
             _build(tmp_path, fx, fmt)
         assert list(tmp_path.glob(f"root-{fmt}/**/*.h5")) == []
 

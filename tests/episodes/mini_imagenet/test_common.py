@@ -12,7 +12,8 @@ def test_real_ravi_csvs_match_md5_counts_and_class_lists(fewshot_data):
         table = read_split_csv(fewshot_data / "mini-imagenet" / "splits" / "ravi" / f"{split}.csv", MD5[f"{split}.csv"])
         assert len(table) == classes and all(len(v) == per for v in table.values())
         assert tuple(table) == RAVI_CLASSES[split]
-        assert all(f.startswith(label) and f.endswith(".jpg") and len(f) == 21 for label, files in table.items() for f in files)
+        assert all(f.startswith(label) and f.endswith(".jpg") and len(f) == 21 for label,
+                   files in table.items() for f in files)
 
 
 def test_decode_grayscale_becomes_rgb():

@@ -42,15 +42,19 @@ def test_missing_class_folder_or_too_few_files_are_named(tmp_path):
     files = sorted_class_files(src / "train" / wnid)
     for extra in files[k - 1:]:
         extra.unlink()
-    with pytest.raises(DataError, match=f"entry '{wnid}{k:08d}.jpg' is image {k} of {wnid}, but .* has {k - 1} <wnid>_<n>.JPEG files"):
+    with pytest.raises(DataError, match=f"entry '{wnid}{k:08d}.jpg' is image {k} of {wnid}, but .* has {k - 1} "
+                                        "<wnid>_<n>.JPEG files"):
         prepare_mini_imagenet(src, tmp_path / "root", **kw)
     shutil.rmtree(src / "train" / wnid)
-    with pytest.raises(DataError, match=f"lacks 1 of the {N_FIXTURE} class folders the CSVs need .e.g. {wnid}/ for val.csv."):
+    with pytest.raises(DataError, match=f"lacks 1 of the {N_FIXTURE} class folders the CSVs need .e.g. {wnid}/ for "
+                                        "val.csv."):
         prepare_mini_imagenet(src, tmp_path / "root", **kw)
 
 
 def test_real_ravi_csvs_pass_md5_and_the_first_absent_class_is_named(fewshot_data, tmp_path):
     fx = make_fixture(2)
     src = write_ilsvrc(tmp_path / "imagenet", fx)
-    with pytest.raises(DataError, match=f"lacks {N_RAVI - N_FIXTURE} of the {N_RAVI} class folders the CSVs need .e.g. n01749939/ for train.csv.: extract the full ILSVRC-2012"):
-        prepare_mini_imagenet(src, tmp_path / "root", splits=fewshot_data / "mini-imagenet" / "splits" / "ravi", quiet=True)
+    with pytest.raises(DataError, match=f"lacks {N_RAVI - N_FIXTURE} of the {N_RAVI} class folders the CSVs need .e.g. "
+                                        "n01749939/ for train.csv.: extract the full ILSVRC-2012"):
+        prepare_mini_imagenet(src, tmp_path / "root", splits=fewshot_data / "mini-imagenet" / "splits" / "ravi",
+                              quiet=True)

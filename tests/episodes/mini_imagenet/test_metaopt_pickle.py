@@ -38,7 +38,8 @@ def test_wrong_images_labels_and_missing_files(tmp_path):
     with pytest.raises(DataError, match="has label 99, which catname2label does not name"):
         prepare_mini_imagenet(src, root, **kw)
     path.unlink()
-    with pytest.raises(DataError, match="has no miniImageNet_category_split_val.pickle: bring the three MetaOptNet pickles"):
+    with pytest.raises(DataError, match="has no miniImageNet_category_split_val.pickle: bring the three MetaOptNet "
+                                        "pickles"):
         prepare_mini_imagenet(src, root, **kw)
     assert not root.exists()
 

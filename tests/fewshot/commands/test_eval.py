@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fewshot.cli import main
-from fewshot.evaluation import summarize
+from fewshot.scoring import summarize
 
 
 @pytest.fixture(scope="module")

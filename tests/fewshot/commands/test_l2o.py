@@ -5,8 +5,9 @@ from fewshot.cli import main
 
 def test_train_then_experiment_from_the_command_line(tmp_path, capsys, monkeypatch):
     out = tmp_path / "opt"
-    assert main(["l2o", "train", "quadratic", "--out", str(out), "--epochs", "1", "--iterations-per-epoch", "2",
-                 "--problems-per-iteration", "4", "--val-problems", "2", "--steps", "10", "--unroll", "5"]) == 0
+    assert main(["l2o", "train", "quadratic", "--out", str(out), "--set", "epochs=1", "--set", "iterations_per_epoch=2",
+                 "--set", "problems_per_iteration=4", "--set", "val_problems=2", "--set", "steps=10",
+                 "--set", "unroll=5"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == "l2o-quadratic" and manifest["meta_train"]["unroll"] == 5
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
@@ -21,8 +22,9 @@ def test_train_then_experiment_from_the_command_line(tmp_path, capsys, monkeypat
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
-    for argv, msg in ((["--unroll", "30", "--steps", "20"], "unroll (30) is longer than"),
-                      (["--p", "0"], "p must be a finite number > 0")):
+    for argv, msg in ((["--set", "unroll=30", "--set", "steps=20"], "unroll (30) is longer than"),
+                      (["--set", "net.p=0"], "p must be a finite number > 0"),
+                      (["--set", "epocs=3"], "did you mean 'epochs'")):
         assert main(["l2o", "train", "quadratic", "--out", str(tmp_path / "x")] + argv) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1

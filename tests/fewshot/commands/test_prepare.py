@@ -22,8 +22,10 @@ def test_prepare_mnist_then_noop_then_force(fewshot_data, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and store.stat().st_mtime > 0
 
 
+@pytest.mark.slow
 def test_prepare_fashion_mnist_with_size(fewshot_data, tmp_path, capsys):
-    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path), "--size", "16", "--quiet"]
+    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path),
+            "--size", "16", "--quiet"]
     assert main(argv) == 0
     assert load_split("fashion-mnist", "test", tmp_path, size=16).data.shape == (10000, 1, 16, 16)
 
@@ -39,18 +41,25 @@ def test_bad_input_is_one_line_and_exit_2(fewshot_data, tmp_path, capsys):
     assert main(["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root", str(tmp_path)]) == 2
     _one_error_line(capsys, "is not a folder")
     # The MNIST folder is no Omniglot source.
-    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]) == 2
+    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+                 "--quiet"]) == 2
     _one_error_line(capsys, "not found")
-    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size", "0"]) == 2
+    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size",
+                 "0"]) == 2
     _one_error_line(capsys, "image size must be an integer")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-def test_prepare_omniglot(fewshot_data, tmp_path, capsys):
-    argv = ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(tmp_path), "--quiet"]
+def test_prepare_omniglot(omniglot_prepared, fewshot_data, capsys):
+    """The session's Omniglot store was built by this command (tests/conftest.py); a rerun is a no-op."""
+    root, out = omniglot_prepared
+    store = root / "omniglot" / "omniglot-28.h5"
+    assert f"wrote {store}" in out
+    assert load_split("omniglot", "trainval", root).num_classes == 4800
+    mtime = store.stat().st_mtime_ns
+    argv = ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root), "--quiet"]
     assert main(argv) == 0
-    assert f"wrote {tmp_path / 'omniglot' / 'omniglot-28.h5'}" in capsys.readouterr().out
-    assert load_split("omniglot", "trainval", tmp_path).num_classes == 4800
+    assert "already exists" in capsys.readouterr().out and store.stat().st_mtime_ns == mtime
 
 
 def test_prepare_mini_imagenet_detects_the_format(tmp_path, capsys, monkeypatch):

@@ -27,7 +27,8 @@ def test_sinusoid_runs_without_data(tmp_path, capsys, no_data):
                         "--set", "val_every=6", "--set", "val_episodes=10", "--quiet", "--seed", "3")
     assert rc == 0, err
     assert "trained 12 iterations" in out
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) >= ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) >= ["best.pt", "config.yaml", "last.pt",
+                                                                    "metrics.jsonl"]
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["iteration"] == 12 and ckpt["config"]["seed"] == 3
 

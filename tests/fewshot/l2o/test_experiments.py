@@ -6,8 +6,17 @@ from PIL import Image
 
 from fewshot.errors import ConfigError
 from fewshot.l2o import LearnedOptimizer, run_trajectory, save_learned_optimizer
-from fewshot.l2o.experiments import (EXPERIMENTS, PROBLEMS, TEST_SEED, build_family, final_table, image_arrays,
-                                     run_experiment, training_preset, write_outputs)
+from fewshot.l2o.experiments import (
+    EXPERIMENTS,
+    PROBLEMS,
+    TEST_SEED,
+    build_family,
+    final_table,
+    image_arrays,
+    run_experiment,
+    training_preset,
+    write_outputs,
+)
 
 
 def test_every_experiment_names_a_problem_and_the_problems_follow_the_seeds():

@@ -28,4 +28,5 @@ def test_batched_problems_are_optimized_independently():
 def test_divergence_scores_infinite_final_loss():
     probs = QuadraticFamily().sample(4, 30, torch.Generator().manual_seed(0))
     assert final_loss(run_trajectory(probs, make_baseline("sgd", 10.0), 30)) == float("inf")
-    assert final_loss(run_trajectory(probs, make_baseline("sgd", 0.001), 30)) < float(probs.loss(probs.init(), 0).mean())
+    assert final_loss(run_trajectory(probs, make_baseline("sgd", 0.001), 30)) < float(probs.loss(probs.init(),
+                                                                                                 0).mean())

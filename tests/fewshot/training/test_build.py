@@ -4,10 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import ConfigError
 from fewshot.training.build import backbone_identity, build_fixed_set, build_learner_from_config, resolve_device
-from fewshot.training.config import apply_overrides
-from fewshot.training.presets import get_preset
 
 
 def test_resolve_device(monkeypatch):

@@ -124,7 +124,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     model, opt, sched, src = _setup(0)
     path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
     before = path.read_bytes()
-    import fewshot.training.atomic as atomic
+    import episodes.files as atomic
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
@@ -139,7 +139,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 def test_written_files_get_normal_permissions(tmp_path):
     import os
 
-    from fewshot.training.atomic import atomic_write_text
+    from episodes.files import atomic_write_text
 
     mask = os.umask(0o022)
     try:

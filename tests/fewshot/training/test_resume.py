@@ -7,10 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from fewshot.training.checkpoint import load_checkpoint
-from fewshot.training.logging import read_metrics
+from fewshot.training.metrics_log import read_metrics
 
 ITERATIONS = 600  # long enough that the poll below always kills it mid-run, even on a fast machine
 ARGS = ["train", "sinusoid-maml", "--iterations", str(ITERATIONS), "--quiet", "--device", "cpu",
@@ -43,6 +44,7 @@ def _assert_same_tree(a, b, where):
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     env = _env(tmp_path)
     full, killed = tmp_path / "full", tmp_path / "killed"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fewshot.errors import ConfigError
-from fewshot.optim import MetaOptimConfig, build_meta_optimizer
+from fewshot.meta_optimizer import MetaOptimConfig, build_meta_optimizer
 
 
 def test_cosine_annealing_follows_the_formula():
@@ -32,7 +32,8 @@ def test_constant_lr_without_cosine_and_adam_moves_params():
     assert torch.allclose(p.detach(), torch.tensor([-0.1, 0.1]))
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=0), dict(lr=1e-3, min_lr=1e-2), dict(weight_decay=-1), dict(betas=(0.9, 1.0))])
+@pytest.mark.parametrize("kwargs", [dict(lr=0), dict(lr=1e-3, min_lr=1e-2, cosine=True), dict(weight_decay=-1),
+                                    dict(betas=(0.9, 1.0))])
 def test_bad_optim_config(kwargs):
     with pytest.raises(ConfigError):
         MetaOptimConfig(**kwargs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from fewshot.training.logging import MetricsLogger, read_metrics
+from fewshot.training.metrics_log import MetricsLogger, read_metrics
 
 
 def test_lines_and_resume_truncation(tmp_path):

@@ -1,13 +1,9 @@
-"""Evaluation statistics over a fixed episode set: mean and 95% confidence interval.
+"""Scoring a learner on episodes: its per-episode metric (``learner.evaluate``) summarized as the
+mean and 95% confidence interval.
 
 ``ci95 = 1.96 * s / sqrt(n)`` where ``s`` is the **sample** standard deviation (``ddof=1``, Bessel's
 correction) of the per-episode values. (The MAML reference code used ``np.std``, the population
 std, ``ddof=0``; for n=600 the two differ by a factor sqrt(600/599) = 1.0008.)
-
-Usage::
-
-    stats = summarize([0.8, 0.9, 1.0])           # Summary(mean=0.9, ci95=..., n=3)
-    stats = evaluate_learner(learner, episodes.FixedEpisodes(split, 5, 1, 15, 600, seed=0).batches(25))
 """
 from __future__ import annotations
 
@@ -46,8 +42,6 @@ def summarize(values: Sequence[float] | torch.Tensor) -> Summary:
     mean = float(t.mean())
     std = float(t.std(unbiased=True)) if n > 1 else 0.0
     return Summary(mean=mean, ci95=Z95 * std / math.sqrt(n), n=n, std=std)
-
-
 
 
 def evaluate_learner(learner, batches: Iterable, *, steps: int | None = None,

@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from episodes.files import atomic_write_text
+
 from ..errors import FewshotError
-from .atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -30,7 +31,7 @@ class MetricsLogger:
         self.path = Path(run_dir) / METRICS_FILE
         if resume_from is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path, strict=False) if r.get("iteration", 0) <= resume_from]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept), error=FewshotError)
         elif resume_from is None and self.path.exists():
             self.path.unlink()
         try:
@@ -39,11 +40,11 @@ class MetricsLogger:
             raise FewshotError(f"cannot write {self.path}: {exc.strerror}; choose a writable --out") from exc
         self._tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # optional dependency
+            try:  # local: an optional dependency that takes seconds to import
+                from torch.utils.tensorboard import SummaryWriter
             except Exception:  # noqa: BLE001 - tensorboard missing or broken: JSONL only
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                pass
+            else:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def write(self, kind: str, iteration: int, **metrics: Any) -> dict:

@@ -6,9 +6,16 @@ import json
 import pytest
 import yaml
 
+from fewshot.config import (
+    PRESETS,
+    apply_overrides,
+    get_preset,
+    list_presets,
+    load_config,
+    read_config_file,
+    save_config,
+)
 from fewshot.errors import ConfigError
-from fewshot.training.config import apply_overrides, load_config, read_config_file, save_config
-from fewshot.training.presets import PRESETS, get_preset, list_presets
 
 
 def test_every_preset_builds_and_names():
@@ -75,7 +82,7 @@ def test_overrides_apply_and_check_types():
     ("learner.bn_mode=foo", "one of 'transductive'"),
     ("learner.name=mamlp", "did you mean 'mamlpp'"),
     ("data.dataset=imagenet", "data.dataset 'imagenet' is unknown"),
-    ("iterations=0", "iterations must be > 0"),
+    ("iterations=0", "iterations must be an integer >= 1"),
     ("iterations", "is not key=value"),
 ])
 def test_bad_overrides(item, message):

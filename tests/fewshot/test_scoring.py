@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fewshot.errors import FewshotError
-from fewshot.evaluation import evaluate_learner, summarize
+from fewshot.scoring import evaluate_learner, summarize
 
 
 def test_summary_by_hand():

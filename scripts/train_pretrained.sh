@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How the shipped pretrained models were made (CPU, reduced iterations: see each manifest's notes).
-# Usage: FEWSHOT_DATA=<root holding omniglot/omniglot-28.h5> RUNS=/tmp/runs bash pretrained/train_pretrained.sh
+# Usage: FEWSHOT_DATA=<root holding omniglot/omniglot-28.h5> RUNS=/tmp/runs bash scripts/train_pretrained.sh
 # Runs one training at a time (shared CPU), then evaluates the best checkpoint on 600 fixed test
 # episodes and writes pretrained/<name>/{model.safetensors,manifest.json}.
 # The shipped omniglot-5w1s/20w1s/5w5s runs were first trained to 1200/1000/1000 iterations and later
@@ -16,7 +16,7 @@ FS="${FEWSHOT:-.venv/bin/fewshot}"
 train_and_publish() {  # name preset notes args...
   local name="$1" preset="$2" notes="$3"; shift 3
   "$FS" train "$preset" --out "$RUNS/$name" --device cpu --quiet "$@"
-  "$FS" pretrained publish "$RUNS/$name" "$name" --episodes 600 --notes "$notes"
+  "$FS" pretrained publish "$RUNS/$name" "$name" --dest pretrained --episodes 600 --notes "$notes"
 }
 
 train_and_publish sinusoid-maml sinusoid-maml "" --iterations 10000 --set val_every=1000 --set checkpoint_every=1000
@@ -35,7 +35,7 @@ train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
 # ($FEWSHOT_DATA or --root). The figures: fewshot l2o experiment all --out docs/l2o
 l2o_train() {  # problem epochs args...
   local problem="$1" epochs="$2"; shift 2
-  "$FS" l2o train "$problem" --out "pretrained/l2o-$problem" --epochs "$epochs" "$@"
+  "$FS" l2o train "$problem" --out "pretrained/l2o-$problem" --set "epochs=$epochs" "$@"
 }
 l2o_train quadratic 100
 l2o_train mnist 8

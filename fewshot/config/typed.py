@@ -1,17 +1,18 @@
-"""Typed dataclass <-> plain-dict conversion with type checking (the engine under the configs).
+"""Typed dataclass <-> plain-dict conversion with type checking, and ``key.sub=value`` overrides.
 
-Usage::
-
-    cfg = from_dict(MyConfig, {"lr": 0.1, "data": {"ways": 5}}, where="config.yaml")
-    plain = to_dict(cfg)                      # JSON/YAML-safe dict
-    value = check_value(0.1, float, "optim.lr")
+The engine under every config of the package: ``from_dict`` builds a dataclass tree from plain data
+(every key and type checked, one-line errors with "did you mean" hints), ``to_dict`` goes back, and
+``apply_overrides`` is the one override mechanism (``fewshot train --set``, ``fewshot l2o train --set``).
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Callable, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
 
 from ..errors import ConfigError
 
@@ -62,10 +63,10 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _wrong_type(key, value, tp)
-        args = [a for a in get_args(tp) if a is not Ellipsis]
-        inner = args[0] if args else Any
-        items = [check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        item_types = [a for a in get_args(tp) if a is not Ellipsis]
+        inner = item_types[0] if item_types else Any
+        checked = [check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong_type(key, value, tp)
@@ -91,7 +92,7 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise _wrong_type(key, value, tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, dict):
@@ -144,15 +145,83 @@ def to_dict(obj: Any) -> Any:
 
 def unknown_key_error(key: str, known: list[str]) -> ConfigError:
     """ConfigError for an unknown key with a close-match suggestion."""
-    import difflib
-
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if not close:  # also try matching only the last component
         last = key.rsplit(".", 1)[-1]
-        close = [k for k in known if k.rsplit(".", 1)[-1] in difflib.get_close_matches(last, [x.rsplit(".", 1)[-1] for x in known], n=1)]
+        lasts = difflib.get_close_matches(last, [x.rsplit(".", 1)[-1] for x in known], n=1)
+        close = [k for k in known if k.rsplit(".", 1)[-1] in lasts]
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(known))}"
     return ConfigError(f"unknown config key '{key}': {hint}")
 
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+T = TypeVar("T")
+
+
+def dotted_types(cls: type, prefix: str = "") -> dict[str, Any]:
+    """``{"a": int, "sub.b": float, ...}``: the leaf fields of a dataclass tree, by dotted key."""
+    out: dict[str, Any] = {}
+    for name, tp in field_types(cls).items():
+        key = _join(prefix, name)
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            out.update(dotted_types(tp, key))
+        else:
+            out[key] = tp
+    return out
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    """Split ``key.sub=value`` into (key, raw value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' is not key=value: write e.g. --set learner.inner_lr=0.5")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set '{item}' has an empty key: write e.g. --set iterations=100")
+    return key, raw.strip()
+
+
+def parse_raw(raw: str, tp: Any) -> Any:
+    """The value of a command-line string for annotation ``tp`` (YAML syntax; strings stay as written)."""
+    if tp is str:
+        return raw
+    if raw.lower() in ("none", "null", "~"):
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_overrides(obj: T, items: list[str], *, key_types: Callable[[dict], dict[str, Any]] | None = None,
+                    rebuild: Callable[[dict], T] | None = None,
+                    special: Callable[[dict, str, str], bool] | None = None) -> T:
+    """A new ``obj`` with ``key.sub=value`` items applied; ``obj`` is untouched.
+
+    Each key is checked against ``key_types(plain)`` (default: the dataclass tree's leaf fields) and
+    each value against its type; the result is rebuilt from the changed plain dict with ``rebuild``
+    (default: :func:`from_dict` of ``type(obj)``), so every section validates the final values
+    (intermediate combinations are never checked). ``special(plain, key, raw)`` may handle a key itself
+    and return True (e.g. a learner switch that resets that learner's options).
+    """
+    plain = to_dict(obj)
+    types_of = key_types or (lambda _plain: dotted_types(type(obj)))
+    for item in items:
+        key, raw = parse_override(item)
+        known = types_of(plain)
+        if key not in known:
+            raise unknown_key_error(key, list(known))
+        if special is not None and special(plain, key, raw):
+            continue
+        value = check_value(parse_raw(raw, known[key]), known[key], key)
+        node = plain
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = to_dict(value)
+    if rebuild is not None:
+        return rebuild(plain)
+    return from_dict(type(obj), plain)

@@ -1,22 +1,17 @@
-"""Evaluate a learner on its config's fixed test episodes: the numbers ``fewshot eval`` prints.
-
-Usage::
-
-    report = evaluate_config(learner, cfg, episodes=600, split="test")
-    report["mean"], report["ci95"]            # accuracy (classification) or MSE (regression)
-"""
+"""The test report of a learner under its config: mean ± 95% CI over the config's fixed, seeded test
+episodes. The numbers ``fewshot eval`` prints and ``fewshot pretrained publish`` records."""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 
-from ..evaluation import evaluate_learner
-from .build import TEST_SEED, build_fixed_set
-from .config import TrainConfig
+from ..config import TrainConfig
+from ..scoring import evaluate_learner
+from ..training.build import TEST_SEED, build_fixed_set
 
 
-def evaluate_config(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
+def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
                     split: str | None = None, steps: int | None = None, seed: int = TEST_SEED,
                     device: torch.device | str | None = None, batch_size: int | None = None) -> dict[str, Any]:
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).

@@ -1,62 +1,43 @@
 """Publish a run's best weights as a pretrained model, and render the results table from manifests.
 
-Usage::
-
-    manifest = publish("runs/sine", "sinusoid-maml")          # -> pretrained/sinusoid-maml/
-    print(results_table())                                      # markdown, one row per model
+``publish("runs/sine", "sinusoid-maml", dest="pretrained")`` writes ``pretrained/sinusoid-maml/``;
+there is no default destination, so nothing is ever written into the installed package by accident.
 """
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+from safetensors.torch import save as st_save
+
+from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha256_file
 
 from .. import pretrained as registry
-from ..errors import CheckpointError
-from .atomic import atomic_write_bytes, atomic_write_text
-from .build import backbone_identity, build_learner_from_config, identity
-from .checkpoint import load_checkpoint, load_learner_state
-from .evaluate import evaluate_config
-from .loop import BEST, LAST, load_run_config
-from .paper import PAPER_RESULTS
-from .presets import PRESETS, get_preset
+from ..config import PRESETS, get_preset, paper_result
+from ..errors import CheckpointError, FewshotError
+from ..training.build import backbone_identity, build_learner_from_config, identity
+from ..training.checkpoint import load_checkpoint, load_learner_state
+from ..training.loop import BEST, LAST, load_run_config
+from .report import report_on_fixed_episodes
 
 
-def hardware() -> str:
-    """A one-line description of this machine (CPU model, cores, torch version, GPU if any)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu} ({torch.get_num_threads()} threads){gpu}, torch {torch.__version__.split('+')[0]}"
-
-
-def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, episodes: int = 600,
+def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int = 600,
             split: str | None = None, notes: str = "", device: str = "cpu") -> dict:
     """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, evaluate them on the fixed
     test set exactly as ``fewshot eval`` does, and write ``manifest.json`` (sha256, results, provenance)."""
-    from safetensors.torch import save as st_save
-
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
     ckpt = load_checkpoint(path, expect=identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
-    report = evaluate_config(learner.to(device), cfg, episodes=episodes, split=split, device=device)
-    dest = Path(dest) if dest is not None else registry.package_dir()
+    report = report_on_fixed_episodes(learner.to(device), cfg, episodes=episodes, split=split, device=device)
+    dest = Path(dest)
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
     blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
-    atomic_write_bytes(model_dir / registry.WEIGHTS, blob)
+    atomic_write_bytes(model_dir / registry.WEIGHTS, blob, error=FewshotError)
     portable = cfg.to_dict()
     portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
     portable["device"] = "auto"
@@ -91,14 +72,14 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path | None = None, e
         "seed": cfg.seed,
         "hardware": hardware(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "paper": PAPER_RESULTS.get(cfg.preset),
+        "paper": paper_result(cfg.preset),
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "weights": registry.WEIGHTS,
-        "sha256": registry.sha256_file(model_dir / registry.WEIGHTS),
+        "sha256": sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
     }
-    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
 
 

@@ -1,0 +1,58 @@
+"""MAML (Finn, Abbeel & Levine 2017): the reference code's protocols, with the paper's results beside them.
+
+Omniglot: 60,000 iterations, Adam 1e-3; 5-way 1 inner step (3 at test), meta-batch 32; 20-way 5 steps
+(5 at test), meta-batch 16. mini-ImageNet: 5 inner steps (10 at test), meta-batch 4 (1-shot) /
+2 (5-shot), meta-gradient clipped to ±10. Sinusoid: 1 inner step, meta-batch 25, 70,000 iterations.
+Alphas are on the reference code's scale; ``mean_loss_lr`` converts them (see ``protocols``).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from ...meta_optimizer import MetaOptimConfig
+from ..schema import LearnerSection, TrainConfig
+from .protocols import Recipe, mean_loss_lr, mini_imagenet, omniglot, setting_name, sinusoid
+
+LEARNER = "maml"
+
+# (ways, shots): meta_batch, inner_steps, eval_steps, reference alpha, paper result (test accuracy %)
+OMNIGLOT = {
+    (5, 1): (32, 1, 3, 0.4, "98.7 ± 0.4"),
+    (5, 5): (32, 1, 3, 0.4, "99.9 ± 0.1"),
+    (20, 1): (16, 5, 5, 0.1, "95.8 ± 0.3"),
+    (20, 5): (16, 5, 5, 0.1, "98.9 ± 0.2"),
+}
+MINI_IMAGENET = {
+    (5, 1): (4, 5, 10, 0.01, "48.70 ± 1.84"),
+    (5, 5): (2, 5, 10, 0.01, "63.11 ± 0.92"),
+}
+SINUSOID_PAPER = "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps"
+
+
+def classification(learner: str, dataset: str, ways: int, shots: int, **options: object) -> TrainConfig:
+    """The MAML protocol of one benchmark setting for ``learner`` (``maml`` or a variant such as ``fomaml``)."""
+    table = OMNIGLOT if dataset == "omniglot" else MINI_IMAGENET
+    meta_batch, steps, eval_steps, alpha, _ = table[(ways, shots)]
+    data, model = omniglot(ways, shots) if dataset == "omniglot" else mini_imagenet(ways, shots)
+    section = LearnerSection(learner, {"inner_steps": steps, "inner_lr": mean_loss_lr(alpha, ways),
+                                       "eval_steps": eval_steps, **options})
+    optim = MetaOptimConfig(lr=1e-3, clip_value=10.0 if dataset == "mini-imagenet" else None)
+    return TrainConfig(iterations=60000, meta_batch=meta_batch, data=data, model=model, learner=section, optim=optim)
+
+
+def regression(learner: str, **options: object) -> TrainConfig:
+    """The MAML sinusoid protocol: 1 inner step of 0.01 (10 at test), meta-batch 25, 70,000 iterations."""
+    data, model = sinusoid()
+    section = LearnerSection(learner, {"inner_steps": 1, "inner_lr": 0.01, "eval_steps": 10, **options})
+    return TrainConfig(iterations=70000, meta_batch=25, val_every=1000, data=data, model=model, learner=section,
+                       optim=MetaOptimConfig(lr=1e-3))
+
+
+def recipes() -> list[Recipe]:
+    out: list[Recipe] = []
+    for dataset, table in (("omniglot", OMNIGLOT), ("mini-imagenet", MINI_IMAGENET)):
+        for (ways, shots), row in table.items():
+            out.append(Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
+                              partial(classification, LEARNER, dataset, ways, shots), paper=str(row[-1])))
+    out.append(Recipe("sinusoid-maml", LEARNER, partial(regression, LEARNER), paper=SINUSOID_PAPER))
+    return out

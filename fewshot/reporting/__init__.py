@@ -1,0 +1,10 @@
+"""Reporting on trained learners: the fixed-episode test report, publishing a run as a pretrained
+model (with the results table), and learning-curve plots.
+
+``from fewshot.reporting import report_on_fixed_episodes``;
+``report = report_on_fixed_episodes(learner, cfg, episodes=600)`` -> ``report["mean"], report["ci95"]``.
+"""
+from .publish import publish, results_table
+from .report import report_on_fixed_episodes
+
+__all__ = ["publish", "report_on_fixed_episodes", "results_table"]
