@@ -21,7 +21,7 @@ class MetaSGDConfig(LearnerConfig):
     - ``alpha_init``: ``(low, high)``; every entry of alpha starts uniform in that range, drawn from a
       generator seeded by ``seed`` (never the global RNG).  The paper's ``[0.005, 0.1]`` is copied
       unscaled: the paper defines the inner loss as the *mean* over the support set (our scale),
-      unlike the MAML code's sum/K (see ``fewshot.training.presets``).  ``(a, a)`` starts every entry
+      unlike the MAML code's sum/K (see ``fewshot.config.presets.protocols``).  ``(a, a)`` starts every entry
       at ``a`` (learn2learn's ``MetaSGD(lr=a)``).
     - ``per_step_lr``: one alpha tensor per inner step (steps beyond ``inner_steps`` at evaluation
       reuse the last); default one alpha per element shared by all steps, as in the paper.

@@ -27,7 +27,7 @@ from .base import GradientLearner, LearnerConfig, check_lr
 class MTNetConfig(LearnerConfig):
     """MT-net's switches on top of ``LearnerConfig``.
 
-    - ``inner_lr``: SGD step size on the mean support loss (MAML's scale, see ``fewshot.training.presets``).
+    - ``inner_lr``: SGD step size on the mean support loss (MAML's scale, see ``fewshot.config.presets.protocols``).
     - ``mask``: sample the update mask M (MT-net); False updates every unit (T-net).
     - ``logit_init`` / ``temperature``: initial mask logit (0: probability 1/2) and the Gumbel-softmax
       temperature of the straight-through estimator (the paper's 1).

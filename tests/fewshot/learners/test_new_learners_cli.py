@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fewshot.cli import main
-from fewshot.training import load_config
+from fewshot.config import load_config
 from fewshot.training.checkpoint import load_checkpoint
 
 
