@@ -34,6 +34,9 @@ BN_MODES = ("transductive", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
 TASK_BATCHING = ("auto", "loop", "vmap")
 # leaf modules for which the batched (vmap) path is faster than the loop on CPU (bench/maml_bench.py)
+# auto task batching on CPU: vmap when a task's support + query inputs have at most this many elements
+# (5-way 1-shot 28x28 with up to ~5 queries per class); larger tasks run faster in the per-task loop
+VMAP_MAX_ELEMENTS_CPU = 25_000
 _VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU,
                       nn.Identity, nn.Flatten, StepBatchNorm)
 
@@ -227,13 +230,15 @@ class GradientLearner(nn.Module):
             return msl_weights(steps, epoch, self.config.msl_epochs)
         return [0.0] * (steps - 1) + [1.0]
 
-    def task_batching_for(self, device: torch.device | str) -> str:
+    def task_batching_for(self, device: torch.device | str, elements_per_task: int | None = None) -> str:
         """``"loop"`` or ``"vmap"``: the path ``meta_loss``/``evaluate`` take for tasks on ``device``.
 
-        ``"auto"``: on CPU, vmap for models made only of linear layers, elementwise activations and
-        ``StepBatchNorm``, the loop otherwise (see bench/maml_bench_results.md); on other devices vmap,
-        unless the model has torch ``BatchNorm`` (wrong second-order gradients under vmap) or dropout
-        (random ops under vmap).
+        ``"auto"``: the loop for models with torch ``BatchNorm`` (wrong second-order gradients under
+        vmap) or dropout (random ops under vmap); otherwise vmap on accelerators, and on CPU vmap for
+        MLP-like models or when a task is small (support + query inputs of at most
+        ``VMAP_MAX_ELEMENTS_CPU`` elements), where batching the tasks' small operations wins; the loop
+        for larger tasks, whose per-task operations are already big.  The crossover was measured with
+        bench/peers.py-style runs (bench/NOTES.md).
         """
         mode = self.config.task_batching
         modules = list(self.model.modules())
@@ -249,7 +254,9 @@ class GradientLearner(nn.Module):
         if torch.device(device).type != "cpu":
             return "vmap"
         leaves = [m for m in modules if not list(m.children())]
-        return "vmap" if leaves and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves) else "loop"
+        if leaves and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves):
+            return "vmap"
+        return "vmap" if elements_per_task is not None and elements_per_task <= VMAP_MAX_ELEMENTS_CPU else "loop"
 
     def _noise(self, tasks: int, device: torch.device) -> torch.Tensor | None:
         """``[tasks, rule.noise_size]`` U(0, 1) draws (None for deterministic rules); the generator
@@ -315,7 +322,8 @@ class GradientLearner(nn.Module):
         b = len(batch)
         noise = self._noise(b, batch.support_x.device) if sample else None
         with norm_training(self.model, self._norm_flag()):
-            if self.task_batching_for(batch.support_x.device) == "vmap":
+            per_task = (batch.support_x[0].numel() + batch.query_x[0].numel())
+            if self.task_batching_for(batch.support_x.device, per_task) == "vmap":
                 batched = {k: v.unsqueeze(0).expand(b, *v.shape).clone() for k, v in buffers.items()}
 
                 def one(bufs, sx, sy, qx, qy, nz):

@@ -114,6 +114,9 @@ def test_vmap_with_torch_batchnorm_is_refused_and_auto_choice():
     assert torch.isfinite(auto.meta_loss(_reg_batch()).loss)
     assert MAML(_mlp(0)).task_batching_for("cpu") == "vmap"
     assert MAML(_conv(0)).task_batching_for("cpu") == "loop"
+    # by work size on CPU: small tasks (5-way 1-shot 28x28, 1 query) vmap, large ones (15 queries) loop
+    assert MAML(_conv(0)).task_batching_for("cpu", 10 * 28 * 28) == "vmap"
+    assert MAML(_conv(0)).task_batching_for("cpu", 80 * 28 * 28) == "loop"
     assert MAML(_conv(0)).task_batching_for("cuda") == "vmap"
     assert MAML(nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.1))).task_batching_for("cuda") == "loop"
     assert MAML(_conv(0), MAMLConfig(task_batching="vmap")).task_batching_for("cpu") == "vmap"
