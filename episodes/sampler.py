@@ -32,18 +32,10 @@ from typing import Any
 
 import torch
 
+from .checks import check_positive
 from .errors import DataError
 from .generator_state import restore_generator
 from .types import ClassSplit, TaskBatch
-
-
-def check_positive(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise a one-line ``DataError`` if it is not an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{name} must be an integer, got {value!r}: pass a whole number such as {name}={max(minimum, 1)}")
-    if value < minimum:
-        raise DataError(f"{name} must be >= {minimum}, got {value}: pass {name}={minimum} or more")
-    return value
 
 
 def check_seed(seed: Any) -> int:

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the problem's meta-training preset, e.g. --set epochs=5 --set net.p=5 "
                         f"(keys: {', '.join(dotted_types(MetaTrainConfig))}; repeatable)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None, help="meta-training seed (same as --set seed=S; default 0)")
     t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     t.set_defaults(func=run_train)
 
@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Meta-train, then write the best weights and the manifest under ``--out``."""
-    config = apply_overrides(training_preset(args.problem), [*args.overrides, f"seed={args.seed}"])
+    seed = [] if args.seed is None else [f"seed={args.seed}"]
+    config = apply_overrides(training_preset(args.problem), [*args.overrides, *seed])
     train = build_family(args.problem, "train", args.root)
     out = Path(args.out)
     lines: list[str] = []

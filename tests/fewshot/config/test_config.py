@@ -82,7 +82,7 @@ def test_overrides_apply_and_check_types():
     ("learner.bn_mode=foo", "one of 'transductive'"),
     ("learner.name=mamlp", "did you mean 'mamlpp'"),
     ("data.dataset=imagenet", "data.dataset 'imagenet' is unknown"),
-    ("iterations=0", "iterations must be an integer >= 1"),
+    ("iterations=0", "iterations must be >= 1"),
     ("iterations", "is not key=value"),
 ])
 def test_bad_overrides(item, message):

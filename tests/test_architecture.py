@@ -1,0 +1,83 @@
+"""The package map of docs/architecture.md holds: no import cycles between fewshot's modules, and the
+layers import only downwards (config never imports training, training never imports reporting, ...)."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# layer of each top-level part of fewshot (lower = more basic); a module may import its own layer or lower
+LAYERS = {
+    "errors": 0, "checks": 0,
+    "functional": 1, "nn": 1, "learners": 1,
+    "meta_optimizer": 2, "scoring": 2,
+    "config": 3,
+    "training": 4,
+    "pretrained": 5, "l2o": 5,
+    "reporting": 6,
+    "commands": 7, "cli": 7,
+}
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """``{module: {fewshot modules it imports at module level}}`` (function-local imports excluded)."""
+    mods = {}
+    for path in (ROOT / "fewshot").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = path
+    graph = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                for alias in node.names:
+                    full = f"{target}.{alias.name}"
+                    deps.add(full if full in mods else target)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS[parts[1]] if len(parts) > 1 else -1
+
+
+def test_every_part_of_fewshot_has_a_layer():
+    parts = {p.stem if p.is_file() else p.name for p in (ROOT / "fewshot").iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert parts == set(LAYERS), "add the new module to LAYERS here and to docs/architecture.md's package map"
+
+
+def test_layers_import_only_downwards():
+    wrong = [f"{m} -> {d}" for m, deps in _module_imports().items() if m != "fewshot"
+             for d in deps if d != "fewshot" and _layer(d) > _layer(m)]
+    assert wrong == []
+
+
+def test_no_import_cycles():
+    graph, state, cycles = _module_imports(), {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for dep in graph[node]:
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep):] + [dep]
+                if not all(a.startswith(b) or b.startswith(a) for a, b in zip(cycle, cycle[1:])):
+                    cycles.append(" -> ".join(cycle))
+            elif dep not in state:
+                visit(dep, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+    assert cycles == []
