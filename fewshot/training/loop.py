@@ -11,7 +11,6 @@ states, and validation draws from its own fixed episode set.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -165,21 +164,23 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
             batch = source.sample(cfg.meta_batch)
             if batch.support_x.device != device:
                 batch = batch.to(device, non_blocking=True)
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+            optimizer.zero_grad(set_to_none=True)
+            epoch = it // cfg.iterations_per_epoch
             try:
-                with autocast:
-                    result = learner.meta_loss(batch, epoch=it // cfg.iterations_per_epoch)
+                if use_bf16:  # autocast covers the forward passes only; backward runs outside it
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        result = learner.meta_loss(batch, epoch=epoch)
+                    result.loss.backward()
+                else:  # task by task: peak memory of one task's graph (same gradients)
+                    result = learner.meta_backward(batch, epoch=epoch)
             except AdaptationError as exc:
                 raise AdaptationError(f"iteration {iteration}: {exc} (last good checkpoint {last_path} "
                                       "is untouched)") from exc
-            loss = result.loss
-            loss_value = _scalar(loss)
+            loss_value = _scalar(result.loss)
             if not math.isfinite(loss_value):
                 raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; the last "
                                    f"good checkpoint {last_path} is untouched; lower optim.lr or learner.inner_lr, "
                                    "or set optim.clip_norm")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             clip_meta_gradients(learner.parameters(), cfg.optim)
             optimizer.step()
             if scheduler is not None:

@@ -39,7 +39,7 @@ def test_sinusoid_meta_training_learns(tmp_path):
 
 def test_nan_meta_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg("iterations=30", "val_every=0", "checkpoint_every=5")
-    original = MAML.meta_loss
+    original = MAML.meta_backward  # what the loop calls (task-by-task backward)
     calls = {"n": 0}
 
     def poisoned(self, batch, *, epoch=0):
@@ -49,7 +49,7 @@ def test_nan_meta_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatc
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(MAML, "meta_loss", poisoned)
+    monkeypatch.setattr(MAML, "meta_backward", poisoned)
     with pytest.raises(FewshotError, match="meta-loss is nan at iteration 8: training stopped") as info:
         train(cfg, tmp_path, quiet=True, tensorboard=False)
     assert "\n" not in str(info.value)
