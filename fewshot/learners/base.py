@@ -25,8 +25,17 @@ from torch import nn
 from torch.func import vmap
 
 from ..errors import AdaptationError, ConfigError, FewshotError
-from ..functional import (LossFn, Params, adaptable_names, call, copy_buffers, first_nonfinite_step, inner_loop,
-                          msl_weights, split_state)
+from ..functional import (
+    LossFn,
+    Params,
+    adaptable_names,
+    call,
+    copy_buffers,
+    first_nonfinite_step,
+    inner_loop,
+    msl_weights,
+    split_state,
+)
 from ..nn.batchnorm import StepBatchNorm, norm_training, per_step_batchnorm
 from ..rules.base import UpdateRule
 

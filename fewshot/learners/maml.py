@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import GradientLearner, LearnerConfig, check_lr
 from ..rules import SGD, UpdateRule
+from .base import GradientLearner, LearnerConfig, check_lr
 
 
 @dataclass

@@ -5,8 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.functional import (adaptable_names, call, first_nonfinite_step, inner_loop, msl_weights,
-                                norm_param_names, split_state)
+from fewshot.functional import (
+    adaptable_names,
+    call,
+    first_nonfinite_step,
+    inner_loop,
+    msl_weights,
+    norm_param_names,
+    split_state,
+)
 from fewshot.nn import StepBatchNorm1d
 from fewshot.rules import SGD, Chain, UpdateRule, apply_updates
 

@@ -12,7 +12,15 @@ from functools import partial
 
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
-from .protocols import MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot, setting_name, sinusoid
+from .protocols import (
+    MINI_IMAGENET_SETTINGS,
+    OMNIGLOT_SETTINGS,
+    Recipe,
+    mini_imagenet,
+    omniglot,
+    setting_name,
+    sinusoid,
+)
 
 LEARNER = "metasgd"
 
