@@ -58,7 +58,7 @@ class StorePart:
     class_names: list[str]
 
 
-def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
+def offsets_from_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """``[0, c0, c0+c1, ...]`` as int64. Usage: ``offsets_from_counts([20, 20])`` -> ``[0, 20, 40]``."""
     return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from torch import nn
 
@@ -59,5 +59,6 @@ def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any
     if config is None or isinstance(config, Mapping):
         config = learner_config(name, config)
     elif name in _FORCED and dataclasses.is_dataclass(config):
-        config = dataclasses.replace(config, **_FORCED[name])
+        # is_dataclass narrows the duck-typed config to "instance or class"; a class still fails in replace, as before
+        config = dataclasses.replace(cast(Any, config), **_FORCED[name])
     return cls(model, config, **kwargs)

@@ -85,7 +85,7 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
         elif not y.is_floating_point():
             raise FewshotError(f"{what} {name}_y is {y.dtype} but ways=None means regression: "
                                "give float targets or set ways")
-    if len(pairs) == 2:
+    if query_x is not None and query_y is not None:  # the query pair was checked above
         sx, qx = support_x, query_x
         if sx.shape[lead:] != qx.shape[lead:] or (batched and sx.shape[0] != qx.shape[0]):
             raise FewshotError(f"support_x {tuple(sx.shape)} and query_x {tuple(qx.shape)} do not match: "
@@ -169,6 +169,7 @@ class GradientLearner(nn.Module):
     """
 
     config_class: type[LearnerConfig] = LearnerConfig
+    noise_rng: torch.Tensor  # buffer registered in __init__ when the rule draws noise
 
     def __init__(self, model: nn.Module, config: LearnerConfig | None = None, *,
                  loss_fn: LossFn | None = None) -> None:

@@ -70,6 +70,8 @@ class StepBatchNorm(nn.Module):
     """
 
     expected_dims: tuple[int, ...] = (2, 3, 4, 5)
+    running_mean: torch.Tensor | None  # buffers (None when track_running_stats=False)
+    running_var: torch.Tensor | None
 
     def __init__(self, num_features: int, steps: int = 1, *, momentum: float = 0.1, eps: float = 1e-5,
                  affine: bool = True, track_running_stats: bool = True) -> None:
@@ -126,11 +128,13 @@ class StepBatchNorm(nn.Module):
             var = x.var(dims, unbiased=False)
             if self.training and self.track_running_stats:
                 n = x.numel() // x.shape[1]
+                assert self.running_mean is not None and self.running_var is not None  # track_running_stats
                 with torch.no_grad():
                     rm, rv = self.running_mean[t], self.running_var[t]
                     rm.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
                     rv.mul_(1.0 - self.momentum).add_(self.momentum * var.detach() * (n / max(n - 1, 1)))
-        else:
+        else:  # eval with track_running_stats
+            assert self.running_mean is not None and self.running_var is not None
             mean, var = self.running_mean[t], self.running_var[t]
         out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
