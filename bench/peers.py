@@ -52,7 +52,8 @@ class Setting:
 
     def label(self) -> str:
         order = "1st" if self.first_order else "2nd"
-        return f"{self.queries} quer{'y' if self.queries == 1 else 'ies'}, {self.steps} step{'s' * (self.steps > 1)}, {order} order"
+        return (f"{self.queries} quer{'y' if self.queries == 1 else 'ies'}, "
+                f"{self.steps} step{'s' * (self.steps > 1)}, {order} order")
 
 
 TIME_SETTINGS = [Setting("q15-s1-2nd", 15, 1, False), Setting("q15-s5-2nd", 15, 5, False),
@@ -129,7 +130,8 @@ def make_systems(s: Setting, have_l2l: bool) -> dict[str, tuple[nn.Module, Calla
     """name -> (module holding the meta-parameters, function doing one meta-gradient + Adam step)."""
     base = fewshot_model()
     systems: dict[str, tuple[nn.Module, Callable[[TaskBatch], None]]] = {}
-    ours = MAML(copy.deepcopy(base), MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
+    ours = MAML(copy.deepcopy(base),
+                MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
     opt = torch.optim.Adam(ours.parameters(), 1e-3)
     systems["fewshot"] = (ours, lambda b: fewshot_step(ours, opt, b))
     if have_l2l:
@@ -157,7 +159,8 @@ def make_systems(s: Setting, have_l2l: bool) -> dict[str, tuple[nn.Module, Calla
 def gradient_gap(s: Setting, batch: TaskBatch, have_l2l: bool) -> dict[str, float]:
     """Max |meta-gradient difference| between fewshot and each peer on the same weights and tasks."""
     base = fewshot_model()
-    ours = MAML(copy.deepcopy(base), MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
+    ours = MAML(copy.deepcopy(base),
+                MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
     ref = fewshot_grads(ours, batch)
     gaps = {}
     peers: dict[str, tuple[nn.Module, Callable[[], None]]] = {}
@@ -231,7 +234,8 @@ def time_evaluation(args, have_l2l: bool) -> dict:
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(v) for n, v in times.items()}
-    print(f"{'evaluation, ' + str(args.eval_episodes) + ' episodes':<32}" + "".join(f"{n} {t:.2f}s  " for n, t in med.items()))
+    print(f"{'evaluation, ' + str(args.eval_episodes) + ' episodes':<32}"
+          + "".join(f"{n} {t:.2f}s  " for n, t in med.items()))
     return {"episodes": args.eval_episodes, "median_s": med,
             "ratio_vs_fewshot": {n: med[n] / med["fewshot"] for n in med if n != "fewshot"}}
 
@@ -248,7 +252,8 @@ def memory_probe(system: str, setting: str, meta_batch: int) -> float:
     batch = batch_for(s, meta_batch)
     base = fewshot_model()
     if system == "fewshot":
-        learner = MAML(base, MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
+        learner = MAML(base,
+                       MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
         run = lambda: learner.meta_loss(batch).loss.backward()  # noqa: E731
     elif system == "learn2learn":
         import learn2learn as l2l

@@ -48,7 +48,8 @@ def _check_finite(xt: torch.Tensor, name: str) -> None:
         bad = ~torch.isfinite(xt)
         if bool(bad.any()):
             first = int(bad.reshape(len(xt), -1).any(dim=1).nonzero()[0])
-            raise DataError(f"{name} has {int(bad.sum())} non-finite values (NaN or inf), the first in example {first}: "
+            raise DataError(f"{name} has {int(bad.sum())} non-finite values (NaN or inf), "
+                            f"the first in example {first}: "
                             f"remove those examples or replace the values, e.g. np.nan_to_num({name})")
 
 
@@ -83,10 +84,12 @@ def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: 
     try:
         labels, inverse = np.unique(ya, return_inverse=True)
     except TypeError as exc:  # e.g. an object array mixing str and int
-        raise DataError(f"y mixes label types that cannot be sorted ({exc}): use one type, e.g. all str or all int") from exc
+        raise DataError(f"y mixes label types that cannot be sorted ({exc}): "
+                        "use one type, e.g. all str or all int") from exc
     inverse = inverse.reshape(-1)
     if len(labels) < 2:
-        raise DataError(f"y has {len(labels)} distinct label ({labels.tolist()[0]!r}): episodes need at least 2 classes; "
+        raise DataError(f"y has {len(labels)} distinct label ({labels.tolist()[0]!r}): "
+                        "episodes need at least 2 classes; "
                         "add examples of another class")
     if class_names is None:
         names = [str(v) for v in labels.tolist()]
@@ -143,7 +146,8 @@ def from_image_folder(
             raise DataError(f"class folder {str(cdir)!r} has no image files: add images or remove the folder")
         for f in files:
             im = decode_image_file(f, mode, what=repr(str(f)), fix="fix or remove the file",
-                                   bomb_fix="shrink or remove the file (or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
+                                   bomb_fix="shrink or remove the file "
+                                            "(or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
             if size is not None:
                 im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
@@ -175,7 +179,8 @@ class TaskGenerator:
 
     def __init__(self, fn: Callable[[torch.Generator], Task], seed: int, ways: int | None = None) -> None:
         if not callable(fn):
-            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: pass a function")
+            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: "
+                            "pass a function")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise DataError(f"seed must be an integer, got {seed!r}: pass e.g. seed=0")
         self.fn, self.seed = fn, seed

@@ -107,7 +107,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError as exc:
         raise DataError(f"{path} not found: check --source") from exc
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}; check its permissions or download it again") from exc
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}; "
+                        "check its permissions or download it again") from exc
     if blob[:2] == b"\x1f\x8b":
         try:
             blob = gzip.decompress(blob)

@@ -140,7 +140,8 @@ def _check_member(path: Path, part: str, info: zipfile.ZipInfo) -> None:
     if info.flag_bits & 0x1:
         raise DataError(
             f"{path}: member '{info.filename}' is encrypted (password-protected), which fewshot cannot read: use the "
-            f"official unencrypted archive, or extract it yourself and pass the folder holding images_{part}/ as --source"
+            "official unencrypted archive, or extract it yourself and pass the folder holding "
+            f"images_{part}/ as --source"
         )
     readable = _readable_methods()
     if info.compress_type not in readable:
@@ -189,7 +190,8 @@ class _ZipSource(_Source):
         try:
             return self._zip.read(f"images_{self.part}/{entry}")
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as exc:
-            raise DataError(f"{self.location}: cannot read '{entry}' ({exc}); the archive is corrupt: re-download it") from exc
+            raise DataError(f"{self.location}: cannot read '{entry}' ({exc}); "
+                            "the archive is corrupt: re-download it") from exc
 
     def close(self) -> None:
         self._zip.close()

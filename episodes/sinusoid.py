@@ -25,9 +25,11 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}: pass e.g. {name}=(0.0, 1.0)") from exc
+        raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}: "
+                        f"pass e.g. {name}=(0.0, 1.0)") from exc
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise DataError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}: pass e.g. {name}=(0.0, 1.0)")
+        raise DataError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}: "
+                        f"pass e.g. {name}=(0.0, 1.0)")
     return lo, hi
 
 

@@ -58,7 +58,7 @@ class StorePart:
     class_names: list[str]
 
 
-def offsets_from_counts(counts: Sequence[int]) -> np.ndarray:
+def offsets_from_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """``[0, c0, c0+c1, ...]`` as int64. Usage: ``offsets_from_counts([20, 20])`` -> ``[0, 20, 40]``."""
     return np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
 
@@ -300,7 +300,8 @@ class Store:
     def part(self, name: str) -> StorePart:
         """Read one part whole (a single h5py read per dataset)."""
         if name not in self.parts():
-            raise DataError(f"store {self.path} has no part '{name}' (has {', '.join(self.parts()) or 'none'}): {self.fix_hint}")
+            raise DataError(f"store {self.path} has no part '{name}' (has {', '.join(self.parts()) or 'none'}): "
+                            f"{self.fix_hint}")
         try:
             group = self._file[name]
             expected = group.attrs.get("sha256")
@@ -329,7 +330,8 @@ class Store:
                             f"was not written by fewshot): {self.fix_hint}")
         got = digest()
         if got != expected:
-            raise DataError(f"store {self.path} entry '{key}' fails its sha256 check ({got[:12]}... != {expected[:12]}...): "
+            raise DataError(f"store {self.path} entry '{key}' fails its sha256 check "
+                            f"({got[:12]}... != {expected[:12]}...): "
                             f"the file is damaged; {self.fix_hint}")
         _VERIFIED.add(cache_key)
 

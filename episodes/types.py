@@ -34,7 +34,8 @@ class ClassSplit:
 
     def __post_init__(self) -> None:
         if self.data.dim() < 2:
-            raise DataError(f"ClassSplit data must be [M, ...] with at least 2 dims, got shape {tuple(self.data.shape)}: "
+            raise DataError("ClassSplit data must be [M, ...] with at least 2 dims, "
+                            f"got shape {tuple(self.data.shape)}: "
                             "add a feature dimension, e.g. data[:, None]")
         if self.data.dtype != torch.uint8 and not self.data.is_floating_point():
             raise DataError(f"ClassSplit data must be uint8 or floating point, got {self.data.dtype}: convert it, "
@@ -44,8 +45,8 @@ class ClassSplit:
             raise DataError("ClassSplit class_offsets must have len(class_names) + 1 entries: give one name per class "
                             "(episodes.from_arrays builds both from labels)")
         if int(off[0]) != 0 or int(off[-1]) != self.data.shape[0] or bool((off[1:] < off[:-1]).any()):
-            raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data): sort the "
-                            "data by class (episodes.from_arrays does it from labels)")
+            raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data): "
+                            "sort the data by class (episodes.from_arrays does it from labels)")
 
     @property
     def num_classes(self) -> int:

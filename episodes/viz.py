@@ -68,7 +68,8 @@ def _check_size(layout: GridLayout, scale: int, h: int, w: int) -> None:
         return
 
     def fits(s: int) -> bool:
-        gw, gh = GridLayout(layout.ways, layout.shots, layout.queries, h * s, w * s, layout.pad, layout.gap, layout.label_w).size
+        gw, gh = GridLayout(layout.ways, layout.shots, layout.queries, h * s, w * s,
+                            layout.pad, layout.gap, layout.label_w).size
         return gw * gh <= MAX_PIXELS
 
     lo, hi = 0, scale  # fits(lo) or lo == 0; not fits(hi)

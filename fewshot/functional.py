@@ -38,7 +38,7 @@ def split_state(module: nn.Module) -> tuple[Params, Params]:
 
     Usage: ``params, buffers = split_state(model)``
     """
-    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    params: Params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     buffers = {n: b for n, b in module.named_buffers()}
     return params, buffers
 

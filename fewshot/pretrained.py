@@ -147,7 +147,8 @@ def read_manifest(model_dir: Path) -> dict:
     except OSError as exc:
         raise CheckpointError(f"pretrained manifest {path} cannot be read ({exc.strerror or exc}): {fix}") from exc
     except UnicodeDecodeError as exc:
-        raise CheckpointError(f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from exc
+        raise CheckpointError(f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): "
+                              f"{fix}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -46,15 +46,18 @@ def read_cache_pickles(folder: Path) -> SourceData:
         images = check_array_images(blob["image_data"], f"{path} image_data")
         class_dict = blob["class_dict"]
         if not isinstance(class_dict, dict):
-            raise DataError(f"{path} class_dict is a {type(class_dict).__name__}, expected {{wnid: [indices]}}: the file is corrupt; get the original")
+            raise DataError(f"{path} class_dict is a {type(class_dict).__name__}, expected {{wnid: [indices]}}: "
+                            "the file is corrupt; get the original")
         classes = {}
         for wnid in sorted(class_dict):
             try:
                 idx = np.asarray(class_dict[wnid], dtype=np.int64).reshape(-1)
             except (TypeError, ValueError) as exc:
-                raise DataError(f"{path} class_dict['{wnid}'] is not a list of indices ({exc}): the file is corrupt; get the original") from exc
+                raise DataError(f"{path} class_dict['{wnid}'] is not a list of indices ({exc}): "
+                                "the file is corrupt; get the original") from exc
             if idx.size and (idx.min() < 0 or idx.max() >= len(images)):
-                raise DataError(f"{path} class_dict['{wnid}'] indexes outside image_data (N={len(images)}): the file is corrupt; get the original")
+                raise DataError(f"{path} class_dict['{wnid}'] indexes outside image_data (N={len(images)}): "
+                                "the file is corrupt; get the original")
             classes[str(wnid)] = images[idx]
         splits[split] = classes
     return SourceData("cache-pickle", folder, splits)

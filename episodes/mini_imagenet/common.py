@@ -117,7 +117,8 @@ def read_split_csv(path: str | os.PathLike, expected_md5: str | None = None) -> 
         if not row:
             continue
         if len(row) != 2 or not row[0] or not row[1] or "/" in row[0] or "\\" in row[0]:
-            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}: use the original Ravi split file")
+            raise DataError(f"{path}:{n}: expected 'filename,label', got {','.join(row)!r}: "
+                            "use the original Ravi split file")
         classes.setdefault(row[1], []).append(row[0])
     return {label: sorted(files) for label, files in sorted(classes.items())}
 

@@ -103,7 +103,8 @@ def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
     try:
         found = scan(path)
     except OSError as exc:
-        raise DataError(f"cannot list {path}: {exc.strerror or exc}; check its permissions or pass another --source") from exc
+        raise DataError(f"cannot list {path}: {exc.strerror or exc}; "
+                        "check its permissions or pass another --source") from exc
     needs = "; ".join(f"{name}: {what}" for name, what in FORMATS.items())
     if len(found) == 1:
         return next(iter(found)), path

@@ -71,7 +71,8 @@ def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = 
                 k = int(m.group(2))
                 if not 1 <= k <= len(files):
                     raise DataError(f"{split}.csv entry '{name}' is image {k} of {wnid}, but {class_dir} has "
-                                    f"{len(files)} <wnid>_<n>.JPEG files: the ILSVRC-2012 train set is incomplete; extract all of it")
+                                    f"{len(files)} <wnid>_<n>.JPEG files: "
+                                    "the ILSVRC-2012 train set is incomplete; extract all of it")
                 picked.append(files[k - 1])
             out[wnid] = picked
         splits[split] = out

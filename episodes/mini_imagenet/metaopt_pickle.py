@@ -44,12 +44,15 @@ def read_metaopt_pickles(folder: Path) -> SourceData:
             raise DataError(f"{path} labels/catname2label are not integers per image / a {{wnid: int}} dict ({exc}): "
                             "the file is corrupt; get the original") from exc
         if len(labels) != len(images):
-            raise DataError(f"{path} has {len(images)} images but {len(labels)} labels: the file is corrupt; get the original")
+            raise DataError(f"{path} has {len(images)} images but {len(labels)} labels: "
+                            "the file is corrupt; get the original")
         if len(names) != len(blob["catname2label"]):
-            raise DataError(f"{path} catname2label maps two classes to one label: the file is corrupt; get the original")
+            raise DataError(f"{path} catname2label maps two classes to one label: "
+                            "the file is corrupt; get the original")
         unknown = sorted(set(labels.tolist()) - set(names))
         if unknown:
-            raise DataError(f"{path} has label {unknown[0]}, which catname2label does not name: the file is corrupt; get the original")
+            raise DataError(f"{path} has label {unknown[0]}, which catname2label does not name: "
+                            "the file is corrupt; get the original")
         classes = {}
         present = set(labels.tolist())  # catname2label may name more classes than the file holds
         for label, wnid in sorted(names.items(), key=lambda kv: kv[1]):

@@ -33,7 +33,8 @@ def read_torchmeta(folder: Path) -> SourceData:
         try:
             with h5py.File(data_path, "r") as f:
                 if "datasets" not in f or not isinstance(f["datasets"], h5py.Group):
-                    raise DataError(f"{data_path} has no group 'datasets': it is not a torchmeta mini-ImageNet file; bring the original")
+                    raise DataError(f"{data_path} has no group 'datasets': "
+                                    "it is not a torchmeta mini-ImageNet file; bring the original")
                 group = f["datasets"]
                 if sorted(group) != sorted(labels):
                     extra = sorted(set(group) ^ set(labels))
@@ -43,7 +44,8 @@ def read_torchmeta(folder: Path) -> SourceData:
                 for wnid in sorted(labels):
                     item = group[wnid]
                     if not isinstance(item, h5py.Dataset):
-                        raise DataError(f"{data_path} datasets/{wnid} is not a dataset: the file is corrupt; get the original")
+                        raise DataError(f"{data_path} datasets/{wnid} is not a dataset: "
+                                        "the file is corrupt; get the original")
                     classes[wnid] = check_array_images(item[()], f"{data_path} datasets/{wnid}")
         except OSError as exc:
             raise DataError(f"{data_path} is not a readable HDF5 file ({exc}): replace it") from exc

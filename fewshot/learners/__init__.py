@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from torch import nn
 
@@ -41,7 +41,8 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
     known = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"unknown {name} config key(s) {', '.join(unknown)}: valid keys are {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown {name} config key(s) {', '.join(unknown)}: "
+                          f"valid keys are {', '.join(sorted(known))}")
     return preset(**overrides)
 
 
@@ -49,7 +50,8 @@ def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any
     """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
-    as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``).  Usage: ``build_learner("maml", model, {"inner_steps": 5})``
+    as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``).
+    Usage: ``build_learner("maml", model, {"inner_steps": 5})``
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}: choose one of {', '.join(sorted(LEARNERS))}")
@@ -57,5 +59,6 @@ def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any
     if config is None or isinstance(config, Mapping):
         config = learner_config(name, config)
     elif name in _FORCED and dataclasses.is_dataclass(config):
-        config = dataclasses.replace(config, **_FORCED[name])
+        # is_dataclass narrows the duck-typed config to "instance or class"; a class still fails in replace, as before
+        config = dataclasses.replace(cast(Any, config), **_FORCED[name])
     return cls(model, config, **kwargs)

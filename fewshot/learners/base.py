@@ -68,24 +68,31 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
         pairs.append(("query", query_x, query_y))
     for name, x, y in pairs:
         if x.dim() < lead or y.dim() < lead:
-            raise FewshotError(f"{what} {name} tensors have too few dims (x {tuple(x.shape)}, y {tuple(y.shape)}): expected leading {'[B, n]' if batched else '[n]'}")
+            raise FewshotError(f"{what} {name} tensors have too few dims (x {tuple(x.shape)}, y {tuple(y.shape)}): "
+                               f"expected leading {'[B, n]' if batched else '[n]'}")
         if x.shape[:lead] != y.shape[:lead]:
-            raise FewshotError(f"{what} {name}_x {tuple(x.shape)} and {name}_y {tuple(y.shape)} disagree on the leading dims: give one target per example")
+            raise FewshotError(f"{what} {name}_x {tuple(x.shape)} and {name}_y {tuple(y.shape)} "
+                               "disagree on the leading dims: give one target per example")
         if x.shape[lead - 1] == 0:
             raise FewshotError(f"{what} {name} set is empty: give at least one example")
         if ways is not None:
             if y.is_floating_point() or y.dtype == torch.bool:
-                raise FewshotError(f"{what} {name}_y must be integer class labels for classification (ways={ways}), got {y.dtype}; use ways=None for regression")
+                raise FewshotError(f"{what} {name}_y must be integer class labels for classification (ways={ways}), "
+                                   f"got {y.dtype}; use ways=None for regression")
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= ways):
-                raise FewshotError(f"{what} {name}_y labels must be in 0..{ways - 1} (ways={ways}), got {int(y.min())}..{int(y.max())}: relabel classes per task")
+                raise FewshotError(f"{what} {name}_y labels must be in 0..{ways - 1} (ways={ways}), "
+                                   f"got {int(y.min())}..{int(y.max())}: relabel classes per task")
         elif not y.is_floating_point():
-            raise FewshotError(f"{what} {name}_y is {y.dtype} but ways=None means regression: give float targets or set ways")
-    if len(pairs) == 2:
+            raise FewshotError(f"{what} {name}_y is {y.dtype} but ways=None means regression: "
+                               "give float targets or set ways")
+    if query_x is not None and query_y is not None:  # the query pair was checked above
         sx, qx = support_x, query_x
         if sx.shape[lead:] != qx.shape[lead:] or (batched and sx.shape[0] != qx.shape[0]):
-            raise FewshotError(f"support_x {tuple(sx.shape)} and query_x {tuple(qx.shape)} do not match: support and query examples must have the same shape (and the same number of tasks)")
+            raise FewshotError(f"support_x {tuple(sx.shape)} and query_x {tuple(qx.shape)} do not match: "
+                               "support and query examples must have the same shape (and the same number of tasks)")
         if support_y.shape[lead:] != query_y.shape[lead:]:
-            raise FewshotError(f"support_y {tuple(support_y.shape)} and query_y {tuple(query_y.shape)} do not match beyond the example dim")
+            raise FewshotError(f"support_y {tuple(support_y.shape)} and query_y {tuple(query_y.shape)} "
+                               "do not match beyond the example dim")
 
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -162,6 +169,7 @@ class GradientLearner(nn.Module):
     """
 
     config_class: type[LearnerConfig] = LearnerConfig
+    noise_rng: torch.Tensor  # buffer registered in __init__ when the rule draws noise
 
     def __init__(self, model: nn.Module, config: LearnerConfig | None = None, *,
                  loss_fn: LossFn | None = None) -> None:
@@ -218,7 +226,8 @@ class GradientLearner(nn.Module):
 
     def _default_steps(self, steps: int | None) -> int:
         if steps is None:
-            steps = self.config.inner_steps if self.training or self.config.eval_steps is None else self.config.eval_steps
+            steps = (self.config.inner_steps if self.training or self.config.eval_steps is None
+                     else self.config.eval_steps)
         _positive_int("steps", steps)
         return steps
 
@@ -338,7 +347,8 @@ class GradientLearner(nn.Module):
                 def one(bufs, sx, sy, qx, qy, nz):
                     return self._task(params, bufs, sx, sy, qx, qy, nz, **kw)
 
-                total, q_loss, metric, s_losses, new_bufs = vmap(one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
+                total, q_loss, metric, s_losses, new_bufs = vmap(
+                    one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
                     batched, batch.support_x, batch.support_y, batch.query_x, batch.query_y, noise)
                 if backward:
                     total.mean().backward()

@@ -52,7 +52,8 @@ class Conv4(nn.Module):
                 size = (size + 1) // 2
             channels = hidden
             if size <= 0:
-                raise ConfigError(f"image_size={image_size} is too small for {blocks} blocks: use fewer blocks or larger images")
+                raise ConfigError(f"image_size={image_size} is too small for {blocks} blocks: "
+                                  "use fewer blocks or larger images")
         self.features = nn.Sequential(*layers)
         self.feature_dim = hidden * size * size if pool else hidden
         self.classifier = nn.Linear(self.feature_dim, out_features)

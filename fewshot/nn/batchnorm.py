@@ -70,6 +70,8 @@ class StepBatchNorm(nn.Module):
     """
 
     expected_dims: tuple[int, ...] = (2, 3, 4, 5)
+    running_mean: torch.Tensor | None  # buffers (None when track_running_stats=False)
+    running_var: torch.Tensor | None
 
     def __init__(self, num_features: int, steps: int = 1, *, momentum: float = 0.1, eps: float = 1e-5,
                  affine: bool = True, track_running_stats: bool = True) -> None:
@@ -101,9 +103,11 @@ class StepBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in self.expected_dims:
-            raise ConfigError(f"{type(self).__name__} expects inputs with {self.expected_dims} dims, got shape {tuple(x.shape)}")
+            raise ConfigError(f"{type(self).__name__} expects inputs with {self.expected_dims} dims, "
+                              f"got shape {tuple(x.shape)}")
         if x.shape[1] != self.num_features:
-            raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: fix the layer width")
+            raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: "
+                              "fix the layer width")
         t = min(current_inner_step(), self.steps - 1)
         use_batch = self.training or not self.track_running_stats
         if not (use_batch and x.numel() == x.shape[1]) and not under_vmap():
@@ -124,11 +128,13 @@ class StepBatchNorm(nn.Module):
             var = x.var(dims, unbiased=False)
             if self.training and self.track_running_stats:
                 n = x.numel() // x.shape[1]
+                assert self.running_mean is not None and self.running_var is not None  # track_running_stats
                 with torch.no_grad():
                     rm, rv = self.running_mean[t], self.running_var[t]
                     rm.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
                     rv.mul_(1.0 - self.momentum).add_(self.momentum * var.detach() * (n / max(n - 1, 1)))
-        else:
+        else:  # eval with track_running_stats
+            assert self.running_mean is not None and self.running_var is not None
             mean, var = self.running_mean[t], self.running_var[t]
         out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
@@ -198,7 +204,8 @@ def per_step_batchnorm(model: nn.Module, steps: int) -> nn.Module:
                 affine, track = child.affine, child.track_running_stats
             elif isinstance(child, nn.modules.batchnorm._BatchNorm):
                 if child.momentum is None:
-                    raise ConfigError(f"batch norm '{name}' uses momentum=None (cumulative average): set a float momentum to convert it to per-step batch norm")
+                    raise ConfigError(f"batch norm '{name}' uses momentum=None (cumulative average): "
+                                      "set a float momentum to convert it to per-step batch norm")
                 cls = StepBatchNorm2d if isinstance(child, nn.BatchNorm2d) else (
                     StepBatchNorm1d if isinstance(child, nn.BatchNorm1d) else StepBatchNorm)
                 momentum, eps = child.momentum, child.eps
@@ -211,7 +218,8 @@ def per_step_batchnorm(model: nn.Module, steps: int) -> nn.Module:
             if ref is not None:
                 new = new.to(device=ref.device, dtype=ref.dtype)
             with torch.no_grad():
-                for dst, src in ((new.weight, src_w), (new.bias, src_b), (new.running_mean, src_m), (new.running_var, src_v)):
+                for dst, src in ((new.weight, src_w), (new.bias, src_b),
+                                 (new.running_mean, src_m), (new.running_var, src_v)):
                     if dst is not None and src is not None:
                         dst.copy_(src.detach().expand_as(dst))
             new.train(child.training)

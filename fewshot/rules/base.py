@@ -17,7 +17,7 @@ modify themselves or their inputs inside ``init``/``forward``.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ class Chain(UpdateRule):
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         states, start = {}, 0
-        for i, rule in enumerate(self.rules):
+        for i, rule in enumerate(cast(Iterable[UpdateRule], self.rules)):  # a ModuleList iterates as nn.Module
             part = None if noise is None or rule.noise_size == 0 else noise[start:start + rule.noise_size]
             start += rule.noise_size
             states[str(i)] = rule.init(params, part)

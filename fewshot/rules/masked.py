@@ -54,7 +54,7 @@ class RowMask(UpdateRule):
     def mask(self, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The ``[units]`` mask: a straight-through Gumbel sample from ``noise`` (U(0, 1) draws), or the
         most likely mask when ``noise`` is None."""
-        z = self.logits
+        z: torch.Tensor = self.logits
         if noise is not None:
             u = noise.to(z.dtype).clamp(min=torch.finfo(z.dtype).tiny)
             z = z + (torch.log(u) - torch.log1p(-u))

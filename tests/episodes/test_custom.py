@@ -67,8 +67,10 @@ def test_from_arrays_feeds_the_sampler_with_unequal_counts():
         (np.array([[0.0], [1.0], [np.nan], [2.0]]), [0, 0, 1, 1],
          r"x has 1 non-finite values \(NaN or inf\), the first in example 2: remove those examples or replace the "
          r"values, e.g. np.nan_to_num\(x\)"),
-        (torch.tensor([[0.0], [float("inf")], [1.0], [-float("inf")]]), [0, 0, 1, 1], "x has 2 non-finite values .* example 1:"),
-        (np.zeros((4, 2), dtype=np.float32), [0.0, np.nan, 1.0, 1.0], "y has 1 NaN or inf labels: give every example a real label"),
+        (torch.tensor([[0.0], [float("inf")], [1.0], [-float("inf")]]), [0, 0, 1, 1],
+         "x has 2 non-finite values .* example 1:"),
+        (np.zeros((4, 2), dtype=np.float32), [0.0, np.nan, 1.0, 1.0],
+         "y has 1 NaN or inf labels: give every example a real label"),
         (np.zeros((4, 2), dtype=np.float32), np.array([1, "a", 1, "a"], dtype=object), "y mixes label types"),
     ],
 )

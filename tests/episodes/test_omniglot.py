@@ -288,7 +288,8 @@ def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str
     ({"method": 9}, "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot decompress "
                     "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract it with another "
                     "tool and pass the folder holding images_background/ as --source"),
-    ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), which this Python cannot decompress"),
+    ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), "
+                     "which this Python cannot decompress"),
 ])
 def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data, monkeypatch, patch, message):
     from tests.episodes.image_fixtures import patch_zip_member
@@ -296,7 +297,8 @@ def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data
     blob, member = _tiny_background_zip()
     src = _source(tmp_path, fewshot_data, images_background_zip=patch_zip_member(blob, member, **patch))
     monkeypatch.setattr(om, "decode_png", lambda *a, **k: pytest.fail("decoded before the archive was checked"))
-    _assert_fails_cleanly(tmp_path, src, re.escape(f"{src / 'images_background.zip'}: " + message.format(member=member)))
+    _assert_fails_cleanly(tmp_path, src,
+                          re.escape(f"{src / 'images_background.zip'}: " + message.format(member=member)))
 
 
 def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data):
@@ -309,7 +311,8 @@ def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data)
     src = _source(tmp_path, fewshot_data, images_background_zip=blob)
     _assert_fails_cleanly(tmp_path, src, re.escape(
         f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb (900,000,000 pixels, "
-        "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: use the official Omniglot archive"))
+        "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: "
+        "use the official Omniglot archive"))
 
 
 # ----------------------------------------------------------------------------- store integrity (issue 14)

@@ -142,7 +142,8 @@ def test_string_lists_are_checksummed(tmp_path):
 def test_old_store_without_checksums_is_refused_with_the_rebuild_command(tmp_path):
     with h5py.File(tmp_path / "old.h5", "w") as f:
         f.attrs["format_version"] = 1
-    with pytest.raises(DataError, match=r"older fewshot \(format 1, no content checksum\).*: run `fewshot prepare x --force`"):
+    with pytest.raises(DataError,
+                       match=r"older fewshot \(format 1, no content checksum\).*: run `fewshot prepare x --force`"):
         Store(tmp_path / "old.h5", fix_hint="run `fewshot prepare x --force`")
     # A current-format store whose checksum attribute was removed is damaged, not trusted.
     rng = np.random.default_rng(4)

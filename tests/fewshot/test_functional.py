@@ -31,7 +31,8 @@ def _data(seed: int, n: int = 8):
     g = torch.Generator().manual_seed(seed)
     sx = torch.randn(n, 3, generator=g, dtype=torch.float64)
     qx = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    return sx, torch.randn(n, 2, generator=g, dtype=torch.float64), qx, torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return (sx, torch.randn(n, 2, generator=g, dtype=torch.float64),
+            qx, torch.randn(n, 2, generator=g, dtype=torch.float64))
 
 
 def _ours(model, steps, lr, first_order, data):

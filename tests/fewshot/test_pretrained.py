@@ -110,7 +110,8 @@ BROKEN = {
     "weights-not-a-string": (lambda m: json.dumps({**m, "weights": 5}).encode(),
                              ": 'weights' must be a non-empty string, got int 5: " + FIX),
     "weights-outside": (lambda m: json.dumps({**m, "weights": "../my-sine/model.safetensors"}).encode(),
-                        ": 'weights' must be a file name inside the model folder, got '../my-sine/model.safetensors': " + FIX),
+                        ": 'weights' must be a file name inside the model folder, "
+                        "got '../my-sine/model.safetensors': " + FIX),
 }
 
 

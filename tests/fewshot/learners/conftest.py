@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-_HOW = "build it with `bash bench/install_learn2learn.sh` (learn2learn 0.2.0 does not install from PyPI on Python >= 3.11)"
+_HOW = ("build it with `bash bench/install_learn2learn.sh` "
+        "(learn2learn 0.2.0 does not install from PyPI on Python >= 3.11)")
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.floa
 def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
     g = _gen(seed)
     return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype), None)
+                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
+                     None)
 
 
 def _mlp(seed=0, bn=False):
@@ -144,7 +145,8 @@ def test_msl_meta_loss_is_the_weighted_sum_of_per_step_query_losses():
         for i in range(len(batch)):
             t = batch.task(i)
             for s in range(1, 4):
-                q = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=s), steps=s), t.query_y)
+                q = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=s), steps=s),
+                               t.query_y)
                 expected += w[s - 1] * q.item() / len(batch)
         assert learner.meta_loss(batch, epoch=epoch).loss.item() == pytest.approx(expected, abs=1e-12)
 
@@ -210,7 +212,7 @@ def test_evaluation_paths_never_write_buffers(mode):
     # HowToTrainYourMAML #42: a stats "backup" that aliases the live buffers
     learner = MAML(_conv(13, bn_steps=3), MAMLConfig(inner_steps=2, per_step_bn=True, bn_mode=mode))
     with torch.no_grad():
-        for name, buf in learner.model.named_buffers():
+        for _name, buf in learner.model.named_buffers():
             buf.copy_(torch.rand(buf.shape, generator=_gen(14), dtype=buf.dtype) + 0.5)
     before = {k: v.clone() for k, v in learner.model.named_buffers()}
     batch = _cls_batch(15)
@@ -368,7 +370,8 @@ def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
         out.loss.backward()
         opt.step()
     learner.eval()
-    acc = learner.evaluate(EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
+    acc = learner.evaluate(
+        EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
     assert acc > 0.45, acc
 
 
@@ -382,7 +385,8 @@ def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
             t = batch.task(i)
             params = learner.adapt(t.support_x, t.support_y)
             expected = F.mse_loss(learner.predict(t.query_x, params), t.query_y)
-            manual = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=steps)), t.query_y)
+            manual = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=steps)),
+                                t.query_y)
             assert got[i].item() == pytest.approx(expected.item(), abs=1e-12)
             assert got[i].item() == pytest.approx(manual.item(), abs=1e-12)
     assert learner.evaluate(batch, steps=2)["mse"].shape == (len(batch),)

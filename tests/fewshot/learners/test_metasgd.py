@@ -19,7 +19,8 @@ def _gen(seed):
 def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
     g = _gen(seed)
     return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype), None)
+                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
+                     None)
 
 
 def _mlp(seed=0):

@@ -30,7 +30,8 @@ def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.floa
 def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
     g = _gen(seed)
     return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype), None)
+                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
+                     None)
 
 
 def _mlp(seed=0):
@@ -148,7 +149,8 @@ def test_eval_mask_is_the_most_likely_one_and_masks_whole_output_units():
         w = model.get_submodule(layer).weight
         m = expected_mask[start:start + w.shape[0]]
         start += w.shape[0]
-        assert torch.allclose(params[f"{layer}.weight"], w - 0.3 * m[:, None] * grads[f"{layer}.weight"], atol=1e-14, rtol=0)
+        assert torch.allclose(params[f"{layer}.weight"], w - 0.3 * m[:, None] * grads[f"{layer}.weight"],
+                              atol=1e-14, rtol=0)
         b = model.get_submodule(layer).bias
         assert torch.allclose(params[f"{layer}.bias"], b - 0.3 * m * grads[f"{layer}.bias"], atol=1e-14, rtol=0)
         assert torch.equal(params[f"{layer}.transform"], model.get_submodule(layer).transform)

@@ -12,9 +12,9 @@ def test_conv4_omniglot_and_miniimagenet_shapes():
     m = Conv4(1, 5, hidden=64, image_size=28)
     assert m.feature_dim == 64
     assert m(torch.rand(3, 1, 28, 28, generator=g)).shape == (3, 5)
-    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    convs = [layer for layer in m.modules() if isinstance(layer, nn.Conv2d)]
     assert len(convs) == 4 and all(c.kernel_size == (3, 3) and c.out_channels == 64 for c in convs)
-    assert sum(isinstance(l, nn.MaxPool2d) for l in m.modules()) == 4
+    assert sum(isinstance(layer, nn.MaxPool2d) for layer in m.modules()) == 4
     mi = Conv4(3, 5, hidden=32, image_size=84)
     assert mi.feature_dim == 32 * 5 * 5
     assert mi(torch.rand(2, 3, 84, 84, generator=g)).shape == (2, 5)
@@ -22,21 +22,21 @@ def test_conv4_omniglot_and_miniimagenet_shapes():
 
 def test_conv4_strided_variant_has_no_pooling():
     m = Conv4(1, 20, hidden=64, image_size=28, pool=False)
-    assert not any(isinstance(l, nn.MaxPool2d) for l in m.modules())
+    assert not any(isinstance(layer, nn.MaxPool2d) for layer in m.modules())
     assert all(c.stride == (2, 2) for c in m.modules() if isinstance(c, nn.Conv2d))
     assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 20)
 
 
 def test_per_step_bn_slots_and_fc_nets():
     m = Conv4(1, 5, hidden=8, bn_steps=6)
-    bns = [l for l in m.modules() if isinstance(l, StepBatchNorm2d)]
+    bns = [layer for layer in m.modules() if isinstance(layer, StepBatchNorm2d)]
     assert len(bns) == 4 and all(b.weight.shape == (6, 8) and b.running_mean.shape == (6, 8) for b in bns)
     fc = FullyConnected(784, 5)
-    widths = [l.out_features for l in fc.modules() if isinstance(l, nn.Linear)]
+    widths = [layer.out_features for layer in fc.modules() if isinstance(layer, nn.Linear)]
     assert widths == [256, 128, 64, 64, 5]
     assert fc(torch.zeros(4, 1, 28, 28)).shape == (4, 5)
     mlp = MLP(1, 1)
-    assert [l.out_features for l in mlp.modules() if isinstance(l, nn.Linear)] == [40, 40, 1]
+    assert [layer.out_features for layer in mlp.modules() if isinstance(layer, nn.Linear)] == [40, 40, 1]
     assert mlp(torch.zeros(7, 1)).shape == (7, 1)
 
 

@@ -22,7 +22,8 @@ def test_steps_one_matches_torch_batchnorm_in_train_and_eval():
     for i in range(3):
         x = _x(i)
         assert torch.allclose(ours(x), ref(x), atol=1e-12)
-    assert torch.allclose(ours.running_mean[0], ref.running_mean) and torch.allclose(ours.running_var[0], ref.running_var)
+    assert (torch.allclose(ours.running_mean[0], ref.running_mean)
+            and torch.allclose(ours.running_var[0], ref.running_var))
     ours.eval(), ref.eval()
     x = _x(7)
     assert torch.allclose(ours(x), ref(x), atol=1e-12)
