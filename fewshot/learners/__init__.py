@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import GradientLearner, LearnerConfig, MetaOutput
+from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 
 # name -> (learner class, preset config factory taking overrides)
@@ -15,6 +16,7 @@ LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "maml": (MAML, MAMLConfig),
     "fomaml": (MAML, lambda **kw: MAMLConfig(**{"first_order": True, **kw})),
     "mamlpp": (MAML, MAMLConfig.mamlpp),
+    "lstm-meta": (LSTMMetaLearner, LSTMMetaConfig),
 }
 
 
