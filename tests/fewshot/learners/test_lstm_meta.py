@@ -178,6 +178,7 @@ def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
     acc = learner.evaluate(batch)["accuracy"].mean().item()
     with torch.no_grad():  # the meta-learned initialisation without any update
         params = dict(learner.model.named_parameters())
-        logits = torch.stack([learner.predict(batch.query_x[i], params, steps=0) for i in range(len(batch))])
+        logits = torch.stack([learner.predict(batch.query_x[i], params) for i in range(len(batch))])
     acc0 = (logits.argmax(-1) == batch.query_y).double().mean().item()
+    print(f"lstm-meta omniglot 5w1s: adapted {acc:.3f}, un-adapted {acc0:.3f}")
     assert acc > 0.45 and acc > acc0 + 0.2, (acc, acc0)
