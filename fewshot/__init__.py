@@ -12,6 +12,8 @@ from .learners import (
     MAML,
     GradientLearner,
     LearnerConfig,
+    LSTMMetaConfig,
+    LSTMMetaLearner,
     MAMLConfig,
     MetaOutput,
     MetaSGD,
@@ -33,7 +35,7 @@ from .nn import (
     per_step_batchnorm,
 )
 from .pretrained import load as load_pretrained
-from .rules import SGD, Chain, ElementwiseSGD, RowMask, UpdateRule, apply_updates
+from .rules import SGD, Chain, ElementwiseSGD, LSTMMetaRule, RowMask, UpdateRule, apply_updates
 from .scoring import Summary, evaluate_learner, summarize
 from .training import train
 

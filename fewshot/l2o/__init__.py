@@ -5,11 +5,11 @@ Usage::
     from fewshot.l2o import LearnedOptimizer
     opt = LearnedOptimizer(model.parameters(), weights="l2o-mnist")
 """
+from ..rules.preprocess import preprocess_gradients
 from .baselines import BASELINES, LR_GRID, Tuned, make_baseline, tune_baselines
 from .metatrain import EpochRecord, MetaTrainConfig, MetaTrainResult, meta_train, unroll
 from .net import CoordinateLSTM, LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer
-from .preprocess import preprocess_gradients
 from .problems import MLPFamily, ProblemBatch, ProblemFamily, QuadraticFamily
 from .trajectory import final_loss, run_trajectory
 from .weights import load_learned_optimizer, save_learned_optimizer

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..checks import check_count
 from ..errors import ConfigError
-from .preprocess import check_p, preprocess_gradients
+from ..rules.preprocess import check_p, preprocess_gradients
 
 State = tuple[torch.Tensor, ...]  # (h_1, c_1, ..., h_L, c_L), each [n, hidden]
 

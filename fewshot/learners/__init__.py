@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import GradientLearner, LearnerConfig, MetaOutput
+from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 from .metasgd import MetaSGD, MetaSGDConfig
 from .mtnet import MTNet, MTNetConfig
@@ -20,6 +21,7 @@ LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "metasgd": (MetaSGD, MetaSGDConfig),
     "mtnet": (MTNet, MTNetConfig),
     "tnet": (MTNet, lambda **kw: MTNetConfig(**{"mask": False, **kw})),
+    "lstm-meta": (LSTMMetaLearner, LSTMMetaConfig),
 }
 
 # settings a name implies even when a config instance is given (``build_learner("tnet", m, MTNetConfig())``)

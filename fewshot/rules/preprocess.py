@@ -1,4 +1,5 @@
-"""Gradient preprocessing of Andrychowicz et al. (2016), appendix A.
+"""Gradient preprocessing of Andrychowicz et al. (2016), appendix A (shared by the learned optimizer in
+``fewshot.l2o`` and the LSTM meta-learner's update rule).
 
 Each gradient coordinate becomes two numbers that separate magnitude from sign::
 

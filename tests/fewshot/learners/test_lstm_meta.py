@@ -1,0 +1,183 @@
+"""The LSTM meta-learner (Ravi & Larochelle): meta-gradients, no graph through the gradients, loop == vmap,
+config and registry, learning on Omniglot."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fewshot
+from episodes import TaskBatch
+from fewshot.errors import ConfigError
+from fewshot.functional import inner_loop, split_state
+from fewshot.learners import LSTMMetaConfig, LSTMMetaLearner, build_learner, learner_config
+from fewshot.nn import Conv4
+from fewshot.rules import LSTMMetaRule
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.float64):
+    g = _gen(seed)
+    sx = torch.randn(b, ways * shots, 1, size, size, generator=g, dtype=dtype)
+    qx = torch.randn(b, ways * queries, 1, size, size, generator=g, dtype=dtype)
+    sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
+    qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
+    return TaskBatch(sx, sy, qx, qy, ways)
+
+
+def _conv(seed=0, bn_steps=1):
+    torch.manual_seed(seed)  # test-only module init
+    return Conv4(1, 3, hidden=4, image_size=8, blocks=2, bn_steps=bn_steps).double()
+
+
+def _lively(learner, seed=0):
+    """Gates away from their saturated start (f ~ 0.99, i ~ 0.01), so every path carries signal."""
+    with torch.no_grad():
+        for p in learner.rule.parameters():
+            p.copy_(torch.rand(p.shape, generator=_gen(seed + p.numel()), dtype=p.dtype) - 0.5)
+    return learner
+
+
+def _meta_grads(learner, batch):
+    out = learner.meta_loss(batch)
+    params = list(learner.parameters())
+    grads = torch.autograd.grad(out.loss, params, allow_unused=True)
+    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def test_registry_exports_and_defaults():
+    assert fewshot.LSTMMetaLearner is LSTMMetaLearner and fewshot.LSTMMetaConfig is LSTMMetaConfig
+    learner = build_learner("lstm-meta", _conv(), {"inner_steps": 3, "seed": 4})
+    assert isinstance(learner, LSTMMetaLearner) and isinstance(learner.rule, LSTMMetaRule)
+    cfg = learner_config("lstm-meta")
+    assert cfg.first_order and cfg.adapt_norm and cfg.hidden == 20 and cfg.p == 10.0 and cfg.bn_mode == "transductive"
+    # every trainable parameter (batch-norm scale/shift included) is in the LSTM's cell state
+    assert learner.names == [n for n, _ in learner.model.named_parameters()]
+    # the LSTM's initial weights come from the config's seed
+    again = build_learner("lstm-meta", _conv(), {"inner_steps": 3, "seed": 4})
+    other = build_learner("lstm-meta", _conv(), {"inner_steps": 3, "seed": 5})
+    assert torch.equal(learner.rule.weight_ih, again.rule.weight_ih)
+    assert not torch.equal(learner.rule.weight_ih, other.rule.weight_ih)
+    assert learner.rule.weight_ih.dtype == torch.float64
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(first_order=False), "first_order must be True"),
+                                           (dict(hidden=0), "hidden"), (dict(p=-1.0), "p must be"),
+                                           (dict(inner_steps=0), "inner_steps")])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        LSTMMetaConfig(**kwargs)
+
+
+def test_adapt_runs_the_rule_on_all_parameters():
+    learner = _lively(LSTMMetaLearner(_conv(1), LSTMMetaConfig(inner_steps=2)))
+    t = _cls_batch(2).task(0)
+    params, buffers = split_state(learner.model)
+    with torch.no_grad():
+        ref = inner_loop(learner.model, params, buffers, t.support_x, t.support_y, loss_fn=F.cross_entropy, steps=2,
+                         rule=learner.rule, names=learner.names)
+        got = learner.adapt(t.support_x, t.support_y)
+    assert set(got) == set(params)
+    for name in params:
+        assert torch.equal(got[name], ref.params[-1][name]), name
+        assert not torch.equal(got[name], params[name]), name
+
+
+def test_meta_gradient_reaches_every_lstm_weight_and_the_initial_cell_state():
+    learner = _lively(LSTMMetaLearner(_conv(3), LSTMMetaConfig(inner_steps=2)))
+    _, grads = _meta_grads(learner, _cls_batch(4))
+    for (name, _), g in zip(learner.named_parameters(), grads):
+        assert g.abs().max() > 0, name
+    names = {n for n, _ in learner.named_parameters()}
+    assert {f"rule.{n}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "forget_weight", "input_weight",
+                                  "forget_bias", "input_bias")} <= names
+
+
+def test_no_meta_gradient_flows_through_the_support_gradients():
+    base, batch = _conv(5), _cls_batch(6)
+
+    def grads(detach_in_loop, detach_in_rule):
+        learner = _lively(LSTMMetaLearner(copy.deepcopy(base), LSTMMetaConfig(inner_steps=2)))
+        learner.config.first_order = detach_in_loop  # bypasses validation on purpose: test the rule's own cut
+        learner.rule.detach_inputs = detach_in_rule
+        return _meta_grads(learner, batch)[1]
+
+    reference = grads(True, True)          # gradients detached explicitly by the inner loop as well
+    rule_only = grads(False, True)         # second-order gradients reach the rule, which detaches them
+    through = grads(False, False)          # differentiating through the gradients (not the paper)
+    for a, b in zip(reference, rule_only):
+        assert torch.allclose(a, b, rtol=0, atol=1e-14)
+    assert max((a - b).abs().max().item() for a, b in zip(reference, through)) > 1e-6
+
+
+CONFIGS = {
+    "plain": dict(inner_steps=2),
+    "running_bn": dict(inner_steps=2, bn_mode="running"),
+    "per_step_bn_msl": dict(inner_steps=3, msl=True, per_step_bn=True, bn_mode="running"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_loop_and_vmap_give_the_same_numbers(name):
+    base, batch = _conv(7), _cls_batch(8)
+    results = {}
+    for batching in ("loop", "vmap"):
+        learner = _lively(LSTMMetaLearner(copy.deepcopy(base), LSTMMetaConfig(task_batching=batching,
+                                                                              **CONFIGS[name]))).train()
+        out, grads = _meta_grads(learner, batch)
+        results[batching] = (out, grads, {k: v.clone() for k, v in learner.model.named_buffers()},
+                             learner.eval().evaluate(batch))
+    (lo, lg, lb, le), (vo, vg, vb, ve) = results["loop"], results["vmap"]
+    assert lo.loss.item() == pytest.approx(vo.loss.item(), abs=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-11) for a, b in zip(lg, vg))
+    assert all(torch.allclose(lb[k], vb[k], atol=1e-12) for k in lb)
+    assert all(torch.allclose(le[k], ve[k], atol=1e-12) for k in le)
+
+
+def test_state_dict_round_trip():
+    learner = _lively(LSTMMetaLearner(_conv(9), LSTMMetaConfig(inner_steps=2)))
+    fresh = LSTMMetaLearner(_conv(10), LSTMMetaConfig(inner_steps=2, seed=3))
+    fresh.load_state_dict(learner.state_dict())
+    batch = _cls_batch(11)
+    a, b = learner.eval().evaluate(batch), fresh.eval().evaluate(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def one_thread():
+    """Small nets gain nothing from intra-op threads, and lose a lot when the cores are shared."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.slow
+def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
+    from episodes import EpisodeSampler, load_split
+
+    train = load_split("omniglot", "train", root=omniglot_root)
+    val = load_split("omniglot", "val", root=omniglot_root)
+    torch.manual_seed(0)  # test-only module init
+    model = Conv4(1, 5, hidden=8, pool=False)
+    learner = build_learner("lstm-meta", model, {"inner_steps": 3})
+    opt = torch.optim.Adam(learner.parameters(), 1e-2)
+    tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
+    for _ in range(150):
+        out = learner.meta_loss(tasks.sample(4))
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(learner.parameters(), 0.25)
+        opt.step()
+    learner.eval()
+    batch = EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100)
+    acc = learner.evaluate(batch)["accuracy"].mean().item()
+    with torch.no_grad():  # the meta-learned initialisation without any update
+        params = dict(learner.model.named_parameters())
+        logits = torch.stack([learner.predict(batch.query_x[i], params) for i in range(len(batch))])
+    acc0 = (logits.argmax(-1) == batch.query_y).double().mean().item()
+    print(f"lstm-meta omniglot 5w1s: adapted {acc:.3f}, un-adapted {acc0:.3f}")
+    assert acc > 0.45 and acc > acc0 + 0.2, (acc, acc0)
