@@ -42,7 +42,10 @@ def test_list_presets(capsys):
     (["omniglot-5w1s-mam"], "unknown preset or config file 'omniglot-5w1s-mam': did you mean 'omniglot-5w1s-maml'?"),
     (["sinusoid-maml", "--set", "learner.inner_lrr=1"], "did you mean 'learner.inner_lr'?"),
     (["sinusoid-maml", "--set", "meta_batch=big"], "meta_batch must be int"),
-    (["sinusoid-maml", "--set", "optim.lr=-1"], "optim.lr must be > 0"),
+    (["sinusoid-maml", "--set", "optim.lr=-1"], "optim.lr must be a finite number > 0"),
+    (["sinusoid-maml", "--set", "optim.lr=inf"], "optim.lr must be a finite number > 0"),
+    (["sinusoid-maml", "--set", "optim.clip_norm=nan"], "optim.clip_norm must be a finite number > 0 or null"),
+    (["sinusoid-maml", "--seed", str(2**70)], f"seed must be an integer in [0, 2**63), got {2**70}: pass e.g. --seed 0"),
     (["sinusoid-maml", "--device", "tpu"], "device 'tpu' is unknown"),
 ])
 def test_bad_input_one_line(tmp_path, capsys, no_data, argv, message):
