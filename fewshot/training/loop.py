@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml``, ``last.pt`` (full training state, every ``checkpoint_every``
 iterations and at the end), ``best.pt`` (same format, at the best validation score),
-``metrics.jsonl`` and, when TensorBoard is installed, ``tensorboard/``.
+``metrics.jsonl``, ``.run.lock`` (one run at a time, see ``runlock``) and, when TensorBoard is
+installed, ``tensorboard/``.
 
 Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends bit-identical (on
 CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
