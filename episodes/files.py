@@ -16,7 +16,7 @@ import platform
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, TypeGuard
 
 import torch
 
@@ -27,7 +27,7 @@ _UMASK_LOCK = threading.Lock()
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
     """Whether ``exc`` says the disk (or the user's quota) is full: the fix is then to free space, not to retry."""
     return isinstance(exc, OSError) and exc.errno in _NO_SPACE
 

@@ -182,14 +182,14 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
         print("note: bf16 autocast is CUDA-only; training in float32 on", device)
     ident = identity(cfg)
     plain_cfg = cfg.to_dict()
-    saved: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
+    written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
 
     def kept() -> str:
         """What an error says about the checkpoints on disk (never one that does not exist)."""
-        if saved[LAST] is not None:
-            return f"the last good checkpoint {last_path} (iteration {saved[LAST]}) is untouched"
-        if saved[BEST] is not None and best_path.exists():
-            return f"no {LAST} was written yet ({best_path}, iteration {saved[BEST]}, is untouched)"
+        if written[LAST] is not None:
+            return f"the last good checkpoint {last_path} (iteration {written[LAST]}) is untouched"
+        if written[BEST] is not None and best_path.exists():
+            return f"no {LAST} was written yet ({best_path}, iteration {written[BEST]}, is untouched)"
         return "no checkpoint was written"
 
     def checkpoint(path: Path, iteration: int) -> None:
@@ -197,7 +197,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                         sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
                         extra={"best_metric": best, "best_iteration": best_it, "metric": metric},
                         hint=f"choose another --out ({kept()})")
-        saved[path.name] = iteration
+        written[path.name] = iteration
 
     def log(kind: str, iteration: int, **values: Any) -> None:
         try:
