@@ -234,7 +234,13 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                 raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; {kept()}; "
                                    "lower optim.lr or learner.inner_lr, or set optim.clip_norm")
             clip_meta_gradients(learner.parameters(), cfg.optim)
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # a finite but huge optim.lr / weight_decay overflows float32 inside Adam
+                if "overflow" not in str(exc):
+                    raise
+                raise FewshotError(f"the optimizer step of iteration {iteration} overflowed ({exc}): training "
+                                   f"stopped; {kept()}; lower optim.lr or optim.weight_decay") from exc
             if not _all_finite(params):  # a finite loss can still give an inf/NaN step: never save it
                 raise FewshotError(f"the meta-parameters became non-finite (NaN/inf) in the optimizer step of "
                                    f"iteration {iteration}: training stopped; {kept()}; lower optim.lr or set "

@@ -87,6 +87,16 @@ def test_non_finite_stops_before_any_checkpoint_is_written(tmp_path, monkeypatch
         assert all(torch.isfinite(v).all() for v in ckpt["learner"].values() if v.is_floating_point())
 
 
+def test_finite_but_huge_lr_overflowing_adam_is_one_line(tmp_path):
+    """optim.lr=1e38 is finite (allowed by the config) but Adam's step size overflows float32."""
+    with pytest.raises(FewshotError) as info:
+        train(_cfg("iterations=3", "val_every=0", "optim.lr=1e38"), tmp_path, quiet=True, tensorboard=False)
+    assert str(info.value).startswith("the optimizer step of iteration 1 overflowed (")
+    assert str(info.value).endswith("): training stopped; no checkpoint was written; lower optim.lr or "
+                                    "optim.weight_decay")
+    assert not (tmp_path / "last.pt").exists()
+
+
 def test_resume_rules(tmp_path):
     cfg = _cfg("iterations=6", "val_every=0", "checkpoint_every=3")
     with pytest.raises(ConfigError, match="--resume given but"):
