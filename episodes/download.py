@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import DataError
-from .files import atomic_open, md5_file
+from .files import atomic_open, is_disk_full, md5_file
 from .paths import ensure_writable_dir
 
 __all__ = ["download", "fetch", "join_url", "md5_file"]
@@ -70,6 +70,10 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
                         digest.update(chunk)
                         bar.update(len(chunk))
                 except (OSError, urllib.error.URLError) as exc:
+                    if is_disk_full(exc):
+                        raise DataError(f"no space left on the disk to download {url} into {dest.parent} "
+                                        f"({exc.strerror}): free disk space or pass a --root on a disk with room "
+                                        "(nothing was kept)") from exc
                     raise DataError(f"download of {url} was interrupted: {exc}; run the command again") from exc
         got = digest.hexdigest()
         if md5 is not None and got != md5.lower():

@@ -9,13 +9,14 @@ is fsynced after the rename. On any failure the temp file is removed and the tar
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import platform
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, TypeGuard
 
 import torch
 
@@ -23,6 +24,12 @@ from .errors import DataError
 
 CHUNK = 1 << 20
 _UMASK_LOCK = threading.Lock()
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
+    """Whether ``exc`` says the disk (or the user's quota) is full: the fix is then to free space, not to retry."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
 
 
 def _current_umask() -> int:
@@ -83,6 +90,9 @@ def atomic_path(path: str | os.PathLike, *, error: type[Exception] = DataError,
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise error(f"no space left on the disk to write {path} ({exc.strerror}): free disk space or "
+                        f"{hint}") from exc
         if isinstance(exc, OSError):
             raise error(f"cannot write {path}: {exc.strerror or exc}; {hint}") from exc
         raise

@@ -54,27 +54,31 @@ def is_url(source: str | os.PathLike | None) -> bool:
     return isinstance(source, str) and source.lower().startswith(("http://", "https://", "file://"))
 
 
-def ensure_writable_dir(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and make sure files can be written there, or raise a one-line ``DataError``.
+def ensure_writable_dir(folder: str | os.PathLike, *, error: type[Exception] = DataError,
+                        hint: str | None = None) -> Path:
+    """Create ``folder`` if needed and make sure files can be written there, or raise a one-line ``error``.
 
     A folder whose mode has no write bit at all (e.g. a read-only copy of the raw data sets, like
     ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into it.
+    ``hint`` (how to fix it) defaults to the data side's "pass a writable --root".
     """
     folder = Path(folder)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise DataError(f"cannot write into {folder}: {existing} is a file, not a folder; pass a writable --root")
+        raise error(f"cannot write into {folder}: {existing} is a file, not a folder; "
+                    f"{hint or 'pass a writable --root'}")
     mode = existing.stat().st_mode
     no_write_bits = not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     if no_write_bits or not os.access(existing, os.W_OK):
-        raise DataError(
-            f"cannot write into {existing} (read-only): pass a writable --root (or set {ENV_VAR} to a writable folder "
-            "and give the raw data with --source)"
+        raise error(
+            f"cannot write into {existing} (read-only): "
+            + (hint or f"pass a writable --root (or set {ENV_VAR} to a writable folder and give the raw data with "
+                       "--source)")
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot write into {folder}: {exc.strerror or exc}; pass a writable --root") from exc
+        raise error(f"cannot write into {folder}: {exc.strerror or exc}; {hint or 'pass a writable --root'}") from exc
     return folder

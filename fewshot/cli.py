@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
 from episodes.errors import DataError
 
 from .errors import FewshotError
+from .pretrained import ManifestWarning
 
 # Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
 COMMAND_MODULES = (
@@ -36,11 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(show: Any) -> Any:
+    """A ``warnings.showwarning`` that prints our own warnings as one ``warning: ...`` line (Python's
+    default adds the file, line number and source line, which mean nothing to a command-line user)."""
+    def one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ManifestWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    return one_line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        with warnings.catch_warnings():  # restores showwarning on exit (main is also called in-process)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            result = args.func(args)
     except (DataError, FewshotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,24 +40,34 @@ class MetaOptimConfig:
 
     def __post_init__(self) -> None:
         betas = tuple(self.betas)  # YAML/JSON give a list
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        if len(betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas}: "
+                              "e.g. --set optim.betas=[0.9,0.999]")
         self.betas = (float(betas[0]), float(betas[1]))
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"optim.lr must be > 0 (the meta-optimizer's learning rate), got {self.lr!r}")
-        if not self.min_lr >= 0 or (self.cosine and self.min_lr > self.lr):
-            raise ConfigError(f"optim.min_lr must be in [0, lr={self.lr}] with cosine annealing, got {self.min_lr}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        # every float must be finite: an inf/NaN setting would only show up as NaN weights later
+        if not (_finite(self.lr) and self.lr > 0):
+            raise ConfigError(f"optim.lr must be a finite number > 0 (the meta-optimizer's learning rate), got "
+                              f"{self.lr!r}: e.g. --set optim.lr=0.001")
+        if not (_finite(self.min_lr) and self.min_lr >= 0) or (self.cosine and self.min_lr > self.lr):
+            raise ConfigError(f"optim.min_lr must be a finite number in [0, lr={self.lr}] with cosine annealing, got "
+                              f"{self.min_lr!r}: e.g. --set optim.min_lr=1e-5")
+        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"optim.weight_decay must be a finite number >= 0, got {self.weight_decay!r}: "
+                              "e.g. --set optim.weight_decay=0")
         for name in ("clip_value", "clip_norm"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"optim.{name} must be > 0 or null, got {value}")
+            if value is not None and not (_finite(value) and value > 0):
+                raise ConfigError(f"optim.{name} must be a finite number > 0 or null (no clipping), got {value!r}: "
+                                  f"e.g. --set optim.{name}=10")
 
     @classmethod
     def mamlpp(cls, **overrides) -> MetaOptimConfig:
         """MAML++'s meta-optimizer: Adam 1e-3 cosine-annealed to 1e-5."""
         return cls(**{"lr": 1e-3, "cosine": True, "min_lr": 1e-5, **overrides})
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_meta_optimizer(params: Iterable[torch.nn.Parameter], config: MetaOptimConfig | None = None,

@@ -162,6 +162,9 @@ class TrainConfig:
         for name in _COUNTS:
             check_count(getattr(self, name), name)
         check_count(self.val_every, "val_every (0 = never)", minimum=0)
+        # torch.manual_seed and the episode samplers take a seed in [0, 2**63): refuse others before any build
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed!r}: pass e.g. --seed 0")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is unknown: use auto, cpu, cuda or cuda:N")
 

@@ -28,12 +28,22 @@ from .rng import capture_rng, from_plain, restore_rng, to_plain
 
 MAGIC = b"FEWSHOT-CKPT-1\n"
 FORMAT_VERSION = 1
+# Entries every checkpoint holds (save_checkpoint writes all of them) and the type each must have, so a
+# file that passes its checksum but lacks one is a CheckpointError on load, never a KeyError later.
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "iteration": int, "identity": dict, "config": dict, "learner": dict, "optimizer": (dict, type(None)),
+    "scheduler": (dict, type(None)), "rng": dict, "sources": dict, "extra": dict,
+}
 
 
 def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     scheduler: Any | None, sources: Mapping[str, Any], iteration: int, config: dict,
-                    identity: Mapping[str, str], extra: dict | None = None) -> Path:
-    """Write a complete training state to ``path`` atomically (temp file + fsync + rename)."""
+                    identity: Mapping[str, str], extra: dict | None = None,
+                    hint: str = "choose a writable folder") -> Path:
+    """Write a complete training state to ``path`` atomically (temp file + fsync + rename).
+
+    ``hint`` ends the one-line error of a failed write (the training loop says which checkpoint is kept).
+    """
     payload = {
         "format": FORMAT_VERSION,
         "iteration": int(iteration),
@@ -50,7 +60,7 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
     torch.save(payload, buf)
     body = buf.getvalue()
     digest = hashlib.sha256(body).hexdigest().encode("ascii")
-    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body, error=FewshotError)
+    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body, error=FewshotError, hint=hint)
 
 
 def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -> dict:
@@ -82,6 +92,13 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -
                               "it holds unexpected objects or is damaged") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has an unknown format: it was written by another version")
+    for key, kind in REQUIRED.items():
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} has no '{key}' entry: it is incomplete or was not written by "
+                                  "fewshot; resume from another checkpoint or start a new run")
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            raise CheckpointError(f"checkpoint {path} entry '{key}' is a {type(ckpt[key]).__name__}, not what fewshot "
+                                  "writes: it is damaged; resume from another checkpoint or start a new run")
     if expect:
         check_identity(ckpt, expect, path)
     return ckpt

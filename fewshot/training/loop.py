@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml``, ``last.pt`` (full training state, every ``checkpoint_every``
 iterations and at the end), ``best.pt`` (same format, at the best validation score),
-``metrics.jsonl`` and, when TensorBoard is installed, ``tensorboard/``.
+``metrics.jsonl``, ``.run.lock`` (one run at a time, see ``runlock``) and, when TensorBoard is
+installed, ``tensorboard/``.
 
 Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends bit-identical (on
 CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from episodes.paths import ensure_writable_dir
+
 from ..config import TrainConfig, config_from_dict, read_config_file, save_config
 from ..errors import AdaptationError, ConfigError, FewshotError
 from ..meta_optimizer import clip_meta_gradients
@@ -37,6 +40,7 @@ from .build import (
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
+from .runlock import RunLock, remove_run_temps
 
 CONFIG_FILE = "config.yaml"
 LAST = "last.pt"
@@ -59,9 +63,13 @@ class TrainResult:
 
 
 def check_writable(out: Path) -> None:
-    """Create ``out`` if needed and make sure files can be written there (ConfigError otherwise)."""
+    """Create ``out`` if needed and make sure files can be written there (ConfigError otherwise).
+
+    A folder with no write bits is refused even for root (who could write into it anyway), as on the
+    data side; the probe file then catches what mode bits cannot tell (a read-only mount, a full quota).
+    """
+    ensure_writable_dir(out, error=ConfigError, hint="choose another --out")
     try:
-        out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
         os.close(fd)
         os.unlink(probe)
@@ -85,6 +93,14 @@ def _scalar(value: Any) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _all_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every entry of ``params`` is finite: one fused max-abs per tensor (no overflow, NaN propagates)."""
+    if not params:
+        return True
+    with torch.no_grad():
+        return bool(torch.stack([n.float() for n in torch._foreach_norm(params, float("inf"))]).isfinite().all())
+
+
 def _better(metric: str, new: float, best: float | None) -> bool:
     if best is None:
         return True
@@ -98,8 +114,23 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
     ``resume=None`` (default) resumes automatically when ``out/last.pt`` exists; ``True`` requires it;
     ``False`` starts afresh (an existing ``last.pt`` is then an error, so nothing is overwritten by
     accident). Raises FewshotError/DataError (one-line messages) for every expected failure.
+
+    Only one training runs in ``out`` at a time (:class:`RunLock`, released on any exit, even SIGKILL);
+    the run holding it first removes the temp files of killed writes there.
     """
     out = Path(out)
+    lock = RunLock(out)
+    try:
+        if out.is_dir():  # lock before reading its checkpoint: another run may be writing there
+            check_writable(out)
+            lock.acquire()
+        return _train(cfg, out, lock, resume=resume, quiet=quiet, tensorboard=tensorboard)
+    finally:
+        lock.release()
+
+
+def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, quiet: bool,
+           tensorboard: bool) -> TrainResult:
     last_path, best_path = out / LAST, out / BEST
     has_ckpt = last_path.exists()
     if resume is True and not has_ckpt:
@@ -129,7 +160,10 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
     source = build_train_source(cfg, device)
     val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
     optimizer, scheduler = build_optimizer(learner, cfg)
-    check_writable(out)
+    if not lock.held:  # a new folder: created (and locked) only now that everything is checked
+        check_writable(out)
+        lock.acquire()
+    remove_run_temps(out, before=lock.acquired_at)
 
     start, best, best_it = 0, None, None
     metric = "mse" if cfg.data.is_regression else "accuracy"
@@ -148,16 +182,36 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
         print("note: bf16 autocast is CUDA-only; training in float32 on", device)
     ident = identity(cfg)
     plain_cfg = cfg.to_dict()
+    written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
+
+    def kept() -> str:
+        """What an error says about the checkpoints on disk (never one that does not exist)."""
+        if written[LAST] is not None:
+            return f"the last good checkpoint {last_path} (iteration {written[LAST]}) is untouched"
+        if written[BEST] is not None and best_path.exists():
+            return f"no {LAST} was written yet ({best_path}, iteration {written[BEST]}, is untouched)"
+        return "no checkpoint was written"
 
     def checkpoint(path: Path, iteration: int) -> None:
         save_checkpoint(path, learner=learner, optimizer=optimizer, scheduler=scheduler,
                         sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
-                        extra={"best_metric": best, "best_iteration": best_it, "metric": metric})
+                        extra={"best_metric": best, "best_iteration": best_it, "metric": metric},
+                        hint=f"choose another --out ({kept()})")
+        written[path.name] = iteration
+
+    def log(kind: str, iteration: int, **values: Any) -> None:
+        try:
+            logger.write(kind, iteration, **values)
+        except OSError as exc:
+            raise FewshotError(f"cannot append to {logger.path} at iteration {iteration} ({exc.strerror or exc}): "
+                               f"training stopped; {kept()}; free disk space or choose another --out, then run "
+                               "the command again") from exc
 
     bar = tqdm(total=cfg.iterations, initial=start, disable=quiet, dynamic_ncols=True, unit="it",
                desc=cfg.preset or "train")
     last_loss: float | None = None
     learner.train()
+    params = [p for p in learner.parameters() if p.requires_grad]
     try:
         for it in range(start, cfg.iterations):
             iteration = it + 1
@@ -174,22 +228,29 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
                 else:  # task by task: peak memory of one task's graph (same gradients)
                     result = learner.meta_backward(batch, epoch=epoch)
             except AdaptationError as exc:
-                raise AdaptationError(f"iteration {iteration}: {exc} (last good checkpoint {last_path} "
-                                      "is untouched)") from exc
+                raise AdaptationError(f"iteration {iteration}: {exc} ({kept()})") from exc
             loss_value = _scalar(result.loss)
             if not math.isfinite(loss_value):
-                raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; the last "
-                                   f"good checkpoint {last_path} is untouched; lower optim.lr or learner.inner_lr, "
-                                   "or set optim.clip_norm")
+                raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; {kept()}; "
+                                   "lower optim.lr or learner.inner_lr, or set optim.clip_norm")
             clip_meta_gradients(learner.parameters(), cfg.optim)
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # a finite but huge optim.lr / weight_decay overflows float32 inside Adam
+                if "overflow" not in str(exc):
+                    raise
+                raise FewshotError(f"the optimizer step of iteration {iteration} overflowed ({exc}): training "
+                                   f"stopped; {kept()}; lower optim.lr or optim.weight_decay") from exc
+            if not _all_finite(params):  # a finite loss can still give an inf/NaN step: never save it
+                raise FewshotError(f"the meta-parameters became non-finite (NaN/inf) in the optimizer step of "
+                                   f"iteration {iteration}: training stopped; {kept()}; lower optim.lr or set "
+                                   "optim.clip_norm")
             if scheduler is not None:
                 scheduler.step()
             last_loss = loss_value
             metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
             if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
-                logger.write("train", iteration, **{**metrics, "loss": loss_value,
-                                                    "lr": optimizer.param_groups[0]["lr"]})
+                log("train", iteration, **{**metrics, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
             bar.update(1)
             post = {"loss": f"{loss_value:.4f}"}
             if metric in metrics:
@@ -198,8 +259,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
             if val_set is not None and (iteration % cfg.val_every == 0 or iteration == cfg.iterations):
                 _, summary = evaluate_learner(learner, val_set.batches(cfg.eval_batch), metric=metric)
                 learner.train()
-                logger.write("val", iteration, **{metric: summary.mean, "ci95": summary.ci95,
-                                                  "episodes": summary.n})
+                log("val", iteration, **{metric: summary.mean, "ci95": summary.ci95, "episodes": summary.n})
                 if _better(metric, summary.mean, best):
                     best, best_it = summary.mean, iteration
                     checkpoint(best_path, iteration)

@@ -48,7 +48,10 @@ class MetricsLogger:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def write(self, kind: str, iteration: int, **metrics: Any) -> dict:
-        """Write one line; floats are stored as is (NaN/inf as strings so the file stays valid JSON)."""
+        """Write one line; floats are stored as is (NaN/inf as strings so the file stays valid JSON).
+
+        An ``OSError`` (e.g. a full disk) propagates: the training loop turns it into its one-line error.
+        """
         row: dict[str, Any] = {"kind": kind, "iteration": int(iteration)}
         for key, value in metrics.items():
             value = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
@@ -65,7 +68,10 @@ class MetricsLogger:
         return row
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # e.g. a full disk: close() retries the failed flush; the error was already reported
+            pass
         if self._tb is not None:
             self._tb.close()
 

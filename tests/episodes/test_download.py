@@ -115,3 +115,38 @@ def test_prepare_mnist_from_url(fewshot_data, tmp_path):
     split = load_idx_split("mnist", "test", tmp_path / "b")
     assert split.data.shape == (10000, 1, 28, 28) and int(split.counts.sum()) == 10000
     assert sorted(p.name for p in (tmp_path / "b" / "mnist").iterdir()) == sorted([*MNIST.md5, "mnist-28.h5"])
+
+
+def test_full_disk_during_a_download_says_so(tmp_path, monkeypatch):
+    """Issue 14: a full disk used to say "the download was interrupted; run the command again"."""
+    import errno
+
+    import episodes.download as dl
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(b"x" * 100_000)
+    real = dl.atomic_open
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh, self.written = fh, 0
+
+        def write(self, chunk):
+            self.written += len(chunk)
+            if self.written > 70_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.fh.write(chunk)
+
+    @contextlib.contextmanager
+    def full_disk(*args, **kwargs):
+        with real(*args, **kwargs) as fh:
+            yield FullFile(fh)
+
+    monkeypatch.setattr(dl, "atomic_open", full_disk)
+    url = (tmp_path / "src" / "big.bin").as_uri()
+    dest = tmp_path / "data" / "big.bin"
+    with pytest.raises(DataError) as info:
+        download(url, dest, md5=None, quiet=True)
+    assert str(info.value) == (f"no space left on the disk to download {url} into {dest.parent} (No space left on "
+                               "device): free disk space or pass a --root on a disk with room (nothing was kept)")
+    assert list(dest.parent.iterdir()) == []

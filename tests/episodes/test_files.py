@@ -41,15 +41,19 @@ def test_a_failure_inside_the_block_leaves_the_old_file_and_no_temp(tmp_path):
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
-def test_os_errors_become_one_line_errors_of_the_callers_class(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code, message", [
+    (28, r"no space left on the disk to write .*a.txt \(No space left on device\): free disk space or choose another"),
+    (5, "cannot write .*a.txt: Input/output error; choose another"),
+])
+def test_os_errors_become_one_line_errors_of_the_callers_class(tmp_path, monkeypatch, code, message):
     class MyError(ValueError):
         pass
 
     def full(*_):
-        raise OSError(28, "No space left on device")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(files.os, "replace", full)
-    with pytest.raises(MyError, match="cannot write .*a.txt: No space left on device; choose another") as info:
+    with pytest.raises(MyError, match=message) as info:
         files.atomic_write_text(tmp_path / "a.txt", "x", error=MyError, hint="choose another")
     assert "\n" not in str(info.value) and list(tmp_path.iterdir()) == []
     monkeypatch.undo()

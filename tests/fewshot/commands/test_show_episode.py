@@ -81,3 +81,23 @@ def test_show_episode_huge_scale_is_one_line(omniglot_root, tmp_path, capsys):
     assert not out.exists()
     assert main(argv[:-1] + ["0"]) == 2
     assert "--scale must be >= 1, got 0: pass e.g. --scale 2" in capsys.readouterr().err
+
+
+def test_full_disk_while_writing_the_png_says_so(tmp_path):
+    """Issue 14: a full disk says to free space (not to pick a writable folder) and leaves no temp file."""
+    import errno
+
+    from fewshot.commands.show_episode import write_png
+    from fewshot.errors import ConfigError
+
+    class FullDisk:
+        def save(self, fh, format):
+            fh.write(b"\x89PNG partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "e.png"
+    with pytest.raises(ConfigError) as info:
+        write_png(FullDisk(), out)
+    assert str(info.value) == (f"no space left on the disk to write {out} (No space left on device): free disk space "
+                               "or choose another --out")
+    assert list(tmp_path.iterdir()) == []

@@ -84,6 +84,19 @@ def test_overrides_apply_and_check_types():
     ("data.dataset=imagenet", "data.dataset 'imagenet' is unknown"),
     ("iterations=0", "iterations must be >= 1"),
     ("iterations", "is not key=value"),
+    # issue 14: non-finite hyper-parameters are refused up front, not found as NaN weights later
+    ("optim.lr=inf", r"optim.lr must be a finite number > 0 .*got inf: e.g. --set optim.lr=0.001"),
+    ("optim.lr=nan", "optim.lr must be a finite number > 0"),
+    ("optim.clip_norm=nan", r"optim.clip_norm must be a finite number > 0 or null \(no clipping\), got nan: e.g."),
+    ("optim.clip_value=inf", "optim.clip_value must be a finite number > 0 or null"),
+    ("optim.weight_decay=nan", "optim.weight_decay must be a finite number >= 0, got nan: e.g. --set"),
+    ("optim.weight_decay=.inf", "optim.weight_decay must be a finite number >= 0, got inf"),
+    ("optim.min_lr=nan", "optim.min_lr must be a finite number"),
+    ("optim.betas=[0.9,nan]", "optim.betas must be two numbers in"),
+    ("learner.inner_lr=inf", "inner_lr must be a finite number >= 0"),
+    ("learner.inner_lr=nan", "inner_lr must be a finite number >= 0"),
+    ("seed=1180591620717411303424", r"seed must be an integer in \[0, 2\*\*63\), got 1180591620717411303424: pass e"),
+    ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),
 ])
 def test_bad_overrides(item, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -111,6 +124,15 @@ def test_bad_files(tmp_path):
     (tmp_path / "evil.yaml").write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_config_file(tmp_path / "evil.yaml")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_file_that_is_not_utf8(tmp_path, suffix):
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes('{"preset": "caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 15 is 0xe9\): save it as UTF-8") as info:
+        load_config(str(path))
+    assert "\n" not in str(info.value)
 
 
 def test_partial_file_uses_defaults(tmp_path):

@@ -120,6 +120,46 @@ def test_unsafe_payload_refused(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
 
 
+def _rewrite(path, payload):
+    """Write ``payload`` as a checkpoint with a valid header and checksum."""
+    import hashlib
+    import io
+
+    from fewshot.training.checkpoint import MAGIC
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    path.write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+@pytest.mark.parametrize("key", ["learner", "rng", "sources", "iteration", "identity", "config", "optimizer",
+                                 "scheduler", "extra"])
+def test_valid_checksum_but_missing_entry(tmp_path, key):
+    """Issue 14: a well-formed file that lacks an entry used to fail later with a KeyError."""
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    payload = load_checkpoint(path)
+    del payload[key]
+    _rewrite(path, payload)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (f"checkpoint {path} has no '{key}' entry: it is incomplete or was not written by "
+                               "fewshot; resume from another checkpoint or start a new run")
+
+
+@pytest.mark.parametrize("key, value", [("learner", [1, 2]), ("rng", None), ("iteration", "5"), ("iteration", True)])
+def test_valid_checksum_but_wrong_entry_type(tmp_path, key, value):
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    payload = load_checkpoint(path)
+    payload[key] = value
+    _rewrite(path, payload)
+    with pytest.raises(CheckpointError, match=f"entry '{key}' is a {type(value).__name__}, not what fewshot writes: "
+                                              "it is damaged; resume from another checkpoint or start a new run"):
+        load_checkpoint(path)
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     model, opt, sched, src = _setup(0)
     path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)

@@ -1,6 +1,8 @@
 """The training loop: learning happens, NaN stops cleanly, best/last checkpoints, resume rules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -37,25 +39,62 @@ def test_sinusoid_meta_training_learns(tmp_path):
     assert len(trains) == 20 and all({"loss", "mse", "lr"} <= set(r) for r in trains)
 
 
-def test_nan_meta_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("poison_at, kept", [
+    (1, "training stopped; no checkpoint was written; lower optim.lr"),  # issue 14: never cite a missing file
+    (3, "training stopped; no checkpoint was written; lower optim.lr"),
+    (8, "training stopped; the last good checkpoint {out}/last.pt (iteration 5) is untouched; lower optim.lr"),
+])
+@pytest.mark.parametrize("what", ["loss", "parameters"])
+def test_non_finite_stops_before_any_checkpoint_is_written(tmp_path, monkeypatch, poison_at, kept, what):
+    """A NaN meta-loss, or meta-parameters made non-finite by the optimizer step (finite loss), stop the
+    run before a checkpoint could hold them; the message says which checkpoint (if any) is kept."""
     cfg = _cfg("iterations=30", "val_every=0", "checkpoint_every=5")
-    original = MAML.meta_backward  # what the loop calls (task-by-task backward)
     calls = {"n": 0}
+    if what == "loss":
+        original = MAML.meta_backward
 
-    def poisoned(self, batch, *, epoch=0):
-        calls["n"] += 1
-        out = original(self, batch, epoch=epoch)
-        if calls["n"] >= 8:
-            out.loss = out.loss * float("nan")
-        return out
+        def poisoned(self, batch, *, epoch=0):
+            calls["n"] += 1
+            out = original(self, batch, epoch=epoch)
+            if calls["n"] >= poison_at:
+                out.loss = out.loss * float("nan")
+            return out
 
-    monkeypatch.setattr(MAML, "meta_backward", poisoned)
-    with pytest.raises(FewshotError, match="meta-loss is nan at iteration 8: training stopped") as info:
+        monkeypatch.setattr(MAML, "meta_backward", poisoned)
+        head = f"meta-loss is nan at iteration {poison_at}: "
+    else:
+        step = torch.optim.Adam.step
+
+        def blow_up(self, *args, **kwargs):
+            calls["n"] += 1
+            result = step(self, *args, **kwargs)
+            if calls["n"] >= poison_at:
+                with torch.no_grad():
+                    self.param_groups[0]["params"][-1].fill_(float("inf"))
+            return result
+
+        monkeypatch.setattr(torch.optim.Adam, "step", blow_up)
+        head = f"the meta-parameters became non-finite (NaN/inf) in the optimizer step of iteration {poison_at}: "
+    with pytest.raises(FewshotError) as info:
         train(cfg, tmp_path, quiet=True, tensorboard=False)
-    assert "\n" not in str(info.value)
-    ckpt = load_checkpoint(tmp_path / "last.pt")
-    assert ckpt["iteration"] == 5
-    assert all(torch.isfinite(v).all() for v in ckpt["learner"].values() if v.is_floating_point())
+    message = str(info.value)
+    assert message.startswith(head) and kept.format(out=tmp_path) in message and "\n" not in message, message
+    if poison_at < 5:
+        assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+    else:
+        ckpt = load_checkpoint(tmp_path / "last.pt")
+        assert ckpt["iteration"] == 5
+        assert all(torch.isfinite(v).all() for v in ckpt["learner"].values() if v.is_floating_point())
+
+
+def test_finite_but_huge_lr_overflowing_adam_is_one_line(tmp_path):
+    """optim.lr=1e38 is finite (allowed by the config) but Adam's step size overflows float32."""
+    with pytest.raises(FewshotError) as info:
+        train(_cfg("iterations=3", "val_every=0", "optim.lr=1e38"), tmp_path, quiet=True, tensorboard=False)
+    assert str(info.value).startswith("the optimizer step of iteration 1 overflowed (")
+    assert str(info.value).endswith("): training stopped; no checkpoint was written; lower optim.lr or "
+                                    "optim.weight_decay")
+    assert not (tmp_path / "last.pt").exists()
 
 
 def test_resume_rules(tmp_path):
@@ -79,5 +118,62 @@ def test_resume_rules(tmp_path):
 def test_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="not writable"):
+    with pytest.raises(ConfigError, match="is a file, not a folder; choose another --out"):
         train(_cfg("iterations=2"), blocker / "run", quiet=True, tensorboard=False)
+
+
+@pytest.mark.parametrize("sub", ["", "run"])
+def test_read_only_out_is_refused_even_for_root(tmp_path, sub):
+    """Issue 14: root could write into a folder with no write bits; like the data side, training refuses it."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(ConfigError) as info:
+            train(_cfg("iterations=2"), ro / sub, quiet=True, tensorboard=False)
+        assert str(info.value) == f"cannot write into {ro} (read-only): choose another --out"
+        assert list(ro.iterdir()) == []  # not even the lock file
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("full", ["metrics", "checkpoint"])
+def test_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, full):
+    import errno
+
+    import episodes.files
+    from fewshot.training.metrics_log import MetricsLogger
+
+    cfg = _cfg("iterations=30", "val_every=0", "checkpoint_every=5", "log_every=1")
+    if full == "metrics":
+        write = MetricsLogger.write
+
+        def disk_full(self, kind, iteration, **metrics):
+            if iteration >= 7:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(self, kind, iteration, **metrics)
+
+        monkeypatch.setattr(MetricsLogger, "write", disk_full)
+        expected = (f"cannot append to {tmp_path}/metrics.jsonl at iteration 7 (No space left on device): training "
+                    f"stopped; the last good checkpoint {tmp_path}/last.pt (iteration 5) is untouched; free disk space "
+                    "or choose another --out, then run the command again")
+    else:
+        replace = episodes.files.os.replace
+        writes = {"last.pt": 0}
+
+        def disk_full(src, dst):
+            if os.path.basename(dst) == "last.pt":
+                writes["last.pt"] += 1
+                if writes["last.pt"] >= 2:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return replace(src, dst)
+
+        monkeypatch.setattr(episodes.files.os, "replace", disk_full)
+        expected = (f"no space left on the disk to write {tmp_path}/last.pt (No space left on device): free disk "
+                    f"space or choose another --out (the last good checkpoint {tmp_path}/last.pt (iteration 5) is "
+                    "untouched)")
+    with pytest.raises(FewshotError) as info:
+        train(cfg, tmp_path, quiet=True, tensorboard=False)
+    assert str(info.value) == expected
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 5
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
