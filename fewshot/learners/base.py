@@ -189,7 +189,13 @@ class GradientLearner(nn.Module):
         if not self.names:
             raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
                               "requires_grad=True (or loosen no_adapt/adapt_norm)")
-        self.rule = self.build_rule()
+        try:
+            self.rule = self.build_rule()
+        except RuntimeError as exc:  # e.g. a finite Python float that overflows the model's dtype
+            if "overflow" not in str(exc):
+                raise
+            raise ConfigError(f"{name}: a setting of {type(config).__name__} does not fit the model's dtype "
+                              f"{self.reference_param().dtype} ({exc}): use a smaller value") from None
         if self.rule.noise_size:
             gen = torch.Generator().manual_seed(config.seed)
             self.register_buffer("noise_rng", gen.get_state())

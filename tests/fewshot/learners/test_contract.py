@@ -117,6 +117,9 @@ def test_bad_configs_get_one_clear_error(name):
         learner_config(name, {"inner_stepz": 2})
     with pytest.raises(ConfigError, match="needs a"):
         build_learner(name, _model(), object())
+    if "inner_lr" in learner_config(name).__dataclass_fields__:  # finite in Python, overflows float32
+        with pytest.raises(ConfigError, match="does not fit the model's dtype torch.float32"):
+            build_learner(name, _model().float(), learner_config(name, {"inner_lr": 1e39}))
 
 
 @pytest.mark.slow
