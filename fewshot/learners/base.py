@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
+from ..checks import check_count
 from ..errors import AdaptationError, ConfigError, FewshotError
 from ..functional import (
     LossFn,
@@ -95,13 +96,6 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
                                "do not match beyond the example dim")
 
 
-def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-
-
 @dataclass
 class LearnerConfig:
     """The switches every gradient-based learner shares (learner configs subclass it).
@@ -140,12 +134,11 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         self.no_adapt = tuple(self.no_adapt)
-        _positive_int("inner_steps", self.inner_steps)
-        _positive_int("eval_steps", self.eval_steps, allow_none=True)
+        check_count(self.inner_steps, "inner_steps")
+        if self.eval_steps is not None:
+            check_count(self.eval_steps, "eval_steps")
         for name in ("first_order_epochs", "msl_epochs", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+            check_count(getattr(self, name), name, minimum=0)
         if self.seed >= 2**63:
             raise ConfigError(f"seed must be below 2**63, got {self.seed}")
         for name, value, allowed in (("bn_mode", self.bn_mode, BN_MODES), ("loss", self.loss, LOSSES),
@@ -234,7 +227,7 @@ class GradientLearner(nn.Module):
         if steps is None:
             steps = (self.config.inner_steps if self.training or self.config.eval_steps is None
                      else self.config.eval_steps)
-        _positive_int("steps", steps)
+        check_count(steps, "steps")
         return steps
 
     def _bn_step(self, t: int) -> int:
