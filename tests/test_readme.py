@@ -48,3 +48,20 @@ def test_learned_optimizer_table_is_generated_from_the_shipped_figures_json():
         assert (ROOT / "docs" / "l2o" / f"{r['experiment']}.png").is_file()
     assert final_table(results).strip() in block.group(1), (
         "README learned-optimizer table is stale: paste `fewshot l2o experiment all --out docs/l2o`'s table")
+
+
+def test_the_custom_update_rule_example_runs_and_adapts_by_sign_sgd():
+    import torch
+    from torch import nn
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "class SignSGD" in b)
+    namespace: dict = {}
+    exec(block, namespace)  # noqa: S102 - the README's own example
+    torch.manual_seed(0)  # test-only module init
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    learner = namespace["SignMAML"](model, namespace["MAMLConfig"](inner_steps=1))
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+    params = learner.adapt(x, y)
+    for name, p in model.named_parameters():
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), p)[0]
+        assert torch.allclose(params[name], p - 0.01 * g.sign())
