@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub.add_argument("--dest", required=True, metavar="DIR",
                      help="collection directory to write DIR/NAME/ into (e.g. pretrained/ in a checkout)")
     pub.add_argument("--episodes", type=int, default=600)
-    pub.add_argument("--notes", default="")
+    pub.add_argument("--notes", default="", help="what differs from the preset besides the iteration count")
+    pub.add_argument("--budget", default="", help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
     sub.add_parser("table", help="markdown results table (ours vs the papers')")
     p.set_defaults(func=run)
 
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         m = pretrained.verify(args.name)
         print(f"{args.name}: sha256 {m['sha256']} OK")
     elif args.action == "publish":
-        m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes)
+        m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
+                    budget=args.budget)
         print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
     elif args.action == "table":
         print(results_table())

@@ -23,9 +23,12 @@ from .report import report_on_fixed_episodes
 
 
 def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int = 600,
-            split: str | None = None, notes: str = "", device: str = "cpu") -> dict:
+            split: str | None = None, notes: str = "", budget: str = "", device: str = "cpu") -> dict:
     """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, evaluate them on the fixed
-    test set exactly as ``fewshot eval`` does, and write ``manifest.json`` (sha256, results, provenance)."""
+    test set exactly as ``fewshot eval`` does, and write ``manifest.json`` (sha256, results, provenance).
+
+    ``notes``: what differs from the preset besides the iteration count; ``budget``: the compute the
+    training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be compared."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
@@ -75,6 +78,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "paper": paper_result(cfg.preset),
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
+        "training_budget": budget or None,
         "weights": registry.WEIGHTS,
         "sha256": sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
@@ -94,8 +98,8 @@ def results_table(names: list[str] | None = None) -> str:
     names = names if names is not None else registry.list()
     lines = [
         "| model | learner | ours (test, mean ± 95% CI) | episodes | iterations (ours / preset) | changes vs preset "
-        "| hardware | paper |",
-        "|---|---|---|---|---|---|---|---|",
+        "| training budget | hardware | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         try:
@@ -107,5 +111,6 @@ def results_table(names: list[str] | None = None) -> str:
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "
-                     f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('hardware')} | {m.get('paper') or '–'} |")
+                     f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('training_budget') or '–'} "
+                     f"| {m.get('hardware')} | {m.get('paper') or '–'} |")
     return "\n".join(lines)
