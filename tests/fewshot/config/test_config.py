@@ -16,21 +16,22 @@ from fewshot.config import (
     save_config,
 )
 from fewshot.errors import ConfigError
+from fewshot.learners import LEARNERS
 
 
 def test_every_preset_builds_and_names():
     names = list_presets()
     for setting in ("5w1s", "5w5s", "20w1s", "20w5s"):
-        for learner in ("maml", "fomaml", "mamlpp"):
+        for learner in ("maml", "fomaml", "mamlpp", "metasgd", "mtnet", "tnet", "lstm-meta"):
             assert f"omniglot-{setting}-{learner}" in names
     for setting in ("5w1s", "5w5s"):
-        for learner in ("maml", "fomaml", "mamlpp"):
+        for learner in ("maml", "fomaml", "mamlpp", "metasgd", "mtnet", "tnet", "lstm-meta"):
             assert f"mini-imagenet-{setting}-{learner}" in names
-    assert "sinusoid-maml" in names
+    assert {"sinusoid-maml", "sinusoid-metasgd", "sinusoid-mtnet", "sinusoid-tnet"} <= set(names)
     for name in names:
         cfg = get_preset(name)
         assert cfg.preset == name
-        assert cfg.learner.name == name.rsplit("-", 1)[1]
+        assert name.endswith(f"-{cfg.learner.name}") and cfg.learner.name in LEARNERS, name
 
 
 def test_preset_protocols_follow_the_papers():
