@@ -7,25 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import fewshot
-from episodes import TaskBatch
 from fewshot.errors import ConfigError
 from fewshot.functional import inner_loop, split_state
 from fewshot.learners import LSTMMetaConfig, LSTMMetaLearner, build_learner, learner_config
 from fewshot.nn import Conv4
 from fewshot.rules import LSTMMetaRule
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.float64):
-    g = _gen(seed)
-    sx = torch.randn(b, ways * shots, 1, size, size, generator=g, dtype=dtype)
-    qx = torch.randn(b, ways * queries, 1, size, size, generator=g, dtype=dtype)
-    sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
-    qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
-    return TaskBatch(sx, sy, qx, qy, ways)
+from tests.fewshot.learners.tasks import cls_batch as _cls_batch
+from tests.fewshot.learners.tasks import gen as _gen
 
 
 def _conv(seed=0, bn_steps=1):

@@ -6,21 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from episodes import TaskBatch
 from fewshot.errors import ConfigError
 from fewshot.learners import MetaSGD, MetaSGDConfig, build_learner, learner_config
 from fewshot.nn import Conv4
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
-    g = _gen(seed)
-    return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     None)
+from tests.fewshot.learners.tasks import gen as _gen
+from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 
 def _mlp(seed=0):

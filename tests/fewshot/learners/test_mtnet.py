@@ -7,31 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from episodes import TaskBatch
 from fewshot.errors import ConfigError
 from fewshot.learners import MAML, MAMLConfig, MTNet, MTNetConfig, build_learner, learner_config
 from fewshot.nn import Conv4, TransformedConv2d, TransformedLinear
 from fewshot.rules import SGD, Chain, RowMask
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _cls_batch(seed=0, b=3, ways=3, shots=2, queries=2, size=8, dtype=torch.float64):
-    g = _gen(seed)
-    sx = torch.randn(b, ways * shots, 1, size, size, generator=g, dtype=dtype)
-    qx = torch.randn(b, ways * queries, 1, size, size, generator=g, dtype=dtype)
-    sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
-    qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
-    return TaskBatch(sx, sy, qx, qy, ways)
-
-
-def _reg_batch(seed=0, b=3, k=5, d=3, dtype=torch.float64):
-    g = _gen(seed)
-    return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     None)
+from tests.fewshot.learners.tasks import cls_batch as _cls_batch
+from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 
 def _mlp(seed=0):
