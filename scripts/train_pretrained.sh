@@ -10,13 +10,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-runs}"
+mkdir -p "$RUNS"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 FS="${FEWSHOT:-.venv/bin/fewshot}"
 
-train_and_publish() {  # name preset notes args...
+train_and_publish() {  # name preset notes args...  (the manifest's budget = the run's user+sys CPU time)
   local name="$1" preset="$2" notes="$3"; shift 3
-  "$FS" train "$preset" --out "$RUNS/$name" --device cpu --quiet "$@"
-  "$FS" pretrained publish "$RUNS/$name" "$name" --dest pretrained --episodes 600 --notes "$notes"
+  /usr/bin/time -f "%U %S" -o "$RUNS/$name.time" "$FS" train "$preset" --out "$RUNS/$name" --device cpu --quiet "$@"
+  local minutes
+  minutes=$(awk '{printf "%d", ($1 + $2) / 60 + 0.5}' "$RUNS/$name.time")
+  "$FS" pretrained publish "$RUNS/$name" "$name" --dest pretrained --episodes 600 --notes "$notes" \
+    --budget "$minutes CPU-minutes (1 thread, user+sys, training and validation, on a 2-core VM shared with other jobs)"
 }
 
 train_and_publish sinusoid-maml sinusoid-maml "" --iterations 10000 --set val_every=1000 --set checkpoint_every=1000
@@ -28,6 +32,17 @@ train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
   "Meta-batch 8 instead of 16 and 1 inner step in training (5 at test) instead of 5 (CPU time)." \
   --iterations 4000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
   --set checkpoint_every=100
+
+# The other learners at about MAML's CPU time (bench/results/learner_costs.md); `--budget` records it.
+train_and_publish omniglot-5w1s-metasgd omniglot-5w1s-metasgd "" \
+  --iterations 2400 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
+train_and_publish omniglot-5w1s-mtnet omniglot-5w1s-mtnet "" \
+  --iterations 1500 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
+train_and_publish omniglot-5w1s-lstm-meta omniglot-5w1s-lstm-meta \
+  "Conv4-32 instead of 64, meta-batch 4 instead of 32, 5 updates at training and test instead of 12, 5 queries per class in training (1 at test, as the preset), Adam 1e-2 cosine-annealed to 1e-4 instead of a constant 1e-3 (1e-3 learns too slowly for a short CPU run: the input gate starts near 0.01)." \
+  --iterations 700 --set val_every=200 --set val_episodes=100 --set checkpoint_every=100 \
+  --set learner.inner_steps=5 --set learner.eval_steps=5 --set model.hidden=32 --set meta_batch=4 \
+  --set data.queries=5 --set data.eval_queries=1 --set optim.lr=0.01 --set optim.cosine=true --set optim.min_lr=0.0001
 
 # Learned optimizers (fewshot l2o), CPU, one thread. l2o-quadratic: the thesis' full protocol
 # (100 epochs of 100 iterations, 42 min). l2o-mnist: 8 of the preset's 20 epochs (50 min; validation
