@@ -27,3 +27,12 @@ def reg_batch(seed: int = 0, b: int = 3, k: int = 5, d: int = 3, dtype: torch.dt
     return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
                      torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
                      None)
+
+
+def meta_train(learner, tasks, iterations: int, meta_batch: int, opt: torch.optim.Optimizer) -> None:
+    """Plain meta-training: ``iterations`` Adam steps on ``meta_batch`` tasks from ``tasks.sample``."""
+    for _ in range(iterations):
+        out = learner.meta_loss(tasks.sample(meta_batch))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()

@@ -134,15 +134,6 @@ def test_state_dict_round_trip():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def one_thread():
-    """Small nets gain nothing from intra-op threads, and lose a lot when the cores are shared."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.mark.slow
 def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
     from episodes import EpisodeSampler, load_split

@@ -14,6 +14,7 @@ from fewshot.learners import MAML, MAMLConfig, build_learner, learner_config
 from fewshot.nn import Conv4, StepBatchNorm1d
 from tests.fewshot.learners.tasks import cls_batch as _cls_batch
 from tests.fewshot.learners.tasks import gen as _gen
+from tests.fewshot.learners.tasks import meta_train
 from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 
@@ -306,13 +307,6 @@ def test_user_loss_function_is_used():
 
 
 # --------------------------------------------------------------------------- learning
-@pytest.fixture
-def one_thread():
-    """Small nets gain nothing from intra-op threads, and lose a lot when the cores are shared."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.mark.slow
@@ -325,11 +319,7 @@ def test_maml_learns_sinusoid_regression(one_thread):
     learner = build_learner("maml", model, {"inner_steps": 1, "inner_lr": 0.01, "task_batching": "vmap"})
     opt = torch.optim.Adam(learner.parameters(), 3e-3)
     tasks, val = SinusoidTasks(5, 10, seed=0), SinusoidTasks(5, 10, seed=1).sample(200)
-    for _ in range(1000):
-        out = learner.meta_loss(tasks.sample(10))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    meta_train(learner, tasks, 1000, 10, opt)
     learner.eval()
     with torch.no_grad():
         pre = F.mse_loss(model(val.query_x), val.query_y).item()
@@ -347,11 +337,7 @@ def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
     learner = build_learner("maml", Conv4(1, 5, hidden=16), {"inner_steps": 1, "inner_lr": 0.4})
     opt = torch.optim.Adam(learner.parameters(), 3e-3)
     tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
-    for _ in range(150):
-        out = learner.meta_loss(tasks.sample(4))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    meta_train(learner, tasks, 150, 4, opt)
     learner.eval()
     acc = learner.evaluate(
         EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()

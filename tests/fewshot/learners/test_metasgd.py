@@ -10,6 +10,7 @@ from fewshot.errors import ConfigError
 from fewshot.learners import MetaSGD, MetaSGDConfig, build_learner, learner_config
 from fewshot.nn import Conv4
 from tests.fewshot.learners.tasks import gen as _gen
+from tests.fewshot.learners.tasks import meta_train
 from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 
@@ -145,12 +146,6 @@ def test_registry_and_config_conversion():
 
 
 # --------------------------------------------------------------------------- learning
-@pytest.fixture
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_metasgd_learns_sinusoid_regression(one_thread):
@@ -165,11 +160,7 @@ def test_metasgd_learns_sinusoid_regression(one_thread):
     learner.eval()
     post_before = learner.evaluate(val)["mse"].mean().item()
     learner.train()
-    for _ in range(300):
-        out = learner.meta_loss(tasks.sample(10))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    meta_train(learner, tasks, 300, 10, opt)
     learner.eval()
     with torch.no_grad():
         pre = F.mse_loss(model(val.query_x), val.query_y).item()

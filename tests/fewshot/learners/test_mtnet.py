@@ -12,6 +12,7 @@ from fewshot.learners import MAML, MAMLConfig, MTNet, MTNetConfig, build_learner
 from fewshot.nn import Conv4, TransformedConv2d, TransformedLinear
 from fewshot.rules import SGD, Chain, RowMask
 from tests.fewshot.learners.tasks import cls_batch as _cls_batch
+from tests.fewshot.learners.tasks import meta_train
 from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 
@@ -255,12 +256,6 @@ def test_a_model_without_linear_or_conv_layers_is_refused():
 
 
 # --------------------------------------------------------------------------- learning
-@pytest.fixture
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_mtnet_learns_sinusoid_regression(one_thread):
@@ -272,11 +267,7 @@ def test_mtnet_learns_sinusoid_regression(one_thread):
     learner = build_learner("mtnet", model, {"inner_lr": 0.05, "task_batching": "vmap"})
     opt = torch.optim.Adam(learner.parameters(), 3e-3)
     tasks, val = SinusoidTasks(5, 10, seed=0), SinusoidTasks(5, 10, seed=1).sample(200)
-    for _ in range(300):
-        out = learner.meta_loss(tasks.sample(10))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    meta_train(learner, tasks, 300, 10, opt)
     learner.eval()
     with torch.no_grad():
         pre = F.mse_loss(model(val.query_x), val.query_y).item()
