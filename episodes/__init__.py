@@ -17,6 +17,7 @@ from .omniglot import prepare_omniglot
 from .paths import data_root, store_path
 from .registry import DATASETS, load_split, prepare
 from .sampler import EpisodeSampler
+from .shard import ShardedSource
 from .sinusoid import SinusoidTasks
 from .types import ClassSplit, Task, TaskBatch
 from .viz import GridLayout, render_episode

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .errors import DataError
 from .sampler import check_episode_shape, check_positive, check_seed, draw_randoms, gather_batch, indices_from_randoms
 from .types import ClassSplit, Task, TaskBatch
 
@@ -63,8 +64,13 @@ class FixedEpisodes:
             raise IndexError(f"episode {index} out of range for {self.count} episodes")
         return gather_batch(self.split.data, self.rows[index : index + 1 or None], self.shots).task(0)
 
-    def batches(self, batch_size: int) -> Iterator[TaskBatch]:
-        """Yield the episodes in order as TaskBatches of ``batch_size`` (the last one may be smaller)."""
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[TaskBatch]:
+        """Yield episodes ``start..stop-1`` (default: all) in order as TaskBatches of ``batch_size`` (the
+        last one may be smaller).  A range lets each of several processes evaluate its share."""
         check_positive("batch_size", batch_size)
-        for start in range(0, self.count, batch_size):
-            yield gather_batch(self.split.data, self.rows[start : start + batch_size], self.shots)
+        stop = self.count if stop is None else stop
+        if not 0 <= start <= stop <= self.count:
+            raise DataError(f"episode range {start}..{stop} is not within 0..{self.count}: pass 0 <= start <= stop "
+                            f"<= {self.count}")
+        for first in range(start, stop, batch_size):
+            yield gather_batch(self.split.data, self.rows[first : min(first + batch_size, stop)], self.shots)

@@ -171,8 +171,12 @@ class EpisodeSampler:
         index of each label (names: ``split.class_names[classes[b, j]]``).
         """
         classes, rows = self.sample_indices(batch_size)
-        batch = gather_batch(self.split.data, rows, self.shots)
+        batch = self.build(rows)
         return (batch, classes) if return_classes else batch
+
+    def build(self, rows: torch.Tensor) -> TaskBatch:
+        """The ``TaskBatch`` of episodes given as ``rows [B, N, K+Q]`` (from :meth:`sample_indices`)."""
+        return gather_batch(self.split.data, rows, self.shots)
 
     def state_dict(self) -> dict:
         """Generator state plus the episode shape (for bit-identical resume)."""

@@ -51,7 +51,18 @@ def evaluate_learner(learner, batches: Iterable, *, steps: int | None = None,
     ``metric`` defaults to ``accuracy`` for classification and ``mse`` for regression batches.
     Adaptation needs gradients, so this does not run under ``no_grad``; the learner is put in eval mode.
     """
+    name, values = episode_values(learner, batches, steps=steps, device=device, metric=metric)
+    if not values.numel():
+        raise FewshotError("no evaluation episodes: ask for at least one episode")
+    return name, summarize(values)
+
+
+def episode_values(learner, batches: Iterable, *, steps: int | None = None, device: str | torch.device | None = None,
+                   metric: str | None = None) -> tuple[str, torch.Tensor]:
+    """(metric name, float64 CPU tensor of the per-episode values) of ``learner.evaluate`` over ``batches``
+    (what :func:`evaluate_learner` summarizes; separate so that several processes can pool their values)."""
     values: list[torch.Tensor] = []
+    name = metric or "accuracy"
     was_training = learner.training
     learner.eval()
     try:
@@ -66,6 +77,4 @@ def evaluate_learner(learner, batches: Iterable, *, steps: int | None = None,
             values.append(out[name].detach().double().cpu().flatten())
     finally:
         learner.train(was_training)
-    if not values:
-        raise FewshotError("no evaluation episodes: ask for at least one episode")
-    return name, summarize(torch.cat(values))
+    return name, torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .. import pretrained
+from .. import distributed, pretrained
 from ..checks import check_count
 from ..config import TrainConfig
 from ..reporting import report_on_fixed_episodes
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.root = args.root
     report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
                              seed=TEST_SEED if args.seed is None else args.seed, device=device)
+    if not distributed.is_main_process():  # under torchrun every rank has the report; one prints it
+        return 0
     if args.json:
         print(json.dumps(report))
     else:

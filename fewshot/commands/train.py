@@ -6,12 +6,14 @@ Usage::
     fewshot train omniglot-5w1s-maml --set learner.inner_lr=1.0 --set meta_batch=16 --device auto
     fewshot train runs/sine/config.yaml --out runs/sine --resume
     fewshot train --list-presets
+    torchrun --nproc_per_node=2 -m fewshot train omniglot-5w1s-maml   # data-parallel over 2 processes
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .. import distributed
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..training import train
@@ -31,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=None, help="number of meta-iterations")
     p.add_argument("--resume", action="store_true", help="require resuming from --out/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI/logs)")
+    p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="under torchrun: seconds a process waits for the others in a collective before the job "
+                        f"fails (default {distributed.DEFAULT_TIMEOUT_S})")
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     p.set_defaults(func=run)
 
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"iterations={args.iterations}")
     cfg = apply_overrides(cfg, extra)
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
-    result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet)
+    result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet, dist_timeout=args.dist_timeout)
+    if not distributed.is_main_process():
+        return 0
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at iteration {result.best_iteration}"
     note = f" (resumed from iteration {result.resumed_from})" if result.resumed_from else ""
     print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: "

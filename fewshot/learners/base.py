@@ -193,6 +193,16 @@ class GradientLearner(nn.Module):
             gen = torch.Generator().manual_seed(config.seed)
             self.register_buffer("noise_rng", gen.get_state())
         self._out_check: dict[tuple, int] = {}
+        self.task_shard = (0, 1)
+
+    def shard_tasks(self, rank: int, world: int) -> None:
+        """Declare that each meta-batch this learner sees is part ``rank`` of ``world`` equal parts of a
+        larger one (data-parallel training, ``fewshot.distributed``): per-task noise is then drawn for the
+        whole meta-batch and this part's rows taken, so every process's generator stays in step and the
+        union of the parts gets the noise one process would draw."""
+        if not 0 <= rank < world:
+            raise ConfigError(f"shard rank must be in 0..{world - 1}, got {rank}")
+        self.task_shard = (rank, world)
 
     # ----------------------------------------------------------------- hooks
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -283,9 +293,10 @@ class GradientLearner(nn.Module):
             return None
         gen = torch.Generator()
         gen.set_state(self.noise_rng.cpu())
-        draws = torch.rand(tasks, self.rule.noise_size, generator=gen, dtype=self.reference_param().dtype)
+        rank, world = self.task_shard
+        draws = torch.rand(tasks * world, self.rule.noise_size, generator=gen, dtype=self.reference_param().dtype)
         self.noise_rng.copy_(gen.get_state())
-        return draws.to(device)
+        return draws[rank * tasks:(rank + 1) * tasks].to(device)
 
     def _check_outputs(self, x: torch.Tensor, ways: int | None) -> None:
         """One-line error when the model's output width does not fit ``ways`` (checked once per input

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..config import TrainConfig
-from ..scoring import evaluate_learner
+from ..scoring import episode_values, summarize
 from ..training.build import TEST_SEED, build_fixed_set
 
 
@@ -17,11 +18,23 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).
 
     Returns a JSON-ready dict: metric, mean, ci95, std, episodes, ways, shots, queries, dataset,
-    split, steps, seed.
+    split, steps, seed.  Under torchrun the episodes are split over the processes and their values
+    gathered (the same numbers as one process; every rank returns the report).
     """
     episodes = episodes or cfg.eval_episodes
-    fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
-    metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps)
+    here = torch.device(device) if device is not None else next(learner.parameters()).device
+    ranks, here = distributed.setup(here)
+    try:
+        if ranks.active:
+            learner.to(here)
+            device = here
+        fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
+        start, stop = ranks.share(fixed.count)
+        metric, mine = episode_values(learner, fixed.batches(batch_size or cfg.eval_batch, start, stop), steps=steps,
+                                      metric="mse" if cfg.data.is_regression else "accuracy")
+        summary = summarize(distributed.gather(mine, ranks))
+    finally:
+        distributed.teardown(ranks)
     lc = cfg.learner.config
     used_steps = steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
     return {

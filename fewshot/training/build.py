@@ -107,14 +107,16 @@ class FixedSet:
     seed: int
     device: torch.device | str | None = None
 
-    def batches(self, batch_size: int) -> Iterator:
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator:
+        """Tasks ``start..stop-1`` (default: all) in order, ``batch_size`` at a time."""
+        stop = self.count if stop is None else stop
         if hasattr(self.source, "batches"):
-            for batch in self.source.batches(batch_size):
+            for batch in self.source.batches(batch_size, start, stop):
                 yield batch.to(self.device) if self.device is not None else batch
             return
         full = self.source  # a TaskBatch holding every task (regression)
-        for start in range(0, self.count, batch_size):
-            sl = slice(start, start + batch_size)
+        for first in range(start, stop, batch_size):
+            sl = slice(first, min(first + batch_size, stop))
             batch = TaskBatch(full.support_x[sl], full.support_y[sl], full.query_x[sl], full.query_y[sl], full.ways)
             yield batch.to(self.device) if self.device is not None else batch
 

@@ -9,6 +9,13 @@ Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends
 CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
 because the checkpoint holds the learner, optimizer, scheduler, task-source generator and global RNG
 states, and validation draws from its own fixed episode set.
+
+Launched by ``torchrun`` (several processes), the same function trains data-parallel
+(``fewshot.distributed``): each rank adapts its share of every meta-batch, meta-gradients and
+batch-norm statistics are averaged, validation episodes are split over the ranks and gathered, and
+only rank 0 touches the run folder (lock, config, checkpoints, metrics, progress bar).  Since every
+rank draws the whole meta-batch's random numbers, a checkpoint does not depend on the number of
+processes: a run may be resumed with another one (as long as it divides the meta-batch).
 """
 from __future__ import annotations
 
@@ -22,12 +29,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from episodes import ShardedSource
 from episodes.paths import ensure_writable_dir
 
+from .. import distributed
 from ..config import TrainConfig, config_from_dict, read_config_file, save_config
+from ..distributed import Ranks
 from ..errors import AdaptationError, ConfigError, FewshotError
 from ..meta_optimizer import clip_meta_gradients
-from ..scoring import evaluate_learner
+from ..scoring import summarize
 from .build import (
     build_fixed_set,
     build_learner_from_config,
@@ -60,6 +70,7 @@ class TrainResult:
     best_iteration: int | None
     last_loss: float | None
     resumed_from: int
+    learner: Any = None  # the trained learner (on the training device), for use right after training
 
 
 def check_writable(out: Path) -> None:
@@ -108,7 +119,7 @@ def _better(metric: str, new: float, best: float | None) -> bool:
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quiet: bool = False,
-          tensorboard: bool = True) -> TrainResult:
+          tensorboard: bool = True, dist_timeout: float = distributed.DEFAULT_TIMEOUT_S) -> TrainResult:
     """Meta-train ``cfg`` into run directory ``out``.
 
     ``resume=None`` (default) resumes automatically when ``out/last.pt`` exists; ``True`` requires it;
@@ -116,54 +127,95 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
     accident). Raises FewshotError/DataError (one-line messages) for every expected failure.
 
     Only one training runs in ``out`` at a time (:class:`RunLock`, released on any exit, even SIGKILL);
-    the run holding it first removes the temp files of killed writes there.
+    the run holding it first removes the temp files of killed writes there.  Under torchrun the job
+    joins its process group first (``dist_timeout``: seconds a collective waits for the other ranks).
     """
     out = Path(out)
+    ranks, device = distributed.setup(resolve_device(cfg.device), timeout_s=dist_timeout)
     lock = RunLock(out)
     try:
-        if out.is_dir():  # lock before reading its checkpoint: another run may be writing there
-            check_writable(out)
-            lock.acquire()
-        return _train(cfg, out, lock, resume=resume, quiet=quiet, tensorboard=tensorboard)
+        result = _train(cfg, out, lock, ranks, device, resume=resume, quiet=quiet, tensorboard=tensorboard)
+        distributed.barrier(ranks)  # nobody leaves the group while rank 0 still writes
+        return result
     finally:
         lock.release()
+        distributed.teardown(ranks)
 
 
-def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, quiet: bool,
-           tensorboard: bool) -> TrainResult:
-    last_path, best_path = out / LAST, out / BEST
+def _open_run(cfg: TrainConfig, out: Path, lock: RunLock, resume: bool | None) -> dict | None:
+    """Rank 0's check of the run folder: lock it if it exists, decide whether to resume, and read and check
+    its checkpoint (returned, or None for a new run)."""
+    if out.is_dir():  # lock before reading its checkpoint: another run may be writing there
+        check_writable(out)
+        lock.acquire()
+    last_path = out / LAST
     has_ckpt = last_path.exists()
     if resume is True and not has_ckpt:
         raise ConfigError(f"--resume given but {last_path} does not exist: drop --resume to start a new run")
     if resume is False and has_ckpt:
         raise ConfigError(f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
-    resuming = has_ckpt and resume is not False
+    if not (has_ckpt and resume is not False):
+        return None
+    ckpt = load_checkpoint(last_path, expect=identity(cfg))
+    saved = ckpt["config"]
+    if (out / CONFIG_FILE).exists():
+        saved = read_config_file(out / CONFIG_FILE).to_dict()
+    diffs = _config_diff(saved, cfg.to_dict())
+    if diffs:
+        raise ConfigError(f"{out} holds a run with another config ({'; '.join(diffs[:3])}): "
+                          "resume with the same settings or choose another --out")
+    if int(ckpt["iteration"]) > cfg.iterations:
+        raise ConfigError(f"checkpoint is at iteration {ckpt['iteration']} > iterations={cfg.iterations}: "
+                          "raise --iterations to continue")
+    return ckpt
 
-    # --- build and check everything before writing anything ---------------------------------------
-    ckpt = None
-    if resuming:
-        ckpt = load_checkpoint(last_path, expect=identity(cfg))
-        saved = ckpt["config"]
-        if (out / CONFIG_FILE).exists():
-            saved = read_config_file(out / CONFIG_FILE).to_dict()
-        diffs = _config_diff(saved, cfg.to_dict())
-        if diffs:
-            raise ConfigError(f"{out} holds a run with another config ({'; '.join(diffs[:3])}): "
-                              "resume with the same settings or choose another --out")
-        if int(ckpt["iteration"]) > cfg.iterations:
-            raise ConfigError(f"checkpoint is at iteration {ckpt['iteration']} > iterations={cfg.iterations}: "
-                              "raise --iterations to continue")
-    device = resolve_device(cfg.device)
-    configure_backends(cfg)
-    # Any: the learner API (meta_loss, evaluate) is not on nn.Module, which build_learner returns
-    learner: Any = build_learner_from_config(cfg, device)
-    source = build_train_source(cfg, device)
-    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
-    optimizer, scheduler = build_optimizer(learner, cfg)
+
+def _claim_new_folder(out: Path, lock: RunLock) -> None:
     if not lock.held:  # a new folder: created (and locked) only now that everything is checked
         check_writable(out)
         lock.acquire()
     remove_run_temps(out, before=lock.acquired_at)
+
+
+def validate(learner: Any, val_set: Any, cfg: TrainConfig, metric: str, ranks: Ranks, *, progress: bool = False):
+    """Summary of ``metric`` over the validation episodes; under torchrun each rank evaluates its share of
+    the episodes and the per-episode values are gathered, so the numbers equal one process's."""
+    start, stop = ranks.share(val_set.count)
+    batches = val_set.batches(cfg.eval_batch, start, stop)
+    total = -(-(stop - start) // cfg.eval_batch)
+    was_training = learner.training
+    learner.eval()
+    values = []
+    try:
+        for batch in tqdm(batches, total=total, disable=not progress, leave=False, unit="batch", desc="validation",
+                          dynamic_ncols=True):
+            values.append(learner.evaluate(batch)[metric].detach().double().cpu().flatten())
+    finally:
+        learner.train(was_training)
+    mine = torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
+    return summarize(distributed.gather(mine, ranks))
+
+
+def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: torch.device, *,
+           resume: bool | None, quiet: bool, tensorboard: bool) -> TrainResult:
+    last_path, best_path = out / LAST, out / BEST
+    quiet = quiet or not ranks.main
+    # --- build and check everything before writing anything ---------------------------------------
+    ckpt = distributed.from_main(lambda: _open_run(cfg, out, lock, resume), ranks)
+    resuming = ckpt is not None
+    if ranks.active and cfg.meta_batch % ranks.world:
+        raise ConfigError(f"meta_batch={cfg.meta_batch} does not split evenly over {ranks.world} processes: use a "
+                          f"meta_batch divisible by {ranks.world} (--set meta_batch=N) or another number of processes")
+    configure_backends(cfg)
+    # Any: the learner API (meta_loss, evaluate) is not on nn.Module, which build_learner returns
+    learner: Any = build_learner_from_config(cfg, device)
+    source: Any = build_train_source(cfg, device)
+    if ranks.active:
+        source = ShardedSource(source, ranks.rank, ranks.world)
+        learner.shard_tasks(ranks.rank, ranks.world)
+    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
+    optimizer, scheduler = build_optimizer(learner, cfg)
+    distributed.from_main(lambda: _claim_new_folder(out, lock), ranks)  # runs on rank 0 only
 
     start, best, best_it = 0, None, None
     metric = "mse" if cfg.data.is_regression else "accuracy"
@@ -174,8 +226,10 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                                        sources={"train": source})
         best = ckpt["extra"].get("best_metric")
         best_it = ckpt["extra"].get("best_iteration")
-    save_config(cfg, out / CONFIG_FILE)
-    logger = MetricsLogger(out, tensorboard=tensorboard, resume_from=start if resuming else None)
+    logger = None
+    if ranks.main:
+        save_config(cfg, out / CONFIG_FILE)
+        logger = MetricsLogger(out, tensorboard=tensorboard, resume_from=start if resuming else None)
 
     use_bf16 = cfg.bf16 and device.type == "cuda"
     if cfg.bf16 and not use_bf16 and not quiet:
@@ -193,6 +247,8 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
         return "no checkpoint was written"
 
     def checkpoint(path: Path, iteration: int) -> None:
+        if not ranks.main:
+            return
         save_checkpoint(path, learner=learner, optimizer=optimizer, scheduler=scheduler,
                         sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
                         extra={"best_metric": best, "best_iteration": best_it, "metric": metric},
@@ -200,6 +256,8 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
         written[path.name] = iteration
 
     def log(kind: str, iteration: int, **values: Any) -> None:
+        if logger is None:
+            return
         try:
             logger.write(kind, iteration, **values)
         except OSError as exc:
@@ -212,6 +270,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
     last_loss: float | None = None
     learner.train()
     params = [p for p in learner.parameters() if p.requires_grad]
+    floating_buffers = [b for b in learner.buffers() if b.is_floating_point()]
     try:
         for it in range(start, cfg.iterations):
             iteration = it + 1
@@ -220,6 +279,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                 batch = batch.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             epoch = it // cfg.iterations_per_epoch
+            before = [b.clone() for b in floating_buffers] if ranks.active else []
             try:
                 if use_bf16:  # autocast covers the forward passes only; backward runs outside it
                     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -229,7 +289,13 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                     result = learner.meta_backward(batch, epoch=epoch)
             except AdaptationError as exc:
                 raise AdaptationError(f"iteration {iteration}: {exc} ({kept()})") from exc
+            metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
             loss_value = _scalar(result.loss)
+            if ranks.active:  # one meta-batch over all ranks: average gradients, statistics and logged values
+                distributed.average_gradients(params, ranks)
+                distributed.average_buffers(floating_buffers, before, ranks)
+                loss_value = distributed.mean_scalars({"__loss__": loss_value}, ranks)["__loss__"]
+                metrics = distributed.mean_scalars(metrics, ranks)
             if not math.isfinite(loss_value):
                 raise FewshotError(f"meta-loss is {loss_value} at iteration {iteration}: training stopped; {kept()}; "
                                    "lower optim.lr or learner.inner_lr, or set optim.clip_norm")
@@ -248,7 +314,6 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
             if scheduler is not None:
                 scheduler.step()
             last_loss = loss_value
-            metrics = {k: _scalar(v) for k, v in (result.metrics or {}).items()}
             if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
                 log("train", iteration, **{**metrics, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
             bar.update(1)
@@ -257,20 +322,21 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, *, resume: bool | None, q
                 post[metric[:3]] = f"{metrics[metric]:.3f}"
             bar.set_postfix(post, refresh=False)
             if val_set is not None and (iteration % cfg.val_every == 0 or iteration == cfg.iterations):
-                _, summary = evaluate_learner(learner, val_set.batches(cfg.eval_batch), metric=metric)
-                learner.train()
+                summary = validate(learner, val_set, cfg, metric, ranks, progress=not quiet)
                 log("val", iteration, **{metric: summary.mean, "ci95": summary.ci95, "episodes": summary.n})
                 if _better(metric, summary.mean, best):
                     best, best_it = summary.mean, iteration
                     checkpoint(best_path, iteration)
             if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations:
+                distributed.check_in_sync(learner, ranks, f"iteration {iteration}")
                 checkpoint(last_path, iteration)
                 if val_set is None:  # no validation: "best" is the latest
                     checkpoint(best_path, iteration)
     finally:
         bar.close()
-        logger.close()
-    return TrainResult(out, cfg.iterations, metric, best, best_it, last_loss, start)
+        if logger is not None:
+            logger.close()
+    return TrainResult(out, cfg.iterations, metric, best, best_it, last_loss, start, learner)
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
