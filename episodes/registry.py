@@ -4,7 +4,7 @@ Usage::
 
     split = load_split("omniglot", "train")                 # Vinyals train: 4112 classes x 20
     split = load_split("mnist", "test", root="/tmp/fewshot", device="cuda")
-    prepare("fashion-mnist", source="/work/shared/data/fashion-mnist", root="/tmp/fewshot")
+    prepare("fashion-mnist", source="~/Downloads/fashion-mnist", root="/tmp/fewshot")
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def prepare(
     """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
 
     ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
-    Usage: ``prepare("omniglot", source="/work/shared/data/omniglot", root="/tmp/fewshot", size=28)``.
+    Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot", size=28)``.
     """
     info = dataset_info(dataset)
     return info.prepare(source, root, size=info.default_size if size is None else size, **kw)

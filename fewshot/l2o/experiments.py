@@ -1,4 +1,5 @@
-"""The seeds' learned-optimizer experiments as named, reproducible runs: problems, protocols, figures.
+"""The learned-optimizer experiments of Andrychowicz et al. (2016) as named, reproducible runs: problems,
+protocols, figures.
 
 Problems (``PROBLEMS``): 10-d quadratics; an MLP (one hidden layer of 20 sigmoid units, batch 128)
 on MNIST; its variants with 40 units, two hidden layers, ReLU; and on Fashion-MNIST.
