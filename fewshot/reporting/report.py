@@ -13,15 +13,19 @@ from ..training.build import TEST_SEED, build_fixed_set
 
 def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
                     split: str | None = None, steps: int | None = None, seed: int = TEST_SEED,
-                    device: torch.device | str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+                    device: torch.device | str | None = None, batch_size: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).
+
+    ``progress=True``: a tqdm bar of the episodes on stderr (``fewshot eval`` shows it unless ``--quiet``).
 
     Returns a JSON-ready dict: metric, mean, ci95, std, episodes, ways, shots, queries, dataset,
     split, steps, seed.
     """
     episodes = episodes or cfg.eval_episodes
     fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
-    metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps)
+    metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps,
+                                       progress=progress, total=episodes)
     lc = cfg.learner.config
     used_steps = steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
     return {
