@@ -13,7 +13,7 @@ LAYERS = {
     "training": 4,
     "pretrained": 5, "l2o": 5,
     "reporting": 6,
-    "commands": 7, "cli": 7,
+    "commands": 7, "cli": 7, "__main__": 7,
 }
 
 
