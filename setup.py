@@ -1,16 +1,26 @@
 """Packaging for fewshot: episodic few-shot meta-learning on torch.func (pure Python)."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One version, written in fewshot/__init__.py (read as text: importing the package needs torch).
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (HERE / "fewshot" / "__init__.py").read_text(encoding="utf-8"),
+                    re.M).group(1)
 
 setup(
     name="fewshot",
-    version="0.1.0",
+    version=VERSION,
+    license="MIT",
     description="Few-shot episodic meta-learning (MAML family) on torch.func, with episode samplers.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fewshot", "fewshot.*", "episodes", "episodes.*", "pretrained"]),
     package_data={"pretrained": ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors"]},
     include_package_data=True,
+    classifiers=["License :: OSI Approved :: MIT License", "Programming Language :: Python :: 3"],
     install_requires=[
         "torch>=2.3",
         "torchvision>=0.18",

@@ -8,7 +8,9 @@ Usage::
 
 This package never imports ``fewshot``.
 """
+from .benchmarks import BENCHMARKS, BenchmarkTasks, benchmark_tasks, get_tasksets
 from .custom import TaskGenerator, from_arrays, from_image_folder
+from .episode_dataset import EpisodeDataset
 from .errors import DataError
 from .fixed import FixedEpisodes
 from .idx import prepare_mnist, read_idx

@@ -8,7 +8,7 @@ each dim as a big-endian uint32, then the big-endian data. Stores
 Usage::
 
     images = read_idx("/data/mnist/train-images-idx3-ubyte.gz")        # uint8 [60000, 28, 28]
-    prepare_mnist("mnist", source="/work/shared/data/mnist", root="/tmp/fewshot")
+    prepare_mnist("mnist", source="~/Downloads/mnist", root="/tmp/fewshot")
     split = load_idx_split("fashion-mnist", "test", root="/tmp/fewshot")
 """
 from __future__ import annotations
@@ -163,7 +163,7 @@ def prepare_mnist(
     ``source``: ``None`` downloads the published .gz files, a URL downloads from that base (md5
     checked; ``md5`` overrides entries), a folder reads local ``*-ubyte(.gz)`` files and verifies their
     content (magic, counts 60000/10000, 28x28, labels 0..9) instead of their md5.
-    Usage: ``prepare_mnist("fashion-mnist", source="/work/shared/data/fashion-mnist", root="/tmp/f")``.
+    Usage: ``prepare_mnist("fashion-mnist", source="~/Downloads/fashion-mnist", root="/tmp/f")``.
     """
     spec = _spec(dataset)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= int(size) <= 1024:

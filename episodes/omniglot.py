@@ -300,7 +300,7 @@ def prepare_omniglot(
     local archives (or extracted ``images_*`` folders) whose content is verified instead of their md5
     (mirrors re-pack), with the split lists in ``<folder>/splits/vinyals/`` (md5 checked).
     ``md5`` overrides entries of :data:`MD5` (keys like ``"images_background.zip"``).
-    Usage: ``prepare_omniglot("/work/shared/data/omniglot", "/tmp/fewshot")``.
+    Usage: ``prepare_omniglot("~/Downloads/omniglot", "/tmp/fewshot")``.
     """
     size = _check_size(size)
     out = store_path(NAME, root, size)

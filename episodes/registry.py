@@ -4,7 +4,7 @@ Usage::
 
     split = load_split("omniglot", "train")                 # Vinyals train: 4112 classes x 20
     split = load_split("mnist", "test", root="/tmp/fewshot", device="cuda")
-    prepare("fashion-mnist", source="/work/shared/data/fashion-mnist", root="/tmp/fewshot")
+    prepare("fashion-mnist", source="~/Downloads/fashion-mnist", root="/tmp/fewshot")
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def prepare(
     """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
 
     ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
-    Usage: ``prepare("omniglot", source="/work/shared/data/omniglot", root="/tmp/fewshot", size=28)``.
+    Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot", size=28)``.
     """
     info = dataset_info(dataset)
     return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
@@ -96,19 +96,27 @@ def load_split(
     size: int | None = None,
     rotations: Sequence[int] | None = None,
     device: str | torch.device | None = None,
+    download: bool = False,
 ) -> ClassSplit:
     """Load a whole split into memory as a class-sorted uint8 ``ClassSplit`` (pure: nothing is cached).
 
     ``rotations`` (multiples of 90, counter-clockwise) turns each class into one class per rotation
     (names ``<class>/rotDDD``); Omniglot's Vinyals splits (``train|val|test|trainval``) fix their own.
     ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
-    A missing store raises a DataError naming the ``fewshot prepare`` command to run.
-    Usage: ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``.
+    A missing store raises a DataError naming the ``fewshot prepare`` command to run, unless
+    ``download=True``: then, as torchvision's datasets do, the official files are downloaded into the
+    data root (md5-checked; files already there are reused) and the store is built first, once
+    (mini-ImageNet cannot be downloaded: ImageNet's terms; its error says how to prepare it).
+    Usage: ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``;
+    ``load_split("omniglot", "train", download=True)`` on a fresh machine.
     """
     info = dataset_info(dataset)
     if split not in info.splits:
         raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
-    result = info.load(split, root, size=info.default_size if size is None else size, rotations=rotations)
+    size = info.default_size if size is None else size
+    if download:
+        info.prepare(None, root, size=size, quiet=True)  # a no-op when the store exists
+    result = info.load(split, root, size=size, rotations=rotations)
     return result.to(device) if device is not None else result
 
 

@@ -5,6 +5,8 @@ Usage::
     split = ClassSplit(data, class_offsets, class_names)     # e.g. uint8 images [M, C, H, W]
     batch = TaskBatch(sx, sy, qx, qy)                          # [B, N*K, ...] etc.
     one = batch.task(0)                                        # a single Task
+
+Their ``repr``s are one short line of sizes and shapes (a dataclass's default would print every tensor).
 """
 from __future__ import annotations
 
@@ -14,6 +16,15 @@ from typing import Sequence
 import torch
 
 from .errors import DataError
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _device_note(t: torch.Tensor) -> str:
+    """``, device=cuda:0`` for tensors off the CPU (the common case, CPU, is left out to keep reprs short)."""
+    return "" if t.device.type == "cpu" else f", device={t.device}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,11 @@ class ClassSplit:
     def example_shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape[1:])
 
+    def __repr__(self) -> str:
+        """``ClassSplit(name='omniglot/train', classes=4112, images=82240, shape=[1, 28, 28], dtype=uint8)``."""
+        return (f"ClassSplit(name={self.name!r}, classes={self.num_classes}, images={self.data.shape[0]}, "
+                f"shape={list(self.example_shape)}, dtype={_dtype_name(self.data)}{_device_note(self.data)})")
+
     def to(self, device: str | torch.device) -> "ClassSplit":
         """Move the split (e.g. to the GPU, so episodes are built there)."""
         return ClassSplit(self.data.to(device), self.class_offsets.to(device), self.class_names, self.name, self.meta)
@@ -74,6 +90,11 @@ class Task:
     support_y: torch.Tensor
     query_x: torch.Tensor
     query_y: torch.Tensor
+
+    def __repr__(self) -> str:
+        """``Task(support=[5, 1, 28, 28], query=[75, 1, 28, 28])``."""
+        return (f"Task(support={list(self.support_x.shape)}, query={list(self.query_x.shape)}"
+                f"{_device_note(self.support_x)})")
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,11 @@ class TaskBatch:
 
     def __len__(self) -> int:
         return self.support_x.shape[0]
+
+    def __repr__(self) -> str:
+        """``TaskBatch(tasks=8, ways=5, support=[8, 5, 1, 28, 28], query=[8, 75, 1, 28, 28])``."""
+        return (f"TaskBatch(tasks={len(self)}, ways={self.ways}, support={list(self.support_x.shape)}, "
+                f"query={list(self.query_x.shape)}{_device_note(self.support_x)})")
 
     def task(self, i: int) -> Task:
         return Task(self.support_x[i], self.support_y[i], self.query_x[i], self.query_y[i])

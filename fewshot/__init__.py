@@ -39,4 +39,5 @@ from .rules import SGD, Chain, ElementwiseSGD, LSTMMetaRule, RowMask, UpdateRule
 from .scoring import Summary, evaluate_learner, summarize
 from .training import train
 
+# The one place the version is written: setup.py reads it from here; `fewshot --version` prints it.
 __version__ = "0.1.0"

@@ -2,18 +2,22 @@
 
 Usage: ``fewshot prepare omniglot --source DIR`` (see ``fewshot --help``).
 Every expected failure (bad input, missing data, corrupt file) prints one ``error: ...`` line on
-stderr and exits with status 2; nothing else is printed for it.
+stderr and exits with status 2; nothing else is printed for it. Output cut short by a closed pipe
+(``fewshot train --list-presets | head -1``) ends quietly with status 141 (128 + SIGPIPE, what a
+shell reports for a program killed by the broken pipe), never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from typing import Any, Sequence
 
 from episodes.errors import DataError
 
+from . import __version__
 from .errors import FewshotError
 from .pretrained import ManifestWarning
 
@@ -31,6 +35,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewshot", description="Few-shot episodic meta-learning.")
+    parser.add_argument("--version", action="version", version=f"fewshot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -49,6 +54,22 @@ def _show_warning(show: Any) -> Any:
     return one_line
 
 
+# Exit status after the reader of stdout went away: 128 + SIGPIPE(13), as if killed by the signal.
+BROKEN_PIPE_STATUS = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of the buffered
+    output that could not be written raises nothing (the recipe of Python's ``signal`` docs, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # a stand-in stdout without a descriptor (main called in-process)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores showwarning on exit (main is also called in-process)
             warnings.showwarning = _show_warning(warnings.showwarning)
             result = args.func(args)
+            sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_STATUS
     except (DataError, FewshotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

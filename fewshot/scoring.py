@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from .errors import FewshotError
 
@@ -45,26 +46,32 @@ def summarize(values: Sequence[float] | torch.Tensor) -> Summary:
 
 
 def evaluate_learner(learner, batches: Iterable, *, steps: int | None = None,
-                     device: str | torch.device | None = None, metric: str | None = None) -> tuple[str, Summary]:
+                     device: str | torch.device | None = None, metric: str | None = None,
+                     progress: bool = False, total: int | None = None) -> tuple[str, Summary]:
     """Run ``learner.evaluate`` over every batch; returns (metric name, Summary over all tasks).
 
     ``metric`` defaults to ``accuracy`` for classification and ``mse`` for regression batches.
     Adaptation needs gradients, so this does not run under ``no_grad``; the learner is put in eval mode.
+    ``progress=True`` shows a tqdm bar of episodes on stderr (``total``: the episode count, if known);
+    off by default, so a library call prints nothing.
     """
-    name, values = episode_values(learner, batches, steps=steps, device=device, metric=metric)
+    name, values = episode_values(learner, batches, steps=steps, device=device, metric=metric, progress=progress,
+                                  total=total)
     if not values.numel():
         raise FewshotError("no evaluation episodes: ask for at least one episode")
     return name, summarize(values)
 
 
 def episode_values(learner, batches: Iterable, *, steps: int | None = None, device: str | torch.device | None = None,
-                   metric: str | None = None) -> tuple[str, torch.Tensor]:
+                   metric: str | None = None, progress: bool = False,
+                   total: int | None = None) -> tuple[str, torch.Tensor]:
     """(metric name, float64 CPU tensor of the per-episode values) of ``learner.evaluate`` over ``batches``
     (what :func:`evaluate_learner` summarizes; separate so that several processes can pool their values)."""
     values: list[torch.Tensor] = []
     name = metric or "accuracy"
     was_training = learner.training
     learner.eval()
+    bar = tqdm(total=total, unit="episode", desc="evaluating", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         for batch in batches:
             if device is not None:
@@ -75,6 +82,8 @@ def episode_values(learner, batches: Iterable, *, steps: int | None = None, devi
                 raise FewshotError(f"learner.evaluate returned no '{name}' (got {sorted(out)}): "
                                    "pass metric= one of those")
             values.append(out[name].detach().double().cpu().flatten())
+            bar.update(len(batch))
     finally:
+        bar.close()
         learner.train(was_training)
     return name, torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)

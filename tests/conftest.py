@@ -1,6 +1,8 @@
 """Shared test fixtures: the real-data folder and a real Omniglot store built once per session.
 
-Tests that need real data FAIL (never skip) when ``$FEWSHOT_DATA`` is unset or incomplete.
+The raw data sets come from ``$FEWSHOT_DATA``, else they are downloaded (md5-checked) into a cache
+(see ``tests/raw_data.py``). When neither works, tests that need real data are SKIPPED with one
+reason, or FAIL when ``FEWSHOT_REQUIRE_DATA=1`` (CI sets it, so CI never silently drops them).
 Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "train", omniglot_root)``.
 """
 from __future__ import annotations
@@ -12,39 +14,25 @@ from pathlib import Path
 
 import pytest
 
-_HOW = (
-    "set FEWSHOT_DATA to the folder holding the raw data sets (omniglot/images_background.zip, "
-    "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/, fashion-mnist/, "
-    "mini-imagenet/splits/ravi/*.csv), "
-    "e.g. `export FEWSHOT_DATA=$(pwd)/../shared/data` (see /work/shared/data/README.md)"
-)
-_REQUIRED = (
-    "omniglot/images_background.zip",
-    "omniglot/images_evaluation.zip",
-    "omniglot/splits/vinyals/train.txt",
-    "mnist/train-images-idx3-ubyte.gz",
-    "fashion-mnist/train-images-idx3-ubyte.gz",
-    "mini-imagenet/splits/ravi/train.csv",
-)
+from tests.raw_data import RawDataMissing, find_raw_data
 
 
 @pytest.fixture(scope="session")
 def fewshot_data() -> Path:
-    """``Path($FEWSHOT_DATA)``, the read-only folder of raw data sets; fails the test if it is missing."""
-    env = os.environ.get("FEWSHOT_DATA", "")
-    if not env:
-        pytest.fail(f"FEWSHOT_DATA is not set: {_HOW}", pytrace=False)
-    root = Path(env).expanduser().resolve()
-    missing = [r for r in _REQUIRED if not (root / r).is_file()]
-    if missing:
-        pytest.fail(f"FEWSHOT_DATA={root} lacks {', '.join(missing)}: {_HOW}", pytrace=False)
-    return root
+    """The folder of raw data sets (``$FEWSHOT_DATA``, else the download cache), to be read and never
+    written; skips (fails under ``FEWSHOT_REQUIRE_DATA=1``) with one reason when there is none."""
+    try:
+        return find_raw_data(os.environ)
+    except RawDataMissing as exc:
+        if os.environ.get("FEWSHOT_REQUIRE_DATA") == "1":
+            pytest.fail(f"{exc} (FEWSHOT_REQUIRE_DATA=1: required)", pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
 def omniglot_prepared(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``(root, stdout)``: the one real 28x28 Omniglot store of the session, built by
-    ``fewshot prepare omniglot --source $FEWSHOT_DATA/omniglot --root <temp>`` (the command's output kept
+    ``fewshot prepare omniglot --source <raw data>/omniglot --root <temp>`` (the command's output kept
     for the test of that command). Tests read it and never rebuild it."""
     from fewshot.cli import main
 

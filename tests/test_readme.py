@@ -65,3 +65,11 @@ def test_the_custom_update_rule_example_runs_and_adapts_by_sign_sgd():
     for name, p in model.named_parameters():
         g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), p)[0]
         assert torch.allclose(params[name], p - 0.01 * g.sign())
+
+
+def test_install_section_documents_the_cpu_only_torch_wheels_before_the_package():
+    section = README.split("## Install", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines()]
+    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in lines and lines.index(cpu) < len(lines) - 1 - lines[::-1].index('pip install -e ".[dev]"')
+    assert "5 GB" in section and "python -m fewshot" in section and "fewshot --version" in section

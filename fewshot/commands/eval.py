@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="data root (default: the config's, else $FEWSHOT_DATA)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.root is not None:
         cfg.data.root = args.root
     report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
-                             seed=TEST_SEED if args.seed is None else args.seed, device=device)
+                             seed=TEST_SEED if args.seed is None else args.seed, device=device,
+                             progress=not args.quiet)
     if not distributed.is_main_process():  # under torchrun every rank has the report; one prints it
         return 0
     if args.json:

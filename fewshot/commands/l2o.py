@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tqdm import tqdm
+
 from episodes.files import atomic_write_text, hardware
 
 from ..config.typed import apply_overrides, dotted_types
@@ -47,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(keys: {', '.join(dotted_types(MetaTrainConfig))}; repeatable)")
     t.add_argument("--seed", type=int, default=None, help="meta-training seed (same as --set seed=S; default 0)")
     t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("experiment", help="learned vs tuned SGD/RMSprop/Adam/NAG: PNG + JSON")
@@ -59,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--steps", type=int, default=None, help="horizon (default: the experiment's)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     e.set_defaults(func=run_experiments)
 
     ls = sub.add_parser("list", help="problems and experiments")
@@ -76,11 +80,12 @@ def run_train(args: argparse.Namespace) -> int:
     def report(record) -> None:
         lines.append(json.dumps(dataclasses.asdict(record)))
         atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n", error=FewshotError)
-        print(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
-              f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", flush=True)
+        tqdm.write(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
+                   f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", file=sys.stdout)
+        sys.stdout.flush()
 
     start = time.perf_counter()
-    result = meta_train(train, train, config, callback=report)
+    result = meta_train(train, train, config, callback=report, progress=not args.quiet)
     name = args.name or f"l2o-{args.problem}"
     manifest = save_learned_optimizer(result.net, out, name=name, extra={
         "problem": args.problem,
@@ -103,7 +108,8 @@ def run_experiments(args: argparse.Namespace) -> int:
     results = []
     for name in names:
         result = run_experiment(name, optimizer=args.optimizer, test_problems=args.test_problems,
-                                tune_problems=args.tune_problems, steps=args.steps, seed=args.seed, root=args.root)
+                                tune_problems=args.tune_problems, steps=args.steps, seed=args.seed, root=args.root,
+                                progress=not args.quiet)
         png, js = write_outputs(result, args.out)
         print(f"{name}: wrote {png} and {js} ({result['seconds']} s)", flush=True)
         results.append(result)

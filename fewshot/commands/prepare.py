@@ -1,6 +1,6 @@
 """``fewshot prepare DATASET``: download or read a dataset and build its HDF5 store once.
 
-Usage: ``fewshot prepare omniglot --source /work/shared/data/omniglot --root /tmp/fewshot``
+Usage: ``fewshot prepare omniglot --source DIR_WITH_THE_ARCHIVES --root /tmp/fewshot``
 (mini-ImageNet: ``fewshot prepare mini-imagenet --source PATH [--splits DIR] [--workers N]``, format auto-detected)
 """
 from __future__ import annotations

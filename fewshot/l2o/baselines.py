@@ -13,7 +13,7 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -48,13 +48,20 @@ class Tuned:
 
 
 def tune_baselines(problems: ProblemBatch, steps: int, names: Sequence[str] = BASELINES,
-                   grid: Sequence[float] = LR_GRID) -> dict[str, Tuned]:
-    """Pick each baseline's learning rate from ``grid`` by mean final loss on ``problems``."""
+                   grid: Sequence[float] = LR_GRID, tick: Callable[[], object] | None = None) -> dict[str, Tuned]:
+    """Pick each baseline's learning rate from ``grid`` by mean final loss on ``problems``.
+
+    ``tick()`` is called after each of the ``len(names) * len(grid)`` runs (a progress bar's update).
+    """
     if not grid:
         raise ConfigError("the learning-rate grid is empty: give at least one value")
     tuned: dict[str, Tuned] = {}
     for name in names:
-        scores = {lr: final_loss(run_trajectory(problems, make_baseline(name, lr), steps)) for lr in grid}
+        scores = {}
+        for lr in grid:
+            scores[lr] = final_loss(run_trajectory(problems, make_baseline(name, lr), steps))
+            if tick is not None:
+                tick()
         best = min(scores, key=lambda lr: (scores[lr], lr))
         tuned[name] = Tuned(name, best, scores)
     return tuned

@@ -1,4 +1,5 @@
-"""The seeds' learned-optimizer experiments as named, reproducible runs: problems, protocols, figures.
+"""The learned-optimizer experiments of Andrychowicz et al. (2016) as named, reproducible runs: problems,
+protocols, figures.
 
 Problems (``PROBLEMS``): 10-d quadratics; an MLP (one hidden layer of 20 sigmoid units, batch 128)
 on MNIST; its variants with 40 units, two hidden layers, ReLU; and on Fashion-MNIST.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from episodes import load_split
 from episodes.files import atomic_write_bytes, atomic_write_text
@@ -155,8 +157,11 @@ def _curve(losses: torch.Tensor, lr: float | None = None, grid: dict | None = No
 
 def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, test_problems: int = 100,
                    tune_problems: int = 20, steps: int | None = None, seed: int = 0,
-                   root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Tune the baselines, run them and the learned optimizer on fresh test problems; returns the result dict."""
+                   root: str | os.PathLike | None = None, progress: bool = False) -> dict[str, Any]:
+    """Tune the baselines, run them and the learned optimizer on fresh test problems; returns the result dict.
+
+    ``progress=True``: a tqdm bar of the optimizer runs (tuning grid, then test) on stderr; off by default.
+    """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
     check_count(test_problems, "test_problems (a CI needs two)", 2)
@@ -170,11 +175,16 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
     test_family = tune_family if exp.problem == "quadratic" else build_family(exp.problem, "test", root)
     tuning = tune_family.sample(tune_problems, steps, torch.Generator().manual_seed(TUNE_SEED + seed))
     test = test_family.sample(test_problems, steps, torch.Generator().manual_seed(TEST_SEED + seed))
-    tuned = tune_baselines(tuning, steps)
-    curves: dict[str, Curve] = {
-        "learned": _curve(run_trajectory(test, lambda ps: LearnedOptimizer(ps, net=net), steps))}
-    for b in BASELINES:
-        curves[b] = _curve(run_trajectory(test, make_baseline(b, tuned[b].lr), steps), tuned[b].lr, tuned[b].grid)
+    runs = len(BASELINES) * len(LR_GRID) + 1 + len(BASELINES)
+    with tqdm(total=runs, desc=name, unit="run", disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        tuned = tune_baselines(tuning, steps, tick=bar.update)
+        curves: dict[str, Curve] = {
+            "learned": _curve(run_trajectory(test, lambda ps: LearnedOptimizer(ps, net=net), steps))}
+        bar.update()
+        for b in BASELINES:
+            curves[b] = _curve(run_trajectory(test, make_baseline(b, tuned[b].lr), steps), tuned[b].lr,
+                               tuned[b].grid)
+            bar.update()
     return {
         "experiment": name,
         "question": exp.question,

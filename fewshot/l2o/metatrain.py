@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from ..checks import check_count
 from ..errors import ConfigError
@@ -103,8 +104,21 @@ def validation_loss(net: CoordinateLSTM, problems: ProblemBatch, steps: int) -> 
 
 
 def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
-               callback: Callable[[EpochRecord], None] | None = None) -> MetaTrainResult:
-    """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc)."""
+               callback: Callable[[EpochRecord], None] | None = None, progress: bool = False) -> MetaTrainResult:
+    """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc).
+
+    ``progress=True``: a tqdm bar of the meta-training iterations on stderr; off by default.
+    """
+    bar = tqdm(total=config.epochs * config.iterations_per_epoch, desc="meta-training", unit="it",
+               disable=not progress, dynamic_ncols=True, leave=False)
+    try:
+        return _meta_train(train, val, config, callback, bar)
+    finally:
+        bar.close()
+
+
+def _meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
+                callback: Callable[[EpochRecord], None] | None, bar: tqdm) -> MetaTrainResult:
     with torch.random.fork_rng(devices=[]):  # the LSTM's initial weights, without touching the global RNG
         torch.manual_seed(config.seed)
         net = CoordinateLSTM(config.net)
@@ -134,6 +148,7 @@ def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig
                 theta, state = theta.detach(), tuple(s.detach() for s in state)
                 total += float(meta.detach()) / length
                 count += 1
+            bar.update()
         val_loss = validation_loss(net, val_problems, config.steps)
         record = EpochRecord(epoch, total / count, val_loss, time.perf_counter() - start)
         history.append(record)

@@ -14,8 +14,11 @@ from ..training.build import TEST_SEED, build_fixed_set
 
 def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
                     split: str | None = None, steps: int | None = None, seed: int = TEST_SEED,
-                    device: torch.device | str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+                    device: torch.device | str | None = None, batch_size: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).
+
+    ``progress=True``: a tqdm bar of the episodes on stderr (``fewshot eval`` shows it unless ``--quiet``).
 
     Returns a JSON-ready dict: metric, mean, ci95, std, episodes, ways, shots, queries, dataset,
     split, steps, seed.  Under torchrun the episodes are split over the processes and their values
@@ -31,7 +34,8 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
         fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
         start, stop = ranks.share(fixed.count)
         metric, mine = episode_values(learner, fixed.batches(batch_size or cfg.eval_batch, start, stop), steps=steps,
-                                      metric="mse" if cfg.data.is_regression else "accuracy")
+                                      metric="mse" if cfg.data.is_regression else "accuracy",
+                                      progress=progress and ranks.main, total=stop - start)
         summary = summarize(distributed.gather(mine, ranks))
     finally:
         distributed.teardown(ranks)

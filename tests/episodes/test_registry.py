@@ -89,3 +89,35 @@ def test_device_argument_moves_the_split(mnist_root):
     s = load_split("mnist", "test", mnist_root, device=torch.device("cpu"))  # "cuda" goes through the same .to()
     assert s.data.device.type == "cpu" and s.class_offsets.device.type == "cpu"
     assert s.data.shape == (10000, 1, 28, 28)
+
+
+def test_download_true_fetches_the_published_files_and_builds_the_store_once(fewshot_data, mnist_root, tmp_path,
+                                                                             monkeypatch):
+    import dataclasses
+
+    from episodes import idx
+    from episodes.download import md5_file
+    from tests.episodes.test_download import serve
+
+    # The "published" MNIST: a local HTTP server serving the real files, with their md5s as the official ones.
+    with serve(fewshot_data / "mnist") as url:
+        published = dataclasses.replace(idx.MNIST, base_url=url,
+                                        md5={n: md5_file(fewshot_data / "mnist" / n) for n in idx.MNIST.md5})
+        monkeypatch.setitem(idx.IDX_DATASETS, "mnist", published)
+        root = tmp_path / "fresh"
+        with pytest.raises(DataError, match="no mnist store"):  # the default stays: no download, a clear error
+            load_split("mnist", "test", root)
+        got = load_split("mnist", "test", root, download=True)
+    want = load_split("mnist", "test", mnist_root)  # built by `prepare --source` from the same files
+    assert torch.equal(got.data, want.data) and torch.equal(got.class_offsets, want.class_offsets)
+    for name in idx.MNIST.md5:  # the archives were downloaded into the data root, byte for byte
+        assert (root / "mnist" / name).read_bytes() == (fewshot_data / "mnist" / name).read_bytes()
+    store = root / "mnist" / "mnist-28.h5"
+    stamp = store.stat().st_mtime_ns
+    again = load_split("mnist", "train", root, download=True)  # server gone: the store is used, nothing fetched
+    assert again.data.shape[0] == 60000 and store.stat().st_mtime_ns == stamp
+
+
+def test_download_true_for_mini_imagenet_says_how_to_prepare_it(tmp_path):
+    with pytest.raises(DataError, match="mini-ImageNet images cannot be downloaded automatically"):
+        load_split("mini-imagenet", "test", tmp_path, download=True)

@@ -45,3 +45,16 @@ def test_evaluate_learner_collects_all_tasks():
     assert name == "accuracy"
     assert s.n == 6
     assert s.mean == pytest.approx(2 * (0.5 + 1.0 + 0.0) / 3)
+
+
+def test_evaluate_learner_progress_bar_is_off_by_default_and_counts_episodes_on_stderr(capsys):
+    from episodes.types import TaskBatch
+
+    y = torch.tensor([[0, 1], [1, 1], [0, 0]])
+    batches = [TaskBatch(torch.zeros(3, 2, 1), y, torch.zeros(3, 2, 1), y, ways=2)] * 2
+    quiet = evaluate_learner(_Constant(), batches)
+    assert capsys.readouterr() == ("", "")  # a library call prints nothing
+    shown = evaluate_learner(_Constant(), batches, progress=True, total=6)
+    out, err = capsys.readouterr()
+    assert shown == quiet and out == ""
+    assert "evaluating" in err and "0/6" in err and "episode" in err

@@ -69,3 +69,12 @@ def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err
     assert "corrupted" in err and err.count("\n") == 1
+
+
+def test_eval_shows_an_episode_progress_bar_on_stderr_unless_quiet(sine_run, capsys):
+    assert main(["eval", str(sine_run), "--episodes", "30", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "evaluating" in err and "0/30" in err and json.loads(out)["episodes"] == 30  # stdout stays one JSON line
+    assert main(["eval", str(sine_run), "--episodes", "30", "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and json.loads(out)["episodes"] == 30

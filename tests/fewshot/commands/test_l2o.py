@@ -8,6 +8,9 @@ def test_train_then_experiment_from_the_command_line(tmp_path, capsys, monkeypat
     assert main(["l2o", "train", "quadratic", "--out", str(out), "--set", "epochs=1", "--set", "iterations_per_epoch=2",
                  "--set", "problems_per_iteration=4", "--set", "val_problems=2", "--set", "steps=10",
                  "--set", "unroll=5"]) == 0
+    printed = capsys.readouterr()
+    assert "meta-training" in printed.err and "0/2" in printed.err  # the progress bar, on stderr
+    assert printed.out.splitlines()[0].startswith("epoch   0") and "meta-training" not in printed.out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == "l2o-quadratic" and manifest["meta_train"]["unroll"] == 5
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
@@ -37,3 +40,17 @@ def test_list_names_problems_and_experiments(capsys):
     assert main(["l2o", "list"]) == 0
     out = capsys.readouterr().out
     assert "mnist-relu" in out and "fashion-mnist" in out and "quadratic" in out
+
+
+def test_experiment_progress_bar_counts_optimizer_runs_unless_quiet(tmp_path, capsys):
+    from fewshot.l2o.baselines import BASELINES, LR_GRID
+
+    argv = ["l2o", "experiment", "quadratic", "--out", str(tmp_path), "--test-problems", "2", "--tune-problems", "2",
+            "--steps", "2"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    runs = len(BASELINES) * len(LR_GRID) + 1 + len(BASELINES)  # the tuning grid, then the learned and tuned runs
+    assert f"0/{runs}" in err and "quadratic" in err and "| quadratic | 2 |" in out
+    assert main(argv + ["--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "| quadratic | 2 |" in out

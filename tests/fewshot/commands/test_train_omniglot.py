@@ -1,4 +1,4 @@
-"""`fewshot train` + `fewshot eval` on real Omniglot (omniglot_root fixture: fails without $FEWSHOT_DATA)."""
+"""`fewshot train` + `fewshot eval` on real Omniglot (omniglot_root: $FEWSHOT_DATA or a download)."""
 from __future__ import annotations
 
 import json

@@ -35,7 +35,7 @@ def test_every_preset_builds_and_names():
 
 
 def test_preset_protocols_follow_the_papers():
-    # inner LR in mean-reduced scale = reference alpha * ways (REFERENCES.md note)
+    # inner LR in mean-reduced scale = reference alpha * ways (see the note in fewshot/config/presets/protocols.py)
     c = get_preset("omniglot-5w1s-maml")
     assert (c.meta_batch, c.learner.config.inner_steps, c.learner.config.eval_steps) == (32, 1, 3)
     assert c.learner.config.inner_lr == pytest.approx(0.4 * 5)

@@ -19,7 +19,7 @@ from fewshot.l2o.experiments import (
 )
 
 
-def test_every_experiment_names_a_problem_and_the_problems_follow_the_seeds():
+def test_every_experiment_names_a_problem_and_the_problems_follow_the_paper():
     assert set(EXPERIMENTS) >= {"quadratic", "mnist", "mnist-40", "mnist-2layer", "mnist-relu", "mnist-200steps",
                                 "fashion-mnist"}
     assert all(e.problem in PROBLEMS for e in EXPERIMENTS.values())

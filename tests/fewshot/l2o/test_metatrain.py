@@ -137,3 +137,14 @@ def test_meta_training_is_deterministic_and_leaves_the_global_rng_alone():
     b = meta_train(QuadraticFamily(), QuadraticFamily(), config)
     assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
     assert [r.val_final_loss for r in a.history] == [r.val_final_loss for r in b.history]
+
+
+def test_progress_bar_counts_iterations_on_stderr_only_when_asked(capsys):
+    config = MetaTrainConfig(epochs=2, iterations_per_epoch=2, problems_per_iteration=4, val_problems=2, steps=10,
+                             unroll=5, seed=3)
+    quiet = meta_train(QuadraticFamily(), QuadraticFamily(), config)
+    assert capsys.readouterr() == ("", "")
+    shown = meta_train(QuadraticFamily(), QuadraticFamily(), config, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "meta-training" in err and "0/4" in err  # epochs x iterations_per_epoch
+    assert [r.val_final_loss for r in shown.history] == [r.val_final_loss for r in quiet.history]  # bars draw nothing
