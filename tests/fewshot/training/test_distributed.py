@@ -7,6 +7,7 @@ resumes under another process count; a failing rank ends the job.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -184,6 +185,16 @@ def test_resume_with_another_number_of_processes(omniglot_root, tmp_path, monkey
     assert resumed.resumed_from == 2
     straight = train(cfg4, tmp_path / "straight", quiet=True)
     _assert_same_training(resumed.learner.state_dict(), straight.learner.state_dict(), cfg4, 4)
+
+    # the test episodes split over two processes and gathered give one process's report exactly
+    evaluate = ["-m", "fewshot", "eval", str(run), "--episodes", "11", "--json", "--quiet", "--device", "cpu"]
+    two = _torchrun(evaluate, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, *evaluate], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert len(two.stdout.splitlines()) == 1  # rank 0 alone prints
+    assert json.loads(two.stdout) == json.loads(one.stdout)
+    assert json.loads(one.stdout)["episodes"] == 11
 
 
 def test_meta_batch_that_does_not_split_is_one_clear_error(omniglot_root, tmp_path):
