@@ -159,3 +159,50 @@ def test_broken_manifest_warns_once_naming_the_file(collection):
         pt.locate("my-sine")
         pt.load("my-sine")
     assert len(record) == 1 and str(collection / "broken" / "manifest.json") in str(record[0].message)
+
+
+# ----------------------------------------------------------------------------- preprocessing, test steps (issue 15)
+def _copy_model(src: str, dest, edit):
+    """A copy of shipped model ``src`` in ``dest/<src>-copy`` with ``edit(manifest)`` applied (the sha256 covers
+    only the weights, so the copy still verifies)."""
+    import shutil
+
+    d = dest / f"{src}-copy"
+    shutil.copytree(pt.locate(src), d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["name"] = d.name
+    edit(manifest)
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d.name
+
+
+def test_preprocessing_from_the_manifest_or_the_dataset(tmp_path, monkeypatch):
+    from episodes import Preprocessing, dataset_preprocessing
+
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    old = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.pop("preprocessing", None))
+    mine = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(
+        preprocessing={"size": 28, "channels": 1, "invert": False, "interpolation": "bicubic", "scale": 255.0}))
+    bad = _copy_model("omniglot-20w1s-maml", tmp_path, lambda m: m.update(preprocessing={"channels": 2}))
+    pt.register_dir(tmp_path)
+    assert pt.preprocessing(old) == dataset_preprocessing("omniglot", 28) == \
+        Preprocessing(size=28, channels=1, invert=True, interpolation="lanczos")
+    assert pt.preprocessing(mine) == Preprocessing(28, 1, False, "bicubic")
+    assert pt.load(mine).preprocessing == pt.preprocessing(mine)
+    with pytest.raises(CheckpointError, match="manifest of '.*': preprocessing: channels must be 1"):
+        pt.preprocessing(bad)
+    with pytest.raises(CheckpointError, match="'sinusoid-maml' takes no images"):
+        pt.preprocessing("sinusoid-maml")
+    assert pt.load("sinusoid-maml").preprocessing is None
+
+
+def test_test_steps_become_the_default_eval_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    chosen = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.update(test_steps=7))
+    wrong = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(test_steps=0))
+    pt.register_dir(tmp_path)
+    learner, cfg, _ = pt.load_with_config(chosen)
+    assert learner.config.eval_steps == 7 and cfg.learner.config.eval_steps == 7
+    assert learner._default_steps(None) == 7  # eval mode: what evaluate/adapt use without steps=
+    with pytest.raises(CheckpointError, match="'test_steps' must be a positive integer, got 0"):
+        pt.load(wrong)
