@@ -33,7 +33,7 @@ from episodes import DataError, Preprocessing, dataset_preprocessing
 from episodes.files import sha256_file
 
 from .config import TrainConfig, apply_overrides, config_from_dict
-from .errors import CheckpointError
+from .errors import CheckpointError, FewshotWarning
 from .training.build import build_learner_from_config, identity
 from .training.checkpoint import load_learner_state
 from .training.ways import with_ways
@@ -71,7 +71,7 @@ def search_path() -> builtins.list[Path]:
     return dirs
 
 
-class ManifestWarning(UserWarning):
+class ManifestWarning(FewshotWarning):
     """A model folder on the search path was skipped because its manifest is broken."""
 
 
