@@ -65,3 +65,25 @@ def test_the_custom_update_rule_example_runs_and_adapts_by_sign_sgd():
     for name, p in model.named_parameters():
         g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), p)[0]
         assert torch.allclose(params[name], p - 0.01 * g.sign())
+
+
+def test_the_your_own_images_example_runs_on_real_omniglot_drawings(fewshot_data, tmp_path, monkeypatch):
+    """The README's "Your own images" block, on test-split drawings (105x105 PNGs as a user has them)."""
+    import zipfile
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "my_chars/support" in b)
+    lines = (fewshot_data / "omniglot" / "splits" / "vinyals" / "test.txt").read_text().split()
+    chars = [line.rsplit("/", 1)[0] for line in lines if line.endswith("/rot000")][:5]
+    (tmp_path / "my_chars" / "support").mkdir(parents=True)
+    with zipfile.ZipFile(fewshot_data / "omniglot" / "images_evaluation.zip") as z:
+        names = sorted(z.namelist())
+        for c, char in enumerate(chars):
+            drawings = [n for n in names if n.startswith(f"images_evaluation/{char}/") and n.endswith(".png")]
+            (tmp_path / "my_chars" / "support" / f"{c}.png").write_bytes(z.read(drawings[0]))
+            if c == 3:
+                (tmp_path / "my_chars" / "query.png").write_bytes(z.read(drawings[1]))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(block, namespace)  # noqa: S102 - the README's own example
+    assert int(namespace["scores"].argmax()) == 3  # another drawing of character 3 is recognised
+    assert namespace["learner20"].model.classifier.weight.shape == (20, 64)

@@ -31,7 +31,12 @@ def test_publish_writes_weights_and_manifest(published):
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")
-    assert manifest["trained_iterations"] == 20 and manifest["eval_steps"] == 10  # sinusoid preset: 10 test steps
+    assert manifest["trained_iterations"] == 20
+    # test steps chosen on the validation episodes (1..10), and the test number measured with them
+    by_steps = {int(k): v for k, v in manifest["val_by_steps"].items()}
+    assert sorted(by_steps) == list(range(1, 11)) and manifest["val_episodes"] == 10
+    assert manifest["test_steps"] == min(by_steps, key=lambda s: (by_steps[s], s))  # MSE: lowest wins
+    assert manifest["eval_steps"] == manifest["test_steps"] and "preprocessing" not in manifest  # no images
     for key in ("learner", "backbone", "preset", "dataset", "split", "train_iterations", "seed", "hardware",
                 "mean", "ci95", "episodes", "metric"):
         assert key in manifest
@@ -206,3 +211,19 @@ def test_test_steps_become_the_default_eval_steps(tmp_path, monkeypatch):
     assert learner._default_steps(None) == 7  # eval mode: what evaluate/adapt use without steps=
     with pytest.raises(CheckpointError, match="'test_steps' must be a positive integer, got 0"):
         pt.load(wrong)
+
+
+def test_step_choice_is_the_validation_oracle_and_loading_uses_it(published, monkeypatch):
+    """Recompute two step counts' validation MSE independently and load the model with its chosen steps."""
+    from fewshot.scoring import evaluate_learner
+    from fewshot.training.build import build_fixed_set
+
+    root, manifest = published
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    pt.register_dir(root / "models")
+    learner, cfg, _ = pt.load_with_config("my-sine")
+    assert learner.config.eval_steps == manifest["test_steps"]
+    fixed = build_fixed_set(cfg, "val", count=10)
+    for steps in (1, 7):
+        _, s = evaluate_learner(learner, fixed.batches(5), steps=steps)
+        assert s.mean == pytest.approx(manifest["val_by_steps"][str(steps)], rel=1e-6)
