@@ -17,7 +17,8 @@ from .idx import prepare_mnist, read_idx
 from .mini_imagenet import prepare_mini_imagenet
 from .omniglot import prepare_omniglot
 from .paths import data_root, store_path
-from .registry import DATASETS, load_split, prepare
+from .preprocessing import INTERPOLATIONS, Preprocessing
+from .registry import DATASETS, dataset_preprocessing, load_split, prepare
 from .sampler import EpisodeSampler
 from .shard import ShardedSource
 from .sinusoid import SinusoidTasks

@@ -12,16 +12,14 @@ Usage::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .errors import DataError
 from .generator_state import restore_generator
-from .images import decode_image_file
+from .preprocessing import Preprocessing, read_image_folder
 from .sampler import check_positive
 from .types import ClassSplit, Task, TaskBatch
 
@@ -106,64 +104,37 @@ def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: 
     return ClassSplit(xt[order].contiguous(), offsets, names, name, {"source": "arrays"})
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
 def from_image_folder(
     path: str | os.PathLike,
     size: int | tuple[int, int] | None = None,
     grayscale: bool = False,
+    invert: bool = False,
+    interpolation: str = "bilinear",
+    transform: Preprocessing | None = None,
     name: str | None = None,
 ) -> ClassSplit:
     """A ``ClassSplit`` of uint8 images ``[M, C, H, W]`` from ``path/<class>/<image files>`` (Pillow).
 
-    Usage: ``split = from_image_folder("data/flowers", size=84)``
+    Usage: ``split = from_image_folder("data/flowers", size=84)`` or, for a pretrained model's own
+    preprocessing, ``from_image_folder("my_chars", transform=fewshot.pretrained.preprocessing(name))``.
 
     Classes are the sorted subfolder names; files (not starting with ``.``) in sorted order.
-    ``size``: resize every image to ``size x size`` (or ``(height, width)``); without it every
-    image must already have the same size. ``grayscale``: one channel, else RGB (3).
+    ``size``: resize every image to ``size x size`` (or ``(height, width)``) with ``interpolation``
+    (``"bilinear"``, ``"lanczos"`` as the stores, ...); without it every image must already have the
+    same size. ``grayscale``: one channel, else RGB (3). ``invert``: ``255 - x`` (Omniglot-style
+    models expect light strokes on black). ``transform``: an ``episodes.Preprocessing`` used instead
+    of those options (why: a model's preprocessing is one value, so nothing can be half-matched).
     """
-
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"{str(root)!r} is not a directory: pass a folder with one subfolder of images per class")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DataError(f"{str(root)!r} has {len(class_dirs)} class subfolders: episodes need at least 2 classes; "
-                        "put each class's images in its own subfolder")
-    if size is not None:
-        hw = (size, size) if isinstance(size, int) else tuple(size)
-        if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
-            raise DataError(f"size must be a positive int or (height, width), got {size!r}: pass e.g. size=28")
-    mode = "L" if grayscale else "RGB"
-    arrays: list[np.ndarray] = []
-    counts: list[int] = []
-    expected: tuple[int, int] | None = None
-    for cdir in class_dirs:
-        files = _image_files(cdir)
-        if not files:
-            raise DataError(f"class folder {str(cdir)!r} has no image files: add images or remove the folder")
-        for f in files:
-            im = decode_image_file(f, mode, what=repr(str(f)), fix="fix or remove the file",
-                                   bomb_fix="shrink or remove the file "
-                                            "(or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
-            if size is not None:
-                im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-            if expected is None:
-                expected = arr.shape[:2]
-            elif arr.shape[:2] != expected:
-                raise DataError(
-                    f"image {str(f)!r} is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
-                    f"{expected[1]}x{expected[0]}: pass size= to resize all images"
-                )
-            arrays.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-        counts.append(len(files))
-    data = torch.from_numpy(np.stack(arrays))
-    offsets = torch.zeros(len(counts) + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
-    return ClassSplit(data, offsets, [d.name for d in class_dirs], name or root.name, {"source": str(root)})
+    if transform is None:
+        transform = Preprocessing(size=size, channels=1 if grayscale else 3, invert=invert,
+                                  interpolation=interpolation)
+    elif not isinstance(transform, Preprocessing):
+        raise DataError(f"transform must be an episodes.Preprocessing, got {type(transform).__name__}: pass e.g. "
+                        "transform=fewshot.pretrained.preprocessing('omniglot-5w1s-maml')")
+    elif (size, grayscale, invert, interpolation) != (None, False, False, "bilinear"):
+        raise DataError("pass either transform= or size/grayscale/invert/interpolation, not both: the transform "
+                        "already fixes them (use dataclasses.replace(transform, ...) to change one)")
+    return read_image_folder(path, transform, name=name)
 
 
 class TaskGenerator:

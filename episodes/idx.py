@@ -27,6 +27,7 @@ from PIL import Image
 from .download import fetch
 from .errors import DataError
 from .paths import is_url, store_path
+from .preprocessing import Preprocessing
 from .store import Store, StoreWriter, offsets_from_counts
 from .types import ClassSplit
 
@@ -142,10 +143,17 @@ def _load_pair(images_path: Path, labels_path: Path, split: str, num_classes: in
     return images, labels
 
 
+def preprocessing(size: int = 28) -> Preprocessing:
+    """How the store turns a digit into pixels: grayscale as stored (ink is already 255), Lanczos resize
+    only when ``size`` is not the native 28."""
+    return Preprocessing(size=size, channels=1, invert=False, interpolation="lanczos")
+
+
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     if size == images.shape[-1]:
         return images
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.LANCZOS)) for im in images])
+    prep = preprocessing(size)
+    return np.stack([prep.pixels(Image.fromarray(im))[0] for im in images])
 
 
 def prepare_mnist(

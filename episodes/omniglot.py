@@ -23,13 +23,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from .download import fetch, join_url, md5_file
 from .errors import DataError
-from .images import decode_image_file
 from .paths import dataset_dir, is_url, store_path
+from .preprocessing import Preprocessing
 from .store import Store, StoreWriter, offsets_from_counts
 from .types import ClassSplit
 
@@ -229,16 +228,21 @@ def _open_local(part: str, folder: Path) -> _Source:
 
 
 # ----------------------------------------------------------------------------- decoding
+def preprocessing(size: int = 28) -> Preprocessing:
+    """How the store turns an Omniglot PNG into pixels: grayscale, Lanczos (anti-aliased) resize to
+    ``size``, inverted (strokes 255). A model trained on the store wants your images the same way."""
+    return Preprocessing(size=size, channels=1, invert=True, interpolation="lanczos")
+
+
 def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
     """Decode one Omniglot PNG into an inverted uint8 ``[size, size]`` array (strokes 255, background 0).
 
-    Resizing uses Lanczos (anti-aliased). Usage: ``decode_png(zip.read(name), 28)``.
+    The store's own decoder is :func:`preprocessing`, so ``preprocessing(size)(png)`` gives exactly
+    the store's pixels (divided by 255). Usage: ``decode_png(zip.read(name), 28)``.
     """
-    gray = decode_image_file(data, "L", what=what, kind="PNG", fix="the data is corrupt: re-download it",
-                             bomb_fix="the archive is corrupt or was tampered with: use the official Omniglot archive")
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
-    return 255 - np.asarray(gray, dtype=np.uint8)
+    return preprocessing(size).pixels(data, what=what, kind="PNG", fix="the data is corrupt: re-download it",
+                                      bomb_fix="the archive is corrupt or was tampered with: use the official "
+                                               "Omniglot archive")[0]
 
 
 def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -17,18 +17,21 @@ import torch
 
 from . import idx, mini_imagenet, omniglot
 from .errors import DataError
+from .preprocessing import Preprocessing
 from .types import ClassSplit
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A dataset's valid splits, default image side, and store builder
-    ``prepare(source, root, size=, force=, quiet=)``."""
+    """A dataset's valid splits, default image side, store builder
+    ``prepare(source, root, size=, force=, quiet=)`` and ``preprocessing(size)``: how the store turns
+    an image into pixels (what a model trained on it expects of your images)."""
 
     name: str
     splits: tuple[str, ...]
     prepare: Callable[..., Path]
     load: Callable[..., ClassSplit]  # load(split, root, *, size, rotations) -> ClassSplit
+    preprocessing: Callable[[int], Preprocessing]
     default_size: int = 28
 
 
@@ -49,15 +52,19 @@ def _with_rotations(load: Callable[..., ClassSplit]) -> Callable[..., ClassSplit
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot, omniglot.load_omniglot),
+    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot, omniglot.load_omniglot,
+                            omniglot.preprocessing),
     "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist"),
                          _with_rotations(lambda split, root, size: idx.load_idx_split("mnist", split, root,
-                                                                                      size=size))),
+                                                                                      size=size)),
+                         idx.preprocessing),
     "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist"),
                                  _with_rotations(lambda split, root, size: idx.load_idx_split("fashion-mnist", split,
-                                                                                              root, size=size))),
+                                                                                              root, size=size)),
+                                 idx.preprocessing),
     "mini-imagenet": DatasetInfo("mini-imagenet", mini_imagenet.SPLITS, mini_imagenet.prepare_mini_imagenet,
-                                 _with_rotations(mini_imagenet.load_mini_imagenet), mini_imagenet.DEFAULT_SIZE),
+                                 _with_rotations(mini_imagenet.load_mini_imagenet), mini_imagenet.preprocessing,
+                                 mini_imagenet.DEFAULT_SIZE),
 }
 
 
@@ -69,6 +76,15 @@ def dataset_info(dataset: str) -> DatasetInfo:
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset '{dataset}': choose one of {', '.join(DATASETS)}")
     return DATASETS[dataset]
+
+
+def dataset_preprocessing(dataset: str, size: int | None = None) -> Preprocessing:
+    """How ``dataset``'s store prepares images at ``size`` (default: the dataset's default size).
+
+    Usage: ``dataset_preprocessing("omniglot")`` -> 28 px, 1 channel, inverted, Lanczos.
+    """
+    info = dataset_info(dataset)
+    return info.preprocessing(info.default_size if size is None else size)
 
 
 def prepare(

@@ -6,7 +6,7 @@ configs and per-learner presets); ``training`` (building and running a run, chec
 optimizers); ``commands`` (the ``fewshot`` console script). See docs/architecture.md.
 """
 from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
-from .errors import AdaptationError, CheckpointError, ConfigError, FewshotError
+from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
 from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, split_state
 from .learners import (
     MAML,

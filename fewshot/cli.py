@@ -18,8 +18,7 @@ from typing import Any, Sequence
 from episodes.errors import DataError
 
 from . import __version__
-from .errors import FewshotError
-from .pretrained import ManifestWarning
+from .errors import FewshotError, FewshotWarning
 
 # Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
 COMMAND_MODULES = (
@@ -47,7 +46,7 @@ def _show_warning(show: Any) -> Any:
     """A ``warnings.showwarning`` that prints our own warnings as one ``warning: ...`` line (Python's
     default adds the file, line number and source line, which mean nothing to a command-line user)."""
     def one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, ManifestWarning):
+        if issubclass(category, FewshotWarning):
             print(f"warning: {message}", file=sys.stderr)
         else:
             show(message, category, *args, **kwargs)

@@ -15,3 +15,11 @@ class AdaptationError(FewshotError):
 
 class CheckpointError(FewshotError):
     """A checkpoint or pretrained file is missing, corrupt, or from another learner/backbone."""
+
+
+class FewshotWarning(UserWarning):
+    """Base class of the library's warnings (the CLI prints each as one ``warning: ...`` line)."""
+
+
+class AdaptationWarning(FewshotWarning):
+    """Adaptation made the support loss worse (see ``fewshot.learners.base.RISE_FACTOR``)."""

@@ -11,6 +11,8 @@ Usage::
     pt.list()                                   # ['omniglot-5w1s-maml', 'sinusoid-maml', ...]
     pt.show("sinusoid-maml")["mean"]            # the manifest (measured accuracy/MSE, CI, ...)
     learner = pt.load("sinusoid-maml")          # a ready learner (eval mode, CPU)
+    prep = pt.preprocessing("omniglot-5w1s-maml")   # episodes.Preprocessing: your images as it saw its own
+    learner20 = pt.load("omniglot-5w1s-maml", ways=20)   # same init, a zero 20-way head
     pt.register_dir("~/my-models")
 """
 from __future__ import annotations
@@ -27,12 +29,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from episodes import DataError, Preprocessing, dataset_preprocessing
 from episodes.files import sha256_file
 
-from .config import TrainConfig, config_from_dict
-from .errors import CheckpointError
+from .config import TrainConfig, apply_overrides, config_from_dict
+from .errors import CheckpointError, FewshotWarning
 from .training.build import build_learner_from_config, identity
 from .training.checkpoint import load_learner_state
+from .training.ways import with_ways
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -67,7 +71,7 @@ def search_path() -> builtins.list[Path]:
     return dirs
 
 
-class ManifestWarning(UserWarning):
+class ManifestWarning(FewshotWarning):
     """A model folder on the search path was skipped because its manifest is broken."""
 
 
@@ -206,8 +210,43 @@ def verify(name: str) -> dict:
     return verify_dir(locate(name), name)
 
 
-def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
-    """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first."""
+def preprocessing_of(manifest: dict, cfg: TrainConfig | None = None) -> Preprocessing | None:
+    """The ``episodes.Preprocessing`` a manifest records, else its dataset's store preprocessing (older
+    manifests); ``None`` for models that take no images (sinusoid regression)."""
+    label = manifest.get("name", "?")
+    if "preprocessing" in manifest:
+        try:
+            return Preprocessing.from_dict(manifest["preprocessing"], where=f"manifest of '{label}': preprocessing")
+        except DataError as exc:
+            raise CheckpointError(f"{exc}: re-publish the model") from None
+    cfg = cfg or config_from_dict(manifest["config"], where=f"manifest of '{label}'")
+    if cfg.data.is_regression:
+        return None
+    return dataset_preprocessing(cfg.data.dataset, cfg.data.size)
+
+
+def preprocessing(name: str) -> Preprocessing:
+    """How model ``name``'s training images were prepared, as a transform for yours.
+
+    Usage: ``prep = preprocessing("omniglot-5w1s-maml"); x = prep("a.png")`` (float32 ``[1, 28, 28]``)
+    or ``prep.folder("my_chars/")`` (a ClassSplit).
+    """
+    prep = preprocessing_of(show(name))
+    if prep is None:
+        raise CheckpointError(f"pretrained model '{name}' takes no images (it is a regression model): "
+                              "preprocessing applies to image classifiers")
+    return prep
+
+
+def load_with_config(name: str, device: str | torch.device = "cpu", *,
+                     ways: int | None = None) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first.
+
+    The learner's default test-time steps are the manifest's ``test_steps`` (chosen on the validation
+    set when the model was published) when it records them; ``ways`` gives it a zero ``ways``-way head
+    (``fewshot.training.ways.with_ways``). ``learner.preprocessing`` is its ``episodes.Preprocessing``
+    (``None`` for regression models).
+    """
     manifest = verify(name)
     if manifest.get("kind", "meta-initialization") != "meta-initialization":
         raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "
@@ -218,6 +257,12 @@ def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[tor
         if manifest.get(key) != ident[key]:
             raise CheckpointError(f"pretrained model '{name}' manifest says {key} '{manifest.get(key)}' but its config "
                                   f"builds '{ident[key]}': re-publish it")
+    test_steps = manifest.get("test_steps")
+    if test_steps is not None:
+        if isinstance(test_steps, bool) or not isinstance(test_steps, int) or test_steps < 1:
+            raise CheckpointError(f"pretrained manifest of '{name}': 'test_steps' must be a positive integer, got "
+                                  f"{test_steps!r}: re-publish it")
+        cfg = apply_overrides(cfg, [f"learner.eval_steps={test_steps}"])
     learner = build_learner_from_config(cfg, "cpu")
     weights = locate(name) / manifest.get("weights", WEIGHTS)
     try:
@@ -225,10 +270,19 @@ def load_with_config(name: str, device: str | torch.device = "cpu") -> tuple[tor
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"pretrained weights {weights} cannot be read ({exc}): reinstall or re-publish") from exc
     load_learner_state(learner, state)
+    if ways is not None:
+        learner, cfg = with_ways(learner, cfg, ways)
+    # a plain attribute (not state): nn.Module's __setattr__ is typed for tensors and modules only
+    learner.preprocessing = preprocessing_of(manifest, cfg)  # type: ignore[assignment]
     learner.to(device).eval()
     return learner, cfg, manifest
 
 
-def load(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The pretrained learner ``name`` (sha256-verified, eval mode) on ``device``."""
-    return load_with_config(name, device)[0]
+def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> torch.nn.Module:
+    """The pretrained learner ``name`` (sha256-verified, eval mode) on ``device``.
+
+    ``ways``: an N-way head instead of the trained one (zero-initialised, so every class starts equal;
+    see ``fewshot.training.ways``). ``learner.preprocessing`` turns your images into its inputs.
+    Usage: ``learner = load("omniglot-5w1s-maml", ways=20)``.
+    """
+    return load_with_config(name, device, ways=ways)[0]

@@ -28,6 +28,7 @@ from .common import (
                      SourceData,
                      decode_image,
                      decode_jpeg,
+                     preprocessing,
                      read_split_csv,
 )
 from .detect import FORMATS, detect_format
@@ -35,5 +36,5 @@ from .detect import FORMATS, detect_format
 __all__ = [
     "DEFAULT_SIZE", "EXPECTED_COUNTS", "FORMATS", "MD5", "NAME", "RAVI_CLASSES", "SPLITS", "SourceData",
     "check_source", "decode_image", "decode_jpeg", "default_workers", "detect_format", "load_mini_imagenet",
-    "prepare_mini_imagenet", "read_source", "read_split_csv",
+    "prepare_mini_imagenet", "preprocessing", "read_source", "read_split_csv",
 ]

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..download import md5_file
 from ..errors import DataError
-from ..images import decode_image_file
+from ..preprocessing import Preprocessing
 
 NAME = "mini-imagenet"
 SPLITS = ("train", "val", "test")
@@ -136,10 +136,13 @@ def decode_image(data: bytes, size: int, what: str = "image") -> np.ndarray:
 
     Usage: ``decode_image(Path("x.jpg").read_bytes(), 84)``.
     """
-    im = decode_image_file(data, "RGB", what=what, fix="the data is corrupt: replace it",
-                           bomb_fix="the file is corrupt or was tampered with: replace it with the original")
-    rgb = resize_rgb(im, size)
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+    return preprocessing(size).pixels(data, what=what, fix="the data is corrupt: replace it",
+                                      bomb_fix="the file is corrupt or was tampered with: replace it with the original")
+
+
+def preprocessing(size: int = DEFAULT_SIZE) -> Preprocessing:
+    """How the store turns an image into pixels: RGB, Lanczos (anti-aliased) resize to ``size``, not inverted."""
+    return Preprocessing(size=size, channels=3, invert=False, interpolation="lanczos")
 
 
 decode_jpeg = decode_image  # the name before other formats were read

@@ -5,19 +5,25 @@ Usage::
     fewshot eval runs/sine --episodes 600
     fewshot eval runs/omni/best.pt --split val --steps 5 --json
     fewshot eval omniglot-5w1s-maml --json           # a pretrained model
+    fewshot eval omniglot-5w1s-maml --data my_chars/ --ways 20 --shots 1 --queries 5 --episodes 200 --seed 0
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from episodes.preprocessing import INTERPOLATIONS
+
 from .. import distributed, pretrained
 from ..checks import check_count
 from ..config import TrainConfig
-from ..reporting import report_on_fixed_episodes
+from ..errors import ConfigError
+from ..reporting import report_on_fixed_episodes, report_on_folder
+from ..reporting.folder import model_preprocessing
 from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
@@ -36,6 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    folder = p.add_argument_group("your own images (--data)")
+    folder.add_argument("--data", metavar="DIR", default=None,
+                        help="evaluate on an image folder (one subfolder per class), read with the model's "
+                             "preprocessing, instead of the config's test split")
+    folder.add_argument("--ways", type=int, default=None, help="classes per episode (default: the model's; another "
+                        "number gives the model a zero head of that width)")
+    folder.add_argument("--shots", type=int, default=None, help="support images per class (default: the model's)")
+    folder.add_argument("--queries", type=int, default=None, help="query images per class (default: the model's)")
+    folder.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
+                        help="override the model's polarity (--invert: light strokes on black)")
+    folder.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=None,
+                        help="override the model's resize filter")
     p.set_defaults(func=run)
 
 
@@ -65,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         check_count(args.steps, "--steps")
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
+    if args.data is not None:
+        return run_on_folder(args, learner, cfg, what, device)
+    for flag in ("ways", "shots", "queries", "invert", "interpolation"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag} applies to --data DIR only: pass --data, or drop --{flag}")
     if args.root is not None:
         cfg.data.root = args.root
     report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
@@ -80,4 +103,28 @@ def run(args: argparse.Namespace) -> int:
                    if report["ways"] else f"{report['shots']}-shot, {report['queries']} query points")
         print(f"{what}: {report['dataset']} {report['split']} {setting}, {report['episodes']} episodes: "
               f"{report['metric']} {scale * report['mean']:.2f}{unit} ± {scale * report['ci95']:.2f}{unit} (95% CI)")
+    return 0
+
+
+def run_on_folder(args: argparse.Namespace, learner: torch.nn.Module, cfg: TrainConfig, what: str,
+                  device: torch.device) -> int:
+    """``--data DIR``: fixed seeded episodes from the folder, read with the model's preprocessing."""
+    for flag in ("ways", "shots", "queries"):
+        if getattr(args, flag) is not None:
+            check_count(getattr(args, flag), f"--{flag}")
+    if args.split is not None:
+        raise ConfigError("--split names a split of the model's dataset; with --data the folder is the data: "
+                          "drop --split")
+    prep = model_preprocessing(learner, cfg)
+    changes = {k: getattr(args, k) for k in ("invert", "interpolation") if getattr(args, k) is not None}
+    report = report_on_folder(learner, cfg, args.data, ways=args.ways, shots=args.shots, queries=args.queries,
+                              episodes=args.episodes, seed=TEST_SEED if args.seed is None else args.seed,
+                              steps=args.steps, preprocessing=replace(prep, **changes), device=device)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{what}: {report['data']} ({report['classes']} classes, {report['images']} images), "
+              f"{report['ways']}-way {report['shots']}-shot, {report['queries']} queries, "
+              f"{report['episodes']} episodes, {report['steps']} steps: accuracy {100 * report['mean']:.2f}% "
+              f"± {100 * report['ci95']:.2f}% (95% CI)")
     return 0

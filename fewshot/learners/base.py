@@ -13,9 +13,16 @@ original MAML), ``"running"`` (batch statistics + running updates in train mode,
 eval mode) or ``"frozen"`` (stored statistics always, never updated).  Each task runs on its own copy
 of the buffers; after a training-mode ``meta_loss`` the module's floating buffers become the mean over
 tasks of the updated copies.  ``adapt``/``predict``/``evaluate`` never write buffers.
+
+Divergence warning: ``adapt`` and ``evaluate`` also compute the support loss after the last update and
+warn (an ``AdaptationWarning``, once per learner and step count) when its mean over the tasks exceeds
+``RISE_FACTOR`` times the mean support loss before the first update: adaptation made the model worse
+on the very examples it adapted to (too many steps for the inner learning rate it was trained with,
+or a too large rate), so its accuracy would otherwise fall silently.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +32,7 @@ from torch import nn
 from torch.func import vmap
 
 from ..checks import check_count
-from ..errors import AdaptationError, ConfigError, FewshotError
+from ..errors import AdaptationError, AdaptationWarning, ConfigError, FewshotError
 from ..functional import (
     LossFn,
     Params,
@@ -43,6 +50,7 @@ from ..rules.base import UpdateRule
 BN_MODES = ("transductive", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
 TASK_BATCHING = ("auto", "loop", "vmap")
+RISE_FACTOR = 1.1  # warn when the final support loss is more than 10% above the loss before adapting
 # leaf modules for which the batched (vmap) path is faster than the loop on CPU (bench/maml_bench.py)
 # auto task batching on CPU: vmap when a task's support + query inputs have at most this many elements
 # (5-way 1-shot 28x28 with up to ~5 queries per class); larger tasks run faster in the per-task loop
@@ -203,6 +211,7 @@ class GradientLearner(nn.Module):
         if not 0 <= rank < world:
             raise ConfigError(f"shard rank must be in 0..{world - 1}, got {rank}")
         self.task_shard = (rank, world)
+        self._warned_rise: set[int] = set()  # step counts already warned about (warn once each)
 
     # ----------------------------------------------------------------- hooks
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -318,10 +327,12 @@ class GradientLearner(nn.Module):
 
     # ----------------------------------------------------------------- one task
     def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
-              weights: list[float], loss_fn: LossFn, ways: int | None):
+              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False):
         res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
                          names=self.names, noise=noise, first_order=first_order,
                          per_step_bn=self.config.per_step_bn)
+        s_losses = torch.cat([res.losses, self._final_support_loss(res, sx, sy, loss_fn, steps)]) if final_loss \
+            else res.losses
         bufs = res.buffers
         total = None
         out = q_loss = None
@@ -337,16 +348,33 @@ class GradientLearner(nn.Module):
             metric = (out.argmax(-1) == qy).to(out.dtype).mean()
         else:
             metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
-        return total, q_loss.detach(), metric.detach(), res.losses, bufs
+        return total, q_loss.detach(), metric.detach(), s_losses, bufs
+
+    def _final_support_loss(self, res, sx, sy, loss_fn: LossFn, steps: int) -> torch.Tensor:
+        """``[1]``: the support loss after the last update (not needed for learning; it shows divergence)."""
+        with torch.no_grad():
+            out = call(self.model, res.params[steps], copy_buffers(res.buffers), sx, step=self._bn_step(steps))
+            return loss_fn(out, sy).reshape(1)
+
+    def _warn_if_rising(self, losses: torch.Tensor, steps: int) -> None:
+        """One ``AdaptationWarning`` per step count when ``losses [tasks, steps + 1]`` (support loss before
+        each update, then after the last) end more than ``RISE_FACTOR`` above where they started."""
+        first, last = float(losses[:, 0].mean()), float(losses[:, -1].mean())
+        if last > RISE_FACTOR * first and steps not in self._warned_rise:
+            self._warned_rise.add(steps)
+            warnings.warn(f"the support loss rose during adaptation, from {first:.3g} before the first inner step "
+                          f"to {last:.3g} after step {steps} (mean over {losses.shape[0]} tasks): the inner loop "
+                          f"diverges; use fewer steps (this learner trained with {self.config.inner_steps}) or a "
+                          "lower inner learning rate", AdaptationWarning, stacklevel=4)
 
     def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool,
-                   backward: bool = False):
+                   backward: bool = False, final_loss: bool = False):
         check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
         self._check_outputs(batch.support_x[0], batch.ways)
         loss_fn = self._loss_fn(batch.ways)
         params, buffers = split_state(self.model)
         kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
-                                  ways=batch.ways)
+                                  ways=batch.ways, final_loss=final_loss)
         b = len(batch)
         noise = self._noise(b, batch.support_x.device) if sample else None
         with norm_training(self.model, self._norm_flag()):
@@ -375,6 +403,8 @@ class GradientLearner(nn.Module):
                 total, q_loss, metric, s_losses = (torch.stack([o[j] for o in outs]) for j in range(4))
                 new_bufs = {k: torch.stack([o[4][k] for o in outs]) for k in buffers}
         _raise_if_nonfinite(s_losses, steps)
+        if final_loss:
+            self._warn_if_rising(s_losses, steps)
         return total, q_loss, metric, s_losses, new_bufs
 
     def _write_back(self, new_bufs: Params) -> None:
@@ -403,7 +433,10 @@ class GradientLearner(nn.Module):
             res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=self._loss_fn(ways),
                              steps=steps, rule=self.rule, names=self.names, first_order=self.first_order_at(epoch),
                              per_step_bn=self.config.per_step_bn)
-        _raise_if_nonfinite(res.losses, steps)
+            losses = torch.cat([res.losses, self._final_support_loss(res, support_x, support_y, self._loss_fn(ways),
+                                                                     steps)])
+        _raise_if_nonfinite(losses, steps)
+        self._warn_if_rising(losses[None], steps)
         return res.params[-1]
 
     def _check_outputs_at_least(self, x: torch.Tensor, ways: int) -> None:
@@ -460,7 +493,8 @@ class GradientLearner(nn.Module):
         steps = self._default_steps(steps)
         with torch.no_grad():
             _, q_loss, metric, _, _ = self._run_batch(batch, steps=steps, first_order=True,
-                                                      weights=[0.0] * (steps - 1) + [1.0], sample=False)
+                                                      weights=[0.0] * (steps - 1) + [1.0], sample=False,
+                                                      final_loss=True)
         return {("accuracy" if batch.ways is not None else "mse"): metric.detach(), "loss": q_loss.detach()}
 
 

@@ -11,21 +11,32 @@ from pathlib import Path
 
 from safetensors.torch import save as st_save
 
+from episodes import dataset_preprocessing
 from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha256_file
 
 from .. import pretrained as registry
-from ..config import PRESETS, get_preset, paper_result
+from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..errors import CheckpointError, FewshotError
-from ..training.build import backbone_identity, build_learner_from_config, identity
+from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.loop import BEST, LAST, load_run_config
 from .report import report_on_fixed_episodes
+from .steps import choose_test_steps
+
+
+def step_fields(test_steps: int, val_by_steps: dict[int, float], cfg: TrainConfig) -> dict:
+    """The manifest fields of the step choice: ``test_steps`` (what ``fewshot.pretrained.load`` uses by
+    default), the validation metric per step count and the episodes it was measured on."""
+    return {"test_steps": test_steps, "val_by_steps": {str(k): v for k, v in val_by_steps.items()},
+            "val_episodes": cfg.val_episodes, "val_seed": VAL_SEED}
 
 
 def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int = 600,
             split: str | None = None, notes: str = "", budget: str = "", device: str = "cpu") -> dict:
-    """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, evaluate them on the fixed
-    test set exactly as ``fewshot eval`` does, and write ``manifest.json`` (sha256, results, provenance).
+    """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, choose the test-time steps on
+    the validation episodes (``choose_test_steps``), evaluate with them on the fixed test set exactly as
+    ``fewshot eval`` of the published model does, and write ``manifest.json`` (sha256, results,
+    ``test_steps`` with the validation metric per step count, the image ``preprocessing``, provenance).
 
     ``notes``: what differs from the preset besides the iteration count; ``budget``: the compute the
     training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be compared."""
@@ -35,7 +46,9 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     ckpt = load_checkpoint(path, expect=identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
-    report = report_on_fixed_episodes(learner.to(device), cfg, episodes=episodes, split=split, device=device)
+    learner.to(device)
+    test_steps, val_by_steps = choose_test_steps(learner, cfg, device=device)
+    report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split, steps=test_steps, device=device)
     dest = Path(dest)
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
@@ -68,6 +81,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "episodes": report["episodes"],
         "eval_seed": report["seed"],
         "eval_steps": report["steps"],
+        **step_fields(test_steps, val_by_steps, cfg),
         "checkpoint_iteration": best_iteration,  # the weights: best validation score
         "trained_iterations": trained,
         "train_iterations": cfg.iterations,
@@ -83,6 +97,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "sha256": sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
     }
+    if not cfg.data.is_regression:
+        manifest["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
     atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
 

@@ -31,7 +31,12 @@ def test_publish_writes_weights_and_manifest(published):
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")
-    assert manifest["trained_iterations"] == 20 and manifest["eval_steps"] == 10  # sinusoid preset: 10 test steps
+    assert manifest["trained_iterations"] == 20
+    # test steps chosen on the validation episodes (1..10), and the test number measured with them
+    by_steps = {int(k): v for k, v in manifest["val_by_steps"].items()}
+    assert sorted(by_steps) == list(range(1, 11)) and manifest["val_episodes"] == 10
+    assert manifest["test_steps"] == min(by_steps, key=lambda s: (by_steps[s], s))  # MSE: lowest wins
+    assert manifest["eval_steps"] == manifest["test_steps"] and "preprocessing" not in manifest  # no images
     for key in ("learner", "backbone", "preset", "dataset", "split", "train_iterations", "seed", "hardware",
                 "mean", "ci95", "episodes", "metric"):
         assert key in manifest
@@ -159,3 +164,66 @@ def test_broken_manifest_warns_once_naming_the_file(collection):
         pt.locate("my-sine")
         pt.load("my-sine")
     assert len(record) == 1 and str(collection / "broken" / "manifest.json") in str(record[0].message)
+
+
+# ----------------------------------------------------------------------------- preprocessing, test steps (issue 15)
+def _copy_model(src: str, dest, edit):
+    """A copy of shipped model ``src`` in ``dest/<src>-copy`` with ``edit(manifest)`` applied (the sha256 covers
+    only the weights, so the copy still verifies)."""
+    import shutil
+
+    d = dest / f"{src}-copy"
+    shutil.copytree(pt.locate(src), d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["name"] = d.name
+    edit(manifest)
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d.name
+
+
+def test_preprocessing_from_the_manifest_or_the_dataset(tmp_path, monkeypatch):
+    from episodes import Preprocessing, dataset_preprocessing
+
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    old = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.pop("preprocessing", None))
+    mine = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(
+        preprocessing={"size": 28, "channels": 1, "invert": False, "interpolation": "bicubic", "scale": 255.0}))
+    bad = _copy_model("omniglot-20w1s-maml", tmp_path, lambda m: m.update(preprocessing={"channels": 2}))
+    pt.register_dir(tmp_path)
+    assert pt.preprocessing(old) == dataset_preprocessing("omniglot", 28) == \
+        Preprocessing(size=28, channels=1, invert=True, interpolation="lanczos")
+    assert pt.preprocessing(mine) == Preprocessing(28, 1, False, "bicubic")
+    assert pt.load(mine).preprocessing == pt.preprocessing(mine)
+    with pytest.raises(CheckpointError, match="manifest of '.*': preprocessing: channels must be 1"):
+        pt.preprocessing(bad)
+    with pytest.raises(CheckpointError, match="'sinusoid-maml' takes no images"):
+        pt.preprocessing("sinusoid-maml")
+    assert pt.load("sinusoid-maml").preprocessing is None
+
+
+def test_test_steps_become_the_default_eval_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    chosen = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.update(test_steps=7))
+    wrong = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(test_steps=0))
+    pt.register_dir(tmp_path)
+    learner, cfg, _ = pt.load_with_config(chosen)
+    assert learner.config.eval_steps == 7 and cfg.learner.config.eval_steps == 7
+    assert learner._default_steps(None) == 7  # eval mode: what evaluate/adapt use without steps=
+    with pytest.raises(CheckpointError, match="'test_steps' must be a positive integer, got 0"):
+        pt.load(wrong)
+
+
+def test_step_choice_is_the_validation_oracle_and_loading_uses_it(published, monkeypatch):
+    """Recompute two step counts' validation MSE independently and load the model with its chosen steps."""
+    from fewshot.scoring import evaluate_learner
+    from fewshot.training.build import build_fixed_set
+
+    root, manifest = published
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    pt.register_dir(root / "models")
+    learner, cfg, _ = pt.load_with_config("my-sine")
+    assert learner.config.eval_steps == manifest["test_steps"]
+    fixed = build_fixed_set(cfg, "val", count=10)
+    for steps in (1, 7):
+        _, s = evaluate_learner(learner, fixed.batches(5), steps=steps)
+        assert s.mean == pytest.approx(manifest["val_by_steps"][str(steps)], rel=1e-6)
