@@ -202,6 +202,7 @@ class GradientLearner(nn.Module):
             self.register_buffer("noise_rng", gen.get_state())
         self._out_check: dict[tuple, int] = {}
         self.task_shard = (0, 1)
+        self._warned_rise: set[int] = set()  # step counts already warned about (warn once each)
 
     def shard_tasks(self, rank: int, world: int) -> None:
         """Declare that each meta-batch this learner sees is part ``rank`` of ``world`` equal parts of a
@@ -211,7 +212,6 @@ class GradientLearner(nn.Module):
         if not 0 <= rank < world:
             raise ConfigError(f"shard rank must be in 0..{world - 1}, got {rank}")
         self.task_shard = (rank, world)
-        self._warned_rise: set[int] = set()  # step counts already warned about (warn once each)
 
     # ----------------------------------------------------------------- hooks
     def prepare_model(self, model: nn.Module) -> nn.Module:
