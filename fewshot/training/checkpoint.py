@@ -1,8 +1,12 @@
 """Fault-tolerant training checkpoints: atomic, checksummed, safe to load, with every RNG state.
 
-File layout: ``FEWSHOT-CKPT-1\\n`` + sha256 hex of the payload + ``\\n`` + payload, where the payload
-is a ``torch.save`` of plain types and tensors only (loaded with ``torch.load(weights_only=True)``,
-which cannot execute code). The checksum turns truncation or bit rot into a clear CheckpointError.
+File layout: a plain ``torch.save`` of a dict of plain types and tensors, so that any PyTorch user can
+open it with ``torch.load(path, weights_only=True)`` (which cannot execute code) and find e.g. the
+learner's ``state_dict`` under ``"learner"``.  The dict's ``"sha256"`` entry is a digest of all its
+other content (every key, value and tensor byte, in order), checked on load: PyTorch's zip container
+does not verify its own CRCs, so without it a flipped bit in a tensor would load silently.  Truncation
+fails the zip reader; both become a clear CheckpointError.  Files of the first format (a
+``FEWSHOT-CKPT-1`` header, the payload's sha256, then the payload) still load.
 
 Usage::
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,8 +31,9 @@ from episodes.files import atomic_write_bytes
 from ..errors import CheckpointError, FewshotError
 from .rng import capture_rng, from_plain, restore_rng, to_plain
 
-MAGIC = b"FEWSHOT-CKPT-1\n"
-FORMAT_VERSION = 1
+MAGIC = b"FEWSHOT-CKPT-1\n"  # the header of format-1 files (still read)
+FORMAT_VERSION = 2
+_ZIP = b"PK\x03\x04"  # how every torch.save file (zip container) starts
 # Entries every checkpoint holds (save_checkpoint writes all of them) and the type each must have, so a
 # file that passes its checksum but lacks one is a CheckpointError on load, never a KeyError later.
 REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -56,11 +62,40 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
         "sources": {name: to_plain(src.state_dict()) for name, src in sources.items()},
         "extra": extra or {},
     }
+    return atomic_write_bytes(path, encode_checkpoint(payload), error=FewshotError, hint=hint)
+
+
+def encode_checkpoint(payload: dict) -> bytes:
+    """The bytes of a checkpoint file holding ``payload`` (its ``sha256`` entry added)."""
     buf = io.BytesIO()
-    torch.save(payload, buf)
-    body = buf.getvalue()
-    digest = hashlib.sha256(body).hexdigest().encode("ascii")
-    return atomic_write_bytes(path, MAGIC + digest + b"\n" + body, error=FewshotError, hint=hint)
+    torch.save({**payload, "sha256": content_digest(payload)}, buf)
+    return buf.getvalue()
+
+
+def content_digest(obj: Any) -> str:
+    """sha256 hex of ``obj``'s content: dict keys and values in order, list/tuple items, scalars by type and
+    ``repr``, tensors by dtype, shape and raw bytes.  The same before saving and after loading."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for key, value in obj.items():
+            _feed(h, key)
+            _feed(h, value)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__[0]}{len(obj)};".encode())
+        for value in obj:
+            _feed(h, value)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
 
 
 def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -> dict:
@@ -75,23 +110,13 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -
                               "directory") from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
-    if not raw.startswith(MAGIC):
-        raise CheckpointError(f"{path} is not a fewshot checkpoint (bad header): it is corrupted or another kind of "
-                              "file")
-    head_end = len(MAGIC) + 64
-    digest, body = raw[len(MAGIC):head_end], raw[head_end + 1:]
-    if len(raw) < head_end + 1 or raw[head_end:head_end + 1] != b"\n":
-        raise CheckpointError(f"checkpoint {path} is truncated: delete it and resume from another checkpoint")
-    if hashlib.sha256(body).hexdigest().encode("ascii") != digest:
-        raise CheckpointError(f"checkpoint {path} is corrupted or truncated (sha256 mismatch): "
-                              "delete it and resume from another checkpoint")
-    try:
-        ckpt = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}): "
-                              "it holds unexpected objects or is damaged") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has an unknown format: it was written by another version")
+    if raw.startswith(MAGIC):
+        ckpt = _load_format1(raw, path)
+    elif raw.startswith(_ZIP[:len(raw)]) and raw:
+        ckpt = _load_zip(raw, path)
+    else:
+        raise CheckpointError(f"{path} is not a fewshot checkpoint (not a torch.save file): it is corrupted or "
+                              "another kind of file")
     for key, kind in REQUIRED.items():
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} has no '{key}' entry: it is incomplete or was not written by "
@@ -101,6 +126,43 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, str] | None = None) -
                                   "writes: it is damaged; resume from another checkpoint or start a new run")
     if expect:
         check_identity(ckpt, expect, path)
+    return ckpt
+
+
+def _unpickle(body: bytes, path: Path) -> Any:
+    try:
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: never executed
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}): "
+                              "it holds unexpected objects or is damaged") from exc
+    except Exception as exc:  # noqa: BLE001 - the zip reader's errors: truncated or damaged container
+        raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}): "
+                              "delete it and resume from another checkpoint") from exc
+
+
+def _load_zip(raw: bytes, path: Path) -> dict:
+    ckpt = _unpickle(raw, path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or not isinstance(ckpt.get("sha256"), str):
+        raise CheckpointError(f"{path} is not a fewshot checkpoint (a torch.save file without fewshot's format and "
+                              "checksum entries): pass a last.pt/best.pt written by `fewshot train`")
+    digest = ckpt.pop("sha256")
+    if content_digest(ckpt) != digest:
+        raise CheckpointError(f"checkpoint {path} is corrupted (sha256 of its content mismatch): "
+                              "delete it and resume from another checkpoint")
+    return ckpt
+
+
+def _load_format1(raw: bytes, path: Path) -> dict:
+    head_end = len(MAGIC) + 64
+    digest, body = raw[len(MAGIC):head_end], raw[head_end + 1:]
+    if len(raw) < head_end + 1 or raw[head_end:head_end + 1] != b"\n":
+        raise CheckpointError(f"checkpoint {path} is truncated: delete it and resume from another checkpoint")
+    if hashlib.sha256(body).hexdigest().encode("ascii") != digest:
+        raise CheckpointError(f"checkpoint {path} is corrupted or truncated (sha256 mismatch): "
+                              "delete it and resume from another checkpoint")
+    ckpt = _unpickle(body, path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != 1:
+        raise CheckpointError(f"checkpoint {path} has an unknown format: it was written by another version")
     return ckpt
 
 

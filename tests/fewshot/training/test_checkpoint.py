@@ -121,16 +121,66 @@ def test_unsafe_payload_refused(tmp_path):
 
 
 def _rewrite(path, payload):
-    """Write ``payload`` as a checkpoint with a valid header and checksum."""
+    """Write ``payload`` as a checkpoint with a valid checksum."""
+    from fewshot.training.checkpoint import encode_checkpoint
+
+    path.write_bytes(encode_checkpoint(payload))
+
+
+def test_a_checkpoint_is_a_plain_torch_file(tmp_path):
+    """Issue 15: users open ``last.pt`` with torch's own loader (no code can run) and find the weights."""
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "last.pt", model, opt, sched, src, 3)
+    plain = torch.load(path, weights_only=True)
+    assert plain["iteration"] == 3 and isinstance(plain["sha256"], str)
+    for key, value in model.state_dict().items():
+        assert torch.equal(plain["learner"][key], value)
+
+
+def test_a_flipped_bit_in_a_tensor_is_caught(tmp_path):
+    """PyTorch's zip reader does not check CRCs: the content digest does."""
+    model, opt, sched, src = _setup(0)
+    path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
+    raw = bytearray(path.read_bytes())
+    weight = next(iter(model.state_dict().values())).detach().contiguous()
+    at = bytes(raw).find(weight.numpy().tobytes())
+    assert at > 0
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # torch itself does not notice
+    with pytest.raises(CheckpointError, match="is corrupted \\(sha256 of its content mismatch\\)"):
+        load_checkpoint(path)
+
+
+def test_unsafe_payload_refused_in_the_current_format(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": 2, "sha256": "", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="not a fewshot checkpoint \\(a torch.save file without"):
+        load_checkpoint(tmp_path / "w.pt")
+
+
+def test_format_1_files_still_load(tmp_path):
     import hashlib
     import io
 
     from fewshot.training.checkpoint import MAGIC
 
+    model, opt, sched, src = _setup(0)
+    payload = load_checkpoint(_save(tmp_path / "c.pt", model, opt, sched, src, 4))
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    torch.save({**payload, "format": 1}, buf)
     body = buf.getvalue()
-    path.write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    (tmp_path / "old.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    assert load_checkpoint(tmp_path / "old.pt")["iteration"] == 4
 
 
 @pytest.mark.parametrize("key", ["learner", "rng", "sources", "iteration", "identity", "config", "optimizer",
