@@ -70,7 +70,7 @@ def test_the_custom_update_rule_example_runs_and_adapts_by_sign_sgd():
 def test_install_section_documents_the_cpu_only_torch_wheels_before_the_package():
     section = README.split("## Install", 1)[1].split("\n## ", 1)[0]
     lines = [line.strip() for line in section.splitlines()]
-    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    cpu = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
     assert cpu in lines and lines.index(cpu) < len(lines) - 1 - lines[::-1].index('pip install -e ".[dev]"')
     assert "5 GB" in section and "python -m fewshot" in section and "fewshot --version" in section
 
