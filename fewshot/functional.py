@@ -183,7 +183,8 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
                              create_graph=not first_order, **kw)
         after, state, bufs, seg_losses = seg
         for t, p in after.items():
-            history[t] = p
+            if t in kept:  # segment ends the caller did not ask for are not held
+                history[t] = p
         current = after[stop]
         losses += seg_losses
     return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0), state)
