@@ -334,7 +334,10 @@ class _Recompute(torch.autograd.Function):
             wrt = [t for t in (*inputs, *extra) if t.requires_grad]
             grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
             if pairs and wrt:
-                grads = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True)
+                # sum <output, grad> (the same vector-Jacobian products): tensor grad_outputs would make
+                # torch.autograd import sympy (symbolic shapes) on first use (bench/memory_steps.py)
+                total = sum((o * g).sum() for o, g in pairs)
+                grads = torch.autograd.grad(total, wrt, allow_unused=True)
         it = iter(grads)
         return (None, None, None, *[next(it) if t.requires_grad else None for t in (*inputs, *extra)])
 
