@@ -324,12 +324,12 @@ class _Recompute(torch.autograd.Function):
         inputs = [a.detach().requires_grad_(a.requires_grad) for a in args[:ctx.n_inputs]]
         extra = list(args[ctx.n_inputs:])
         with torch.random.fork_rng(devices=ctx.devices, device_type=ctx.device_type if ctx.devices else "cuda"), \
-                torch.enable_grad(), \
-                torch.autocast(ctx.device_type, dtype=ctx.autocast[1], enabled=ctx.autocast[0]):
+                torch.enable_grad():
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.devices:
                 set_device_states(ctx.devices, ctx.device_rng, device_type=ctx.device_type)
-            diff, _ = ctx.run(inputs, True)
+            with torch.autocast(ctx.device_type, dtype=ctx.autocast[1], enabled=ctx.autocast[0]):
+                diff, _ = ctx.run(inputs, True)  # the forward under the forward's autocast, backward outside it
             pairs = [(o, g) for o, g in zip(diff, grad_outputs[:ctx.n_diff]) if g is not None and o.requires_grad]
             wrt = [t for t in (*inputs, *extra) if t.requires_grad]
             grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
