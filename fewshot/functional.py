@@ -332,14 +332,37 @@ class _Recompute(torch.autograd.Function):
                 diff, _ = ctx.run(inputs, True)  # the forward under the forward's autocast, backward outside it
             pairs = [(o, g) for o, g in zip(diff, grad_outputs[:ctx.n_diff]) if g is not None and o.requires_grad]
             wrt = [t for t in (*inputs, *extra) if t.requires_grad]
+            _check_no_hidden_leaves([o for o, _ in pairs], wrt)
             grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
             if pairs and wrt:
                 # sum <output, grad> (the same vector-Jacobian products): tensor grad_outputs would make
-                # torch.autograd import sympy (symbolic shapes) on first use (bench/memory_steps.py)
+                # torch.autograd import sympy (symbolic shapes) on first use (bench/NOTES.md)
                 total = sum((o * g).sum() for o, g in pairs)
                 grads = torch.autograd.grad(total, wrt, allow_unused=True)
         it = iter(grads)
         return (None, None, None, *[next(it) if t.requires_grad else None for t in (*inputs, *extra)])
+
+
+def _check_no_hidden_leaves(outputs: list[torch.Tensor], known: list[torch.Tensor]) -> None:
+    """ConfigError if the recomputed graph reaches a tensor that requires grad but was not an input of
+    the segment (e.g. one a custom loss function closes over): ``_Recompute`` could not pass it a
+    gradient, so checkpointing would silently drop that part of the meta-gradient."""
+    ids = {id(t) for t in known}
+    seen: set[int] = set()
+    stack = [o.grad_fn for o in outputs if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        for nxt, _ in node.next_functions:
+            if nxt is None or id(nxt) in seen:
+                continue
+            seen.add(id(nxt))
+            var = getattr(nxt, "variable", None)
+            if var is None:
+                stack.append(nxt)
+            elif id(var) not in ids:
+                raise ConfigError(f"checkpoint_steps: the inner loop reads a tensor {tuple(var.shape)} that requires "
+                                  "grad but is not a parameter of the model or the update rule (e.g. one the loss "
+                                  "function captures): register it as a parameter, or use checkpoint_steps=0")
 
 
 def first_nonfinite_step(losses: torch.Tensor) -> int | None:

@@ -318,6 +318,14 @@ def test_keep_and_checkpoint_arguments_and_where_checkpointing_cannot_run():
         b = inner_loop(model, params, {}, sx, sy, **kw)
     assert all(torch.equal(a.at(3)[n], b.at(3)[n]) for n in names)
 
+    # a learnable tensor only the loss function knows: the recomputed segment could not pass it its
+    # gradient, so the backward refuses instead of silently dropping that part of the meta-gradient
+    temperature = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    hidden = dict(kw, loss_fn=lambda out, target: F.mse_loss(out * temperature, target))
+    res = inner_loop(model, params, {}, sx, sy, checkpoint=2, **hidden)
+    with pytest.raises(ConfigError, match=r"checkpoint_steps: the inner loop reads a tensor \(\) that requires grad"):
+        torch.autograd.grad(res.at(3)["0.weight"].sum(), [params["0.weight"]])
+
     def one(x, y):
         return inner_loop(model, params, {}, x, y, checkpoint=1, **kw).losses
 
