@@ -7,6 +7,11 @@ with ``torch.nn.BatchNorm2d`` (as their users do); fewshot runs its own ``Conv4`
 Systems are interleaved round by round so that load on a shared machine hits them alike; the table
 reports medians and the ratio peer / fewshot (> 1: fewshot is faster).  Peak memory is measured in a
 fresh process per system and setting: the growth of the peak resident set during one meta-gradient.
+Every system back-propagates task by task, as its users' training loops do: the peers' documented
+loops, and ``learner.meta_backward`` for fewshot (what ``fewshot train`` calls).  (Until
+bench/results of 2026-11-30 the fewshot rows used ``meta_loss(batch).loss.backward()``, which holds all
+8 tasks' graphs at once: that, not the graph itself, was the "19 MB per inner step": per task and
+step both systems save the same 1.7 MB of tensors, see bench/memory_steps.py.)
 
 Usage::
 
@@ -38,6 +43,7 @@ from fewshot import MAML, Conv4, MAMLConfig
 from fewshot.nn import StepBatchNorm
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
 INNER_LR = 0.4  # the same value for every system; every system adapts every parameter (adapt_norm=True)
 
 
@@ -100,7 +106,7 @@ def fewshot_grads(learner: MAML, batch: TaskBatch) -> list[torch.Tensor]:
 
 def fewshot_step(learner: MAML, opt: torch.optim.Optimizer, batch: TaskBatch) -> None:
     opt.zero_grad()
-    learner.meta_loss(batch).loss.backward()
+    learner.meta_backward(batch)  # task by task, as the training loop and the peers' loops
     opt.step()
 
 
@@ -261,7 +267,7 @@ def memory_probe(system: str, setting: str, meta_batch: int) -> float:
     if system == "fewshot":
         learner = MAML(base,
                        MAMLConfig(inner_steps=s.steps, inner_lr=INNER_LR, first_order=s.first_order, adapt_norm=True))
-        run = lambda: learner.meta_loss(batch).loss.backward()  # noqa: E731
+        run = lambda: learner.meta_backward(batch)  # noqa: E731
     elif system == "learn2learn":
         import learn2learn as l2l
 
@@ -285,7 +291,8 @@ def memory_rows(args, have_l2l: bool) -> list[dict]:
         for system in systems:
             out = subprocess.run([sys.executable, __file__, "--memory-probe", system, s.name,
                                   "--meta-batch", str(args.meta_batch)], capture_output=True, text=True, check=True,
-                                 env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                                 env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
+                                      "PYTHONPATH": str(ROOT)})  # this checkout's fewshot
             mb[system] = float(out.stdout.strip().splitlines()[-1])
         rows.append({"setting": s.name, "label": f"peak memory, {s.steps} steps, 2nd order", "peak_mb": mb,
                      "ratio_vs_fewshot": {n: mb[n] / mb["fewshot"] for n in mb if n != "fewshot"}})

@@ -124,6 +124,11 @@ class LearnerConfig:
       (``GradientLearner.task_batching_for``).
     - ``seed``: seeds the learner's own generator of per-task noise (only rules that draw noise, such
       as MT-net's mask sampling, use it).
+    - ``checkpoint_steps`` (0 = off): recompute instead of storing: the inner loop runs in segments of
+      this many steps whose graphs are rebuilt during backward (``inner_loop(checkpoint=...)``), so
+      memory grows by one parameter copy per segment rather than by every step's graph, for about one
+      more first-order pass of compute.  Same gradients; per-task loop only (``task_batching`` "loop"
+      or "auto").
     """
 
     inner_steps: int = 1
@@ -139,13 +144,14 @@ class LearnerConfig:
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     task_batching: Literal["auto", "loop", "vmap"] = "auto"
     seed: int = 0
+    checkpoint_steps: int = 0
 
     def __post_init__(self) -> None:
         self.no_adapt = tuple(self.no_adapt)
         check_count(self.inner_steps, "inner_steps")
         if self.eval_steps is not None:
             check_count(self.eval_steps, "eval_steps")
-        for name in ("first_order_epochs", "msl_epochs", "seed"):
+        for name in ("first_order_epochs", "msl_epochs", "seed", "checkpoint_steps"):
             check_count(getattr(self, name), name, minimum=0)
         if self.seed >= 2**63:
             raise ConfigError(f"seed must be below 2**63, got {self.seed}")
@@ -153,6 +159,9 @@ class LearnerConfig:
                                      ("task_batching", self.task_batching, TASK_BATCHING)):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.checkpoint_steps and self.task_batching == "vmap":
+            raise ConfigError("checkpoint_steps recomputes on the per-task loop only (torch.func transforms cannot "
+                              "run it): set task_batching='loop' or 'auto', or checkpoint_steps=0")
 
 
 def check_lr(name: str, value: Any) -> None:
@@ -285,6 +294,8 @@ class GradientLearner(nn.Module):
                               "per_step_batchnorm(model, 1)")
         if mode != "auto":
             return mode
+        if self.config.checkpoint_steps and torch.is_grad_enabled():  # recomputation runs on the loop only
+            return "loop"
         if has_torch_bn or any(isinstance(m, nn.modules.dropout._DropoutNd) for m in modules):
             return "loop"
         if torch.device(device).type != "cpu":
@@ -330,7 +341,8 @@ class GradientLearner(nn.Module):
               weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False):
         res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
                          names=self.names, noise=noise, first_order=first_order,
-                         per_step_bn=self.config.per_step_bn)
+                         per_step_bn=self.config.per_step_bn, keep=[t for t, w in enumerate(weights, 1) if w],
+                         checkpoint=self.config.checkpoint_steps)
         s_losses = torch.cat([res.losses, self._final_support_loss(res, sx, sy, loss_fn, steps)]) if final_loss \
             else res.losses
         bufs = res.buffers
@@ -340,7 +352,7 @@ class GradientLearner(nn.Module):
             if weights[t - 1] == 0.0:
                 continue
             bufs = copy_buffers(bufs)
-            out = call(self.model, res.params[t], bufs, qx, step=self._bn_step(t))
+            out = call(self.model, res.at(t), bufs, qx, step=self._bn_step(t))
             q_loss = loss_fn(out, qy)
             total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
         assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
@@ -353,7 +365,7 @@ class GradientLearner(nn.Module):
     def _final_support_loss(self, res, sx, sy, loss_fn: LossFn, steps: int) -> torch.Tensor:
         """``[1]``: the support loss after the last update (not needed for learning; it shows divergence)."""
         with torch.no_grad():
-            out = call(self.model, res.params[steps], copy_buffers(res.buffers), sx, step=self._bn_step(steps))
+            out = call(self.model, res.at(steps), copy_buffers(res.buffers), sx, step=self._bn_step(steps))
             return loss_fn(out, sy).reshape(1)
 
     def _warn_if_rising(self, losses: torch.Tensor, steps: int) -> None:
@@ -432,12 +444,12 @@ class GradientLearner(nn.Module):
         with norm_training(self.model, self._norm_flag()):
             res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=self._loss_fn(ways),
                              steps=steps, rule=self.rule, names=self.names, first_order=self.first_order_at(epoch),
-                             per_step_bn=self.config.per_step_bn)
+                             per_step_bn=self.config.per_step_bn, keep=(), checkpoint=self.config.checkpoint_steps)
             losses = torch.cat([res.losses, self._final_support_loss(res, support_x, support_y, self._loss_fn(ways),
                                                                      steps)])
         _raise_if_nonfinite(losses, steps)
         self._warn_if_rising(losses[None], steps)
-        return res.params[-1]
+        return res.at(steps)
 
     def _check_outputs_at_least(self, x: torch.Tensor, ways: int) -> None:
         try:

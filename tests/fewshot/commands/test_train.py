@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from fewshot.cli import main
 from fewshot.training.checkpoint import load_checkpoint
@@ -30,6 +31,20 @@ def test_sinusoid_runs_without_data(tmp_path, capsys, no_data):
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"best.pt", "config.yaml", "last.pt", "metrics.jsonl"}
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["iteration"] == 12 and ckpt["config"]["seed"] == 3
+
+
+def test_checkpoint_steps_setting_trains_to_the_same_weights(tmp_path, capsys, no_data):
+    weights = []
+    for extra in ([], ["--set", "learner.checkpoint_steps=2"]):
+        run = tmp_path / f"run{len(weights)}"
+        rc, _, err = _run(capsys, "train", "sinusoid-maml", "--out", str(run), "--iterations", "3", "--quiet",
+                          "--set", "learner.task_batching=loop", "--set", "learner.inner_steps=3", *extra)
+        assert rc == 0, err
+        weights.append(load_checkpoint(run / "last.pt"))
+    assert weights[1]["config"]["learner"]["checkpoint_steps"] == 2
+    assert weights[0]["config"]["learner"]["checkpoint_steps"] == 0
+    a, b = (w["learner"] for w in weights)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
 
 
 def test_list_presets(capsys):

@@ -96,6 +96,7 @@ def test_overrides_apply_and_check_types():
     ("optim.betas=[0.9,nan]", "optim.betas must be two numbers in"),
     ("learner.inner_lr=inf", "inner_lr must be a finite number >= 0"),
     ("learner.inner_lr=nan", "inner_lr must be a finite number >= 0"),
+    ("learner.checkpoint_steps=-1", "checkpoint_steps must be"),
     ("seed=1180591620717411303424", r"seed must be an integer in \[0, 2\*\*63\), got 1180591620717411303424: pass e"),
     ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),
 ])
@@ -103,6 +104,12 @@ def test_bad_overrides(item, message):
     with pytest.raises(ConfigError, match=message) as info:
         apply_overrides(get_preset("sinusoid-maml"), [item])
     assert "\n" not in str(info.value)
+
+
+def test_learner_checkpoint_steps_is_a_setting():
+    cfg = apply_overrides(get_preset("omniglot-5w1s-maml"), ["learner.checkpoint_steps=5"])
+    assert cfg.learner.config.checkpoint_steps == 5
+    assert get_preset("omniglot-5w1s-maml").learner.config.checkpoint_steps == 0  # off unless asked for
 
 
 def test_learner_switch_starts_from_its_preset():

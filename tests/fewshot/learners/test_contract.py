@@ -170,3 +170,50 @@ def test_meta_backward_equals_meta_loss_backward(name, batching):
         assert torch.allclose(ga, gb, atol=1e-12), pname
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k
+
+
+def _orders(name: str) -> list[bool]:
+    """The derivative orders a learner accepts (the LSTM meta-learner is first order only)."""
+    try:
+        learner_config(name, {"first_order": False})
+    except ConfigError:
+        return [True]
+    return [False, True]
+
+
+@pytest.mark.parametrize("name, first_order", [(n, fo) for n in NAMES for fo in _orders(n)])
+def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, first_order):
+    """Recomputing the inner loop (``checkpoint_steps``) changes memory, not numbers: the same meta-loss,
+    meta-gradients (model and rule parameters), written buffers, noise draws and adapted parameters as
+    storing every step, with MSL (several kept steps) and running BN statistics."""
+    cfg = dict(inner_steps=3, msl=True, bn_mode="running", first_order=first_order, task_batching="loop")
+    plain = _learner(name, **cfg)
+    ckpt = _learner(name, **cfg, checkpoint_steps=2)
+    ckpt.load_state_dict(plain.state_dict())
+    batch = _batch(5)
+    (out_p, g_p), (out_c, g_c) = _grads(plain, batch), _grads(ckpt, batch)
+    assert out_p.loss.item() == pytest.approx(out_c.loss.item(), abs=1e-12)
+    assert out_p.metrics == pytest.approx(out_c.metrics, abs=1e-12)
+    assert max(g.abs().max().item() for g in g_p) > 0
+    for (pname, _), a, b in zip(plain.named_parameters(), g_p, g_c):
+        assert torch.allclose(a, b, atol=1e-10, rtol=0), pname
+    for (k, x), (_, y) in zip(plain.state_dict().items(), ckpt.state_dict().items()):
+        assert torch.equal(x, y), k  # BN running statistics and the noise generator state
+    t = batch.task(0)
+    adapted_p, adapted_c = plain.adapt(t.support_x, t.support_y), ckpt.adapt(t.support_x, t.support_y)
+    ga = torch.autograd.grad(sum(v.sum() for v in adapted_p.values()), list(plain.parameters()), allow_unused=True)
+    gb = torch.autograd.grad(sum(v.sum() for v in adapted_c.values()), list(ckpt.parameters()), allow_unused=True)
+    for a, b in zip(ga, gb):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10, rtol=0))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_steps_config_errors_and_batching(name):
+    with pytest.raises(ConfigError, match="checkpoint_steps must be"):
+        learner_config(name, {"checkpoint_steps": -1})
+    with pytest.raises(ConfigError, match="checkpoint_steps recomputes on the per-task loop only"):
+        learner_config(name, {"checkpoint_steps": 2, "task_batching": "vmap"})
+    learner = _learner(name, checkpoint_steps=1)  # auto: the loop while training, vmap still free in evaluation
+    assert learner.task_batching_for("cpu", 10) == "loop"
+    with torch.no_grad():
+        assert learner.task_batching_for("cpu", 10) == _learner(name).task_batching_for("cpu", 10) == "vmap"

@@ -90,6 +90,26 @@ def test_loop_and_vmap_give_the_same_numbers(name):
         assert torch.allclose(le[k], ve[k], atol=1e-10)
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS) + ["frozen_bn"])
+def test_checkpoint_steps_on_conv4_gives_the_stored_loops_numbers(name):
+    """Conv4 (native batch-norm kernels, double backward through them): recomputing each step
+    (``checkpoint_steps=1``) gives the meta-gradients, buffers and metrics of storing every step.
+    ``frozen_bn`` has the model in train mode but normalises with stored statistics: the backward
+    (outside ``meta_loss``) must recompute with the flags the forward had."""
+    config = CONFIGS.get(name, dict(inner_steps=3, inner_lr=0.1, bn_mode="frozen"))
+    base, batch = _conv(5, bn_steps=4), _cls_batch(6)
+    results = []
+    for ck in (0, 1):
+        learner = MAML(copy.deepcopy(base), MAMLConfig(task_batching="loop", checkpoint_steps=ck, **config)).train()
+        out, grads = _meta_grads(learner, batch, epoch=1)
+        results.append((out, grads, {k: v.clone() for k, v in learner.model.named_buffers()}))
+    (po, pg, pb), (co, cg, cb) = results
+    assert abs(po.loss.item() - co.loss.item()) < 1e-12 and po.metrics == pytest.approx(co.metrics, abs=1e-12)
+    assert max(g.abs().max().item() for g in pg) > 0
+    assert max((a - b).abs().max().item() for a, b in zip(pg, cg)) < 1e-10
+    assert all(torch.equal(pb[k], cb[k]) for k in pb)
+
+
 def test_vmap_with_torch_batchnorm_is_refused_and_auto_choice():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
     with pytest.raises(ConfigError, match="task_batching='loop'"):
