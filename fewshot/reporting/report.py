@@ -2,7 +2,9 @@
 episodes. The numbers ``fewshot eval`` prints and ``fewshot pretrained publish`` records."""
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import dataclasses
+from typing import Any, Iterator
 
 import torch
 
@@ -11,17 +13,38 @@ from ..scoring import evaluate_learner
 from ..training.build import TEST_SEED, build_fixed_set
 
 
+@contextlib.contextmanager
+def bn_mode_of(learner: Any, bn_mode: str | None) -> Iterator[str | None]:
+    """Evaluate ``learner`` with ``bn_mode`` inside the block (None: its own); yields the mode in use.
+
+    Why: the same weights can be scored with batch statistics (transductive, the papers' protocol)
+    and with stored statistics (one query at a time); the config is restored afterwards."""
+    config = getattr(learner, "config", None)
+    own = getattr(config, "bn_mode", None)
+    if bn_mode is None or config is None or own is None:
+        yield own
+        return
+    learner.config = dataclasses.replace(config, bn_mode=bn_mode)
+    try:
+        yield bn_mode
+    finally:
+        learner.config = config
+
+
 def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
                     split: str | None = None, steps: int | None = None, seed: int = TEST_SEED,
-                    device: torch.device | str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+                    device: torch.device | str | None = None, batch_size: int | None = None,
+                    bn_mode: str | None = None) -> dict[str, Any]:
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).
 
+    ``bn_mode`` evaluates with another batch-norm mode than the learner's (docs/batchnorm.md).
     Returns a JSON-ready dict: metric, mean, ci95, std, episodes, ways, shots, queries, dataset,
-    split, steps, seed.
+    split, steps, seed, bn_mode (None for learners without one).
     """
     episodes = episodes or cfg.eval_episodes
     fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
-    metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps)
+    with bn_mode_of(learner, bn_mode) as used_mode:
+        metric, summary = evaluate_learner(learner, fixed.batches(batch_size or cfg.eval_batch), steps=steps)
     lc = cfg.learner.config
     used_steps = steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
     return {
@@ -37,4 +60,5 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
         "split": fixed.split,
         "steps": used_steps,
         "seed": seed,
+        "bn_mode": used_mode,
     }
