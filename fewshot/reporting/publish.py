@@ -133,6 +133,8 @@ def results_table(names: list[str] | None = None) -> str:
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         trans = m.get("transductive")
+        if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
+            trans = m  # published before both numbers were recorded: its one number is the transductive one
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
                      f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('training_budget') or '–'} "

@@ -69,3 +69,17 @@ def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err
     assert "corrupted" in err and err.count("\n") == 1
+
+
+def test_eval_bn_mode_switches_the_statistics_of_a_pretrained_model(omniglot_root, capsys):
+    """--bn-mode scores the same weights with another batch-norm mode: the model's own mode gives the
+    default report exactly, batch statistics (transductive) another one; the report says which."""
+    args = ["eval", "omniglot-5w1s-maml", "--episodes", "20", "--json", "--root", str(omniglot_root)]
+    default = _json(capsys, *args)
+    own = _json(capsys, *args, "--bn-mode", default["bn_mode"])
+    trans = _json(capsys, *args, "--bn-mode", "transductive")
+    assert default["bn_mode"] == "frozen" and own == default
+    assert trans["bn_mode"] == "transductive" and trans["mean"] != default["mean"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--bn-mode", "batch"])
+    assert exc.value.code == 2 and "invalid choice: 'batch'" in capsys.readouterr().err
