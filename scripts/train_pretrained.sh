@@ -63,10 +63,10 @@ calibrate_tune_publish omniglot-5w1s-maml 400 "not recorded" \
   "Non-transductive (bn_mode frozen, per-step BN): BN statistics calibrated on 400 training tasks, then 400 fine-tuning iterations with frozen statistics, inner_lr 0.1 (was 2.0) and 3 inner steps (was 1), Adam 3e-4." \
   --set learner.inner_lr=0.1 --set learner.inner_steps=3 --set optim.lr=0.0003 --set val_every=100 \
   --set val_episodes=100 --set checkpoint_every=100
-calibrate_tune_publish omniglot-5w1s-metasgd 800 "31 CPU-minutes" \
-  "Non-transductive (bn_mode frozen, per-step BN): BN statistics calibrated on 400 training tasks, then 800 fine-tuning iterations with frozen statistics, Adam 3e-4." \
+calibrate_tune_publish omniglot-5w1s-metasgd 1200 "31 CPU-minutes" \
+  "Non-transductive (bn_mode frozen, per-step BN): BN statistics calibrated on 400 training tasks, then 1200 fine-tuning iterations with frozen statistics, Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100 --set val_episodes=100 --set checkpoint_every=100
-# (the Meta-SGD fine-tuning ran to 2700 iterations, then was resumed to 3200: resume is exact)
+# (the Meta-SGD fine-tuning ran to 2700 iterations, then was resumed to 3200 and 3600: resume is exact)
 
 # Learned optimizers (fewshot l2o), CPU, one thread. l2o-quadratic: the thesis' full protocol
 # (100 epochs of 100 iterations, 42 min). l2o-mnist: 8 of the preset's 20 epochs (50 min; validation
