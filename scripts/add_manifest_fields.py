@@ -20,7 +20,7 @@ import fewshot.pretrained as pt
 from episodes import dataset_preprocessing
 from episodes.files import atomic_write_text
 from fewshot.reporting import report_on_fixed_episodes
-from fewshot.reporting.publish import step_fields
+from fewshot.reporting.publish import bn_results, step_fields
 from fewshot.reporting.steps import choose_test_steps
 
 
@@ -40,6 +40,9 @@ def update(name: str) -> dict:
                 f"± {scale * manifest['ci95']:.2f} at {manifest['eval_steps']} steps before.")
         manifest["notes"] = " ".join(x for x in (manifest.get("notes", ""), note) if x)
         manifest.update(mean=report["mean"], ci95=report["ci95"], eval_steps=test_steps)
+        if manifest.get("transductive") is not None:  # both batch-norm results at the chosen steps too
+            manifest.update(bn_results(learner, cfg, report, episodes=manifest["episodes"], split=manifest["split"],
+                                       steps=test_steps, seed=manifest["eval_seed"]))
     atomic_write_text(model_dir / pt.MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 

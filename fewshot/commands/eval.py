@@ -6,6 +6,7 @@ Usage::
     fewshot eval runs/omni/best.pt --split val --steps 5 --json
     fewshot eval omniglot-5w1s-maml --json           # a pretrained model
     fewshot eval omniglot-5w1s-maml --data my_chars/ --ways 20 --shots 1 --queries 5 --episodes 200 --seed 0
+    fewshot eval omniglot-5w1s-maml --bn-mode transductive   # with batch statistics (the papers' protocol)
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the fixed episode set (default 2)")
     p.add_argument("--root", default=None, help="data root (default: the config's, else $FEWSHOT_DATA)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--bn-mode", default=None, choices=("transductive", "running", "frozen"),
+                   help="batch-norm mode at test (default: the model's; transductive = batch statistics, the "
+                        "papers' protocol; see docs/batchnorm.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     folder = p.add_argument_group("your own images (--data)")
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.root = args.root
     report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split, steps=args.steps,
                              seed=TEST_SEED if args.seed is None else args.seed, device=device,
-                             progress=not args.quiet)
+                             progress=not args.quiet, bn_mode=args.bn_mode)
     if not distributed.is_main_process():  # under torchrun every rank has the report; one prints it
         return 0
     if args.json:

@@ -6,14 +6,18 @@ Usage::
     fewshot pretrained show omniglot-5w1s-maml
     fewshot pretrained publish runs/sine sinusoid-maml --dest pretrained --episodes 600
     fewshot pretrained table          # markdown results table from the manifests
+    fewshot pretrained calibrate omniglot-5w1s-maml --out runs/5w1s-nt --tasks 400 --set learner.inner_lr=0.1
 """
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .. import pretrained
+from ..config import apply_overrides
 from ..reporting import publish, results_table
+from ..training.calibrate import calibrated_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub.add_argument("--notes", default="", help="what differs from the preset besides the iteration count")
     pub.add_argument("--budget", default="", help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
     sub.add_parser("table", help="markdown results table (ours vs the papers')")
+    cal = sub.add_parser("calibrate", help="start a run from a model trained with transductive batch norm, with "
+                                           "per-step statistics calibrated on training tasks (docs/batchnorm.md)")
+    cal.add_argument("name")
+    cal.add_argument("--out", required=True, help="new run directory (publish it, or fine-tune it with fewshot train)")
+    cal.add_argument("--tasks", type=int, default=400, help="training tasks whose batch statistics are averaged")
+    cal.add_argument("--queries", type=int, default=5, help="query examples per class in the calibration tasks")
+    cal.add_argument("--seed", type=int, default=12345, help="seed of the calibration tasks")
+    cal.add_argument("--bn-mode", default="frozen", choices=("frozen", "running"), help="the new run's bn_mode")
+    cal.add_argument("--root", default=None, help="data root (default: $FEWSHOT_DATA)")
+    cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="config change for the new run (e.g. learner.inner_lr=0.1, optim.lr=0.0003)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +72,18 @@ def run(args: argparse.Namespace) -> int:
         m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
                     budget=args.budget)
         print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
+    elif args.action == "calibrate":
+        source, cfg, manifest = pretrained.load_with_config(args.name)
+        extra = ["learner.per_step_bn=true", f"learner.bn_mode={args.bn_mode}", *args.overrides]
+        if args.root is not None:
+            extra.append(f"data.root={args.root}")
+        cfg = apply_overrides(cfg, extra)
+        iteration = int(manifest.get("trained_iterations") or cfg.iterations)
+        cfg = apply_overrides(cfg, [f"iterations={iteration}"])
+        score = calibrated_run(source, cfg, Path(args.out), iteration=iteration, tasks=args.tasks, seed=args.seed,
+                               queries=args.queries)
+        print(f"calibrated {args.name} on {args.tasks} training tasks: validation {score:.4f}; run: {args.out} "
+              f"(iteration {iteration})")
     elif args.action == "table":
         print(results_table())
     return 0

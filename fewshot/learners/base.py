@@ -114,8 +114,8 @@ class LearnerConfig:
       first order while ``epoch < first_order_epochs``, then second order.
     - ``msl``/``msl_epochs`` (MSL): query loss after every step, weighted by ``msl_weights`` while
       ``epoch < msl_epochs``; from then on only the last step's loss.
-    - ``per_step_bn`` (BNRS + BNWB): batch-norm layers get ``inner_steps + 1`` slots (converted in place
-      if needed); the forward with parameters after ``t`` updates uses slot ``t``.
+    - ``per_step_bn`` (BNRS + BNWB): batch-norm layers get ``max(inner_steps, eval_steps) + 1`` slots
+      (converted in place if needed); the forward with parameters after ``t`` updates uses slot ``t``.
     - ``bn_mode``: ``"transductive"`` | ``"running"`` | ``"frozen"`` (module docstring).
     - ``adapt_norm``: also adapt normalisation-layer affine parameters (default: meta-learned only);
       ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
@@ -193,7 +193,7 @@ class GradientLearner(nn.Module):
         self.config = config
         self.user_loss_fn = loss_fn
         if config.per_step_bn:
-            per_step_batchnorm(model, config.inner_steps + 1)
+            per_step_batchnorm(model, max(config.inner_steps, config.eval_steps or 0) + 1)
         self.model = self.prepare_model(model)
         self.names = self.adapted_names()
         if not self.names:

@@ -17,6 +17,7 @@ from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha2
 from .. import pretrained as registry
 from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..errors import CheckpointError, FewshotError
+from ..nn.batchnorm import has_running_stats
 from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.loop import BEST, LAST, load_run_config
@@ -49,6 +50,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     learner.to(device)
     test_steps, val_by_steps = choose_test_steps(learner, cfg, device=device)
     report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split, steps=test_steps, device=device)
+    bn = bn_results(learner, cfg, report, episodes=episodes, split=split, steps=test_steps, device=device)
     dest = Path(dest)
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
@@ -82,6 +84,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "eval_seed": report["seed"],
         "eval_steps": report["steps"],
         **step_fields(test_steps, val_by_steps, cfg),
+        "bn_mode": report["bn_mode"],  # the mode "mean" was measured in (the config's)
+        **bn,
         "checkpoint_iteration": best_iteration,  # the weights: best validation score
         "trained_iterations": trained,
         "train_iterations": cfg.iterations,
@@ -103,19 +107,37 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     return manifest
 
 
-def _fmt(manifest: dict) -> str:
-    if manifest.get("metric") == "accuracy":
+def bn_results(learner, cfg, report: dict, **kw) -> dict:
+    """``transductive`` (batch statistics of each episode's query set: the papers' protocol) and
+    ``non_transductive`` (stored statistics: a query's prediction does not depend on the other
+    queries) results, each ``{"mean", "ci95", "bn_mode"}``, for models with batch norm; the one in the
+    config's mode is ``report`` itself.  Both None for models without batch norm."""
+    if report["bn_mode"] is None or not any(has_running_stats(m) for m in learner.modules()):
+        return {"transductive": None, "non_transductive": None}
+    out = {}
+    for key, mode in (("transductive", "transductive"),
+                      ("non_transductive", "running" if report["bn_mode"] == "transductive" else report["bn_mode"])):
+        r = report if mode == report["bn_mode"] else report_on_fixed_episodes(learner, cfg, bn_mode=mode, **kw)
+        out[key] = {"mean": r["mean"], "ci95": r["ci95"], "bn_mode": mode}
+    return out
+
+
+def _fmt(manifest: dict | None) -> str:
+    if manifest is None:
+        return "–"
+    if manifest.get("metric", "accuracy") == "accuracy":
         return f"{100 * manifest['mean']:.2f} ± {100 * manifest['ci95']:.2f}"
     return f"MSE {manifest['mean']:.3f} ± {manifest['ci95']:.3f}"
 
 
 def results_table(names: list[str] | None = None) -> str:
-    """Markdown table of pretrained models: ours (mean ± 95% CI) next to the paper's number."""
+    """Markdown table of pretrained models: ours (mean ± 95% CI, as shipped) and, for models with batch
+    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number."""
     names = names if names is not None else registry.list()
     lines = [
-        "| model | learner | ours (test, mean ± 95% CI) | episodes | iterations (ours / preset) | changes vs preset "
-        "| training budget | hardware | paper |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
+        "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         try:
@@ -126,7 +148,11 @@ def results_table(names: list[str] | None = None) -> str:
             continue  # learned optimizers have their own table (fewshot.l2o)
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
-        lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {m.get('episodes')} ({m.get('split')}{steps}) "
+        trans = m.get("transductive")
+        if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
+            trans = m  # published before both numbers were recorded: its one number is the transductive one
+        lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
+                     f"({m.get('split')}{steps}) "
                      f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('training_budget') or '–'} "
                      f"| {m.get('hardware')} | {m.get('paper') or '–'} |")
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 episodes. The numbers ``fewshot eval`` prints and ``fewshot pretrained publish`` records."""
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import dataclasses
+from typing import Any, Iterator
 
 import torch
 
@@ -12,17 +14,36 @@ from ..scoring import episode_values, summarize
 from ..training.build import TEST_SEED, build_fixed_set
 
 
+@contextlib.contextmanager
+def bn_mode_of(learner: Any, bn_mode: str | None) -> Iterator[str | None]:
+    """Evaluate ``learner`` with ``bn_mode`` inside the block (None: its own); yields the mode in use.
+
+    Why: the same weights can be scored with batch statistics (transductive, the papers' protocol)
+    and with stored statistics (one query at a time); the config is restored afterwards."""
+    config = getattr(learner, "config", None)
+    own = getattr(config, "bn_mode", None)
+    if bn_mode is None or config is None or own is None:
+        yield own
+        return
+    learner.config = dataclasses.replace(config, bn_mode=bn_mode)
+    try:
+        yield bn_mode
+    finally:
+        learner.config = config
+
+
 def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, episodes: int | None = None,
                     split: str | None = None, steps: int | None = None, seed: int = TEST_SEED,
                     device: torch.device | str | None = None, batch_size: int | None = None,
-                    progress: bool = False) -> dict[str, Any]:
+                    progress: bool = False, bn_mode: str | None = None) -> dict[str, Any]:
     """Mean and 95% CI of the per-episode metric over a fixed seeded episode set (deterministic).
 
     ``progress=True``: a tqdm bar of the episodes on stderr (``fewshot eval`` shows it unless ``--quiet``).
-
+    ``bn_mode`` evaluates with another batch-norm mode than the learner's (docs/batchnorm.md).
     Returns a JSON-ready dict: metric, mean, ci95, std, episodes, ways, shots, queries, dataset,
-    split, steps, seed.  Under torchrun the episodes are split over the processes and their values
-    gathered (the same numbers as one process; every rank returns the report).
+    split, steps, seed, bn_mode (None for learners without one).  Under torchrun the episodes are split
+    over the processes and their values gathered (the same numbers as one process; every rank returns
+    the report).
     """
     episodes = episodes or cfg.eval_episodes
     here = torch.device(device) if device is not None else next(learner.parameters()).device
@@ -33,9 +54,10 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
             device = here
         fixed = build_fixed_set(cfg, "test", count=episodes, split=split, seed=seed, device=device)
         start, stop = ranks.share(fixed.count)
-        metric, mine = episode_values(learner, fixed.batches(batch_size or cfg.eval_batch, start, stop), steps=steps,
-                                      metric="mse" if cfg.data.is_regression else "accuracy",
-                                      progress=progress and ranks.main, total=stop - start)
+        with bn_mode_of(learner, bn_mode) as used_mode:
+            metric, mine = episode_values(learner, fixed.batches(batch_size or cfg.eval_batch, start, stop),
+                                          steps=steps, metric="mse" if cfg.data.is_regression else "accuracy",
+                                          progress=progress and ranks.main, total=stop - start)
         summary = summarize(distributed.gather(mine, ranks))
     finally:
         distributed.teardown(ranks)
@@ -54,4 +76,5 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
         "split": fixed.split,
         "steps": used_steps,
         "seed": seed,
+        "bn_mode": used_mode,
     }

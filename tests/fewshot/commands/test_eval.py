@@ -78,3 +78,17 @@ def test_eval_shows_an_episode_progress_bar_on_stderr_unless_quiet(sine_run, cap
     assert main(["eval", str(sine_run), "--episodes", "30", "--json", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and json.loads(out)["episodes"] == 30
+
+
+def test_eval_bn_mode_switches_the_statistics_of_a_pretrained_model(omniglot_root, capsys):
+    """--bn-mode scores the same weights with another batch-norm mode: the model's own mode gives the
+    default report exactly, batch statistics (transductive) another one; the report says which."""
+    args = ["eval", "omniglot-5w1s-maml", "--episodes", "20", "--json", "--root", str(omniglot_root)]
+    default = _json(capsys, *args)
+    own = _json(capsys, *args, "--bn-mode", default["bn_mode"])
+    trans = _json(capsys, *args, "--bn-mode", "transductive")
+    assert default["bn_mode"] == "frozen" and own == default
+    assert trans["bn_mode"] == "transductive" and trans["mean"] != default["mean"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--bn-mode", "batch"])
+    assert exc.value.code == 2 and "invalid choice: 'batch'" in capsys.readouterr().err
