@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from fewshot.cli import main
 from fewshot.scoring import summarize
@@ -64,8 +65,13 @@ def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
 
 
 def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):
-    raw = (sine_run / "best.pt").read_bytes()
-    (tmp_path / "bad.pt").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    raw = bytearray((sine_run / "best.pt").read_bytes())
+    weights = torch.load(sine_run / "best.pt", weights_only=True)["learner"]
+    tensor = next(v for v in weights.values() if v.is_floating_point() and v.numel() > 8)
+    at = bytes(raw).find(tensor.contiguous().numpy().tobytes())
+    assert at > 0
+    raw[at + 5] ^= 1  # one flipped bit in the weights: torch.load alone would not notice
+    (tmp_path / "bad.pt").write_bytes(bytes(raw))
     assert main(["eval", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err
     assert "corrupted" in err and err.count("\n") == 1
