@@ -262,8 +262,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
         if isinstance(test_steps, bool) or not isinstance(test_steps, int) or test_steps < 1:
             raise CheckpointError(f"pretrained manifest of '{name}': 'test_steps' must be a positive integer, got "
                                   f"{test_steps!r}: re-publish it")
-        cfg = apply_overrides(cfg, [f"learner.eval_steps={test_steps}"])
-    learner = build_learner_from_config(cfg, "cpu")
+    learner = build_learner_from_config(cfg, "cpu")  # as trained (per-step BN has its trained slot count)
     weights = locate(name) / manifest.get("weights", WEIGHTS)
     try:
         state = load_file(str(weights))
@@ -272,6 +271,9 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     load_learner_state(learner, state)
     if ways is not None:
         learner, cfg = with_ways(learner, cfg, ways)
+    if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
+        cfg = apply_overrides(cfg, [f"learner.eval_steps={test_steps}"])
+        learner.config.eval_steps = test_steps
     # a plain attribute (not state): nn.Module's __setattr__ is typed for tensors and modules only
     learner.preprocessing = preprocessing_of(manifest, cfg)  # type: ignore[assignment]
     learner.to(device).eval()
