@@ -24,6 +24,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -273,7 +274,8 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
         learner, cfg = with_ways(learner, cfg, ways)
     if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
         cfg = apply_overrides(cfg, [f"learner.eval_steps={test_steps}"])
-        learner.config.eval_steps = test_steps
+        learner_config: Any = learner.config  # a LearnerConfig (nn.Module types attributes as tensors/modules)
+        learner_config.eval_steps = test_steps
     # a plain attribute (not state): nn.Module's __setattr__ is typed for tensors and modules only
     learner.preprocessing = preprocessing_of(manifest, cfg)  # type: ignore[assignment]
     learner.to(device).eval()
