@@ -273,9 +273,12 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     if ways is not None:
         learner, cfg = with_ways(learner, cfg, ways)
     if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
-        cfg = apply_overrides(cfg, [f"learner.eval_steps={test_steps}"])
-        learner_config: Any = learner.config  # a LearnerConfig (nn.Module types attributes as tensors/modules)
-        learner_config.eval_steps = test_steps
+        lc: Any = learner.config  # a LearnerConfig (nn.Module types attributes as tensors/modules)
+        changes = [f"learner.eval_steps={test_steps}"]
+        if getattr(lc, "per_step_bn", False) and getattr(lc, "bn_slots", None) is None:  # keep the trained count
+            changes.append(f"learner.bn_slots={max(lc.inner_steps, lc.eval_steps or 0) + 1}")
+        cfg = apply_overrides(cfg, changes)
+        learner.config = cfg.learner.config
     # a plain attribute (not state): nn.Module's __setattr__ is typed for tensors and modules only
     learner.preprocessing = preprocessing_of(manifest, cfg)  # type: ignore[assignment]
     learner.to(device).eval()

@@ -75,26 +75,29 @@ def test_install_section_documents_the_cpu_only_torch_wheels_before_the_package(
     assert "5 GB" in section and "python -m fewshot" in section and "fewshot --version" in section
 
 def test_the_your_own_images_example_runs_on_real_omniglot_drawings(fewshot_data, tmp_path, monkeypatch):
-    """The README's "Your own images" block, on test-split drawings (105x105 PNGs as a user has them)."""
+    """The README's "Your own images" block, on test-split drawings (105x105 PNGs as a user has them):
+    four 5-way tasks of test characters 20 apart, each character's second drawing the query in turn."""
     import zipfile
 
     block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "my_chars/support" in b)
     lines = (fewshot_data / "omniglot" / "splits" / "vinyals" / "test.txt").read_text().split()
-    chars = [line.rsplit("/", 1)[0] for line in lines if line.endswith("/rot000")][:5]
+    test_chars = [line.rsplit("/", 1)[0] for line in lines if line.endswith("/rot000")]
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "my_chars" / "support").mkdir(parents=True)
+    right = total = 0
     with zipfile.ZipFile(fewshot_data / "omniglot" / "images_evaluation.zip") as z:
         names = sorted(z.namelist())
-        drawings = [[n for n in names if n.startswith(f"images_evaluation/{char}/") and n.endswith(".png")]
-                    for char in chars]
-        for c in range(5):
-            (tmp_path / "my_chars" / "support" / f"{c}.png").write_bytes(z.read(drawings[c][0]))
-        queries = [z.read(drawings[c][1]) for c in range(5)]
-    monkeypatch.chdir(tmp_path)
-    right = 0
-    for c in range(5):  # each character's second drawing as the query, in turn
-        (tmp_path / "my_chars" / "query.png").write_bytes(queries[c])
-        namespace: dict = {}
-        exec(block, namespace)  # noqa: S102 - the README's own example
-        right += int(namespace["scores"].argmax()) == c
-    assert right >= 4  # the model is ~95% right on 5-way 1-shot; chance would be 1 of 5
+        for first in (0, 100, 200, 300):
+            chars = test_chars[first:first + 100:20]
+            drawings = [[n for n in names if n.startswith(f"images_evaluation/{char}/") and n.endswith(".png")]
+                        for char in chars]
+            for c in range(5):
+                (tmp_path / "my_chars" / "support" / f"{c}.png").write_bytes(z.read(drawings[c][0]))
+            for c in range(5):
+                (tmp_path / "my_chars" / "query.png").write_bytes(z.read(drawings[c][1]))
+                namespace: dict = {}
+                exec(block, namespace)  # noqa: S102 - the README's own example
+                right += int(namespace["scores"].argmax()) == c
+                total += 1
+    assert right >= 0.7 * total  # the shipped model is ~90% right one image at a time; chance would be 20%
     assert namespace["learner20"].model.classifier.weight.shape == (20, 64)

@@ -114,8 +114,11 @@ class LearnerConfig:
       first order while ``epoch < first_order_epochs``, then second order.
     - ``msl``/``msl_epochs`` (MSL): query loss after every step, weighted by ``msl_weights`` while
       ``epoch < msl_epochs``; from then on only the last step's loss.
-    - ``per_step_bn`` (BNRS + BNWB): batch-norm layers get ``max(inner_steps, eval_steps) + 1`` slots
-      (converted in place if needed); the forward with parameters after ``t`` updates uses slot ``t``.
+    - ``per_step_bn`` (BNRS + BNWB): batch-norm layers get ``bn_slots`` slots (None: ``max(inner_steps,
+      eval_steps) + 1``; converted in place if needed); the forward with parameters after ``t`` updates
+      uses slot ``t``, steps past the last slot use the last one.  ``bn_slots`` pins the count, so a
+      model's default test steps can change (a pretrained manifest's ``test_steps``) while its weights
+      still load.
     - ``bn_mode``: ``"transductive"`` | ``"running"`` | ``"frozen"`` (module docstring).
     - ``adapt_norm``: also adapt normalisation-layer affine parameters (default: meta-learned only);
       ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
@@ -145,12 +148,14 @@ class LearnerConfig:
     task_batching: Literal["auto", "loop", "vmap"] = "auto"
     seed: int = 0
     checkpoint_steps: int = 0
+    bn_slots: int | None = None
 
     def __post_init__(self) -> None:
         self.no_adapt = tuple(self.no_adapt)
         check_count(self.inner_steps, "inner_steps")
-        if self.eval_steps is not None:
-            check_count(self.eval_steps, "eval_steps")
+        for name in ("eval_steps", "bn_slots"):
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), name)
         for name in ("first_order_epochs", "msl_epochs", "seed", "checkpoint_steps"):
             check_count(getattr(self, name), name, minimum=0)
         if self.seed >= 2**63:
@@ -193,7 +198,7 @@ class GradientLearner(nn.Module):
         self.config = config
         self.user_loss_fn = loss_fn
         if config.per_step_bn:
-            per_step_batchnorm(model, max(config.inner_steps, config.eval_steps or 0) + 1)
+            per_step_batchnorm(model, config.bn_slots or max(config.inner_steps, config.eval_steps or 0) + 1)
         self.model = self.prepare_model(model)
         self.names = self.adapted_names()
         if not self.names:
