@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..scoring import evaluate_learner
 from ..training.build import TEST_SEED
 from ..training.ways import with_ways
+from .report import steps_used, summary_fields
 
 
 def model_preprocessing(learner: torch.nn.Module, cfg: TrainConfig) -> Preprocessing:
@@ -57,13 +58,8 @@ def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | o
     fixed = FixedEpisodes(split, ways, shots, queries, count=episodes, seed=seed)
     batches = (b.to(device) if device is not None else b for b in fixed.batches(batch_size or cfg.eval_batch))
     metric, summary = evaluate_learner(learner, batches, steps=steps)
-    lc = cfg.learner.config
     return {
-        "metric": metric,
-        "mean": summary.mean,
-        "ci95": summary.ci95,
-        "std": summary.std,
-        "episodes": summary.n,
+        **summary_fields(metric, summary),
         "ways": ways,
         "shots": shots,
         "queries": queries,
@@ -71,6 +67,6 @@ def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | o
         "classes": split.num_classes,
         "images": int(split.data.shape[0]),
         "preprocessing": prep.to_dict(),
-        "steps": steps if steps is not None else (getattr(lc, "eval_steps", None) or lc.inner_steps),
+        "steps": steps_used(cfg, steps),
         "seed": seed,
     }

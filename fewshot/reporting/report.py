@@ -10,7 +10,7 @@ import torch
 
 from .. import distributed
 from ..config import TrainConfig
-from ..scoring import episode_values, summarize
+from ..scoring import Summary, episode_values, summarize
 from ..training.build import TEST_SEED, build_fixed_set
 
 
@@ -61,20 +61,26 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
         summary = summarize(distributed.gather(mine, ranks))
     finally:
         distributed.teardown(ranks)
-    lc = cfg.learner.config
-    used_steps = steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
     return {
-        "metric": metric,
-        "mean": summary.mean,
-        "ci95": summary.ci95,
-        "std": summary.std,
-        "episodes": summary.n,
+        **summary_fields(metric, summary),
         "ways": fixed.ways,
         "shots": fixed.shots,
         "queries": fixed.queries,
         "dataset": cfg.data.dataset,
         "split": fixed.split,
-        "steps": used_steps,
+        "steps": steps_used(cfg, steps),
         "seed": seed,
         "bn_mode": used_mode,
     }
+
+
+def summary_fields(metric: str, summary: Summary) -> dict[str, Any]:
+    """The report entries every evaluation shares: metric name, mean, ci95, std, episodes."""
+    return {"metric": metric, "mean": summary.mean, "ci95": summary.ci95, "std": summary.std,
+            "episodes": summary.n}
+
+
+def steps_used(cfg: TrainConfig, steps: int | None) -> int | None:
+    """The adaptation steps an evaluation with ``steps`` (None: the learner's default) runs."""
+    lc = cfg.learner.config
+    return steps if steps is not None else (getattr(lc, "eval_steps", None) or getattr(lc, "inner_steps", None))
