@@ -33,6 +33,7 @@ from .nn import (
     StepBatchNorm2d,
     inner_step,
     per_step_batchnorm,
+    statistics_from,
 )
 from .pretrained import load as load_pretrained
 from .rules import SGD, Chain, ElementwiseSGD, LSTMMetaRule, RowMask, UpdateRule, apply_updates

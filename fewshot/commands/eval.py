@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the fixed episode set (default 2)")
     p.add_argument("--root", default=None, help="data root (default: the config's, else $FEWSHOT_DATA)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--bn-mode", default=None, choices=("transductive", "running", "frozen"),
+    p.add_argument("--bn-mode", default=None, choices=("transductive", "support", "running", "frozen"),
                    help="batch-norm mode at test (default: the model's; transductive = batch statistics, the "
                         "papers' protocol; see docs/batchnorm.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -9,10 +9,12 @@ meta-learner) is a subclass with its config dataclass and hooks: ``build_rule`` 
 ``adapted_names`` (e.g. keeping those T layers out of adaptation).
 
 Batch norm (see docs/batchnorm.md): ``bn_mode`` = ``"transductive"`` (batch statistics always, the
-original MAML), ``"running"`` (batch statistics + running updates in train mode, stored statistics in
-eval mode) or ``"frozen"`` (stored statistics always, never updated).  Each task runs on its own copy
-of the buffers; after a training-mode ``meta_loss`` the module's floating buffers become the mean over
-tasks of the updated copies.  ``adapt``/``predict``/``evaluate`` never write buffers.
+original MAML), ``"support"`` (batch statistics of the task's support set, also for its queries, so a
+query's output does not depend on the other queries), ``"running"`` (batch statistics + running updates
+in train mode, stored statistics in eval mode) or ``"frozen"`` (stored statistics always, never updated).
+Each task runs on its own copy of the buffers; after a training-mode ``meta_loss`` the module's
+floating buffers become the mean over tasks of the updated copies.  ``adapt``/``predict``/``evaluate``
+never write buffers.
 
 Divergence warning: ``adapt`` and ``evaluate`` also compute the support loss after the last update and
 warn (an ``AdaptationWarning``, once per learner and step count) when its mean over the tasks exceeds
@@ -44,10 +46,10 @@ from ..functional import (
     msl_weights,
     split_state,
 )
-from ..nn.batchnorm import StepBatchNorm, norm_training, per_step_batchnorm
+from ..nn.batchnorm import StepBatchNorm, norm_training, per_step_batchnorm, statistics_from
 from ..rules.base import UpdateRule
 
-BN_MODES = ("transductive", "running", "frozen")
+BN_MODES = ("transductive", "support", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
 TASK_BATCHING = ("auto", "loop", "vmap")
 RISE_FACTOR = 1.1  # warn when the final support loss is more than 10% above the loss before adapting
@@ -119,7 +121,7 @@ class LearnerConfig:
       uses slot ``t``, steps past the last slot use the last one.  ``bn_slots`` pins the count, so a
       model's default test steps can change (a pretrained manifest's ``test_steps``) while its weights
       still load.
-    - ``bn_mode``: ``"transductive"`` | ``"running"`` | ``"frozen"`` (module docstring).
+    - ``bn_mode``: ``"transductive"`` | ``"support"`` | ``"running"`` | ``"frozen"`` (module docstring).
     - ``adapt_norm``: also adapt normalisation-layer affine parameters (default: meta-learned only);
       ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
     - ``loss``: ``"auto"`` (cross-entropy when ``batch.ways`` is set, else MSE) | ``"cross_entropy"`` | ``"mse"``.
@@ -141,7 +143,7 @@ class LearnerConfig:
     msl: bool = False
     msl_epochs: int = 10
     per_step_bn: bool = False
-    bn_mode: Literal["transductive", "running", "frozen"] = "transductive"
+    bn_mode: Literal["transductive", "support", "running", "frozen"] = "transductive"
     adapt_norm: bool = False
     no_adapt: tuple[str, ...] = ()
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
@@ -268,7 +270,26 @@ class GradientLearner(nn.Module):
 
     def _norm_flag(self) -> bool:
         mode = self.config.bn_mode
-        return True if mode == "transductive" else (self.training if mode == "running" else False)
+        return True if mode in ("transductive", "support") else (self.training if mode == "running" else False)
+
+    def _query_forward(self, params: Params, buffers: Params, sx: torch.Tensor | None, qx: torch.Tensor,
+                       step: int) -> torch.Tensor:
+        """The model's outputs on queries ``qx`` after ``step`` updates.  In ``"support"`` mode the
+        support examples ``sx`` go through the same forward ahead of the queries and every batch-norm
+        layer takes its statistics from them alone (``statistics_from``), so a query is normalised as
+        the support set was at that step and never by the other queries."""
+        if self.config.bn_mode != "support":
+            return call(self.model, params, buffers, qx, step=step)
+        if sx is None:
+            raise FewshotError("bn_mode='support' normalises queries with the support set's batch statistics: "
+                               "pass the support examples, learner.predict(x, params, support_x=support_x)")
+        torch_bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if torch_bn:
+            raise ConfigError(f"bn_mode='support' needs fewshot.nn.StepBatchNorm layers, but '{torch_bn[0]}' is a "
+                              "torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
+        n = sx.shape[0]
+        with statistics_from(n):
+            return call(self.model, params, buffers, torch.cat([sx, qx]), step=step)[n:]
 
     def first_order_at(self, epoch: int) -> bool:
         """Whether the meta-gradient at ``epoch`` is first order (the config's switch or the DA schedule)."""
@@ -357,7 +378,7 @@ class GradientLearner(nn.Module):
             if weights[t - 1] == 0.0:
                 continue
             bufs = copy_buffers(bufs)
-            out = call(self.model, res.at(t), bufs, qx, step=self._bn_step(t))
+            out = self._query_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
             q_loss = loss_fn(out, qy)
             total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
         assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
@@ -466,13 +487,16 @@ class GradientLearner(nn.Module):
                                    f"example: relabel the task's classes 0..{max(width, 1) - 1} or give the model "
                                    f"a {ways}-way head") from None
 
-    def predict(self, x: torch.Tensor, params: Params, *, steps: int | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, params: Params, *, steps: int | None = None,
+                support_x: torch.Tensor | None = None) -> torch.Tensor:
         """Model outputs on ``x`` with (adapted) ``params``; ``steps`` = how many updates ``params`` had
-        (selects the per-step BN slot; default as in ``adapt``)."""
+        (selects the per-step BN slot; default as in ``adapt``).  ``support_x``: the examples ``params``
+        were adapted on; needed in ``bn_mode="support"`` (they give the batch-norm statistics), unused in
+        the other modes."""
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)
         with norm_training(self.model, self._norm_flag()):
-            return call(self.model, params, copy_buffers(buffers), x, step=self._bn_step(steps))
+            return self._query_forward(params, copy_buffers(buffers), support_x, x, self._bn_step(steps))
 
     def meta_loss(self, batch, *, epoch: int = 0) -> MetaOutput:
         """Mean over tasks of the (MSL-weighted) query loss after adaptation, differentiable w.r.t.

@@ -9,5 +9,6 @@ from .batchnorm import (
                         is_norm_layer,
                         norm_training,
                         per_step_batchnorm,
+                        statistics_from,
 )
 from .transform import TransformedConv2d, TransformedLinear, add_transforms

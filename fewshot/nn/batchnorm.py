@@ -34,6 +34,7 @@ from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from ..errors import ConfigError
 
 _INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
+_STATS_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("fewshot_stats_rows", default=None)
 
 
 @contextlib.contextmanager
@@ -49,6 +50,25 @@ def inner_step(step: int) -> Iterator[None]:
         yield
     finally:
         _INNER_STEP.reset(token)
+
+
+@contextlib.contextmanager
+def statistics_from(rows: int) -> Iterator[None]:
+    """Inside the block, every ``StepBatchNorm`` that normalises with batch statistics takes them from
+    the first ``rows`` examples of its input only, and applies them to all examples.
+
+    Why: a task's support set can then define the statistics its queries are normalised with (the
+    ``"support"`` BN mode), so a query's output does not depend on the other queries; the running
+    statistics (in training mode) are updated from those rows alone.
+    Usage: ``with statistics_from(len(support_x)): out = model(torch.cat([support_x, query_x]))``
+    """
+    if rows < 1:
+        raise ConfigError(f"statistics_from needs at least 1 row, got {rows}")
+    token = _STATS_ROWS.set(int(rows))
+    try:
+        yield
+    finally:
+        _STATS_ROWS.reset(token)
 
 
 def current_inner_step() -> int:
@@ -110,6 +130,9 @@ class StepBatchNorm(nn.Module):
                               "fix the layer width")
         t = min(current_inner_step(), self.steps - 1)
         use_batch = self.training or not self.track_running_stats
+        rows = _STATS_ROWS.get()
+        if use_batch and rows is not None and rows < x.shape[0]:
+            return self._elementary(x, t, use_batch, rows)
         if not (use_batch and x.numel() == x.shape[1]) and not under_vmap():
             # native kernel: updates the running-statistics slot (a view) in place, as the path below does
             return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
@@ -119,15 +142,17 @@ class StepBatchNorm(nn.Module):
                                 training=use_batch, momentum=self.momentum, eps=self.eps)
         return self._elementary(x, t, use_batch)
 
-    def _elementary(self, x: torch.Tensor, t: int, use_batch: bool) -> torch.Tensor:
-        """The same normalisation from elementary ops (vmap-safe; also handles one value per channel)."""
+    def _elementary(self, x: torch.Tensor, t: int, use_batch: bool, rows: int | None = None) -> torch.Tensor:
+        """The same normalisation from elementary ops (vmap-safe; also handles one value per channel).
+        ``rows``: batch statistics from ``x[:rows]`` only (``statistics_from``)."""
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
         if use_batch:
-            mean = x.mean(dims)
-            var = x.var(dims, unbiased=False)
+            src = x if rows is None else x[:rows]
+            mean = src.mean(dims)
+            var = src.var(dims, unbiased=False)
             if self.training and self.track_running_stats:
-                n = x.numel() // x.shape[1]
+                n = src.numel() // src.shape[1]
                 assert self.running_mean is not None and self.running_var is not None  # track_running_stats
                 with torch.no_grad():
                     rm, rv = self.running_mean[t], self.running_var[t]
