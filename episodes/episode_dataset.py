@@ -33,8 +33,8 @@ from torch.utils.data import Dataset
 
 from .checks import check_positive
 from .errors import DataError
-from .fixed import episode_generator
-from .sampler import check_episode_shape, check_seed, draw_randoms, gather_batch, indices_from_randoms
+from .fixed import episode_rows
+from .sampler import check_episode_shape, check_seed, gather_batch
 from .types import ClassSplit, Task, TaskBatch
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -77,9 +77,7 @@ class EpisodeDataset(Dataset):
         if not -self.episodes <= index < self.episodes:
             raise IndexError(f"episode {index} out of range for {self.episodes} episodes")
         index = int(index) % self.episodes
-        class_keys, floyd_u, order_keys = draw_randoms(episode_generator(self.seed, index), 1, self.split.num_classes,
-                                                       self.ways, self.shots + self.queries)
-        _, rows = indices_from_randoms(class_keys, floyd_u, order_keys, self.split.class_offsets, self.ways)
+        rows = episode_rows(self.split, self.ways, self.shots + self.queries, self.seed, index)
         task = gather_batch(self.split.data, rows, self.shots).task(0)
         if self.transform is None:
             return task

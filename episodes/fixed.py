@@ -33,6 +33,18 @@ def episode_generator(seed: int, index: int) -> torch.Generator:
     return g
 
 
+def episode_randoms(split: ClassSplit, ways: int, per_class: int, seed: int, index: int):
+    """The random draws of episode ``index`` of a fixed set with ``seed`` (``draw_randoms`` on its own
+    generator), so any episode can be rebuilt alone, in any order, by any process or worker."""
+    return draw_randoms(episode_generator(seed, index), 1, split.num_classes, ways, per_class)
+
+
+def episode_rows(split: ClassSplit, ways: int, per_class: int, seed: int, index: int) -> torch.Tensor:
+    """``[1, ways * per_class]`` example rows of episode ``index`` (support then query per class)."""
+    _, rows = indices_from_randoms(*episode_randoms(split, ways, per_class, seed, index), split.class_offsets, ways)
+    return rows
+
+
 class FixedEpisodes:
     """A fixed, reproducible list of ``count`` N-way K-shot Q-query episodes over ``split``."""
 
@@ -52,7 +64,7 @@ class FixedEpisodes:
         self.split = split if device is None else split.to(device)
         self.ways, self.shots, self.queries, self.count, self.seed = ways, shots, queries, count, seed
         per_class = shots + queries
-        draws = [draw_randoms(episode_generator(seed, i), 1, split.num_classes, ways, per_class) for i in range(count)]
+        draws = [episode_randoms(split, ways, per_class, seed, i) for i in range(count)]
         class_keys, floyd_u, order_keys = (torch.cat(parts) for parts in zip(*draws))
         self.classes, self.rows = indices_from_randoms(class_keys, floyd_u, order_keys, split.class_offsets, ways)
 

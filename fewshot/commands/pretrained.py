@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--tasks", type=int, default=400, help="training tasks whose batch statistics are averaged")
     cal.add_argument("--queries", type=int, default=5, help="query examples per class in the calibration tasks")
     cal.add_argument("--seed", type=int, default=12345, help="seed of the calibration tasks")
-    cal.add_argument("--bn-mode", default="frozen", choices=("frozen", "running"), help="the new run's bn_mode")
+    cal.add_argument("--bn-mode", default="frozen", choices=("frozen", "running", "support"),
+                     help="the new run's bn_mode (support: statistics from each task's support set, nothing to "
+                          "calibrate; the run starts from the model's weights)")
     cal.add_argument("--root", default=None, help="data root (default: $FEWSHOT_DATA)")
     cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="config change for the new run (e.g. learner.inner_lr=0.1, optim.lr=0.0003)")
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
     elif args.action == "calibrate":
         source, cfg, manifest = pretrained.load_with_config(args.name)
-        extra = ["learner.per_step_bn=true", f"learner.bn_mode={args.bn_mode}", *args.overrides]
+        extra = [*(["learner.per_step_bn=true"] if args.bn_mode != "support" else []),
+                 f"learner.bn_mode={args.bn_mode}", *args.overrides]
         if args.root is not None:
             extra.append(f"data.root={args.root}")
         cfg = apply_overrides(cfg, extra)
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, [f"iterations={iteration}"])
         score = calibrated_run(source, cfg, Path(args.out), iteration=iteration, tasks=args.tasks, seed=args.seed,
                                queries=args.queries)
-        print(f"calibrated {args.name} on {args.tasks} training tasks: validation {score:.4f}; run: {args.out} "
+        how = "support-set statistics" if args.bn_mode == "support" else f"calibrated on {args.tasks} training tasks"
+        print(f"{args.name}, {how}: validation {score:.4f}; run: {args.out} "
               f"(iteration {iteration})")
     elif args.action == "table":
         print(results_table())

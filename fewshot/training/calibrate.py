@@ -146,15 +146,22 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     ``out`` then holds ``config.yaml``, ``last.pt`` and ``best.pt`` (validation score recorded), so
     ``fewshot pretrained publish out NAME`` publishes the calibrated weights and ``fewshot train
     out/config.yaml --out out --iterations N`` fine-tunes them (fresh optimizer state; validation
-    keeps the better of the two).  Returns the validation score."""
-    if not cfg.learner.config.per_step_bn:
+    keeps the better of the two).  Returns the validation score.
+
+    With ``learner.bn_mode="support"`` there are no stored statistics to calibrate (each task's support
+    set gives them): the run starts from ``source``'s weights as they are, ready to be published or
+    fine-tuned in that mode."""
+    support = cfg.learner.config.bn_mode == "support"
+    if not support and not cfg.learner.config.per_step_bn:
         raise ConfigError("calibrated_run needs learner.per_step_bn=true in the config: set it")
     learner: Any = build_learner_from_config(cfg, "cpu")  # Any: the learner API is not on nn.Module
     transfer_state(source, learner)
     d = cfg.data
-    steps = learner.config.eval_steps or learner.config.inner_steps
-    sampler = EpisodeSampler(load_data_split(cfg, d.train_split), d.ways, d.shots, queries or d.queries, seed=seed)
-    calibrate_batchnorm(learner, sampler, tasks=tasks, steps=steps, batch_size=batch_size)
+    if not support:
+        steps = learner.config.eval_steps or learner.config.inner_steps
+        sampler = EpisodeSampler(load_data_split(cfg, d.train_split), d.ways, d.shots, queries or d.queries,
+                                 seed=seed)
+        calibrate_batchnorm(learner, sampler, tasks=tasks, steps=steps, batch_size=batch_size)
     metric = "mse" if d.is_regression else "accuracy"
     _, summary = evaluate_learner(learner, build_fixed_set(cfg, "val", count=cfg.val_episodes).batches(cfg.eval_batch),
                                   metric=metric)

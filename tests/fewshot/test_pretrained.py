@@ -119,12 +119,13 @@ def test_shipped_image_model_predicts_each_query_alone_as_in_a_batch(name):
     assert not learner.training and learner.config.bn_mode != "transductive"
     ways, shots = m["ways"], m["shots"]
     gen = torch.Generator().manual_seed(0)
-    params = learner.adapt(_ink(gen, ways * shots), torch.arange(ways).repeat_interleave(shots))
+    support_x = _ink(gen, ways * shots)
+    params = learner.adapt(support_x, torch.arange(ways).repeat_interleave(shots))
     x = _ink(gen, 15 * ways)
-    with torch.no_grad():
-        together = learner.predict(x, params)
-        alone = torch.cat([learner.predict(x[i:i + 1], params) for i in range(len(x))])
-        fifteen = torch.cat([learner.predict(x[i:i + 15], params) for i in range(0, len(x), 15)])
+    with torch.no_grad():  # (support_x: the "support" mode's statistics; the other modes ignore it)
+        together = learner.predict(x, params, support_x=support_x)
+        alone = torch.cat([learner.predict(x[i:i + 1], params, support_x=support_x) for i in range(len(x))])
+        fifteen = torch.cat([learner.predict(x[i:i + 15], params, support_x=support_x) for i in range(0, len(x), 15)])
     torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fifteen, together, rtol=1e-4, atol=1e-5)
     assert torch.equal(alone.argmax(-1), together.argmax(-1))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fewshot.errors import ConfigError
-from fewshot.nn import StepBatchNorm2d, current_inner_step, inner_step, per_step_batchnorm
+from fewshot.nn import StepBatchNorm2d, current_inner_step, inner_step, per_step_batchnorm, statistics_from
 
 
 def _x(seed=0, shape=(6, 3, 4, 4)):
@@ -138,3 +138,44 @@ def test_native_and_elementary_paths_agree_to_second_order(training, track):
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(b1, b2))
     if training and track:
         assert not torch.equal(b1[0], bn.running_mean)  # the slot was updated, by both paths alike
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_statistics_from_normalises_every_row_with_the_first_rows_statistics(training):
+    bn = StepBatchNorm2d(3, steps=2).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([[1.0, 2.0, -1.0], [0.5, 1.5, 3.0]]))
+        bn.bias.copy_(torch.tensor([[0.1, -0.2, 0.3], [1.0, 2.0, 3.0]]))
+    bn.train(training)
+    a, b = _x(30, (4, 3, 5, 5)), _x(31, (7, 3, 5, 5)) * 3 + 1
+    mean = a.mean((0, 2, 3), keepdim=True)
+    var = a.var((0, 2, 3), unbiased=False, keepdim=True)
+    w, c = bn.weight[1].view(1, 3, 1, 1), bn.bias[1].view(1, 3, 1, 1)
+    with torch.no_grad(), inner_step(1), statistics_from(4):
+        out = bn(torch.cat([a, b]))
+    if training:  # batch statistics of the first 4 rows for all 11; running stats from those rows alone
+        expected = (torch.cat([a, b]) - mean) / torch.sqrt(var + 1e-5) * w + c
+        assert torch.allclose(out, expected, atol=1e-12)
+        assert torch.allclose(bn.running_mean[1], 0.1 * mean.flatten(), atol=1e-12)
+        assert torch.allclose(bn.running_var[1], 0.9 + 0.1 * var.flatten() * 100 / 99, atol=1e-12)
+        assert torch.equal(bn.running_mean[0], torch.zeros(3))
+    else:  # stored statistics: the block changes nothing
+        with torch.no_grad(), inner_step(1):
+            assert torch.equal(out, bn(torch.cat([a, b])))
+
+
+def test_statistics_from_under_vmap_and_validation():
+    bn = StepBatchNorm2d(3, track_running_stats=False).double()  # (the learners pass per-task buffers)
+    xs = _x(32, (2, 6, 3, 4, 4))
+
+    def f(x):
+        with statistics_from(2):
+            return bn(x)
+
+    batched = torch.func.vmap(f, randomness="same")(xs)
+    for i in range(2):
+        with statistics_from(2):
+            assert torch.allclose(batched[i], bn(xs[i]), atol=1e-12)
+    with pytest.raises(ConfigError, match="at least 1 row"):
+        with statistics_from(0):
+            pass
