@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 import fewshot.pretrained as pt
 from fewshot.cli import main
 
@@ -30,3 +32,20 @@ def test_publish_then_eval_reproduces_manifest(tmp_path, capsys, monkeypatch):
     assert main(["pretrained", "show", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown pretrained model 'nope'" in err and err.count("\n") == 1
+
+
+def test_calibrate_in_support_mode_starts_a_run_from_the_weights_as_they_are(tmp_path, capsys, omniglot_root):
+    from fewshot.training.checkpoint import load_checkpoint
+    from fewshot.training.loop import load_run_config
+
+    run = tmp_path / "run"
+    assert main(["pretrained", "calibrate", "omniglot-5w1s-metasgd", "--bn-mode", "support", "--out", str(run),
+                 "--root", str(omniglot_root), "--set", "val_episodes=10"]) == 0
+    assert "support-set statistics: validation" in capsys.readouterr().out
+    cfg = load_run_config(run)
+    learner_cfg = cfg.learner.config
+    shipped = pt.load("omniglot-5w1s-metasgd")
+    assert learner_cfg.bn_mode == "support" and learner_cfg.per_step_bn == shipped.config.per_step_bn
+    state = load_checkpoint(run / "best.pt")["learner"]
+    for k, v in shipped.state_dict().items():  # nothing calibrated: the run starts from the shipped weights
+        assert torch.equal(state[k], v), k
