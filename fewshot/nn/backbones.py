@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .batchnorm import StepBatchNorm1d, StepBatchNorm2d, under_vmap
+from .batchnorm import StepBatchNorm1d, StepBatchNorm2d
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -59,18 +59,7 @@ class Conv4(nn.Module):
         self.classifier = nn.Linear(self.feature_dim, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # On the CPU every conv output is made channels-last: oneDNN then runs the following batch norm,
-        # ReLU, convolutions and their backward passes in NHWC without reorders (the stride-2 64->64
-        # conv's input gradient is ~3x faster there), and a gradient never meets a saved tensor of the
-        # other layout, which makes elementwise backward ops ~10x slower.  A 1-channel input or an
-        # updated weight decides nothing by itself, hence the explicit conversion (bench/NOTES.md).
-        # Not under vmap (no channels-last clone there; tasks are batched differently anyway).
-        nhwc = x.device.type == "cpu" and not under_vmap()
-        h = x
-        for layer in self.features:
-            h = layer(h)
-            if nhwc and isinstance(layer, nn.Conv2d):
-                h = h.contiguous(memory_format=torch.channels_last)
+        h = self.features(x)
         h = h.flatten(1) if self.pool else h.mean((2, 3))
         return self.classifier(h)
 
