@@ -34,7 +34,7 @@ from torch.utils.checkpoint import get_device_states, set_device_states
 from .checks import check_count
 from .errors import ConfigError, FewshotError
 from .nn.batchnorm import inner_step, is_norm_layer
-from .rules.base import Params, State, UpdateRule, apply_updates
+from .rules.base import Params, State, UpdateRule
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -203,8 +203,7 @@ def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x
                                            step=t if per_step_bn else 0, create_graph=create_graph)
         if first_order:
             grads = {n: g.detach() for n, g in grads.items()}
-        updates, state = rule(grads, state, current, step=t, loss=loss)
-        current = apply_updates(current, updates)
+        current, state = rule.update(grads, state, current, step=t, loss=loss)
         if t + 1 in keep or t + 1 == stop:
             after[t + 1] = current
         losses.append(loss.detach())

@@ -46,7 +46,13 @@ from ..functional import (
     msl_weights,
     split_state,
 )
-from ..nn.batchnorm import StepBatchNorm, norm_training, per_step_batchnorm, statistics_from
+from ..nn.batchnorm import (
+    StepBatchNorm,
+    native_kernel_under_vmap,
+    norm_training,
+    per_step_batchnorm,
+    statistics_from,
+)
 from ..rules.base import UpdateRule
 
 BN_MODES = ("transductive", "support", "running", "frozen")
@@ -532,7 +538,8 @@ class GradientLearner(nn.Module):
         ``steps`` adaptation steps (default ``eval_steps`` in eval mode); writes no buffers and draws no
         noise (rules that sample per task use their deterministic form), so it is reproducible."""
         steps = self._default_steps(steps)
-        with torch.no_grad():
+        # nothing is differentiated twice and the buffer copies are discarded: native batch norm under vmap
+        with torch.no_grad(), native_kernel_under_vmap():
             _, q_loss, metric, _, _ = self._run_batch(batch, steps=steps, first_order=True,
                                                       weights=[0.0] * (steps - 1) + [1.0], sample=False,
                                                       final_loss=True)

@@ -35,6 +35,7 @@ from ..errors import ConfigError
 
 _INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
 _STATS_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("fewshot_stats_rows", default=None)
+_NATIVE_UNDER_VMAP: contextvars.ContextVar[bool] = contextvars.ContextVar("fewshot_native_under_vmap", default=False)
 
 
 @contextlib.contextmanager
@@ -69,6 +70,25 @@ def statistics_from(rows: int) -> Iterator[None]:
         yield
     finally:
         _STATS_ROWS.reset(token)
+
+
+@contextlib.contextmanager
+def native_kernel_under_vmap(enabled: bool = True) -> Iterator[None]:
+    """Inside the block (when ``enabled``), ``StepBatchNorm`` uses PyTorch's native kernel under ``vmap`` too.
+
+    Why: the elementary ops are needed under ``vmap`` for *second-order* gradients (the native kernel's
+    batch rule gets those wrong) and for running-statistics updates of a per-step slot (the batch rule
+    updates a copy of the strided slot, so the update is lost).  Where neither matters, as in
+    ``evaluate`` (first-order inner loop, buffer copies discarded), the native batch rule normalises all
+    tasks in one kernel call (tasks folded into channels) instead of a dozen elementwise ops, a slow
+    strided ``var`` among them (bench/NOTES.md).  Do not enable it where updated buffers are kept.
+    Usage: ``with torch.no_grad(), native_kernel_under_vmap(): learner.evaluate(batch)`` (as ``evaluate`` does)
+    """
+    token = _NATIVE_UNDER_VMAP.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _NATIVE_UNDER_VMAP.reset(token)
 
 
 def current_inner_step() -> int:
@@ -133,7 +153,7 @@ class StepBatchNorm(nn.Module):
         rows = _STATS_ROWS.get()
         if use_batch and rows is not None and rows < x.shape[0]:
             return self._elementary(x, t, use_batch, rows)
-        if not (use_batch and x.numel() == x.shape[1]) and not under_vmap():
+        if not (use_batch and x.numel() == x.shape[1]) and (_NATIVE_UNDER_VMAP.get() or not under_vmap()):
             # native kernel: updates the running-statistics slot (a view) in place, as the path below does
             return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
                                 None if self.running_var is None else self.running_var[t],

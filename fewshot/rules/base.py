@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, cast
 
 import torch
 from torch import nn
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 Params = dict[str, torch.Tensor]
 State = dict[str, Any]  # nested dicts of tensors (a pytree vmap can batch)
@@ -39,6 +40,14 @@ class UpdateRule(nn.Module):
     def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         raise NotImplementedError
+
+    def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+               step: int, loss: torch.Tensor) -> tuple[Params, State]:
+        """``(params + updates, new_state)``: what the inner loop calls.  The default adds ``forward``'s
+        updates (``apply_updates``); a rule may override it to fuse computing and adding its updates
+        (``SGD``), which must give the same numbers."""
+        updates, new_state = self(grads, state, params, step=step, loss=loss)
+        return apply_updates(params, updates), new_state
 
 
 class Chain(UpdateRule):
@@ -75,3 +84,8 @@ def apply_updates(params: Mapping[str, torch.Tensor], updates: Mapping[str, torc
     for name, u in updates.items():
         new[name] = params[name] + u
     return new
+
+
+def under_transform() -> bool:
+    """True inside a ``torch.func`` transform (``vmap``, ``grad``): ops without batch rules are avoided there."""
+    return bool(retrieve_all_functorch_interpreters())

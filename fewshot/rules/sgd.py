@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Params, State, UpdateRule
+from .base import Params, State, UpdateRule, under_transform
 
 
 class SGD(UpdateRule):
@@ -41,3 +41,27 @@ class SGD(UpdateRule):
     def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         return {n: -(self.lr(n, step) * g) for n, g in grads.items()}, state
+
+    def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+               step: int, loss: torch.Tensor) -> tuple[Params, State]:
+        """``params - lr * grad`` in one fused op per tensor instead of three (multiply, negate, add): fewer
+        passes over memory and fewer autograd nodes to build and to differentiate twice (bench/NOTES.md).
+        Fixed learning rates on the CPU become Python scalars (``add`` with ``alpha``; one ``_foreach_add``
+        over all tensors when they share one rate, outside ``torch.func`` transforms, which have no batch
+        rule for it); learnable ones (or on an accelerator, where reading them would synchronise) stay
+        tensors (``addcmul``)."""
+        new = dict(params)
+        names = list(grads)
+        col = min(step, self.lrs.shape[1] - 1)
+        if self.lrs.requires_grad or self.lrs.device.type != "cpu":
+            for n in names:
+                new[n] = torch.addcmul(params[n], self.lrs[self.index[n], col], grads[n], value=-1)
+            return new, state
+        lrs = self.lrs[[self.index[n] for n in names], col].tolist()
+        if len(set(lrs)) == 1 and not under_transform():
+            new.update(zip(names, torch._foreach_add([params[n] for n in names], [grads[n] for n in names],
+                                                     alpha=-lrs[0])))
+        else:
+            for n, lr in zip(names, lrs):
+                new[n] = torch.add(params[n], grads[n], alpha=-lr)
+        return new, state
