@@ -92,6 +92,9 @@ support_tune_publish omniglot-5w1s-mtnet 400 "25 CPU-minutes" \
 support_tune_publish omniglot-5w1s-lstm-meta 200 "28 CPU-minutes" \
   "Conv4-32 instead of 64, meta-batch 4 instead of 32, 5 updates at training (test steps chosen on validation) instead of 12, 5 queries per class in training (1 at test, as the preset), Adam 1e-2 cosine-annealed to 1e-4 instead of a constant 1e-3. Non-transductive (bn_mode support): 200 fine-tuning iterations in that mode, Adam 1e-3." \
   --set optim.lr=0.001 --set optim.cosine=false --set val_every=50 --set checkpoint_every=50
+support_tune_publish omniglot-20w1s-maml 400 "not recorded" \
+  "Meta-batch 8 instead of 16 and 1 inner step in training instead of 5 (CPU time). Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4." \
+  --set optim.lr=0.0003 --set val_every=100
 
 # Learned optimizers (fewshot l2o), CPU, one thread. l2o-quadratic: the thesis' full protocol
 # (100 epochs of 100 iterations, 42 min). l2o-mnist: 8 of the preset's 20 epochs (50 min; validation

@@ -100,8 +100,6 @@ def test_shipped_models_verify():
 # ----------------------------------------------------------------------------- non-transductive use (issue 15)
 IMAGE_MODELS = ["omniglot-20w1s-maml", "omniglot-5w1s-lstm-meta", "omniglot-5w1s-maml", "omniglot-5w1s-metasgd",
                 "omniglot-5w1s-mtnet", "omniglot-5w5s-maml"]
-# still the transductive weights: not re-published with stored statistics yet (docs/batchnorm.md)
-STILL_TRANSDUCTIVE = {"omniglot-20w1s-maml"}
 
 
 def _ink(gen: torch.Generator, n: int) -> torch.Tensor:
@@ -109,8 +107,7 @@ def _ink(gen: torch.Generator, n: int) -> torch.Tensor:
     return (torch.rand(n, 1, 28, 28, generator=gen) < 0.15).float()
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    n in STILL_TRANSDUCTIVE, strict=True, reason="transductive weights, not re-published yet")) for n in IMAGE_MODELS])
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_shipped_image_model_predicts_each_query_alone_as_in_a_batch(name):
     """In eval mode a query's prediction must not depend on the other queries: one image at a time,
     batches of 15 and all 15 queries per class together give the same outputs."""
