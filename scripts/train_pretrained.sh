@@ -48,53 +48,43 @@ train_and_publish omniglot-5w1s-lstm-meta omniglot-5w1s-lstm-meta \
 # first) get per-step batch norm calibrated on 400 training tasks (`fewshot pretrained calibrate`),
 # then are fine-tuned with frozen statistics, as at test, and re-published over them. The budget adds
 # the calibration and fine-tuning CPU time to the first training's.
-calibrate_tune_publish() {  # name extra_iterations first_training notes calibrate-args...
-  local name="$1" extra="$2" first="$3" notes="$4"; shift 4
-  local out="$RUNS/$name-nt" it minutes
-  /usr/bin/time -f "%U %S" -o "$out.calibrate.time" "$FS" pretrained calibrate "$name" --out "$out" --tasks 400 "$@"
+tune_publish() {  # bn_mode name extra_iterations first_training notes calibrate-args...
+  local mode="$1" name="$2" extra="$3" first="$4" notes="$5"; shift 5
+  local out="$RUNS/$name-$mode" it minutes what="BN calibration and fine-tuning"
+  [ "$mode" = support ] && what="support-mode fine-tuning"
+  /usr/bin/time -f "%U %S" -o "$out.calibrate.time" "$FS" pretrained calibrate "$name" --bn-mode "$mode" --out "$out" "$@"
   it=$(awk '/^iterations:/ {print $2}' "$out/config.yaml")
   /usr/bin/time -f "%U %S" -o "$out.time" "$FS" train "$out/config.yaml" --out "$out" --device cpu --quiet \
     --iterations $((it + extra))
   minutes=$(cat "$out.calibrate.time" "$out.time" | awk '{s += $1 + $2} END {printf "%d", s / 60 + 0.5}')
   "$FS" pretrained publish "$out" "$name" --dest pretrained --episodes 600 --notes "$notes" \
-    --budget "first training: $first; BN calibration and fine-tuning: $minutes CPU-minutes (1 thread, user+sys, on a 2-core VM shared with other jobs)"
+    --budget "first training: $first; $what: $minutes CPU-minutes (1 thread, user+sys, on a 2-core VM shared with other jobs)"
 }
-calibrate_tune_publish omniglot-5w1s-metasgd 1200 "31 CPU-minutes" \
+tune_publish frozen omniglot-5w1s-metasgd 1200 "31 CPU-minutes" \
   "Non-transductive (bn_mode frozen, per-step BN): BN statistics calibrated on 400 training tasks, then 1200 fine-tuning iterations with frozen statistics, Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100 --set val_episodes=100 --set checkpoint_every=100
 # (the Meta-SGD fine-tuning ran to 2700 iterations, then was resumed to 3200 and 3600: resume is exact)
-calibrate_tune_publish omniglot-5w5s-maml 200 "not recorded" \
+tune_publish frozen omniglot-5w5s-maml 200 "not recorded" \
   "Meta-batch 8 instead of 32 (CPU time). Non-transductive (bn_mode frozen, per-step BN): BN statistics calibrated on 400 training tasks with inner_lr 0.1 (was 2.0); 200 fine-tuning iterations with frozen statistics (Adam 1e-3, 1 inner step) lowered validation, so the published weights are the calibration-only ones (best validation, iteration 3000)." \
   --set learner.inner_lr=0.1 --set val_every=100 --set val_episodes=100 --set checkpoint_every=100
 # Stored statistics did not work for omniglot-20w1s-maml (47.8 % validation after calibration at
 # inner_lr 0.1) or omniglot-5w1s-lstm-meta (the support loss becomes non-finite with frozen statistics),
 # and were not tried on omniglot-5w1s-mtnet. Those three, and omniglot-5w1s-maml, are non-transductive
-# with support-set statistics instead (bn_mode support,
-# docs/batchnorm.md): `calibrate --bn-mode support` starts a run from the transductive weights as they
-# are, which is fine-tuned in that mode and re-published over them.
-support_tune_publish() {  # name extra_iterations first_training notes calibrate-args...
-  local name="$1" extra="$2" first="$3" notes="$4"; shift 4
-  local out="$RUNS/$name-sup" it minutes
-  /usr/bin/time -f "%U %S" -o "$out.calibrate.time" "$FS" pretrained calibrate "$name" --bn-mode support --out "$out" "$@"
-  it=$(awk '/^iterations:/ {print $2}' "$out/config.yaml")
-  /usr/bin/time -f "%U %S" -o "$out.time" "$FS" train "$out/config.yaml" --out "$out" --device cpu --quiet \
-    --iterations $((it + extra))
-  minutes=$(cat "$out.calibrate.time" "$out.time" | awk '{s += $1 + $2} END {printf "%d", s / 60 + 0.5}')
-  "$FS" pretrained publish "$out" "$name" --dest pretrained --episodes 600 --notes "$notes" \
-    --budget "first training: $first; support-mode fine-tuning: $minutes CPU-minutes (1 thread, user+sys, on a 2-core VM shared with other jobs)"
-}
-support_tune_publish omniglot-5w1s-mtnet 400 "25 CPU-minutes" \
+# with support-set statistics instead (bn_mode support, docs/batchnorm.md): `calibrate --bn-mode
+# support` starts a run from the transductive weights as they are, which is fine-tuned in that mode and
+# re-published over them.
+tune_publish support omniglot-5w1s-mtnet 400 "25 CPU-minutes" \
   "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100
 # omniglot-5w1s-maml was first made non-transductive with frozen statistics (89.40 then 90.23 one query at
 # a time); support-set statistics fine-tuned from its transductive weights do better and replaced it.
-support_tune_publish omniglot-5w1s-maml 400 "not recorded" \
+tune_publish support omniglot-5w1s-maml 400 "not recorded" \
   "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights (iteration 2400), Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100
-support_tune_publish omniglot-5w1s-lstm-meta 200 "28 CPU-minutes" \
+tune_publish support omniglot-5w1s-lstm-meta 200 "28 CPU-minutes" \
   "Conv4-32 instead of 64, meta-batch 4 instead of 32, 5 updates at training (test steps chosen on validation) instead of 12, 5 queries per class in training (1 at test, as the preset), Adam 1e-2 cosine-annealed to 1e-4 instead of a constant 1e-3. Non-transductive (bn_mode support): 200 fine-tuning iterations in that mode, Adam 1e-3." \
   --set optim.lr=0.001 --set optim.cosine=false --set val_every=50 --set checkpoint_every=50
-support_tune_publish omniglot-20w1s-maml 400 "not recorded" \
+tune_publish support omniglot-20w1s-maml 400 "not recorded" \
   "Meta-batch 8 instead of 16 and 1 inner step in training instead of 5 (CPU time). Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100
 
