@@ -33,7 +33,8 @@ def episode_generator(seed: int, index: int) -> torch.Generator:
     return g
 
 
-def episode_randoms(split: ClassSplit, ways: int, per_class: int, seed: int, index: int):
+def episode_randoms(split: ClassSplit, ways: int, per_class: int, seed: int,
+                    index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The random draws of episode ``index`` of a fixed set with ``seed`` (``draw_randoms`` on its own
     generator), so any episode can be rebuilt alone, in any order, by any process or worker."""
     return draw_randoms(episode_generator(seed, index), 1, split.num_classes, ways, per_class)
@@ -41,7 +42,8 @@ def episode_randoms(split: ClassSplit, ways: int, per_class: int, seed: int, ind
 
 def episode_rows(split: ClassSplit, ways: int, per_class: int, seed: int, index: int) -> torch.Tensor:
     """``[1, ways * per_class]`` example rows of episode ``index`` (support then query per class)."""
-    _, rows = indices_from_randoms(*episode_randoms(split, ways, per_class, seed, index), split.class_offsets, ways)
+    class_keys, floyd_u, order_keys = episode_randoms(split, ways, per_class, seed, index)
+    _, rows = indices_from_randoms(class_keys, floyd_u, order_keys, split.class_offsets, ways)
     return rows
 
 
