@@ -209,6 +209,8 @@ class GradientLearner(nn.Module):
             per_step_batchnorm(model, config.bn_slots or max(config.inner_steps, config.eval_steps or 0) + 1)
         self.model = self.prepare_model(model)
         self.names = self.adapted_names()
+        # torch.nn batch-norm layers, found once: bn_mode="support" cannot take statistics from rows with them
+        self._torch_bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not self.names:
             raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
                               "requires_grad=True (or loosen no_adapt/adapt_norm)")
@@ -289,10 +291,9 @@ class GradientLearner(nn.Module):
         if sx is None:
             raise FewshotError("bn_mode='support' normalises queries with the support set's batch statistics: "
                                "pass the support examples, learner.predict(x, params, support_x=support_x)")
-        torch_bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if torch_bn:
-            raise ConfigError(f"bn_mode='support' needs fewshot.nn.StepBatchNorm layers, but '{torch_bn[0]}' is a "
-                              "torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
+        if self._torch_bn:
+            raise ConfigError(f"bn_mode='support' needs fewshot.nn.StepBatchNorm layers, but '{self._torch_bn[0]}' "
+                              "is a torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
         n = sx.shape[0]
         with statistics_from(n):
             return call(self.model, params, buffers, torch.cat([sx, qx]), step=step)[n:]

@@ -39,6 +39,16 @@ _NATIVE_UNDER_VMAP: contextvars.ContextVar[bool] = contextvars.ContextVar("fewsh
 
 
 @contextlib.contextmanager
+def _scoped(var: contextvars.ContextVar, value: object) -> Iterator[None]:
+    """Set ``var`` to ``value`` for the block (restored afterwards, also on error)."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+@contextlib.contextmanager
 def inner_step(step: int) -> Iterator[None]:
     """Select the per-step batch-norm slot used by every ``StepBatchNorm`` inside the block.
 
@@ -46,11 +56,8 @@ def inner_step(step: int) -> Iterator[None]:
     """
     if step < 0:
         raise ConfigError(f"inner_step must be >= 0, got {step}")
-    token = _INNER_STEP.set(int(step))
-    try:
+    with _scoped(_INNER_STEP, int(step)):
         yield
-    finally:
-        _INNER_STEP.reset(token)
 
 
 @contextlib.contextmanager
@@ -65,11 +72,8 @@ def statistics_from(rows: int) -> Iterator[None]:
     """
     if rows < 1:
         raise ConfigError(f"statistics_from needs at least 1 row, got {rows}")
-    token = _STATS_ROWS.set(int(rows))
-    try:
+    with _scoped(_STATS_ROWS, int(rows)):
         yield
-    finally:
-        _STATS_ROWS.reset(token)
 
 
 @contextlib.contextmanager
@@ -84,11 +88,8 @@ def native_kernel_under_vmap(enabled: bool = True) -> Iterator[None]:
     strided ``var`` among them (bench/NOTES.md).  Do not enable it where updated buffers are kept.
     Usage: ``with torch.no_grad(), native_kernel_under_vmap(): learner.evaluate(batch)`` (as ``evaluate`` does)
     """
-    token = _NATIVE_UNDER_VMAP.set(bool(enabled))
-    try:
+    with _scoped(_NATIVE_UNDER_VMAP, bool(enabled)):
         yield
-    finally:
-        _NATIVE_UNDER_VMAP.reset(token)
 
 
 def current_inner_step() -> int:
