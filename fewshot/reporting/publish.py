@@ -20,6 +20,7 @@ from ..errors import CheckpointError, FewshotError
 from ..nn.batchnorm import has_running_stats
 from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
+from ..training.clock import summary as clock_summary
 from ..training.loop import BEST, LAST, load_run_config
 from .report import report_on_fixed_episodes
 from .steps import choose_test_steps
@@ -61,7 +62,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     best_iteration = int(ckpt["iteration"])
-    trained = int(load_checkpoint(run_dir / LAST)["iteration"]) if (run_dir / LAST).exists() else best_iteration
+    last = load_checkpoint(run_dir / LAST) if (run_dir / LAST).exists() else ckpt
+    trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
         auto_note = (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
@@ -97,6 +99,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "training_budget": budget or None,
+        "training_time": clock_summary(last.get("clock")),  # the whole run's (last.pt), not up to the best
         "weights": registry.WEIGHTS,
         "sha256": sha256_file(model_dir / registry.WEIGHTS),
         "config": portable,
@@ -153,6 +156,18 @@ def results_table(names: list[str] | None = None) -> str:
             trans = m  # published before both numbers were recorded: its one number is the transductive one
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
-                     f"| {its} | {m.get('protocol_changes') or '–'} | {m.get('training_budget') or '–'} "
-                     f"| {m.get('hardware')} | {m.get('paper') or '–'} |")
+                     f"| {its} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
+                     f"| {(m.get('training_time') or {}).get('hardware') or m.get('hardware')} "
+                     f"| {m.get('paper') or '–'} |")
     return "\n".join(lines)
+
+
+def budget_text(manifest: dict) -> str:
+    """The results table's compute cell: the clock the run recorded (wall and CPU minutes, threads),
+    else the ``--budget`` text it was published with."""
+    t = manifest.get("training_time")
+    if not t:
+        return manifest.get("training_budget") or "–"
+    where = f"{t['processes']} processes x " if t.get("processes", 1) > 1 else ""
+    return (f"{t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({where}{t['threads']} "
+            f"thread{'s' if t['threads'] != 1 else ''}, {t.get('device') or 'cpu'})")

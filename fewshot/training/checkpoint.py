@@ -44,9 +44,12 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 
 def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     scheduler: Any | None, sources: Mapping[str, Any], iteration: int, config: dict,
-                    identity: Mapping[str, str], extra: dict | None = None,
+                    identity: Mapping[str, str], extra: dict | None = None, clock: dict | None = None,
                     hint: str = "choose a writable folder") -> Path:
     """Write a complete training state to ``path`` atomically (temp file + fsync + rename).
+
+    ``clock``: the run's time so far (``fewshot.training.clock``); it is not training state, so resume
+    does not restore it but adds to it.
 
     ``hint`` ends the one-line error of a failed write (the training loop says which checkpoint is kept).
     """
@@ -62,6 +65,8 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
         "sources": {name: to_plain(src.state_dict()) for name, src in sources.items()},
         "extra": extra or {},
     }
+    if clock is not None:
+        payload["clock"] = clock
     return atomic_write_bytes(path, encode_checkpoint(payload), error=FewshotError, hint=hint)
 
 

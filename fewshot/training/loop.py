@@ -48,6 +48,7 @@ from .build import (
     resolve_device,
 )
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from .clock import TrainingClock
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
 from .runlock import RunLock, remove_run_temps
@@ -203,6 +204,8 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
     # --- build and check everything before writing anything ---------------------------------------
     ckpt = distributed.from_main(lambda: _open_run(cfg, out, lock, resume), ranks)
     resuming = ckpt is not None
+    clock = TrainingClock(int(ckpt["iteration"]) if resuming else 0, processes=ranks.world if ranks.active else 1,
+                          device=str(device), earlier=ckpt.get("clock") if resuming else None)
     if ranks.active and cfg.meta_batch % ranks.world:
         raise ConfigError(f"meta_batch={cfg.meta_batch} does not split evenly over {ranks.world} processes: use a "
                           f"meta_batch divisible by {ranks.world} (--set meta_batch=N) or another number of processes")
@@ -252,7 +255,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
         save_checkpoint(path, learner=learner, optimizer=optimizer, scheduler=scheduler,
                         sources={"train": source}, iteration=iteration, config=plain_cfg, identity=ident,
                         extra={"best_metric": best, "best_iteration": best_it, "metric": metric},
-                        hint=f"choose another --out ({kept()})")
+                        clock=clock.state(iteration), hint=f"choose another --out ({kept()})")
         written[path.name] = iteration
 
     def log(kind: str, iteration: int, **values: Any) -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fewshot.pretrained as pt
+from episodes.files import hardware
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
 from fewshot.reporting import publish, results_table
@@ -44,6 +45,14 @@ def test_publish_writes_weights_and_manifest(published):
     assert "instead of the preset's 70000" in manifest["notes"]
     # no batch norm: one protocol, so no transductive / non-transductive pair
     assert manifest["transductive"] is None and manifest["non_transductive"] is None
+    # what the training cost, from the clock last.pt carries (the whole run, not up to best.pt)
+    clock = load_checkpoint(root / "run" / "last.pt")["clock"]
+    assert [(s["from_iteration"], s["to_iteration"]) for s in clock["sessions"]] == [(0, 20)]
+    assert 0 < clock["cpu_seconds"] and 0 < clock["wall_seconds"]
+    assert manifest["training_time"] == {
+        "wall_minutes": round(clock["wall_seconds"] / 60, 1), "cpu_minutes": round(clock["cpu_seconds"] / 60, 1),
+        "sessions": 1, "processes": 1, "threads": torch.get_num_threads(), "device": "cpu",
+        "hardware": hardware()}
 
 
 def test_register_list_show_load(published, monkeypatch):
@@ -87,6 +96,8 @@ def test_table_lists_ours_next_to_paper(published, monkeypatch):
     row = table.splitlines()[2]
     assert row.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in row
     assert "0.67 / 0.38 / 0.35" in row  # the MAML paper's sinusoid numbers
+    t = manifest["training_time"]
+    assert f"| {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({t['threads']} thread" in row
 
 
 def test_shipped_models_verify():

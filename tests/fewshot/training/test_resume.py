@@ -77,5 +77,13 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         _assert_same_tree(a[key], b[key], key)
     _assert_same_tree(load_checkpoint(full / "best.pt")["learner"], load_checkpoint(killed / "best.pt")["learner"],
                       "best")
+    # the clock is not training state: the resumed run reports both of its sessions and their sum
+    one, two = a["clock"], b["clock"]
+    assert [(s["from_iteration"], s["to_iteration"]) for s in one["sessions"]] == [(0, ITERATIONS)]
+    assert [(s["from_iteration"], s["to_iteration"]) for s in two["sessions"]] == [(0, killed_at),
+                                                                                   (killed_at, ITERATIONS)]
+    assert two["cpu_seconds"] == pytest.approx(sum(s["cpu_seconds"] for s in two["sessions"]))
+    assert two["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in two["sessions"]))
+    assert all(s["cpu_seconds"] > 0 and s["wall_seconds"] > 0 for s in two["sessions"])
     # the metrics log of the resumed run equals the uninterrupted one line for line
     assert read_metrics(full / "metrics.jsonl") == read_metrics(killed / "metrics.jsonl")
