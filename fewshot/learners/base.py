@@ -286,8 +286,15 @@ class GradientLearner(nn.Module):
         support examples ``sx`` go through the same forward ahead of the queries and every batch-norm
         layer takes its statistics from them alone (``statistics_from``), so a query is normalised as
         the support set was at that step and never by the other queries."""
+        return self._joint_forward(params, buffers, sx, qx, step)[1]
+
+    def _joint_forward(self, params: Params, buffers: Params, sx: torch.Tensor | None, qx: torch.Tensor,
+                       step: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(support outputs or None, query outputs)``: in ``"support"`` mode the one forward of
+        ``_query_forward`` also gives the support outputs at that step, as a forward of ``sx`` alone
+        would (same statistics), so callers that need both need not run the support set again."""
         if self.config.bn_mode != "support":
-            return call(self.model, params, buffers, qx, step=step)
+            return None, call(self.model, params, buffers, qx, step=step)
         if sx is None:
             raise FewshotError("bn_mode='support' normalises queries with the support set's batch statistics: "
                                "pass the support examples, learner.predict(x, params, support_x=support_x)")
@@ -296,7 +303,8 @@ class GradientLearner(nn.Module):
                               "is a torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
         n = sx.shape[0]
         with statistics_from(n):
-            return call(self.model, params, buffers, torch.cat([sx, qx]), step=step)[n:]
+            out = call(self.model, params, buffers, torch.cat([sx, qx]), step=step)
+        return out[:n], out[n:]
 
     def first_order_at(self, epoch: int) -> bool:
         """Whether the meta-gradient at ``epoch`` is first order (the config's switch or the DA schedule)."""
@@ -376,19 +384,23 @@ class GradientLearner(nn.Module):
                          names=self.names, noise=noise, first_order=first_order,
                          per_step_bn=self.config.per_step_bn, keep=[t for t, w in enumerate(weights, 1) if w],
                          checkpoint=self.config.checkpoint_steps)
-        s_losses = torch.cat([res.losses, self._final_support_loss(res, sx, sy, loss_fn, steps)]) if final_loss \
-            else res.losses
         bufs = res.buffers
         total = None
-        out = q_loss = None
+        out = q_loss = s_final = None
         for t in range(1, steps + 1):
             if weights[t - 1] == 0.0:
                 continue
             bufs = copy_buffers(bufs)
-            out = self._query_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
+            s_out, out = self._joint_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
+            if final_loss and t == steps and s_out is not None:  # support mode: the final support loss for free
+                s_final = loss_fn(s_out, sy).detach().reshape(1)
             q_loss = loss_fn(out, qy)
             total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
         assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
+        s_losses = res.losses
+        if final_loss:
+            s_final = self._final_support_loss(res, sx, sy, loss_fn, steps) if s_final is None else s_final
+            s_losses = torch.cat([res.losses, s_final])
         if ways is not None:
             metric = (out.argmax(-1) == qy).to(out.dtype).mean()
         else:

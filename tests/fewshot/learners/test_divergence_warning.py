@@ -10,6 +10,7 @@ from torch import nn
 from fewshot.errors import AdaptationWarning, FewshotWarning
 from fewshot.learners import MAML, MAMLConfig
 from fewshot.learners.base import RISE_FACTOR
+from fewshot.nn import StepBatchNorm1d, norm_training
 from tests.fewshot.learners.tasks import cls_batch
 
 
@@ -52,6 +53,33 @@ def test_a_huge_inner_lr_warns_once_and_a_normal_one_never(batching):
     message = str(caught[0].message)
     assert "\n" not in message and f"from {bad_first:.3g} before the first inner step to {bad_last:.3g} after step 3" \
         in message and "this learner trained with 1" in message
+
+
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_support_mode_reads_the_final_support_loss_off_the_query_forward(batching):
+    # support mode runs [support; queries] in one forward, whose support rows are the support set's own
+    # forward at that step: the warning's final loss comes from there and equals a separate forward
+    torch.manual_seed(0)  # test-only module init
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), StepBatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).double()
+    learner = MAML(model, MAMLConfig(inner_steps=1, inner_lr=500.0, bn_mode="support",
+                                     task_batching=batching)).eval()
+    batch = cls_batch(2, b=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learner.evaluate(batch, steps=2)
+    first, last = [], []
+    for i in range(len(batch)):  # oracle: the support set alone, with its own batch statistics
+        sx, sy = batch.support_x[i], batch.support_y[i]
+        with torch.no_grad(), norm_training(learner.model, True):
+            first.append(float(nn.functional.cross_entropy(learner.model(sx), sy)))
+            params = learner.adapt(sx, sy, steps=2)
+            buffers = {k: v.clone() for k, v in learner.model.named_buffers()}
+            out = torch.func.functional_call(learner.model, {**params, **buffers}, (sx,))
+        last.append(float(nn.functional.cross_entropy(out, sy)))
+    mean_first, mean_last = sum(first) / len(first), sum(last) / len(last)
+    assert mean_last > RISE_FACTOR * mean_first and len(caught) == 1
+    message = str(caught[0].message)
+    assert f"from {mean_first:.3g} before the first inner step to {mean_last:.3g} after step 2" in message
 
 
 def test_adapt_warns_on_its_own_and_again_for_another_step_count():
