@@ -163,11 +163,13 @@ def results_table(names: list[str] | None = None) -> str:
 
 
 def budget_text(manifest: dict) -> str:
-    """The results table's compute cell: the clock the run recorded (wall and CPU minutes, threads),
-    else the ``--budget`` text it was published with."""
+    """The results table's compute cell: the ``--budget`` text the model was published with and the
+    clock its run recorded (wall and CPU minutes, threads); a run started from another model (e.g. a
+    fine-tuning) recorded only its own time, which the text completes."""
+    parts = [manifest["training_budget"]] if manifest.get("training_budget") else []
     t = manifest.get("training_time")
-    if not t:
-        return manifest.get("training_budget") or "–"
-    where = f"{t['processes']} processes x " if t.get("processes", 1) > 1 else ""
-    return (f"{t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({where}{t['threads']} "
-            f"thread{'s' if t['threads'] != 1 else ''}, {t.get('device') or 'cpu'})")
+    if t:
+        where = f"{t['processes']} processes x " if t.get("processes", 1) > 1 else ""
+        parts.append(f"run clock: {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({where}"
+                     f"{t['threads']} thread{'s' if t['threads'] != 1 else ''}, {t.get('device') or 'cpu'})")
+    return "; ".join(parts) or "–"

@@ -11,6 +11,7 @@ from episodes.files import hardware
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
 from fewshot.reporting import publish, results_table
+from fewshot.reporting.publish import budget_text
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.loop import train
 
@@ -97,7 +98,9 @@ def test_table_lists_ours_next_to_paper(published, monkeypatch):
     assert row.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in row
     assert "0.67 / 0.38 / 0.35" in row  # the MAML paper's sinusoid numbers
     t = manifest["training_time"]
-    assert f"| {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({t['threads']} thread" in row
+    assert f"| run clock: {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({t['threads']} thread" in row
+    both = budget_text({**manifest, "training_budget": "first training: 31 CPU-minutes"})
+    assert both.startswith("first training: 31 CPU-minutes; run clock: ") and budget_text({}) == "–"
 
 
 def test_shipped_models_verify():
