@@ -26,13 +26,15 @@ class Session:
     cpu_start: float = field(default_factory=time.process_time)
     processes: int = 1
     device: str = "cpu"
+    threads: int = field(default_factory=torch.get_num_threads)
+    hardware: str = field(default_factory=hardware)  # read once: every checkpoint write records it
 
     def record(self, iteration: int) -> dict[str, Any]:
         return {"from_iteration": self.iteration, "to_iteration": int(iteration),
                 "wall_seconds": time.perf_counter() - self.wall_start,
                 "cpu_seconds": time.process_time() - self.cpu_start,
-                "processes": self.processes, "threads": torch.get_num_threads(), "device": self.device,
-                "hardware": hardware()}
+                "processes": self.processes, "threads": self.threads, "device": self.device,
+                "hardware": self.hardware}
 
 
 class TrainingClock:
