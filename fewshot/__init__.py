@@ -23,7 +23,7 @@ from .learners import (
     build_learner,
     register_learner,
 )
-from .meta_optimizer import MetaOptimConfig, build_meta_optimizer
+from .meta_optimizer import MetaOptimConfig, build_meta_optimizer, fit_schedule
 from .nn import (
     MLP,
     Conv4,

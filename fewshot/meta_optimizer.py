@@ -87,6 +87,31 @@ def build_meta_optimizer(params: Iterable[torch.nn.Parameter], config: MetaOptim
     return opt, sched
 
 
+def fit_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler | None, iteration: int,
+                 total_iterations: int) -> None:
+    """Make a restored cosine schedule the one a run of ``total_iterations`` has (a no-op when it is).
+
+    A scheduler's state carries the ``T_max`` of the run that saved it, so a run extended with a larger
+    ``--iterations`` (or one started by ``fewshot pretrained calibrate``) would anneal over the old length
+    and then climb back up (the cosine is periodic), or, extended after its end, stay at ``min_lr``
+    (PyTorch's recursive form cannot leave it). The schedule began at ``iteration - last_epoch``; it is
+    given the length left from there to ``total_iterations`` and the LR of that cosine at this point, so the
+    rest of the run is what it would have been had the longer run been asked for from the start.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return
+    t = scheduler.last_epoch
+    length = max(total_iterations - (iteration - t), t, 1)
+    if length == scheduler.T_max:
+        return
+    scheduler.T_max = length
+    lrs = [scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * t / length)) / 2
+           for base in scheduler.base_lrs]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports
+
+
 def clip_meta_gradients(params: Iterable[torch.nn.Parameter], config: MetaOptimConfig) -> None:
     """Apply ``config``'s clipping to the gradients of ``params`` (call between ``backward`` and ``step``)."""
     params = list(params)

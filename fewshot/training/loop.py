@@ -36,7 +36,7 @@ from .. import distributed
 from ..config import TrainConfig, config_from_dict, read_config_file, save_config
 from ..distributed import Ranks
 from ..errors import AdaptationError, ConfigError, FewshotError
-from ..meta_optimizer import clip_meta_gradients
+from ..meta_optimizer import clip_meta_gradients, fit_schedule
 from ..scoring import summarize
 from .build import (
     build_fixed_set,
@@ -227,6 +227,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
     else:
         start = restore_training_state(ckpt, learner=learner, optimizer=optimizer, scheduler=scheduler,
                                        sources={"train": source})
+        fit_schedule(scheduler, start, cfg.iterations)  # --iterations may extend the run
         best = ckpt["extra"].get("best_metric")
         best_it = ckpt["extra"].get("best_iteration")
     logger = None

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fewshot.errors import ConfigError
-from fewshot.meta_optimizer import MetaOptimConfig, build_meta_optimizer
+from fewshot.meta_optimizer import MetaOptimConfig, build_meta_optimizer, fit_schedule
 
 
 def test_cosine_annealing_follows_the_formula():
@@ -21,6 +21,52 @@ def test_cosine_annealing_follows_the_formula():
     for t, lr in enumerate(lrs):
         assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)), rel=1e-9)
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+
+
+def _run(opt, sched, steps):
+    lrs = []
+    for _ in range(steps):
+        opt.param_groups[0]["params"][0].grad = torch.ones(3)
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+def test_fit_schedule_extends_a_restored_cosine_to_the_new_end():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt, sched = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=10)
+    _run(opt, sched, 4)
+    state = sched.state_dict()
+    # unchanged length: a no-op, so an exact resume stays exact
+    opt2, again = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=10)
+    again.load_state_dict(state)
+    fit_schedule(again, 4, 10)
+    assert again.T_max == 10
+    # extended to 30 iterations: without the fit the restored T_max=10 anneals to 1e-5 at 10 and climbs back
+    stale_opt, stale = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=30)
+    stale_opt.load_state_dict(opt.state_dict())
+    stale.load_state_dict(state)
+    climbed = _run(stale_opt, stale, 26)
+    assert max(climbed[8:]) > 10 * min(climbed)
+    fit_opt, fitted = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=30)
+    fit_opt.load_state_dict(opt.state_dict())
+    fitted.load_state_dict(state)
+    fit_schedule(fitted, 4, 30)
+    lrs = _run(fit_opt, fitted, 26)
+    for t, lr in enumerate(lrs, start=5):  # the cosine of a 30-iteration run from here on
+        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 30)), rel=1e-9)
+
+
+def test_fit_schedule_of_a_schedule_that_began_mid_run():
+    """A calibrated run's schedule starts at the source's iteration (last_epoch 0 there)."""
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt, sched = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=2800)
+    fit_schedule(sched, 2800, 2810)
+    lrs = _run(opt, sched, 10)
+    for t, lr in enumerate(lrs, start=1):
+        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)), rel=1e-9)
+    fit_schedule(None, 0, 5)  # no scheduler (constant LR): nothing to fit
 
 
 def test_constant_lr_without_cosine_and_adam_moves_params():

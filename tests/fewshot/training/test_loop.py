@@ -1,6 +1,7 @@
 """The training loop: learning happens, NaN stops cleanly, best/last checkpoints, resume rules."""
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -177,3 +178,15 @@ def test_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path, m
     assert str(info.value) == expected
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 5
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_more_iterations_stretch_the_cosine_schedule_to_the_new_end(tmp_path):
+    cfg = _cfg("iterations=20", "val_every=0", "checkpoint_every=10", "optim.cosine=true", "optim.min_lr=0.0001")
+    train(cfg, tmp_path, quiet=True, tensorboard=False)
+    train(apply_overrides(cfg, ["iterations=60"]), tmp_path, quiet=True, tensorboard=False)
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    # extended after its end: the rest follows the 60-iteration cosine (not stuck at min_lr, no climb-backs)
+    assert len(lrs) == 6 and lrs[1] == pytest.approx(1e-4, rel=1e-6), lrs
+    for it, lr in zip((30, 40, 50, 60), lrs[2:]):
+        assert lr == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4) * (1 + math.cos(math.pi * it / 60)), rel=1e-6)
+    assert load_checkpoint(tmp_path / "last.pt")["scheduler"]["T_max"] == 60
