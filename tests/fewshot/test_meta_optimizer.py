@@ -1,4 +1,5 @@
 """Meta-optimizer and cosine annealing (MAML++ CA)."""
+import copy
 import math
 
 import pytest
@@ -37,20 +38,22 @@ def test_fit_schedule_extends_a_restored_cosine_to_the_new_end():
     p = torch.nn.Parameter(torch.zeros(3))
     opt, sched = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=10)
     _run(opt, sched, 4)
-    state = sched.state_dict()
-    # unchanged length: a no-op, so an exact resume stays exact
-    opt2, again = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=10)
+    state, opt_state = sched.state_dict(), copy.deepcopy(opt.state_dict())
+    # unchanged length: a no-op (length and LR), so an exact resume stays exact
+    same_opt, again = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=10)
+    same_opt.load_state_dict(opt_state)
     again.load_state_dict(state)
     fit_schedule(again, 4, 10)
-    assert again.T_max == 10
+    assert again.T_max == 10 and same_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert _run(same_opt, again, 6) == _run(opt, sched, 6)
     # extended to 30 iterations: without the fit the restored T_max=10 anneals to 1e-5 at 10 and climbs back
     stale_opt, stale = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=30)
-    stale_opt.load_state_dict(opt.state_dict())
+    stale_opt.load_state_dict(opt_state)
     stale.load_state_dict(state)
     climbed = _run(stale_opt, stale, 26)
     assert max(climbed[8:]) > 10 * min(climbed)
     fit_opt, fitted = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=30)
-    fit_opt.load_state_dict(opt.state_dict())
+    fit_opt.load_state_dict(opt_state)
     fitted.load_state_dict(state)
     fit_schedule(fitted, 4, 30)
     lrs = _run(fit_opt, fitted, 26)
