@@ -10,6 +10,7 @@ from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigE
 from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, split_state
 from .learners import (
     MAML,
+    AdaptedModel,
     GradientLearner,
     LearnerConfig,
     LSTMMetaConfig,

@@ -126,6 +126,7 @@ class InnerLoopResult:
     buffers: Params
     losses: torch.Tensor
     state: State
+    best: BestSoFar | None = None
 
     def at(self, step: int) -> Params:
         """``params[step]``, or a one-line error when that step was not kept."""
@@ -136,11 +137,43 @@ class InnerLoopResult:
         return kept
 
 
+@dataclass
+class BestSoFar:
+    """The lowest-support-loss parameters among those the inner loop evaluated (``track_best``): ``params``
+    (the adapted names only), their support ``loss`` and ``step`` (updates they had), as tensors so that
+    the choice is made per task under ``vmap`` (``torch.where``, no data-dependent Python branch).  A
+    non-finite loss is never the best.  The parameters after the last update are not among them (their
+    loss needs one more forward): ``choose_best`` completes the choice."""
+
+    params: Params
+    loss: torch.Tensor
+    step: torch.Tensor
+
+    def offer(self, params: Params, loss: torch.Tensor, step: int) -> BestSoFar:
+        """The better of ``self`` and ``(params, loss, step)`` (ties keep the earlier step)."""
+        loss = loss.detach()
+        better = (loss < self.loss) | (loss.isfinite() & ~self.loss.isfinite())
+        return BestSoFar({n: torch.where(better, params[n], p) for n, p in self.params.items()},
+                         torch.where(better, loss, self.loss),
+                         torch.where(better, torch.full_like(self.step, step), self.step))
+
+
+def choose_best(best: BestSoFar, last: Params, last_loss: torch.Tensor, steps: int) -> BestSoFar:
+    """The step to use: the last one (``steps`` updates, support loss ``last_loss``) unless its loss is
+    above the lowest one seen or not finite: adaptation then diverged, and the best earlier step is used.
+    Only support losses decide (no query information)."""
+    last_loss = last_loss.detach().reshape(best.loss.shape)
+    earlier = ~(last_loss <= best.loss) & best.loss.isfinite()  # also when the last loss is NaN
+    return BestSoFar({n: torch.where(earlier, p, last[n]) for n, p in best.params.items()},
+                     torch.where(earlier, best.loss, last_loss),
+                     torch.where(earlier, best.step, torch.full_like(best.step, steps)))
+
+
 def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
                y: torch.Tensor, *, loss_fn: LossFn, steps: int, rule: UpdateRule, names: Sequence[str],
                state: State | None = None, noise: torch.Tensor | None = None, first_order: bool = False,
                per_step_bn: bool = True, keep: Collection[int] | None = None,
-               checkpoint: int = 0) -> InnerLoopResult:
+               checkpoint: int = 0, track_best: bool = False) -> InnerLoopResult:
     """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set ``(x, y)``.
 
     Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step when
@@ -156,6 +189,10 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     inputs (parameters, rule state, buffers).  Memory then grows by one parameter copy per segment
     instead of every step's activations and double-backward graph, for about one more first-order pass
     of compute; the gradients are the same (``_Recompute``).
+
+    ``track_best``: also return, in ``best``, the parameters with the lowest support loss among those
+    the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at the cost of
+    one more parameter copy; ``choose_best`` weighs them against the last step's.
     """
     names = list(names)
     check_count(checkpoint, "checkpoint", minimum=0)
@@ -173,7 +210,8 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     if recompute and retrieve_all_functorch_interpreters():
         raise ConfigError("inner_loop(checkpoint=...) cannot run inside torch.func transforms (vmap): "
                           "use the per-task loop (task_batching='loop') or checkpoint=0")
-    span = checkpoint if recompute else max(steps, 1)
+    span = checkpoint if recompute else (1 if track_best else max(steps, 1))
+    best: BestSoFar | None = None
     for start in range(0, steps, span):
         stop = min(start + span, steps)
         if recompute:
@@ -182,12 +220,18 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
             seg = _run_steps(module, current, state, bufs, x, y, start=start, stop=stop,
                              create_graph=not first_order, **kw)
         after, state, bufs, seg_losses = seg
+        if track_best:  # the segment's input and its support loss (the loss before its first update)
+            if best is None:
+                best = BestSoFar({n: current[n] for n in names}, seg_losses[0],
+                                 torch.zeros((), dtype=torch.long, device=seg_losses[0].device))
+            else:
+                best = best.offer(current, seg_losses[0], start)
         for t, p in after.items():
             if t in kept:  # segment ends the caller did not ask for are not held
                 history[t] = p
         current = after[stop]
         losses += seg_losses
-    return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0), state)
+    return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0), state, best)
 
 
 def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x: torch.Tensor, y: torch.Tensor,

@@ -7,7 +7,8 @@ from typing import Any, Callable, Mapping, cast
 from torch import nn
 
 from ..errors import ConfigError
-from .base import GradientLearner, LearnerConfig, MetaOutput
+from .adapted import AdaptedModel
+from .base import GradientLearner, LearnerConfig, MetaOutput, TaskResult
 from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 from .metasgd import MetaSGD, MetaSGDConfig

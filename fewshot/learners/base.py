@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ from ..functional import (
     Params,
     adaptable_names,
     call,
+    choose_best,
     copy_buffers,
     first_nonfinite_step,
     inner_loop,
@@ -47,13 +48,17 @@ from ..functional import (
     split_state,
 )
 from ..nn.batchnorm import (
+    Statistics,
     StepBatchNorm,
+    given_statistics,
     native_kernel_under_vmap,
     norm_training,
     per_step_batchnorm,
+    record_statistics,
     statistics_from,
 )
-from ..rules.base import UpdateRule
+from ..rules.base import UpdateRule, under_transform
+from .adapted import AdaptedModel
 
 BN_MODES = ("transductive", "support", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -65,6 +70,20 @@ RISE_FACTOR = 1.1  # warn when the final support loss is more than 10% above the
 VMAP_MAX_ELEMENTS_CPU = 25_000
 _VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU,
                       nn.Identity, nn.Flatten, StepBatchNorm)
+
+
+class TaskResult(NamedTuple):
+    """One task's (or, stacked, a meta-batch's) outcome: the (MSL-weighted) query ``total`` that is
+    differentiated, the last query loss, the metric, the support losses ``[steps + 1]`` (before each
+    update, then after the last when computed), the updated buffer copies, and the ``step`` whose
+    parameters made the predictions."""
+
+    total: torch.Tensor
+    query_loss: torch.Tensor
+    metric: torch.Tensor
+    support_losses: torch.Tensor
+    buffers: Params
+    step: torch.Tensor
 
 
 @dataclass
@@ -127,6 +146,10 @@ class LearnerConfig:
       uses slot ``t``, steps past the last slot use the last one.  ``bn_slots`` pins the count, so a
       model's default test steps can change (a pretrained manifest's ``test_steps``) while its weights
       still load.
+    - ``best_step``: at evaluation (``adapt``, ``evaluate``, validation, ``fewshot eval``), when the support
+      loss after the last step is above the lowest one seen (adaptation diverged), use the parameters of
+      the lowest-support-loss step instead (support labels only: no query information); the step used
+      is reported.  Training's meta-loss always uses the last step.
     - ``bn_mode``: ``"transductive"`` | ``"support"`` | ``"running"`` | ``"frozen"`` (module docstring).
     - ``adapt_norm``: also adapt normalisation-layer affine parameters (default: meta-learned only);
       ``no_adapt``: name prefixes of parameters that are meta-learned but never adapted.
@@ -157,6 +180,7 @@ class LearnerConfig:
     seed: int = 0
     checkpoint_steps: int = 0
     bn_slots: int | None = None
+    best_step: bool = True
 
     def __post_init__(self) -> None:
         self.no_adapt = tuple(self.no_adapt)
@@ -266,6 +290,11 @@ class GradientLearner(nn.Module):
             kind = "cross_entropy" if ways is not None else "mse"
         return F.cross_entropy if kind == "cross_entropy" else F.mse_loss
 
+    @property
+    def default_eval_steps(self) -> int:
+        """The adaptation steps ``evaluate`` runs in eval mode when not told (``eval_steps``, else ``inner_steps``)."""
+        return self.config.eval_steps if self.config.eval_steps is not None else self.config.inner_steps
+
     def _default_steps(self, steps: int | None) -> int:
         if steps is None:
             steps = (self.config.inner_steps if self.training or self.config.eval_steps is None
@@ -297,14 +326,18 @@ class GradientLearner(nn.Module):
             return None, call(self.model, params, buffers, qx, step=step)
         if sx is None:
             raise FewshotError("bn_mode='support' normalises queries with the support set's batch statistics: "
-                               "pass the support examples, learner.predict(x, params, support_x=support_x)")
-        if self._torch_bn:
-            raise ConfigError(f"bn_mode='support' needs fewshot.nn.StepBatchNorm layers, but '{self._torch_bn[0]}' "
-                              "is a torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
+                               "predict with what learner.adapt returns (adapted(x)), or pass the support "
+                               "examples, learner.predict(x, params, support_x=support_x)")
+        self._check_support_mode()
         n = sx.shape[0]
         with statistics_from(n):
             out = call(self.model, params, buffers, torch.cat([sx, qx]), step=step)
         return out[:n], out[n:]
+
+    def _check_support_mode(self) -> None:
+        if self._torch_bn:
+            raise ConfigError(f"bn_mode='support' needs fewshot.nn.StepBatchNorm layers, but '{self._torch_bn[0]}' "
+                              "is a torch.nn batch norm: convert the model with fewshot.per_step_batchnorm(model, 1)")
 
     def first_order_at(self, epoch: int) -> bool:
         """Whether the meta-gradient at ``epoch`` is first order (the config's switch or the DA schedule)."""
@@ -379,23 +412,33 @@ class GradientLearner(nn.Module):
 
     # ----------------------------------------------------------------- one task
     def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
-              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False):
+              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
+              best: bool = False) -> TaskResult:
         res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
                          names=self.names, noise=noise, first_order=first_order,
                          per_step_bn=self.config.per_step_bn, keep=[t for t, w in enumerate(weights, 1) if w],
-                         checkpoint=self.config.checkpoint_steps)
+                         checkpoint=self.config.checkpoint_steps, track_best=best)
         bufs = res.buffers
-        total = None
-        out = q_loss = s_final = None
-        for t in range(1, steps + 1):
-            if weights[t - 1] == 0.0:
-                continue
-            bufs = copy_buffers(bufs)
-            s_out, out = self._joint_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
-            if final_loss and t == steps and s_out is not None:  # support mode: the final support loss for free
-                s_final = loss_fn(s_out, sy).detach().reshape(1)
-            q_loss = loss_fn(out, qy)
-            total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
+        step = torch.full((), steps, dtype=torch.long, device=sx.device)
+        total = out = q_loss = s_final = None
+        if best:  # evaluation: the query outputs of the step choose_best picks
+            assert res.best is not None
+            s_final = self._final_support_loss(res, sx, sy, loss_fn, steps)
+            chosen = choose_best(res.best, res.at(steps), s_final, steps)
+            out = self._forward_at_step({**res.at(steps), **chosen.params}, copy_buffers(bufs), sx, qx,
+                                        chosen.step, steps)
+            total = q_loss = loss_fn(out, qy)
+            step = chosen.step
+        else:
+            for t in range(1, steps + 1):
+                if weights[t - 1] == 0.0:
+                    continue
+                bufs = copy_buffers(bufs)
+                s_out, out = self._joint_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
+                if final_loss and t == steps and s_out is not None:  # support mode: the final support loss for free
+                    s_final = loss_fn(s_out, sy).detach().reshape(1)
+                q_loss = loss_fn(out, qy)
+                total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
         assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
         s_losses = res.losses
         if final_loss:
@@ -405,7 +448,23 @@ class GradientLearner(nn.Module):
             metric = (out.argmax(-1) == qy).to(out.dtype).mean()
         else:
             metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
-        return total, q_loss.detach(), metric.detach(), s_losses, bufs
+        return TaskResult(total, q_loss.detach(), metric.detach(), s_losses, bufs, step)
+
+    def _forward_at_step(self, params: Params, buffers: Params, sx: torch.Tensor, qx: torch.Tensor,
+                         step: torch.Tensor, steps: int) -> torch.Tensor:
+        """Query outputs with ``params``, which had ``step`` updates (a tensor: it differs per task).  Only
+        per-step batch norm cares which step it was; under ``vmap`` the slot cannot follow a per-task value,
+        so every slot's outputs are computed and each task takes its own."""
+        if not self.config.per_step_bn:
+            return self._query_forward(params, buffers, sx, qx, 0)
+        if not under_transform():
+            return self._query_forward(params, buffers, sx, qx, int(step))
+        out = None
+        for t in range(steps + 1):
+            at_t = self._query_forward(params, copy_buffers(buffers), sx, qx, t)
+            out = at_t if out is None else torch.where(step == t, at_t, out)
+        assert out is not None
+        return out
 
     def _final_support_loss(self, res, sx, sy, loss_fn: LossFn, steps: int) -> torch.Tensor:
         """``[1]``: the support loss after the last update (not needed for learning; it shows divergence)."""
@@ -425,13 +484,15 @@ class GradientLearner(nn.Module):
                           "lower inner learning rate", AdaptationWarning, stacklevel=4)
 
     def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool,
-                   backward: bool = False, final_loss: bool = False):
+                   backward: bool = False, final_loss: bool = False, best: bool = False) -> TaskResult:
+        """Every task of ``batch`` (stacked ``TaskResult``).  Training (``final_loss`` False) stops at a
+        non-finite support loss (``AdaptationError``); evaluation reports it per task instead."""
         check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
         self._check_outputs(batch.support_x[0], batch.ways)
         loss_fn = self._loss_fn(batch.ways)
         params, buffers = split_state(self.model)
         kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
-                                  ways=batch.ways, final_loss=final_loss)
+                                  ways=batch.ways, final_loss=final_loss, best=best)
         b = len(batch)
         noise = self._noise(b, batch.support_x.device) if sample else None
         with norm_training(self.model, self._norm_flag()):
@@ -442,27 +503,29 @@ class GradientLearner(nn.Module):
                 def one(bufs, sx, sy, qx, qy, nz):
                     return self._task(params, bufs, sx, sy, qx, qy, nz, **kw)
 
-                total, q_loss, metric, s_losses, new_bufs = vmap(
-                    one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
+                result = vmap(one, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
                     batched, batch.support_x, batch.support_y, batch.query_x, batch.query_y, noise)
                 if backward:
-                    total.mean().backward()
-                    total = total.detach()
+                    result.total.mean().backward()
+                    result = result._replace(total=result.total.detach())
             else:
                 outs = []
                 for i in range(b):
                     out = self._task(params, copy_buffers(buffers), batch.support_x[i], batch.support_y[i],
                                      batch.query_x[i], batch.query_y[i], None if noise is None else noise[i], **kw)
                     if backward:  # free this task's graph before the next task builds its own
-                        (out[0] / b).backward()
-                        out = (out[0].detach(), *out[1:])
+                        (out.total / b).backward()
+                        out = out._replace(total=out.total.detach())
                     outs.append(out)
-                total, q_loss, metric, s_losses = (torch.stack([o[j] for o in outs]) for j in range(4))
-                new_bufs = {k: torch.stack([o[4][k] for o in outs]) for k in buffers}
-        _raise_if_nonfinite(s_losses, steps)
+                result = TaskResult(*(torch.stack([getattr(o, f) for o in outs]) for f in ("total", "query_loss",
+                                                                                            "metric", "support_losses")),
+                                    {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers},
+                                    torch.stack([o.step for o in outs]))
         if final_loss:
-            self._warn_if_rising(s_losses, steps)
-        return total, q_loss, metric, s_losses, new_bufs
+            self._warn_if_rising(result.support_losses, steps)
+        else:
+            _raise_if_nonfinite(result.support_losses, steps)
+        return result
 
     def _write_back(self, new_bufs: Params) -> None:
         with torch.no_grad():
@@ -472,12 +535,15 @@ class GradientLearner(nn.Module):
 
     # ----------------------------------------------------------------- public API
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, *, steps: int | None = None,
-              epoch: int = 0, ways: int | None = None) -> Params:
-        """Adapted parameters (all trainable ones; differentiable per config and ``epoch``) for one task.
+              epoch: int = 0, ways: int | None = None, best_step: bool | None = None) -> AdaptedModel:
+        """The model adapted to one task: ``adapted = learner.adapt(sx, sy); adapted(x)`` (``AdaptedModel``;
+        its ``params`` are differentiable per config and ``epoch``).
 
         Buffers are used through a copy (never written).  Integer labels mean classification with
         ``ways = max label + 1`` unless ``ways`` is given.  Rules that sample per-task noise use their
-        deterministic form here (as in ``evaluate``).
+        deterministic form here (as in ``evaluate``).  ``best_step`` (default: the config's): when the
+        support loss ends above its lowest value, the parameters of the lowest-loss step are used
+        (``adapted.steps`` says which) rather than the diverged last ones.
         """
         if ways is None and not support_y.is_floating_point() and support_y.numel():
             ways = int(support_y.max()) + 1  # integer labels: classification
@@ -485,16 +551,41 @@ class GradientLearner(nn.Module):
         if ways is not None:
             self._check_outputs_at_least(support_x, ways)
         steps = self._default_steps(steps)
+        best = self.config.best_step if best_step is None else best_step
         params, buffers = split_state(self.model)
+        loss_fn = self._loss_fn(ways)
         with norm_training(self.model, self._norm_flag()):
-            res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=self._loss_fn(ways),
+            res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=loss_fn,
                              steps=steps, rule=self.rule, names=self.names, first_order=self.first_order_at(epoch),
-                             per_step_bn=self.config.per_step_bn, keep=(), checkpoint=self.config.checkpoint_steps)
-            losses = torch.cat([res.losses, self._final_support_loss(res, support_x, support_y, self._loss_fn(ways),
-                                                                     steps)])
-        _raise_if_nonfinite(losses, steps)
+                             per_step_bn=self.config.per_step_bn, keep=(), checkpoint=self.config.checkpoint_steps,
+                             track_best=best)
+            final = self._final_support_loss(res, support_x, support_y, loss_fn, steps)
+        losses = torch.cat([res.losses, final])
+        used, adapted = steps, res.at(steps)
+        if best:
+            assert res.best is not None
+            chosen = choose_best(res.best, adapted, final, steps)
+            used, adapted = int(chosen.step), {**adapted, **chosen.params}
+        if not (best and bool(losses[used].isfinite())):
+            _raise_if_nonfinite(losses, steps)
         self._warn_if_rising(losses[None], steps)
-        return res.at(steps)
+        stats: Statistics | None = None
+        if self.config.bn_mode == "support":  # the support set's statistics at the step used, taken once
+            self._check_support_mode()
+            stats = {}
+            with norm_training(self.model, True), record_statistics(stats):
+                call(self.model, adapted, copy_buffers(buffers), support_x, step=self._bn_step(used))
+        return AdaptedModel(self, adapted, steps=used, steps_run=steps, support_losses=losses.detach(),
+                            statistics=stats)
+
+    def _predict_adapted(self, adapted: AdaptedModel, x: torch.Tensor) -> torch.Tensor:
+        """``adapted(x)``: the model with ``adapted.params`` (and its support statistics, if any) on ``x``."""
+        _, buffers = split_state(self.model)
+        with norm_training(self.model, self._norm_flag()):
+            if adapted.statistics is None:
+                return call(self.model, adapted.params, copy_buffers(buffers), x, step=self._bn_step(adapted.steps))
+            with given_statistics(adapted.statistics):
+                return call(self.model, adapted.params, copy_buffers(buffers), x, step=self._bn_step(adapted.steps))
 
     def _check_outputs_at_least(self, x: torch.Tensor, ways: int) -> None:
         try:
@@ -506,57 +597,68 @@ class GradientLearner(nn.Module):
                                    f"example: relabel the task's classes 0..{max(width, 1) - 1} or give the model "
                                    f"a {ways}-way head") from None
 
-    def predict(self, x: torch.Tensor, params: Params, *, steps: int | None = None,
+    def predict(self, x: torch.Tensor, params: Params | AdaptedModel, *, steps: int | None = None,
                 support_x: torch.Tensor | None = None) -> torch.Tensor:
-        """Model outputs on ``x`` with (adapted) ``params``; ``steps`` = how many updates ``params`` had
-        (selects the per-step BN slot; default as in ``adapt``).  ``support_x``: the examples ``params``
-        were adapted on; needed in ``bn_mode="support"`` (they give the batch-norm statistics), unused in
-        the other modes."""
+        """Model outputs on ``x`` with (adapted) ``params``: the functional layer under ``AdaptedModel``.
+
+        Given an ``AdaptedModel`` (what ``adapt`` returns) this is ``adapted(x)``.  Given a parameter
+        dict (library code), ``steps`` = how many updates ``params`` had (selects the per-step BN slot;
+        default as in ``adapt``) and ``support_x`` = the examples ``params`` were adapted on, needed in
+        ``bn_mode="support"`` (they give the batch-norm statistics, by a forward of them ahead of ``x``)."""
+        if isinstance(params, AdaptedModel):
+            return params(x)
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)
         with norm_training(self.model, self._norm_flag()):
             return self._query_forward(params, copy_buffers(buffers), support_x, x, self._bn_step(steps))
 
-    def meta_loss(self, batch, *, epoch: int = 0) -> MetaOutput:
+    def meta_loss(self, batch, *, epoch: int = 0, backward: bool = False) -> MetaOutput:
         """Mean over tasks of the (MSL-weighted) query loss after adaptation, differentiable w.r.t.
         ``self.parameters()``; in train mode the BN buffers are updated (mean over tasks).
+
+        ``backward=True`` back-propagates it too (the loss returned is then detached): on the per-task
+        loop each task's graph is back-propagated and freed before the next task runs, so peak memory
+        is that of one task instead of the whole meta-batch; the gradients accumulated into ``.grad`` are
+        the same up to floating-point summation order.  The vmap path computes all tasks at once anyway
+        and back-propagates the mean.
         Usage: ``out = learner.meta_loss(batch, epoch=e); out.loss.backward()``"""
         steps = self._default_steps(None)
-        total, q_loss, metric, s_losses, new_bufs = self._run_batch(
-            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch),
-            sample=self.training)
-        return self._finish(batch, total, q_loss, metric, s_losses, new_bufs)
-
-    def _finish(self, batch, total, q_loss, metric, s_losses, new_bufs) -> MetaOutput:
+        result = self._run_batch(batch, steps=steps, first_order=self.first_order_at(epoch),
+                                 weights=self.step_weights(steps, epoch), sample=self.training, backward=backward)
         if self.training and self.config.bn_mode != "frozen":
-            self._write_back(new_bufs)
-        metrics = {"loss": float(q_loss.mean()), "support_loss": float(s_losses[:, 0].mean())}
-        metrics["accuracy" if batch.ways is not None else "mse"] = float(metric.mean())
-        return MetaOutput(total.mean(), metrics)
+            self._write_back(result.buffers)
+        metrics = {"loss": float(result.query_loss.mean()), "support_loss": float(result.support_losses[:, 0].mean())}
+        metrics["accuracy" if batch.ways is not None else "mse"] = float(result.metric.mean())
+        return MetaOutput(result.total.mean(), metrics)
 
     def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
-        """``meta_loss(batch, epoch=epoch).loss.backward()``, but on the per-task loop each task's
-        graph is back-propagated and freed before the next task runs, so peak memory is that of one
-        task instead of the whole meta-batch.  The gradients accumulated into ``.grad`` are the same up
-        to floating-point summation order; the returned loss is detached.  The vmap path computes all
-        tasks at once anyway and back-propagates the mean."""
-        steps = self._default_steps(None)
-        total, q_loss, metric, s_losses, new_bufs = self._run_batch(
-            batch, steps=steps, first_order=self.first_order_at(epoch), weights=self.step_weights(steps, epoch),
-            sample=self.training, backward=True)
-        return self._finish(batch, total, q_loss, metric, s_losses, new_bufs)
+        """``meta_loss(batch, epoch=epoch, backward=True)``: the meta-loss, back-propagated task by task."""
+        return self.meta_loss(batch, epoch=epoch, backward=True)
 
-    def evaluate(self, batch, *, steps: int | None = None) -> dict[str, torch.Tensor]:
+    def evaluate(self, batch, *, steps: int | None = None, best_step: bool | None = None) -> dict[str, torch.Tensor]:
         """Per-task query ``accuracy`` (classification) or ``mse`` (regression) and ``loss`` after
         ``steps`` adaptation steps (default ``eval_steps`` in eval mode); writes no buffers and draws no
-        noise (rules that sample per task use their deterministic form), so it is reproducible."""
+        noise (rules that sample per task use their deterministic form), so it is reproducible.
+
+        Also per task: ``step``, the step whose parameters predicted (``best_step``, default the
+        config's: the lowest-support-loss step when adaptation diverged, else ``steps``), and
+        ``nonfinite_at``, the first step whose support loss was not finite (-1: none).  A divergence never
+        raises here: a task whose predictions are not finite scores accuracy 0 (mse inf)."""
         steps = self._default_steps(steps)
+        best = self.config.best_step if best_step is None else best_step
         # nothing is differentiated twice and the buffer copies are discarded: native batch norm under vmap
         with torch.no_grad(), native_kernel_under_vmap():
-            _, q_loss, metric, _, _ = self._run_batch(batch, steps=steps, first_order=True,
-                                                      weights=[0.0] * (steps - 1) + [1.0], sample=False,
-                                                      final_loss=True)
-        return {("accuracy" if batch.ways is not None else "mse"): metric.detach(), "loss": q_loss.detach()}
+            result = self._run_batch(batch, steps=steps, first_order=True, weights=[0.0] * (steps - 1) + [1.0],
+                                     sample=False, final_loss=True, best=best)
+        finite = result.query_loss.isfinite()
+        if batch.ways is not None:
+            metric = torch.where(finite, result.metric, torch.zeros_like(result.metric))
+        else:
+            metric = torch.where(finite, result.metric, torch.full_like(result.metric, float("inf")))
+        bad = ~result.support_losses.isfinite()
+        first_bad = torch.where(bad.any(-1), bad.long().argmax(-1), torch.full_like(result.step, -1))
+        return {("accuracy" if batch.ways is not None else "mse"): metric, "loss": result.query_loss,
+                "step": result.step, "nonfinite_at": first_bad}
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, steps: int) -> None:

@@ -36,6 +36,10 @@ from ..errors import ConfigError
 _INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
 _STATS_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("fewshot_stats_rows", default=None)
 _NATIVE_UNDER_VMAP: contextvars.ContextVar[bool] = contextvars.ContextVar("fewshot_native_under_vmap", default=False)
+# batch statistics per layer: recorded by one forward (record_statistics), applied by later ones (given_statistics)
+Statistics = dict["StepBatchNorm", tuple[torch.Tensor, torch.Tensor]]
+_RECORD: contextvars.ContextVar[Statistics | None] = contextvars.ContextVar("fewshot_record_stats", default=None)
+_GIVEN: contextvars.ContextVar[Statistics | None] = contextvars.ContextVar("fewshot_given_stats", default=None)
 
 
 @contextlib.contextmanager
@@ -89,6 +93,27 @@ def native_kernel_under_vmap(enabled: bool = True) -> Iterator[None]:
     Usage: ``with torch.no_grad(), native_kernel_under_vmap(): learner.evaluate(batch)`` (as ``evaluate`` does)
     """
     with _scoped(_NATIVE_UNDER_VMAP, bool(enabled)):
+        yield
+
+
+@contextlib.contextmanager
+def record_statistics(store: Statistics) -> Iterator[None]:
+    """Inside the block, every ``StepBatchNorm`` that normalises with batch statistics stores the mean
+    and (biased) variance it used in ``store`` (keyed by layer).
+
+    Why: an adapted model (``learner.adapt``) in ``bn_mode="support"`` takes its support set's statistics
+    once, at adaptation, and later predicts any number of examples, one alone included, with them
+    (``given_statistics``), without the support set.
+    """
+    with _scoped(_RECORD, store):
+        yield
+
+
+@contextlib.contextmanager
+def given_statistics(store: Statistics) -> Iterator[None]:
+    """Inside the block, every ``StepBatchNorm`` that would use batch statistics uses the ones
+    ``record_statistics`` stored for it instead (the examples then do not affect each other)."""
+    with _scoped(_GIVEN, store):
         yield
 
 
@@ -151,7 +176,15 @@ class StepBatchNorm(nn.Module):
                               "fix the layer width")
         t = min(current_inner_step(), self.steps - 1)
         use_batch = self.training or not self.track_running_stats
+        given = _GIVEN.get()
+        if use_batch and given is not None:
+            if self not in given:
+                raise ConfigError(f"{type(self).__name__}({self.num_features}) has no recorded statistics: the "
+                                  "model changed after adaptation; adapt again")
+            return self._normalise(x, *given[self], t)
         rows = _STATS_ROWS.get()
+        if use_batch and _RECORD.get() is not None:
+            return self._elementary(x, t, use_batch, rows)
         if use_batch and rows is not None and rows < x.shape[0]:
             return self._elementary(x, t, use_batch, rows)
         if not (use_batch and x.numel() == x.shape[1]) and (_NATIVE_UNDER_VMAP.get() or not under_vmap()):
@@ -167,7 +200,6 @@ class StepBatchNorm(nn.Module):
         """The same normalisation from elementary ops (vmap-safe; also handles one value per channel).
         ``rows``: batch statistics from ``x[:rows]`` only (``statistics_from``)."""
         dims = [0] + list(range(2, x.dim()))
-        shape = [1, -1] + [1] * (x.dim() - 2)
         if use_batch:
             src = x if rows is None else x[:rows]
             mean = src.mean(dims)
@@ -179,9 +211,17 @@ class StepBatchNorm(nn.Module):
                     rm, rv = self.running_mean[t], self.running_var[t]
                     rm.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
                     rv.mul_(1.0 - self.momentum).add_(self.momentum * var.detach() * (n / max(n - 1, 1)))
+            record = _RECORD.get()
+            if record is not None:
+                record[self] = (mean, var)
         else:  # eval with track_running_stats
             assert self.running_mean is not None and self.running_var is not None
             mean, var = self.running_mean[t], self.running_var[t]
+        return self._normalise(x, mean, var, t)
+
+    def _normalise(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, t: int) -> torch.Tensor:
+        """``(x - mean) / sqrt(var + eps)`` per channel, then slot ``t``'s affine."""
+        shape = [1, -1] + [1] * (x.dim() - 2)
         out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight[t].view(shape) + self.bias[t].view(shape)

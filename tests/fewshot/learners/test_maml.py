@@ -291,8 +291,8 @@ def test_support_mode_needs_the_support_set_and_fewshot_batch_norm():
     learner = MAML(_conv(21), MAMLConfig(inner_steps=1, bn_mode="support")).eval()
     t = _cls_batch(22).task(0)
     params = learner.adapt(t.support_x, t.support_y)
-    with pytest.raises(FewshotError, match="support_x=support_x"):
-        learner.predict(t.query_x, params)
+    with pytest.raises(FewshotError, match="support_x=support_x"):  # a bare parameter dict needs the support set
+        learner.predict(t.query_x, dict(params))
     # the inner loop is the transductive one (the support batch is the whole batch)
     trans = MAML(copy.deepcopy(learner.model), MAMLConfig(inner_steps=1)).eval()
     assert all(torch.equal(params[k], v) for k, v in trans.adapt(t.support_x, t.support_y).items())

@@ -190,3 +190,38 @@ def test_more_iterations_stretch_the_cosine_schedule_to_the_new_end(tmp_path):
     for it, lr in zip((30, 40, 50, 60), lrs[2:]):
         assert lr == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4) * (1 + math.cos(math.pi * it / 60)), rel=1e-6)
     assert load_checkpoint(tmp_path / "last.pt")["scheduler"]["T_max"] == 60
+
+
+@pytest.mark.parametrize("best_step", [True, False])
+def test_validation_whose_adaptation_diverges_is_reported_and_training_goes_on(tmp_path, capsys, best_step):
+    """The quick start's crash (issue 23): 40 test steps of a large inner rate make some validation tasks'
+    support loss non-finite. The run must finish; the val lines and one warning line say which tasks."""
+    cfg = _cfg("iterations=20", "val_every=10", "checkpoint_every=10", "learner.inner_lr=0.5",
+               "learner.eval_steps=40", f"learner.best_step={str(best_step).lower()}")
+    result = train(cfg, tmp_path, quiet=True, tensorboard=False)
+    assert result.iterations == 20 and load_checkpoint(tmp_path / "last.pt")["iteration"] == 20
+    vals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
+    first = vals[0]
+    assert first["nonfinite_tasks"] >= 1 and first["first_nonfinite_step"] >= 1
+    assert first["diverged_tasks"] >= first["nonfinite_tasks"]
+    assert len(first["diverged_episodes"]) == min(first["diverged_tasks"], 20)
+    assert all(0 <= e < 20 for e in first["diverged_episodes"])
+    if best_step:  # each diverged task predicted with an earlier, finite step: the score is finite
+        assert math.isfinite(first["mse"]) and all(s < 40 for s in first["diverged_steps_used"])
+    else:  # the last step's predictions are used: a non-finite task scores mse inf, and training goes on
+        assert float(first["mse"]) == float("inf") and all(s == 40 for s in first["diverged_steps_used"])
+    err = capsys.readouterr().err
+    assert "warning: validation at iteration 10: on " in err and "became non-finite, first at inner step" in err
+
+
+def test_an_error_during_validation_names_the_iteration_and_the_checkpoint_kept(tmp_path, monkeypatch):
+    import fewshot.training.loop as loop
+
+    def broken(*args, **kwargs):
+        raise FewshotError("the validation set broke")
+
+    monkeypatch.setattr(loop, "validate", broken)
+    with pytest.raises(FewshotError) as info:
+        train(_cfg("iterations=20", "val_every=10", "checkpoint_every=5"), tmp_path, quiet=True, tensorboard=False)
+    assert str(info.value) == (f"validation at iteration 10 failed: the validation set broke; the last good checkpoint "
+                               f"{tmp_path}/last.pt (iteration 5) is untouched")
