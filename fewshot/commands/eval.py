@@ -23,6 +23,7 @@ from .. import distributed, pretrained
 from ..checks import check_count
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..precision import PRECISIONS, autocast, resolve_precision
 from ..reporting import report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
 from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
@@ -44,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-mode", default=None, choices=("transductive", "support", "running", "frozen"),
                    help="batch-norm mode at test (default: the model's; transductive = batch statistics, the "
                         "papers' protocol; see docs/batchnorm.md)")
+    p.add_argument("--best-step", action=argparse.BooleanOptionalAction, default=None,
+                   help="when a task's support loss ends above its lowest value (adaptation diverged), predict "
+                        "with the lowest-support-loss step (default: the model's setting, on; support labels "
+                        "only); --no-best-step always uses the last step")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: autocast the forward passes to bfloat16 (float32 losses and batch norm); default fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     folder = p.add_argument_group("your own images (--data)")
@@ -87,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         check_count(args.steps, "--steps")
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
+    if args.best_step is not None:
+        learner.config.best_step = args.best_step
+    with autocast(device, resolve_precision(args.precision, device)):
+        return _run(args, learner, cfg, what, device)
+
+
+def _run(args: argparse.Namespace, learner: torch.nn.Module, cfg: TrainConfig, what: str, device: torch.device) -> int:
     if args.data is not None:
         return run_on_folder(args, learner, cfg, what, device)
     for flag in ("ways", "shots", "queries", "invert", "interpolation"):

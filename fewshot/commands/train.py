@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import distributed
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
+from ..precision import PRECISIONS
 from ..training import train
 
 
@@ -31,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's, auto)")
     p.add_argument("--seed", type=int, default=None, help="training seed (weights init and task sampling)")
     p.add_argument("--iterations", type=int, default=None, help="number of meta-iterations")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16: autocast the forward passes to bfloat16 (CPUs with AVX-512 BF16/AMX, GPUs), float32 "
+                        "weights, losses and batch norm (default: the config's, fp32)")
     p.add_argument("--resume", action="store_true", help="require resuming from --out/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar (for CI/logs)")
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="SECONDS",
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"seed={args.seed}")
     if args.iterations is not None:
         extra.append(f"iterations={args.iterations}")
+    if args.precision is not None:
+        extra.append(f"precision={args.precision}")
     cfg = apply_overrides(cfg, extra)
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
     result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet, dist_timeout=args.dist_timeout)

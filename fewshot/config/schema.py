@@ -18,6 +18,7 @@ from ..checks import check_count
 from ..errors import ConfigError
 from ..learners import LEARNERS, learner_config
 from ..meta_optimizer import MetaOptimConfig
+from ..precision import PRECISIONS
 from .typed import check_value, field_types, from_dict, to_dict, unknown_key_error
 
 DATASETS = ("omniglot", "mini-imagenet", "mnist", "fashion-mnist", "sinusoid")
@@ -150,7 +151,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # write last.pt every K iterations (and at the end)
     log_every: int = 10  # write a train metrics line every K iterations
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = False  # bf16 autocast of the forward passes (CUDA only)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes (fewshot.precision)
     deterministic: bool = True  # torch.backends.cudnn.deterministic=True, benchmark=False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -165,6 +166,8 @@ class TrainConfig:
         # torch.manual_seed and the episode samplers take a seed in [0, 2**63): refuse others before any build
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed!r}: pass e.g. --seed 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is unknown: use auto, cpu, cuda or cuda:N")
 
@@ -196,5 +199,8 @@ def config_from_dict(data: Any, where: str = "config") -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping at the top level, got {type(data).__name__}")
     data = dict(data)
+    if "bf16" in data:  # configs written before precision existed: bf16 true/false
+        old = check_value(data.pop("bf16"), bool, "bf16")
+        data.setdefault("precision", "bf16" if old else "fp32")
     learner = LearnerSection.from_plain(data.pop("learner", {"name": "maml"}))
     return from_dict(TrainConfig, {**data, "learner": learner})

@@ -57,6 +57,7 @@ from ..nn.batchnorm import (
     record_statistics,
     statistics_from,
 )
+from ..precision import float32_outputs
 from ..rules.base import UpdateRule, under_transform
 from .adapted import AdaptedModel
 
@@ -283,12 +284,14 @@ class GradientLearner(nn.Module):
 
     # ----------------------------------------------------------------- helpers
     def _loss_fn(self, ways: int | None) -> LossFn:
-        if self.user_loss_fn is not None:
-            return self.user_loss_fn
-        kind = self.config.loss
-        if kind == "auto":
-            kind = "cross_entropy" if ways is not None else "mse"
-        return F.cross_entropy if kind == "cross_entropy" else F.mse_loss
+        """The task loss, on float32 outputs (under bf16 autocast the logits are cast first: fewshot.precision)."""
+        fn = self.user_loss_fn
+        if fn is None:
+            kind = self.config.loss
+            if kind == "auto":
+                kind = "cross_entropy" if ways is not None else "mse"
+            fn = F.cross_entropy if kind == "cross_entropy" else F.mse_loss
+        return _Float32Loss(fn)
 
     @property
     def default_eval_steps(self) -> int:
@@ -444,6 +447,7 @@ class GradientLearner(nn.Module):
         if final_loss:
             s_final = self._final_support_loss(res, sx, sy, loss_fn, steps) if s_final is None else s_final
             s_losses = torch.cat([res.losses, s_final])
+        out = float32_outputs(out)
         if ways is not None:
             metric = (out.argmax(-1) == qy).to(out.dtype).mean()
         else:
@@ -659,6 +663,16 @@ class GradientLearner(nn.Module):
         first_bad = torch.where(bad.any(-1), bad.long().argmax(-1), torch.full_like(result.step, -1))
         return {("accuracy" if batch.ways is not None else "mse"): metric, "loss": result.query_loss,
                 "step": result.step, "nonfinite_at": first_bad}
+
+
+class _Float32Loss:
+    """``loss_fn`` applied to float32 outputs: a no-op in float32/float64, a cast under bf16 autocast."""
+
+    def __init__(self, fn: LossFn) -> None:
+        self.fn = fn
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(float32_outputs(out), target)
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, steps: int) -> None:

@@ -174,6 +174,8 @@ class StepBatchNorm(nn.Module):
         if x.shape[1] != self.num_features:
             raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: "
                               "fix the layer width")
+        if x.dtype in (torch.bfloat16, torch.float16) and (self.weight is None or self.weight.dtype == torch.float32):
+            x = x.float()  # under autocast: statistics, normalisation and running buffers in float32
         t = min(current_inner_step(), self.steps - 1)
         use_batch = self.training or not self.track_running_stats
         given = _GIVEN.get()

@@ -38,6 +38,7 @@ from ..config import TrainConfig, config_from_dict, read_config_file, save_confi
 from ..distributed import Ranks
 from ..errors import AdaptationError, ConfigError, FewshotError
 from ..meta_optimizer import clip_meta_gradients, fit_schedule
+from ..precision import autocast, resolve_precision
 from ..scoring import Summary, summarize
 from .build import (
     build_fixed_set,
@@ -284,9 +285,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
         save_config(cfg, out / CONFIG_FILE)
         logger = MetricsLogger(out, tensorboard=tensorboard, resume_from=start if resuming else None)
 
-    use_bf16 = cfg.bf16 and device.type == "cuda"
-    if cfg.bf16 and not use_bf16 and not quiet:
-        print("note: bf16 autocast is CUDA-only; training in float32 on", device)
+    autocast_dtype = resolve_precision(cfg.precision, device)  # None: float32 (also bf16 on a CPU without it)
     ident = identity(cfg)
     plain_cfg = cfg.to_dict()
     written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
@@ -333,12 +332,8 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
             optimizer.zero_grad(set_to_none=True)
             epoch = it // cfg.iterations_per_epoch
             before = [b.clone() for b in floating_buffers] if ranks.active else []
-            try:
-                if use_bf16:  # autocast covers the forward passes only; backward runs outside it
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        result = learner.meta_loss(batch, epoch=epoch)
-                    result.loss.backward()
-                else:  # task by task: peak memory of one task's graph (same gradients)
+            try:  # task by task: peak memory of one task's graph (same gradients)
+                with autocast(device, autocast_dtype):
                     result = learner.meta_backward(batch, epoch=epoch)
             except AdaptationError as exc:
                 raise AdaptationError(f"iteration {iteration}: {exc} ({kept()})") from exc
@@ -376,7 +371,8 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
             bar.set_postfix(post, refresh=False)
             if val_set is not None and (iteration % cfg.val_every == 0 or iteration == cfg.iterations):
                 try:
-                    summary, divergence = validate(learner, val_set, cfg, metric, ranks, progress=not quiet)
+                    with autocast(device, autocast_dtype):
+                        summary, divergence = validate(learner, val_set, cfg, metric, ranks, progress=not quiet)
                 except FewshotError as exc:
                     raise type(exc)(f"validation at iteration {iteration} failed: {exc}; {kept()}") from exc
                 extra = {}

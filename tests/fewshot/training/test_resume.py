@@ -25,8 +25,8 @@ def _env(tmp_path):
     return env
 
 
-def _cmd(out):
-    return [sys.executable, "-m", "fewshot.cli", *ARGS, "--out", str(out)]
+def _cmd(out, *extra: str):
+    return [sys.executable, "-m", "fewshot.cli", *ARGS, "--out", str(out), *extra]
 
 
 def _assert_same_tree(a, b, where):
@@ -45,12 +45,14 @@ def _assert_same_tree(a, b, where):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, precision):
     env = _env(tmp_path)
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_cmd(full), env=env, check=True, capture_output=True, timeout=300)
+    extra = ("--precision", precision)
+    subprocess.run(_cmd(full, *extra), env=env, check=True, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_path, killed_at = killed / "last.pt", None
     deadline = time.time() + 240
     try:
@@ -67,7 +69,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     killed_at = load_checkpoint(ckpt_path)["iteration"]
     assert 20 <= killed_at < ITERATIONS
 
-    resumed = subprocess.run(_cmd(killed), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cmd(killed, *extra), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from iteration {killed_at}" in resumed.stdout
 
