@@ -25,8 +25,8 @@ class Adam(LRTableRule):
     state holds no counter.  ``sqrt`` is ``safe_sqrt``: the same values, but a finite (zero) derivative
     where ``v == 0`` (a coordinate whose gradient was exactly 0 at every step so far), so second-order
     meta-gradients stay finite there (docs/rules.md).  higher's ``DifferentiableAdam`` adds eps to
-    ``sqrt(v)`` before the bias correction (its eps is ours times ``sqrt(1 - beta2**k)``): the two agree
-    as eps -> 0.
+    ``sqrt(v)`` before the bias correction (the same eps weighs ``1 / sqrt(1 - beta2**k)`` times more
+    there): the two agree as eps -> 0.
     """
 
     def __init__(self, names: Sequence[str] | None = None, lr: float | None = None, *,

@@ -122,18 +122,17 @@ def test_second_order_meta_gradients_are_finite_at_a_dead_relu_unit(make, monkey
 
 
 def _higher_adapt(model, opt, sx, sy, qx, qy, steps):
-    fmodel = higher.monkeypatch(model, copy_initial_weights=False, track_higher_grads=True)
-    diffopt = higher.optim.get_diff_optim(opt, list(model.parameters()), fmodel=fmodel, track_higher_grads=True)
-    for _ in range(steps):
-        diffopt.step(F.mse_loss(fmodel(sx), sy))
-    loss = F.mse_loss(fmodel(qx), qy)
-    return dict(zip([n for n, _ in model.named_parameters()], fmodel.parameters())), loss
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=False) as (fmodel, diffopt):
+        for _ in range(steps):
+            diffopt.step(F.mse_loss(fmodel(sx), sy))
+        loss = F.mse_loss(fmodel(qx), qy)
+        return dict(zip([n for n, _ in model.named_parameters()], fmodel.parameters())), loss
 
 
 @pytest.mark.parametrize("kind", ["adam", "sgd-momentum", "sgd-nesterov"])
 def test_adapted_parameters_and_second_order_meta_gradients_equal_highers(kind):
     """higher's innerloop optimizers, second order.  higher's Adam adds eps before the bias correction of
-    sqrt(v) (its eps is ours times sqrt(1 - beta2**k)), so Adam is compared with eps -> 0 (1e-30, far
+    sqrt(v) (the same eps weighs 1 / sqrt(1 - beta2**k) times more there), so Adam is compared with eps -> 0 (1e-30, far
     below float64's resolution of sqrt(v) here)."""
     model = _model(4)
     sx, sy, qx, qy = _data(5)
@@ -243,3 +242,17 @@ def test_the_config_and_cli_name_an_inner_optimizer():
                           "inner_momentum applies to inner_optimizer sgd or rmsprop, not 'adam'")):
         with pytest.raises(ConfigError, match=match):
             apply_overrides(TrainConfig(), items)
+
+
+def test_highers_adam_puts_eps_before_the_bias_correction():
+    """The documented difference is real: with a visible eps, ours (PyTorch's formula) and higher's differ,
+    and ours equals torch.optim.Adam's first step, ``p - lr * g / (|g| + eps)``."""
+    model = _model(4)
+    sx, sy, qx, qy = _data(5)
+    names = [n for n, _ in model.named_parameters()]
+    ours = _ours(model, Adam(names, 0.03, eps=1e-3, dtype=torch.float64), sx, sy, 1, first_order=True)
+    theirs, _ = _higher_adapt(model, torch.optim.Adam(model.parameters(), lr=0.03, eps=1e-3), sx, sy, qx, qy, 1)
+    grads = torch.autograd.grad(F.mse_loss(model(sx), sy), list(model.parameters()))
+    for (n, p), g in zip(model.named_parameters(), grads):
+        assert torch.allclose(ours[n], p - 0.03 * g / (g.abs() + 1e-3), atol=1e-15, rtol=0)
+    assert max((ours[n] - theirs[n]).abs().max().item() for n in names) > 1e-6
