@@ -37,7 +37,7 @@ from .nn import (
     statistics_from,
 )
 from .pretrained import load as load_pretrained
-from .rules import SGD, Chain, ElementwiseSGD, LSTMMetaRule, RowMask, UpdateRule, apply_updates
+from .rules import SGD, Adam, Chain, ElementwiseSGD, LSTMMetaRule, RMSprop, RowMask, UpdateRule, apply_updates
 from .scoring import Summary, evaluate_learner, summarize
 from .training import train
 

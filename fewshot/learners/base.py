@@ -212,15 +212,16 @@ class GradientLearner(nn.Module):
     """Base of every learner that adapts a model's parameters by a differentiable update rule.
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
-    model first, ``adapted_names`` narrow the adapted parameters.  Meta-parameters are
-    ``learner.parameters()``: the model's and the rule's.
+    model first, ``adapted_names`` narrow the adapted parameters.  ``rule=`` replaces ``build_rule``'s
+    rule (e.g. ``MAML(model, cfg, rule=Adam(lr=0.01))``); one made without names is bound to the adapted
+    ones.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
     """
 
     config_class: type[LearnerConfig] = LearnerConfig
     noise_rng: torch.Tensor  # buffer registered in __init__ when the rule draws noise
 
     def __init__(self, model: nn.Module, config: LearnerConfig | None = None, *,
-                 loss_fn: LossFn | None = None) -> None:
+                 loss_fn: LossFn | None = None, rule: UpdateRule | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         if not isinstance(model, nn.Module):
@@ -240,7 +241,7 @@ class GradientLearner(nn.Module):
             raise ConfigError(f"{name}: the model has no trainable parameters to adapt: give it parameters with "
                               "requires_grad=True (or loosen no_adapt/adapt_norm)")
         try:
-            self.rule = self.build_rule()
+            self.rule = self.build_rule() if rule is None else _given_rule(rule, self)
         except RuntimeError as exc:  # e.g. a finite Python float that overflows the model's dtype
             if "overflow" not in str(exc):
                 raise
@@ -673,6 +674,13 @@ class _Float32Loss:
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.fn(float32_outputs(out), target)
+
+
+def _given_rule(rule: Any, learner: GradientLearner) -> UpdateRule:
+    """``rule=`` given to a learner (replacing its ``build_rule``), bound to the learner's adapted names."""
+    if not isinstance(rule, UpdateRule):
+        raise ConfigError(f"rule must be a fewshot.rules.UpdateRule (e.g. Adam(lr=0.01)), got {type(rule).__name__}")
+    return rule.bind(learner.names, learner.reference_param())
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, steps: int) -> None:

@@ -1,9 +1,12 @@
 """Inner-loop update rules: values every gradient-based learner plugs into ``fewshot.functional.inner_loop``."""
+from .adam import Adam
 from .base import Chain, Params, State, UpdateRule, apply_updates
 from .lstm import LSTMMetaRule, lstm_cell
 from .masked import RowMask
 from .metasgd import ElementwiseSGD
+from .optim import LRTableRule, safe_sqrt
+from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Chain", "ElementwiseSGD", "LSTMMetaRule", "Params", "RowMask", "SGD", "State", "UpdateRule",
-           "apply_updates", "lstm_cell"]
+__all__ = ["Adam", "Chain", "ElementwiseSGD", "LRTableRule", "LSTMMetaRule", "Params", "RMSprop", "RowMask", "SGD",
+           "State", "UpdateRule", "apply_updates", "lstm_cell", "safe_sqrt"]

@@ -17,7 +17,7 @@ modify themselves or their inputs inside ``init``/``forward``.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, cast
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,11 @@ class UpdateRule(nn.Module):
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         raise NotImplementedError
 
+    def bind(self, names: Sequence[str], like: torch.Tensor) -> "UpdateRule":
+        """The rule a learner adapting ``names`` (tensors of ``like``'s dtype and device) uses: a rule made
+        without parameter names returns a bound copy (``fewshot.rules.optim``); the default is ``self``."""
+        return self
+
     def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
                step: int, loss: torch.Tensor) -> tuple[Params, State]:
         """``(params + updates, new_state)``: what the inner loop calls.  The default adds ``forward``'s
@@ -61,6 +66,10 @@ class Chain(UpdateRule):
         super().__init__()
         self.rules = nn.ModuleList(rules)
         self.noise_size = sum(r.noise_size for r in rules)
+
+    def bind(self, names: Sequence[str], like: torch.Tensor) -> UpdateRule:
+        rules = [r.bind(names, like) for r in cast(Iterable[UpdateRule], self.rules)]
+        return self if all(a is b for a, b in zip(rules, self.rules)) else Chain(*rules)
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         states, start = {}, 0

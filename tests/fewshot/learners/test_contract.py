@@ -18,9 +18,27 @@ from fewshot.nn import StepBatchNorm1d
 from fewshot.training.checkpoint import load_checkpoint
 from tests.fewshot.training.test_resume import _assert_same_tree, _cmd, _env
 
-NAMES = sorted(LEARNERS)
-# one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it)
-RESUME = sorted({cls: name for name, (cls, _) in sorted(LEARNERS.items(), reverse=True) if cls is not MAML}.values())
+# MAML with the other inner optimizers (fewshot.rules Adam, RMSprop, momentum SGD): settings of "maml"
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "maml+adam": ("maml", {"inner_optimizer": "adam", "inner_lr": 0.01, "learn_inner_lr": True}),
+    "maml+rmsprop": ("maml", {"inner_optimizer": "rmsprop", "inner_lr": 0.01, "inner_momentum": 0.5,
+                              "inner_centered": True}),
+    "maml+nesterov": ("maml", {"inner_momentum": 0.9, "inner_nesterov": True, "inner_lr": 0.1}),
+}
+NAMES = sorted(LEARNERS) + sorted(VARIANTS)
+# one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it), and Adam
+RESUME = sorted({cls: name for name, (cls, _) in sorted(LEARNERS.items(), reverse=True)
+                 if cls is not MAML}.values()) + ["maml+adam"]
+
+
+def _registry(name: str) -> tuple[str, dict]:
+    """The registered learner name behind a contract name, and the settings the variant adds."""
+    return VARIANTS.get(name, (name, {}))
+
+
+def _config(name: str, overrides: dict | None = None):
+    base, extra = _registry(name)
+    return learner_config(base, {**extra, **(overrides or {})})
 
 
 def _model(seed: int = 0, ways: int = 3) -> nn.Module:
@@ -40,8 +58,8 @@ def _batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries: in
 
 
 def _learner(name: str, seed: int = 0, **overrides) -> GradientLearner:
-    cfg = learner_config(name, {"inner_steps": 2, **overrides})
-    learner = build_learner(name, _model(seed), cfg)
+    cfg = _config(name, {"inner_steps": 2, **overrides})
+    learner = build_learner(_registry(name)[0], _model(seed), cfg)
     assert isinstance(learner, GradientLearner)
     return learner
 
@@ -112,14 +130,14 @@ def test_bad_configs_get_one_clear_error(name):
     for bad in ({"inner_steps": 0}, {"inner_steps": 1.5}, {"eval_steps": -1}, {"bn_mode": "batch"},
                 {"task_batching": "gpu"}, {"seed": -1}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
-            learner_config(name, bad)
+            _config(name, bad)
     with pytest.raises(ConfigError, match="unknown"):
-        learner_config(name, {"inner_stepz": 2})
+        _config(name, {"inner_stepz": 2})
     with pytest.raises(ConfigError, match="needs a"):
-        build_learner(name, _model(), object())
-    if "inner_lr" in learner_config(name).__dataclass_fields__:  # finite in Python, overflows float32
+        build_learner(_registry(name)[0], _model(), object())
+    if "inner_lr" in _config(name).__dataclass_fields__:  # finite in Python, overflows float32
         with pytest.raises(ConfigError, match="does not fit the model's dtype torch.float32"):
-            build_learner(name, _model().float(), learner_config(name, {"inner_lr": 1e39}))
+            build_learner(_registry(name)[0], _model().float(), _config(name, {"inner_lr": 1e39}))
 
 
 @pytest.mark.slow
@@ -127,7 +145,10 @@ def test_bad_configs_get_one_clear_error(name):
 def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
     """Each learner class through the CLI: kill mid-run, resume, compare with an uninterrupted run."""
     env = _env(tmp_path)
-    extra = ["--set", f"learner.name={name}", "--set", "learner.inner_steps=1"]
+    base, settings = _registry(name)
+    extra = ["--set", f"learner.name={base}", "--set", "learner.inner_steps=1"]
+    for key, value in settings.items():
+        extra += ["--set", f"learner.{key}={str(value).lower() if isinstance(value, bool) else value}"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_cmd(full) + extra, env=env, check=True, capture_output=True, timeout=300)
     proc = subprocess.Popen(_cmd(killed) + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,7 +196,7 @@ def test_meta_backward_equals_meta_loss_backward(name, batching):
 def _orders(name: str) -> list[bool]:
     """The derivative orders a learner accepts (the LSTM meta-learner is first order only)."""
     try:
-        learner_config(name, {"first_order": False})
+        _config(name, {"first_order": False})
     except ConfigError:
         return [True]
     return [False, True]
@@ -210,9 +231,9 @@ def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_steps_config_errors_and_batching(name):
     with pytest.raises(ConfigError, match="checkpoint_steps must be"):
-        learner_config(name, {"checkpoint_steps": -1})
+        _config(name, {"checkpoint_steps": -1})
     with pytest.raises(ConfigError, match="checkpoint_steps recomputes on the per-task loop only"):
-        learner_config(name, {"checkpoint_steps": 2, "task_batching": "vmap"})
+        _config(name, {"checkpoint_steps": 2, "task_batching": "vmap"})
     learner = _learner(name, checkpoint_steps=1)  # auto: the loop while training, vmap still free in evaluation
     assert learner.task_batching_for("cpu", 10) == "loop"
     with torch.no_grad():
