@@ -165,6 +165,9 @@ def continue_from_pretrained(name: str, out: str | Path | None = None, overrides
     from .. import pretrained  # the registry imports the training package: import it at call time
 
     manifest = pretrained.verify(name)
+    if manifest.get("kind", "meta-initialization") != "meta-initialization":
+        raise ConfigError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization trained by "
+                          "`fewshot train`: there is no training run to continue")
     model_dir = pretrained.locate(name)
     last, _, files = read_training_state(model_dir, manifest, name)
     base = config_from_dict(last["config"], where=f"training state of '{name}'")

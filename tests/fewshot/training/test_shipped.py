@@ -116,6 +116,8 @@ def test_options_that_change_the_run_are_refused(tmp_path, models, capsys):
     assert "give no PRESET_OR_CONFIG" in capsys.readouterr().err
     assert main(["train", "--from-pretrained", "tiny", "--out", out, "--iterations", "5"]) == 2
     assert "stopped at iteration 10 > iterations=5" in capsys.readouterr().err
+    assert main(["train", "--from-pretrained", "l2o-quadratic", "--out", out]) == 2  # a shipped learned optimizer
+    assert "not a meta-initialization trained by `fewshot train`" in capsys.readouterr().err
     assert not (tmp_path / "cont").exists()  # nothing written by a refused command
 
 
@@ -175,3 +177,20 @@ def test_state_of_same_config_but_other_weights_is_refused(tmp_path, models):
         m["training_state"][k].update(sha256=pt.sha256_file(models / "tiny" / STATE), iteration=5)
     with pytest.raises(CheckpointError, match="does not match its weights"):
         read_training_state(models / "tiny", m, "tiny")
+
+
+def test_every_shipped_model_ships_a_state_that_matches_its_weights_or_says_why_not():
+    checked = 0
+    for model_dir in sorted(p for p in pt.package_dir().iterdir() if (p / "manifest.json").is_file()):
+        m = pt.read_manifest(model_dir)
+        if m.get("kind", "meta-initialization") != "meta-initialization":
+            continue
+        checked += 1
+        if m.get("training_state") is None:
+            assert m.get("training_state_note"), f"{model_dir.name}: no state and no word on why"
+            with pytest.raises(CheckpointError, match=rf"ships no training state \({m['training_state_note']}\)"):
+                read_training_state(model_dir, m, model_dir.name)
+        else:
+            last, _, files = read_training_state(model_dir, m, model_dir.name)
+            assert last["iteration"] == m["trained_iterations"] and set(files) >= {"last.pt", "best.pt"}
+    assert checked >= 7
