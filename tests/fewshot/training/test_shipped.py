@@ -63,6 +63,13 @@ def test_continued_run_is_the_uninterrupted_run(tmp_path, models, lr, best_at):
     _assert_same_tree({k: raw[k] for k in STATE_KEYS},
                       {k: load_checkpoint(tmp_path / "part" / "last.pt")[k] for k in STATE_KEYS}, "shipped")
 
+    # seeded and not trained further, the folder is the original run folder (best.pt included)
+    assert main(["train", "--from-pretrained", "tiny", "--out", str(tmp_path / "cont"), "--iterations", "10",
+                 "--quiet"]) == 0
+    for name in ("last.pt", "best.pt"):
+        a, b = load_checkpoint(tmp_path / "part" / name), load_checkpoint(tmp_path / "cont" / name)
+        _assert_same_tree({k: a[k] for k in STATE_KEYS}, {k: b[k] for k in STATE_KEYS}, name)
+    assert read_metrics(tmp_path / "part" / "metrics.jsonl") == read_metrics(tmp_path / "cont" / "metrics.jsonl")
     assert main(["train", "--from-pretrained", "tiny", "--iterations", "20", "--out", str(tmp_path / "cont"),
                  "--device", "cpu", "--quiet"]) == 0
     a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cont" / "last.pt")
@@ -71,7 +78,7 @@ def test_continued_run_is_the_uninterrupted_run(tmp_path, models, lr, best_at):
     _assert_same_tree(load_checkpoint(tmp_path / "full" / "best.pt")["learner"],
                       load_checkpoint(tmp_path / "cont" / "best.pt")["learner"], "best")
     assert read_metrics(tmp_path / "full" / "metrics.jsonl") == read_metrics(tmp_path / "cont" / "metrics.jsonl")
-    # the run clock carries on: the shipped session, then the continuation
+    # the run clock carries on: the shipped session, then the continuation (the empty one wrote no checkpoint)
     assert [(s["from_iteration"], s["to_iteration"]) for s in b["clock"]["sessions"]] == [(0, 10), (10, 20)]
 
 
@@ -152,8 +159,12 @@ def test_missing_or_mismatched_state_is_one_clear_error(tmp_path, models, capsys
     # the state file replaced: checksum
     state = models / "tiny" / STATE
     saved = state.read_bytes()
+    assert main(["pretrained", "verify", "tiny"]) == 0
+    assert "tiny: training state OK (stopped at iteration 10, weights from iteration 10)" in capsys.readouterr().out
     state.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
     refused("fails the sha256 check")
+    assert main(["pretrained", "verify", "tiny"]) == 2
+    assert "fails the sha256 check" in capsys.readouterr().err
     state.unlink()
     refused("lacks its training state file")
     # the state of another run (its checksum re-recorded): its learner is not the published weights
