@@ -36,6 +36,7 @@ from episodes.files import atomic_write_bytes, sha256_file
 from .. import distributed
 from ..config import apply_overrides, config_from_dict, save_config
 from ..errors import CheckpointError, ConfigError, FewshotError
+from .build import load_data_split, resolve_device
 from .checkpoint import encode_checkpoint, load_checkpoint
 from .loop import CONFIG_FILE, LAST, _config_diff, check_writable, train
 from .metrics_log import METRICS_FILE, read_metrics
@@ -180,12 +181,15 @@ def continue_from_pretrained(name: str, out: str | Path | None = None, overrides
     if cfg.iterations < int(last["iteration"]):
         raise ConfigError(f"'{name}' stopped at iteration {last['iteration']} > iterations={cfg.iterations}: "
                           "raise --iterations to continue")
+    resolve_device(cfg.device)  # refused before anything is written: --device cuda without a GPU, ...
+    if not cfg.data.is_regression:
+        load_data_split(cfg, cfg.data.train_split)  # ... or no data where data.root / $FEWSHOT_DATA says
     out = Path(out) if out is not None else Path("runs") / name
     if distributed.is_main_process() and not (out / LAST).exists():  # under torchrun rank 0 alone writes
         check_writable(out)
-        with RunLock(out):
-            for run_name, shipped in files.items():
-                atomic_write_bytes(out / run_name, shipped.read_bytes(), error=FewshotError,
-                                   hint="choose another --out")
+        with RunLock(out):  # last.pt last: a seeding cut short leaves no last.pt, so the next call seeds again
             save_config(cfg, out / CONFIG_FILE)
+            for run_name in sorted(files, key=lambda n: n == LAST):
+                atomic_write_bytes(out / run_name, files[run_name].read_bytes(), error=FewshotError,
+                                   hint="choose another --out")
     return train(cfg, out, resume=True, quiet=quiet, tensorboard=tensorboard, **train_kw)

@@ -123,6 +123,9 @@ def test_options_that_change_the_run_are_refused(tmp_path, models, capsys):
     assert "give no PRESET_OR_CONFIG" in capsys.readouterr().err
     assert main(["train", "--from-pretrained", "tiny", "--out", out, "--iterations", "5"]) == 2
     assert "stopped at iteration 10 > iterations=5" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--from-pretrained", "tiny", "--out", out, "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     assert main(["train", "--from-pretrained", "l2o-quadratic", "--out", out]) == 2  # a shipped learned optimizer
     assert "not a meta-initialization trained by `fewshot train`" in capsys.readouterr().err
     assert not (tmp_path / "cont").exists()  # nothing written by a refused command
@@ -205,3 +208,23 @@ def test_every_shipped_model_ships_a_state_that_matches_its_weights_or_says_why_
             last, _, files = read_training_state(model_dir, m, model_dir.name)
             assert last["iteration"] == m["trained_iterations"] and set(files) >= {"last.pt", "best.pt"}
     assert checked >= 7
+
+
+def test_image_model_with_batch_norm_continues_and_data_is_checked_first(tmp_path, models, omniglot_root, capsys):
+    small = ["--quiet", "--device", "cpu", "--set", "val_every=2", "--set", "val_episodes=10", "--set", "meta_batch=2",
+             "--set", "model.hidden=8", "--set", "checkpoint_every=2", "--set", "log_every=2",
+             "--set", f"data.root={omniglot_root}"]
+    part = tmp_path / "part"
+    assert main(["train", "omniglot-5w1s-maml", "--out", str(part), "--iterations", "2", *small]) == 0
+    _publish(part, "tiny-omni", models)
+    # no data where the (portable) shipped config looks: refused before anything is written
+    assert main(["train", "--from-pretrained", "tiny-omni", "--out", str(tmp_path / "cont"), "--iterations", "4"]) == 2
+    assert "no omniglot store" in capsys.readouterr().err and not (tmp_path / "cont").exists()
+    assert main(["train", "--from-pretrained", "tiny-omni", "--out", str(tmp_path / "cont"), "--iterations", "4",
+                 "--quiet", "--set", f"data.root={omniglot_root}"]) == 0
+    assert main(["train", str(part / "config.yaml"), "--out", str(part), "--iterations", "4", "--quiet"]) == 0
+    a, b = load_checkpoint(part / "last.pt"), load_checkpoint(tmp_path / "cont" / "last.pt")
+    assert any(k.endswith("running_mean") for k in a["learner"])  # a batch-norm model
+    for key in STATE_KEYS:
+        _assert_same_tree(a[key], b[key], key)
+    assert read_metrics(part / "metrics.jsonl") == read_metrics(tmp_path / "cont" / "metrics.jsonl")
