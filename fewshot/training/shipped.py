@@ -52,8 +52,7 @@ CONTINUABLE_CHANGES = {"iterations", "device", "data.root"}
 
 def portable_config(config: dict) -> dict:
     """A run's config without what belongs to the machine it ran on (data root, device)."""
-    out = {**config, "data": {**config.get("data", {}), "root": None}, "device": "auto"}
-    return out
+    return {**config, "data": {**config.get("data", {}), "root": None}, "device": "auto"}
 
 
 def _portable_bytes(ckpt: dict) -> bytes:
