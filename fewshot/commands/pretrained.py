@@ -18,6 +18,7 @@ from .. import pretrained
 from ..config import apply_overrides
 from ..reporting import publish, results_table
 from ..training.calibrate import calibrated_run
+from ..training.shipped import read_training_state
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("list", help="names of the available models")
     s = sub.add_parser("show", help="print a model's manifest")
     s.add_argument("name")
-    v = sub.add_parser("verify", help="check a model's weights against its sha256")
+    v = sub.add_parser("verify", help="check a model's weights (and training state) against their sha256")
     v.add_argument("name")
     pub = sub.add_parser("publish", help="evaluate a run's best weights and store them as a pretrained model")
     pub.add_argument("run_dir")
@@ -70,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "verify":
         m = pretrained.verify(args.name)
         print(f"{args.name}: sha256 {m['sha256']} OK")
+        if m.get("kind", "meta-initialization") == "meta-initialization":
+            if m.get("training_state"):  # checksums, and that it is the state of these weights
+                last, best, _ = read_training_state(pretrained.locate(args.name), m, args.name)
+                print(f"{args.name}: training state OK (stopped at iteration {last['iteration']}, weights from "
+                      f"iteration {best['iteration']}): `fewshot train --from-pretrained {args.name}` continues it")
+            else:
+                why = m.get("training_state_note") or "published before models carried it"
+                print(f"{args.name}: ships no training state ({why})")
     elif args.action == "publish":
         m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
                     budget=args.budget)

@@ -5,6 +5,7 @@ Usage::
     fewshot train sinusoid-maml --out runs/sine --iterations 2000
     fewshot train omniglot-5w1s-maml --set learner.inner_lr=1.0 --set meta_batch=16 --device auto
     fewshot train runs/sine/config.yaml --out runs/sine --resume
+    fewshot train --from-pretrained omniglot-5w1s-maml --iterations 60000 --device cuda   # continue its run
     fewshot train --list-presets
     torchrun --nproc_per_node=2 -m fewshot train omniglot-5w1s-maml   # data-parallel over 2 processes
 """
@@ -18,6 +19,7 @@ from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
 from ..training import train
+from ..training.shipped import continue_from_pretrained
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help="under torchrun: seconds a process waits for the others in a collective before the job "
                         f"fails (default {distributed.DEFAULT_TIMEOUT_S})")
+    p.add_argument("--from-pretrained", default=None, metavar="NAME",
+                   help="continue the training run of pretrained model NAME exactly where it stopped, from the "
+                        "state it ships (default --out: runs/NAME; see docs/pretrained.md)")
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     p.set_defaults(func=run)
 
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         print("\n".join(list_presets()))
         return 0
+    if args.from_pretrained:
+        return _from_pretrained(args)
     if not args.config:
         raise ConfigError("no preset or config given: e.g. `fewshot train sinusoid-maml` (see --list-presets)")
     cfg = load_config(args.config)
@@ -63,6 +70,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, extra)
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
     result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet, dist_timeout=args.dist_timeout)
+    return _report(result)
+
+
+def _from_pretrained(args: argparse.Namespace) -> int:
+    if args.config or args.seed is not None or args.resume:
+        raise ConfigError("--from-pretrained continues the model's own run: give no PRESET_OR_CONFIG, --seed or "
+                          "--resume (only --iterations, --device, --out and --set data.root=DIR)")
+    extra = [*args.overrides, *([f"device={args.device}"] if args.device is not None else []),
+             *([f"iterations={args.iterations}"] if args.iterations is not None else [])]
+    return _report(continue_from_pretrained(args.from_pretrained, args.out, extra, quiet=args.quiet,
+                                            dist_timeout=args.dist_timeout))
+
+
+def _report(result) -> int:
     if not distributed.is_main_process():
         return 0
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at iteration {result.best_iteration}"

@@ -74,3 +74,70 @@ def draw_curves(rows: list[dict]):
     ax_metric.legend()
     fig.tight_layout()
     return fig
+
+
+def paper_number(paper: str | None, metric: str) -> tuple[float, float | None] | None:
+    """``(value, ci)`` of a paper result as the presets write it ("98.7 ± 0.4", "99.5", "MSE 0.90 ± 0.16"), in
+    the manifest's units (accuracy as a fraction); None when it is not one number (e.g. a list per step)."""
+    import re
+
+    text = (paper or "").strip()
+    if metric != "accuracy":
+        text = re.sub(r"^MSE\s+", "", text)
+    m = re.match(r"^(\d+(?:\.\d+)?)(?:\s*±\s*(\d+(?:\.\d+)?))?(?!\s*/)(?:\s|$)", text)
+    if m is None:
+        return None
+    scale = 0.01 if metric == "accuracy" else 1.0
+    return float(m[1]) * scale, (float(m[2]) * scale if m[2] else None)
+
+
+def draw_manifest_curves(manifests: list[dict]):
+    """One axes: each manifest's validation learning curve (with its 95% CI band), its test result(s) at the
+    published checkpoint, and the paper's final number as a dashed line. Accuracy in %. Returns the Figure."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    metric = manifests[0].get("metric", "accuracy")
+    scale = 100.0 if metric == "accuracy" else 1.0
+    for i, m in enumerate(manifests):
+        color, name = f"C{i}", m.get("name", "?")
+        curve = m.get("validation_curve")
+        if not curve:
+            raise FewshotError(f"the manifest of '{name}' records no validation curve (published before manifests "
+                               "held one): re-publish it, or plot its run folder with `fewshot plot RUN_DIR`")
+        xs = [p["iteration"] for p in curve]
+        ys = [scale * float(p[metric]) for p in curve]
+        ax.plot(xs, ys, "o-", ms=3, color=color, label=f"{name}: validation ({m.get('val_episodes')} episodes)")
+        if all(isinstance(p.get("ci95"), (int, float)) for p in curve):
+            ci = [scale * float(p["ci95"]) for p in curve]
+            ax.fill_between(xs, [y - c for y, c in zip(ys, ci)], [y + c for y, c in zip(ys, ci)], color=color,
+                            alpha=0.2)
+        at = m.get("checkpoint_iteration", xs[-1])
+        results = [("test", m)] if not m.get("transductive") else \
+            [("test, transductive BN", m["transductive"]), ("test, non-transductive", m.get("non_transductive"))]
+        for (what, r), marker in zip(results, ("s", "D")):
+            if r and isinstance(r.get("mean"), (int, float)):
+                ax.errorbar([at], [scale * r["mean"]], yerr=[scale * float(r.get("ci95") or 0.0)], fmt=marker,
+                            color=color, capsize=4, label=f"{name}: {what} ({m.get('episodes')} episodes)")
+        paper = paper_number(m.get("paper"), metric)
+        if paper is not None:
+            ax.axhline(scale * paper[0], ls="--", color=color, label=f"{name}: paper {m.get('paper')}")
+            if paper[1]:
+                ax.axhspan(scale * (paper[0] - paper[1]), scale * (paper[0] + paper[1]), color=color, alpha=0.08)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel(f"{metric} (%)" if metric == "accuracy" else metric)
+    ax.set_title("validation learning curve vs the paper's final number")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_manifests(manifests: list[dict], out: str | Path) -> Path:
+    """Draw :func:`draw_manifest_curves` of ``manifests`` into a PNG at ``out`` (written atomically)."""
+    metrics = {m.get("metric", "accuracy") for m in manifests}
+    if len(metrics) > 1:
+        raise FewshotError(f"the models report different metrics ({', '.join(sorted(metrics))}): plot them apart")
+    fig = draw_manifest_curves(manifests)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _pyplot().close(fig)
+    return atomic_write_bytes(out, buf.getvalue(), error=FewshotError)

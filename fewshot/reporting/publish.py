@@ -22,6 +22,8 @@ from ..training.build import VAL_SEED, backbone_identity, build_learner_from_con
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.loop import BEST, LAST, load_run_config
+from ..training.metrics_log import METRICS_FILE, read_metrics
+from ..training.shipped import write_training_state
 from .report import report_on_fixed_episodes
 from .steps import choose_test_steps
 
@@ -39,12 +41,17 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     the validation episodes (``choose_test_steps``), evaluate with them on the fixed test set exactly as
     ``fewshot eval`` of the published model does, and write ``manifest.json`` (sha256, results,
     ``test_steps`` with the validation metric per step count, the image ``preprocessing``, provenance).
+    Beside the weights it ships the run's training state (``fewshot.training.shipped``: ``last.pt``,
+    ``best.pt`` when it differs, the metrics log; checksummed under ``training_state``), so that
+    ``fewshot train --from-pretrained NAME`` continues the run exactly where it stopped, and the
+    manifest records the ``validation_curve`` (iteration, validation metric, ci95) of the run.
 
     ``notes``: what differs from the preset besides the iteration count; ``budget``: the compute the
     training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be compared."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
+    last_path = run_dir / LAST
+    path = run_dir / BEST if (run_dir / BEST).exists() else last_path
     ckpt = load_checkpoint(path, expect=identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
@@ -62,7 +69,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     best_iteration = int(ckpt["iteration"])
-    last = load_checkpoint(run_dir / LAST) if (run_dir / LAST).exists() else ckpt
+    last = load_checkpoint(last_path, expect=identity(cfg)) if last_path.exists() else ckpt
     trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
@@ -100,14 +107,27 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "training_budget": budget or None,
         "training_time": clock_summary(last.get("clock")),  # the whole run's (last.pt), not up to the best
+        "validation_curve": validation_curve(run_dir / METRICS_FILE, trained),
         "weights": registry.WEIGHTS,
         "sha256": sha256_file(model_dir / registry.WEIGHTS),
+        # what `fewshot train --from-pretrained` continues: the state where the run stopped (docs/pretrained.md)
+        "training_state": write_training_state(model_dir, last_path=last_path if last_path.exists() else path,
+                                               best_path=path, metrics_path=run_dir / METRICS_FILE),
         "config": portable,
     }
     if not cfg.data.is_regression:
         manifest["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
     atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
     return manifest
+
+
+def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
+    """The run's validation learning curve up to iteration ``until``: ``[{"iteration", <metric>, "ci95",
+    "episodes"}]`` from its metrics log (None when the run left no log)."""
+    if not metrics_path.exists():
+        return None
+    return [{k: v for k, v in r.items() if k != "kind"} for r in read_metrics(metrics_path, strict=False)
+            if r.get("kind") == "val" and r.get("iteration", 0) <= until]
 
 
 def bn_results(learner, cfg, report: dict, **kw) -> dict:

@@ -29,7 +29,10 @@ def published(tmp_path_factory):
 def test_publish_writes_weights_and_manifest(published):
     root, manifest = published
     d = root / "models" / "my-sine"
-    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.safetensors"]
+    # the weights, and the run's training state (last.pt = best.pt here: one file) with its metrics log
+    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "metrics.jsonl", "model.safetensors", "state.pt"]
+    for item in (manifest["training_state"]["last"], manifest["training_state"]["metrics"]):
+        assert item["sha256"] == pt.sha256_file(d / item["file"])
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")

@@ -1,6 +1,8 @@
 """`fewshot plot RUN_DIR --out curves.png`: the figure shows exactly what metrics.jsonl holds."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -56,3 +58,69 @@ def test_plot_bad_run_dir(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and err.count("\n") == 1
+
+
+def _manifest(**kw):
+    curve = [{"iteration": 500, "accuracy": 0.80, "ci95": 0.02, "episodes": 200},
+             {"iteration": 1000, "accuracy": 0.90, "ci95": 0.01, "episodes": 200}]
+    return {"name": "m", "metric": "accuracy", "validation_curve": curve, "val_episodes": 200, "episodes": 600,
+            "checkpoint_iteration": 1000, "mean": 0.91, "ci95": 0.008, "paper": "98.7 ± 0.4",
+            "transductive": None, **kw}
+
+
+def test_paper_numbers_are_read_as_the_presets_write_them():
+    from fewshot.reporting.plot import paper_number
+
+    assert paper_number("98.7 ± 0.4", "accuracy") == pytest.approx((0.987, 0.004))
+    assert paper_number("99.5", "accuracy") == pytest.approx((0.995, None))
+    assert paper_number("MSE 0.90 ± 0.16 (5-shot; unconfirmed)", "mse") == pytest.approx((0.90, 0.16))
+    assert paper_number("MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps", "mse") is None  # not one number
+    assert paper_number(None, "accuracy") is None
+
+
+def test_manifest_curve_is_drawn_beside_the_paper_number():
+    import matplotlib.pyplot as plt
+
+    from fewshot.reporting.plot import draw_manifest_curves
+
+    trans = {"mean": 0.95, "ci95": 0.005, "bn_mode": "transductive"}
+    fig = draw_manifest_curves([_manifest(transductive=trans, non_transductive={"mean": 0.91, "ci95": 0.008})])
+    try:
+        (ax,) = fig.axes
+        curve, paper = ax.lines[0], [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+        assert np.allclose(curve.get_xydata(), [[500, 80.0], [1000, 90.0]])
+        assert len(paper) == 1 and paper[0].get_ydata()[0] == pytest.approx(98.7)
+        band = ax.collections[0].get_paths()[0].vertices  # the validation CI band, in %
+        ys = band[np.isclose(band[:, 0], 500), 1]
+        assert np.isclose(ys.min(), 78.0) and np.isclose(ys.max(), 82.0)
+        points = [ln.get_xydata() for ln in ax.lines if ln.get_marker() in ("s", "D")]
+        assert np.allclose(np.concatenate(points), [[1000, 95.0], [1000, 91.0]])  # both test results, at the weights
+        labels = ax.get_legend_handles_labels()[1]
+        assert "m: paper 98.7 ± 0.4" in labels and "m: test, transductive BN (600 episodes)" in labels
+    finally:
+        plt.close(fig)
+
+
+def test_plot_pretrained_from_its_manifest(tmp_path, capsys, monkeypatch):
+    import fewshot.pretrained as pt
+
+    run = tmp_path / "run"
+    assert main(["train", "sinusoid-maml", "--out", str(run), "--iterations", "10", "--quiet",
+                 "--set", "val_every=5", "--set", "val_episodes=10"]) == 0
+    assert main(["pretrained", "publish", str(run), "tiny", "--dest", str(tmp_path / "models"),
+                 "--episodes", "20"]) == 0
+    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
+    assert main(["plot", "--pretrained", "tiny", "--out", str(tmp_path / "c.png")]) == 0
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.format == "PNG" and im.size == (800, 450)
+    # a manifest published before curves were recorded: one line saying so
+    m = pt.show("tiny")
+    del m["validation_curve"]
+    (tmp_path / "models" / "tiny" / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["plot", "--pretrained", "tiny", "--out", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err
+    assert "records no validation curve" in err and err.count("\n") == 1
+    assert main(["plot", str(run), "--pretrained", "tiny"]) == 2
+    assert "give either RUN_DIR or --pretrained" in capsys.readouterr().err
