@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
     if args.best_step is not None:
-        learner.config.best_step = args.best_step
+        learner.config.best_step = args.best_step  # type: ignore[union-attr]
     with autocast(device, resolve_precision(args.precision, device)):
         return _run(args, learner, cfg, what, device)
 

@@ -522,10 +522,9 @@ class GradientLearner(nn.Module):
                         (out.total / b).backward()
                         out = out._replace(total=out.total.detach())
                     outs.append(out)
-                result = TaskResult(*(torch.stack([getattr(o, f) for o in outs]) for f in ("total", "query_loss",
-                                                                                            "metric", "support_losses")),
-                                    {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers},
-                                    torch.stack([o.step for o in outs]))
+                stack = lambda f: torch.stack([getattr(o, f) for o in outs])  # noqa: E731
+                result = TaskResult(stack("total"), stack("query_loss"), stack("metric"), stack("support_losses"),
+                                    {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"))
         if final_loss:
             self._warn_if_rising(result.support_losses, steps)
         else:
