@@ -54,6 +54,7 @@ from ..nn.batchnorm import (
     statistics_from,
 )
 from ..rules.base import UpdateRule
+from .inputs import check_input
 
 BN_MODES = ("transductive", "support", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -479,6 +480,7 @@ class GradientLearner(nn.Module):
         ``ways = max label + 1`` unless ``ways`` is given.  Rules that sample per-task noise use their
         deterministic form here (as in ``evaluate``).
         """
+        check_input(self, support_x, "adapt")
         if ways is None and not support_y.is_floating_point() and support_y.numel():
             ways = int(support_y.max()) + 1  # integer labels: classification
         check_task(support_x, support_y, None, None, ways, batched=False)
@@ -512,6 +514,7 @@ class GradientLearner(nn.Module):
         (selects the per-step BN slot; default as in ``adapt``).  ``support_x``: the examples ``params``
         were adapted on; needed in ``bn_mode="support"`` (they give the batch-norm statistics), unused in
         the other modes."""
+        check_input(self, x, "predict")
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)
         with norm_training(self.model, self._norm_flag()):
