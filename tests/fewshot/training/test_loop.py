@@ -190,3 +190,25 @@ def test_more_iterations_stretch_the_cosine_schedule_to_the_new_end(tmp_path):
     for it, lr in zip((30, 40, 50, 60), lrs[2:]):
         assert lr == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4) * (1 + math.cos(math.pi * it / 60)), rel=1e-6)
     assert load_checkpoint(tmp_path / "last.pt")["scheduler"]["T_max"] == 60
+
+
+def test_out_under_a_folder_this_user_cannot_look_into_is_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 23: a non-root user's ``--out /root/runs/x`` made ``Path.is_dir`` raise PermissionError (EACCES on
+    stat); as root the test makes stat fail the same way under one folder."""
+    from pathlib import Path
+
+    from fewshot.cli import main
+
+    locked = tmp_path / "locked"
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert main(["train", "sinusoid-maml", "--out", str(locked / "run"), "--iterations", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot look into {locked / 'run'} (Permission denied): choose another --out "
+                   "(a folder you can write into)\n")
