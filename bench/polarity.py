@@ -4,7 +4,7 @@ MNIST test digits (light strokes on black) as a folder of PNGs, one subfolder pe
 ``fewshot eval omniglot-5w1s-maml --data DIGITS --ways 5 --shots 1 --queries 5 --episodes 50`` three ways:
 ``--invert`` forced (what the model's Omniglot recipe did before the check: its PNGs are dark on white),
 ``auto`` (the border check: detected light-on-dark, kept) and ``--no-invert`` forced (must equal auto).
-Usage: ``FEWSHOT_DATA=/work/shared/data python bench/polarity.py [--per-class 40]`` (writes
+Usage: ``FEWSHOT_DATA=DIR_WITH_MNIST python bench/polarity.py [--per-class 40]`` (writes
 bench/results/polarity.json and prints one line per setting).
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from episodes import read_idx
+from episodes import data_root, read_idx
 from episodes.files import atomic_write_text
 from fewshot.cli import main as fewshot_main
 
@@ -51,7 +50,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "polarity.json"))
     args = ap.parse_args()
-    data = Path(os.environ.get("FEWSHOT_DATA", "/work/shared/data"))
+    data = data_root(None)  # $FEWSHOT_DATA, else ~/.cache/fewshot: <data>/mnist holds the raw idx files
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "digits"

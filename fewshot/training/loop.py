@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,8 +199,9 @@ def validate(learner: Any, val_set: Any, cfg: TrainConfig, metric: str, ranks: R
     learner.eval()
     values = []
     try:
-        for batch in tqdm(batches, total=total, disable=not progress, leave=False, unit="batch", desc="validation",
-                          dynamic_ncols=True):
+        # a nested bar moves the cursor (ESC [A): only on a terminal, never into a redirected log
+        for batch in tqdm(batches, total=total, disable=not progress or not sys.stderr.isatty(), leave=False,
+                          unit="batch", desc="validation", dynamic_ncols=True):
             values.append(learner.evaluate(batch)[metric].detach().double().cpu().flatten())
     finally:
         learner.train(was_training)

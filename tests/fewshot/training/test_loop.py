@@ -212,3 +212,12 @@ def test_out_under_a_folder_this_user_cannot_look_into_is_one_line(tmp_path, mon
     err = capsys.readouterr().err
     assert err == (f"error: cannot look into {locked / 'run'} (Permission denied): choose another --out "
                    "(a folder you can write into)\n")
+
+
+def test_redirected_progress_has_no_nested_validation_bar(tmp_path, capsys):
+    """Issue 23: the nested validation bar wrote cursor-up escapes (ESC [A) into redirected logs."""
+    train(_cfg("iterations=4", "val_every=2", "val_episodes=4", "eval_batch=1"), tmp_path, quiet=False,
+          tensorboard=False)
+    err = capsys.readouterr().err  # pytest's capture is not a terminal, like `2> log`
+    assert "\x1b[A" not in err and "validation:" not in err
+    assert "4/4" in err  # the training bar itself is still there
