@@ -44,6 +44,7 @@ INTERPOLATIONS = {
 _MODES = {1: "L", 3: "RGB"}
 _FIELDS = ("size", "channels", "invert", "interpolation", "scale")
 logger = logging.getLogger(__name__)
+_WARNED: set[tuple["Preprocessing", str]] = set()  # (recipe, detected polarity) already logged by __call__
 
 
 def check_size(size: Any) -> tuple[int, int] | None:
@@ -144,12 +145,20 @@ class Preprocessing:
         """uint8 pixels (any shape) as the model's float32 input: ``torch.div(pixels, scale)``."""
         return torch.div(pixels, self.scale).to(torch.float32)
 
-    def __call__(self, image: Any) -> torch.Tensor:
+    def __call__(self, image: Any, *, invert: bool | None = None) -> torch.Tensor:
         """float32 ``[channels, H, W]``: ``image`` (PIL image, path or bytes) as the model saw its training images.
 
-        Stack several with ``torch.stack([prep(p) for p in paths])`` to get a batch.
+        Stack several with ``torch.stack([prep(p) for p in paths])`` to get a batch. A grayscale image is
+        turned the stores' way round (strokes bright) from its own border (``episodes.polarity``) unless
+        ``invert`` forces it: an MNIST-style digit (light on black) through Omniglot's recipe is then not
+        inverted, with one logged warning per kind of mismatch. ``pixels`` stays the recipe itself.
         """
-        return self.to_float(torch.from_numpy(self.pixels(image)))
+        raw = replace(self, invert=False).pixels(image)
+        pol = detect_polarity([raw], invert=invert, channels=self.channels, recipe_invert=self.invert)
+        if pol.invert != self.invert and (self, pol.detected) not in _WARNED:
+            _WARNED.add((self, pol.detected))
+            logger.warning("%s", pol.line)
+        return self.to_float(torch.from_numpy(255 - raw if pol.invert else raw))
 
     def folder(self, path: str | os.PathLike, name: str | None = None, *, invert: bool | None = None) -> ClassSplit:
         """A ``ClassSplit`` of ``path/<class>/<image files>`` preprocessed this way, grayscale folders turned the

@@ -100,3 +100,18 @@ def test_not_inverting_gives_writable_pixels(tmp_path):
     assert MNIST.pixels(tmp_path / "a.png").flags.writeable
     assert Preprocessing(channels=3).pixels(tmp_path / "a.png").flags.writeable
     assert MNIST(tmp_path / "a.png").shape == (1, 28, 28)
+
+
+def test_one_image_through_the_models_transform_is_turned_the_right_way(fewshot_data, tmp_path, caplog):
+    """The README's predict example: an MNIST "3" through Omniglot's recipe was inverted (and misread)."""
+    pixels = mnist_folder(fewshot_data, tmp_path / "digits", classes=1, per_class=2)
+    paths = sorted((tmp_path / "digits" / "0").iterdir())
+    with caplog.at_level(logging.INFO, logger="episodes.preprocessing"):
+        xs = [OMNIGLOT(p) for p in paths]
+    assert all(torch.equal(x, pixels[i].float() / 255.0) for i, x in enumerate(xs))  # kept: strokes bright
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "keeping them as they are" in warned[0].getMessage()  # once, not per image
+    assert torch.equal(OMNIGLOT(paths[0], invert=True), (255 - pixels[0]).float() / 255.0)
+    omni = omniglot_folder(fewshot_data, tmp_path / "chars", classes=1, per_class=1)
+    png = next(next(omni.iterdir()).iterdir())
+    assert torch.equal(OMNIGLOT(png), OMNIGLOT.to_float(torch.from_numpy(OMNIGLOT.pixels(png))))  # the recipe
