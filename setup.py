@@ -17,6 +17,10 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    # package_dir {"": "."}: `pip install -e .` then puts the clone on sys.path (a static .pth) instead of an
+    # import hook, so a script run from the folder holding a clone named `fewshot` imports the package, not
+    # the clone folder as an empty namespace package (issue 23)
+    package_dir={"": "."},
     packages=find_packages(include=["fewshot", "fewshot.*", "episodes", "episodes.*", "pretrained"]),
     package_data={"pretrained": ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors"]},
     include_package_data=True,

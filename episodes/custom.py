@@ -108,7 +108,7 @@ def from_image_folder(
     path: str | os.PathLike,
     size: int | tuple[int, int] | None = None,
     grayscale: bool = False,
-    invert: bool = False,
+    invert: bool | None = None,
     interpolation: str = "bilinear",
     transform: Preprocessing | None = None,
     name: str | None = None,
@@ -121,20 +121,26 @@ def from_image_folder(
     Classes are the sorted subfolder names; files (not starting with ``.``) in sorted order.
     ``size``: resize every image to ``size x size`` (or ``(height, width)``) with ``interpolation``
     (``"bilinear"``, ``"lanczos"`` as the stores, ...); without it every image must already have the
-    same size. ``grayscale``: one channel, else RGB (3). ``invert``: ``255 - x`` (Omniglot-style
-    models expect light strokes on black). ``transform``: an ``episodes.Preprocessing`` used instead
-    of those options (why: a model's preprocessing is one value, so nothing can be half-matched).
+    same size. ``grayscale``: one channel, else RGB (3). ``invert``: ``None`` (default) turns a
+    grayscale folder the stores' way round (strokes bright) from the images' borders
+    (``episodes.polarity``: one logged line says what was detected and done); ``True`` forces
+    ``255 - x`` (for dark strokes on a light background, like Omniglot's PNGs), ``False`` keeps the
+    pixels (light strokes on a dark background, like MNIST). ``transform``: an ``episodes.Preprocessing``
+    used instead of size/grayscale/interpolation (why: a model's preprocessing is one value, so nothing
+    can be half-matched); ``invert`` may still force its polarity.
     """
     if transform is None:
-        transform = Preprocessing(size=size, channels=1 if grayscale else 3, invert=invert,
+        transform = Preprocessing(size=size, channels=1 if grayscale else 3, invert=bool(invert),
                                   interpolation=interpolation)
     elif not isinstance(transform, Preprocessing):
         raise DataError(f"transform must be an episodes.Preprocessing, got {type(transform).__name__}: pass e.g. "
                         "transform=fewshot.pretrained.preprocessing('omniglot-5w1s-maml')")
-    elif (size, grayscale, invert, interpolation) != (None, False, False, "bilinear"):
-        raise DataError("pass either transform= or size/grayscale/invert/interpolation, not both: the transform "
+    elif (size, grayscale, interpolation) != (None, False, "bilinear"):
+        raise DataError("pass either transform= or size/grayscale/interpolation, not both: the transform "
                         "already fixes them (use dataclasses.replace(transform, ...) to change one)")
-    return read_image_folder(path, transform, name=name)
+    if invert is not None and not isinstance(invert, bool):
+        raise DataError(f"invert must be None (detect), True or False, got {invert!r}: pass e.g. invert=None")
+    return read_image_folder(path, transform, name=name, invert=invert)
 
 
 class TaskGenerator:

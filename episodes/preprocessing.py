@@ -18,8 +18,9 @@ Usage::
 """
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from PIL import Image
 
 from .errors import DataError
 from .images import decode_image_file
+from .polarity import detect_polarity
 from .types import ClassSplit
 
 INTERPOLATIONS = {
@@ -41,6 +43,8 @@ INTERPOLATIONS = {
 }
 _MODES = {1: "L", 3: "RGB"}
 _FIELDS = ("size", "channels", "invert", "interpolation", "scale")
+logger = logging.getLogger(__name__)
+_WARNED: set[tuple["Preprocessing", str]] = set()  # (recipe, detected polarity) already logged by __call__
 
 
 def check_size(size: Any) -> tuple[int, int] | None:
@@ -134,34 +138,51 @@ class Preprocessing:
             im = im.resize((hw[1], hw[0]), INTERPOLATIONS[self.interpolation])
         arr = np.asarray(im, dtype=np.uint8)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-        return 255 - arr if self.invert else np.ascontiguousarray(arr)
+        # Pillow's buffer is read-only: copy it (255 - x already is a new array), or torch.from_numpy warns
+        return 255 - arr if self.invert else arr.copy(order="C")
 
     def to_float(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 pixels (any shape) as the model's float32 input: ``torch.div(pixels, scale)``."""
         return torch.div(pixels, self.scale).to(torch.float32)
 
-    def __call__(self, image: Any) -> torch.Tensor:
+    def __call__(self, image: Any, *, invert: bool | None = None) -> torch.Tensor:
         """float32 ``[channels, H, W]``: ``image`` (PIL image, path or bytes) as the model saw its training images.
 
-        Stack several with ``torch.stack([prep(p) for p in paths])`` to get a batch.
+        Stack several with ``torch.stack([prep(p) for p in paths])`` to get a batch. A grayscale image is
+        turned the stores' way round (strokes bright) from its own border (``episodes.polarity``) unless
+        ``invert`` forces it: an MNIST-style digit (light on black) through Omniglot's recipe is then not
+        inverted, with one logged warning per kind of mismatch. ``pixels`` stays the recipe itself.
         """
-        return self.to_float(torch.from_numpy(self.pixels(image)))
+        raw = replace(self, invert=False).pixels(image)
+        pol = detect_polarity([raw], invert=invert, channels=self.channels, recipe_invert=self.invert)
+        if pol.invert != self.invert and (self, pol.detected) not in _WARNED:
+            _WARNED.add((self, pol.detected))
+            logger.warning("%s", pol.line)
+        return self.to_float(torch.from_numpy(255 - raw if pol.invert else raw))
 
-    def folder(self, path: str | os.PathLike, name: str | None = None) -> ClassSplit:
-        """A ``ClassSplit`` of ``path/<class>/<image files>`` preprocessed this way (see :func:`read_image_folder`)."""
-        return read_image_folder(path, self, name=name)
+    def folder(self, path: str | os.PathLike, name: str | None = None, *, invert: bool | None = None) -> ClassSplit:
+        """A ``ClassSplit`` of ``path/<class>/<image files>`` preprocessed this way, grayscale folders turned the
+        right way round from their borders unless ``invert`` forces it (see :func:`read_image_folder`)."""
+        return read_image_folder(path, self, name=name, invert=invert)
 
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def read_image_folder(path: str | os.PathLike, prep: Preprocessing, name: str | None = None) -> ClassSplit:
+def read_image_folder(path: str | os.PathLike, prep: Preprocessing, name: str | None = None, *,
+                      invert: bool | None = None, log: bool = True) -> ClassSplit:
     """A ``ClassSplit`` from ``path/<class>/<image files>``, every image through ``prep``.
 
     Classes are the sorted subfolder names; files (not starting with ``.``) in sorted order. The data
     is uint8 when ``prep.scale`` is 255 (the samplers divide by 255, giving exactly ``prep(image)``),
     else float32 ``prep(image)`` itself. Without ``prep.size`` every image must have the same size.
+
+    Polarity (grayscale only, ``episodes.polarity``): with ``invert=None`` the folder's own polarity,
+    read from the images' borders, decides ``prep.invert``, so strokes come out bright (the stores'
+    convention) whichever way round the files are; ``invert=True/False`` forces it. The decision is in
+    ``meta["polarity"]`` (and ``meta["preprocessing"]`` records the ``invert`` used); ``log`` logs its
+    one line (``logging`` WARNING when it overrides ``prep.invert``, else INFO).
     """
     root = Path(path)
     if not root.is_dir():
@@ -170,6 +191,7 @@ def read_image_folder(path: str | os.PathLike, prep: Preprocessing, name: str | 
     if len(class_dirs) < 2:
         raise DataError(f"{str(root)!r} has {len(class_dirs)} class subfolders: episodes need at least 2 classes; "
                         "put each class's images in its own subfolder")
+    raw = replace(prep, invert=False)
     arrays: list[np.ndarray] = []
     counts: list[int] = []
     expected: tuple[int, ...] | None = None
@@ -178,7 +200,7 @@ def read_image_folder(path: str | os.PathLike, prep: Preprocessing, name: str | 
         if not files:
             raise DataError(f"class folder {str(cdir)!r} has no image files: add images or remove the folder")
         for f in files:
-            arr = prep.pixels(f, what=repr(str(f)), fix="fix or remove the file",
+            arr = raw.pixels(f, what=repr(str(f)), fix="fix or remove the file",
                               bomb_fix="shrink or remove the file "
                                        "(or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
             if expected is None:
@@ -190,10 +212,15 @@ def read_image_folder(path: str | os.PathLike, prep: Preprocessing, name: str | 
                 )
             arrays.append(arr)
         counts.append(len(files))
-    data = torch.from_numpy(np.stack(arrays))
+    pol = detect_polarity(arrays, invert=invert, channels=prep.channels, recipe_invert=prep.invert)
+    if log:
+        logger.log(logging.WARNING if pol.invert != prep.invert else logging.INFO, "%s: %s", root, pol.line)
+    prep = replace(prep, invert=pol.invert)
+    stacked = np.stack(arrays)
+    data = torch.from_numpy(255 - stacked if pol.invert else stacked)
     if prep.scale != 255.0:
         data = prep.to_float(data)
     offsets = torch.zeros(len(counts) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
     return ClassSplit(data, offsets, [d.name for d in class_dirs], name or root.name,
-                      {"source": str(root), "preprocessing": prep.to_dict()})
+                      {"source": str(root), "preprocessing": prep.to_dict(), "polarity": pol.to_dict()})

@@ -17,6 +17,7 @@ import torch
 
 from . import idx, mini_imagenet, omniglot
 from .errors import DataError
+from .paths import dataset_dir
 from .preprocessing import Preprocessing
 from .types import ClassSplit
 
@@ -101,7 +102,29 @@ def prepare(
     Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot", size=28)``.
     """
     info = dataset_info(dataset)
-    return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
+    created = _missing_folders(dataset_dir(dataset, root))
+    try:
+        return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
+    except BaseException:  # a failed build leaves no empty <root>/<dataset>/ behind (what it downloaded stays)
+        _remove_if_empty(created)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first: a parent empties once its child is gone
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a kept download, another process's files) or already gone: leave it
+            return
 
 
 def load_split(

@@ -71,7 +71,12 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would print the top-level usage, which does not show the subcommand's options
+        command = " ".join(["fewshot", *(v for k, v in vars(args).items() if k.endswith("command") and v)])
+        print(f"error: {command} does not take {' '.join(unknown)}: see `{command} --help` for its options",
+              file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings():  # restores showwarning on exit (main is also called in-process)
             warnings.showwarning = _show_warning(warnings.showwarning)

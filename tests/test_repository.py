@@ -32,3 +32,18 @@ def test_no_file_names_the_development_machines_folders():
 def test_the_check_reads_the_packages_and_the_docs():
     names = {f.relative_to(ROOT).as_posix() for f, _ in _text_files()}
     assert {"README.md", "fewshot/cli.py", "episodes/registry.py", "docs/architecture.md", "tests/conftest.py"} <= names
+
+
+def test_a_venv_link_is_ignored(tmp_path):
+    """A ``.venv`` symbolic link (what ``ln -s ../env .venv`` makes) must be ignored too: ``.venv/`` matches
+    folders only, which is how a dangling link to a development machine's venv got committed (issue 23)."""
+    import shutil
+    import subprocess
+
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    (tmp_path / ".venv").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "venv-dir").mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, check=True,
+                            capture_output=True, text=True).stdout
+    assert status.splitlines() == ["?? .gitignore"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a run, checkpoint or pretrained model",
                               description="Accuracy (or MSE for regression) over a fixed seeded episode set, "
-                                          "mean and 95%% CI (1.96 * sample std / sqrt(episodes)).")
+                                          "mean and 95% CI (1.96 * sample std / sqrt(episodes)).")
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|PRETRAINED_NAME")
     p.add_argument("--episodes", type=int, default=None, help="number of episodes (default: the config's, 600)")
     p.add_argument("--split", default=None, help="data split (default: the config's test split)")
@@ -62,10 +63,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     folder.add_argument("--shots", type=int, default=None, help="support images per class (default: the model's)")
     folder.add_argument("--queries", type=int, default=None, help="query images per class (default: the model's)")
     folder.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
-                        help="override the model's polarity (--invert: light strokes on black)")
+                        help="force the polarity (default: detected from the images' borders, one line on stderr "
+                             "says what was found): --invert when your images have dark strokes on a light "
+                             "background (like Omniglot's PNGs), --no-invert when they have light strokes on a "
+                             "dark background (like MNIST)")
     folder.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=None,
                         help="override the model's resize filter")
     p.set_defaults(func=run)
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``"1 query"``, ``"5 queries"``: the count with its noun in the right number."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def resolve_target(target: str, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, str]:
@@ -117,9 +126,10 @@ def _run(args: argparse.Namespace, learner: torch.nn.Module, cfg: TrainConfig, w
         print(json.dumps(report))
     else:
         scale, unit = (100.0, "%") if report["metric"] == "accuracy" else (1.0, "")
-        setting = (f"{report['ways']}-way {report['shots']}-shot, {report['queries']} queries"
-                   if report["ways"] else f"{report['shots']}-shot, {report['queries']} query points")
-        print(f"{what}: {report['dataset']} {report['split']} {setting}, {report['episodes']} episodes: "
+        setting = (f"{report['ways']}-way {report['shots']}-shot, {plural(report['queries'], 'query', 'queries')}"
+                   if report["ways"] else f"{report['shots']}-shot, "
+                                          f"{plural(report['queries'], 'query point', 'query points')}")
+        print(f"{what}: {report['dataset']} {report['split']} {setting}, {plural(report['episodes'], 'episode')}: "
               f"{report['metric']} {scale * report['mean']:.2f}{unit} ± {scale * report['ci95']:.2f}{unit} (95% CI)")
     return 0
 
@@ -134,15 +144,18 @@ def run_on_folder(args: argparse.Namespace, learner: torch.nn.Module, cfg: Train
         raise ConfigError("--split names a split of the model's dataset; with --data the folder is the data: "
                           "drop --split")
     prep = model_preprocessing(learner, cfg)
-    changes = {k: getattr(args, k) for k in ("invert", "interpolation") if getattr(args, k) is not None}
+    changes = {"interpolation": args.interpolation} if args.interpolation is not None else {}
     report = report_on_folder(learner, cfg, args.data, ways=args.ways, shots=args.shots, queries=args.queries,
                               episodes=args.episodes, seed=TEST_SEED if args.seed is None else args.seed,
-                              steps=args.steps, preprocessing=replace(prep, **changes), device=device)
+                              steps=args.steps, preprocessing=replace(prep, **changes), device=device,
+                              invert=args.invert)
+    print(f"{args.data}: {report['polarity_line']}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
         print(f"{what}: {report['data']} ({report['classes']} classes, {report['images']} images), "
-              f"{report['ways']}-way {report['shots']}-shot, {report['queries']} queries, "
-              f"{report['episodes']} episodes, {report['steps']} steps: accuracy {100 * report['mean']:.2f}% "
+              f"{report['ways']}-way {report['shots']}-shot, {plural(report['queries'], 'query', 'queries')}, "
+              f"{plural(report['episodes'], 'episode')}, {plural(report['steps'], 'step')}: "
+              f"accuracy {100 * report['mean']:.2f}% "
               f"± {100 * report['ci95']:.2f}% (95% CI)")
     return 0

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override the problem's meta-training preset, e.g. --set epochs=5 --set net.p=5 "
                         f"(keys: {', '.join(dotted_types(MetaTrainConfig))}; repeatable)")
     t.add_argument("--seed", type=int, default=None, help="meta-training seed (same as --set seed=S; default 0)")
+    t.add_argument("--epochs", type=int, default=None, help="meta-training epochs (same as --set epochs=N; default: "
+                                                            "the problem's preset)")
     t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     t.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     t.set_defaults(func=run_train)
@@ -71,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Meta-train, then write the best weights and the manifest under ``--out``."""
-    seed = [] if args.seed is None else [f"seed={args.seed}"]
-    config = apply_overrides(training_preset(args.problem), [*args.overrides, *seed])
+    flags = [f"{key}={getattr(args, key)}" for key in ("seed", "epochs") if getattr(args, key) is not None]
+    config = apply_overrides(training_preset(args.problem), [*args.overrides, *flags])
     train = build_family(args.problem, "train", args.root)
     out = Path(args.out)
     lines: list[str] = []

@@ -44,11 +44,47 @@ def read_config_file(path: str | Path) -> TrainConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        msg = str(exc).replace("\n", " ")
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                          f"{msg}") from exc
-    return config_from_dict(data or {}, where=str(path))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_error(path, exc)) from exc
+    try:
+        return config_from_dict(data or {}, where=str(path))
+    except ConfigError as exc:
+        line = None if path.suffix == ".json" else _line_of_key(text, str(exc).split(" ", 1)[0])
+        if line is None:
+            raise
+        hint = ""
+        if " must be a mapping, got str" in str(exc):
+            hint = ("; a line under it lacks its colon: every setting is `key: value` (a colon and a space), "
+                    "indented under its section")
+        raise ConfigError(f"config file {path}, line {line}: {exc}{hint}") from exc
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: the file, the line, PyYAML's problem, and the usual cause."""
+    mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return f"config file {path} is not valid YAML: {str(exc).replace(chr(10), ' ')}"
+    hint = (": every setting is `key: value` (a colon and a space); add the missing colon"
+            if "expected ':'" in problem else ": fix the line")
+    return f"config file {path}, line {mark.line + 1}: not valid YAML ({problem}){hint}"
+
+
+def _line_of_key(text: str, dotted: str) -> int | None:
+    """1-based line of the value of ``dotted`` (``learner.inner_lr``) in a YAML text, or None."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        if node is None:
+            return None
+    return node.start_mark.line + 1
 
 
 def load_config(name_or_path: str | Path) -> TrainConfig:

@@ -60,6 +60,7 @@ from ..nn.batchnorm import (
 from ..precision import float32_outputs
 from ..rules.base import UpdateRule, under_transform
 from .adapted import AdaptedModel
+from .inputs import check_input
 
 BN_MODES = ("transductive", "support", "running", "frozen")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -549,6 +550,7 @@ class GradientLearner(nn.Module):
         support loss ends above its lowest value, the parameters of the lowest-loss step are used
         (``adapted.steps`` says which) rather than the diverged last ones.
         """
+        check_input(self, support_x, "adapt")
         if ways is None and not support_y.is_floating_point() and support_y.numel():
             ways = int(support_y.max()) + 1  # integer labels: classification
         check_task(support_x, support_y, None, None, ways, batched=False)
@@ -584,6 +586,7 @@ class GradientLearner(nn.Module):
 
     def _predict_adapted(self, adapted: AdaptedModel, x: torch.Tensor) -> torch.Tensor:
         """``adapted(x)``: the model with ``adapted.params`` (and its support statistics, if any) on ``x``."""
+        check_input(self, x, "predict")
         _, buffers = split_state(self.model)
         with norm_training(self.model, self._norm_flag()):
             if adapted.statistics is None:
@@ -611,6 +614,7 @@ class GradientLearner(nn.Module):
         ``bn_mode="support"`` (they give the batch-norm statistics, by a forward of them ahead of ``x``)."""
         if isinstance(params, AdaptedModel):
             return params(x)
+        check_input(self, x, "predict")
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)
         with norm_training(self.model, self._norm_flag()):

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from episodes import FixedEpisodes, Preprocessing, dataset_preprocessing
+from episodes.polarity import polarity_line
+from episodes.preprocessing import read_image_folder
 
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -39,16 +41,19 @@ def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | o
                      ways: int | None = None, shots: int | None = None, queries: int | None = None,
                      episodes: int | None = None, seed: int = TEST_SEED, steps: int | None = None,
                      preprocessing: Preprocessing | None = None, device: torch.device | str | None = None,
-                     batch_size: int | None = None) -> dict[str, Any]:
+                     batch_size: int | None = None, invert: bool | None = None) -> dict[str, Any]:
     """Mean and 95% CI of query accuracy over ``episodes`` fixed episodes drawn from ``folder``.
 
     ``folder`` holds one subfolder of images per class, read with ``preprocessing`` (default: the
     model's). ``ways``/``shots``/``queries``/``episodes`` default to the config's; a ``ways`` other
     than the head's gets a zero head (``fewshot.training.ways.with_ways``). Episode ``i`` depends only
-    on (folder, ways, shots, queries, seed, i). Returns a JSON-ready dict like ``report_on_fixed_episodes``.
+    on (folder, ways, shots, queries, seed, i). Grayscale folders are turned the way round the model
+    expects (strokes bright) from their borders unless ``invert`` forces it (``episodes.polarity``); the
+    report's ``polarity`` says what was detected and done, ``polarity_line`` in one line. Returns a
+    JSON-ready dict like ``report_on_fixed_episodes``.
     """
-    prep = preprocessing or model_preprocessing(learner, cfg)
-    split = prep.folder(folder)
+    split = read_image_folder(folder, preprocessing or model_preprocessing(learner, cfg), invert=invert, log=False)
+    prep = Preprocessing.from_dict(split.meta["preprocessing"])  # with the invert the polarity check decided
     ways = cfg.data.ways if ways is None else ways
     shots = cfg.data.shots if shots is None else shots
     queries = cfg.data.test_queries if queries is None else queries
@@ -67,6 +72,8 @@ def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | o
         "classes": split.num_classes,
         "images": int(split.data.shape[0]),
         "preprocessing": prep.to_dict(),
+        "polarity": split.meta["polarity"],
+        "polarity_line": polarity_line(split.meta["polarity"]),
         "steps": steps_used(cfg, steps),
         "seed": seed,
     }

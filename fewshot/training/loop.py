@@ -91,6 +91,16 @@ def check_writable(out: Path) -> None:
         raise ConfigError(f"output directory {out} is not writable ({exc.strerror}): choose another --out") from exc
 
 
+def existing_dir(out: Path) -> bool:
+    """``out.is_dir()``, but a folder this user may not look into (``--out /root/runs/x`` for a non-root user:
+    ``stat`` fails with EACCES, which ``Path.is_dir`` raises) is a one-line ConfigError, not a traceback."""
+    try:
+        return out.is_dir()
+    except OSError as exc:
+        raise ConfigError(f"cannot look into {exc.filename or out} ({exc.strerror}): choose another --out "
+                          "(a folder you can write into)") from exc
+
+
 def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(a) | set(b)):
@@ -148,7 +158,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
 def _open_run(cfg: TrainConfig, out: Path, lock: RunLock, resume: bool | None) -> dict | None:
     """Rank 0's check of the run folder: lock it if it exists, decide whether to resume, and read and check
     its checkpoint (returned, or None for a new run)."""
-    if out.is_dir():  # lock before reading its checkpoint: another run may be writing there
+    if existing_dir(out):  # lock before reading its checkpoint: another run may be writing there
         check_writable(out)
         lock.acquire()
     last_path = out / LAST
@@ -224,8 +234,9 @@ def validate(learner: Any, val_set: Any, cfg: TrainConfig, metric: str, ranks: R
     learner.eval()
     values, used, nonfinite = [], [], []
     try:
-        for batch in tqdm(batches, total=total, disable=not progress, leave=False, unit="batch", desc="validation",
-                          dynamic_ncols=True):
+        # a nested bar moves the cursor (ESC [A): only on a terminal, never into a redirected log
+        for batch in tqdm(batches, total=total, disable=not progress or not sys.stderr.isatty(), leave=False,
+                          unit="batch", desc="validation", dynamic_ncols=True):
             out = learner.evaluate(batch)
             values.append(out[metric].detach().double().cpu().flatten())
             used.append(out["step"].detach().double().cpu().flatten())

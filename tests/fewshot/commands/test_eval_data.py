@@ -79,3 +79,44 @@ def test_folder_flags_without_data_and_regression_models_are_refused(char_folder
     assert "--ways applies to --data DIR only" in capsys.readouterr().err
     assert main(["eval", "sinusoid-maml", "--data", str(char_folder)]) == 2
     assert "not on images: evaluate it without --data" in capsys.readouterr().err
+
+
+def test_folder_polarity_is_detected_and_forced_with_one_stderr_line(char_folder, capsys):
+    """Omniglot's PNGs are dark on white: detected and inverted (the model's recipe), one line on stderr;
+    --no-invert forces the other way and the line says it goes against the images."""
+    args = ["eval", "omniglot-5w1s-maml", "--data", str(char_folder), "--ways", "5", "--queries", "1",
+            "--episodes", "1", "--steps", "1"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    (line,) = [ln for ln in err.splitlines() if "polarity" in ln]
+    assert line.startswith(f"{char_folder}: polarity: borders average 255/255: dark strokes on a light background")
+    assert "inverting them so strokes are bright, as the model expects (--no-invert forces the other way)" in line
+    # singular words for counts of one (the summary said "1 queries")
+    assert "5-way 1-shot, 1 query, 1 episode, 1 step: accuracy" in out
+    assert main([*args, "--no-invert", "--json"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out.strip().splitlines()[-1])
+    pol = report["polarity"]
+    assert (pol["detected"], pol["invert"], pol["forced"]) == ("dark-on-light", False, True) and pol["border"] > 250
+    assert report["preprocessing"]["invert"] is False
+    assert "not inverting them as forced (--no-invert), against what the images look like" in err
+
+
+def test_folder_of_mnist_digits_is_kept_as_it_is(fewshot_data, tmp_path, capsys):
+    from tests.episodes.test_polarity import mnist_folder
+
+    mnist_folder(fewshot_data, tmp_path, classes=5, per_class=3)
+    report = _report(capsys, "omniglot-5w1s-maml", "--data", str(tmp_path), "--queries", "2", "--episodes", "2",
+                     "--steps", "1")
+    assert report["polarity"] == {"detected": "light-on-dark", "border": 0.0, "invert": False, "forced": False}
+    assert report["preprocessing"] == {"size": 28, "channels": 1, "invert": False, "interpolation": "lanczos",
+                                       "scale": 255.0}
+
+
+def test_eval_help_says_which_way_each_flag_converts(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "95%%" not in text and "mean and 95% CI" in text
+    assert "--invert when your images have dark strokes on a light background (like Omniglot's PNGs)" in text
+    assert "--no-invert when they have light strokes on a dark background (like MNIST)" in text

@@ -27,7 +27,11 @@ def test_train_then_experiment_from_the_command_line(tmp_path, capsys, monkeypat
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     for argv, msg in ((["--set", "unroll=30", "--set", "steps=20"], "unroll (30) is longer than"),
                       (["--set", "net.p=0"], "p must be a finite number > 0"),
-                      (["--set", "epocs=3"], "did you mean 'epochs'")):
+                      (["--set", "epocs=3"], "did you mean 'epochs'"),
+                      # issue 23: --epochs was no option, so argparse printed the top-level usage line only
+                      (["--epochs", "-1"], "error: meta-training epochs must be >= 1, got -1"),
+                      (["--epochs", "2", "--bogus"], "error: fewshot l2o train does not take --bogus: see "
+                                                     "`fewshot l2o train --help` for its options")):
         assert main(["l2o", "train", "quadratic", "--out", str(tmp_path / "x")] + argv) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1

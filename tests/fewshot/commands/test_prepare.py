@@ -217,3 +217,18 @@ def test_sigkilled_prepare_leaves_a_temp_file_that_the_next_prepare_removes(fews
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5"]
+
+
+def test_a_failed_download_leaves_no_empty_dataset_folder(tmp_path, capsys):
+    """Issue 23: a failed download left an empty ``<root>/omniglot/`` (and the root it had created)."""
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    root = tmp_path / "new" / "data"
+    assert main(["prepare", "omniglot", "--source", empty.as_uri() + "/", "--root", str(root), "--quiet"]) == 2
+    _one_error_line(capsys, "images_background.zip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]  # nothing it created is left
+    (tmp_path / "kept").mkdir()  # a folder that existed before is kept, even when empty
+    assert main(["prepare", "mnist", "--source", empty.as_uri() + "/", "--root", str(tmp_path / "kept"),
+                 "--quiet"]) == 2
+    capsys.readouterr()
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []

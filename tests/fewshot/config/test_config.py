@@ -163,3 +163,21 @@ def test_mini_imagenet_presets_follow_the_published_protocols():
             assert (c.model.backbone, c.model.hidden, c.model.pool) == ("conv4", filters, True)
             assert c.eval_episodes == 600
             assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val", "test")
+
+
+@pytest.mark.parametrize("text, message", [
+    # issue 23: a section whose only line lacks its colon gave "learner must be a mapping, got str"
+    ("learner:\n  inner_lr 0.01\n", r", line 2: learner must be a mapping, got str.*a line under it lacks its colon: "
+                                    r"every setting is `key: value`"),
+    ("preset: sinusoid-maml\niterations 100\nseed: 1\n",
+     r", line 2: not valid YAML \(could not find expected ':'\): every setting is `key: value` \(a colon and a "
+     r"space\); add the missing colon"),
+    ("learner:\n  inner_lr: 0.01\n  inner_steps 5\n", r", line 3: not valid YAML \(could not find expected ':'\)"),
+    ("seed: 0\nlearner:\n  inner_lr: fast\n", r", line 3: learner.inner_lr must be float, got 'fast'"),
+])
+def test_config_file_errors_name_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"^config file {path}" + message) as info:
+        read_config_file(path)
+    assert "\n" not in str(info.value)

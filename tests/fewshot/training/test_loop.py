@@ -225,3 +225,34 @@ def test_an_error_during_validation_names_the_iteration_and_the_checkpoint_kept(
         train(_cfg("iterations=20", "val_every=10", "checkpoint_every=5"), tmp_path, quiet=True, tensorboard=False)
     assert str(info.value) == (f"validation at iteration 10 failed: the validation set broke; the last good checkpoint "
                                f"{tmp_path}/last.pt (iteration 5) is untouched")
+
+
+def test_out_under_a_folder_this_user_cannot_look_into_is_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 23: a non-root user's ``--out /root/runs/x`` made ``Path.is_dir`` raise PermissionError (EACCES on
+    stat); as root the test makes stat fail the same way under one folder."""
+    from pathlib import Path
+
+    from fewshot.cli import main
+
+    locked = tmp_path / "locked"
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert main(["train", "sinusoid-maml", "--out", str(locked / "run"), "--iterations", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot look into {locked / 'run'} (Permission denied): choose another --out "
+                   "(a folder you can write into)\n")
+
+
+def test_redirected_progress_has_no_nested_validation_bar(tmp_path, capsys):
+    """Issue 23: the nested validation bar wrote cursor-up escapes (ESC [A) into redirected logs."""
+    train(_cfg("iterations=4", "val_every=2", "val_episodes=4", "eval_batch=1"), tmp_path, quiet=False,
+          tensorboard=False)
+    err = capsys.readouterr().err  # pytest's capture is not a terminal, like `2> log`
+    assert "\x1b[A" not in err and "validation:" not in err
+    assert "4/4" in err  # the training bar itself is still there

@@ -1,0 +1,68 @@
+"""The shape a learner's inputs must have, checked where they enter (``adapt``, ``predict``), in one line.
+
+Why: a wrongly prepared image (64x64, RGB for a grayscale model, one image without its batch
+dimension) otherwise fails deep inside the model with a raw ``torch.cat``/convolution RuntimeError
+that names neither the expected shape nor the way to get it. The expected shape per example comes
+from ``learner.preprocessing`` (an ``episodes.Preprocessing``: every pretrained model carries one,
+``fewshot.pretrained.load``), else from the support set of the last ``adapt`` call (your own model:
+``predict`` must see examples shaped like those the parameters were adapted on).
+
+Usage (what ``GradientLearner.adapt``/``predict`` do)::
+
+    check_input(learner, support_x, "adapt")     # learns the shape when there is no preprocessing
+    check_input(learner, x, "predict")
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from episodes import Preprocessing
+from episodes.preprocessing import check_size
+
+from ..errors import FewshotError
+
+_LEARNED = "_adapted_input_shape"  # plain attribute on the learner: the per-example shape of the last adapt
+
+
+def expected_shape(learner: Any) -> tuple[tuple[int | None, ...], str] | None:
+    """(per-example shape, where it comes from) or ``None`` when nothing is known yet.
+
+    ``None`` entries are free (a preprocessing without ``size`` fixes only the channels).
+    """
+    prep = getattr(learner, "preprocessing", None)
+    if isinstance(prep, Preprocessing):
+        hw = check_size(prep.size)
+        shape = (prep.channels, *(hw if hw is not None else (None, None)))
+        return shape, (f"prepare images with learner.preprocessing ({prep!r}), e.g. "
+                       "torch.stack([learner.preprocessing(path) for path in paths])")
+    learned = learner.__dict__.get(_LEARNED)
+    if learned is not None:
+        return learned, "predict on examples shaped like the support set passed to adapt"
+    return None
+
+
+def _show(shape: tuple[int | None, ...]) -> str:
+    return "[N, " + ", ".join("any" if s is None else str(s) for s in shape) + "]"
+
+
+def check_input(learner: Any, x: Any, call: str) -> None:
+    """One-line FewshotError when ``x`` is not ``[N, *expected]``; ``adapt`` records the shape if none is known."""
+    if not isinstance(x, torch.Tensor):
+        raise FewshotError(f"{call} needs a torch.Tensor of examples [N, ...], got {type(x).__name__}: "
+                           "stack them first, e.g. torch.stack(images)")
+    known = expected_shape(learner)
+    if known is None or (call == "adapt" and not isinstance(getattr(learner, "preprocessing", None), Preprocessing)):
+        if call == "adapt" and x.dim() >= 1:
+            learner.__dict__[_LEARNED] = tuple(x.shape[1:])
+        return
+    shape, fix = known
+    got = tuple(x.shape)
+    fits = x.dim() == len(shape) + 1 and all(s is None or s == g for s, g in zip(shape, got[1:]))
+    if fits:
+        return
+    if x.dim() == len(shape) and all(s is None or s == g for s, g in zip(shape, got)):
+        fix = "one example needs its batch dimension: pass x[None]"
+    raise FewshotError(f"{call} got inputs of shape {list(got)} but the model expects {_show(shape)} "
+                       f"(N examples): {fix}")
