@@ -389,7 +389,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
                 extra = {}
                 if divergence is not None:
                     extra = divergence.metrics()
-                    if ranks.main:
+                    if ranks.main and divergence.nonfinite:  # a mere rise is in the metrics (and AdaptationWarning)
                         tqdm.write(f"warning: {divergence.message(iteration, val_set.count)}", file=sys.stderr)
                 log("val", iteration, **{metric: summary.mean, "ci95": summary.ci95, "episodes": summary.n, **extra})
                 if _better(metric, summary.mean, best):
