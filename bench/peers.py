@@ -457,7 +457,7 @@ def machine_rows(args, have_l2l: bool) -> dict:
 
 def machine_markdown(m: dict) -> list[str]:
     med, ratios = m["median_its_per_s"], m["ratio_fewshot_vs_l2l"]
-    lines = ["", f"## Whole machine: `fewshot train {m['preset']} {' '.join(m['fewshot_flags'])}` vs learn2learn's "
+    lines = [f"## Whole machine: `fewshot train {m['preset']} {' '.join(m['fewshot_flags'])}` vs learn2learn's "
              "Omniglot MAML recipe", "",
              f"{m['cores']} cores; iterations per second (higher is better), medians of {m['rounds']} interleaved "
              f"rounds of {m['iterations']} timed iterations after {m['warmup']}; each system at its own default "
