@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "errors": 0, "checks": 0, "precision": 0,
     "functional": 1, "nn": 1, "rules": 1, "learners": 1,
-    "meta_optimizer": 2, "scoring": 2, "distributed": 2,
+    "meta_optimizer": 2, "scoring": 2, "distributed": 2, "launch": 2,
     "config": 3,
     "training": 4,
     "pretrained": 5, "l2o": 5,

@@ -37,6 +37,7 @@ from .. import distributed
 from ..config import TrainConfig, config_from_dict, read_config_file, save_config
 from ..distributed import Ranks
 from ..errors import AdaptationError, ConfigError, FewshotError
+from ..launch import check_split
 from ..meta_optimizer import clip_meta_gradients, fit_schedule
 from ..precision import autocast, resolve_precision
 from ..scoring import Summary, summarize
@@ -267,9 +268,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
     resuming = ckpt is not None
     clock = TrainingClock(int(ckpt["iteration"]) if resuming else 0, processes=ranks.world if ranks.active else 1,
                           device=str(device), earlier=ckpt.get("clock") if resuming else None)
-    if ranks.active and cfg.meta_batch % ranks.world:
-        raise ConfigError(f"meta_batch={cfg.meta_batch} does not split evenly over {ranks.world} processes: use a "
-                          f"meta_batch divisible by {ranks.world} (--set meta_batch=N) or another number of processes")
+    check_split(cfg.meta_batch, ranks.world)
     configure_backends(cfg)
     # Any: the learner API (meta_loss, evaluate) is not on nn.Module, which build_learner returns
     learner: Any = build_learner_from_config(cfg, device)
