@@ -28,10 +28,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch._C._functorch import TransformType
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from ..errors import ConfigError
+from ..func_transforms import under_vmap
 
 _INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
 _STATS_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("fewshot_stats_rows", default=None)
@@ -95,11 +94,6 @@ def native_kernel_under_vmap(enabled: bool = True) -> Iterator[None]:
 def current_inner_step() -> int:
     """The slot index set by the innermost ``inner_step`` block (0 outside any block)."""
     return _INNER_STEP.get()
-
-
-def under_vmap() -> bool:
-    """True inside a ``torch.func.vmap`` transform (at any level)."""
-    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 class StepBatchNorm(nn.Module):

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Params, State, UpdateRule, under_transform
+from ..func_transforms import under_transform
+from .base import Params, State, UpdateRule
 
 
 class SGD(UpdateRule):
@@ -42,8 +43,8 @@ class SGD(UpdateRule):
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         return {n: -(self.lr(n, step) * g) for n, g in grads.items()}, state
 
-    def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
-               step: int, loss: torch.Tensor) -> tuple[Params, State]:
+    def step(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+             step: int, loss: torch.Tensor) -> tuple[Params, State]:
         """``params - lr * grad`` in one fused op per tensor instead of three (multiply, negate, add): fewer
         passes over memory and fewer autograd nodes to build and to differentiate twice (bench/NOTES.md).
         Fixed learning rates on the CPU become Python scalars (``add`` with ``alpha``; one ``_foreach_add``
