@@ -18,7 +18,7 @@ from .. import pretrained as registry
 from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..errors import CheckpointError, FewshotError
 from ..nn.batchnorm import has_running_stats
-from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
+from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.loop import BEST, LAST, load_run_config
@@ -45,7 +45,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
-    ckpt = load_checkpoint(path, expect=identity(cfg))
+    ckpt = load_checkpoint(path, expect=run_identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
     learner.to(device)

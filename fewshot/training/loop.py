@@ -44,8 +44,8 @@ from .build import (
     build_optimizer,
     build_train_source,
     configure_backends,
-    identity,
     resolve_device,
+    run_identity,
 )
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .clock import TrainingClock
@@ -157,7 +157,7 @@ def _open_run(cfg: TrainConfig, out: Path, lock: RunLock, resume: bool | None) -
         raise ConfigError(f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
     if not (has_ckpt and resume is not False):
         return None
-    ckpt = load_checkpoint(last_path, expect=identity(cfg))
+    ckpt = load_checkpoint(last_path, expect=run_identity(cfg))
     saved = ckpt["config"]
     if (out / CONFIG_FILE).exists():
         saved = read_config_file(out / CONFIG_FILE).to_dict()
@@ -238,7 +238,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
     use_bf16 = cfg.bf16 and device.type == "cuda"
     if cfg.bf16 and not use_bf16 and not quiet:
         print("note: bf16 autocast is CUDA-only; training in float32 on", device)
-    ident = identity(cfg)
+    ident = run_identity(cfg)
     plain_cfg = cfg.to_dict()
     written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
 
