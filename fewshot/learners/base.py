@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
-from ..checks import check_count
+from ..checks import check_count, check_number
 from ..errors import AdaptationError, AdaptationWarning, ConfigError, FewshotError
 from ..functional import (
     LossFn,
@@ -179,8 +179,7 @@ class LearnerConfig:
 
 def check_lr(name: str, value: Any) -> None:
     """ConfigError unless ``value`` is a finite number >= 0 (a learning rate)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    check_number(value, name, at_least=0)
 
 
 class GradientLearner(nn.Module):

@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..errors import ConfigError
 from ..func_transforms import under_transform
 from .base import Params, State, UpdateRule
@@ -25,8 +26,7 @@ class SGD(UpdateRule):
         super().__init__()
         if not names:
             raise ConfigError("SGD needs at least one parameter name to update")
-        if steps <= 0:
-            raise ConfigError(f"SGD steps must be a positive integer, got {steps}")
+        check_count(steps, "SGD steps")
         self.names = list(names)
         self.index = {n: i for i, n in enumerate(self.names)}
         lrs = torch.full((len(self.names), steps), float(lr), dtype=dtype, device=device)
