@@ -1,5 +1,6 @@
 """MAML / FOMAML / MAML++: oracles (higher), loop == vmap, DA, MSL, LSLR, BN semantics, errors, learning."""
 import copy
+import re
 
 import higher
 import pytest
@@ -313,10 +314,15 @@ def test_learner_state_dict_round_trip():
 
 
 # --------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kwargs", [dict(inner_steps=0), dict(inner_steps=-2), dict(inner_lr=-0.1),
-                                    dict(bn_mode="batch"), dict(task_batching="gpu"), dict(eval_steps=0)])
-def test_bad_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_steps=0), "inner_steps must be >= 1, got 0: pass inner_steps=1 or more"),
+    (dict(inner_steps=-2), "inner_steps must be >= 1, got -2"),
+    (dict(inner_lr=-0.1), "inner_lr must be a finite number >= 0, got -0.1"),
+    (dict(bn_mode="batch"), "bn_mode must be one of transductive, support, running, frozen; got 'batch'"),
+    (dict(task_batching="gpu"), "task_batching must be one of auto, loop, vmap; got 'gpu'"),
+    (dict(eval_steps=0), "eval_steps must be >= 1, got 0")])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         MAMLConfig(**kwargs)
 
 

@@ -228,10 +228,14 @@ def test_registry_tnet_is_mtnet_without_mask():
     assert learner_config("tnet", {"inner_lr": 0.1}) == MTNetConfig(inner_lr=0.1, mask=False)
 
 
-@pytest.mark.parametrize("kwargs", [dict(inner_lr=-1.0), dict(temperature=0.0), dict(temperature=float("inf")),
-                                    dict(logit_init=float("nan")), dict(inner_steps=0)])
-def test_bad_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_lr=-1.0), r"inner_lr must be a finite number >= 0, got -1.0"),
+    (dict(temperature=0.0), r"temperature must be a finite number > 0 \(.*\), got 0.0"),
+    (dict(temperature=float("inf")), r"temperature must be a finite number > 0 \(.*\), got inf"),
+    (dict(logit_init=float("nan")), r"logit_init must be a finite number, got nan"),
+    (dict(inner_steps=0), r"inner_steps must be >= 1, got 0")])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         MTNetConfig(**kwargs)
 
 
