@@ -15,6 +15,10 @@ order: the gradients keep their graph, so the outer ``backward`` differentiates 
 First order: the gradients are detached before the rule sees them, for every rule (the update still
 depends on the parameters and on the rule's own meta-parameters).  Buffers are copied before every
 forward that may write them, so the caller's tensors are never modified.
+
+Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``inner_loop(checkpoint=k)``),
+``fewshot.schedules`` holds MAML++'s multi-step-loss weights (``msl_weights``, re-exported here), and
+``fewshot.func_transforms`` answers "inside a ``torch.func`` transform?".
 """
 from __future__ import annotations
 

@@ -179,23 +179,25 @@ def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
 
     train = load_split("omniglot", "train", root=omniglot_root)
     val = load_split("omniglot", "val", root=omniglot_root)
-    torch.manual_seed(0)  # test-only module init
-    model = Conv4(1, 5, hidden=8, pool=False)
-    learner = build_learner("lstm-meta", model, {"inner_steps": 3})
-    opt = torch.optim.Adam(learner.parameters(), 1e-2)
-    tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
-    for _ in range(150):
-        out = learner.meta_loss(tasks.sample(4))
-        opt.zero_grad()
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(learner.parameters(), 0.25)
-        opt.step()
-    learner.eval()
     batch = EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100)
-    acc = learner.evaluate(batch)["accuracy"].mean().item()
-    with torch.no_grad():  # the meta-learned initialisation without any update
-        params = dict(learner.model.named_parameters())
-        logits = torch.stack([learner.predict(batch.query_x[i], params) for i in range(len(batch))])
-    acc0 = (logits.argmax(-1) == batch.query_y).double().mean().item()
-    print(f"lstm-meta omniglot 5w1s: adapted {acc:.3f}, un-adapted {acc0:.3f}")
-    assert acc > 0.45 and acc > acc0 + 0.2, (acc, acc0)
+    acc = {}
+    for name in ("untrained", "lstm-meta", "maml"):
+        torch.manual_seed(0)  # test-only module init: the same initial weights for all three
+        extra = {"inner_lr": 0.4, "first_order": True} if name == "maml" else {}
+        learner = build_learner("maml" if name == "maml" else "lstm-meta", Conv4(1, 5, hidden=8, pool=False),
+                                {"inner_steps": 3, **extra})
+        if name != "untrained":
+            opt = torch.optim.Adam(learner.parameters(), 1e-2)
+            tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
+            for _ in range(150):
+                out = learner.meta_loss(tasks.sample(4))
+                opt.zero_grad()
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), 0.25)
+                opt.step()
+        acc[name] = learner.eval().evaluate(batch)["accuracy"].mean().item()
+    print(f"lstm-meta omniglot 5w1s: {acc}")
+    # measured: 0.68 against 0.218 untrained (its initial LSTM is small-step gradient descent) and 0.649 for
+    # a same-seed first-order MAML (3 steps of 0.4) with the same budget: the learned update is at least as good
+    assert acc["lstm-meta"] > 0.6 and acc["lstm-meta"] > acc["untrained"] + 0.35, acc
+    assert acc["lstm-meta"] > acc["maml"] - 0.03, acc

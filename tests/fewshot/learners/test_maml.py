@@ -429,13 +429,15 @@ def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
     val = load_split("omniglot", "val", root=omniglot_root)
     torch.manual_seed(0)  # test-only module init
     learner = build_learner("maml", Conv4(1, 5, hidden=16), {"inner_steps": 1, "inner_lr": 0.4})
+    batch = EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100)
+    untrained = copy.deepcopy(learner).eval().evaluate(batch)["accuracy"].mean().item()
     opt = torch.optim.Adam(learner.parameters(), 3e-3)
     tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
     meta_train(learner, tasks, 150, 4, opt)
-    learner.eval()
-    acc = learner.evaluate(
-        EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
-    assert acc > 0.45, acc
+    acc = learner.eval().evaluate(batch)["accuracy"].mean().item()
+    # measured 0.728 (0.575 after 50 iterations, 0.68 after 100) against 0.253 untrained: a bar that only
+    # the last third of the run clears
+    assert acc > 0.65 and acc > untrained + 0.35, (acc, untrained)
 
 
 def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
