@@ -17,7 +17,7 @@ from typing import Iterable
 
 import torch
 
-from .checks import check_count
+from .checks import check_count, check_number, is_finite_number
 from .errors import ConfigError
 
 
@@ -40,34 +40,28 @@ class MetaOptimConfig:
 
     def __post_init__(self) -> None:
         betas = tuple(self.betas)  # YAML/JSON give a list
-        if len(betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in betas):
+        if len(betas) != 2 or not all(is_finite_number(b) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas}: "
                               "e.g. --set optim.betas=[0.9,0.999]")
         self.betas = (float(betas[0]), float(betas[1]))
         # every float must be finite: an inf/NaN setting would only show up as NaN weights later
-        if not (_finite(self.lr) and self.lr > 0):
-            raise ConfigError(f"optim.lr must be a finite number > 0 (the meta-optimizer's learning rate), got "
-                              f"{self.lr!r}: e.g. --set optim.lr=0.001")
-        if not (_finite(self.min_lr) and self.min_lr >= 0) or (self.cosine and self.min_lr > self.lr):
+        check_number(self.lr, "optim.lr", above=0, note=" (the meta-optimizer's learning rate)",
+                     hint=": e.g. --set optim.lr=0.001")
+        if not (is_finite_number(self.min_lr) and self.min_lr >= 0) or (self.cosine and self.min_lr > self.lr):
             raise ConfigError(f"optim.min_lr must be a finite number in [0, lr={self.lr}] with cosine annealing, got "
                               f"{self.min_lr!r}: e.g. --set optim.min_lr=1e-5")
-        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"optim.weight_decay must be a finite number >= 0, got {self.weight_decay!r}: "
-                              "e.g. --set optim.weight_decay=0")
+        check_number(self.weight_decay, "optim.weight_decay", at_least=0, hint=": e.g. --set optim.weight_decay=0")
         for name in ("clip_value", "clip_norm"):
             value = getattr(self, name)
-            if value is not None and not (_finite(value) and value > 0):
-                raise ConfigError(f"optim.{name} must be a finite number > 0 or null (no clipping), got {value!r}: "
-                                  f"e.g. --set optim.{name}=10")
+            if value is not None:
+                check_number(value, f"optim.{name}", above=0, note=" or null (no clipping)",
+                             hint=f": e.g. --set optim.{name}=10")
 
     @classmethod
     def mamlpp(cls, **overrides) -> MetaOptimConfig:
         """MAML++'s meta-optimizer: Adam 1e-3 cosine-annealed to 1e-5."""
         return cls(**{"lr": 1e-3, "cosine": True, "min_lr": 1e-5, **overrides})
 
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_meta_optimizer(params: Iterable[torch.nn.Parameter], config: MetaOptimConfig | None = None,

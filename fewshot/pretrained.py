@@ -35,7 +35,7 @@ from episodes.files import sha256_file
 
 from .config import TrainConfig, apply_overrides, config_from_dict
 from .errors import CheckpointError, FewshotWarning
-from .training.build import build_learner_from_config, identity
+from .training.build import build_learner_from_config, run_identity
 from .training.checkpoint import load_learner_state
 from .training.ways import with_ways
 
@@ -253,7 +253,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
         raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "
                               "load it with fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)")
     cfg = config_from_dict(manifest["config"], where=f"manifest of '{name}'")
-    ident = identity(cfg)
+    ident = run_identity(cfg)
     for key in ("learner", "backbone"):
         if manifest.get(key) != ident[key]:
             raise CheckpointError(f"pretrained model '{name}' manifest says {key} '{manifest.get(key)}' but its config "

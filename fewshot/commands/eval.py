@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..precision import PRECISIONS, autocast, resolve_precision
 from ..reporting import report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
-from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
+from ..training.build import TEST_SEED, build_learner_from_config, resolve_device, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
 
@@ -83,7 +83,7 @@ def resolve_target(target: str, device: torch.device) -> tuple[torch.nn.Module, 
     if path.is_dir():
         cfg = load_run_config(path)
         ckpt_path = path / BEST if (path / BEST).exists() else path / LAST
-        ckpt = load_checkpoint(ckpt_path, expect=identity(cfg))
+        ckpt = load_checkpoint(ckpt_path, expect=run_identity(cfg))
     elif path.is_file() or target.endswith(".pt"):
         ckpt_path = path
         ckpt = load_checkpoint(path)

@@ -50,7 +50,8 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
-    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``) around ``model``.
+    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``, ``lstm-meta``,
+    or one ``register_learner`` added: the keys of ``LEARNERS``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
     as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``).

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
-from ..checks import check_count
+from ..checks import check_count, check_number
 from ..errors import AdaptationError, AdaptationWarning, ConfigError, FewshotError
+from ..func_transforms import under_transform
 from ..functional import (
     LossFn,
     Params,
@@ -58,7 +59,7 @@ from ..nn.batchnorm import (
     statistics_from,
 )
 from ..precision import float32_outputs
-from ..rules.base import UpdateRule, under_transform
+from ..rules.base import UpdateRule
 from .adapted import AdaptedModel
 from .inputs import check_input
 
@@ -205,8 +206,7 @@ class LearnerConfig:
 
 def check_lr(name: str, value: Any) -> None:
     """ConfigError unless ``value`` is a finite number >= 0 (a learning rate)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    check_number(value, name, at_least=0)
 
 
 class GradientLearner(nn.Module):

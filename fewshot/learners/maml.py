@@ -2,7 +2,7 @@
 
 Loss reduction and the meaning of ``inner_lr``: the inner (support) loss is the *mean* over the
 support examples (PyTorch's default reduction), and one inner step is ``p - inner_lr * grad(mean
-loss)``; ``fewshot.presets`` explains how the papers' alpha maps onto that scale.
+loss)``; ``fewshot.config.presets.protocols`` explains how the papers' alpha maps onto that scale.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from .. import pretrained as registry
 from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..errors import CheckpointError, FewshotError
 from ..nn.batchnorm import has_running_stats
-from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
+from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.loop import BEST, LAST, load_run_config
@@ -52,7 +52,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     cfg = load_run_config(run_dir)
     last_path = run_dir / LAST
     path = run_dir / BEST if (run_dir / BEST).exists() else last_path
-    ckpt = load_checkpoint(path, expect=identity(cfg))
+    ckpt = load_checkpoint(path, expect=run_identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
     learner.to(device)
@@ -69,7 +69,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     best_iteration = int(ckpt["iteration"])
-    last = load_checkpoint(last_path, expect=identity(cfg)) if last_path.exists() else ckpt
+    last = load_checkpoint(last_path, expect=run_identity(cfg)) if last_path.exists() else ckpt
     trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:

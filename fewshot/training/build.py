@@ -49,7 +49,7 @@ def backbone_identity(cfg: TrainConfig) -> str:
     return f"{m.backbone}(hidden={list(m.hidden_sizes)})"
 
 
-def identity(cfg: TrainConfig) -> dict[str, str]:
+def run_identity(cfg: TrainConfig) -> dict[str, str]:
     """``{"learner": ..., "backbone": ...}``: what a checkpoint must match to be loaded into ``cfg``'s learner."""
     return {"learner": cfg.learner.name, "backbone": backbone_identity(cfg)}
 

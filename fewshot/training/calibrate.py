@@ -38,8 +38,8 @@ from .build import (
     build_learner_from_config,
     build_optimizer,
     build_train_source,
-    identity,
     load_data_split,
+    run_identity,
 )
 from .checkpoint import save_checkpoint
 from .loop import BEST, CONFIG_FILE, LAST, check_writable
@@ -174,5 +174,5 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     for name in (LAST, BEST):
         save_checkpoint(out / name, learner=learner, optimizer=optimizer, scheduler=scheduler,
                         sources={"train": build_train_source(cfg)}, iteration=iteration, config=cfg.to_dict(),
-                        identity=identity(cfg), extra=extra)
+                        identity=run_identity(cfg), extra=extra)
     return summary.mean

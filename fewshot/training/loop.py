@@ -47,8 +47,8 @@ from .build import (
     build_optimizer,
     build_train_source,
     configure_backends,
-    identity,
     resolve_device,
+    run_identity,
 )
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .clock import TrainingClock
@@ -170,7 +170,7 @@ def _open_run(cfg: TrainConfig, out: Path, lock: RunLock, resume: bool | None) -
         raise ConfigError(f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
     if not (has_ckpt and resume is not False):
         return None
-    ckpt = load_checkpoint(last_path, expect=identity(cfg))
+    ckpt = load_checkpoint(last_path, expect=run_identity(cfg))
     saved = ckpt["config"]
     if (out / CONFIG_FILE).exists():
         saved = read_config_file(out / CONFIG_FILE).to_dict()
@@ -296,7 +296,7 @@ def _train(cfg: TrainConfig, out: Path, lock: RunLock, ranks: Ranks, device: tor
         logger = MetricsLogger(out, tensorboard=tensorboard, resume_from=start if resuming else None)
 
     autocast_dtype = resolve_precision(cfg.precision, device)  # None: float32 (also bf16 on a CPU without it)
-    ident = identity(cfg)
+    ident = run_identity(cfg)
     plain_cfg = cfg.to_dict()
     written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..config import TrainConfig, apply_overrides
 from ..errors import ConfigError
 from .build import build_learner_from_config
@@ -57,8 +58,7 @@ def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[nn.Modul
     """
     if cfg.data.is_regression:
         raise ConfigError("a regression model has no classes: ways only apply to classification models")
-    if isinstance(ways, bool) or not isinstance(ways, int) or ways < 2:
-        raise ConfigError(f"ways must be an integer >= 2, got {ways!r}: pass e.g. ways=20")
+    check_count(ways, "ways", minimum=2)
     old_ways = cfg.data.ways
     new_cfg = apply_overrides(cfg, [f"data.ways={ways}"])
     device = next(learner.parameters()).device

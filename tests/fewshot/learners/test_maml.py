@@ -1,5 +1,6 @@
 """MAML / FOMAML / MAML++: oracles (higher), loop == vmap, DA, MSL, LSLR, BN semantics, errors, learning."""
 import copy
+import re
 
 import higher
 import pytest
@@ -9,7 +10,6 @@ from torch import nn
 
 from episodes import TaskBatch
 from fewshot.errors import AdaptationError, ConfigError, FewshotError
-from fewshot.functional import msl_weights
 from fewshot.learners import MAML, MAMLConfig, build_learner, learner_config
 from fewshot.nn import Conv4, StepBatchNorm1d
 from tests.fewshot.learners.tasks import cls_batch as _cls_batch
@@ -141,19 +141,31 @@ def test_derivative_order_annealing_switches_from_first_to_second_order():
         assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g, expected)), epoch
 
 
+def _hand_sgd_query_losses(model, t, *, lr, steps):
+    """The query MSE after each of ``steps`` plain SGD steps on the support MSE, unrolled by hand (no
+    fewshot code: ``functional_call`` and ``autograd.grad`` only)."""
+    p = {n: q.detach() for n, q in model.named_parameters()}
+    losses = []
+    for _ in range(steps):
+        p = {n: q.requires_grad_() for n, q in p.items()}
+        loss = F.mse_loss(torch.func.functional_call(model, p, (t.support_x,)), t.support_y)
+        grads = torch.autograd.grad(loss, list(p.values()))
+        p = {n: (q - lr * g).detach() for (n, q), g in zip(p.items(), grads)}
+        losses.append(F.mse_loss(torch.func.functional_call(model, p, (t.query_x,)), t.query_y).item())
+    return losses
+
+
 def test_msl_meta_loss_is_the_weighted_sum_of_per_step_query_losses():
     learner = MAML(_mlp(7), MAMLConfig(inner_steps=3, inner_lr=0.2, msl=True, msl_epochs=4))
     batch = _reg_batch(8)
-    for epoch in (0, 2, 4, 9):
-        w = msl_weights(3, epoch, 4) if epoch < 4 else [0.0, 0.0, 1.0]
-        expected = 0.0
-        for i in range(len(batch)):
-            t = batch.task(i)
-            for s in range(1, 4):
-                q = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=s), steps=s),
-                               t.query_y)
-                expected += w[s - 1] * q.item() / len(batch)
-        assert learner.meta_loss(batch, epoch=epoch).loss.item() == pytest.approx(expected, abs=1e-12)
+    per_task = [_hand_sgd_query_losses(learner.model, batch.task(i), lr=0.2, steps=3) for i in range(len(batch))]
+    # MAML++'s weights for N=3 steps annealed over E=4 epochs: 1/N - e/(N E) for the early steps, the rest on
+    # the last; after E epochs only the last step counts
+    weights = {0: [1 / 3, 1 / 3, 1 / 3], 2: [1 / 6, 1 / 6, 2 / 3], 3: [1 / 12, 1 / 12, 5 / 6], 4: [0, 0, 1],
+               9: [0, 0, 1]}
+    for epoch, w in weights.items():
+        expected = sum(wi * q for losses in per_task for wi, q in zip(w, losses)) / len(batch)
+        assert learner.meta_loss(batch, epoch=epoch).loss.item() == pytest.approx(expected, abs=1e-12), epoch
 
 
 def test_lslr_learning_rates_get_gradients_and_change():
@@ -313,10 +325,15 @@ def test_learner_state_dict_round_trip():
 
 
 # --------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kwargs", [dict(inner_steps=0), dict(inner_steps=-2), dict(inner_lr=-0.1),
-                                    dict(bn_mode="batch"), dict(task_batching="gpu"), dict(eval_steps=0)])
-def test_bad_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_steps=0), "inner_steps must be >= 1, got 0: pass inner_steps=1 or more"),
+    (dict(inner_steps=-2), "inner_steps must be >= 1, got -2"),
+    (dict(inner_lr=-0.1), "inner_lr must be a finite number >= 0, got -0.1"),
+    (dict(bn_mode="batch"), "bn_mode must be one of transductive, support, running, frozen; got 'batch'"),
+    (dict(task_batching="gpu"), "task_batching must be one of auto, loop, vmap; got 'gpu'"),
+    (dict(eval_steps=0), "eval_steps must be >= 1, got 0")])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         MAMLConfig(**kwargs)
 
 
@@ -412,13 +429,15 @@ def test_maml_beats_chance_on_omniglot_5way_1shot(omniglot_root, one_thread):
     val = load_split("omniglot", "val", root=omniglot_root)
     torch.manual_seed(0)  # test-only module init
     learner = build_learner("maml", Conv4(1, 5, hidden=16), {"inner_steps": 1, "inner_lr": 0.4})
+    batch = EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100)
+    untrained = copy.deepcopy(learner).eval().evaluate(batch)["accuracy"].mean().item()
     opt = torch.optim.Adam(learner.parameters(), 3e-3)
     tasks = EpisodeSampler(train, ways=5, shots=1, queries=5, seed=0)
     meta_train(learner, tasks, 150, 4, opt)
-    learner.eval()
-    acc = learner.evaluate(
-        EpisodeSampler(val, ways=5, shots=1, queries=5, seed=1).sample(100))["accuracy"].mean().item()
-    assert acc > 0.45, acc
+    acc = learner.eval().evaluate(batch)["accuracy"].mean().item()
+    # measured 0.728 (0.575 after 50 iterations, 0.68 after 100) against 0.253 untrained: a bar that only
+    # the last third of the run clears
+    assert acc > 0.65 and acc > untrained + 0.35, (acc, untrained)
 
 
 def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
