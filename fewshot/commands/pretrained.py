@@ -5,7 +5,7 @@ Usage::
     fewshot pretrained list
     fewshot pretrained show omniglot-5w1s-maml
     fewshot pretrained publish runs/sine sinusoid-maml --dest pretrained --episodes 600
-    fewshot pretrained table          # markdown results table from the manifests
+    fewshot pretrained table          # markdown results table from the manifests (--full: docs/results.md's)
     fewshot pretrained calibrate omniglot-5w1s-maml --out runs/5w1s-nt --tasks 400 --set learner.inner_lr=0.1
 """
 from __future__ import annotations
@@ -38,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub.add_argument("--episodes", type=int, default=600)
     pub.add_argument("--notes", default="", help="what differs from the preset besides the iteration count")
     pub.add_argument("--budget", default="", help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
-    sub.add_parser("table", help="markdown results table (ours vs the papers')")
+    tab = sub.add_parser("table", help="markdown results table (ours vs the papers'): the README's")
+    tab.add_argument("--full", action="store_true",
+                     help="add episodes, iterations, changes vs preset, training budget and hardware "
+                          "(docs/results.md's table)")
     cal = sub.add_parser("calibrate", help="start a run from a model trained with transductive batch norm, with "
                                            "per-step statistics calibrated on training tasks (docs/batchnorm.md)")
     cal.add_argument("name")
@@ -98,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.name}, {how}: validation {score:.4f}; run: {args.out} "
               f"(iteration {iteration})")
     elif args.action == "table":
-        print(results_table())
+        print(results_table(full=args.full))
     return 0

@@ -153,15 +153,23 @@ def _fmt(manifest: dict | None) -> str:
     return f"MSE {manifest['mean']:.3f} ± {manifest['ci95']:.3f}"
 
 
-def results_table(names: list[str] | None = None) -> str:
+def results_table(names: list[str] | None = None, *, full: bool = False, manifests: str = "pretrained") -> str:
     """Markdown table of pretrained models: ours (mean ± 95% CI, as shipped) and, for models with batch
-    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number."""
+    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number.
+
+    Two forms, so the README stays a page: the slim one (``full=False``, the README's) adds only a link
+    to each model's manifest, at ``{manifests}/NAME/manifest.json``; the full one (docs/results.md) adds
+    the episodes, iterations, what differs from the preset, the training budget and the hardware."""
     names = names if names is not None else registry.list()
-    lines = [
-        "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
-        "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    if full:
+        lines = [
+            "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
+            "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines = ["| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | paper | manifest |",
+                 "|---|---|---|---|---|---|"]
     for name in names:
         try:
             m = registry.show(name)
@@ -169,11 +177,15 @@ def results_table(names: list[str] | None = None) -> str:
             continue
         if m.get("kind", "meta-initialization") != "meta-initialization":
             continue  # learned optimizers have their own table (fewshot.l2o)
-        steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
-        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         trans = m.get("transductive")
         if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
             trans = m  # published before both numbers were recorded: its one number is the transductive one
+        if not full:
+            lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('paper') or '–'} "
+                         f"| [manifest]({manifests}/{name}/manifest.json) |")
+            continue
+        steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
+        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
                      f"| {its} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
