@@ -191,18 +191,6 @@ def test_lslr_learning_rates_get_gradients_and_change():
     assert all(p is not plain.rule.lrs for p in plain.parameters()) and "rule.lrs" in plain.state_dict()
 
 
-def test_weights_saved_with_the_old_inner_lrs_key_still_load():
-    learner = MAML(_mlp(3), MAMLConfig(inner_steps=2, learn_inner_lr=True))
-    with torch.no_grad():
-        learner.rule.lrs.uniform_(0.1, 0.9)
-    state = learner.state_dict()
-    state["inner_lrs"] = state.pop("rule.lrs")  # how weights were stored before update rules
-    fresh = MAML(_mlp(4), MAMLConfig(inner_steps=2, learn_inner_lr=True))
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.rule.lrs, learner.rule.lrs)
-
-
-# --------------------------------------------------------------------------- batch norm semantics
 def _bn_first(seed=0):
     torch.manual_seed(seed)  # test-only module init
     return nn.Sequential(StepBatchNorm1d(3), nn.Linear(3, 2)).double()
