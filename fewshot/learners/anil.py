@@ -56,8 +56,8 @@ def last_linear(model: nn.Module) -> str:
 
 
 def in_head(name: str, head: str) -> bool:
-    """Whether parameter ``name`` belongs to module ``head``."""
-    return name == head or name.startswith(head + ".")
+    """Whether parameter ``name`` belongs to module ``head`` ("": the model itself is the head, a lone Linear)."""
+    return head == "" or name == head or name.startswith(head + ".")
 
 
 class ANIL(MAML):
