@@ -81,7 +81,7 @@ class ANIL(MAML):
         keep = self.config.part == "head"
         names = [n for n in super().adapted_names() if in_head(n, head) == keep]
         if not names:
-            what = "head" if keep else "body (everything outside the head)"
-            raise ConfigError(f"{'ANIL' if keep else 'BOIL'}: the {what} {head!r} has no parameter left to adapt "
+            what = f"the head {head!r}" if keep else f"the body (everything outside the head {head!r})"
+            raise ConfigError(f"{'ANIL' if keep else 'BOIL'}: {what} has no parameter left to adapt "
                               "after no_adapt/adapt_norm: loosen no_adapt (or set adapt_norm) or choose another head")
         return names
