@@ -9,8 +9,10 @@ from .config import TrainConfig, apply_overrides, get_preset, list_presets, load
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
 from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, loss_and_grads, split_state
 from .learners import (
+    ANIL,
     MAML,
     AdaptedModel,
+    ANILConfig,
     GradientLearner,
     LearnerConfig,
     LSTMMetaConfig,
@@ -21,6 +23,8 @@ from .learners import (
     MetaSGDConfig,
     MTNet,
     MTNetConfig,
+    Reptile,
+    ReptileConfig,
     build_learner,
     register_learner,
 )

@@ -169,6 +169,9 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is unknown: use auto, cpu, cuda or cuda:N")
+        check_optim = getattr(self.learner.config, "check_optim", None)
+        if check_optim is not None:  # a learner whose setting lives in the optim section (Reptile's step size)
+            check_optim(self.optim)
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON/YAML-safe)."""

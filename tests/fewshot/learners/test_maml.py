@@ -373,7 +373,7 @@ def test_registry():
     assert build_learner("fomaml", copy.deepcopy(model), MAMLConfig(inner_steps=3)).config.first_order
     assert learner_config("maml", {"inner_lr": 0.5}) == MAMLConfig(inner_lr=0.5)
     with pytest.raises(ConfigError, match="unknown learner"):
-        build_learner("reptile", model)
+        build_learner("reptil", model)
     with pytest.raises(ConfigError, match="inner_lrr"):
         build_learner("maml", model, {"inner_lrr": 0.1})
 
