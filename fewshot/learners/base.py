@@ -15,6 +15,7 @@ adaptation).  What it builds on, one job per module:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -22,16 +23,7 @@ from torch import nn
 
 from ..checks import check_count
 from ..errors import ConfigError
-from ..functional import (
-    LossFn,
-    Params,
-    adaptable_names,
-    choose_best,
-    copy_buffers,
-    inner_loop,
-    msl_weights,
-    split_state,
-)
+from ..functional import LossFn, Params, adaptable_names, copy_buffers, msl_weights, split_state
 from ..nn.batchnorm import native_kernel_under_vmap, norm_training, per_step_batchnorm
 from ..rules.base import UpdateRule
 from .adapted import AdaptedModel
@@ -40,6 +32,7 @@ from .bn_forward import torch_batch_norms, write_back
 from .checks import RISE_FACTOR, OutputWidths, check_task, raise_if_nonfinite, warn_if_rising
 from .config import BN_MODES, LOSSES, TASK_BATCHING, LearnerConfig, check_lr
 from .inputs import check_input
+from .noise import draw_noise
 from .result import MetaOutput, TaskResult
 from .task import Float32Loss, TaskRunner
 
@@ -144,15 +137,8 @@ class GradientLearner(TaskRunner, nn.Module):
         return [0.0] * (steps - 1) + [1.0]
 
     def task_batching_for(self, device: torch.device | str, elements_per_task: int | None = None) -> str:
-        """``"loop"`` or ``"vmap"``: the path ``meta_loss``/``evaluate`` take for tasks on ``device``.
-
-        ``"auto"``: the loop for models with torch ``BatchNorm`` (wrong second-order gradients under
-        vmap) or dropout (random ops under vmap); otherwise vmap on accelerators, and on CPU vmap for
-        MLP-like models or when a task is small (support + query inputs of at most
-        ``VMAP_MAX_ELEMENTS_CPU`` elements), where batching the tasks' small operations wins; the loop
-        for larger tasks, whose per-task operations are already big (bench/NOTES.md).  The model facts
-        are read once (``model_changed``); per call only ``device``, the grad mode and the size count.
-        """
+        """``"loop"`` or ``"vmap"``: the path ``meta_loss``/``evaluate`` take for tasks on ``device``
+        (``ModelFacts.choose`` in ``fewshot.learners.batching`` gives the rules of ``"auto"``)."""
         return self._facts.choose(self.config.task_batching, self.config.checkpoint_steps, device, elements_per_task)
 
     def model_changed(self) -> None:
@@ -162,17 +148,11 @@ class GradientLearner(TaskRunner, nn.Module):
         self._torch_bn = torch_batch_norms(self.model)
 
     def _noise(self, tasks: int, device: torch.device) -> torch.Tensor | None:
-        """``[tasks, rule.noise_size]`` U(0, 1) draws (None for deterministic rules); the generator
-        state lives in the ``noise_rng`` buffer, so it is saved in checkpoints and a resumed run draws
-        the same noise."""
+        """``[tasks, rule.noise_size]`` U(0, 1) draws from the ``noise_rng`` buffer (None for deterministic rules)."""
         if not self.rule.noise_size:
             return None
-        gen = torch.Generator()
-        gen.set_state(self.noise_rng.cpu())
-        rank, world = self.task_shard
-        draws = torch.rand(tasks * world, self.rule.noise_size, generator=gen, dtype=self.reference_param().dtype)
-        self.noise_rng.copy_(gen.get_state())
-        return draws[rank * tasks:(rank + 1) * tasks].to(device)
+        return draw_noise(self.noise_rng, tasks, self.rule.noise_size, self.task_shard, self.reference_param().dtype,
+                          device)
 
     def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool,
                    backward: bool = False, final_loss: bool = False, best: bool = False) -> TaskResult:
@@ -185,11 +165,7 @@ class GradientLearner(TaskRunner, nn.Module):
         kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
                                   ways=batch.ways, final_loss=final_loss, best=best)
         noise = self._noise(len(batch), batch.support_x.device) if sample else None
-
-        def one(bufs: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
-                nz: Any) -> TaskResult:
-            return self._task(params, bufs, sx, sy, qx, qy, nz, **kw)
-
+        one = functools.partial(self._task, params, **kw)  # (buffers, sx, sy, qx, qy, noise) -> TaskResult
         with norm_training(self.model, self._norm_flag()):
             per_task = (batch.support_x[0].numel() + batch.query_x[0].numel())
             runner = run_vmap if self.task_batching_for(batch.support_x.device, per_task) == "vmap" else run_loop
@@ -223,24 +199,12 @@ class GradientLearner(TaskRunner, nn.Module):
             self._out_check.check_at_least(self.model, support_x, ways)
         steps = self._default_steps(steps)
         best = self.config.best_step if best_step is None else best_step
-        params, buffers = split_state(self.model)
-        loss_fn = self._loss_fn(ways)
-        with norm_training(self.model, self._norm_flag()):
-            res = inner_loop(self.model, params, buffers, support_x, support_y, loss_fn=loss_fn,
-                             steps=steps, rule=self.rule, names=self.names, first_order=self.first_order_at(epoch),
-                             per_step_bn=self.config.per_step_bn, keep=(), checkpoint=self.config.checkpoint_steps,
-                             track_best=best)
-            final = self._final_support_loss(res, support_x, support_y, loss_fn, steps)
-        losses = torch.cat([res.losses, final])
-        used, adapted = steps, res.at(steps)
-        if best:
-            assert res.best is not None
-            chosen = choose_best(res.best, adapted, final, steps)
-            used, adapted = int(chosen.step), {**adapted, **chosen.params}
+        adapted, used, losses = self._adapt_task(support_x, support_y, steps=steps, loss_fn=self._loss_fn(ways),
+                                                 first_order=self.first_order_at(epoch), best=best)
         if not (best and bool(losses[used].isfinite())):
             raise_if_nonfinite(losses, steps)
         warn_if_rising(self._warned_rise, losses[None], steps, self.config.inner_steps)
-        stats = self._support_statistics(adapted, buffers, support_x, used)  # bn_mode="support" only
+        stats = self._support_statistics(adapted, split_state(self.model)[1], support_x, used)  # "support" mode only
         return AdaptedModel(self, adapted, steps=used, steps_run=steps, support_losses=losses.detach(),
                             statistics=stats)
 
@@ -264,20 +228,16 @@ class GradientLearner(TaskRunner, nn.Module):
         """Mean over tasks of the (MSL-weighted) query loss after adaptation, differentiable w.r.t.
         ``self.parameters()``; in train mode the BN buffers are updated (mean over tasks).
 
-        ``backward=True`` back-propagates it too (the loss returned is then detached): on the per-task
-        loop each task's graph is back-propagated and freed before the next task runs, so peak memory
-        is that of one task instead of the whole meta-batch; the gradients accumulated into ``.grad`` are
-        the same up to floating-point summation order.  The vmap path computes all tasks at once anyway
-        and back-propagates the mean.
+        ``backward=True`` back-propagates it too (the loss returned is then detached; on the per-task loop
+        task by task, so peak memory is one task's: ``fewshot.learners.batching.run_loop``); the gradients
+        accumulated into ``.grad`` are the same up to floating-point summation order.
         Usage: ``out = learner.meta_loss(batch, epoch=e); out.loss.backward()``"""
         steps = self._default_steps(None)
         result = self._run_batch(batch, steps=steps, first_order=self.first_order_at(epoch),
                                  weights=self.step_weights(steps, epoch), sample=self.training, backward=backward)
         if self.training and self.config.bn_mode != "frozen":
             self._write_back(result.buffers)
-        metrics = {"loss": float(result.query_loss.mean()), "support_loss": float(result.support_losses[:, 0].mean())}
-        metrics["accuracy" if batch.ways is not None else "mse"] = float(result.metric.mean())
-        return MetaOutput(result.total.mean(), metrics)
+        return MetaOutput(result.total.mean(), result.metrics(batch.ways is not None))
 
     def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
         """``meta_loss(batch, epoch=epoch, backward=True)``: the meta-loss, back-propagated task by task."""
@@ -298,15 +258,7 @@ class GradientLearner(TaskRunner, nn.Module):
         with torch.no_grad(), native_kernel_under_vmap():
             result = self._run_batch(batch, steps=steps, first_order=True, weights=[0.0] * (steps - 1) + [1.0],
                                      sample=False, final_loss=True, best=best)
-        finite = result.query_loss.isfinite()
-        if batch.ways is not None:
-            metric = torch.where(finite, result.metric, torch.zeros_like(result.metric))
-        else:
-            metric = torch.where(finite, result.metric, torch.full_like(result.metric, float("inf")))
-        bad = ~result.support_losses.isfinite()
-        first_bad = torch.where(bad.any(-1), bad.long().argmax(-1), torch.full_like(result.step, -1))
-        return {("accuracy" if batch.ways is not None else "mse"): metric, "loss": result.query_loss,
-                "step": result.step, "nonfinite_at": first_bad}
+        return result.scores(batch.ways is not None)
 
 
 def _given_rule(rule: Any, learner: GradientLearner) -> UpdateRule:

@@ -52,7 +52,14 @@ class ModelFacts:
 
     def choose(self, mode: str, checkpoint_steps: int, device: torch.device | str,
                elements_per_task: int | None = None) -> str:
-        """``"loop"`` or ``"vmap"`` for ``task_batching=mode`` (see ``GradientLearner.task_batching_for``)."""
+        """``"loop"`` or ``"vmap"`` for ``task_batching=mode`` (with ``checkpoint_steps``) on ``device``.
+
+        ``"auto"``: the loop for models with torch ``BatchNorm`` (wrong second-order gradients under
+        vmap) or dropout (random ops under vmap), and while recomputing (``checkpoint_steps``, grad mode
+        on); otherwise vmap on accelerators, and on CPU vmap for MLP-like models or when a task is small
+        (support + query inputs of at most ``VMAP_MAX_ELEMENTS_CPU`` elements), where batching the tasks'
+        small operations wins; the loop for larger tasks, whose per-task operations are already big.
+        The crossover was measured with bench/peers.py-style runs (bench/NOTES.md)."""
         if mode == "vmap" and self.torch_bn:
             raise ConfigError("task_batching='vmap' gives wrong second-order gradients through torch.nn BatchNorm "
                               "layers (PyTorch batch rule): use task_batching='loop', or fewshot.nn.StepBatchNorm2d / "

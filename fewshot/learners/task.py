@@ -14,11 +14,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..functional import InnerLoopResult, LossFn, Params, call, choose_best, copy_buffers, inner_loop
+from ..functional import InnerLoopResult, LossFn, Params, call, choose_best, copy_buffers, inner_loop, split_state
+from ..nn.batchnorm import norm_training
 from ..precision import float32_outputs
 from ..rules.base import UpdateRule
 from .bn_forward import NormModeForward
-from .result import TaskResult
+from .result import Adaptation, TaskResult
 
 
 class Float32Loss:
@@ -91,6 +92,24 @@ class TaskRunner(NormModeForward):
         else:
             metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
         return TaskResult(total, q_loss.detach(), metric.detach(), s_losses, bufs, step)
+
+    def _adapt_task(self, sx: torch.Tensor, sy: torch.Tensor, *, steps: int, first_order: bool, loss_fn: LossFn,
+                    best: bool) -> Adaptation:
+        """``adapt``'s inner loop on one task, outside any batching: the parameters after ``steps`` updates
+        (with ``best``, those of the step ``choose_best`` picks) and the support losses before each update
+        and after the last."""
+        params, buffers = split_state(self.model)
+        with norm_training(self.model, self._norm_flag()):
+            res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
+                             names=self.names, first_order=first_order, per_step_bn=self.config.per_step_bn, keep=(),
+                             checkpoint=self.config.checkpoint_steps, track_best=best)
+            final = self._final_support_loss(res, sx, sy, loss_fn, steps)
+        losses = torch.cat([res.losses, final])
+        if not best:
+            return Adaptation(res.at(steps), steps, losses)
+        assert res.best is not None
+        chosen = choose_best(res.best, res.at(steps), final, steps)
+        return Adaptation({**res.at(steps), **chosen.params}, int(chosen.step), losses)
 
     def _final_support_loss(self, res: InnerLoopResult, sx: torch.Tensor, sy: torch.Tensor, loss_fn: LossFn,
                             steps: int) -> torch.Tensor:
