@@ -4,14 +4,9 @@
 and the hooks a learner fills in: a learner (MAML, Meta-SGD, MT-net, the LSTM meta-learner) is a subclass
 with its config dataclass and ``build_rule`` (its update rule, a ``fewshot.rules.UpdateRule``), optionally
 ``prepare_model`` (e.g. MT-net's T layers) and ``adapted_names`` (e.g. keeping those T layers out of
-adaptation).  What it builds on, one job per module:
-
-- ``learners.config``: ``LearnerConfig`` (the shared switches) and ``check_lr``;
-- ``learners.checks``: the task and output checks, the non-finite check and the divergence warning;
-- ``learners.batching``: the loop/vmap choice (model facts read once) and the two runners;
-- ``learners.task``: one task's run (inner loop, query losses, metric);
-- ``learners.bn_forward``: the batch-norm-mode forward (``bn_mode``, per-step slots, statistics);
-- ``learners.result``: ``TaskResult`` and ``MetaOutput``.
+adaptation).  What it builds on has a module each under ``fewshot.learners`` (``config``, ``checks``,
+``batching``, ``task``, ``bn_forward``, ``noise``, ``result``; their jobs: docs/architecture.md); the
+names that lived here are re-exported, so ``from fewshot.learners.base import LearnerConfig`` still works.
 """
 from __future__ import annotations
 
@@ -34,10 +29,10 @@ from .config import BN_MODES, LOSSES, TASK_BATCHING, LearnerConfig, check_lr
 from .inputs import check_input
 from .noise import draw_noise
 from .result import MetaOutput, TaskResult
-from .task import Float32Loss, TaskRunner
+from .task import TaskRunner
 
-__all__ = ["BN_MODES", "LOSSES", "RISE_FACTOR", "TASK_BATCHING", "VMAP_MAX_ELEMENTS_CPU", "Float32Loss",
-           "GradientLearner", "LearnerConfig", "MetaOutput", "TaskResult", "check_lr", "check_task"]
+__all__ = ["BN_MODES", "LOSSES", "RISE_FACTOR", "TASK_BATCHING", "VMAP_MAX_ELEMENTS_CPU", "GradientLearner",
+           "LearnerConfig", "MetaOutput", "TaskResult", "check_lr", "check_task"]
 
 
 class GradientLearner(TaskRunner, nn.Module):

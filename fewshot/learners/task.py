@@ -9,8 +9,6 @@ learner's ``model``, ``rule``, ``names``, ``config`` and ``user_loss_fn``.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
@@ -37,7 +35,7 @@ class TaskRunner(NormModeForward):
 
     rule: UpdateRule
     names: list[str]
-    user_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    user_loss_fn: LossFn | None
 
     def _loss_fn(self, ways: int | None) -> LossFn:
         """The task loss, on float32 outputs (under bf16 autocast the logits are cast first: fewshot.precision)."""
