@@ -58,6 +58,7 @@ def make_per_step(learner: Any, steps: int, bn_mode: str = "frozen") -> Any:
     Returns the learner's new config (also set on the learner)."""
     check_count(steps, "steps")
     per_step_batchnorm(learner.model, steps + 1)
+    learner.model_changed()
     learner.config = dataclasses.replace(learner.config, per_step_bn=True, bn_mode=bn_mode)
     return learner.config
 
@@ -132,6 +133,7 @@ def transfer_state(source: Any, target: Any) -> None:
     config change such as ``learner.inner_lr`` takes effect."""
     slots = max((m.steps for _, m in step_norm_layers(target)), default=1)
     per_step_batchnorm(source.model, slots)
+    source.model_changed()
     learned = {n for n, _ in source.named_parameters()}
     taken = {k: v for k, v in source.state_dict().items() if k.startswith("model.") or k in learned}
     target.load_state_dict({**target.state_dict(), **taken}, strict=True)
