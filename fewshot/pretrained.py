@@ -24,7 +24,6 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -35,6 +34,7 @@ from episodes.files import sha256_file
 
 from .config import TrainConfig, apply_overrides, config_from_dict
 from .errors import CheckpointError, FewshotWarning
+from .learners import GradientLearner
 from .training.build import build_learner_from_config, run_identity
 from .training.checkpoint import load_learner_state
 from .training.ways import with_ways
@@ -240,7 +240,7 @@ def preprocessing(name: str) -> Preprocessing:
 
 
 def load_with_config(name: str, device: str | torch.device = "cpu", *,
-                     ways: int | None = None) -> tuple[torch.nn.Module, TrainConfig, dict]:
+                     ways: int | None = None) -> tuple[GradientLearner, TrainConfig, dict]:
     """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first.
 
     The learner's default test-time steps are the manifest's ``test_steps`` (chosen on the validation
@@ -273,7 +273,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     if ways is not None:
         learner, cfg = with_ways(learner, cfg, ways)
     if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
-        lc: Any = learner.config  # a LearnerConfig (nn.Module types attributes as tensors/modules)
+        lc = learner.config
         changes = [f"learner.eval_steps={test_steps}"]
         if getattr(lc, "per_step_bn", False) and getattr(lc, "bn_slots", None) is None:  # keep the trained count
             changes.append(f"learner.bn_slots={max(lc.inner_steps, lc.eval_steps or 0) + 1}")
@@ -285,7 +285,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     return learner, cfg, manifest
 
 
-def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> torch.nn.Module:
+def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> GradientLearner:
     """The pretrained learner ``name`` (sha256-verified, eval mode) on ``device``.
 
     ``ways``: an N-way head instead of the trained one (zero-initialised, so every class starts equal;

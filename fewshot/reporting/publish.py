@@ -21,8 +21,8 @@ from ..nn.batchnorm import has_running_stats
 from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
-from ..training.loop import BEST, LAST, load_run_config
-from ..training.metrics_log import METRICS_FILE, read_metrics
+from ..training.metrics_log import read_metrics
+from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
 from ..training.shipped import write_training_state
 from .report import report_on_fixed_episodes
 from .steps import choose_test_steps

@@ -38,9 +38,9 @@ from ..config import apply_overrides, config_from_dict, save_config
 from ..errors import CheckpointError, ConfigError, FewshotError
 from .build import load_data_split, resolve_device
 from .checkpoint import encode_checkpoint, load_checkpoint
-from .loop import CONFIG_FILE, LAST, _config_diff, check_writable, train
-from .metrics_log import METRICS_FILE, read_metrics
-from .runlock import RunLock
+from .loop import train
+from .metrics_log import read_metrics
+from .run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE, RunLock, check_writable, config_diff
 
 STATE = "state.pt"
 BEST_STATE = "best-state.pt"
@@ -112,7 +112,7 @@ def _checked(model_dir: Path, label: str, item: Any, what: str) -> Path:
 
 
 def _same_run(a: dict, b: dict) -> list[str]:
-    return [d for d in _config_diff(portable_config(a), portable_config(b))
+    return [d for d in config_diff(portable_config(a), portable_config(b))
             if d.split(":")[0] not in CONTINUABLE_CHANGES]
 
 
@@ -149,7 +149,7 @@ def read_training_state(model_dir: Path, manifest: dict, label: str) -> tuple[di
     if set(weights) != set(state) or any(not torch.equal(weights[k], state[k]) for k in weights):
         raise CheckpointError(f"pretrained training state of '{label}' does not match its weights (the learner of "
                               f"{best_path.name} differs from {weights_path.name}): re-publish it")
-    files = {"last.pt": last_path, "best.pt": best_path}
+    files = {LAST: last_path, BEST: best_path}
     if ts.get("metrics"):
         files[METRICS] = _checked(model_dir, label, ts["metrics"], "metrics")
     return last, best, files
