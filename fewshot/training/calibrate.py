@@ -42,7 +42,7 @@ from .build import (
     run_identity,
 )
 from .checkpoint import save_checkpoint
-from .loop import BEST, CONFIG_FILE, LAST, check_writable
+from .run_folder import BEST, CONFIG_FILE, LAST, check_writable
 
 
 def step_norm_layers(learner: Any) -> list[tuple[str, StepBatchNorm]]:
@@ -156,7 +156,7 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     support = cfg.learner.config.bn_mode == "support"
     if not support and not cfg.learner.config.per_step_bn:
         raise ConfigError("calibrated_run needs learner.per_step_bn=true in the config: set it")
-    learner: Any = build_learner_from_config(cfg, "cpu")  # Any: the learner API is not on nn.Module
+    learner = build_learner_from_config(cfg, "cpu")
     transfer_state(source, learner)
     d = cfg.data
     if not support:

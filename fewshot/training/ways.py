@@ -22,6 +22,7 @@ from torch import nn
 from ..checks import check_count
 from ..config import TrainConfig, apply_overrides
 from ..errors import ConfigError
+from ..learners import GradientLearner
 from .build import build_learner_from_config
 from .checkpoint import load_learner_state
 
@@ -48,7 +49,7 @@ def _widen(old: torch.Tensor, new_shape: torch.Size, old_ways: int, ways: int, n
     return out.contiguous()
 
 
-def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[nn.Module, TrainConfig]:
+def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[GradientLearner, TrainConfig]:
     """A new learner like ``learner`` (built from ``cfg``) with a ``ways``-way zero head; ``(learner, cfg)``.
 
     Every other meta-parameter and buffer is copied unchanged; ``learner`` itself is not modified.

@@ -165,11 +165,11 @@ BROKEN = {
     "not-json": (lambda m: b'{"name": "broken",', "is not valid JSON (line 1, column 19: Expecting property name "
                                                    "enclosed in double quotes): " + FIX),
     "name-is-a-list": (lambda m: json.dumps({**m, "name": ["broken"]}).encode(),
-                       ": 'name' must be a non-empty string, got list [\"broken\"]: " + FIX),
+                       ": name must be str or None, got ['broken'] (list): " + FIX),
     "no-config": (_without("config"), ": lacks 'config' (the training config, a JSON object): " + FIX),
     "no-mean": (_without("mean"), ": lacks 'mean' (the measured accuracy or MSE, a number): " + FIX),
     "weights-not-a-string": (lambda m: json.dumps({**m, "weights": 5}).encode(),
-                             ": 'weights' must be a non-empty string, got int 5: " + FIX),
+                             ": weights must be str, got 5 (int): " + FIX),
     "weights-outside": (lambda m: json.dumps({**m, "weights": "../my-sine/model.safetensors"}).encode(),
                         ": 'weights' must be a file name inside the model folder, "
                         "got '../my-sine/model.safetensors': " + FIX),
