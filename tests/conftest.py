@@ -48,3 +48,15 @@ def omniglot_prepared(fewshot_data: Path, tmp_path_factory: pytest.TempPathFacto
 def omniglot_root(omniglot_prepared: tuple[Path, str]) -> Path:
     """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``), built once."""
     return omniglot_prepared[0]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: small nets gain nothing from intra-op threads and lose a lot when the
+    cores are shared, and published numbers were measured with one (summation order is per thread count)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -29,7 +29,11 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     rows = read_metrics(run_dir / METRICS_FILE)
     if not rows:
         raise FewshotError(f"{run_dir / METRICS_FILE} is empty: train for at least log_every iterations first")
-    fig = draw_curves(rows)
+    return _save_png(draw_curves(rows), out)
+
+
+def _save_png(fig, out: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``out`` atomically (a killed write never leaves half a file) and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     _pyplot().close(fig)
@@ -137,8 +141,4 @@ def plot_manifests(manifests: list[dict], out: str | Path) -> Path:
     metrics = {m.get("metric", "accuracy") for m in manifests}
     if len(metrics) > 1:
         raise FewshotError(f"the models report different metrics ({', '.join(sorted(metrics))}): plot them apart")
-    fig = draw_manifest_curves(manifests)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    _pyplot().close(fig)
-    return atomic_write_bytes(out, buf.getvalue(), error=FewshotError)
+    return _save_png(draw_manifest_curves(manifests), out)

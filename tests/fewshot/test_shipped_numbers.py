@@ -11,19 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from fewshot import pretrained
 from fewshot.reporting import report_on_fixed_episodes
 from tests.test_readme import shipped_models
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 _HOW = ("build it with `bash bench/install_learn2learn.sh` "
         "(learn2learn 0.2.0 does not install from PyPI on Python >= 3.11)")
@@ -21,12 +20,3 @@ def learn2learn():
             pytest.fail(f"learn2learn (test oracle) is not installed: {_HOW}", pytrace=False)
         pytest.skip(f"learn2learn (test oracle) is not installed: {_HOW}")
     return l2l
-
-
-@pytest.fixture
-def one_thread():
-    """Small nets gain nothing from intra-op threads, and lose a lot when the cores are shared."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
