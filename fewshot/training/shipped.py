@@ -113,6 +113,9 @@ def _checked(model_dir: Path, label: str, item: Any, what: str) -> Path:
 
 
 def _same_run(a: dict, b: dict) -> list[str]:
+    """What differs between two runs' configs, each read as this version reads it (a field added since
+    a run was written takes its default there, as when the run is resumed)."""
+    a, b = (config_from_dict(c, where="shipped training state config").to_dict() for c in (a, b))
     return [d for d in config_diff(portable_config(a), portable_config(b))
             if d.split(":")[0] not in CONTINUABLE_CHANGES]
 

@@ -3,7 +3,7 @@
 The paper keeps MAML's hyper-parameters and reference code (Omniglot 20-way; mini-ImageNet 5-way), so
 these are ``maml.classification`` with learner ``anil``; the 5-way Omniglot settings have no ANIL
 number in the paper and are given for comparison with MAML.  The numbers are the paper's results as
-recalled **from memory** (they are not in REFERENCES.md): verify before quoting.
+recalled **from memory** (not checked against the paper here): verify before quoting.
 """
 from __future__ import annotations
 

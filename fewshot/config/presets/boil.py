@@ -3,7 +3,7 @@
 The head is frozen in the inner loop (meta-learned in the outer loop only).  Choice: the paper's own
 schedule is not restated here; these presets are ``maml.classification`` with learner ``boil`` (Conv4-32,
 5 inner steps, 10 at test, meta-batch 4 / 2, Adam 1e-3, clipping), so BOIL and MAML differ only in the
-adapted names.  Numbers: 4conv, from REFERENCES.md (a LibFewShot reproduction of the paper's table).
+adapted names.  Numbers: 4conv, as the LibFewShot reproduction of the paper's table reports them.
 """
 from __future__ import annotations
 

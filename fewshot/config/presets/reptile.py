@@ -13,7 +13,7 @@ Choices where we differ or the paper leaves it open (each testable in the config
   of 10 / 20 examples, one pass in all);
 - the outer step size is SGD's lr (``optim.optimizer=sgd``, ``optim.lr=1``), annealed by the cosine
   schedule to 0 (the paper anneals linearly).
-Numbers: Reptile + transduction (the paper's Omniglot table; REFERENCES.md).
+Numbers: Reptile + transduction (the paper's Omniglot table).
 """
 from __future__ import annotations
 
