@@ -9,9 +9,11 @@ from .config import TrainConfig, apply_overrides, get_preset, list_presets, load
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
 from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, split_state
 from .learners import (
+    IMAML,
     MAML,
     AdaptedModel,
     GradientLearner,
+    IMAMLConfig,
     LearnerConfig,
     LSTMMetaConfig,
     LSTMMetaLearner,

@@ -9,6 +9,7 @@ from torch import nn
 from ..errors import ConfigError
 from .adapted import AdaptedModel
 from .base import GradientLearner, LearnerConfig, MetaOutput, TaskResult
+from .imaml import IMAML, IMAMLConfig
 from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 from .metasgd import MetaSGD, MetaSGDConfig
@@ -23,10 +24,13 @@ LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "mtnet": (MTNet, MTNetConfig),
     "tnet": (MTNet, lambda **kw: MTNetConfig(**{"mask": False, **kw})),
     "lstm-meta": (LSTMMetaLearner, LSTMMetaConfig),
+    "imaml": (IMAML, IMAMLConfig),
+    "foimaml": (IMAML, lambda **kw: IMAMLConfig(**{"first_order": True, **kw})),
 }
 
 # settings a name implies even when a config instance is given (``build_learner("tnet", m, MTNetConfig())``)
-_FORCED: dict[str, dict[str, Any]] = {"fomaml": {"first_order": True}, "tnet": {"mask": False}}
+_FORCED: dict[str, dict[str, Any]] = {"fomaml": {"first_order": True}, "tnet": {"mask": False},
+                                      "foimaml": {"first_order": True}}
 
 
 def register_learner(name: str, cls: type, preset: Callable[..., Any]) -> None:
@@ -50,7 +54,8 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
-    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``) around ``model``.
+    """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``,
+    ``lstm-meta``, ``imaml``, ``foimaml``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
     as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``).

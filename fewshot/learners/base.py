@@ -77,8 +77,9 @@ _VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.
 class TaskResult(NamedTuple):
     """One task's (or, stacked, a meta-batch's) outcome: the (MSL-weighted) query ``total`` that is
     differentiated, the last query loss, the metric, the support losses ``[steps + 1]`` (before each
-    update, then after the last when computed), the updated buffer copies, and the ``step`` whose
-    parameters made the predictions."""
+    update, then after the last when computed), the updated buffer copies, the ``step`` whose
+    parameters made the predictions, and ``extras``: per-task diagnostics a learner adds (iMAML's CG
+    residual), stacked like the rest and read by ``GradientLearner.batch_metrics``."""
 
     total: torch.Tensor
     query_loss: torch.Tensor
@@ -86,6 +87,7 @@ class TaskResult(NamedTuple):
     support_losses: torch.Tensor
     buffers: Params
     step: torch.Tensor
+    extras: Params = {}  # never mutated: a learner that adds diagnostics builds its own dict
 
 
 @dataclass
@@ -279,6 +281,11 @@ class GradientLearner(nn.Module):
         prefixes.  Override to keep meta-parameters a learner adds to the model out of adaptation
         (MT-net's T matrices)."""
         return adaptable_names(self.model, adapt_norm=self.config.adapt_norm, exclude=self.config.no_adapt)
+
+    def batch_metrics(self, result: TaskResult) -> dict[str, float]:
+        """Extra float metrics of a training meta-batch from ``result.extras`` (default none); may raise
+        (iMAML stops at a non-finite CG solve)."""
+        return {}
 
     def reference_param(self) -> torch.Tensor:
         """The first adapted parameter (its dtype and device are the ones rule tensors take)."""
@@ -525,7 +532,8 @@ class GradientLearner(nn.Module):
                     outs.append(out)
                 stack = lambda f: torch.stack([getattr(o, f) for o in outs])  # noqa: E731
                 result = TaskResult(stack("total"), stack("query_loss"), stack("metric"), stack("support_losses"),
-                                    {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"))
+                                    {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"),
+                                    {k: torch.stack([o.extras[k] for o in outs]) for k in outs[0].extras})
         if final_loss:
             self._warn_if_rising(result.support_losses, steps)
         else:
@@ -633,10 +641,12 @@ class GradientLearner(nn.Module):
         steps = self._default_steps(None)
         result = self._run_batch(batch, steps=steps, first_order=self.first_order_at(epoch),
                                  weights=self.step_weights(steps, epoch), sample=self.training, backward=backward)
+        extra = self.batch_metrics(result)
         if self.training and self.config.bn_mode != "frozen":
             self._write_back(result.buffers)
         metrics = {"loss": float(result.query_loss.mean()), "support_loss": float(result.support_losses[:, 0].mean())}
         metrics["accuracy" if batch.ways is not None else "mse"] = float(result.metric.mean())
+        metrics.update(extra)
         return MetaOutput(result.total.mean(), metrics)
 
     def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
