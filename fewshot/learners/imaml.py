@@ -57,8 +57,8 @@ class IMAMLConfig(LearnerConfig):
     - ``inner_lr``: gradient-descent step size on the mean support loss plus the proximal term (stable
       while ``inner_lr * (lam + L) < 2``, ``L`` the support loss's curvature).
     - ``cg_steps`` (>= 1): conjugate-gradient iterations per task; ``cg_tol`` (>= 0): a task's solve stops
-      once its relative residual is at most this (0: always ``cg_steps``); solves ending above it are
-      counted in the ``cg_unconverged`` metric.
+      once its relative residual is at most this; solves ending above it are counted in the
+      ``cg_unconverged`` metric (0: no tolerance, always ``cg_steps`` iterations, nothing counted).
     - ``first_order``: skip CG (``(I + H/lam)^{-1} ~ I``).  ``msl`` and ``checkpoint_steps`` do not apply
       (the meta-gradient is taken at the last step only, and the inner loop keeps no graph to recompute).
     """
@@ -155,7 +155,8 @@ class IMAML(GradientLearner):
         if not bool(res.isfinite().all()):
             raise AdaptationError("the conjugate-gradient solve of the implicit meta-gradient is not finite: raise lam "
                                   "(I + H/lam must stay positive definite) or lower inner_lr")
-        return {"cg_residual": float(res.mean()), "cg_unconverged": float((res > self.config.cg_tol).sum())}
+        tol = self.config.cg_tol
+        return {"cg_residual": float(res.mean()), "cg_unconverged": float((res > tol).sum()) if tol else 0.0}
 
     def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
               weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
