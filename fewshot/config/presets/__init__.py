@@ -1,7 +1,7 @@
 """Named training presets: every learner x benchmark setting that has a published number.
 
 One module per learner (``maml.py``, ``fomaml.py``, ``mamlpp.py``, ``metasgd.py``, ``mtnet.py``, ``tnet.py``,
-``lstm_meta.py``) holds its recipes with the paper's numbers beside them; ``protocols.py`` holds what they
+``lstm_meta.py``, ``imaml.py``) holds its recipes with the paper's numbers beside them; ``protocols.py`` holds what they
 share (data/model protocols, the inner-LR scale).
 **A new learner is one entry:** write ``presets/<learner>.py`` with ``LEARNER = "<name in
 fewshot.learners.LEARNERS>"`` and ``recipes() -> list[Recipe]`` (reusing ``maml.classification`` if its
@@ -14,10 +14,10 @@ import difflib
 from ...errors import ConfigError
 from ...learners import LEARNERS
 from ..schema import TrainConfig
-from . import fomaml, lstm_meta, maml, mamlpp, metasgd, mtnet, tnet
+from . import fomaml, imaml, lstm_meta, maml, mamlpp, metasgd, mtnet, tnet
 from .protocols import Recipe
 
-RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta)
+RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, imaml)
 
 
 def _collect() -> dict[str, Recipe]:
