@@ -111,8 +111,10 @@ def main() -> None:
              for label, learner in learners.items()}
     print(f"HVP x{CG_STEPS} per task (CPU-s): " + ", ".join(f"{k} {t:.4f}" for k, t in hvp.items()))
     for label, t in its.items():
-        print(f"{label:<30} {paths[label]:<5} {t:7.3f} CPU-s/it ({args.meta_batch} tasks)  x{t / base:5.2f} of MAML 1 step")
-    print(json.dumps({"hvp_cpu_s": hvp, "iteration_cpu_s": its, "meta_batch": args.meta_batch, "task_batching": paths}, indent=2))
+        print(f"{label:<30} {paths[label]:<5} {t:7.3f} CPU-s/it ({args.meta_batch} tasks)  "
+              f"x{t / base:5.2f} of MAML 1 step")
+    print(json.dumps({"hvp_cpu_s": hvp, "iteration_cpu_s": its, "meta_batch": args.meta_batch,
+                      "task_batching": paths}, indent=2))
 
 
 if __name__ == "__main__":
