@@ -194,7 +194,8 @@ class IMAML(GradientLearner):
             x = g_q
         else:
             if batched:
-                g_s, vjp_fn = vjp(grad(support), phi)
+                linearised = vjp(grad(support), phi)
+                g_s, vjp_fn = linearised[0], linearised[1]
 
                 def hvp(v: Params) -> Params:
                     return vjp_fn(v)[0]

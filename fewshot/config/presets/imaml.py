@@ -14,6 +14,8 @@ paper runs a fixed number of CG steps; ours stops earlier only when the residual
 """
 from __future__ import annotations
 
+from functools import partial
+
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
 from .protocols import Recipe, omniglot, setting_name
@@ -43,6 +45,6 @@ def classification(ways: int, shots: int) -> TrainConfig:
 
 def recipes() -> list[Recipe]:
     return [Recipe(setting_name("omniglot", ways, shots, LEARNER), LEARNER,
-                   lambda ways=ways, shots=shots: classification(ways, shots),
+                   partial(classification, ways, shots),
                    paper=f"{hf} (iMAML-HF); {gd} (iMAML-GD, the inner solver this preset runs)")
             for (ways, shots), (hf, gd) in PAPER.items()]
