@@ -19,7 +19,8 @@ on the proximal objective); that inner solver is not implemented here (its meta-
 The meta-loss: ``meta_loss(backward=False)`` returns a surrogate per task, ``L_q(phi) + sum(theta * g) -
 sum(theta * g).detach()`` (plus the ``w`` term), whose value is the query loss and whose gradient w.r.t.
 ``theta`` is the implicit meta-gradient; ``backward=True`` leaves that gradient, averaged over tasks, in
-``.grad`` as every learner does.
+``.grad`` as every learner does.  ``adapt`` runs the same proximal inner loop; the parameters it returns are
+differentiable through the unrolled loop (as for every learner), not by the implicit gradient.
 
 HVPs: on the per-task loop by double backward through one support-gradient graph built once per task and
 reused by every CG step; under ``vmap`` by ``torch.func.vjp`` of ``torch.func.grad`` (the same reuse).  The
@@ -105,7 +106,8 @@ class Proximal(UpdateRule):
 
 
 def _dot(u: Params, v: Params) -> torch.Tensor:
-    return sum(((u[n] * v[n]).sum() for n in u), torch.zeros((), dtype=next(iter(u.values())).dtype))
+    like = next(iter(u.values()))
+    return sum(((u[n] * v[n]).sum() for n in u), torch.zeros((), dtype=like.dtype, device=like.device))
 
 
 def conjugate_gradient(apply_a: Callable[[Params], Params], b: Params, steps: int, tol: float

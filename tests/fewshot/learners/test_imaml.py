@@ -112,6 +112,23 @@ def test_meta_learned_only_parameters_get_the_implicit_gradient_finite_differenc
                 assert grads[name][idx].item() == pytest.approx((up - down) / (2 * eps), abs=1e-7), (name, idx)
 
 
+def test_adapt_runs_gradient_descent_on_the_proximal_objective():
+    """Two inner steps by hand: ``phi <- phi - lr (grad L_s(phi) + lam (phi - theta))``, theta the start."""
+    model, lr, lam = _tanh_mlp(2), 0.3, 0.7
+    learner = IMAML(model, IMAMLConfig(inner_steps=2, inner_lr=lr, lam=lam))
+    t = _linear_tasks(b=1, seed=8).task(0)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    phi = dict(theta)
+    for _ in range(2):
+        leaf = {n: p.clone().requires_grad_() for n, p in phi.items()}
+        g = torch.autograd.grad(F.mse_loss(torch.func.functional_call(model, leaf, (t.support_x,)), t.support_y),
+                                list(leaf.values()))
+        phi = {n: p - lr * (gi + lam * (p - theta[n])) for (n, p), gi in zip(phi.items(), g)}
+    adapted = learner.adapt(t.support_x, t.support_y, best_step=False)
+    for n in phi:
+        assert torch.allclose(adapted[n], phi[n], atol=1e-14, rtol=0), n
+
+
 class _SavedBytes:
     """Bytes held by autograd graphs (tensors saved for backward), tracked through saved_tensors_hooks:
     deterministic, and the memory that grows with unrolled inner steps."""
