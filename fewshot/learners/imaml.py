@@ -202,12 +202,13 @@ class IMAML(GradientLearner):
                 def hvp(v: Params) -> Params:
                     return vjp_fn(v)[0]
             else:
-                with torch.enable_grad():
-                    leaf = {n: v.clone().requires_grad_() for n, v in phi.items()}
-                    g_s = dict(zip(names, torch.autograd.grad(support(leaf), list(leaf.values()), create_graph=True)))
+                with torch.enable_grad():  # one support-gradient graph, differentiated again by every product
+                    at_phi = {n: v.clone().requires_grad_() for n, v in phi.items()}
+                    g_s = dict(zip(names, torch.autograd.grad(support(at_phi), list(at_phi.values()),
+                                                              create_graph=True)))
 
                 def hvp(v: Params) -> Params:
-                    hv = torch.autograd.grad(list(g_s.values()), list(leaf.values()), [v[n] for n in names],
+                    hv = torch.autograd.grad(list(g_s.values()), list(at_phi.values()), [v[n] for n in names],
                                              retain_graph=True)
                     return {n: h.detach() for n, h in zip(names, hv)}
 
