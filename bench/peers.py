@@ -18,12 +18,20 @@ Usage::
     bash bench/install_learn2learn.sh          # once: the peer (higher comes with .[dev])
     python bench/peers.py                      # prints the table, writes bench/results/peers.{json,md}
     python bench/peers.py --rounds 3 --quick   # a fast smoke run
+    python bench/peers.py --machine-only       # (re-)measure the whole-machine row (issue 24) into peers.json/md
+
+The whole-machine row (issue 24) times the real ``fewshot train omniglot-5w1s-maml --nproc auto`` command
+(validation off; iterations per second from per-iteration timestamps, start-up excluded) against
+learn2learn's examples/vision/maml_omniglot.py step at torch's default threads, in interleaved rounds,
+in fp32 and under bf16 autocast (fewshot's bf16 where this checkout's ``fewshot train`` has ``--precision``).
+It needs the Omniglot store (``--data-root`` or ``FEWSHOT_DATA``).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import os
 import platform
 import resource
 import statistics
@@ -44,6 +52,7 @@ from fewshot.nn import StepBatchNorm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+DEVICE = torch.device("cpu")  # --device (the GPU table of bench/gpu_check.sh): models and tasks live here
 INNER_LR = 0.4  # the same value for every system; every system adapts every parameter (adapt_norm=True)
 
 
@@ -73,12 +82,12 @@ def batch_for(s: Setting, meta_batch: int, ways: int = 5, shots: int = 1, seed: 
     qx = torch.rand(meta_batch, ways * s.queries, 1, 28, 28, generator=g)
     sy = torch.arange(ways).repeat_interleave(shots).expand(meta_batch, -1).contiguous()
     qy = torch.arange(ways).repeat_interleave(s.queries).expand(meta_batch, -1).contiguous()
-    return TaskBatch(sx, sy, qx, qy, ways)
+    return TaskBatch(sx, sy, qx, qy, ways).to(DEVICE)
 
 
 def fewshot_model() -> nn.Module:
     torch.manual_seed(0)  # benchmark-only model init
-    return Conv4(1, 5, hidden=64, image_size=28, pool=False)
+    return Conv4(1, 5, hidden=64, image_size=28, pool=False).to(DEVICE)
 
 
 def torch_bn_model(model: nn.Module) -> nn.Module:
@@ -88,7 +97,7 @@ def torch_bn_model(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, StepBatchNorm):
-                bn = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum)
+                bn = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum).to(DEVICE)
                 with torch.no_grad():
                     bn.weight.copy_(child.weight[0])
                     bn.bias.copy_(child.bias[0])
@@ -185,6 +194,12 @@ def gradient_gap(s: Setting, batch: TaskBatch, have_l2l: bool) -> dict[str, floa
 
 
 # ----------------------------------------------------------------------------- timing
+def _sync() -> None:
+    """Wait for the GPU's queued work, so a timer brackets the computation, not its launch."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def time_settings(args, have_l2l: bool) -> list[dict]:
     rows = []
     for s in TIME_SETTINGS:
@@ -195,8 +210,10 @@ def time_settings(args, have_l2l: bool) -> list[dict]:
         times: dict[str, list[float]] = {name: [] for name in systems}
         for _ in range(args.rounds):
             for name, (_, step) in systems.items():
+                _sync()
                 t0 = time.perf_counter()
                 step(batch)
+                _sync()
                 times[name].append(time.perf_counter() - t0)
         med = {name: statistics.median(v) for name, v in times.items()}
         rows.append({"setting": s.name, "label": s.label(), "median_s": med,
@@ -236,8 +253,10 @@ def time_evaluation(args, have_l2l: bool) -> dict:
     times: dict[str, list[float]] = {n: [] for n in runs}
     for _ in range(max(1, args.rounds // 3)):
         for name, fn in runs.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(v) for n, v in times.items()}
     print(f"{'evaluation, ' + str(args.eval_episodes) + ' episodes':<32}"
@@ -300,11 +319,174 @@ def memory_rows(args, have_l2l: bool) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- whole machine (issue 24)
+# What a user would compare: `fewshot train omniglot-5w1s-maml` at its recommended CPU settings against
+# learn2learn's documented Omniglot MAML recipe, each on every core at its own default threads.
+MACHINE_PRESET = "omniglot-5w1s-maml"
+FEWSHOT_CPU_FLAGS = ["--nproc", "auto"]  # the recommended CPU settings (docs/scale-out.md)
+# Loaded by every Python process of a timed `fewshot train` (through PYTHONPATH): stamps each call of the
+# task source's ``sample`` (once per iteration) and rank 0 writes them at exit, so the rate excludes
+# process start-up and data loading without changing the command that is timed (as bench/scaling.py).
+STAMPS_HOOK = """
+import atexit, json, os, time
+import episodes
+_times = []
+for _cls in (episodes.EpisodeSampler, episodes.ShardedSource):
+    def _sample(self, *a, _original=_cls.sample, **k):
+        _times.append(time.perf_counter())
+        return _original(self, *a, **k)
+    _cls.sample = _sample
+def _write():
+    if _times and os.environ.get("RANK", "0") == "0":
+        with open(os.environ["FEWSHOT_BENCH_STAMPS"], "w") as f:
+            json.dump(_times, f)
+atexit.register(_write)
+"""
+
+
+def _rate(stamps: list[float], warmup: int) -> float:
+    """Iterations per second between the start of iteration ``warmup`` and the start of the last one."""
+    return (len(stamps) - 1 - warmup) / (stamps[-1] - stamps[warmup])
+
+
+def fewshot_has_precision() -> bool:
+    """Whether this checkout's ``fewshot train`` takes ``--precision`` (issue 24, point 1)."""
+    out = subprocess.run([sys.executable, "-m", "fewshot", "train", "--help"], capture_output=True, text=True,
+                         env=_machine_env(), check=True)
+    return "--precision" in out.stdout
+
+
+def _machine_env(**extra: str) -> dict[str, str]:
+    """This environment minus any thread or torchrun setting, so every system takes its own defaults."""
+    drop = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def fewshot_machine_rate(args, precision: str, work: Path) -> float:
+    """Iterations per second of the real `fewshot train` command (validation and checkpoints off)."""
+    hook = work / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(STAMPS_HOOK, encoding="utf-8")
+    stamps, out = work / "stamps.json", work / f"run-{time.monotonic_ns()}"
+    total = args.machine_iterations + args.machine_warmup + 1
+    cmd = [sys.executable, "-m", "fewshot", "train", MACHINE_PRESET, "--out", str(out), "--quiet",
+           "--iterations", str(total), "--set", "val_every=0", "--set", f"checkpoint_every={total}",
+           "--device", "cpu", *FEWSHOT_CPU_FLAGS, *(["--precision", precision] if precision != "fp32" else [])]
+    if args.data_root:
+        cmd += ["--set", f"data.root={args.data_root}"]
+    env = _machine_env(PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", FEWSHOT_BENCH_STAMPS=str(stamps))
+    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return _rate(json.loads(stamps.read_text(encoding="utf-8")), args.machine_warmup)
+
+
+def l2l_recipe_rate(iterations: int, warmup: int, precision: str) -> float:
+    """learn2learn's examples/vision/maml_omniglot.py training step (OmniglotCNN, 5-way 1-shot with one
+    query per class, meta-batch 32, 1 adaptation step at fast_lr 0.5, second order, Adam 0.003, one
+    backward per task, gradients scaled by 1/32), at torch's default threads, fed from a pool of
+    in-memory task tensors (no data loading at all: generous to it).  The example's per-iteration
+    meta-validation is left out, as fewshot's validation is.  ``bf16``: the forward passes under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``, the backward outside, as fewshot's bf16 does."""
+    import contextlib
+
+    import learn2learn as l2l
+
+    torch.manual_seed(42)
+    ways, shots, meta_batch = 5, 1, 32
+    model = l2l.vision.models.OmniglotCNN(ways)
+    maml = l2l.algorithms.MAML(model, lr=0.5, first_order=False)
+    opt = torch.optim.Adam(maml.parameters(), 0.003)
+    loss = nn.CrossEntropyLoss(reduction="mean")
+    g = torch.Generator().manual_seed(0)
+    pool = [(torch.rand(2 * shots * ways, 1, 28, 28, generator=g), torch.arange(ways).repeat_interleave(2 * shots))
+            for _ in range(64)]
+    adapt_idx = torch.arange(0, 2 * shots * ways, 2)  # the example's every-other split into support and query
+    eval_idx = torch.arange(1, 2 * shots * ways, 2)
+    cast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
+            else contextlib.nullcontext)
+    stamps, k = [], 0
+    for _ in range(iterations + warmup + 1):
+        stamps.append(time.perf_counter())
+        opt.zero_grad()
+        for _task in range(meta_batch):
+            data, labels = pool[k % len(pool)]
+            k += 1
+            learner = maml.clone()
+            with cast():
+                learner.adapt(loss(learner(data[adapt_idx]), labels[adapt_idx]))
+                error = loss(learner(data[eval_idx]), labels[eval_idx])
+            error.float().backward()
+        for p in maml.parameters():
+            p.grad.data.mul_(1.0 / meta_batch)
+        opt.step()
+    return _rate(stamps, warmup)
+
+
+def machine_rows(args, have_l2l: bool) -> dict:
+    """fewshot's command vs learn2learn's recipe, whole machine, interleaved rounds, fp32 and (where
+    this checkout's `fewshot train` has it) bf16."""
+    import tempfile
+
+    precisions = ["fp32"] + (["bf16"] if args.machine_bf16 else [])
+    bf16_fewshot = "bf16" in precisions and fewshot_has_precision()
+    rates: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.machine_rounds):
+            for precision in precisions:
+                if precision == "fp32" or bf16_fewshot:
+                    rate = fewshot_machine_rate(args, precision, Path(tmp))
+                    rates.setdefault(f"fewshot {precision}", []).append(rate)
+                if have_l2l:
+                    out = subprocess.run([sys.executable, __file__, "--l2l-recipe", precision, "--machine-iterations",
+                                          str(args.machine_iterations), "--machine-warmup", str(args.machine_warmup)],
+                                         capture_output=True, text=True, check=True, env=_machine_env())
+                    rates.setdefault(f"learn2learn {precision}", []).append(float(out.stdout.split()[-1]))
+            print(f"whole machine, round {r + 1}: " + "  ".join(f"{n} {v[-1]:.2f} it/s" for n, v in rates.items()),
+                  flush=True)
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    ratios = {p: med[f"fewshot {p}"] / med[f"learn2learn {p}"] for p in precisions
+              if f"fewshot {p}" in med and f"learn2learn {p}" in med}
+    if "fewshot bf16" in med and "learn2learn fp32" in med:
+        ratios["bf16 vs learn2learn fp32"] = med["fewshot bf16"] / med["learn2learn fp32"]
+    return {"preset": MACHINE_PRESET, "fewshot_flags": FEWSHOT_CPU_FLAGS, "cores": os.cpu_count(),
+            "iterations": args.machine_iterations, "warmup": args.machine_warmup, "rounds": args.machine_rounds,
+            "its_per_s": rates, "median_its_per_s": med, "ratio_fewshot_vs_l2l": ratios,
+            "bf16_skipped": ("fewshot train has no --precision in this checkout" if "bf16" in precisions
+                             and not bf16_fewshot else None), "note": args.machine_note}
+
+
+def machine_markdown(m: dict) -> list[str]:
+    med, ratios = m["median_its_per_s"], m["ratio_fewshot_vs_l2l"]
+    lines = [f"## Whole machine: `fewshot train {m['preset']} {' '.join(m['fewshot_flags'])}` vs learn2learn's "
+             "Omniglot MAML recipe", "",
+             f"{m['cores']} cores; iterations per second (higher is better), medians of {m['rounds']} interleaved "
+             f"rounds of {m['iterations']} timed iterations after {m['warmup']}; each system at its own default "
+             "threads; validation off. learn2learn: examples/vision/maml_omniglot.py's step (OmniglotCNN, "
+             "meta-batch 32, 1 step, 2nd order, one backward per task) on in-memory task tensors. "
+             "Ratio > 1: fewshot is faster.", "",
+             "| precision | fewshot it/s | learn2learn it/s | fewshot / learn2learn |", "|---|---|---|---|"]
+    for p in ("fp32", "bf16"):
+        f, l_ = med.get(f"fewshot {p}"), med.get(f"learn2learn {p}")
+        if f is None and l_ is None:
+            continue
+        label = "bf16 (autocast)" if p == "bf16" else p
+        lines.append(f"| {label} | {'–' if f is None else f'{f:.2f}'} | {'–' if l_ is None else f'{l_:.2f}'} | "
+                     + (f"{ratios[p]:.2f}x" if p in ratios else "–") + " |")
+    if "bf16 vs learn2learn fp32" in ratios:
+        lines.append(f"\nfewshot bf16 against learn2learn fp32: {ratios['bf16 vs learn2learn fp32']:.2f}x.")
+    if m.get("bf16_skipped"):
+        lines.append(f"\nfewshot bf16 not measured: {m['bf16_skipped']}.")
+    if m.get("note"):
+        lines.append(f"\n{m['note']}")
+    return lines
+
+
 def markdown(result: dict) -> str:
     peers = [p for p in ("learn2learn", "higher") if p in result["time"][0]["median_s"]]
     head = "| setting | fewshot | " + " | ".join(peers) + " | " + " | ".join(f"{p} / fewshot" for p in peers) + " |"
     lines = [f"# bench/peers.py: fewshot vs {', '.join(peers)}", "",
-             f"{result['machine']}; torch {result['torch']}, 1 thread; Conv4-64, 28x28, 5-way 1-shot, "
+             f"{result['machine']}; torch {result['torch']}, {result.get('device', 'cpu, 1 thread')}; "
+             "Conv4-64, 28x28, 5-way 1-shot, "
              f"meta-batch {result['meta_batch']}; medians of {result['rounds']} interleaved rounds. "
              "Ratios > 1: fewshot is faster (or smaller).", "", head, "|" + "---|" * (2 + 2 * len(peers))]
     for r in result["time"]:
@@ -323,6 +505,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Largest meta-gradient difference from fewshot (same weights and tasks, float32): "
               + "; ".join(f"{r['setting']}: " + ", ".join(f"{p} {g:.1e}" for p, g in r["max_grad_gap"].items())
                           for r in result["time"]), ""]
+    if result.get("machine_rows"):
+        lines += machine_markdown(result["machine_rows"]) + [""]
     return "\n".join(lines)
 
 
@@ -335,8 +519,27 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS), help="folder for peers.json and peers.md")
     p.add_argument("--memory-only", action="store_true", help="re-measure the memory rows of an existing peers.json")
     p.add_argument("--memory-probe", nargs=2, metavar=("SYSTEM", "SETTING"), help=argparse.SUPPRESS)
+    p.add_argument("--machine", action="store_true", help="also measure the whole-machine row (every core)")
+    p.add_argument("--machine-only", action="store_true",
+                   help="(re-)measure only the whole-machine row of an existing peers.json")
+    p.add_argument("--machine-rounds", type=int, default=5)
+    p.add_argument("--machine-iterations", type=int, default=60, help="timed iterations per round and system")
+    p.add_argument("--machine-warmup", type=int, default=3)
+    p.add_argument("--no-machine-bf16", dest="machine_bf16", action="store_false",
+                   help="fp32 only (default: also bf16 autocast, fewshot's where `fewshot train --precision` exists)")
+    p.add_argument("--machine-note", default="", help="a sentence printed under the whole-machine table")
+    p.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"),
+                   help="data root holding omniglot/omniglot-28.h5 for the whole-machine row (default $FEWSHOT_DATA)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the timing and gradient rows on a "
+                   "GPU (the memory rows, resident-set growth, are CPU-only and then skipped)")
+    p.add_argument("--l2l-recipe", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.l2l_recipe:  # a fresh process at torch's default threads
+        print(l2l_recipe_rate(args.machine_iterations, args.machine_warmup, args.l2l_recipe))
+        return
     torch.set_num_threads(1)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.memory_probe:
         print(memory_probe(*args.memory_probe, meta_batch=args.meta_batch))
         return
@@ -347,6 +550,12 @@ def main() -> None:
         have_l2l = False
         print("learn2learn is not installed (bash bench/install_learn2learn.sh): comparing with higher only")
     out = Path(args.out)
+    if args.machine_only:
+        result = json.loads((out / "peers.json").read_text(encoding="utf-8"))
+        result["machine_rows"] = machine_rows(args, have_l2l)
+        (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        (out / "peers.md").write_text(markdown(result), encoding="utf-8")
+        return
     if args.memory_only:
         result = json.loads((out / "peers.json").read_text(encoding="utf-8"))
         result["memory"] = memory_rows(args, have_l2l)
@@ -358,7 +567,10 @@ def main() -> None:
     result = {"machine": f"{platform.processor() or platform.machine()} ({platform.node() and 'shared VM'})",
               "torch": torch.__version__, "meta_batch": args.meta_batch, "rounds": args.rounds,
               "time": time_settings(args, have_l2l), "evaluation": time_evaluation(args, have_l2l),
-              "memory": [] if args.quick else memory_rows(args, have_l2l)}
+              "device": ("cpu, 1 thread" if DEVICE.type == "cpu" else torch.cuda.get_device_name(DEVICE)),
+              "memory": [] if args.quick or DEVICE.type != "cpu" else memory_rows(args, have_l2l)}
+    if args.machine:
+        result["machine_rows"] = machine_rows(args, have_l2l)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (out / "peers.md").write_text(markdown(result), encoding="utf-8")

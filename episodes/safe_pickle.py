@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import _codecs
+import importlib
 import io
 import os
 import pickle
@@ -37,13 +38,22 @@ from .errors import DataError
 
 
 def _numpy_internals() -> dict[str, Any]:
-    try:
-        from numpy._core import multiarray, numeric  # NumPy >= 2
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar, "_frombuffer": numeric._frombuffer}  # type: ignore[attr-defined]
+    """NumPy's private array-pickling helpers, from ``numpy._core`` (2.x) or ``numpy.core`` (1.x).
+
+    Imported by name (``importlib``), so the type checker sees a module either way and the code
+    checks the same under NumPy 1.x and 2.x stubs (1.26 ships a partial ``numpy._core`` without
+    ``numeric``)."""
+    for package in ("numpy._core", "numpy.core"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # numpy.core under NumPy 2
+                multiarray = importlib.import_module(f"{package}.multiarray")
+                numeric = importlib.import_module(f"{package}.numeric")
+        except ImportError:  # pragma: no cover - the other NumPy major version
+            continue
+        return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
+                "_frombuffer": numeric._frombuffer}
+    raise ImportError("NumPy has neither numpy._core nor numpy.core: install numpy 1.x or 2.x")  # pragma: no cover
 
 
 _NP = _numpy_internals()

@@ -7,11 +7,13 @@ optimizers); ``commands`` (the ``fewshot`` console script). See docs/architectur
 """
 from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
-from .functional import Params, adaptable_names, call, inner_loop, loss_and_grads, msl_weights, split_state
+from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, loss_and_grads, split_state
 from .learners import (
+    ANIL,
     IMAML,
     MAML,
     AdaptedModel,
+    ANILConfig,
     GradientLearner,
     IMAMLConfig,
     LearnerConfig,
@@ -23,6 +25,8 @@ from .learners import (
     MetaSGDConfig,
     MTNet,
     MTNetConfig,
+    Reptile,
+    ReptileConfig,
     build_learner,
     register_learner,
 )
@@ -40,6 +44,7 @@ from .nn import (
 )
 from .pretrained import load as load_pretrained
 from .rules import SGD, Adam, Chain, ElementwiseSGD, LSTMMetaRule, RMSprop, RowMask, UpdateRule, apply_updates
+from .schedules import msl_weights
 from .scoring import Summary, evaluate_learner, summarize
 from .training import train
 

@@ -28,6 +28,7 @@ import torch.distributed as dist
 
 from episodes.errors import DataError
 
+from .checks import check_number
 from .errors import ConfigError, FewshotError
 
 # seconds a collective may wait for the other ranks before the job fails (instead of hanging): a rank
@@ -97,8 +98,7 @@ def setup(device: torch.device, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tupl
         return SINGLE, device
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed: run one process (no torchrun)")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
-        raise ConfigError(f"the distributed timeout must be a number of seconds > 0, got {timeout_s!r}")
+    check_number(timeout_s, "the distributed timeout (seconds)", above=0)
     local_rank = _env_int("LOCAL_RANK") or 0
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():

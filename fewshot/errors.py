@@ -22,4 +22,4 @@ class FewshotWarning(UserWarning):
 
 
 class AdaptationWarning(FewshotWarning):
-    """Adaptation made the support loss worse (see ``fewshot.learners.base.RISE_FACTOR``)."""
+    """Adaptation made the support loss worse (see ``fewshot.learners.checks.RISE_FACTOR``)."""

@@ -15,26 +15,28 @@ order: the gradients keep their graph, so the outer ``backward`` differentiates 
 First order: the gradients are detached before the rule sees them, for every rule (the update still
 depends on the parameters and on the rule's own meta-parameters).  Buffers are copied before every
 forward that may write them, so the caller's tensors are never modified.
+
+Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``inner_loop(checkpoint=k)``),
+``fewshot.schedules`` holds MAML++'s multi-step-loss weights (``msl_weights``, re-exported here), and
+``fewshot.func_transforms`` answers "inside a ``torch.func`` transform?".
 """
 from __future__ import annotations
 
-import contextlib
-import math
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
-from torch.autograd.function import once_differentiable
 from torch.func import functional_call, grad_and_value
-from torch.utils._pytree import tree_flatten, tree_unflatten
-from torch.utils.checkpoint import get_device_states, set_device_states
 
 from .checks import check_count
 from .errors import ConfigError, FewshotError
+from .func_transforms import under_transform
 from .nn.batchnorm import inner_step, is_norm_layer
+from .recompute import Segment, checkpointed_steps
 from .rules.base import Params, State, UpdateRule
+from .schedules import msl_weights
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -88,7 +90,7 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
         return functional_call(module, state, args, kwargs, strict=False)
 
 
-def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
+def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
                    y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0,
                    create_graph: bool = True) -> tuple[Params, torch.Tensor, Params]:
     """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated buffer copies.
@@ -100,7 +102,7 @@ def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torc
     """
     wanted = set(names)
     fixed = {k: v for k, v in params.items() if k not in wanted}
-    if retrieve_all_functorch_interpreters():
+    if under_transform():
         def f(adapted: Params, bufs: Mapping[str, torch.Tensor]):
             bufs = copy_buffers(bufs)
             out = call(module, {**fixed, **adapted}, bufs, x, step=step)
@@ -114,6 +116,13 @@ def loss_and_grads(module: nn.Module, params: Params, buffers: Mapping[str, torc
         loss = loss_fn(call(module, {**fixed, **adapted}, new_buffers, x, step=step), y)
         grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
     return dict(zip(names, grads)), loss, new_buffers
+
+
+def loss_and_grads(*args: Any, **kwargs: Any) -> tuple[Params, torch.Tensor, Params]:
+    """Deprecated name of ``grads_and_loss`` (the gradients come first in what it returns)."""
+    warnings.warn("fewshot.functional.loss_and_grads is deprecated: call grads_and_loss (same arguments, same "
+                  "(grads, loss, buffers) result)", DeprecationWarning, stacklevel=2)
+    return grads_and_loss(*args, **kwargs)
 
 
 @dataclass
@@ -188,7 +197,7 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     segments of k without storing their graphs; backward reruns one segment at a time from its stored
     inputs (parameters, rule state, buffers).  Memory then grows by one parameter copy per segment
     instead of every step's activations and double-backward graph, for about one more first-order pass
-    of compute; the gradients are the same (``_Recompute``).
+    of compute; the gradients are the same (``fewshot.recompute``).
 
     ``track_best``: also return, in ``best``, the parameters with the lowest support loss among those
     the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at the cost of
@@ -207,7 +216,7 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     kw: dict[str, Any] = dict(loss_fn=loss_fn, rule=rule, names=names, first_order=first_order,
                               per_step_bn=per_step_bn, keep=kept)
     recompute = checkpoint > 0 and torch.is_grad_enabled()
-    if recompute and retrieve_all_functorch_interpreters():
+    if recompute and under_transform():
         raise ConfigError("inner_loop(checkpoint=...) cannot run inside torch.func transforms (vmap): "
                           "use the per-task loop (task_batching='loop') or checkpoint=0")
     span = checkpoint if recompute else (1 if track_best else max(steps, 1))
@@ -215,7 +224,7 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
     for start in range(0, steps, span):
         stop = min(start + span, steps)
         if recompute:
-            seg = _checkpointed_steps(module, current, state, bufs, x, y, start=start, stop=stop, **kw)
+            seg = checkpointed_steps(_run_steps, module, current, state, bufs, x, y, start=start, stop=stop, **kw)
         else:
             seg = _run_steps(module, current, state, bufs, x, y, start=start, stop=stop,
                              create_graph=not first_order, **kw)
@@ -236,176 +245,21 @@ def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Te
 
 def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x: torch.Tensor, y: torch.Tensor,
                *, start: int, stop: int, loss_fn: LossFn, rule: UpdateRule, names: list[str], first_order: bool,
-               per_step_bn: bool, keep: Collection[int], create_graph: bool
-               ) -> tuple[dict[int, Params], State, Params, list[torch.Tensor]]:
+               per_step_bn: bool, keep: Collection[int], create_graph: bool) -> Segment:
     """Steps ``start..stop-1``: the parameters after the kept steps (and after ``stop``), the rule state,
     the buffers and the detached support losses."""
     after: dict[int, Params] = {}
     losses = []
     for t in range(start, stop):
-        grads, loss, bufs = loss_and_grads(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
+        grads, loss, bufs = grads_and_loss(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
                                            step=t if per_step_bn else 0, create_graph=create_graph)
         if first_order:
             grads = {n: g.detach() for n, g in grads.items()}
-        current, state = rule.update(grads, state, current, step=t, loss=loss)
+        current, state = rule.step(grads, state, current, step=t, loss=loss)
         if t + 1 in keep or t + 1 == stop:
             after[t + 1] = current
         losses.append(loss.detach())
     return after, state, bufs, losses
-
-
-def _checkpointed_steps(module: nn.Module, current: Params, state: State, bufs: Params, x: torch.Tensor,
-                        y: torch.Tensor, *, start: int, stop: int, first_order: bool, **kw: Any
-                        ) -> tuple[dict[int, Params], State, Params, list[torch.Tensor]]:
-    """``_run_steps`` through ``_Recompute``.  The segment's tensors that can carry gradients (parameters,
-    rule state and inputs that require grad) go in as explicit inputs, and so do the module's and the
-    rule's own parameters (which the steps may read directly: learned learning rates, fixed layers);
-    buffers, labels and the rest are constants of the segment (never written: steps copy buffers).
-    What the segment returns is described by ``layout`` (positions and names, no tensors, so that no
-    recomputed graph outlives its backward)."""
-    keys = list(current)
-    leaves, spec = tree_flatten(state)
-    slots: list[Any] = [current[k] for k in keys] + list(leaves) + [x, y]
-    diff_at = [i for i, v in enumerate(slots) if isinstance(v, torch.Tensor) and v.requires_grad]
-    seen = {id(slots[i]) for i in diff_at}
-    extra = [p for p in (*module.parameters(), *kw["rule"].parameters()) if p.requires_grad and id(p) not in seen]
-    training = [(m, m.training) for m in (*module.modules(), *kw["rule"].modules())]
-    layout: dict[str, Any] = {}
-
-    def run(inputs: list[torch.Tensor], differentiable: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        values = list(slots)
-        for i, v in zip(diff_at, inputs):
-            values[i] = v
-        p_in = dict(zip(keys, values[:len(keys)]))
-        s_in = tree_unflatten(values[len(keys):len(keys) + len(leaves)], spec)
-        with _training_flags(training):
-            after, s_out, b_out, seg_losses = _run_steps(
-                module, p_in, s_in, bufs, values[-2], values[-1], start=start, stop=stop, first_order=first_order,
-                create_graph=differentiable and not first_order, **kw)
-        slot_of = {id(v): i for i, v in enumerate(values)}  # a tensor passed through is not re-emitted
-        s_leaves, s_spec = tree_flatten(s_out)
-        diff: list[torch.Tensor] = []
-        rest: list[torch.Tensor] = [b_out[k] for k in b_out] + seg_losses
-        p_where, s_where = {}, []
-        for t in sorted(after):
-            for k in keys:
-                v = after[t][k]
-                if id(v) in slot_of:
-                    p_where[t, k] = ("slot", slot_of[id(v)])
-                else:
-                    p_where[t, k] = ("diff", len(diff))
-                    diff.append(v)
-        for v in s_leaves:
-            if not isinstance(v, torch.Tensor):
-                s_where.append(("const", v))
-            elif id(v) in slot_of:
-                s_where.append(("slot", slot_of[id(v)]))
-            elif v.is_floating_point() or v.is_complex():
-                s_where.append(("diff", len(diff)))
-                diff.append(v)
-            else:
-                s_where.append(("rest", len(rest)))
-                rest.append(v)
-        if not differentiable:  # the first (values-only) run describes the outputs
-            layout.update(p_where=p_where, s_where=s_where, s_spec=s_spec, b_keys=list(b_out),
-                          n_losses=len(seg_losses), steps=sorted(after))
-        return diff, rest
-
-    outs = _Recompute.apply(run, len(diff_at), x, *[slots[i] for i in diff_at], *extra)
-    n_diff = sum(w[0] == "diff" for w in (*layout["p_where"].values(), *layout["s_where"]))
-    diff, rest = list(outs[:n_diff]), list(outs[n_diff:])
-
-    def get(where: tuple[str, Any]) -> Any:
-        kind, at = where
-        return {"slot": lambda: slots[at], "diff": lambda: diff[at], "rest": lambda: rest[at],
-                "const": lambda: at}[kind]()
-
-    after = {t: {k: get(layout["p_where"][t, k]) for k in keys} for t in layout["steps"]}
-    new_state = tree_unflatten([get(w) for w in layout["s_where"]], layout["s_spec"])
-    n_b = len(layout["b_keys"])
-    return after, new_state, dict(zip(layout["b_keys"], rest[:n_b])), rest[n_b:n_b + layout["n_losses"]]
-
-
-@contextlib.contextmanager
-def _training_flags(flags: list[tuple[nn.Module, bool]]) -> Iterator[None]:
-    """The modules' ``training`` flags as they were when the segment first ran (backward may recompute
-    it outside the learner's ``norm_training`` block)."""
-    saved = [(m, m.training) for m, _ in flags]
-    for m, flag in flags:
-        m.training = flag
-    try:
-        yield
-    finally:
-        for m, flag in saved:
-            m.training = flag
-
-
-class _Recompute(torch.autograd.Function):
-    """Run ``run(inputs, False)`` for its values only; backward reruns ``run(inputs, True)`` (the graph
-    the plain loop would have kept, under the same RNG, autocast and module flags) and back-propagates
-    through it, so the gradients are those of the plain loop.  Not differentiable twice."""
-
-    @staticmethod
-    def forward(ctx, run, n_inputs: int, like: torch.Tensor, *args: torch.Tensor):
-        ctx.run, ctx.n_inputs = run, n_inputs
-        ctx.device_type = like.device.type
-        ctx.cpu_rng = torch.get_rng_state()
-        ctx.devices, ctx.device_rng = get_device_states(like)
-        ctx.autocast = torch.is_autocast_enabled(like.device.type), torch.get_autocast_dtype(like.device.type)
-        ctx.save_for_backward(*args)
-        ctx.set_materialize_grads(False)
-        diff, rest = run([a.detach() for a in args[:n_inputs]], False)
-        ctx.n_diff = len(diff)
-        rest = [r.detach() for r in rest]
-        ctx.mark_non_differentiable(*rest)
-        return (*[d.detach() for d in diff], *rest)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, *grad_outputs: torch.Tensor | None):
-        args = ctx.saved_tensors
-        inputs = [a.detach().requires_grad_(a.requires_grad) for a in args[:ctx.n_inputs]]
-        extra = list(args[ctx.n_inputs:])
-        with torch.random.fork_rng(devices=ctx.devices, device_type=ctx.device_type if ctx.devices else "cuda"), \
-                torch.enable_grad():
-            torch.set_rng_state(ctx.cpu_rng)
-            if ctx.devices:
-                set_device_states(ctx.devices, ctx.device_rng, device_type=ctx.device_type)
-            with torch.autocast(ctx.device_type, dtype=ctx.autocast[1], enabled=ctx.autocast[0]):
-                diff, _ = ctx.run(inputs, True)  # the forward under the forward's autocast, backward outside it
-            pairs = [(o, g) for o, g in zip(diff, grad_outputs[:ctx.n_diff]) if g is not None and o.requires_grad]
-            wrt = [t for t in (*inputs, *extra) if t.requires_grad]
-            _check_no_hidden_leaves([o for o, _ in pairs], wrt)
-            grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
-            if pairs and wrt:
-                # sum <output, grad> (the same vector-Jacobian products): tensor grad_outputs would make
-                # torch.autograd import sympy (symbolic shapes) on first use (bench/NOTES.md)
-                total = sum((o * g).sum() for o, g in pairs)
-                grads = torch.autograd.grad(total, wrt, allow_unused=True)
-        it = iter(grads)
-        return (None, None, None, *[next(it) if t.requires_grad else None for t in (*inputs, *extra)])
-
-
-def _check_no_hidden_leaves(outputs: list[torch.Tensor], known: list[torch.Tensor]) -> None:
-    """ConfigError if the recomputed graph reaches a tensor that requires grad but was not an input of
-    the segment (e.g. one a custom loss function closes over): ``_Recompute`` could not pass it a
-    gradient, so checkpointing would silently drop that part of the meta-gradient."""
-    ids = {id(t) for t in known}
-    seen: set[int] = set()
-    stack = [o.grad_fn for o in outputs if o.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        for nxt, _ in node.next_functions:
-            if nxt is None or id(nxt) in seen:
-                continue
-            seen.add(id(nxt))
-            var = getattr(nxt, "variable", None)
-            if var is None:
-                stack.append(nxt)
-            elif id(var) not in ids:
-                raise ConfigError(f"checkpoint_steps: the inner loop reads a tensor {tuple(var.shape)} that requires "
-                                  "grad but is not a parameter of the model or the update rule (e.g. one the loss "
-                                  "function captures): register it as a parameter, or use checkpoint_steps=0")
 
 
 def first_nonfinite_step(losses: torch.Tensor) -> int | None:
@@ -417,18 +271,6 @@ def first_nonfinite_step(losses: torch.Tensor) -> int | None:
     return int(torch.nonzero(steps_bad)[0].item())
 
 
-def msl_weights(steps: int, epoch: int, msl_epochs: int) -> list[float]:
-    """MAML++ multi-step-loss weights for ``steps`` inner steps at ``epoch`` (annealed over ``msl_epochs``).
-
-    Earlier steps: ``max(1/N - e/(N*E), 0.03/N)``; last: ``min(1/N + e(N-1)/(N*E), 1 - (N-1)*0.03/N)``.
-    Usage: ``msl_weights(5, epoch=3, msl_epochs=10)``
-    """
-    n, e, big_e = steps, max(epoch, 0), max(msl_epochs, 1)
-    if n == 1:
-        return [1.0]
-    decay = 1.0 / n - e / (n * big_e)
-    early = max(decay, 0.03 / n)
-    last = min(1.0 / n + e * (n - 1) / (n * big_e), 1.0 - (n - 1) * 0.03 / n)
-    weights = [early] * (n - 1) + [last]
-    assert math.isfinite(sum(weights))
-    return weights
+__all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call", "copy_buffers",
+           "first_nonfinite_step", "grads_and_loss", "inner_loop", "loss_and_grads", "msl_weights",
+           "norm_param_names", "split_state"]

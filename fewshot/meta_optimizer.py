@@ -1,4 +1,5 @@
-"""The meta-optimizer: Adam on the meta-parameters, optional cosine annealing (MAML++ CA), optional clipping.
+"""The meta-optimizer: Adam (or plain SGD) on the meta-parameters, optional cosine annealing (MAML++ CA),
+optional clipping.
 
 One config for it, ``MetaOptimConfig``: the ``optim`` section of a ``TrainConfig`` and the argument
 of :func:`build_meta_optimizer` for your own loops::
@@ -17,13 +18,19 @@ from typing import Iterable
 
 import torch
 
-from .checks import check_count
+from .checks import check_count, check_number, is_finite_number
 from .errors import ConfigError
+
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
 class MetaOptimConfig:
     """Adam settings, the cosine schedule and meta-gradient clipping (validated on construction).
+
+    ``optimizer``: ``"adam"`` (default) or ``"sgd"`` (plain SGD: ``theta -= lr * g``; with Reptile's
+    meta-gradient that is Reptile's outer step with step size ``lr``); ``betas`` are Adam's and must keep
+    their default with SGD.
 
     ``cosine`` anneals the LR from ``lr`` to ``min_lr`` over the run (one step per meta-iteration);
     ``min_lr`` is used only with ``cosine``. ``clip_value`` clamps each meta-gradient element to
@@ -37,28 +44,31 @@ class MetaOptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     clip_value: float | None = None
     clip_norm: float | None = None
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}: "
+                              "e.g. --set optim.optimizer=adam")
         betas = tuple(self.betas)  # YAML/JSON give a list
-        if len(betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in betas):
+        if len(betas) != 2 or not all(is_finite_number(b) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.betas}: "
                               "e.g. --set optim.betas=[0.9,0.999]")
         self.betas = (float(betas[0]), float(betas[1]))
+        if self.optimizer == "sgd" and self.betas != (0.9, 0.999):
+            raise ConfigError("optim.betas are Adam's: with optim.optimizer=sgd drop the optim.betas setting")
         # every float must be finite: an inf/NaN setting would only show up as NaN weights later
-        if not (_finite(self.lr) and self.lr > 0):
-            raise ConfigError(f"optim.lr must be a finite number > 0 (the meta-optimizer's learning rate), got "
-                              f"{self.lr!r}: e.g. --set optim.lr=0.001")
-        if not (_finite(self.min_lr) and self.min_lr >= 0) or (self.cosine and self.min_lr > self.lr):
+        check_number(self.lr, "optim.lr", above=0, note=" (the meta-optimizer's learning rate)",
+                     hint=": e.g. --set optim.lr=0.001")
+        if not (is_finite_number(self.min_lr) and self.min_lr >= 0) or (self.cosine and self.min_lr > self.lr):
             raise ConfigError(f"optim.min_lr must be a finite number in [0, lr={self.lr}] with cosine annealing, got "
                               f"{self.min_lr!r}: e.g. --set optim.min_lr=1e-5")
-        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"optim.weight_decay must be a finite number >= 0, got {self.weight_decay!r}: "
-                              "e.g. --set optim.weight_decay=0")
+        check_number(self.weight_decay, "optim.weight_decay", at_least=0, hint=": e.g. --set optim.weight_decay=0")
         for name in ("clip_value", "clip_norm"):
             value = getattr(self, name)
-            if value is not None and not (_finite(value) and value > 0):
-                raise ConfigError(f"optim.{name} must be a finite number > 0 or null (no clipping), got {value!r}: "
-                                  f"e.g. --set optim.{name}=10")
+            if value is not None:
+                check_number(value, f"optim.{name}", above=0, note=" or null (no clipping)",
+                             hint=f": e.g. --set optim.{name}=10")
 
     @classmethod
     def mamlpp(cls, **overrides) -> MetaOptimConfig:
@@ -66,21 +76,23 @@ class MetaOptimConfig:
         return cls(**{"lr": 1e-3, "cosine": True, "min_lr": 1e-5, **overrides})
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
 
 def build_meta_optimizer(params: Iterable[torch.nn.Parameter], config: MetaOptimConfig | None = None,
-                         total_iterations: int = 1) -> tuple[torch.optim.Adam,
+                         total_iterations: int = 1) -> tuple[torch.optim.Optimizer,
                                                              torch.optim.lr_scheduler.LRScheduler | None]:
-    """Adam over the trainable ``params`` and, with ``config.cosine``, a ``CosineAnnealingLR`` over
-    ``total_iterations`` steps (call ``scheduler.step()`` once per meta-iteration), else None."""
+    """Adam (or SGD, ``config.optimizer``) over the trainable ``params`` and, with ``config.cosine``, a
+    ``CosineAnnealingLR`` over ``total_iterations`` steps (call ``scheduler.step()`` once per
+    meta-iteration), else None."""
     config = config or MetaOptimConfig()
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ConfigError("the meta-optimizer got no trainable parameters: pass learner.parameters()")
     check_count(total_iterations, "total_iterations")
-    opt = torch.optim.Adam(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    opt: torch.optim.Optimizer
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     sched = None
     if config.cosine:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_iterations, eta_min=config.min_lr)

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import builtins
 import difflib
-import json
-import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -34,13 +31,20 @@ from episodes import DataError, Preprocessing, dataset_preprocessing
 from episodes.files import sha256_file
 
 from .config import TrainConfig, apply_overrides, config_from_dict
+from .config.manifest import (  # noqa: F401 - MANIFEST, WEIGHTS, read_manifest: re-exported (their old home)
+    LEARNED_OPTIMIZER,
+    MANIFEST,
+    META_INITIALIZATION,
+    WEIGHTS,
+    Manifest,
+    read_manifest,
+)
 from .errors import CheckpointError, FewshotWarning
-from .training.build import build_learner_from_config, identity
+from .learners import GradientLearner
+from .training.build import build_learner_from_config, run_identity
 from .training.checkpoint import load_learner_state
 from .training.ways import with_ways
 
-MANIFEST = "manifest.json"
-WEIGHTS = "model.safetensors"
 ENV_VAR = "FEWSHOT_PRETRAINED_PATH"
 _REGISTERED: list[Path] = []
 
@@ -96,7 +100,7 @@ def _scan() -> dict[str, Path | CheckpointError]:
             continue  # an unreadable directory holds no model we could load
         for c in candidates:
             try:
-                name = read_manifest(c).get("name", c.name)
+                name = read_manifest(c).name or c.name
             except CheckpointError as exc:
                 found.setdefault(c.name, exc)
                 if str(c) not in _WARNED:
@@ -109,62 +113,6 @@ def _scan() -> dict[str, Path | CheckpointError]:
 
 def _models() -> dict[str, Path]:
     return {name: where for name, where in _scan().items() if isinstance(where, Path)}
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _manifest_problem(data: dict) -> str | None:
-    """What is wrong with a parsed manifest (the fields the loaders and `fewshot pretrained` rely on), or None."""
-    for key in ("name", "kind", "weights", "sha256"):
-        if key in data and not (isinstance(data[key], str) and data[key]):
-            return f"'{key}' must be a non-empty string, got {type(data[key]).__name__} {json.dumps(data[key])[:40]}"
-    weights = data.get("weights", WEIGHTS)
-    if Path(weights).name != weights or weights in (".", ".."):
-        return f"'weights' must be a file name inside the model folder, got {weights!r}"
-    if "sha256" not in data:
-        return "lacks 'sha256' (the weights' checksum)"
-    kind = data.get("kind", "meta-initialization")
-    if kind == "meta-initialization":
-        if not isinstance(data.get("config"), dict):
-            return "lacks 'config' (the training config, a JSON object)" if "config" not in data else \
-                f"'config' must be a JSON object, got {type(data['config']).__name__}"
-        for key, what in (("mean", "the measured accuracy or MSE"), ("ci95", "its 95% confidence interval")):
-            if key not in data:
-                return f"lacks '{key}' ({what}, a number)"
-            if not _is_number(data[key]):
-                return f"'{key}' must be a finite number, got {json.dumps(data[key])[:40]}"
-    elif kind == "learned-optimizer":
-        if not isinstance(data.get("net"), dict):
-            return "lacks 'net' (the learned optimizer's config, a JSON object)"
-    else:
-        return f"'kind' is '{kind}', expected 'meta-initialization' or 'learned-optimizer'"
-    return None
-
-
-def read_manifest(model_dir: Path) -> dict:
-    """The parsed, checked ``manifest.json`` of a model directory (one-line CheckpointError if it is not usable)."""
-    path = model_dir / MANIFEST
-    fix = "re-publish the model (or remove its folder from the search path)"
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise CheckpointError(f"pretrained manifest {path} cannot be read ({exc.strerror or exc}): {fix}") from exc
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): "
-                              f"{fix}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"pretrained manifest {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                              f"{exc.msg}): {fix}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"pretrained manifest {path} is not a JSON object: {fix}")
-    problem = _manifest_problem(data)
-    if problem is not None:
-        raise CheckpointError(f"pretrained manifest {path}: {problem}: {fix}")
-    return data
 
 
 def list() -> builtins.list[str]:  # noqa: A001 - public API name asked for: fewshot.pretrained.list()
@@ -186,41 +134,46 @@ def locate(name: str) -> Path:
     return where
 
 
-def show(name: str) -> dict:
-    """The manifest of model ``name``."""
+def manifest(name: str) -> Manifest:
+    """The manifest of model ``name`` (typed; unchecked weights: see :func:`verify`)."""
     return read_manifest(locate(name))
 
 
-def verify_dir(model_dir: Path, label: str | None = None) -> dict:
+def show(name: str) -> dict:
+    """The manifest of model ``name``, as its JSON object."""
+    return manifest(name).to_dict()
+
+
+def verify_dir(model_dir: Path, label: str | None = None) -> Manifest:
     """Check a model directory's weights file against its manifest's sha256; returns the manifest."""
     label = label or str(model_dir)
     manifest = read_manifest(model_dir)
-    weights = model_dir / manifest.get("weights", WEIGHTS)
+    weights = model_dir / manifest.weights
     if not weights.is_file():
         raise CheckpointError(f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
     digest = sha256_file(weights, error=CheckpointError)
-    if digest != manifest.get("sha256"):
+    if digest != manifest.sha256:
         raise CheckpointError(f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
-                              f"{str(manifest.get('sha256'))[:12]}...): the file is corrupted or was changed; "
+                              f"{str(manifest.sha256)[:12]}...): the file is corrupted or was changed; "
                               "reinstall or re-publish it")
     return manifest
 
 
-def verify(name: str) -> dict:
+def verify(name: str) -> Manifest:
     """Check model ``name``'s weights file against the manifest's sha256; returns the manifest."""
     return verify_dir(locate(name), name)
 
 
-def preprocessing_of(manifest: dict, cfg: TrainConfig | None = None) -> Preprocessing | None:
+def preprocessing_of(manifest: Manifest, cfg: TrainConfig | None = None) -> Preprocessing | None:
     """The ``episodes.Preprocessing`` a manifest records, else its dataset's store preprocessing (older
     manifests); ``None`` for models that take no images (sinusoid regression)."""
-    label = manifest.get("name", "?")
-    if "preprocessing" in manifest:
+    label = manifest.name or "?"
+    if manifest.preprocessing is not None:
         try:
-            return Preprocessing.from_dict(manifest["preprocessing"], where=f"manifest of '{label}': preprocessing")
+            return Preprocessing.from_dict(manifest.preprocessing, where=f"manifest of '{label}': preprocessing")
         except DataError as exc:
             raise CheckpointError(f"{exc}: re-publish the model") from None
-    cfg = cfg or config_from_dict(manifest["config"], where=f"manifest of '{label}'")
+    cfg = cfg or config_from_dict(manifest.config or {}, where=f"manifest of '{label}'")
     if cfg.data.is_regression:
         return None
     return dataset_preprocessing(cfg.data.dataset, cfg.data.size)
@@ -232,7 +185,7 @@ def preprocessing(name: str) -> Preprocessing:
     Usage: ``prep = preprocessing("omniglot-5w1s-maml"); x = prep("a.png")`` (float32 ``[1, 28, 28]``)
     or ``prep.folder("my_chars/")`` (a ClassSplit).
     """
-    prep = preprocessing_of(show(name))
+    prep = preprocessing_of(manifest(name))
     if prep is None:
         raise CheckpointError(f"pretrained model '{name}' takes no images (it is a regression model): "
                               "preprocessing applies to image classifiers")
@@ -240,7 +193,7 @@ def preprocessing(name: str) -> Preprocessing:
 
 
 def load_with_config(name: str, device: str | torch.device = "cpu", *,
-                     ways: int | None = None) -> tuple[torch.nn.Module, TrainConfig, dict]:
+                     ways: int | None = None) -> tuple[GradientLearner, TrainConfig, Manifest]:
     """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first.
 
     The learner's default test-time steps are the manifest's ``test_steps`` (chosen on the validation
@@ -249,22 +202,18 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     (``None`` for regression models).
     """
     manifest = verify(name)
-    if manifest.get("kind", "meta-initialization") != "meta-initialization":
-        raise CheckpointError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization: "
+    if manifest.kind != META_INITIALIZATION:
+        raise CheckpointError(f"pretrained model '{name}' is a {LEARNED_OPTIMIZER}, not a meta-initialization: "
                               "load it with fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)")
-    cfg = config_from_dict(manifest["config"], where=f"manifest of '{name}'")
-    ident = identity(cfg)
+    cfg = config_from_dict(manifest.config or {}, where=f"manifest of '{name}'")
+    ident = run_identity(cfg)
     for key in ("learner", "backbone"):
-        if manifest.get(key) != ident[key]:
+        if getattr(manifest, key) != ident[key]:
             raise CheckpointError(f"pretrained model '{name}' manifest says {key} '{manifest.get(key)}' but its config "
                                   f"builds '{ident[key]}': re-publish it")
-    test_steps = manifest.get("test_steps")
-    if test_steps is not None:
-        if isinstance(test_steps, bool) or not isinstance(test_steps, int) or test_steps < 1:
-            raise CheckpointError(f"pretrained manifest of '{name}': 'test_steps' must be a positive integer, got "
-                                  f"{test_steps!r}: re-publish it")
+    test_steps = manifest.test_steps
     learner = build_learner_from_config(cfg, "cpu")  # as trained (per-step BN has its trained slot count)
-    weights = locate(name) / manifest.get("weights", WEIGHTS)
+    weights = locate(name) / manifest.weights
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
@@ -273,7 +222,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     if ways is not None:
         learner, cfg = with_ways(learner, cfg, ways)
     if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
-        lc: Any = learner.config  # a LearnerConfig (nn.Module types attributes as tensors/modules)
+        lc = learner.config
         changes = [f"learner.eval_steps={test_steps}"]
         if getattr(lc, "per_step_bn", False) and getattr(lc, "bn_slots", None) is None:  # keep the trained count
             changes.append(f"learner.bn_slots={max(lc.inner_steps, lc.eval_steps or 0) + 1}")
@@ -285,7 +234,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     return learner, cfg, manifest
 
 
-def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> torch.nn.Module:
+def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> GradientLearner:
     """The pretrained learner ``name`` (sha256-verified, eval mode) on ``device``.
 
     ``ways``: an N-way head instead of the trained one (zero-initialised, so every class starts equal;

@@ -26,7 +26,7 @@ from fewshot.reporting.steps import choose_test_steps
 
 def update(name: str) -> dict:
     model_dir = pt.locate(name)
-    manifest = pt.read_manifest(model_dir)
+    manifest = pt.read_manifest(model_dir).to_dict()
     learner, cfg, _ = pt.load_with_config(name)
     if not cfg.data.is_regression:
         manifest["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
@@ -51,8 +51,7 @@ def main(names: list[str]) -> None:
     torch.set_num_threads(1)
     shipped = pt.package_dir()
     names = names or sorted(p.name for p in shipped.iterdir() if (p / pt.MANIFEST).is_file()
-                            and json.loads((p / pt.MANIFEST).read_text()).get("kind", "meta-initialization")
-                            == "meta-initialization")
+                            and pt.read_manifest(p).kind == pt.META_INITIALIZATION)
     for name in names:
         assert Path(pt.locate(name)).parent == shipped, f"{name} is not a shipped model"
         m = update(name)

@@ -6,7 +6,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Written in pieces so that this file does not match itself.
 FORBIDDEN = ("/wo" + "rk/", "shared" + "/data", "REFERENCES" + ".md")
 SHIPPED = ("fewshot", "episodes", "tests", "bench", "scripts", "docs", "examples", "pretrained", "README.md",
-           "setup.py", "setup.cfg", "ruff.toml", "LICENSE")
+           "CONTRIBUTING.md", "setup.py", "setup.cfg", "ruff.toml", "LICENSE")
 # .ci/run is this project's CI on its development machines: the one file allowed to know where their data is.
 ALLOWED = {".ci/run"}
 
@@ -31,7 +31,8 @@ def test_no_file_names_the_development_machines_folders():
 
 def test_the_check_reads_the_packages_and_the_docs():
     names = {f.relative_to(ROOT).as_posix() for f, _ in _text_files()}
-    assert {"README.md", "fewshot/cli.py", "episodes/registry.py", "docs/architecture.md", "tests/conftest.py"} <= names
+    assert {"README.md", "CONTRIBUTING.md", "docs/results.md", "fewshot/cli.py", "episodes/registry.py",
+            "docs/architecture.md", "tests/conftest.py"} <= names
 
 
 def test_a_venv_link_is_ignored(tmp_path):

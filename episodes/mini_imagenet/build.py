@@ -170,7 +170,7 @@ def prepare_mini_imagenet(
     if source is None or is_url(str(source)):
         raise DataError(
             "mini-ImageNet images cannot be downloaded automatically (ImageNet terms): pass --source PATH holding one "
-            "of the 5 supported formats (see the README, 'Data preparation')"
+            "of the 5 supported formats (see docs/data.md, 'mini-ImageNet')"
         )
     splits_dir = None
     if splits is not None:

@@ -24,12 +24,13 @@ from .. import distributed, pretrained
 from ..checks import check_count
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..learners import GradientLearner
 from ..precision import PRECISIONS, autocast, resolve_precision
 from ..reporting import report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
-from ..training.build import TEST_SEED, build_learner_from_config, identity, resolve_device
+from ..training.build import TEST_SEED, build_learner_from_config, resolve_device, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
-from ..training.loop import BEST, LAST, config_of_checkpoint, load_run_config
+from ..training.run_folder import BEST, LAST, config_of_checkpoint, load_run_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,13 +78,13 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
-def resolve_target(target: str, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, str]:
+def resolve_target(target: str, device: torch.device) -> tuple[GradientLearner, TrainConfig, str]:
     """(learner, TrainConfig, description) for a run dir, a checkpoint file or a pretrained name."""
     path = Path(target)
     if path.is_dir():
         cfg = load_run_config(path)
         ckpt_path = path / BEST if (path / BEST).exists() else path / LAST
-        ckpt = load_checkpoint(ckpt_path, expect=identity(cfg))
+        ckpt = load_checkpoint(ckpt_path, expect=run_identity(cfg))
     elif path.is_file() or target.endswith(".pt"):
         ckpt_path = path
         ckpt = load_checkpoint(path)
@@ -104,12 +105,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     learner, cfg, what = resolve_target(args.target, device)
     if args.best_step is not None:
-        learner.config.best_step = args.best_step  # type: ignore[union-attr]
+        learner.config.best_step = args.best_step
     with autocast(device, resolve_precision(args.precision, device)):
         return _run(args, learner, cfg, what, device)
 
 
-def _run(args: argparse.Namespace, learner: torch.nn.Module, cfg: TrainConfig, what: str, device: torch.device) -> int:
+def _run(args: argparse.Namespace, learner: GradientLearner, cfg: TrainConfig, what: str, device: torch.device) -> int:
     if args.data is not None:
         return run_on_folder(args, learner, cfg, what, device)
     for flag in ("ways", "shots", "queries", "invert", "interpolation"):

@@ -5,7 +5,7 @@ Usage::
     fewshot pretrained list
     fewshot pretrained show omniglot-5w1s-maml
     fewshot pretrained publish runs/sine sinusoid-maml --dest pretrained --episodes 600
-    fewshot pretrained table          # markdown results table from the manifests
+    fewshot pretrained table          # markdown results table from the manifests (--full: docs/results.md's)
     fewshot pretrained calibrate omniglot-5w1s-maml --out runs/5w1s-nt --tasks 400 --set learner.inner_lr=0.1
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import pretrained
 from ..config import apply_overrides
+from ..config.manifest import LEARNED_OPTIMIZER, META_INITIALIZATION
 from ..reporting import publish, results_table
 from ..training.calibrate import calibrated_run
 from ..training.shipped import read_training_state
@@ -38,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pub.add_argument("--episodes", type=int, default=600)
     pub.add_argument("--notes", default="", help="what differs from the preset besides the iteration count")
     pub.add_argument("--budget", default="", help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
-    sub.add_parser("table", help="markdown results table (ours vs the papers')")
+    tab = sub.add_parser("table", help="markdown results table (ours vs the papers'): the README's")
+    tab.add_argument("--full", action="store_true",
+                     help="add episodes, iterations, changes vs preset, training budget and hardware "
+                          "(docs/results.md's table)")
     cal = sub.add_parser("calibrate", help="start a run from a model trained with transductive batch norm, with "
                                            "per-step statistics calibrated on training tasks (docs/batchnorm.md)")
     cal.add_argument("name")
@@ -58,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in pretrained.list():
-            m = pretrained.show(name)
-            if m.get("kind") == "learned-optimizer":
+            m = pretrained.manifest(name)
+            if m.kind == LEARNED_OPTIMIZER:
                 print(f"{name}\tlearned-optimizer\ttrained on {m.get('problem')}, validation final loss "
                       f"{m.get('best_val_final_loss', float('nan')):.3g}")
                 continue
@@ -71,18 +75,19 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "verify":
         m = pretrained.verify(args.name)
         print(f"{args.name}: sha256 {m['sha256']} OK")
-        if m.get("kind", "meta-initialization") == "meta-initialization":
-            if m.get("training_state"):  # checksums, and that it is the state of these weights
+        if m.kind == META_INITIALIZATION:
+            if m.training_state:  # checksums, and that it is the state of these weights
                 last, best, _ = read_training_state(pretrained.locate(args.name), m, args.name)
                 print(f"{args.name}: training state OK (stopped at iteration {last['iteration']}, weights from "
                       f"iteration {best['iteration']}): `fewshot train --from-pretrained {args.name}` continues it")
             else:
-                why = m.get("training_state_note") or "published before models carried it"
+                why = m.training_state_note or "published before models carried it"
                 print(f"{args.name}: ships no training state ({why})")
     elif args.action == "publish":
-        m = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
-                    budget=args.budget)
-        print(f"published {args.name}: {m['metric']} {m['mean']:.4f} ± {m['ci95']:.4f} over {m['episodes']} episodes")
+        out = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
+                      budget=args.budget)
+        print(f"published {args.name}: {out['metric']} {out['mean']:.4f} ± {out['ci95']:.4f} over "
+              f"{out['episodes']} episodes")
     elif args.action == "calibrate":
         source, cfg, manifest = pretrained.load_with_config(args.name)
         extra = [*(["learner.per_step_bn=true"] if args.bn_mode != "support" else []),
@@ -98,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.name}, {how}: validation {score:.4f}; run: {args.out} "
               f"(iteration {iteration})")
     elif args.action == "table":
-        print(results_table())
+        print(results_table(full=args.full))
     return 0

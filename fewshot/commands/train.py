@@ -7,18 +7,20 @@ Usage::
     fewshot train runs/sine/config.yaml --out runs/sine --resume
     fewshot train --from-pretrained omniglot-5w1s-maml --iterations 60000 --device cuda   # continue its run
     fewshot train --list-presets
-    torchrun --nproc_per_node=2 -m fewshot train omniglot-5w1s-maml   # data-parallel over 2 processes
+    fewshot train omniglot-5w1s-maml --nproc auto                    # data-parallel over every core
+    torchrun --nproc_per_node=2 -m fewshot train omniglot-5w1s-maml   # the same, launched by torchrun
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .. import distributed
+from .. import distributed, launch
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
 from ..training import train
+from ..training.build import resolve_device
 from ..training.shipped import continue_from_pretrained
 
 
@@ -45,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--from-pretrained", default=None, metavar="NAME",
                    help="continue the training run of pretrained model NAME exactly where it stopped, from the "
                         "state it ships (default --out: runs/NAME; see docs/pretrained.md)")
+    p.add_argument("--nproc", default="1", metavar="N|auto",
+                   help="data-parallel processes on this machine, started with torch.distributed's launcher (as "
+                        "torchrun --standalone would); auto: one per core on CPU (one per GPU on CUDA), reduced "
+                        "to a divisor of meta_batch; default 1 (docs/scale-out.md)")
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +75,18 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"precision={args.precision}")
     cfg = apply_overrides(cfg, extra)
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
+    if str(args.nproc).strip() != "1":
+        if distributed.launched():
+            raise ConfigError("--nproc starts its own processes: leave it out under torchrun (whose "
+                              "--nproc_per_node sets the number of processes)")
+        device = resolve_device(cfg.device)
+        nproc = launch.choose_nproc(args.nproc, cfg.meta_batch, device)
+        if nproc > 1:
+            threads = launch.threads_per_process(nproc)
+            if not args.quiet:
+                print(f"starting {nproc} training processes, {threads} torch thread(s) each", flush=True)
+            launch.launch(nproc, _child_argv(args), threads=threads)
+            return 0
     result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet, dist_timeout=args.dist_timeout)
     return _report(result)
 
@@ -91,3 +109,22 @@ def _report(result) -> int:
     print(f"trained {result.iterations} iterations{note}; best validation {result.metric}: {best}; run: "
           f"{result.run_dir}")
     return 0
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of each launched process: this one without ``--nproc`` (rebuilt from the parsed
+    arguments, so every option of the parser travels, whatever it is)."""
+    argv = ["train"]
+    for action in args.parser._actions:
+        if action.dest in ("help", "nproc", "list_presets"):
+            continue
+        value = getattr(args, action.dest)
+        if not action.option_strings:  # the positional preset or config
+            argv.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[-1]] if value else []
+        elif isinstance(action, argparse._AppendAction):
+            argv += [f"{action.option_strings[-1]}={v}" for v in value or []]
+        elif value is not None and value != action.default:
+            argv.append(f"{action.option_strings[-1]}={value}")
+    return argv

@@ -5,9 +5,10 @@
 """
 from ..meta_optimizer import MetaOptimConfig
 from .files import apply_overrides, load_config, read_config_file, save_config
+from .manifest import Manifest
 from .presets import PRESETS, get_preset, list_presets, paper_result
 from .schema import DataConfig, LearnerSection, ModelConfig, TrainConfig, config_from_dict
 
-__all__ = ["DataConfig", "LearnerSection", "MetaOptimConfig", "ModelConfig", "PRESETS", "TrainConfig",
+__all__ = ["DataConfig", "LearnerSection", "Manifest", "MetaOptimConfig", "ModelConfig", "PRESETS", "TrainConfig",
            "apply_overrides", "config_from_dict", "get_preset", "list_presets", "load_config", "paper_result",
            "read_config_file", "save_config"]

@@ -14,7 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..checks import check_count
+from ..checks import check_count, check_seed
 from ..errors import ConfigError
 from ..learners import LEARNERS, learner_config
 from ..meta_optimizer import MetaOptimConfig
@@ -164,12 +164,14 @@ class TrainConfig:
             check_count(getattr(self, name), name)
         check_count(self.val_every, "val_every (0 = never)", minimum=0)
         # torch.manual_seed and the episode samplers take a seed in [0, 2**63): refuse others before any build
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed!r}: pass e.g. --seed 0")
+        check_seed(self.seed, hint=": pass e.g. --seed 0")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is unknown: use auto, cpu, cuda or cuda:N")
+        check_optim = getattr(self.learner.config, "check_optim", None)
+        if check_optim is not None:  # a learner whose setting lives in the optim section (Reptile's step size)
+            check_optim(self.optim)
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON/YAML-safe)."""

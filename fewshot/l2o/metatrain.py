@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,7 +24,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from ..checks import check_count
+from ..checks import check_count, check_number
 from ..errors import ConfigError
 from .net import CoordinateLSTM, LSTMOptimizerConfig, State
 from .optimizer import LearnedOptimizer
@@ -55,8 +54,7 @@ class MetaTrainConfig:
         if self.unroll > self.steps:
             raise ConfigError(f"unroll ({self.unroll}) is longer than the optimization horizon steps ({self.steps}): "
                               "use unroll <= steps (the paper unrolls 20 of 100 steps)")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"meta-training lr must be a finite number > 0, got {self.lr!r}")
+        check_number(self.lr, "meta-training lr", above=0)
         if self.patience is not None:
             check_count(self.patience, "patience (or None)")
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, overload
 
 import torch
 
+from ..checks import check_number
 from ..errors import ConfigError
 from .net import CoordinateLSTM
 from .weights import load_learned_optimizer
@@ -43,9 +44,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
             net = load_learned_optimizer(weights)
         if not isinstance(net, CoordinateLSTM):
             raise ConfigError(f"net must be a fewshot.l2o.CoordinateLSTM, got {type(net).__name__}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
-            raise ConfigError(f"LearnedOptimizer lr must be a number >= 0 (1 = as meta-trained), got {lr!r}")
-        super().__init__(params, dict(lr=float(lr)))
+        lr = check_number(lr, "LearnedOptimizer lr", at_least=0, note=" (1 = as meta-trained)")
+        super().__init__(params, dict(lr=lr))
         self.net = net.eval().requires_grad_(False)
         self._keys = _state_keys(net.config.layers)
 

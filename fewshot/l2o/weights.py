@@ -11,7 +11,6 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,57 +22,61 @@ from safetensors.torch import save as st_save
 from episodes.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 from .. import pretrained as registry
+from ..config.manifest import LEARNED_OPTIMIZER, MANIFEST, WEIGHTS, Manifest, manifest_of
 from ..errors import CheckpointError, ConfigError, FewshotError
 from .net import CoordinateLSTM, LSTMOptimizerConfig
 
-KIND = "learned-optimizer"
+KIND = LEARNED_OPTIMIZER
 
 
 def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *, name: str,
                            extra: dict[str, Any] | None = None) -> dict:
-    """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest."""
+    """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest's JSON object."""
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write_bytes(directory / registry.WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
+    atomic_write_bytes(directory / WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
                        error=FewshotError)
-    manifest = {
+    manifest = manifest_of({
         "name": name,
         "kind": KIND,
         "net": dataclasses.asdict(net.config),
         **(extra or {}),
-        "weights": registry.WEIGHTS,
-        "sha256": sha256_file(directory / registry.WEIGHTS),
-    }
-    atomic_write_text(directory / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
-    return manifest
+        "weights": WEIGHTS,
+        "sha256": sha256_file(directory / WEIGHTS),
+    }, f"of '{name}'")  # checked as the loader checks it: nothing is written that cannot be read back
+    atomic_write_text(directory / MANIFEST, manifest.to_json(), error=FewshotError)
+    return manifest.to_dict()
 
 
 def _resolve(source: str | os.PathLike) -> Path:
     path = Path(source).expanduser()
-    if (path / registry.MANIFEST).is_file():
+    if (path / MANIFEST).is_file():
         return path
     if isinstance(source, str) and os.sep not in source and not path.exists():
         return registry.locate(source)
     raise CheckpointError(f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
-                          f"{registry.MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train "
+                          f"{MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train "
                           "--out` folder")
 
 
-def read_manifest(source: str | os.PathLike) -> tuple[Path, dict]:
-    """(directory, manifest) of a learned optimizer, checking its kind and sha256."""
+def verified_manifest(source: str | os.PathLike) -> tuple[Path, Manifest]:
+    """(directory, manifest) of a learned optimizer, checking its kind and sha256 (``pretrained.verify_dir``)."""
     directory = _resolve(source)
     manifest = registry.verify_dir(directory)
-    if manifest.get("kind") != KIND:
-        raise CheckpointError(f"{directory} holds a {manifest.get('kind', 'meta-initialization')} model, not a learned "
+    if manifest.kind != KIND:
+        raise CheckpointError(f"{directory} holds a {manifest.kind} model, not a learned "
                               "optimizer: load it with fewshot.pretrained.load")
     return directory, manifest
 
 
-def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]:
+read_manifest = verified_manifest  # the old name (fewshot.pretrained.read_manifest reads any model's manifest)
+
+
+def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, Manifest]:
     """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory), verified, eval mode."""
-    directory, manifest = read_manifest(source)
+    directory, manifest = verified_manifest(source)
     try:
-        config = LSTMOptimizerConfig(**manifest["net"])
+        config = LSTMOptimizerConfig(**(manifest.net or {}))
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save "
                               "it") from exc
@@ -81,7 +84,7 @@ def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, dict]
         net = CoordinateLSTM(config)
     except ConfigError as exc:
         raise CheckpointError(f"learned optimizer manifest in {directory}: {exc}") from exc
-    weights = directory / manifest.get("weights", registry.WEIGHTS)
+    weights = directory / manifest.weights
     try:
         net.load_state_dict(load_file(str(weights)))
     except (SafetensorError, OSError, RuntimeError) as exc:

@@ -43,10 +43,11 @@ from torch.func import grad, grad_and_value, vjp
 
 from ..checks import check_count
 from ..errors import AdaptationError, ConfigError
+from ..func_transforms import under_transform
 from ..functional import LossFn, Params, call, copy_buffers, inner_loop
 from ..precision import float32_outputs
 from ..rules import SGD, UpdateRule
-from ..rules.base import Chain, State, under_transform
+from ..rules.base import Chain, State
 from .base import GradientLearner, LearnerConfig, TaskResult, check_lr
 
 

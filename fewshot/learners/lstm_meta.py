@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..rules import UpdateRule
-from ..rules.lstm import LSTMMetaRule
+from ..rules.lstm import LSTMMetaRule, check_hidden
 from ..rules.preprocess import check_p
 from .base import GradientLearner, LearnerConfig
 
@@ -45,8 +45,7 @@ class LSTMMetaConfig(LearnerConfig):
             raise ConfigError("lstm-meta: first_order must be True: the LSTM meta-learner treats the support "
                               "gradients and loss as constants (Ravi & Larochelle drop second derivatives); "
                               "remove the first_order=False setting")
-        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden <= 0:
-            raise ConfigError(f"lstm-meta: hidden must be a positive integer (the paper uses 20), got {self.hidden!r}")
+        check_hidden(self.hidden)
         self.p = check_p(self.p)
 
 

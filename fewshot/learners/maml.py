@@ -2,7 +2,7 @@
 
 Loss reduction and the meaning of ``inner_lr``: the inner (support) loss is the *mean* over the
 support examples (PyTorch's default reduction), and one inner step is ``p - inner_lr * grad(mean
-loss)``; ``fewshot.presets`` explains how the papers' alpha maps onto that scale.
+loss)``; ``fewshot.config.presets.protocols`` explains how the papers' alpha maps onto that scale.
 """
 from __future__ import annotations
 
@@ -88,10 +88,6 @@ class MAML(GradientLearner):
     config_class = MAMLConfig
     config: MAMLConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._register_load_state_dict_pre_hook(_legacy_inner_lrs)
-
     def build_rule(self) -> UpdateRule:
         ref, c = self.reference_param(), self.config
         kw: dict[str, Any] = dict(steps=c.inner_steps, learnable=c.learn_inner_lr, dtype=ref.dtype, device=ref.device)
@@ -101,10 +97,3 @@ class MAML(GradientLearner):
             return RMSprop(self.names, c.inner_lr, alpha=c.inner_alpha, eps=c.inner_eps, momentum=c.inner_momentum,
                            centered=c.inner_centered, **kw)
         return SGD(self.names, c.inner_lr, momentum=c.inner_momentum, nesterov=c.inner_nesterov, **kw)
-
-
-def _legacy_inner_lrs(state: dict, prefix: str, *args: Any) -> None:
-    """Weights saved before update rules existed keep the LRs under ``inner_lrs``: map to ``rule.lrs``."""
-    old = prefix + "inner_lrs"
-    if old in state and prefix + "rule.lrs" not in state:
-        state[prefix + "rule.lrs"] = state.pop(old)

@@ -6,11 +6,10 @@ coordinate).  The paper adapts in one step at training and test time (``inner_st
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ..errors import ConfigError
 from ..rules import ElementwiseSGD, UpdateRule
+from ..rules.metasgd import check_alpha_init
 from .base import GradientLearner, LearnerConfig
 
 
@@ -32,12 +31,7 @@ class MetaSGDConfig(LearnerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        value = tuple(self.alpha_init) if isinstance(self.alpha_init, (tuple, list)) else ()
-        if (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
-                or not all(math.isfinite(v) for v in value) or value[0] > value[1]):
-            raise ConfigError(f"alpha_init must be two finite numbers (low, high) with low <= high, "
-                              f"got {self.alpha_init!r}: e.g. alpha_init=(0.005, 0.1)")
-        self.alpha_init = (float(value[0]), float(value[1]))
+        self.alpha_init = check_alpha_init(self.alpha_init)
 
 
 class MetaSGD(GradientLearner):

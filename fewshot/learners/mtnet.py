@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..checks import check_number
 from ..errors import ConfigError
 from ..nn.transform import TRANSFORMED, add_transforms
 from ..rules import SGD, Chain, RowMask, UpdateRule
+from ..rules.masked import check_temperature
 from .base import GradientLearner, LearnerConfig, check_lr
 
 
@@ -43,12 +45,8 @@ class MTNetConfig(LearnerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_lr("inner_lr", self.inner_lr)
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or not 0 < self.temperature < float("inf"):
-            raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature!r}")
-        if isinstance(self.logit_init, bool) or not isinstance(self.logit_init, (int, float)) \
-                or not abs(self.logit_init) < float("inf"):
-            raise ConfigError(f"logit_init must be a finite number, got {self.logit_init!r}")
+        check_temperature(self.temperature)
+        check_number(self.logit_init, "logit_init")
 
 
 class MTNet(GradientLearner):

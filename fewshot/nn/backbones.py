@@ -15,13 +15,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..errors import ConfigError
 from .batchnorm import StepBatchNorm1d, StepBatchNorm2d
-
-
-def _check_positive(name: str, value: int) -> None:
-    if int(value) <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value}")
 
 
 class Conv4(nn.Module):
@@ -37,7 +33,7 @@ class Conv4(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_features", out_features), ("hidden", hidden),
                             ("image_size", image_size), ("blocks", blocks), ("bn_steps", bn_steps)):
-            _check_positive(name, value)
+            check_count(value, name)
         self.pool = pool
         layers: list[nn.Module] = []
         size, channels = image_size, in_channels
@@ -70,12 +66,12 @@ def dense_stack(in_features: int, out_features: int, hidden: Sequence[int],
 
     Usage: ``dense_stack(1, 1, (40, 40))`` (the sinusoid MLP's layers).
     """
-    _check_positive("in_features", in_features)
-    _check_positive("out_features", out_features)
+    check_count(in_features, "in_features")
+    check_count(out_features, "out_features")
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
-        _check_positive("hidden width", h)
+        check_count(h, "hidden width")
         layers += [nn.Linear(width, h), *([norm(h)] if norm is not None else []), nn.ReLU()]
         width = h
     layers.append(nn.Linear(width, out_features))

@@ -12,12 +12,20 @@ statistics and updates slot ``t`` of the running statistics in place (momentum `
 variance, as ``torch.nn.BatchNorm2d``); in eval mode it normalises with slot ``t`` of the stored
 running statistics and writes nothing.  With ``steps=1`` it is an ordinary batch norm.
 
-Outside ``torch.func.vmap`` the layer calls PyTorch's native kernel (``F.batch_norm``): it is faster
-and more exact in float32.  Under ``vmap`` it switches to elementary tensor ops, because PyTorch's
-batch rule for ``native_batch_norm`` gives wrong second-order gradients of the preceding layers (a
-conv -> BatchNorm2d meta-gradient differs from the per-task loop's in the third decimal; with the
-elementary ops they agree to 1e-12, see tests/fewshot/learners/test_maml.py).  Both paths compute the
-same function; tests/fewshot/nn/test_batchnorm.py checks that they agree.
+The forward takes one of four paths, all computing the same function (tests/fewshot/nn/test_batchnorm.py
+checks that they agree):
+
+1. PyTorch's native kernel (``F.batch_norm``), outside ``torch.func.vmap``: faster and more exact in
+   float32; it updates the running-statistics slot (a view) in place.
+2. Elementary tensor ops under ``vmap``: PyTorch's batch rule for ``native_batch_norm`` gives wrong
+   second-order gradients of the preceding layers (a conv -> BatchNorm2d meta-gradient differs from the
+   per-task loop's in the third decimal; with the elementary ops they agree to 1e-12, see
+   tests/fewshot/learners/test_maml.py) and loses the update of a per-step slot.
+3. The native kernel under ``vmap`` after all, inside ``native_kernel_under_vmap()`` (evaluation: first
+   order, buffers discarded), where neither of those matters and one kernel call is much faster.
+4. Elementary ops with the batch statistics of the first rows only, inside ``statistics_from(rows)``
+   (the ``"support"`` BN mode), and with batch statistics over a single value per channel, which the
+   native kernel refuses.
 """
 from __future__ import annotations
 
@@ -28,10 +36,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch._C._functorch import TransformType
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from ..errors import ConfigError
+from ..func_transforms import under_vmap
 
 _INNER_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("fewshot_inner_step", default=0)
 _STATS_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("fewshot_stats_rows", default=None)
@@ -120,11 +127,6 @@ def given_statistics(store: Statistics) -> Iterator[None]:
 def current_inner_step() -> int:
     """The slot index set by the innermost ``inner_step`` block (0 outside any block)."""
     return _INNER_STEP.get()
-
-
-def under_vmap() -> bool:
-    """True inside a ``torch.func.vmap`` transform (at any level)."""
-    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 class StepBatchNorm(nn.Module):

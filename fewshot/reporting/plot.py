@@ -8,7 +8,8 @@ from pathlib import Path
 from episodes.files import atomic_write_bytes
 
 from ..errors import FewshotError
-from ..training.metrics_log import METRICS_FILE, read_metrics
+from ..training.metrics_log import read_metrics
+from ..training.run_folder import METRICS_FILE
 
 
 def _series(rows: list[dict], kind: str, key: str) -> tuple[list[int], list[float]]:

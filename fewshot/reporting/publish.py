@@ -5,7 +5,6 @@ there is no default destination, so nothing is ever written into the installed p
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,13 +15,14 @@ from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha2
 
 from .. import pretrained as registry
 from ..config import PRESETS, TrainConfig, get_preset, paper_result
+from ..config.manifest import MANIFEST, META_INITIALIZATION, WEIGHTS, manifest_of
 from ..errors import CheckpointError, FewshotError
 from ..nn.batchnorm import has_running_stats
-from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, identity
+from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
-from ..training.loop import BEST, LAST, load_run_config
-from ..training.metrics_log import METRICS_FILE, read_metrics
+from ..training.metrics_log import read_metrics
+from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
 from ..training.shipped import write_training_state
 from .report import report_on_fixed_episodes
 from .steps import choose_test_steps
@@ -52,7 +52,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     cfg = load_run_config(run_dir)
     last_path = run_dir / LAST
     path = run_dir / BEST if (run_dir / BEST).exists() else last_path
-    ckpt = load_checkpoint(path, expect=identity(cfg))
+    ckpt = load_checkpoint(path, expect=run_identity(cfg))
     learner = build_learner_from_config(cfg, "cpu")
     load_learner_state(learner, ckpt["learner"])
     learner.to(device)
@@ -63,19 +63,19 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
     blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
-    atomic_write_bytes(model_dir / registry.WEIGHTS, blob, error=FewshotError)
+    atomic_write_bytes(model_dir / WEIGHTS, blob, error=FewshotError)
     portable = cfg.to_dict()
     portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     best_iteration = int(ckpt["iteration"])
-    last = load_checkpoint(last_path, expect=identity(cfg)) if last_path.exists() else ckpt
+    last = load_checkpoint(last_path, expect=run_identity(cfg)) if last_path.exists() else ckpt
     trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
         auto_note = (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
                      f"(reduced with --iterations/--set); expect lower numbers than the paper.")
-    manifest = {
+    plain = {
         "name": name,
         "learner": cfg.learner.name,
         "backbone": backbone_identity(cfg),
@@ -108,17 +108,18 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "training_budget": budget or None,
         "training_time": clock_summary(last.get("clock")),  # the whole run's (last.pt), not up to the best
         "validation_curve": validation_curve(run_dir / METRICS_FILE, trained),
-        "weights": registry.WEIGHTS,
-        "sha256": sha256_file(model_dir / registry.WEIGHTS),
+        "weights": WEIGHTS,
+        "sha256": sha256_file(model_dir / WEIGHTS),
         # what `fewshot train --from-pretrained` continues: the state where the run stopped (docs/pretrained.md)
         "training_state": write_training_state(model_dir, last_path=last_path if last_path.exists() else path,
                                                best_path=path, metrics_path=run_dir / METRICS_FILE),
         "config": portable,
     }
     if not cfg.data.is_regression:
-        manifest["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
-    atomic_write_text(model_dir / registry.MANIFEST, json.dumps(manifest, indent=2) + "\n", error=FewshotError)
-    return manifest
+        plain["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
+    manifest = manifest_of(plain, f"of '{name}'")  # checked as the loader checks it: nothing unreadable is written
+    atomic_write_text(model_dir / MANIFEST, manifest.to_json(), error=FewshotError)
+    return manifest.to_dict()
 
 
 def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
@@ -153,27 +154,40 @@ def _fmt(manifest: dict | None) -> str:
     return f"MSE {manifest['mean']:.3f} ± {manifest['ci95']:.3f}"
 
 
-def results_table(names: list[str] | None = None) -> str:
+def results_table(names: list[str] | None = None, *, full: bool = False, manifests: str = "pretrained") -> str:
     """Markdown table of pretrained models: ours (mean ± 95% CI, as shipped) and, for models with batch
-    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number."""
+    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number.
+
+    Two forms, so the README stays a page: the slim one (``full=False``, the README's) adds only a link
+    to each model's manifest, at ``{manifests}/NAME/manifest.json``; the full one (docs/results.md) adds
+    the episodes, iterations, what differs from the preset, the training budget and the hardware."""
     names = names if names is not None else registry.list()
-    lines = [
-        "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
-        "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    if full:
+        lines = [
+            "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
+            "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines = ["| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | paper | manifest |",
+                 "|---|---|---|---|---|---|"]
     for name in names:
         try:
-            m = registry.show(name)
+            manifest = registry.manifest(name)
         except CheckpointError:
             continue
-        if m.get("kind", "meta-initialization") != "meta-initialization":
+        if manifest.kind != META_INITIALIZATION:
             continue  # learned optimizers have their own table (fewshot.l2o)
-        steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
-        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
+        m = manifest.to_dict()
         trans = m.get("transductive")
         if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
             trans = m  # published before both numbers were recorded: its one number is the transductive one
+        if not full:
+            lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('paper') or '–'} "
+                         f"| [manifest]({manifests}/{name}/manifest.json) |")
+            continue
+        steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
+        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
         lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
                      f"| {its} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_count, check_interval, check_number
 from ..errors import ConfigError
 from .base import Params, State, UpdateRule
 from .preprocess import check_p, preprocess_gradients
@@ -59,6 +60,12 @@ def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weight_ih: torc
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def check_hidden(value: object) -> int:
+    """The LSTM's width (units, an integer >= 1; the paper uses 20), validated here only (``LSTMMetaConfig``
+    calls this)."""
+    return check_count(value, "hidden")
 
 
 class LSTMMetaRule(UpdateRule):
@@ -81,15 +88,10 @@ class LSTMMetaRule(UpdateRule):
         super().__init__()
         if not names:
             raise ConfigError("LSTMMetaRule needs at least one parameter name to update")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden <= 0:
-            raise ConfigError(f"LSTM meta-learner hidden must be a positive integer (the paper uses 20), "
-                              f"got {hidden!r}")
-        if not init_range >= 0:
-            raise ConfigError(f"LSTM meta-learner init_range must be >= 0 (the paper uses 0.01), got {init_range!r}")
-        for what, (lo, hi) in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            if not lo <= hi:
-                raise ConfigError(f"LSTM meta-learner {what} range must be (low, high) with low <= high, "
-                                  f"got {(lo, hi)}")
+        check_hidden(hidden)
+        check_number(init_range, "LSTM meta-learner init_range", at_least=0, note=" (the paper uses 0.01)")
+        forget_bias = check_interval(forget_bias, "LSTM meta-learner forget_bias range")
+        input_bias = check_interval(input_bias, "LSTM meta-learner input_bias range")
         self.names = list(names)
         self.hidden = hidden
         self.p = check_p(p)

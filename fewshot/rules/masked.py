@@ -6,8 +6,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_number
 from ..errors import ConfigError
 from .base import Params, State, UpdateRule
+
+
+def check_temperature(value: object) -> float:
+    """The Gumbel-softmax temperature (a finite number > 0; the paper uses 1), validated here only
+    (``MTNetConfig`` calls this)."""
+    return check_number(value, "temperature", above=0, note=" (the mask's Gumbel-softmax temperature; e.g. 1)")
 
 
 class RowMask(UpdateRule):
@@ -38,8 +45,7 @@ class RowMask(UpdateRule):
         super().__init__()
         if not groups:
             raise ConfigError("RowMask needs at least one group of (parameter names, units) to mask")
-        if not temperature > 0:
-            raise ConfigError(f"RowMask temperature must be > 0, got {temperature}")
+        temperature = check_temperature(temperature)
         self.groups: list[tuple[list[str], int, int]] = []  # (names, first unit, units)
         start = 0
         for names, units in groups:
@@ -47,7 +53,7 @@ class RowMask(UpdateRule):
                 raise ConfigError(f"RowMask group {list(names)} has {units} units: give a positive count")
             self.groups.append((list(names), start, int(units)))
             start += int(units)
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.logits = nn.Parameter(torch.full((start,), float(logit_init), dtype=dtype, device=device))
         self.noise_size = start
 

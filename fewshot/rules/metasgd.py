@@ -1,14 +1,20 @@
 """SGD with a learned learning rate per parameter *element* (Meta-SGD, Li et al. 2017)."""
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ..checks import check_count, check_interval
 from ..errors import ConfigError
 from .base import Params, State, UpdateRule
+
+
+def check_alpha_init(value: object) -> tuple[float, float]:
+    """The initial alpha range ``(low, high)`` as floats (validated here only: ``MetaSGDConfig`` calls this)."""
+    return check_interval(value, "alpha_init (the range Meta-SGD's alphas start in)",
+                          hint=": e.g. alpha_init=(0.005, 0.1)")
 
 
 class ElementwiseSGD(UpdateRule):
@@ -31,11 +37,8 @@ class ElementwiseSGD(UpdateRule):
         if len(shapes) != len(names):
             raise ConfigError(f"ElementwiseSGD got {len(names)} names but {len(shapes)} shapes: "
                               "give one shape per name")
-        if steps <= 0:
-            raise ConfigError(f"ElementwiseSGD steps must be a positive integer, got {steps}")
-        low, high = (float(v) for v in init)
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise ConfigError(f"ElementwiseSGD init range must be finite with low <= high, got {tuple(init)}")
+        check_count(steps, "ElementwiseSGD steps")
+        low, high = check_alpha_init(init)
         self.names = list(names)
         self.index = {n: i for i, n in enumerate(self.names)}
         gen = torch.Generator().manual_seed(seed)

@@ -15,14 +15,13 @@ import math
 
 import torch
 
-from ..errors import ConfigError
+from ..checks import check_number
 
 
 def check_p(p: float) -> float:
-    """``p`` as a float, or ConfigError unless it is a finite number > 0."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
-        raise ConfigError(f"preprocessing p must be a finite number > 0 (the paper uses 10), got {p!r}")
-    return float(p)
+    """``p`` as a float, or ConfigError unless it is a finite number > 0 (validated here only: the LSTM
+    rule and ``LSTMMetaConfig`` call this)."""
+    return check_number(p, "preprocessing p", above=0, note=" (the paper uses 10)")
 
 
 def preprocess_gradients(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:

@@ -6,7 +6,8 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import ConfigError
-from .base import Params, State, under_transform
+from ..func_transforms import under_transform
+from .base import Params, State
 from .optim import LRTableRule, check_nonneg, check_unit
 
 
@@ -62,8 +63,8 @@ class SGD(LRTableRule):
                for n, g in grads.items()}
         return out, new_state
 
-    def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
-               step: int, loss: torch.Tensor) -> tuple[Params, State]:
+    def step(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+             step: int, loss: torch.Tensor) -> tuple[Params, State]:
         """``params - lr * grad`` in one fused op per tensor instead of three (multiply, negate, add): fewer
         passes over memory and fewer autograd nodes to build and to differentiate twice (bench/NOTES.md).
         Fixed learning rates on the CPU become Python scalars (``add`` with ``alpha``; one ``_foreach_add``
@@ -71,7 +72,7 @@ class SGD(LRTableRule):
         rule for it); learnable ones (or on an accelerator, where reading them would synchronise) stay
         tensors (``addcmul``).  With momentum or weight decay: ``forward``'s updates, added."""
         if self.momentum or self.weight_decay:
-            return super().update(grads, state, params, step=step, loss=loss)
+            return super().step(grads, state, params, step=step, loss=loss)
         new = dict(params)
         names = list(grads)
         col = min(step, self.lrs.shape[1] - 1)

@@ -10,7 +10,7 @@ from episodes import ClassSplit, EpisodeSampler, FixedEpisodes, SinusoidTasks, T
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..learners import build_learner
+from ..learners import GradientLearner, build_learner
 from ..meta_optimizer import build_meta_optimizer
 from ..nn import MLP, Conv4, FullyConnected
 
@@ -49,7 +49,7 @@ def backbone_identity(cfg: TrainConfig) -> str:
     return f"{m.backbone}(hidden={list(m.hidden_sizes)})"
 
 
-def identity(cfg: TrainConfig) -> dict[str, str]:
+def run_identity(cfg: TrainConfig) -> dict[str, str]:
     """``{"learner": ..., "backbone": ...}``: what a checkpoint must match to be loaded into ``cfg``'s learner."""
     return {"learner": cfg.learner.name, "backbone": backbone_identity(cfg)}
 
@@ -69,7 +69,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     raise ConfigError(f"model.backbone '{m.backbone}' does not fit dataset '{d.dataset}': use conv4 or fc")
 
 
-def build_learner_from_config(cfg: TrainConfig, device: torch.device | str = "cpu") -> torch.nn.Module:
+def build_learner_from_config(cfg: TrainConfig, device: torch.device | str = "cpu") -> GradientLearner:
     """Model + learner of ``cfg`` on ``device``; weights initialised from a generator seeded by ``cfg.seed``."""
     # nn.Module initialisers draw from the global torch RNG: fork it, seed it from cfg.seed, and
     # restore it afterwards, so the init is a pure function of the seed and leaves no trace.
@@ -77,6 +77,9 @@ def build_learner_from_config(cfg: TrainConfig, device: torch.device | str = "cp
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
         learner = build_learner(cfg.learner.name, model, cfg.learner.config)
+    if not isinstance(learner, GradientLearner):  # register_learner accepts any class: training needs the base's API
+        raise ConfigError(f"learner {cfg.learner.name!r} is a {type(learner).__name__}, not a GradientLearner: "
+                          "register a subclass of fewshot.learners.GradientLearner to train it")
     return learner.to(device)
 
 

@@ -38,11 +38,11 @@ from .build import (
     build_learner_from_config,
     build_optimizer,
     build_train_source,
-    identity,
     load_data_split,
+    run_identity,
 )
 from .checkpoint import save_checkpoint
-from .loop import BEST, CONFIG_FILE, LAST, check_writable
+from .run_folder import BEST, CONFIG_FILE, LAST, check_writable
 
 
 def step_norm_layers(learner: Any) -> list[tuple[str, StepBatchNorm]]:
@@ -58,6 +58,7 @@ def make_per_step(learner: Any, steps: int, bn_mode: str = "frozen") -> Any:
     Returns the learner's new config (also set on the learner)."""
     check_count(steps, "steps")
     per_step_batchnorm(learner.model, steps + 1)
+    learner.model_changed()
     learner.config = dataclasses.replace(learner.config, per_step_bn=True, bn_mode=bn_mode)
     return learner.config
 
@@ -132,6 +133,7 @@ def transfer_state(source: Any, target: Any) -> None:
     config change such as ``learner.inner_lr`` takes effect."""
     slots = max((m.steps for _, m in step_norm_layers(target)), default=1)
     per_step_batchnorm(source.model, slots)
+    source.model_changed()
     learned = {n for n, _ in source.named_parameters()}
     taken = {k: v for k, v in source.state_dict().items() if k.startswith("model.") or k in learned}
     target.load_state_dict({**target.state_dict(), **taken}, strict=True)
@@ -154,7 +156,7 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     support = cfg.learner.config.bn_mode == "support"
     if not support and not cfg.learner.config.per_step_bn:
         raise ConfigError("calibrated_run needs learner.per_step_bn=true in the config: set it")
-    learner: Any = build_learner_from_config(cfg, "cpu")  # Any: the learner API is not on nn.Module
+    learner = build_learner_from_config(cfg, "cpu")
     transfer_state(source, learner)
     d = cfg.data
     if not support:
@@ -174,5 +176,5 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     for name in (LAST, BEST):
         save_checkpoint(out / name, learner=learner, optimizer=optimizer, scheduler=scheduler,
                         sources={"train": build_train_source(cfg)}, iteration=iteration, config=cfg.to_dict(),
-                        identity=identity(cfg), extra=extra)
+                        identity=run_identity(cfg), extra=extra)
     return summary.mean

@@ -20,8 +20,7 @@ from typing import Any
 from episodes.files import atomic_write_text
 
 from ..errors import FewshotError
-
-METRICS_FILE = "metrics.jsonl"
+from .run_folder import METRICS_FILE
 
 
 class MetricsLogger:

@@ -35,12 +35,13 @@ from episodes.files import atomic_write_bytes, sha256_file
 
 from .. import distributed
 from ..config import apply_overrides, config_from_dict, save_config
+from ..config.manifest import META_INITIALIZATION, Manifest
 from ..errors import CheckpointError, ConfigError, FewshotError
 from .build import load_data_split, resolve_device
 from .checkpoint import encode_checkpoint, load_checkpoint
-from .loop import CONFIG_FILE, LAST, _config_diff, check_writable, train
-from .metrics_log import METRICS_FILE, read_metrics
-from .runlock import RunLock
+from .loop import train
+from .metrics_log import read_metrics
+from .run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE, RunLock, check_writable, config_diff
 
 STATE = "state.pt"
 BEST_STATE = "best-state.pt"
@@ -89,8 +90,8 @@ def write_training_state(model_dir: Path, *, last_path: Path, best_path: Path, m
     return entry
 
 
-def no_state_message(label: str, manifest: dict) -> str:
-    why = manifest.get("training_state_note") or "it was published before models carried their training state"
+def no_state_message(label: str, manifest: Manifest) -> str:
+    why = manifest.training_state_note or "it was published before models carried their training state"
     return (f"pretrained model '{label}' ships no training state ({why}): it cannot be continued; use "
             f"`fewshot pretrained calibrate {label} --out DIR` to start a new run from its weights")
 
@@ -112,21 +113,21 @@ def _checked(model_dir: Path, label: str, item: Any, what: str) -> Path:
 
 
 def _same_run(a: dict, b: dict) -> list[str]:
-    return [d for d in _config_diff(portable_config(a), portable_config(b))
+    return [d for d in config_diff(portable_config(a), portable_config(b))
             if d.split(":")[0] not in CONTINUABLE_CHANGES]
 
 
-def read_training_state(model_dir: Path, manifest: dict, label: str) -> tuple[dict, dict, dict[str, Path]]:
+def read_training_state(model_dir: Path, manifest: Manifest, label: str) -> tuple[dict, dict, dict[str, Path]]:
     """Verify a model's shipped training state against its manifest and weights: (last checkpoint, best
     checkpoint, {run file name: shipped file}).  CheckpointError when it is missing, corrupted, or not
     the state of these weights (identity, config, or best learner != the published weights)."""
-    ts = manifest.get("training_state")
+    ts = manifest.training_state
     if not ts:
         raise CheckpointError(no_state_message(label, manifest))
     if not isinstance(ts, dict) or ts.get("format") != FORMAT:
         raise CheckpointError(f"pretrained manifest of '{label}': training_state has an unknown format: "
                               "re-publish it with this version of fewshot")
-    expect = {"learner": str(manifest.get("learner")), "backbone": str(manifest.get("backbone"))}
+    expect = {"learner": str(manifest.learner), "backbone": str(manifest.backbone)}
     last_path = _checked(model_dir, label, ts.get("last"), "last")
     best_path = _checked(model_dir, label, ts.get("best"), "best")
     last = load_checkpoint(last_path, expect=expect)
@@ -135,11 +136,11 @@ def read_training_state(model_dir: Path, manifest: dict, label: str) -> tuple[di
         if int(ckpt["iteration"]) != item.get("iteration"):
             raise CheckpointError(f"pretrained training state of '{label}' ({what}) is at iteration "
                                   f"{ckpt['iteration']}, the manifest says {item.get('iteration')}: re-publish it")
-    diffs = _same_run(manifest.get("config") or {}, last["config"]) + _same_run(last["config"], best["config"])
+    diffs = _same_run(manifest.config or {}, last["config"]) + _same_run(last["config"], best["config"])
     if diffs:
         raise CheckpointError(f"pretrained training state of '{label}' is from another run than its weights "
                               f"({'; '.join(diffs[:3])}): re-publish it")
-    weights_path = model_dir / manifest.get("weights", "model.safetensors")
+    weights_path = model_dir / manifest.weights
     try:
         weights = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
@@ -149,7 +150,7 @@ def read_training_state(model_dir: Path, manifest: dict, label: str) -> tuple[di
     if set(weights) != set(state) or any(not torch.equal(weights[k], state[k]) for k in weights):
         raise CheckpointError(f"pretrained training state of '{label}' does not match its weights (the learner of "
                               f"{best_path.name} differs from {weights_path.name}): re-publish it")
-    files = {"last.pt": last_path, "best.pt": best_path}
+    files = {LAST: last_path, BEST: best_path}
     if ts.get("metrics"):
         files[METRICS] = _checked(model_dir, label, ts["metrics"], "metrics")
     return last, best, files
@@ -165,8 +166,8 @@ def continue_from_pretrained(name: str, out: str | Path | None = None, overrides
     from .. import pretrained  # the registry imports the training package: import it at call time
 
     manifest = pretrained.verify(name)
-    if manifest.get("kind", "meta-initialization") != "meta-initialization":
-        raise ConfigError(f"pretrained model '{name}' is a {manifest['kind']}, not a meta-initialization trained by "
+    if manifest.kind != META_INITIALIZATION:
+        raise ConfigError(f"pretrained model '{name}' is a {manifest.kind}, not a meta-initialization trained by "
                           "`fewshot train`: there is no training run to continue")
     model_dir = pretrained.locate(name)
     last, _, files = read_training_state(model_dir, manifest, name)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..config import TrainConfig, apply_overrides
 from ..errors import ConfigError
+from ..learners import GradientLearner
 from .build import build_learner_from_config
 from .checkpoint import load_learner_state
 
@@ -47,7 +49,7 @@ def _widen(old: torch.Tensor, new_shape: torch.Size, old_ways: int, ways: int, n
     return out.contiguous()
 
 
-def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[nn.Module, TrainConfig]:
+def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[GradientLearner, TrainConfig]:
     """A new learner like ``learner`` (built from ``cfg``) with a ``ways``-way zero head; ``(learner, cfg)``.
 
     Every other meta-parameter and buffer is copied unchanged; ``learner`` itself is not modified.
@@ -57,8 +59,7 @@ def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[nn.Modul
     """
     if cfg.data.is_regression:
         raise ConfigError("a regression model has no classes: ways only apply to classification models")
-    if isinstance(ways, bool) or not isinstance(ways, int) or ways < 2:
-        raise ConfigError(f"ways must be an integer >= 2, got {ways!r}: pass e.g. ways=20")
+    check_count(ways, "ways", minimum=2)
     old_ways = cfg.data.ways
     new_cfg = apply_overrides(cfg, [f"data.ways={ways}"])
     device = next(learner.parameters()).device

@@ -69,7 +69,15 @@ def test_fit_schedule_of_a_schedule_that_began_mid_run():
     lrs = _run(opt, sched, 10)
     for t, lr in enumerate(lrs, start=1):
         assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)), rel=1e-9)
-    fit_schedule(None, 0, 5)  # no scheduler (constant LR): nothing to fit
+    assert fit_schedule(None, 0, 5) is None  # no scheduler (constant LR): nothing to fit
+    # a schedule that is not a cosine is left exactly as it is (state and learning rate)
+    q = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([q], lr=0.1)
+    step = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    _run(opt, step, 3)
+    before, lr = dict(step.state_dict()), opt.param_groups[0]["lr"]
+    fit_schedule(step, 3, 50)
+    assert step.state_dict() == before and opt.param_groups[0]["lr"] == lr == 0.05
 
 
 def test_constant_lr_without_cosine_and_adam_moves_params():
@@ -81,15 +89,19 @@ def test_constant_lr_without_cosine_and_adam_moves_params():
     assert torch.allclose(p.detach(), torch.tensor([-0.1, 0.1]))
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=0), dict(lr=1e-3, min_lr=1e-2, cosine=True), dict(weight_decay=-1),
-                                    dict(betas=(0.9, 1.0))])
-def test_bad_optim_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lr=0), r"optim.lr must be a finite number > 0 \(the meta-optimizer's learning rate\), got 0: e.g."),
+    (dict(lr=1e-3, min_lr=1e-2, cosine=True),
+     r"optim.min_lr must be a finite number in \[0, lr=0.001\] with cosine annealing, got 0.01: e.g."),
+    (dict(weight_decay=-1), r"optim.weight_decay must be a finite number >= 0, got -1: e.g."),
+    (dict(betas=(0.9, 1.0)), r"optim.betas must be two numbers in \[0, 1\), got \(0.9, 1.0\): e.g.")])
+def test_bad_optim_config(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         MetaOptimConfig(**kwargs)
 
 
 def test_bad_optimizer_arguments():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="^the meta-optimizer got no trainable parameters: pass learner.parameters"):
         build_meta_optimizer([], MetaOptimConfig(), 10)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="^total_iterations must be >= 1, got 0"):
         build_meta_optimizer([torch.nn.Parameter(torch.zeros(1))], MetaOptimConfig(), 0)

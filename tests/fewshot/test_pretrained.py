@@ -96,8 +96,11 @@ def test_table_lists_ours_next_to_paper(published, monkeypatch):
     root, manifest = published
     monkeypatch.setattr(pt, "_REGISTERED", [])
     pt.register_dir(root / "models")
-    table = results_table(["my-sine"])
-    row = table.splitlines()[2]
+    slim = results_table(["my-sine"]).splitlines()[2]  # the README's: ours, transductive, paper, manifest
+    assert slim.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in slim
+    assert slim.endswith("| MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps "
+                         "| [manifest](pretrained/my-sine/manifest.json) |")
+    row = results_table(["my-sine"], full=True).splitlines()[2]  # docs/results.md's, with the training history
     assert row.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in row
     assert "0.67 / 0.38 / 0.35" in row  # the MAML paper's sinusoid numbers
     t = manifest["training_time"]
@@ -162,11 +165,11 @@ BROKEN = {
     "not-json": (lambda m: b'{"name": "broken",', "is not valid JSON (line 1, column 19: Expecting property name "
                                                    "enclosed in double quotes): " + FIX),
     "name-is-a-list": (lambda m: json.dumps({**m, "name": ["broken"]}).encode(),
-                       ": 'name' must be a non-empty string, got list [\"broken\"]: " + FIX),
+                       ": name must be str or None, got ['broken'] (list): " + FIX),
     "no-config": (_without("config"), ": lacks 'config' (the training config, a JSON object): " + FIX),
     "no-mean": (_without("mean"), ": lacks 'mean' (the measured accuracy or MSE, a number): " + FIX),
     "weights-not-a-string": (lambda m: json.dumps({**m, "weights": 5}).encode(),
-                             ": 'weights' must be a non-empty string, got int 5: " + FIX),
+                             ": weights must be str, got 5 (int): " + FIX),
     "weights-outside": (lambda m: json.dumps({**m, "weights": "../my-sine/model.safetensors"}).encode(),
                         ": 'weights' must be a file name inside the model folder, "
                         "got '../my-sine/model.safetensors': " + FIX),
@@ -266,9 +269,23 @@ def test_test_steps_become_the_default_eval_steps(tmp_path, monkeypatch):
         pt.load(wrong)
 
 
+def _hand_sgd_query_mse(model, task, *, lr, steps):
+    """``{t: query MSE after t plain SGD steps on the support MSE}`` for t = 1..steps, unrolled by hand
+    (``functional_call`` and ``autograd.grad`` only: no fewshot code)."""
+    p = {n: q.detach() for n, q in model.named_parameters()}
+    out = {}
+    for t in range(1, steps + 1):
+        p = {n: q.requires_grad_() for n, q in p.items()}
+        loss = torch.nn.functional.mse_loss(torch.func.functional_call(model, p, (task.support_x,)), task.support_y)
+        grads = torch.autograd.grad(loss, list(p.values()))
+        p = {n: (q - lr * g).detach() for (n, q), g in zip(p.items(), grads)}
+        out[t] = torch.nn.functional.mse_loss(torch.func.functional_call(model, p, (task.query_x,)),
+                                              task.query_y).item()
+    return out
+
+
 def test_step_choice_is_the_validation_oracle_and_loading_uses_it(published, monkeypatch):
-    """Recompute two step counts' validation MSE independently and load the model with its chosen steps."""
-    from fewshot.scoring import evaluate_learner
+    """Recompute two step counts' validation MSE by hand and load the model with its chosen steps."""
     from fewshot.training.build import build_fixed_set
 
     root, manifest = published
@@ -276,7 +293,43 @@ def test_step_choice_is_the_validation_oracle_and_loading_uses_it(published, mon
     pt.register_dir(root / "models")
     learner, cfg, _ = pt.load_with_config("my-sine")
     assert learner.config.eval_steps == manifest["test_steps"]
+    assert cfg.learner.config.inner_lr == 0.01 and not cfg.learner.config.learn_inner_lr  # plain SGD
     fixed = build_fixed_set(cfg, "val", count=10)
+    tasks = [batch.task(i) for batch in fixed.batches(5) for i in range(len(batch))]
+    assert len(tasks) == 10
+    per_task = [_hand_sgd_query_mse(learner.model, t, lr=0.01, steps=7) for t in tasks]
     for steps in (1, 7):
-        _, s = evaluate_learner(learner, fixed.batches(5), steps=steps)
-        assert s.mean == pytest.approx(manifest["val_by_steps"][str(steps)], rel=1e-6)
+        hand = sum(mse[steps] for mse in per_task) / len(per_task)
+        assert hand == pytest.approx(manifest["val_by_steps"][str(steps)], rel=1e-5)
+
+
+@pytest.mark.parametrize("metric, means, chosen", [
+    ("accuracy", {1: 0.5, 2: 0.7, 3: 0.7, 4: 0.6}, 2),  # highest accuracy; the tie goes to fewer steps
+    ("mse", {1: 0.5, 2: 0.3, 3: 0.2, 4: 0.2}, 3),       # lowest MSE; the tie goes to fewer steps
+    ("mse", {1: 0.1, 2: 0.3, 3: 0.2, 4: 0.2}, 1)])
+def test_choose_test_steps_rule_on_scripted_validation_means(monkeypatch, metric, means, chosen):
+    """The choice rule on a stub evaluation: each step count's validation mean is scripted, and the steps
+    are all evaluated on the same episodes."""
+    from types import SimpleNamespace
+
+    from fewshot.reporting import steps as steps_mod
+    from fewshot.scoring import Summary
+
+    cfg = SimpleNamespace(learner=SimpleNamespace(config=SimpleNamespace(inner_steps=1, eval_steps=4)),
+                          val_episodes=6, eval_batch=3)
+    episodes = object()
+    monkeypatch.setattr(steps_mod, "MAX_STEPS", 4)
+    def fixed_set(c, split, count, device=None):
+        return SimpleNamespace(batches=lambda b: (episodes, split, count, b))
+
+    monkeypatch.setattr(steps_mod, "build_fixed_set", fixed_set)
+    asked = []
+
+    def stub(learner, batches, *, steps):
+        asked.append((steps, batches))
+        return metric, Summary(mean=means[steps], ci95=0.0, n=6, std=0.0)
+
+    monkeypatch.setattr(steps_mod, "evaluate_learner", stub)
+    best, by_steps = steps_mod.choose_test_steps(None, cfg)
+    assert (best, by_steps) == (chosen, means)
+    assert asked == [(s, (episodes, "val", 6, 3)) for s in (1, 2, 3, 4)]

@@ -28,7 +28,12 @@ def test_publish_then_eval_reproduces_manifest(tmp_path, capsys, monkeypatch):
     assert main(["pretrained", "verify", "tiny-sine"]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["pretrained", "table"]) == 0
-    assert "| tiny-sine | maml |" in capsys.readouterr().out
+    slim = capsys.readouterr().out
+    assert "| tiny-sine | maml |" in slim and "[manifest](pretrained/tiny-sine/manifest.json)" in slim
+    assert "run clock" not in slim  # the README's slim table: no training history
+    assert main(["pretrained", "table", "--full"]) == 0
+    full = capsys.readouterr().out
+    assert "| tiny-sine | maml |" in full and "| iterations (ours / preset) |" in full and "manifest](" not in full
     assert main(["pretrained", "show", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown pretrained model 'nope'" in err and err.count("\n") == 1

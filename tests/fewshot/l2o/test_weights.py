@@ -46,5 +46,5 @@ def test_shipped_learned_optimizers_verify_and_record_their_protocol():
         manifest = registry.verify(name)
         assert manifest["kind"] == "learned-optimizer"
         assert manifest["meta_train"]["unroll"] == 20 and manifest["meta_train"]["steps"] == 100
-        json.dumps(manifest)
+        json.dumps(manifest.to_dict())
         load_learned_optimizer(name)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from episodes import TaskBatch
+from fewshot.nn import Conv4, StepBatchNorm1d
 
 
 def gen(seed: int) -> torch.Generator:
@@ -36,3 +38,23 @@ def meta_train(learner, tasks, iterations: int, meta_batch: int, opt: torch.opti
         opt.zero_grad()
         out.loss.backward()
         opt.step()
+
+
+def mlp(seed: int = 0, bn: bool = False) -> nn.Sequential:
+    """Linear(3, 6) -> (StepBatchNorm1d) -> tanh -> Linear(6, 2), float64, seeded init."""
+    torch.manual_seed(seed)  # test-only module init
+    layers = [nn.Linear(3, 6)] + ([StepBatchNorm1d(6)] if bn else []) + [nn.Tanh(), nn.Linear(6, 2)]
+    return nn.Sequential(*layers).double()
+
+
+def conv(seed: int = 0, bn_steps: int = 1) -> Conv4:
+    """A small 3-way Conv4 for 8x8 images (two blocks of 4 channels), float64, seeded init."""
+    torch.manual_seed(seed)  # test-only module init
+    return Conv4(1, 3, hidden=4, image_size=8, blocks=2, bn_steps=bn_steps).double()
+
+
+def meta_grads(learner, batch, epoch: int = 0):
+    """``(meta_loss output, its gradient w.r.t. every learner parameter, zeros where unused)``."""
+    out = learner.meta_loss(batch, epoch=epoch)
+    grads = torch.autograd.grad(out.loss, list(learner.parameters()), allow_unused=True)
+    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(learner.parameters(), grads)]

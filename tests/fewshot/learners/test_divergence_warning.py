@@ -103,11 +103,14 @@ def test_training_is_not_slowed_or_warned():
 
 
 def test_cli_prints_one_warning_line(capsys):
-    import sys
-
     from fewshot.cli import _show_warning
 
     show = _show_warning(lambda *a, **k: pytest.fail("a fewshot warning fell through to Python's printer"))
     show(AdaptationWarning("the support loss rose"), AdaptationWarning, "f.py", 1)
     assert capsys.readouterr().err == "warning: the support loss rose\n"
-    assert sys.stderr is not None
+    # any other warning goes to Python's printer, with its arguments as they were
+    passed = []
+    other = UserWarning("not ours")
+    _show_warning(lambda *a, **k: passed.append((a, k)))(other, UserWarning, "g.py", 7, line="x = 1")
+    assert passed == [((other, UserWarning, "g.py", 7), {"line": "x = 1"})]
+    assert capsys.readouterr().err == ""

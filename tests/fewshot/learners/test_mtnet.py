@@ -228,10 +228,14 @@ def test_registry_tnet_is_mtnet_without_mask():
     assert learner_config("tnet", {"inner_lr": 0.1}) == MTNetConfig(inner_lr=0.1, mask=False)
 
 
-@pytest.mark.parametrize("kwargs", [dict(inner_lr=-1.0), dict(temperature=0.0), dict(temperature=float("inf")),
-                                    dict(logit_init=float("nan")), dict(inner_steps=0)])
-def test_bad_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_lr=-1.0), r"inner_lr must be a finite number >= 0, got -1.0"),
+    (dict(temperature=0.0), r"temperature must be a finite number > 0 \(.*\), got 0.0"),
+    (dict(temperature=float("inf")), r"temperature must be a finite number > 0 \(.*\), got inf"),
+    (dict(logit_init=float("nan")), r"logit_init must be a finite number, got nan"),
+    (dict(inner_steps=0), r"inner_steps must be >= 1, got 0")])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         MTNetConfig(**kwargs)
 
 
@@ -262,16 +266,16 @@ def test_mtnet_learns_sinusoid_regression(one_thread):
     from episodes import SinusoidTasks
     from fewshot.nn import MLP
 
-    torch.manual_seed(0)  # test-only module init
-    model = MLP(1, 1, hidden=(20, 20))
-    learner = build_learner("mtnet", model, {"inner_lr": 0.05, "task_batching": "vmap"})
-    opt = torch.optim.Adam(learner.parameters(), 3e-3)
-    tasks, val = SinusoidTasks(5, 10, seed=0), SinusoidTasks(5, 10, seed=1).sample(200)
-    meta_train(learner, tasks, 300, 10, opt)
-    learner.eval()
-    with torch.no_grad():
-        pre = F.mse_loss(model(val.query_x), val.query_y).item()
-    post = learner.evaluate(val)["mse"].mean().item()
-    # 300 iterations is early for sinusoid meta-learning (MAML's test needs 1000 for 0.6): MT-net is at
-    # 0.65-0.74 x the pre-adaptation error here over model seeds 0-2, MAML at 0.8 with the same budget
-    assert post < 0.8 * pre, (pre, post)
+    val = SinusoidTasks(5, 10, seed=1).sample(200)
+    post = {}
+    for name in ("untrained", "mtnet", "maml"):
+        torch.manual_seed(0)  # test-only module init: the same initial weights for all three
+        learner = build_learner("maml" if name == "maml" else "mtnet", MLP(1, 1, hidden=(20, 20)),
+                                {"inner_lr": 0.05, "task_batching": "vmap"})
+        if name != "untrained":
+            meta_train(learner, SinusoidTasks(5, 10, seed=0), 300, 10, torch.optim.Adam(learner.parameters(), 3e-3))
+        post[name] = learner.eval().evaluate(val)["mse"].mean().item()
+    # after 300 iterations (early for sinusoid meta-learning) MT-net halves the adapted error of its untrained
+    # start (measured: 1.99 vs 4.00) and beats a same-seed MAML with the same budget (2.65): its learned
+    # mask and transforms are what the paper adds over MAML
+    assert post["mtnet"] < 0.6 * post["untrained"] and post["mtnet"] < 0.85 * post["maml"], post

@@ -40,7 +40,10 @@ def test_per_step_bn_slots_and_fc_nets():
     assert mlp(torch.zeros(7, 1)).shape == (7, 1)
 
 
-@pytest.mark.parametrize("kwargs", [dict(hidden=0), dict(image_size=8), dict(bn_steps=0), dict(out_features=-1)])
-def test_bad_backbone_arguments(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden=0), "hidden must be >= 1, got 0"),
+    (dict(image_size=8), "image_size=8 is too small for 4 blocks: use fewer blocks or larger images"),
+    (dict(bn_steps=0), "bn_steps must be >= 1, got 0"), (dict(out_features=-1), "out_features must be >= 1, got -1")])
+def test_bad_backbone_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         Conv4(**kwargs)

@@ -95,16 +95,16 @@ def test_per_step_conversion_copies_torch_bn_into_every_slot():
     assert torch.equal(model[1].weight, torch.tensor([[1.0, 2.0, 3.0]] * 3))
     assert torch.equal(model[1].running_mean, torch.tensor([[0.5, 0.6, 0.7]] * 3))
     assert model[4].steps == 3 and model(torch.zeros(2, 1, 4, 4)).shape == (2, 4)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"batch norm '0' uses momentum=None \(cumulative average\): set a float"):
         per_step_batchnorm(nn.Sequential(nn.BatchNorm1d(2, momentum=None)), 2)
 
 
 def test_bad_batchnorm_arguments():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="^StepBatchNorm steps must be >= 1, got 0$"):
         StepBatchNorm2d(3, steps=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^StepBatchNorm2d\(3\) got 4 channels: fix the layer width$"):
         StepBatchNorm2d(3)(torch.zeros(2, 4, 2, 2))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="^inner_step must be >= 0, got -1$"):
         with inner_step(-1):
             pass
 

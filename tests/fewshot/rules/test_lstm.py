@@ -178,10 +178,14 @@ def test_gradient_and_loss_inputs_carry_no_graph():
     assert not torch.allclose(g_default, torch.autograd.grad(up3["w"].sum(), theta)[0])
 
 
-@pytest.mark.parametrize("kwargs", [dict(hidden=0), dict(hidden=2.5), dict(p=0.0), dict(init_range=-1.0),
-                                    dict(forget_bias=(5.0, 4.0))])
-def test_bad_settings(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden=0), "hidden must be >= 1, got 0"), (dict(hidden=2.5), "hidden must be an integer, got 2.5"),
+    (dict(p=0.0), r"preprocessing p must be a finite number > 0 \(the paper uses 10\), got 0.0"),
+    (dict(init_range=-1.0), r"LSTM meta-learner init_range must be a finite number >= 0 .*, got -1.0"),
+    (dict(forget_bias=(5.0, 4.0)), r"LSTM meta-learner forget_bias range must be two finite numbers \(low, high\) "
+                                   r"with low <= high, got \(5.0, 4.0\)")])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         LSTMMetaRule(["w"], **kwargs)
     with pytest.raises(ConfigError, match="at least one parameter"):
         LSTMMetaRule([])

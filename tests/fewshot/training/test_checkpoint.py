@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from episodes import SinusoidTasks
-from fewshot.errors import CheckpointError
+from fewshot.errors import CheckpointError, FewshotError
 from fewshot.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 
 IDENTITY = {"learner": "maml", "backbone": "mlp"}
@@ -220,7 +220,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "replace", boom)
-    with pytest.raises(Exception, match="No space left"):
+    with pytest.raises(FewshotError, match=r"^no space left on the disk to write .*c\.pt \(No space left on device\)"):
         _save(path, model, opt, sched, src, 2)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left

@@ -15,6 +15,7 @@ from fewshot.training.build import build_learner_from_config
 from fewshot.training.checkpoint import load_checkpoint, load_learner_state
 from fewshot.training.loop import train
 from fewshot.training.metrics_log import read_metrics
+from fewshot.training.run_folder import RunLock
 
 
 def _cfg(*items):
@@ -178,6 +179,9 @@ def test_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path, m
     assert str(info.value) == expected
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 5
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not (tmp_path / ".run.lock").exists()  # the lock went with the run, as on every exit
+    with RunLock(tmp_path):  # and the folder is free for the next run
+        pass
 
 
 def test_more_iterations_stretch_the_cosine_schedule_to_the_new_end(tmp_path):

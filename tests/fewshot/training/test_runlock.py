@@ -80,3 +80,30 @@ def test_temp_files_newer_than_the_lock_are_kept(tmp_path):
     (tmp_path / ".last.pt.a1b2c3d4.tmp").write_bytes(b"x")
     assert remove_run_temps(tmp_path, before=time.time() - 60) == []
     assert remove_run_temps(tmp_path, before=time.time() + 1) == [tmp_path / ".last.pt.a1b2c3d4.tmp"]
+
+
+def test_the_lock_file_goes_with_its_run_and_a_run_racing_its_removal_locks_the_new_one(tmp_path, monkeypatch):
+    import fewshot.training.run_folder as run_folder
+
+    out = tmp_path / "run"
+    train(_cfg("iterations=2"), out, quiet=True, tensorboard=False)
+    assert not (out / ".run.lock").exists()  # removed when the run ended
+    first = RunLock(out).acquire()
+    real_open, opened = os.open, []
+
+    def open_then_first_releases(path, flags, mode=0o777):
+        fd = real_open(path, flags, mode)
+        if not opened:  # the second run opened the file; the first now ends and removes it, before the flock
+            opened.append(fd)
+            first.release()
+        return fd
+
+    monkeypatch.setattr(run_folder.os, "open", open_then_first_releases)
+    second = RunLock(out).acquire()  # locked the removed file, saw it gone, and locked the new one
+    monkeypatch.undo()
+    try:
+        assert (out / ".run.lock").exists() and len(opened) == 1
+        with pytest.raises(ConfigError, match="is in use by another training run"):
+            RunLock(out).acquire()  # a third run sees the second's lock: nobody shares the folder
+    finally:
+        second.release()

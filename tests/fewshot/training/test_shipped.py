@@ -10,6 +10,7 @@ import torch
 
 import fewshot.pretrained as pt
 from fewshot.cli import main
+from fewshot.config.manifest import Manifest
 from fewshot.errors import CheckpointError
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.metrics_log import read_metrics
@@ -190,7 +191,7 @@ def test_state_of_same_config_but_other_weights_is_refused(tmp_path, models):
     for k in ("last", "best"):
         m["training_state"][k].update(sha256=pt.sha256_file(models / "tiny" / STATE), iteration=5)
     with pytest.raises(CheckpointError, match="does not match its weights"):
-        read_training_state(models / "tiny", m, "tiny")
+        read_training_state(models / "tiny", Manifest.from_json(m), "tiny")
 
 
 def test_every_shipped_model_ships_a_state_that_matches_its_weights_or_says_why_not():

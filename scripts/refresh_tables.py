@@ -1,0 +1,26 @@
+"""Rewrite the generated results tables (README and docs/results.md) from the shipped manifests.
+
+Usage: ``python scripts/refresh_tables.py`` (after ``fewshot pretrained publish``; tests/test_readme.py checks both)
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fewshot.reporting import results_table
+from tests.test_readme import shipped_models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def refresh(path: Path, marker: str, full: bool) -> None:
+    text = path.read_text(encoding="utf-8")
+    table = results_table(shipped_models(), full=full).strip()
+    new = re.sub(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)",
+                 lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+    path.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    refresh(ROOT / "README.md", "results", full=False)
+    refresh(ROOT / "docs" / "results.md", "results-full", full=True)

@@ -1,0 +1,99 @@
+"""``fewshot train --nproc N|auto``: the processes started by torch.distributed's launcher train exactly as a
+torchrun job does; the number of processes and threads ``auto`` picks; bad values are one clear error."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fewshot import launch
+from fewshot.cli import main
+from fewshot.config import apply_overrides, load_config
+from fewshot.errors import ConfigError
+from fewshot.training.checkpoint import load_checkpoint
+from fewshot.training.metrics_log import read_metrics
+from tests.fewshot.training.test_distributed import _assert_same_training, _env, _overrides, _torchrun
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.slow
+def test_nproc_2_trains_what_torchrun_trains(omniglot_root, tmp_path):
+    preset, sets = "omniglot-5w1s-maml", [f"--set={o}" for o in _overrides(omniglot_root)]
+    by_torchrun = tmp_path / "torchrun"
+    proc = _torchrun(["-m", "fewshot", "train", preset, "--out", str(by_torchrun), "--quiet", *sets], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    by_nproc = tmp_path / "nproc"
+    env = _env()
+    env.pop("OMP_NUM_THREADS")  # so the launcher shares the cores out
+    proc = subprocess.run([sys.executable, "-m", "fewshot", "train", preset, "--out", str(by_nproc), "--quiet",
+                           "--nproc", "2", *sets], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("trained 3 iterations") == 1  # rank 0 alone prints
+
+    got, want = load_checkpoint(by_nproc / "last.pt"), load_checkpoint(by_torchrun / "last.pt")
+    session = got["clock"]["sessions"][-1]
+    assert session["processes"] == 2 and session["threads"] == launch.threads_per_process(2)
+    cfg = apply_overrides(load_config(preset), _overrides(omniglot_root))
+    if session["threads"] == 1:  # the same processes, threads and data: the same bits
+        assert all(torch.equal(got["learner"][k], want["learner"][k]) for k in want["learner"])
+    _assert_same_training(got["learner"], want["learner"], cfg, 3)
+    a, b = read_metrics(by_nproc / "metrics.jsonl"), read_metrics(by_torchrun / "metrics.jsonl")
+    assert [(r["kind"], r["iteration"]) for r in a] == [(r["kind"], r["iteration"]) for r in b]
+    for x, y in zip(a, b):
+        for name in ("loss", "accuracy", "ci95", "episodes"):
+            if name in y:
+                assert x[name] == pytest.approx(y[name], rel=1e-5, abs=1e-6), (x, y)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "error: --nproc must be a number of processes >= 1 or auto, got '0'"),
+    ("two", "error: --nproc must be a number of processes >= 1 or auto, got 'two'"),
+    ("3", "error: meta_batch=32 does not split evenly over 3 processes: use a meta_batch divisible by 3"),
+])
+def test_bad_nproc_is_one_clear_error(value, message, tmp_path, capsys):
+    rc = main(["train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--nproc", value, "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.startswith(message) and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
+def test_nproc_under_torchrun_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    rc = main(["train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--nproc", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("error: --nproc starts its own processes: leave it out under torchrun (whose "
+                               "--nproc_per_node sets the number of processes)\n")
+
+
+@pytest.mark.parametrize("meta_batch, cores, processes, threads", [
+    (32, 1, 1, 1), (32, 2, 2, 1), (32, 16, 16, 1), (32, 24, 16, 1), (32, 64, 32, 2), (25, 2, 1, 2), (24, 16, 12, 1),
+])
+def test_auto_is_one_process_per_core_dividing_the_meta_batch(meta_batch, cores, processes, threads):
+    n = launch.choose_nproc("auto", meta_batch, CPU, cores=cores)
+    assert n == processes and meta_batch % n == 0
+    assert launch.threads_per_process(n, cores=cores) == threads
+
+
+def test_explicit_counts_are_kept_or_refused():
+    assert launch.choose_nproc("4", 32, CPU, cores=2) == 4  # more processes than cores is the user's choice
+    assert launch.choose_nproc(" Auto ", 8, CPU, cores=3) == 2
+    with pytest.raises(ConfigError, match="does not split evenly over 5 processes"):
+        launch.choose_nproc("5", 32, CPU, cores=8)
+    with pytest.raises(ConfigError, match=r"--nproc must be a number of processes >= 1 or auto, got '-1'"):
+        launch.parse_nproc("-1")
+
+
+def test_the_children_get_every_option_but_nproc():
+    from fewshot.cli import build_parser
+    args = build_parser().parse_args(["train", "cfg.yaml", "--out", "runs/x", "--set", "a=1", "--set=b=2", "--seed",
+                                      "3", "--resume", "--quiet", "--nproc", "auto", "--dist-timeout", "60"])
+    from fewshot.commands.train import _child_argv
+    assert _child_argv(args) == ["train", "cfg.yaml", "--out=runs/x", "--set=a=1", "--set=b=2", "--seed=3",
+                                 "--resume", "--quiet", "--dist-timeout=60.0"]
+    reparsed = build_parser().parse_args(_child_argv(args))
+    assert {k: v for k, v in vars(reparsed).items() if k not in ("nproc", "func", "parser")} == \
+        {k: v for k, v in vars(args).items() if k not in ("nproc", "func", "parser")}
