@@ -26,7 +26,7 @@ HVPs: on the per-task loop by double backward through one support-gradient graph
 reused by every CG step; under ``vmap`` by ``torch.func.vjp`` of ``torch.func.grad`` (the same reuse).  The
 per-task loop measured faster with the cached double backward than with forward-over-reverse
 (``torch.func.jvp`` of ``grad``), which reruns the forward and backward at every CG step (numbers in
-bench/results/imaml_hvp.md).  CG runs under vmap too (a fixed number of steps, finished tasks masked);
+bench/results/imaml_costs.md).  CG runs under vmap too (a fixed number of steps, finished tasks masked);
 the loop stops a task's solve at its tolerance, which gives the same numbers.
 
 Metrics (training meta-batches with CG): ``cg_residual``, the mean over tasks of the relative residual
