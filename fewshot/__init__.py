@@ -10,10 +10,12 @@ from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigE
 from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, loss_and_grads, split_state
 from .learners import (
     ANIL,
+    IMAML,
     MAML,
     AdaptedModel,
     ANILConfig,
     GradientLearner,
+    IMAMLConfig,
     LearnerConfig,
     LSTMMetaConfig,
     LSTMMetaLearner,

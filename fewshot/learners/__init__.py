@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from .adapted import AdaptedModel
 from .anil import ANIL, ANILConfig
 from .base import GradientLearner, LearnerConfig, MetaOutput, TaskResult
+from .imaml import IMAML, IMAMLConfig
 from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 from .metasgd import MetaSGD, MetaSGDConfig
@@ -28,11 +29,14 @@ LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "anil": (ANIL, ANILConfig),
     "boil": (ANIL, lambda **kw: ANILConfig(**{"part": "body", **kw})),
     "reptile": (Reptile, ReptileConfig),
+    "imaml": (IMAML, IMAMLConfig),
+    "foimaml": (IMAML, lambda **kw: IMAMLConfig(**{"first_order": True, **kw})),
 }
 
 # settings a name implies even when a config instance is given (``build_learner("tnet", m, MTNetConfig())``)
 _FORCED: dict[str, dict[str, Any]] = {"fomaml": {"first_order": True}, "tnet": {"mask": False},
-                                      "anil": {"part": "head"}, "boil": {"part": "body"}}
+                                      "anil": {"part": "head"}, "boil": {"part": "body"},
+                                      "foimaml": {"first_order": True}}
 
 
 def register_learner(name: str, cls: type, preset: Callable[..., Any]) -> None:
@@ -57,7 +61,8 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
     """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``, ``lstm-meta``,
-    ``anil``, ``boil``, ``reptile``, or one ``register_learner`` added: the keys of ``LEARNERS``) around ``model``.
+    ``anil``, ``boil``, ``reptile``, ``imaml``, ``foimaml``, or one ``register_learner`` added: the keys of
+    ``LEARNERS``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
     as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``, ``anil``/``boil``

@@ -105,6 +105,11 @@ class GradientLearner(TaskRunner, nn.Module):
         (MT-net's T matrices)."""
         return adaptable_names(self.model, adapt_norm=self.config.adapt_norm, exclude=self.config.no_adapt)
 
+    def batch_metrics(self, result: TaskResult) -> dict[str, float]:
+        """Extra float metrics of a training meta-batch from ``result.extras`` (default none); may raise
+        (iMAML stops at a non-finite CG solve)."""
+        return {}
+
     def reference_param(self) -> torch.Tensor:
         """The first adapted parameter (its dtype and device are the ones rule tensors take)."""
         return dict(self.model.named_parameters())[self.names[0]]
@@ -230,9 +235,10 @@ class GradientLearner(TaskRunner, nn.Module):
         steps = self._default_steps(None)
         result = self._run_batch(batch, steps=steps, first_order=self.first_order_at(epoch),
                                  weights=self.step_weights(steps, epoch), sample=self.training, backward=backward)
+        extra = self.batch_metrics(result)
         if self.training and self.config.bn_mode != "frozen":
             self._write_back(result.buffers)
-        return MetaOutput(result.total.mean(), result.metrics(batch.ways is not None))
+        return MetaOutput(result.total.mean(), {**result.metrics(batch.ways is not None), **extra})
 
     def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
         """``meta_loss(batch, epoch=epoch, backward=True)``: the meta-loss, back-propagated task by task."""

@@ -106,4 +106,5 @@ def run_loop(task: TaskFn, buffers: Params, batch: Any, noise: torch.Tensor | No
         outs.append(out)
     stack = lambda f: torch.stack([getattr(o, f) for o in outs])  # noqa: E731
     return TaskResult(stack("total"), stack("query_loss"), stack("metric"), stack("support_losses"),
-                      {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"))
+                      {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"),
+                      {k: torch.stack([o.extras[k] for o in outs]) for k in outs[0].extras})

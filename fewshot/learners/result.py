@@ -12,8 +12,9 @@ from ..functional import Params
 class TaskResult(NamedTuple):
     """One task's (or, stacked, a meta-batch's) outcome: the (MSL-weighted) query ``total`` that is
     differentiated, the last query loss, the metric, the support losses ``[steps + 1]`` (before each
-    update, then after the last when computed), the updated buffer copies, and the ``step`` whose
-    parameters made the predictions."""
+    update, then after the last when computed), the updated buffer copies, the ``step`` whose
+    parameters made the predictions, and ``extras``: per-task diagnostics a learner adds (iMAML's CG
+    residual), stacked like the rest and read by ``GradientLearner.batch_metrics``."""
 
     total: torch.Tensor
     query_loss: torch.Tensor
@@ -21,6 +22,7 @@ class TaskResult(NamedTuple):
     support_losses: torch.Tensor
     buffers: Params
     step: torch.Tensor
+    extras: Params = {}  # never mutated: a learner that adds diagnostics builds its own dict
 
     def metrics(self, classification: bool) -> dict[str, float]:
         """A meta-batch's float metrics for logging: mean query ``loss``, mean ``support_loss`` before the

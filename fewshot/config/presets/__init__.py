@@ -1,8 +1,8 @@
 """Named training presets: every learner x benchmark setting that has a published number.
 
 One module per learner (``maml.py``, ``fomaml.py``, ``mamlpp.py``, ``metasgd.py``, ``mtnet.py``, ``tnet.py``,
-``lstm_meta.py``, ``anil.py``, ``boil.py``, ``reptile.py``) holds its recipes with the paper's numbers beside
-them; ``protocols.py`` holds what they share (data/model protocols, the inner-LR scale).
+``lstm_meta.py``, ``anil.py``, ``boil.py``, ``reptile.py``, ``imaml.py``) holds its recipes with the paper's
+numbers beside them; ``protocols.py`` holds what they share (data/model protocols, the inner-LR scale).
 **A new learner is one entry:** write ``presets/<learner>.py`` with ``LEARNER = "<name in
 fewshot.learners.LEARNERS>"`` and ``recipes() -> list[Recipe]`` (reusing ``maml.classification`` if its
 protocol is MAML's), and add the module to ``RECIPE_MODULES`` below.
@@ -14,10 +14,10 @@ import difflib
 from ...errors import ConfigError
 from ...learners import LEARNERS
 from ..schema import TrainConfig
-from . import anil, boil, fomaml, lstm_meta, maml, mamlpp, metasgd, mtnet, reptile, tnet
+from . import anil, boil, fomaml, imaml, lstm_meta, maml, mamlpp, metasgd, mtnet, reptile, tnet
 from .protocols import Recipe
 
-RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, anil, boil, reptile)
+RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, anil, boil, reptile, imaml)
 
 
 def _collect() -> dict[str, Recipe]:

@@ -28,7 +28,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 NAMES = sorted(LEARNERS) + sorted(VARIANTS)
 # one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it), and Adam
 RESUME = sorted({cls: name for name, (cls, _) in sorted(LEARNERS.items(), reverse=True)
-                 if cls is not MAML}.values()) + ["maml+adam"]
+                 if cls is not MAML}.values()) + ["maml+adam", "imaml"]  # imaml: with its CG solve
 
 
 def _registry(name: str) -> tuple[str, dict]:
@@ -211,7 +211,19 @@ def _accepts(name: str, **setting) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name, first_order", [(n, fo) for n in NAMES for fo in _orders(n)])
+# iMAML refuses checkpoint_steps and MSL: its inner loop keeps no graph (nothing to recompute) and its
+# meta-gradient is taken at the last step only
+CHECKPOINTABLE = [n for n in NAMES if _accepts(n, checkpoint_steps=2)]
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - set(CHECKPOINTABLE)))
+def test_learners_without_recomputation_refuse_checkpoint_steps_and_msl_clearly(name):
+    for key in ("checkpoint_steps", "msl"):
+        with pytest.raises(ConfigError, match=f"{key} does not apply"):
+            _config(name, {key: 2 if key == "checkpoint_steps" else True})
+
+
+@pytest.mark.parametrize("name, first_order", [(n, fo) for n in CHECKPOINTABLE for fo in _orders(n)])
 def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, first_order):
     """Recomputing the inner loop (``checkpoint_steps``) changes memory, not numbers: the same meta-loss,
     meta-gradients (model and rule parameters), written buffers, noise draws and adapted parameters as
@@ -238,7 +250,7 @@ def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, 
         assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10, rtol=0))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CHECKPOINTABLE)
 def test_checkpoint_steps_config_errors_and_batching(name):
     with pytest.raises(ConfigError, match="checkpoint_steps must be"):
         _config(name, {"checkpoint_steps": -1})

@@ -1,0 +1,233 @@
+"""Implicit MAML (Rajeswaran, Finn, Kakade & Levine 2019): the meta-gradient by the implicit function theorem.
+
+The inner problem is ``phi* = argmin L_s(phi) + (lam/2) ||phi - theta||^2``, run by plain gradient descent
+on the support loss plus the proximal term (the ``Proximal`` rule adds ``lam (phi - theta)`` to the support
+gradients, ``theta`` detached), with no graph through the inner loop.  At its minimiser ``d phi*/d theta =
+(I + H/lam)^{-1}`` (``H`` the support-loss Hessian at ``phi``), so the meta-gradient is
+``g = (I + H/lam)^{-1} grad L_q(phi)``, solved by conjugate gradient with Hessian-vector products.  Why:
+memory no longer grows with the inner steps (only the last ``phi`` is needed), so the inner loop can run
+long enough to approach its minimiser.  Parameters that are meta-learned but not adapted (``w``: norm
+affine parameters, ``no_adapt``) get their exact implicit gradient too, ``dL_q/dw - (1/lam) d/dw
+(grad_phi L_s(phi, w) . g)``.
+
+Variants (our naming, after the paper's): ``imaml`` = iMAML-GD (gradient-descent inner solver, CG
+meta-gradient); ``first_order=True`` (registry ``foimaml``) skips CG and uses ``grad L_q(phi)`` as the
+meta-gradient (the first-order approximation, ``(I + H/lam)^{-1} ~ I``); ``first_order_epochs`` runs that
+first and CG later.  The paper's best numbers are iMAML-HF, whose *inner* solver is Hessian-free (Newton-CG
+on the proximal objective); that inner solver is not implemented here (its meta-gradient is the same CG).
+
+The meta-loss: ``meta_loss(backward=False)`` returns a surrogate per task, ``L_q(phi) + sum(theta * g) -
+sum(theta * g).detach()`` (plus the ``w`` term), whose value is the query loss and whose gradient w.r.t.
+``theta`` is the implicit meta-gradient; ``backward=True`` leaves that gradient, averaged over tasks, in
+``.grad`` as every learner does.  ``adapt`` runs the same proximal inner loop; the parameters it returns are
+differentiable through the unrolled loop (as for every learner), not by the implicit gradient.
+
+HVPs: on the per-task loop by double backward through one support-gradient graph built once per task and
+reused by every CG step; under ``vmap`` by ``torch.func.vjp`` of ``torch.func.grad`` (the same reuse).  The
+per-task loop measured faster with the cached double backward than with forward-over-reverse
+(``torch.func.jvp`` of ``grad``), which reruns the forward and backward at every CG step (numbers in
+bench/results/imaml_costs.md).  CG runs under vmap too (a fixed number of steps, finished tasks masked);
+the loop stops a task's solve at its tolerance, which gives the same numbers.
+
+Metrics (training meta-batches with CG): ``cg_residual``, the mean over tasks of the relative residual
+``||b - A x|| / ||b||`` (CG's recursive residual) after the solve, and ``cg_unconverged``, how many tasks'
+solves ended above ``cg_tol``.  A non-finite solve raises ``AdaptationError`` (as a non-finite support loss).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch.func import grad, grad_and_value, vjp
+
+from ..checks import check_count
+from ..errors import AdaptationError, ConfigError
+from ..func_transforms import under_transform
+from ..functional import LossFn, Params, call, copy_buffers, inner_loop
+from ..precision import float32_outputs
+from ..rules import SGD, UpdateRule
+from ..rules.base import Chain, State
+from .base import GradientLearner, LearnerConfig, TaskResult, check_lr
+
+
+@dataclass
+class IMAMLConfig(LearnerConfig):
+    """iMAML's switches on top of ``LearnerConfig``.
+
+    - ``lam`` (> 0): the proximal strength lambda; small = tasks move far from theta (and CG gets harder).
+    - ``inner_lr``: gradient-descent step size on the mean support loss plus the proximal term (stable
+      while ``inner_lr * (lam + L) < 2``, ``L`` the support loss's curvature).
+    - ``cg_steps`` (>= 1): conjugate-gradient iterations per task; ``cg_tol`` (>= 0): a task's solve stops
+      once its relative residual is at most this; solves ending above it are counted in the
+      ``cg_unconverged`` metric (0: no tolerance, always ``cg_steps`` iterations, nothing counted).
+    - ``first_order``: skip CG (``(I + H/lam)^{-1} ~ I``).  ``msl`` and ``checkpoint_steps`` do not apply
+      (the meta-gradient is taken at the last step only, and the inner loop keeps no graph to recompute).
+    """
+
+    inner_steps: int = 10
+    inner_lr: float = 0.1
+    lam: float = 2.0
+    cg_steps: int = 5
+    cg_tol: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_lr("inner_lr", self.inner_lr)
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 < self.lam < float("inf"):
+            raise ConfigError(f"lam must be a finite number > 0 (the proximal strength, e.g. lam=2.0), "
+                              f"got {self.lam!r}")
+        check_count(self.cg_steps, "cg_steps")
+        if isinstance(self.cg_tol, bool) or not isinstance(self.cg_tol, (int, float)) or not 0 <= self.cg_tol < 1:
+            raise ConfigError(f"cg_tol must be a number in [0, 1) (a relative residual, e.g. 1e-3), "
+                              f"got {self.cg_tol!r}")
+        if self.msl:
+            raise ConfigError("msl does not apply to iMAML (its meta-gradient is taken at the inner loop's last step): "
+                              "set msl=False")
+        if self.checkpoint_steps:
+            raise ConfigError("checkpoint_steps does not apply to iMAML (its inner loop keeps no graph, so memory "
+                              "does not grow with inner_steps): set checkpoint_steps=0")
+
+
+class Proximal(UpdateRule):
+    """Adds the proximal term's gradient ``lam * (p - anchor)`` to the gradients, ``anchor`` = the
+    parameters the inner loop started from, detached (``init``'s state): chained before SGD it makes the
+    inner objective ``L_s + (lam/2) ||phi - theta||^2``."""
+
+    def __init__(self, names: list[str], lam: float) -> None:
+        super().__init__()
+        self.names, self.lam = list(names), float(lam)
+
+    def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
+        return {"anchor": {n: params[n].detach() for n in self.names}}
+
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+                step: int, loss: torch.Tensor) -> tuple[Params, State]:
+        return {n: g + self.lam * (params[n] - state["anchor"][n]) for n, g in grads.items()}, state
+
+
+def _dot(u: Params, v: Params) -> torch.Tensor:
+    like = next(iter(u.values()))
+    return sum(((u[n] * v[n]).sum() for n in u), torch.zeros((), dtype=like.dtype, device=like.device))
+
+
+def conjugate_gradient(apply_a: Callable[[Params], Params], b: Params, steps: int, tol: float
+                       ) -> tuple[Params, torch.Tensor]:
+    """``(x, relative residual)`` for ``A x = b`` (``A`` symmetric positive definite, given as
+    ``apply_a``), from ``x = 0``.  Steps after the residual reaches ``tol`` change nothing (masked, so the
+    same code runs under ``vmap``); outside transforms the loop stops there instead."""
+    x = {n: torch.zeros_like(v) for n, v in b.items()}
+    r, p = dict(b), dict(b)
+    rs = b_norm2 = _dot(r, r)
+    threshold = tol * tol * b_norm2
+    for _ in range(steps):
+        active = rs > threshold
+        if not under_transform() and not bool(active):
+            break
+        ap = apply_a(p)
+        alpha = torch.where(active, rs / torch.where(active, _dot(p, ap), torch.ones_like(rs)), torch.zeros_like(rs))
+        x = {n: x[n] + alpha * p[n] for n in x}
+        r = {n: r[n] - alpha * ap[n] for n in r}
+        rs_new = _dot(r, r)
+        beta = torch.where(active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs))
+        p = {n: r[n] + beta * p[n] for n in p}
+        rs = torch.where(active, rs_new, rs)
+    rel = torch.sqrt(rs / torch.where(b_norm2 > 0, b_norm2, torch.ones_like(b_norm2)))
+    return x, rel
+
+
+class IMAML(GradientLearner):
+    """Implicit MAML over any ``nn.Module`` (module docstring): proximal gradient-descent inner loop,
+    meta-gradient by CG on ``(I + H/lam)``.
+
+    Usage: ``learner = IMAML(model, IMAMLConfig(lam=2.0, cg_steps=5)); learner.meta_backward(batch)``
+    """
+
+    config_class = IMAMLConfig
+    config: IMAMLConfig
+
+    def build_rule(self) -> UpdateRule:
+        ref = self.reference_param()
+        return Chain(Proximal(self.names, self.config.lam),
+                     SGD(self.names, self.config.inner_lr, dtype=ref.dtype, device=ref.device))
+
+    def batch_metrics(self, result: TaskResult) -> dict[str, float]:
+        res = result.extras.get("cg_residual")
+        if res is None:
+            return {}
+        if not bool(res.isfinite().all()):
+            raise AdaptationError("the conjugate-gradient solve of the implicit meta-gradient is not finite: raise lam "
+                                  "(I + H/lam must stay positive definite) or lower inner_lr")
+        tol = self.config.cg_tol
+        return {"cg_residual": float(res.mean()), "cg_unconverged": float((res > tol).sum()) if tol else 0.0}
+
+    def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
+              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
+              best: bool = False) -> TaskResult:
+        if final_loss or best or not torch.is_grad_enabled():  # evaluation: no meta-gradient to take
+            return super()._task(params, buffers, sx, sy, qx, qy, noise, steps=steps, first_order=True,
+                                 weights=weights, loss_fn=loss_fn, ways=ways, final_loss=final_loss, best=best)
+        names, lam, at = self.names, self.config.lam, self._bn_step(steps)
+        res = inner_loop(self.model, {k: v.detach() for k, v in params.items()}, buffers, sx, sy, loss_fn=loss_fn,
+                         steps=steps, rule=self.rule, names=names, noise=noise, first_order=True,
+                         per_step_bn=self.config.per_step_bn, keep=())
+        phi = {n: res.at(steps)[n].detach() for n in names}
+        fixed = {k: v for k, v in params.items() if k not in phi}  # meta-learned only: keep their graph
+        fixed_grad = any(v.requires_grad for v in fixed.values())
+
+        def query(p: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, Params]]:
+            bufs = copy_buffers(res.buffers)
+            out = self._joint_forward({**fixed, **p}, bufs, sx, qx, at)[1]
+            return loss_fn(out, qy), (out, bufs)
+
+        def support(p: Params) -> torch.Tensor:
+            return loss_fn(call(self.model, {**fixed, **p}, copy_buffers(res.buffers), sx, step=at), sy)
+
+        batched = under_transform()
+        if batched:
+            g_q, (q_loss, (out, bufs)) = grad_and_value(query, has_aux=True)(phi)
+        else:
+            with torch.enable_grad():
+                leaf = {n: v.clone().requires_grad_() for n, v in phi.items()}
+                q_loss, (out, bufs) = query(leaf)
+                g_q = dict(zip(names, torch.autograd.grad(q_loss, list(leaf.values()), retain_graph=True)))
+        extras: Params = {}
+        surrogate = torch.zeros((), dtype=q_loss.dtype, device=q_loss.device)
+        if first_order:
+            x = g_q
+        else:
+            if batched:
+                linearised = vjp(grad(support), phi)
+                g_s, vjp_fn = linearised[0], linearised[1]
+
+                def hvp(v: Params) -> Params:
+                    return vjp_fn(v)[0]
+            else:
+                with torch.enable_grad():  # one support-gradient graph, differentiated again by every product
+                    at_phi = {n: v.clone().requires_grad_() for n, v in phi.items()}
+                    g_s = dict(zip(names, torch.autograd.grad(support(at_phi), list(at_phi.values()),
+                                                              create_graph=True)))
+
+                def hvp(v: Params) -> Params:
+                    hv = torch.autograd.grad(list(g_s.values()), list(at_phi.values()), [v[n] for n in names],
+                                             retain_graph=True)
+                    return {n: h.detach() for n, h in zip(names, hv)}
+
+            x, residual = conjugate_gradient(
+                lambda v: _plus_scaled(v, hvp(v), 1 / lam),
+                {n: g.detach() for n, g in g_q.items()}, self.config.cg_steps, self.config.cg_tol)
+            x, extras["cg_residual"] = {n: v.detach() for n, v in x.items()}, residual.detach()
+            if fixed_grad:  # the implicit gradient of the meta-learned-only parameters
+                surrogate = surrogate - _dot(g_s, x) / lam
+        surrogate = surrogate + _dot({n: params[n] for n in names}, {n: v.detach() for n, v in x.items()})
+        total = q_loss + (surrogate - surrogate.detach())
+        out = float32_outputs(out)
+        metric = ((out.argmax(-1) == qy).to(out.dtype).mean() if ways is not None
+                  else torch.nn.functional.mse_loss(out, qy) if out.shape == qy.shape else q_loss)
+        step = torch.full((), steps, dtype=torch.long, device=sx.device)
+        return TaskResult(total, q_loss.detach(), metric.detach(), res.losses, bufs, step, extras)
+
+
+def _plus_scaled(v: Params, hv: Params, scale: float) -> Params:
+    """``v + scale * hv`` (``A v`` for ``A = I + H/lam``)."""
+    return {n: v[n] + scale * hv[n] for n in v}
