@@ -15,7 +15,7 @@ For each, per task: the support loss before each update and after the last (``le
 best_step=False).support_losses``, 10 steps; a shorter run's losses are its prefix: the same updates), and
 ``learner.evaluate(batch, steps=S, best_step=on/off)`` accuracy and step used, S in ``--steps``, in the
 model's bn_mode (support) and transductive.  Every draw comes from seeded generators; 1 thread.
-Usage: ``FEWSHOT_DATA=<root with the Omniglot store> python bench/best_step.py --out bench/results/best_step.json`` (also writes
+Usage: ``FEWSHOT_DATA=<data root> python bench/best_step.py --out bench/results/best_step.json`` (also writes
 the ``.md`` beside it).
 """
 from __future__ import annotations
