@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
+from .best_step import BestSoFar
 from .checks import check_count
 from .errors import ConfigError, FewshotError
 from .func_transforms import under_transform
@@ -144,38 +145,6 @@ class InnerLoopResult:
             raise FewshotError(f"the parameters after {step} updates were not kept: "
                                f"pass keep=[..., {step}] to inner_loop")
         return kept
-
-
-@dataclass
-class BestSoFar:
-    """The lowest-support-loss parameters among those the inner loop evaluated (``track_best``): ``params``
-    (the adapted names only), their support ``loss`` and ``step`` (updates they had), as tensors so that
-    the choice is made per task under ``vmap`` (``torch.where``, no data-dependent Python branch).  A
-    non-finite loss is never the best.  The parameters after the last update are not among them (their
-    loss needs one more forward): ``choose_best`` completes the choice."""
-
-    params: Params
-    loss: torch.Tensor
-    step: torch.Tensor
-
-    def offer(self, params: Params, loss: torch.Tensor, step: int) -> BestSoFar:
-        """The better of ``self`` and ``(params, loss, step)`` (ties keep the earlier step)."""
-        loss = loss.detach()
-        better = (loss < self.loss) | (loss.isfinite() & ~self.loss.isfinite())
-        return BestSoFar({n: torch.where(better, params[n], p) for n, p in self.params.items()},
-                         torch.where(better, loss, self.loss),
-                         torch.where(better, torch.full_like(self.step, step), self.step))
-
-
-def choose_best(best: BestSoFar, last: Params, last_loss: torch.Tensor, steps: int) -> BestSoFar:
-    """The step to use: the last one (``steps`` updates, support loss ``last_loss``) unless its loss is
-    above the lowest one seen or not finite: adaptation then diverged, and the best earlier step is used.
-    Only support losses decide (no query information)."""
-    last_loss = last_loss.detach().reshape(best.loss.shape)
-    earlier = ~(last_loss <= best.loss) & best.loss.isfinite()  # also when the last loss is NaN
-    return BestSoFar({n: torch.where(earlier, p, last[n]) for n, p in best.params.items()},
-                     torch.where(earlier, best.loss, last_loss),
-                     torch.where(earlier, best.step, torch.full_like(best.step, steps)))
 
 
 def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..functional import InnerLoopResult, LossFn, Params, call, choose_best, copy_buffers, inner_loop, split_state
+from ..best_step import choose_best
+from ..functional import InnerLoopResult, LossFn, Params, call, copy_buffers, inner_loop, split_state
 from ..nn.batchnorm import norm_training
 from ..precision import float32_outputs
 from ..rules.base import UpdateRule
