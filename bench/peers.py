@@ -550,15 +550,12 @@ def main() -> None:
         have_l2l = False
         print("learn2learn is not installed (bash bench/install_learn2learn.sh): comparing with higher only")
     out = Path(args.out)
-    if args.machine_only:
+    if args.machine_only or args.memory_only:  # re-measure one part of an existing peers.json
         result = json.loads((out / "peers.json").read_text(encoding="utf-8"))
-        result["machine_rows"] = machine_rows(args, have_l2l)
-        (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        (out / "peers.md").write_text(markdown(result), encoding="utf-8")
-        return
-    if args.memory_only:
-        result = json.loads((out / "peers.json").read_text(encoding="utf-8"))
-        result["memory"] = memory_rows(args, have_l2l)
+        if args.machine_only:
+            result["machine_rows"] = machine_rows(args, have_l2l)
+        else:
+            result["memory"] = memory_rows(args, have_l2l)
         (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         (out / "peers.md").write_text(markdown(result), encoding="utf-8")
         return

@@ -103,14 +103,9 @@ def test_manifest_curve_is_drawn_beside_the_paper_number():
 
 def test_plot_pretrained_from_its_manifest(tmp_path, capsys, monkeypatch):
     import fewshot.pretrained as pt
+    from tests.fewshot.commands.published import publish_tiny_sine
 
-    run = tmp_path / "run"
-    assert main(["train", "sinusoid-maml", "--out", str(run), "--iterations", "10", "--quiet",
-                 "--set", "val_every=5", "--set", "val_episodes=10"]) == 0
-    assert main(["pretrained", "publish", str(run), "tiny", "--dest", str(tmp_path / "models"),
-                 "--episodes", "20"]) == 0
-    monkeypatch.setattr(pt, "_REGISTERED", [])
-    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
+    run = publish_tiny_sine(tmp_path, monkeypatch, "tiny", iterations=10, val_every=5, episodes=20)
     assert main(["plot", "--pretrained", "tiny", "--out", str(tmp_path / "c.png")]) == 0
     with Image.open(tmp_path / "c.png") as im:
         assert im.format == "PNG" and im.size == (800, 450)

@@ -7,16 +7,11 @@ import torch
 
 import fewshot.pretrained as pt
 from fewshot.cli import main
+from tests.fewshot.commands.published import publish_tiny_sine
 
 
 def test_publish_then_eval_reproduces_manifest(tmp_path, capsys, monkeypatch):
-    run = tmp_path / "run"
-    assert main(["train", "sinusoid-maml", "--out", str(run), "--iterations", "8", "--quiet",
-                 "--set", "val_every=4", "--set", "val_episodes=10"]) == 0
-    assert main(["pretrained", "publish", str(run), "tiny-sine", "--dest", str(tmp_path / "models"),
-                 "--episodes", "60"]) == 0
-    monkeypatch.setattr(pt, "_REGISTERED", [])
-    monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
+    publish_tiny_sine(tmp_path, monkeypatch, "tiny-sine", iterations=8, val_every=4, episodes=60)
     capsys.readouterr()
     assert main(["pretrained", "list"]) == 0
     assert "tiny-sine" in capsys.readouterr().out

@@ -58,3 +58,24 @@ def meta_grads(learner, batch, epoch: int = 0):
     out = learner.meta_loss(batch, epoch=epoch)
     grads = torch.autograd.grad(out.loss, list(learner.parameters()), allow_unused=True)
     return out, [torch.zeros_like(p) if g is None else g for p, g in zip(learner.parameters(), grads)]
+
+
+def sinusoid_mse_before_after(name: str, options: dict, make_opt, *, iterations: int = 100) -> tuple[float, float]:
+    """Mean validation MSE of learner ``name`` on an MLP before and after ``iterations`` of meta-training on
+    sinusoid tasks (meta-batch 5, 5 shots, 10 queries; ``make_opt(params)`` builds the meta-optimizer)."""
+    import warnings
+
+    from episodes import SinusoidTasks
+    from fewshot.errors import AdaptationWarning
+    from fewshot.learners import build_learner
+    from fewshot.nn import MLP
+
+    torch.manual_seed(0)  # test-only module init
+    learner = build_learner(name, MLP(1, 1), {"inner_steps": 5, "task_batching": "vmap", **options})
+    val = SinusoidTasks(5, 10, seed=1).sample(200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AdaptationWarning)  # the untrained model's inner loop may overshoot
+        before = learner.eval().evaluate(val)["mse"].mean().item()
+    learner.train()
+    meta_train(learner, SinusoidTasks(5, 10, seed=0), iterations, 5, make_opt(learner.parameters()))
+    return before, learner.eval().evaluate(val)["mse"].mean().item()

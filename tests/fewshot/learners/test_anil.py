@@ -1,17 +1,16 @@
 """ANIL and BOIL: which parameters the inner loop moves, the meta-gradient against MAML with the other
 part excluded (an independent route to the same adapted names), the head choice and its errors, learning."""
 import copy
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from episodes import TaskBatch
-from fewshot.errors import AdaptationWarning, ConfigError
+from fewshot.errors import ConfigError
 from fewshot.learners import ANIL, MAML, ANILConfig, MAMLConfig, build_learner
-from fewshot.nn import MLP, Conv4
-from tests.fewshot.learners.tasks import cls_batch, meta_train
+from fewshot.nn import Conv4
+from tests.fewshot.learners.tasks import cls_batch, sinusoid_mse_before_after
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -94,15 +93,5 @@ def test_bad_settings_get_one_clear_error_each():
 
 @pytest.mark.slow
 def test_anil_learns_sinusoid_regression(one_thread):
-    from episodes import SinusoidTasks
-
-    torch.manual_seed(0)  # test-only module init
-    learner = build_learner("anil", MLP(1, 1), {"inner_steps": 5, "inner_lr": 0.1, "task_batching": "vmap"})
-    val = SinusoidTasks(5, 10, seed=1).sample(200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AdaptationWarning)  # the untrained head's inner loop may overshoot
-        before = learner.eval().evaluate(val)["mse"].mean().item()
-    learner.train()
-    meta_train(learner, SinusoidTasks(5, 10, seed=0), 100, 5, torch.optim.Adam(learner.parameters(), 3e-3))
-    after = learner.eval().evaluate(val)["mse"].mean().item()
+    before, after = sinusoid_mse_before_after("anil", {"inner_lr": 0.1}, lambda ps: torch.optim.Adam(ps, 3e-3))
     assert after < 0.5 * before, (before, after)

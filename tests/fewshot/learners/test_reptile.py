@@ -2,7 +2,6 @@
 the outer step with an SGD meta-optimizer, evaluation on the support set, settings and their errors,
 learning."""
 import copy
-import warnings
 
 import pytest
 import torch
@@ -12,11 +11,10 @@ from torch import nn
 from episodes import TaskBatch
 from fewshot.config import get_preset
 from fewshot.config.schema import LearnerSection, TrainConfig
-from fewshot.errors import AdaptationWarning, ConfigError
+from fewshot.errors import ConfigError
 from fewshot.learners import MAML, MAMLConfig, Reptile, ReptileConfig, build_learner
 from fewshot.meta_optimizer import MetaOptimConfig, build_meta_optimizer
-from fewshot.nn import MLP
-from tests.fewshot.learners.tasks import meta_train
+from tests.fewshot.learners.tasks import sinusoid_mse_before_after
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -150,15 +148,5 @@ def test_presets_build_the_papers_protocol(preset):
 
 @pytest.mark.slow
 def test_reptile_learns_sinusoid_regression(one_thread):
-    from episodes import SinusoidTasks
-
-    torch.manual_seed(0)  # test-only module init
-    learner = build_learner("reptile", MLP(1, 1), {"inner_steps": 5, "inner_lr": 0.02, "task_batching": "vmap"})
-    val = SinusoidTasks(5, 10, seed=1).sample(200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AdaptationWarning)
-        before = learner.eval().evaluate(val)["mse"].mean().item()
-    learner.train()
-    meta_train(learner, SinusoidTasks(5, 10, seed=0), 100, 5, torch.optim.SGD(learner.parameters(), 1.0))
-    after = learner.eval().evaluate(val)["mse"].mean().item()
+    before, after = sinusoid_mse_before_after("reptile", {"inner_lr": 0.02}, lambda ps: torch.optim.SGD(ps, 1.0))
     assert after < 0.7 * before, (before, after)
