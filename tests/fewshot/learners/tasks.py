@@ -23,6 +23,16 @@ def cls_batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries:
     return TaskBatch(sx, sy, qx, qy, ways)
 
 
+def vector_batch(seed: int = 0, b: int = 3) -> TaskBatch:
+    """``b`` random 3-way tasks of 4-feature vectors: 2 shots and 3 queries per class (float64)."""
+    g = gen(seed)
+    sx = torch.randn(b, 6, 4, generator=g, dtype=torch.float64)
+    qx = torch.randn(b, 9, 4, generator=g, dtype=torch.float64)
+    sy = torch.arange(3).repeat_interleave(2).expand(b, -1).clone()
+    qy = torch.arange(3).repeat_interleave(3).expand(b, -1).clone()
+    return TaskBatch(sx, sy, qx, qy, 3)
+
+
 def reg_batch(seed: int = 0, b: int = 3, k: int = 5, d: int = 3, dtype: torch.dtype = torch.float64) -> TaskBatch:
     """``b`` random regression tasks: ``k`` points of ``d`` features, 2 targets."""
     g = gen(seed)

@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from episodes import TaskBatch
 from fewshot.errors import ConfigError
 from fewshot.learners import ANIL, MAML, ANILConfig, MAMLConfig, build_learner
 from fewshot.nn import Conv4
-from tests.fewshot.learners.tasks import cls_batch, sinusoid_mse_before_after
+from tests.fewshot.learners.tasks import cls_batch, sinusoid_mse_before_after, vector_batch
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -18,13 +17,7 @@ def _mlp(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)).double()
 
 
-def _batch(seed: int = 0, b: int = 3):
-    g = torch.Generator().manual_seed(seed)
-    sx = torch.randn(b, 6, 4, generator=g, dtype=torch.float64)
-    qx = torch.randn(b, 9, 4, generator=g, dtype=torch.float64)
-    sy = torch.arange(3).repeat_interleave(2).expand(b, -1).clone()
-    qy = torch.arange(3).repeat_interleave(3).expand(b, -1).clone()
-    return TaskBatch(sx, sy, qx, qy, 3)
+_batch = vector_batch
 
 
 HEAD = ("4.weight", "4.bias")

@@ -8,13 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from episodes import TaskBatch
 from fewshot.config import get_preset
 from fewshot.config.schema import LearnerSection, TrainConfig
 from fewshot.errors import ConfigError
 from fewshot.learners import MAML, MAMLConfig, Reptile, ReptileConfig, build_learner
 from fewshot.meta_optimizer import MetaOptimConfig, build_meta_optimizer
-from tests.fewshot.learners.tasks import sinusoid_mse_before_after
+from tests.fewshot.learners.tasks import sinusoid_mse_before_after, vector_batch
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -22,13 +21,7 @@ def _mlp(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
 
 
-def _batch(seed: int = 0, b: int = 3) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    sx = torch.randn(b, 6, 4, generator=g, dtype=torch.float64)
-    qx = torch.randn(b, 9, 4, generator=g, dtype=torch.float64)
-    sy = torch.arange(3).repeat_interleave(2).expand(b, -1).clone()
-    qy = torch.arange(3).repeat_interleave(3).expand(b, -1).clone()
-    return TaskBatch(sx, sy, qx, qy, 3)
+_batch = vector_batch
 
 
 def _hand_phi(model: nn.Module, x, y, steps: int, lr: float) -> list[torch.Tensor]:
