@@ -229,7 +229,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
         cfg = apply_overrides(cfg, changes)
         learner.config = cfg.learner.config
     # a plain attribute (not state): nn.Module's __setattr__ is typed for tensors and modules only
-    learner.preprocessing = preprocessing_of(manifest, cfg)  # type: ignore[assignment]
+    learner.preprocessing = preprocessing_of(manifest, cfg)
     learner.to(device).eval()
     return learner, cfg, manifest
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from episodes import Preprocessing
+
 from ..checks import check_count
 from ..errors import ConfigError
 from ..functional import LossFn, Params, adaptable_names, copy_buffers, msl_weights, split_state
@@ -46,6 +48,8 @@ class GradientLearner(TaskRunner, nn.Module):
 
     config_class: type[LearnerConfig] = LearnerConfig
     noise_rng: torch.Tensor  # buffer registered in __init__ when the rule draws noise
+    #: how raw images become this learner's inputs (set by ``fewshot.pretrained.load``; None for your own)
+    preprocessing: Preprocessing | None = None
 
     def __init__(self, model: nn.Module, config: LearnerConfig | None = None, *,
                  loss_fn: LossFn | None = None, rule: UpdateRule | None = None) -> None:
