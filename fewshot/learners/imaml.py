@@ -29,18 +29,29 @@ per-task loop measured faster with the cached double backward than with forward-
 bench/results/imaml_costs.md).  CG runs under vmap too (a fixed number of steps, finished tasks masked);
 the loop stops a task's solve at its tolerance, which gives the same numbers.
 
+The CG is truncated as Newton-CG solvers are (``fewshot/cg.py``): it stops at a direction of non-positive
+curvature keeping its iterate, and a step leaving ``||x|| <= cg_radius ||grad L_q||`` stops on that
+boundary.  ``I + H/lam`` is positive definite only near a minimiser of the proximal objective, and a
+network's Hessian after a finite inner loop often is not (plain CG's residual then grew to 10-130x on
+Omniglot).  With ``H`` positive semi-definite neither rule fires at the default radius 1, so nothing changes
+where the paper's assumption holds; ``cg_radius=None`` runs plain CG.
+
 Metrics (training meta-batches with CG): ``cg_residual``, the mean over tasks of the relative residual
-``||b - A x|| / ||b||`` (CG's recursive residual) after the solve, and ``cg_unconverged``, how many tasks'
-solves ended above ``cg_tol``.  A non-finite solve raises ``AdaptationError`` (as a non-finite support loss).
+``||b - A x|| / ||b||`` (CG's recursive residual) after the solve; ``cg_unconverged``, how many tasks'
+solves ended above ``cg_tol``; ``cg_negative_curvature``, how many met a direction with ``p^T A p <= 0``;
+``cg_truncated``, how many a truncation rule stopped early.  A non-finite
+solve raises ``AdaptationError`` (as a non-finite support loss).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 from torch.func import grad, grad_and_value, vjp
 
+from ..cg import conjugate_gradient
+from ..cg import dot as _dot
 from ..checks import check_count
 from ..errors import AdaptationError, ConfigError
 from ..func_transforms import under_transform
@@ -61,6 +72,9 @@ class IMAMLConfig(LearnerConfig):
     - ``cg_steps`` (>= 1): conjugate-gradient iterations per task; ``cg_tol`` (>= 0): a task's solve stops
       once its relative residual is at most this; solves ending above it are counted in the
       ``cg_unconverged`` metric (0: no tolerance, always ``cg_steps`` iterations, nothing counted).
+    - ``cg_radius`` (> 0, or None for plain CG): the bound on the solution's norm, as a multiple of the
+      query gradient's norm, that truncates the solve (module docstring: 1 never binds where ``H`` is
+      positive semi-definite).
     - ``first_order``: skip CG (``(I + H/lam)^{-1} ~ I``).  ``msl`` and ``checkpoint_steps`` do not apply
       (the meta-gradient is taken at the last step only, and the inner loop keeps no graph to recompute).
     """
@@ -70,6 +84,7 @@ class IMAMLConfig(LearnerConfig):
     lam: float = 2.0
     cg_steps: int = 5
     cg_tol: float = 1e-3
+    cg_radius: float | None = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +96,10 @@ class IMAMLConfig(LearnerConfig):
         if isinstance(self.cg_tol, bool) or not isinstance(self.cg_tol, (int, float)) or not 0 <= self.cg_tol < 1:
             raise ConfigError(f"cg_tol must be a number in [0, 1) (a relative residual, e.g. 1e-3), "
                               f"got {self.cg_tol!r}")
+        if self.cg_radius is not None and (isinstance(self.cg_radius, bool) or not isinstance(
+                self.cg_radius, (int, float)) or not 0 < self.cg_radius < float("inf")):
+            raise ConfigError(f"cg_radius must be a finite number > 0 (the CG trust region as a multiple of the query "
+                              f"gradient's norm, e.g. 1.0) or null for plain CG, got {self.cg_radius!r}")
         if self.msl:
             raise ConfigError("msl does not apply to iMAML (its meta-gradient is taken at the inner loop's last step): "
                               "set msl=False")
@@ -106,36 +125,6 @@ class Proximal(UpdateRule):
         return {n: g + self.lam * (params[n] - state["anchor"][n]) for n, g in grads.items()}, state
 
 
-def _dot(u: Params, v: Params) -> torch.Tensor:
-    like = next(iter(u.values()))
-    return sum(((u[n] * v[n]).sum() for n in u), torch.zeros((), dtype=like.dtype, device=like.device))
-
-
-def conjugate_gradient(apply_a: Callable[[Params], Params], b: Params, steps: int, tol: float
-                       ) -> tuple[Params, torch.Tensor]:
-    """``(x, relative residual)`` for ``A x = b`` (``A`` symmetric positive definite, given as
-    ``apply_a``), from ``x = 0``.  Steps after the residual reaches ``tol`` change nothing (masked, so the
-    same code runs under ``vmap``); outside transforms the loop stops there instead."""
-    x = {n: torch.zeros_like(v) for n, v in b.items()}
-    r, p = dict(b), dict(b)
-    rs = b_norm2 = _dot(r, r)
-    threshold = tol * tol * b_norm2
-    for _ in range(steps):
-        active = rs > threshold
-        if not under_transform() and not bool(active):
-            break
-        ap = apply_a(p)
-        alpha = torch.where(active, rs / torch.where(active, _dot(p, ap), torch.ones_like(rs)), torch.zeros_like(rs))
-        x = {n: x[n] + alpha * p[n] for n in x}
-        r = {n: r[n] - alpha * ap[n] for n in r}
-        rs_new = _dot(r, r)
-        beta = torch.where(active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs))
-        p = {n: r[n] + beta * p[n] for n in p}
-        rs = torch.where(active, rs_new, rs)
-    rel = torch.sqrt(rs / torch.where(b_norm2 > 0, b_norm2, torch.ones_like(b_norm2)))
-    return x, rel
-
-
 class IMAML(GradientLearner):
     """Implicit MAML over any ``nn.Module`` (module docstring): proximal gradient-descent inner loop,
     meta-gradient by CG on ``(I + H/lam)``.
@@ -159,7 +148,9 @@ class IMAML(GradientLearner):
             raise AdaptationError("the conjugate-gradient solve of the implicit meta-gradient is not finite: raise lam "
                                   "(I + H/lam must stay positive definite) or lower inner_lr")
         tol = self.config.cg_tol
-        return {"cg_residual": float(res.mean()), "cg_unconverged": float((res > tol).sum()) if tol else 0.0}
+        return {"cg_residual": float(res.mean()), "cg_unconverged": float((res > tol).sum()) if tol else 0.0,
+                "cg_negative_curvature": float(result.extras["cg_negative_curvature"].sum()),
+                "cg_truncated": float(result.extras["cg_truncated"].sum())}
 
     def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
               weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
@@ -213,10 +204,13 @@ class IMAML(GradientLearner):
                                              retain_graph=True)
                     return {n: h.detach() for n, h in zip(names, hv)}
 
-            x, residual = conjugate_gradient(
-                lambda v: _plus_scaled(v, hvp(v), 1 / lam),
-                {n: g.detach() for n, g in g_q.items()}, self.config.cg_steps, self.config.cg_tol)
-            x, extras["cg_residual"] = {n: v.detach() for n, v in x.items()}, residual.detach()
+            solve = conjugate_gradient(lambda v: _plus_scaled(v, hvp(v), 1 / lam),
+                                       {n: g.detach() for n, g in g_q.items()}, self.config.cg_steps,
+                                       self.config.cg_tol, self.config.cg_radius)
+            x = {n: v.detach() for n, v in solve.x.items()}
+            extras["cg_residual"] = solve.residual.detach()
+            extras["cg_negative_curvature"] = solve.negative_curvature
+            extras["cg_truncated"] = solve.truncated
             if fixed_grad:  # the implicit gradient of the meta-learned-only parameters
                 surrogate = surrogate - _dot(g_s, x) / lam
         surrogate = surrogate + _dot({n: params[n] for n in names}, {n: v.detach() for n, v in x.items()})

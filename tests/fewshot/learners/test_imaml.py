@@ -10,7 +10,6 @@ from torch import nn
 from episodes import TaskBatch
 from fewshot.errors import AdaptationError, ConfigError
 from fewshot.learners import IMAML, MAML, IMAMLConfig, MAMLConfig, build_learner
-from fewshot.learners.imaml import conjugate_gradient
 from tests.fewshot.learners.tasks import gen
 
 
@@ -185,16 +184,25 @@ def test_cg_residual_and_unconverged_count_are_reported():
     assert "cg_residual" not in first.metrics  # no solve, nothing to report
 
 
-def test_cg_stops_at_its_tolerance_and_masks_the_same_under_vmap():
-    a = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
-    b = {"v": torch.tensor([1.0, 2.0], dtype=torch.float64)}
-    x, rel = conjugate_gradient(lambda p: {"v": a @ p["v"]}, b, 10, 0.0)
-    assert torch.allclose(x["v"], torch.linalg.solve(a, b["v"]), atol=1e-14) and rel < 1e-14
-    batched = torch.func.vmap(lambda v: conjugate_gradient(lambda p: {"v": a @ p["v"]}, {"v": v}, 10, 1e-3))
-    xs, rels = batched(torch.stack([b["v"], torch.zeros(2, dtype=torch.float64)]))
-    one, one_rel = conjugate_gradient(lambda p: {"v": a @ p["v"]}, b, 10, 1e-3)
-    assert torch.equal(xs["v"][0], one["v"]) and torch.equal(xs["v"][1], torch.zeros(2, dtype=torch.float64))
-    assert rels[0] == one_rel and rels[1] == 0
+def test_truncation_bounds_the_solve_where_the_hessian_is_indefinite():
+    """A tiny lam makes ``I + H/lam`` indefinite on the tanh MLP.  Task by task: plain CG (cg_radius None)
+    blows up on one (residual > 1, a meta-gradient 20x the truncated one); the truncated solve's
+    meta-gradient is never larger than the first-order one (radius 1), and the metrics count it."""
+    batch = _linear_tasks(b=3, seed=2)
+    settings = dict(inner_steps=3, lam=0.01, cg_steps=20, cg_tol=0.0)
+    norm = lambda g: float(torch.sqrt(sum((v ** 2).sum() for v in g.values())))  # noqa: E731
+    blew_up = 0
+    for i in range(len(batch)):
+        one = TaskBatch(*(t[i:i + 1] for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y)),
+                        None)
+        first = _grads(IMAML(_tanh_mlp(), IMAMLConfig(**settings, first_order=True)), one)[1]
+        out, cut = _grads(IMAML(_tanh_mlp(), IMAMLConfig(**settings)), one)
+        plain_out, plain = _grads(IMAML(_tanh_mlp(), IMAMLConfig(**settings, cg_radius=None)), one)
+        assert out.metrics["cg_negative_curvature"] == 1 and out.metrics["cg_truncated"] == 1
+        assert plain_out.metrics["cg_negative_curvature"] == 1 and plain_out.metrics["cg_truncated"] == 0
+        assert norm(cut) <= norm(first) * (1 + 1e-12)
+        blew_up += plain_out.metrics["cg_residual"] > 1 and norm(plain) > 20 * norm(cut)
+    assert blew_up == 1
 
 
 def test_a_nonfinite_cg_solve_stops_the_run():
@@ -212,6 +220,7 @@ def test_a_nonfinite_cg_solve_stops_the_run():
     ({"lam": float("inf")}, "lam must be"), ({"lam": True}, "lam must be"),
     ({"cg_steps": 0}, "cg_steps must be"), ({"cg_steps": 2.5}, "cg_steps must be"),
     ({"cg_tol": -1e-3}, r"cg_tol must be a number in \[0, 1\)"), ({"cg_tol": 1.0}, "cg_tol must be"),
+    ({"cg_radius": 0.0}, "cg_radius must be a finite number > 0"), ({"cg_radius": float("inf")}, "cg_radius must"),
     ({"inner_steps": 0}, "inner_steps must be"), ({"inner_lr": -0.1}, "inner_lr must be"),
     ({"msl": True}, "msl does not apply to iMAML"),
     ({"checkpoint_steps": 2}, "checkpoint_steps does not apply to iMAML"),
