@@ -25,7 +25,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from .func_transforms import under_transform
-from .functional import Params
+
+Params = dict[str, torch.Tensor]  # as fewshot.functional.Params (not imported: the rules import this module)
 
 
 class CGResult(NamedTuple):

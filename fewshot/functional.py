@@ -28,7 +28,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value
+from torch.func import functional_call, grad_and_value, vjp
 
 from .best_step import BestSoFar
 from .checks import check_count
@@ -37,6 +37,7 @@ from .func_transforms import under_transform
 from .nn.batchnorm import inner_step, is_norm_layer
 from .recompute import Segment, checkpointed_steps
 from .rules.base import Params, State, UpdateRule
+from .rules.curvature import HVP, providing_hvp
 from .schedules import msl_weights
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -117,6 +118,36 @@ def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torc
         loss = loss_fn(call(module, {**fixed, **adapted}, new_buffers, x, step=step), y)
         grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
     return dict(zip(names, grads)), loss, new_buffers
+
+
+def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0
+                       ) -> tuple[Params, torch.Tensor, Params, HVP]:
+    """``grads_and_loss`` plus ``v -> H v``, the support loss's Hessian-vector product at ``params``.
+
+    By ``torch.func.vjp`` of ``torch.func.grad`` (reverse over reverse): the gradient is linearised once and
+    every product is one backward of it (bench/results/imaml_costs.md measured this against forward over
+    reverse, which reruns the forward and backward per product).  Gradients and products are
+    differentiable (a caller wanting first order detaches them)."""
+    wanted = set(names)
+    fixed = {k: v for k, v in params.items() if k not in wanted}
+
+    def f(adapted: Params) -> tuple[torch.Tensor, Params]:
+        bufs = copy_buffers(buffers)
+        out = call(module, {**fixed, **adapted}, bufs, x, step=step)
+        return loss_fn(out, y), bufs
+
+    def g(adapted: Params) -> tuple[Params, tuple[torch.Tensor, Params]]:
+        return grad_and_value(f, has_aux=True)(adapted)
+
+    with torch.enable_grad():  # also under no_grad (evaluation): the products need the gradient's graph
+        grads, product, (loss, new_buffers) = vjp(g, {n: params[n] for n in names}, has_aux=True)  # type: ignore[misc]
+
+    def hvp(v: Params) -> Params:
+        with torch.enable_grad():
+            return product({n: v[n] for n in grads})[0]
+
+    return grads, loss, new_buffers, hvp
 
 
 def loss_and_grads(*args: Any, **kwargs: Any) -> tuple[Params, torch.Tensor, Params]:
@@ -220,15 +251,30 @@ def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x
     after: dict[int, Params] = {}
     losses = []
     for t in range(start, stop):
-        grads, loss, bufs = grads_and_loss(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
-                                           step=t if per_step_bn else 0, create_graph=create_graph)
-        if first_order:
-            grads = {n: g.detach() for n, g in grads.items()}
-        current, state = rule.step(grads, state, current, step=t, loss=loss)
+        bn_step = t if per_step_bn else 0
+        if rule.needs_hvp:  # a curvature rule (fewshot.rules.curvature): the products with the gradients
+            grads, loss, bufs, hvp = grads_loss_and_hvp(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
+                                                        step=bn_step)
+            if first_order:
+                grads = {n: g.detach() for n, g in grads.items()}
+                hvp = _detached(hvp)
+            with providing_hvp(hvp):
+                current, state = rule.step(grads, state, current, step=t, loss=loss)
+        else:
+            grads, loss, bufs = grads_and_loss(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
+                                               step=bn_step, create_graph=create_graph)
+            if first_order:
+                grads = {n: g.detach() for n, g in grads.items()}
+            current, state = rule.step(grads, state, current, step=t, loss=loss)
         if t + 1 in keep or t + 1 == stop:
             after[t + 1] = current
         losses.append(loss.detach())
     return after, state, bufs, losses
+
+
+def _detached(hvp: HVP) -> HVP:
+    """``hvp`` with its products detached (first order: no graph back to the parameters)."""
+    return lambda v: {n: h.detach() for n, h in hvp(v).items()}
 
 
 def first_nonfinite_step(losses: torch.Tensor) -> int | None:
@@ -241,5 +287,5 @@ def first_nonfinite_step(losses: torch.Tensor) -> int | None:
 
 
 __all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call", "copy_buffers",
-           "first_nonfinite_step", "grads_and_loss", "inner_loop", "loss_and_grads", "msl_weights",
-           "norm_param_names", "split_state"]
+           "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "inner_loop", "loss_and_grads",
+           "msl_weights", "norm_param_names", "split_state"]

@@ -31,12 +31,13 @@ LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {
     "reptile": (Reptile, ReptileConfig),
     "imaml": (IMAML, IMAMLConfig),
     "foimaml": (IMAML, lambda **kw: IMAMLConfig(**{"first_order": True, **kw})),
+    "imaml-hf": (IMAML, lambda **kw: IMAMLConfig(**{"inner_solver": "hf", "inner_steps": 5, "inner_lr": 1.0, **kw})),
 }
 
 # settings a name implies even when a config instance is given (``build_learner("tnet", m, MTNetConfig())``)
 _FORCED: dict[str, dict[str, Any]] = {"fomaml": {"first_order": True}, "tnet": {"mask": False},
                                       "anil": {"part": "head"}, "boil": {"part": "body"},
-                                      "foimaml": {"first_order": True}}
+                                      "foimaml": {"first_order": True}, "imaml-hf": {"inner_solver": "hf"}}
 
 
 def register_learner(name: str, cls: type, preset: Callable[..., Any]) -> None:
@@ -61,12 +62,12 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
     """Build learner ``name`` (``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``, ``tnet``, ``lstm-meta``,
-    ``anil``, ``boil``, ``reptile``, ``imaml``, ``foimaml``, or one ``register_learner`` added: the keys of
-    ``LEARNERS``) around ``model``.
+    ``anil``, ``boil``, ``reptile``, ``imaml``, ``foimaml``, ``imaml-hf``, or one ``register_learner`` added: the
+    keys of ``LEARNERS``) around ``model``.
 
     ``config``: None (the name's preset), a dict of overrides on that preset, or a config instance used
     as is (``fomaml`` forces ``first_order=True``, ``tnet`` forces ``mask=False``, ``anil``/``boil``
-    force ``part="head"``/``"body"``).
+    force ``part="head"``/``"body"``, ``imaml-hf`` forces ``inner_solver="hf"``).
     Usage: ``build_learner("maml", model, {"inner_steps": 5})``
     """
     if name not in LEARNERS:

@@ -259,8 +259,9 @@ class GradientLearner(TaskRunner, nn.Module):
         raises here: a task whose predictions are not finite scores accuracy 0 (mse inf)."""
         steps = self._default_steps(steps)
         best = self.config.best_step if best_step is None else best_step
-        # nothing is differentiated twice and the buffer copies are discarded: native batch norm under vmap
-        with torch.no_grad(), native_kernel_under_vmap():
+        # the buffer copies are discarded and, unless the rule takes Hessian-vector products, nothing is
+        # differentiated twice: native batch norm under vmap (its batch rule's second order is wrong)
+        with torch.no_grad(), native_kernel_under_vmap(not self.rule.needs_hvp):
             result = self._run_batch(batch, steps=steps, first_order=True, weights=[0.0] * (steps - 1) + [1.0],
                                      sample=False, final_loss=True, best=best)
         return result.scores(batch.ways is not None)

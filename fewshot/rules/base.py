@@ -32,6 +32,9 @@ class UpdateRule(nn.Module):
 
     #: how many U(0, 1) draws per task ``init`` wants as ``noise`` (0: the rule is deterministic)
     noise_size: int = 0
+    #: the rule reads the support loss's Hessian-vector products (``fewshot.rules.curvature``), which the
+    #: inner loop then computes with the gradients
+    needs_hvp: bool = False
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         """Per-task state before the first step (default: none)."""
@@ -82,6 +85,7 @@ class Chain(UpdateRule):
         super().__init__()
         self.rules = nn.ModuleList(rules)
         self.noise_size = sum(r.noise_size for r in rules)
+        self.needs_hvp = any(r.needs_hvp for r in rules)
 
     def bind(self, names: Sequence[str], like: torch.Tensor) -> UpdateRule:
         rules = [r.bind(names, like) for r in cast(Iterable[UpdateRule], self.rules)]

@@ -191,3 +191,29 @@ def test_loss_and_grads_is_a_deprecated_alias_of_grads_and_loss():
     with pytest.warns(DeprecationWarning, match="loss_and_grads is deprecated: call grads_and_loss"):
         old_grads, old_loss, _ = loss_and_grads(model, params, buffers, sx, sy, **kw)
     assert torch.equal(old_loss, loss) and all(torch.equal(old_grads[n], grads[n]) for n in grads)
+
+
+def test_grads_loss_and_hvp_equal_the_dense_hessian():
+    """``grads_loss_and_hvp``'s products against ``torch.autograd.functional.hessian`` of the same loss
+    (float64, a tanh MLP's first layer), per task and under vmap."""
+    from fewshot.functional import grads_loss_and_hvp
+    torch.manual_seed(0)  # test-only init
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    names = ["0.weight"]
+
+    def loss_of(w):
+        return F.mse_loss(torch.func.functional_call(model, {**params, "0.weight": w}, (x,)), y)
+
+    dense = torch.autograd.functional.hessian(loss_of, params["0.weight"]).reshape(12, 12)
+    v = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    grads, loss, _, hvp = grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss, names=names)
+    assert torch.allclose(hvp({"0.weight": v})["0.weight"].reshape(-1), dense @ v.reshape(-1), atol=1e-12)
+    assert torch.allclose(loss, loss_of(params["0.weight"]), atol=1e-15)
+
+    def batched(xv):
+        return grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss, names=names)[3]({"0.weight": xv})
+    both = torch.func.vmap(batched)(torch.stack([v, 2 * v]))["0.weight"]
+    assert torch.allclose(both[1].reshape(-1), 2 * dense @ v.reshape(-1), atol=1e-12)

@@ -1,7 +1,7 @@
 """Named training presets: every learner x benchmark setting that has a published number.
 
 One module per learner (``maml.py``, ``fomaml.py``, ``mamlpp.py``, ``metasgd.py``, ``mtnet.py``, ``tnet.py``,
-``lstm_meta.py``, ``anil.py``, ``boil.py``, ``reptile.py``, ``imaml.py``) holds its recipes with the paper's
+X
 numbers beside them; ``protocols.py`` holds what they share (data/model protocols, the inner-LR scale).
 **A new learner is one entry:** write ``presets/<learner>.py`` with ``LEARNER = "<name in
 fewshot.learners.LEARNERS>"`` and ``recipes() -> list[Recipe]`` (reusing ``maml.classification`` if its
@@ -14,10 +14,10 @@ import difflib
 from ...errors import ConfigError
 from ...learners import LEARNERS
 from ..schema import TrainConfig
-from . import anil, boil, fomaml, imaml, lstm_meta, maml, mamlpp, metasgd, mtnet, reptile, tnet
+from . import anil, boil, fomaml, imaml, imaml_hf, lstm_meta, maml, mamlpp, metasgd, mtnet, reptile, tnet
 from .protocols import Recipe
 
-RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, anil, boil, reptile, imaml)
+RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, anil, boil, reptile, imaml, imaml_hf)
 
 
 def _collect() -> dict[str, Recipe]:

@@ -23,11 +23,12 @@ def test_paper_numbers_sit_beside_the_recipes():
     assert paper_result("mini-imagenet-5w1s-mtnet") == "51.70 ± 1.84"
     assert paper_result("mini-imagenet-5w5s-lstm-meta") == "60.60 ± 0.71"
     assert paper_result("omniglot-5w1s-lstm-meta") is None  # the LSTM meta-learner paper has no Omniglot numbers
-    assert paper_result("omniglot-20w5s-imaml").startswith("99.14 ± 0.1 (iMAML-HF)")
+    assert paper_result("omniglot-20w5s-imaml").startswith("98.69 ± 0.1 (iMAML-GD")
+    assert paper_result("omniglot-20w5s-imaml-hf") == "99.14 ± 0.1 (iMAML-HF)"
     assert paper_result("omniglot-20w1s-anil") == "96.2 ± 0.5"
     assert paper_result("omniglot-5w1s-anil") is None  # ANIL's paper has Omniglot 20-way only
     assert paper_result("mini-imagenet-5w5s-boil") == "66.45 ± 0.37"
     assert paper_result("omniglot-5w1s-reptile") == "97.68 ± 0.04"
     # MAML 6 + sinusoid, first-order 2, MAML++ 6, Meta-SGD 6 + sinusoid, MT-net 3, LSTM meta-learner 2,
-    # ANIL 4, BOIL 2, Reptile 4, iMAML 4
-    assert sum(r.paper is not None for r in PRESETS.values()) == 41
+    # ANIL 4, BOIL 2, Reptile 4, iMAML-GD 4, iMAML-HF 4
+    assert sum(r.paper is not None for r in PRESETS.values()) == 45

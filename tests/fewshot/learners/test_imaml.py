@@ -26,15 +26,19 @@ def _grads(learner, batch):
 
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
-def test_linear_least_squares_equals_the_closed_form(batching):
+@pytest.mark.parametrize("solver", ["gd", "hf"])
+def test_linear_least_squares_equals_the_closed_form(batching, solver):
     """``f(x) = W x``, MSE (mean over n*o entries, c = 2/(n o)): the inner minimiser is ``phi* = (c Y^T X +
     lam theta)(c X^T X + lam I)^{-1}`` and the implicit meta-gradient ``lam grad L_q(phi*) (c X^T X + lam
-    I)^{-1}``; the inner loop runs to convergence and CG to exactness (d*o = 6 unknowns)."""
+    I)^{-1}``; the inner loop runs to convergence and CG to exactness (d*o = 6 unknowns).  iMAML-HF: the
+    proximal objective is quadratic, so one full Newton step with an exact CG lands on ``phi*``."""
     torch.manual_seed(0)  # test-only module init
     model = nn.Linear(3, 2, bias=False).double()
     lam = 1.5
-    learner = IMAML(model, IMAMLConfig(inner_steps=400, inner_lr=0.3, lam=lam, cg_steps=6, cg_tol=0.0,
-                                       task_batching=batching))
+    inner = dict(inner_steps=400, inner_lr=0.3) if solver == "gd" else dict(inner_steps=1, inner_lr=1.0,
+                                                                               hf_cg_steps=6)
+    learner = IMAML(model, IMAMLConfig(**inner, lam=lam, cg_steps=6, cg_tol=0.0, task_batching=batching,
+                                       inner_solver=solver))
     batch = _linear_tasks()
     out, grads = _grads(learner, batch)
     theta = model.weight.detach()
@@ -220,7 +224,8 @@ def test_a_nonfinite_cg_solve_stops_the_run():
     ({"lam": float("inf")}, "lam must be"), ({"lam": True}, "lam must be"),
     ({"cg_steps": 0}, "cg_steps must be"), ({"cg_steps": 2.5}, "cg_steps must be"),
     ({"cg_tol": -1e-3}, r"cg_tol must be a number in \[0, 1\)"), ({"cg_tol": 1.0}, "cg_tol must be"),
-    ({"cg_radius": 0.0}, "cg_radius must be a finite number > 0"), ({"cg_radius": float("inf")}, "cg_radius must"),
+    ({"cg_radius": 0.0}, "cg_radius must be a finite number > 0"), ({"inner_solver": "newton"}, "inner_solver must"),
+    ({"hf_cg_steps": 0}, "hf_cg_steps must be"), ({"cg_radius": float("inf")}, "cg_radius must"),
     ({"inner_steps": 0}, "inner_steps must be"), ({"inner_lr": -0.1}, "inner_lr must be"),
     ({"msl": True}, "msl does not apply to iMAML"),
     ({"checkpoint_steps": 2}, "checkpoint_steps does not apply to iMAML"),
@@ -228,6 +233,13 @@ def test_a_nonfinite_cg_solve_stops_the_run():
 def test_bad_settings_get_one_clear_error(bad, match):
     with pytest.raises(ConfigError, match=match):
         IMAMLConfig(**bad)
+
+
+def test_imaml_hf_forces_the_hessian_free_inner_solver():
+    learner = build_learner("imaml-hf", _tanh_mlp(), IMAMLConfig())
+    assert learner.config.inner_solver == "hf" and learner.rule.needs_hvp
+    preset = build_learner("imaml-hf", _tanh_mlp()).config
+    assert (preset.inner_solver, preset.inner_steps, preset.inner_lr) == ("hf", 5, 1.0)
 
 
 def test_foimaml_forces_first_order_and_skips_the_solve():
