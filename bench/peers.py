@@ -363,30 +363,35 @@ def _machine_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
-def fewshot_machine_rate(args, precision: str, work: Path) -> float:
-    """Iterations per second of the real `fewshot train` command (validation and checkpoints off)."""
+def fewshot_machine_rate(args, precision: str, work: Path, queries: int = 1, iterations: int | None = None) -> float:
+    """Iterations per second of the real `fewshot train` command (validation and checkpoints off), with
+    ``queries`` query images per class (the preset's 1, or more through ``--set data.queries``)."""
     hook = work / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(STAMPS_HOOK, encoding="utf-8")
     stamps, out = work / "stamps.json", work / f"run-{time.monotonic_ns()}"
-    total = args.machine_iterations + args.machine_warmup + 1
+    total = (iterations or args.machine_iterations) + args.machine_warmup + 1
     cmd = [sys.executable, "-m", "fewshot", "train", MACHINE_PRESET, "--out", str(out), "--quiet",
            "--iterations", str(total), "--set", "val_every=0", "--set", f"checkpoint_every={total}",
            "--device", "cpu", *FEWSHOT_CPU_FLAGS, *(["--precision", precision] if precision != "fp32" else [])]
     if args.data_root:
         cmd += ["--set", f"data.root={args.data_root}"]
+    if queries != 1:
+        cmd += ["--set", f"data.queries={queries}"]
     env = _machine_env(PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", FEWSHOT_BENCH_STAMPS=str(stamps))
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return _rate(json.loads(stamps.read_text(encoding="utf-8")), args.machine_warmup)
 
 
-def l2l_recipe_rate(iterations: int, warmup: int, precision: str) -> float:
+def l2l_recipe_rate(iterations: int, warmup: int, precision: str, queries: int = 1) -> float:
     """learn2learn's examples/vision/maml_omniglot.py training step (OmniglotCNN, 5-way 1-shot with one
     query per class, meta-batch 32, 1 adaptation step at fast_lr 0.5, second order, Adam 0.003, one
     backward per task, gradients scaled by 1/32), at torch's default threads, fed from a pool of
     in-memory task tensors (no data loading at all: generous to it).  The example's per-iteration
     meta-validation is left out, as fewshot's validation is.  ``bf16``: the forward passes under
-    ``torch.autocast("cpu", dtype=torch.bfloat16)``, the backward outside, as fewshot's bf16 does."""
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``, the backward outside, as fewshot's bf16 does.
+    ``queries`` > 1: that many query images per class instead of the example's one (its split keeps the
+    first ``shots`` images of each class for adaptation)."""
     import contextlib
 
     import learn2learn as l2l
@@ -398,10 +403,11 @@ def l2l_recipe_rate(iterations: int, warmup: int, precision: str) -> float:
     opt = torch.optim.Adam(maml.parameters(), 0.003)
     loss = nn.CrossEntropyLoss(reduction="mean")
     g = torch.Generator().manual_seed(0)
-    pool = [(torch.rand(2 * shots * ways, 1, 28, 28, generator=g), torch.arange(ways).repeat_interleave(2 * shots))
+    per_class = shots + queries
+    pool = [(torch.rand(per_class * ways, 1, 28, 28, generator=g), torch.arange(ways).repeat_interleave(per_class))
             for _ in range(64)]
-    adapt_idx = torch.arange(0, 2 * shots * ways, 2)  # the example's every-other split into support and query
-    eval_idx = torch.arange(1, 2 * shots * ways, 2)
+    first = torch.arange(per_class * ways) % per_class < shots  # queries=1: the example's every-other split
+    adapt_idx, eval_idx = torch.nonzero(first).flatten(), torch.nonzero(~first).flatten()
     cast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
             else contextlib.nullcontext)
     stamps, k = [], 0
@@ -422,11 +428,12 @@ def l2l_recipe_rate(iterations: int, warmup: int, precision: str) -> float:
     return _rate(stamps, warmup)
 
 
-def machine_rows(args, have_l2l: bool) -> dict:
+def machine_rows(args, have_l2l: bool, queries: int = 1) -> dict:
     """fewshot's command vs learn2learn's recipe, whole machine, interleaved rounds, fp32 and (where
-    this checkout's `fewshot train` has it) bf16."""
+    this checkout's `fewshot train` has it) bf16, at ``queries`` query images per class."""
     import tempfile
 
+    iterations = args.machine_iterations if queries == 1 else args.machine_query_iterations
     precisions = ["fp32"] + (["bf16"] if args.machine_bf16 else [])
     bf16_fewshot = "bf16" in precisions and fewshot_has_precision()
     rates: dict[str, list[float]] = {}
@@ -434,31 +441,40 @@ def machine_rows(args, have_l2l: bool) -> dict:
         for r in range(args.machine_rounds):
             for precision in precisions:
                 if precision == "fp32" or bf16_fewshot:
-                    rate = fewshot_machine_rate(args, precision, Path(tmp))
+                    rate = fewshot_machine_rate(args, precision, Path(tmp), queries, iterations)
                     rates.setdefault(f"fewshot {precision}", []).append(rate)
                 if have_l2l:
                     out = subprocess.run([sys.executable, __file__, "--l2l-recipe", precision, "--machine-iterations",
-                                          str(args.machine_iterations), "--machine-warmup", str(args.machine_warmup)],
+                                          str(iterations), "--machine-warmup", str(args.machine_warmup),
+                                          "--l2l-queries", str(queries)],
                                          capture_output=True, text=True, check=True, env=_machine_env())
                     rates.setdefault(f"learn2learn {precision}", []).append(float(out.stdout.split()[-1]))
-            print(f"whole machine, round {r + 1}: " + "  ".join(f"{n} {v[-1]:.2f} it/s" for n, v in rates.items()),
-                  flush=True)
+            print(f"whole machine, {queries} queries, round {r + 1}: "
+                  + "  ".join(f"{n} {v[-1]:.2f} it/s" for n, v in rates.items()), flush=True)
     med = {n: statistics.median(v) for n, v in rates.items()}
     ratios = {p: med[f"fewshot {p}"] / med[f"learn2learn {p}"] for p in precisions
               if f"fewshot {p}" in med and f"learn2learn {p}" in med}
     if "fewshot bf16" in med and "learn2learn fp32" in med:
         ratios["bf16 vs learn2learn fp32"] = med["fewshot bf16"] / med["learn2learn fp32"]
     return {"preset": MACHINE_PRESET, "fewshot_flags": FEWSHOT_CPU_FLAGS, "cores": os.cpu_count(),
-            "iterations": args.machine_iterations, "warmup": args.machine_warmup, "rounds": args.machine_rounds,
+            "queries": queries, "iterations": iterations, "warmup": args.machine_warmup, "rounds": args.machine_rounds,
             "its_per_s": rates, "median_its_per_s": med, "ratio_fewshot_vs_l2l": ratios,
             "bf16_skipped": ("fewshot train has no --precision in this checkout" if "bf16" in precisions
                              and not bf16_fewshot else None), "note": args.machine_note}
 
 
+def all_machine_rows(args, have_l2l: bool) -> list[dict]:
+    """``machine_rows`` at each of ``--machine-queries``."""
+    return [machine_rows(args, have_l2l, int(q)) for q in str(args.machine_queries).split(",")]
+
+
 def machine_markdown(m: dict) -> list[str]:
     med, ratios = m["median_its_per_s"], m["ratio_fewshot_vs_l2l"]
+    queries = m.get("queries", 1)
+    shape = ("the preset's shape, 1 query per class" if queries == 1 else
+             f"{queries} queries per class (`--set data.queries={queries}`; learn2learn's recipe with the same)")
     lines = [f"## Whole machine: `fewshot train {m['preset']} {' '.join(m['fewshot_flags'])}` vs learn2learn's "
-             "Omniglot MAML recipe", "",
+             f"Omniglot MAML recipe, {shape}", "",
              f"{m['cores']} cores; iterations per second (higher is better), medians of {m['rounds']} interleaved "
              f"rounds of {m['iterations']} timed iterations after {m['warmup']}; each system at its own default "
              "threads; validation off. learn2learn: examples/vision/maml_omniglot.py's step (OmniglotCNN, "
@@ -505,8 +521,9 @@ def markdown(result: dict) -> str:
     lines += ["", "Largest meta-gradient difference from fewshot (same weights and tasks, float32): "
               + "; ".join(f"{r['setting']}: " + ", ".join(f"{p} {g:.1e}" for p, g in r["max_grad_gap"].items())
                           for r in result["time"]), ""]
-    if result.get("machine_rows"):
-        lines += machine_markdown(result["machine_rows"]) + [""]
+    rows = result.get("machine_rows")
+    for m in ([rows] if isinstance(rows, dict) else rows or []):
+        lines += machine_markdown(m) + [""]
     return "\n".join(lines)
 
 
@@ -525,6 +542,11 @@ def main() -> None:
     p.add_argument("--machine-rounds", type=int, default=5)
     p.add_argument("--machine-iterations", type=int, default=60, help="timed iterations per round and system")
     p.add_argument("--machine-warmup", type=int, default=3)
+    p.add_argument("--machine-queries", default="1,15",
+                   help="comma-separated query counts per class of the whole-machine rows (default 1,15)")
+    p.add_argument("--machine-query-iterations", type=int, default=15,
+                   help="timed iterations per round and system of the rows with more than 1 query")
+    p.add_argument("--l2l-queries", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--no-machine-bf16", dest="machine_bf16", action="store_false",
                    help="fp32 only (default: also bf16 autocast, fewshot's where `fewshot train --precision` exists)")
     p.add_argument("--machine-note", default="", help="a sentence printed under the whole-machine table")
@@ -535,7 +557,7 @@ def main() -> None:
     p.add_argument("--l2l-recipe", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.l2l_recipe:  # a fresh process at torch's default threads
-        print(l2l_recipe_rate(args.machine_iterations, args.machine_warmup, args.l2l_recipe))
+        print(l2l_recipe_rate(args.machine_iterations, args.machine_warmup, args.l2l_recipe, args.l2l_queries))
         return
     torch.set_num_threads(1)
     global DEVICE
@@ -553,7 +575,7 @@ def main() -> None:
     if args.machine_only or args.memory_only:  # re-measure one part of an existing peers.json
         result = json.loads((out / "peers.json").read_text(encoding="utf-8"))
         if args.machine_only:
-            result["machine_rows"] = machine_rows(args, have_l2l)
+            result["machine_rows"] = all_machine_rows(args, have_l2l)
         else:
             result["memory"] = memory_rows(args, have_l2l)
         (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -567,7 +589,7 @@ def main() -> None:
               "device": ("cpu, 1 thread" if DEVICE.type == "cpu" else torch.cuda.get_device_name(DEVICE)),
               "memory": [] if args.quick or DEVICE.type != "cpu" else memory_rows(args, have_l2l)}
     if args.machine:
-        result["machine_rows"] = machine_rows(args, have_l2l)
+        result["machine_rows"] = all_machine_rows(args, have_l2l)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (out / "peers.md").write_text(markdown(result), encoding="utf-8")
