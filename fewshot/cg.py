@@ -3,7 +3,7 @@ under vmap.
 
 Why truncated: the matrices fewshot solves with (iMAML's ``A = I + H/lam``) are positive definite only
 near a minimiser of the proximal objective, and a network's support loss after a finite inner loop often is
-not there.  On Omniglot at the 5-way iMAML preset, 3 of 4 tasks met a direction of negative curvature
+not there.  On Omniglot at the 5-way iMAML preset, all 4 tasks of a probe met a direction of negative curvature
 within 10 CG steps, and plain CG's residual then grew to 10-130 times the right-hand side's norm: a
 meta-gradient dominated by noise.  With a ``radius``, two rules stop a solve early and keep what it has:
 
