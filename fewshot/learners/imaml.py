@@ -49,14 +49,14 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
-from torch.func import grad, grad_and_value, vjp
+from torch.func import grad_and_value
 
 from ..cg import conjugate_gradient
 from ..cg import dot as _dot
 from ..checks import check_count
 from ..errors import AdaptationError, ConfigError
 from ..func_transforms import under_transform
-from ..functional import LossFn, Params, call, copy_buffers, inner_loop
+from ..functional import LossFn, Params, call, copy_buffers, grads_loss_and_hvp, inner_loop
 from ..precision import float32_outputs
 from ..rules import SGD, NewtonCG, UpdateRule
 from ..rules.base import Chain, State
@@ -203,12 +203,9 @@ class IMAML(GradientLearner):
         if first_order:
             x = g_q
         else:
-            if batched:
-                linearised = vjp(grad(support), phi)
-                g_s, vjp_fn = linearised[0], linearised[1]
-
-                def hvp(v: Params) -> Params:
-                    return vjp_fn(v)[0]
+            if batched:  # the inner loop's own linearised support gradient (functional.grads_loss_and_hvp)
+                g_s, _, _, hvp = grads_loss_and_hvp(self.model, {**fixed, **phi}, res.buffers, sx, sy,
+                                                    loss_fn=loss_fn, names=names, step=at)
             else:
                 with torch.enable_grad():  # one support-gradient graph, differentiated again by every product
                     at_phi = {n: v.clone().requires_grad_() for n, v in phi.items()}
