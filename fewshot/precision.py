@@ -15,7 +15,9 @@ and their backward (double backward included).  What stays float32, and why:
 - the losses: logits are cast to float32 before cross-entropy / MSE (``float32_outputs``), since a
   softmax over bf16 logits loses the small differences the inner step follows;
 - batch norm (``StepBatchNorm``): statistics, normalisation and running buffers in float32, since a
-  bf16 variance of near-constant activations rounds to zero or negative.
+  bf16 variance of near-constant activations rounds to zero or negative.  Outside vmap the native
+  kernel does this itself on bf16 input (float32 accumulation, output rounded to bf16); the elementary
+  path under vmap casts its input to float32.
 
 Usage: ``with autocast(device, resolve_precision("bf16", device)): out = learner.meta_loss(batch)``
 """

@@ -176,29 +176,41 @@ class StepBatchNorm(nn.Module):
         if x.shape[1] != self.num_features:
             raise ConfigError(f"{type(self).__name__}({self.num_features}) got {x.shape[1]} channels: "
                               "fix the layer width")
-        if x.dtype in (torch.bfloat16, torch.float16) and (self.weight is None or self.weight.dtype == torch.float32):
-            x = x.float()  # under autocast: statistics, normalisation and running buffers in float32
         t = min(current_inner_step(), self.steps - 1)
         use_batch = self.training or not self.track_running_stats
-        given = _GIVEN.get()
+        given, rows = _GIVEN.get(), _STATS_ROWS.get()
         if use_batch and given is not None:
             if self not in given:
                 raise ConfigError(f"{type(self).__name__}({self.num_features}) has no recorded statistics: the "
                                   "model changed after adaptation; adapt again")
-            return self._normalise(x, *given[self], t)
-        rows = _STATS_ROWS.get()
-        if use_batch and _RECORD.get() is not None:
-            return self._elementary(x, t, use_batch, rows)
-        if use_batch and rows is not None and rows < x.shape[0]:
-            return self._elementary(x, t, use_batch, rows)
+            return self._normalise(self._float32(x), *given[self], t)
+        if use_batch and (_RECORD.get() is not None or (rows is not None and rows < x.shape[0])):
+            return self._elementary(self._float32(x), t, use_batch, rows)
         if not (use_batch and x.numel() == x.shape[1]) and (_NATIVE_UNDER_VMAP.get() or not under_vmap()):
-            # native kernel: updates the running-statistics slot (a view) in place, as the path below does
+            # PyTorch's kernel; it updates the running-statistics slot (a view) in place, as the path below does.
+            # Under autocast it takes the bf16 activations with this layer's float32 weights and buffers (its
+            # "mixed type" path): statistics and normalisation in float32, only the output rounded to bf16
+            if not self._float32_state():
+                x = self._float32(x)
             return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
                                 None if self.running_var is None else self.running_var[t],
                                 None if self.weight is None else self.weight[t],
                                 None if self.bias is None else self.bias[t],
                                 training=use_batch, momentum=self.momentum, eps=self.eps)
-        return self._elementary(x, t, use_batch)
+        return self._elementary(self._float32(x), t, use_batch)
+
+    def _float32(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in float32 if autocast made it bf16/fp16 (this layer's weights being float32): the elementary
+        paths' statistics, normalisation and running buffers are computed in float32, since a bf16 variance of
+        near-constant activations rounds to zero or below.  A layer cast to bf16 as a whole stays bf16."""
+        low = x.dtype in (torch.bfloat16, torch.float16)
+        return x.float() if low and (self.weight is None or self.weight.dtype == torch.float32) else x
+
+    def _float32_state(self) -> bool:
+        """Whether this layer holds float32 weights or running buffers: then the native kernel, given bf16
+        activations, accumulates and normalises in float32 (a layer cast to bf16 as a whole does not)."""
+        held = [v for v in (self.weight, self.running_mean) if v is not None]
+        return bool(held) and all(v.dtype == torch.float32 for v in held)
 
     def _elementary(self, x: torch.Tensor, t: int, use_batch: bool, rows: int | None = None) -> torch.Tensor:
         """The same normalisation from elementary ops (vmap-safe; also handles one value per channel).

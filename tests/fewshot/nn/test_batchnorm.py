@@ -179,3 +179,45 @@ def test_statistics_from_under_vmap_and_validation():
     with pytest.raises(ConfigError, match="at least 1 row"):
         with statistics_from(0):
             pass
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_bf16_activations_take_the_native_kernel_with_float32_statistics(training):
+    """Under autocast a float32 layer given bf16 activations outside vmap runs the native kernel's mixed-type
+    path: the same statistics, running-buffer update and normalisation as float32 on the same (bf16) values,
+    only the output rounded to bf16, and first and second derivatives within bf16's rounding of float32's."""
+    g = torch.Generator().manual_seed(3)
+    bn = StepBatchNorm2d(3, steps=2).train(training)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=g)
+        bn.bias.uniform_(-0.5, 0.5, generator=g)
+        bn.running_mean.uniform_(-1, 1, generator=g)
+        bn.running_var.uniform_(0.5, 2, generator=g)
+    near_constant = (torch.randn(6, 3, 5, 5, generator=g) * 0.01 + 3.0).bfloat16()  # a bf16 variance: 0
+    plain = torch.randn(6, 3, 5, 5, generator=g).bfloat16()
+    w = torch.randn(6, 3, 5, 5, generator=g)
+    for x16, derivatives in ((near_constant, False), (plain, True)):
+        results = []
+        for x in (x16.float().requires_grad_(), x16.clone().requires_grad_()):
+            layer = copy.deepcopy(bn)
+            with inner_step(1):
+                y = layer(x)
+            (gx,) = torch.autograd.grad((y.float() * w).sum(), x, create_graph=True)
+            (ggx,) = torch.autograd.grad((gx.float() ** 2).sum(), x, allow_unused=True)
+            ggx = torch.zeros_like(x) if ggx is None else ggx  # None: affine in x (eval)
+            results.append((y.detach(), gx.detach(), ggx, [b.clone() for b in layer.buffers()]))
+        (y32, g32, h32, b32), (y16, g16, h16, b16) = results
+        assert y16.dtype == torch.bfloat16 and all(b.dtype == torch.float32 for b in b16)
+        assert torch.allclose(y16.float(), y32, rtol=2 ** -8, atol=2 ** -8)  # y32 rounded to bf16, up to 1 ulp
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(b16, b32))
+        if training:
+            assert not torch.equal(b16[0], bn.running_mean)  # the float32 slot was updated from the bf16 input
+        if derivatives:  # bf16 rounds the layer's gradients (0.4% each), float32 does not
+            for lo, hi in ((g16, g32), (h16, h32)):
+                assert float((lo.float() - hi).norm()) <= 2 ** -6 * float(hi.norm()) + 1e-6
+
+
+def test_a_layer_cast_to_bf16_stays_bf16():
+    bn = StepBatchNorm2d(3).bfloat16()
+    x = torch.randn(4, 3, 2, 2).bfloat16()
+    assert bn(x).dtype == torch.bfloat16 and bn.running_mean.dtype == torch.bfloat16
