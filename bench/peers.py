@@ -356,14 +356,23 @@ def fewshot_has_precision() -> bool:
     return "--precision" in out.stdout
 
 
-def _machine_env(**extra: str) -> dict[str, str]:
-    """This environment minus any thread or torchrun setting, so every system takes its own defaults."""
-    drop = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}
+# glibc malloc thresholds raised by hand (bench/NOTES.md, "glibc's allocator"): activations of a few MB
+# then stay on the heap instead of being returned to the kernel and page-faulted back every iteration
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+MALLOC_STATES = ("default", "tuned")
+
+
+def _machine_env(malloc: str = "default", **extra: str) -> dict[str, str]:
+    """This environment minus any thread, torchrun or malloc setting, so every system takes its own defaults;
+    ``malloc="tuned"`` adds ``MALLOC_TUNED`` (for every system alike)."""
+    drop = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+            *MALLOC_TUNED}
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
+    return {**env, "PYTHONPATH": str(ROOT), **(MALLOC_TUNED if malloc == "tuned" else {}), **extra}
 
 
-def fewshot_machine_rate(args, precision: str, work: Path, queries: int = 1, iterations: int | None = None) -> float:
+def fewshot_machine_rate(args, precision: str, work: Path, queries: int = 1, iterations: int | None = None,
+                         malloc: str = "default") -> float:
     """Iterations per second of the real `fewshot train` command (validation and checkpoints off), with
     ``queries`` query images per class (the preset's 1, or more through ``--set data.queries``)."""
     hook = work / "hook"
@@ -378,7 +387,7 @@ def fewshot_machine_rate(args, precision: str, work: Path, queries: int = 1, ite
         cmd += ["--set", f"data.root={args.data_root}"]
     if queries != 1:
         cmd += ["--set", f"data.queries={queries}"]
-    env = _machine_env(PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", FEWSHOT_BENCH_STAMPS=str(stamps))
+    env = _machine_env(malloc, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", FEWSHOT_BENCH_STAMPS=str(stamps))
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return _rate(json.loads(stamps.read_text(encoding="utf-8")), args.machine_warmup)
 
@@ -428,36 +437,54 @@ def l2l_recipe_rate(iterations: int, warmup: int, precision: str, queries: int =
     return _rate(stamps, warmup)
 
 
+def _key(system: str, precision: str, malloc: str) -> str:
+    return f"{system} {precision}" + ("" if malloc == "default" else f" {malloc}-malloc")
+
+
 def machine_rows(args, have_l2l: bool, queries: int = 1) -> dict:
     """fewshot's command vs learn2learn's recipe, whole machine, interleaved rounds, fp32 and (where
-    this checkout's `fewshot train` has it) bf16, at ``queries`` query images per class."""
+    this checkout's `fewshot train` has it) bf16, at ``queries`` query images per class, with glibc's
+    allocator at its defaults and (``--machine-malloc``) with its thresholds raised for both systems."""
     import tempfile
 
     iterations = args.machine_iterations if queries == 1 else args.machine_query_iterations
     precisions = ["fp32"] + (["bf16"] if args.machine_bf16 else [])
+    mallocs = [m for m in str(args.machine_malloc).split(",") if m]
+    bad = [m for m in mallocs if m not in MALLOC_STATES]
+    if bad:
+        raise SystemExit(f"--machine-malloc takes {', '.join(MALLOC_STATES)}, got {', '.join(bad)}")
     bf16_fewshot = "bf16" in precisions and fewshot_has_precision()
     rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.machine_rounds):
-            for precision in precisions:
-                if precision == "fp32" or bf16_fewshot:
-                    rate = fewshot_machine_rate(args, precision, Path(tmp), queries, iterations)
-                    rates.setdefault(f"fewshot {precision}", []).append(rate)
-                if have_l2l:
-                    out = subprocess.run([sys.executable, __file__, "--l2l-recipe", precision, "--machine-iterations",
-                                          str(iterations), "--machine-warmup", str(args.machine_warmup),
-                                          "--l2l-queries", str(queries)],
-                                         capture_output=True, text=True, check=True, env=_machine_env())
-                    rates.setdefault(f"learn2learn {precision}", []).append(float(out.stdout.split()[-1]))
+            for malloc in mallocs:
+                for precision in precisions:
+                    if precision == "fp32" or bf16_fewshot:
+                        rate = fewshot_machine_rate(args, precision, Path(tmp), queries, iterations, malloc)
+                        rates.setdefault(_key("fewshot", precision, malloc), []).append(rate)
+                    if have_l2l:
+                        out = subprocess.run([sys.executable, __file__, "--l2l-recipe", precision,
+                                              "--machine-iterations", str(iterations), "--machine-warmup",
+                                              str(args.machine_warmup), "--l2l-queries", str(queries)],
+                                             capture_output=True, text=True, check=True, env=_machine_env(malloc))
+                        rates.setdefault(_key("learn2learn", precision, malloc), []).append(
+                            float(out.stdout.split()[-1]))
             print(f"whole machine, {queries} queries, round {r + 1}: "
                   + "  ".join(f"{n} {v[-1]:.2f} it/s" for n, v in rates.items()), flush=True)
     med = {n: statistics.median(v) for n, v in rates.items()}
-    ratios = {p: med[f"fewshot {p}"] / med[f"learn2learn {p}"] for p in precisions
-              if f"fewshot {p}" in med and f"learn2learn {p}" in med}
-    if "fewshot bf16" in med and "learn2learn fp32" in med:
-        ratios["bf16 vs learn2learn fp32"] = med["fewshot bf16"] / med["learn2learn fp32"]
+    ratios: dict[str, float] = {}
+    for malloc in mallocs:
+        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        for p in precisions:
+            f, l_ = med.get(_key("fewshot", p, malloc)), med.get(_key("learn2learn", p, malloc))
+            if f is not None and l_ is not None:
+                ratios[p + suffix] = f / l_
+        f, l_ = med.get(_key("fewshot", "bf16", malloc)), med.get(_key("learn2learn", "fp32", malloc))
+        if f is not None and l_ is not None:
+            ratios["bf16 vs learn2learn fp32" + suffix] = f / l_
     return {"preset": MACHINE_PRESET, "fewshot_flags": FEWSHOT_CPU_FLAGS, "cores": os.cpu_count(),
             "queries": queries, "iterations": iterations, "warmup": args.machine_warmup, "rounds": args.machine_rounds,
+            "malloc": mallocs, "malloc_tuned_env": MALLOC_TUNED,
             "its_per_s": rates, "median_its_per_s": med, "ratio_fewshot_vs_l2l": ratios,
             "bf16_skipped": ("fewshot train has no --precision in this checkout" if "bf16" in precisions
                              and not bf16_fewshot else None), "note": args.machine_note}
@@ -481,15 +508,27 @@ def machine_markdown(m: dict) -> list[str]:
              "meta-batch 32, 1 step, 2nd order, one backward per task) on in-memory task tensors. "
              "Ratio > 1: fewshot is faster.", "",
              "| precision | fewshot it/s | learn2learn it/s | fewshot / learn2learn |", "|---|---|---|---|"]
-    for p in ("fp32", "bf16"):
-        f, l_ = med.get(f"fewshot {p}"), med.get(f"learn2learn {p}")
-        if f is None and l_ is None:
-            continue
-        label = "bf16 (autocast)" if p == "bf16" else p
-        lines.append(f"| {label} | {'–' if f is None else f'{f:.2f}'} | {'–' if l_ is None else f'{l_:.2f}'} | "
-                     + (f"{ratios[p]:.2f}x" if p in ratios else "–") + " |")
-    if "bf16 vs learn2learn fp32" in ratios:
-        lines.append(f"\nfewshot bf16 against learn2learn fp32: {ratios['bf16 vs learn2learn fp32']:.2f}x.")
+    for malloc in m.get("malloc", ["default"]):
+        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        where = "" if len(m.get("malloc", ["default"])) == 1 else (
+            ", glibc malloc defaults" if malloc == "default" else ", malloc thresholds raised (both)")
+        for p in ("fp32", "bf16"):
+            f, l_ = med.get(f"fewshot {p}{suffix}"), med.get(f"learn2learn {p}{suffix}")
+            if f is None and l_ is None:
+                continue
+            label = ("bf16 (autocast)" if p == "bf16" else p) + where
+            lines.append(f"| {label} | {'–' if f is None else f'{f:.2f}'} | {'–' if l_ is None else f'{l_:.2f}'} | "
+                         + (f"{ratios[p + suffix]:.2f}x" if p + suffix in ratios else "–") + " |")
+    for malloc in m.get("malloc", ["default"]):
+        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        key = "bf16 vs learn2learn fp32" + suffix
+        if key in ratios:
+            where = "" if malloc == "default" else " (malloc thresholds raised for both)"
+            lines.append(f"\nfewshot bf16 against learn2learn fp32{where}: {ratios[key]:.2f}x.")
+    if "tuned" in m.get("malloc", []):
+        env = " ".join(f"{k}={v}" for k, v in m.get("malloc_tuned_env", MALLOC_TUNED).items())
+        lines.append(f"\nRaised thresholds: `{env}` in both systems' environments (bench/NOTES.md, "
+                     "\"glibc's allocator\").")
     if m.get("bf16_skipped"):
         lines.append(f"\nfewshot bf16 not measured: {m['bf16_skipped']}.")
     if m.get("note"):
@@ -549,6 +588,9 @@ def main() -> None:
     p.add_argument("--l2l-queries", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--no-machine-bf16", dest="machine_bf16", action="store_false",
                    help="fp32 only (default: also bf16 autocast, fewshot's where `fewshot train --precision` exists)")
+    p.add_argument("--machine-malloc", default="default,tuned",
+                   help="glibc allocator states of the whole-machine rows: default (each system as it starts), "
+                        "tuned (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised for both); comma-separated")
     p.add_argument("--machine-note", default="", help="a sentence printed under the whole-machine table")
     p.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"),
                    help="data root holding omniglot/omniglot-28.h5 for the whole-machine row (default $FEWSHOT_DATA)")

@@ -183,9 +183,9 @@ class StepBatchNorm(nn.Module):
             if self not in given:
                 raise ConfigError(f"{type(self).__name__}({self.num_features}) has no recorded statistics: the "
                                   "model changed after adaptation; adapt again")
-            return self._normalise(self._float32(x), *given[self], t)
+            return self._normalise(self._float32(x), *given[self], t).to(x.dtype)
         if use_batch and (_RECORD.get() is not None or (rows is not None and rows < x.shape[0])):
-            return self._elementary(self._float32(x), t, use_batch, rows)
+            return self._elementary(self._float32(x), t, use_batch, rows).to(x.dtype)
         if not (use_batch and x.numel() == x.shape[1]) and (_NATIVE_UNDER_VMAP.get() or not under_vmap()):
             # PyTorch's kernel; it updates the running-statistics slot (a view) in place, as the path below does.
             # Under autocast it takes the bf16 activations with this layer's float32 weights and buffers (its
@@ -197,12 +197,15 @@ class StepBatchNorm(nn.Module):
                                 None if self.weight is None else self.weight[t],
                                 None if self.bias is None else self.bias[t],
                                 training=use_batch, momentum=self.momentum, eps=self.eps)
-        return self._elementary(self._float32(x), t, use_batch)
+        return self._elementary(self._float32(x), t, use_batch).to(x.dtype)
 
     def _float32(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in float32 if autocast made it bf16/fp16 (this layer's weights being float32): the elementary
         paths' statistics, normalisation and running buffers are computed in float32, since a bf16 variance of
-        near-constant activations rounds to zero or below.  A layer cast to bf16 as a whole stays bf16."""
+        near-constant activations rounds to zero or below.  A layer cast to bf16 as a whole stays bf16.
+        The normalised output goes back to the input's dtype (``forward``), as the native kernel's does: the
+        next convolution would round it anyway (ReLU and max-pool commute with rounding), and the ReLU and
+        its backward then touch half the bytes (bench/NOTES.md)."""
         low = x.dtype in (torch.bfloat16, torch.float16)
         return x.float() if low and (self.weight is None or self.weight.dtype == torch.float32) else x
 

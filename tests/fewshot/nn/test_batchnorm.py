@@ -221,3 +221,20 @@ def test_a_layer_cast_to_bf16_stays_bf16():
     bn = StepBatchNorm2d(3).bfloat16()
     x = torch.randn(4, 3, 2, 2).bfloat16()
     assert bn(x).dtype == torch.bfloat16 and bn.running_mean.dtype == torch.bfloat16
+
+
+def test_bf16_activations_under_vmap_are_normalised_in_float32_and_returned_in_bf16():
+    """The elementary path (vmap) casts bf16 input to float32 for the statistics and the normalisation, and
+    rounds only its output back to bf16: equal to the float32 result on the same values, up to one rounding."""
+    g = torch.Generator().manual_seed(5)
+    x16 = (torch.randn(2, 6, 3, 4, 4, generator=g) * 0.01 + 3.0).bfloat16()  # near-constant: a bf16 variance: 0
+    outs = []
+    for x in (x16.float(), x16):
+        bn = StepBatchNorm2d(3, track_running_stats=False)  # batch statistics, no buffer to batch
+        y = bn(x[0]).detach()  # outside vmap: the native kernel
+        yv = torch.func.vmap(bn, randomness="same")(x)
+        outs.append((y, yv))
+    (y32, yv32), (y16, yv16) = outs
+    assert yv16.dtype == torch.bfloat16 and y16.dtype == torch.bfloat16
+    assert torch.allclose(yv16.float(), yv32, rtol=2 ** -8, atol=2 ** -8)
+    assert float(yv32.std()) > 0.5  # normalised: the float32 statistics saw the spread bf16 would have lost
