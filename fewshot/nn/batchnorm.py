@@ -221,17 +221,20 @@ class StepBatchNorm(nn.Module):
 
         The variance is the mean of the squared centred values, and those centred values are the ones
         normalised: under vmap, ``Tensor.var``'s strided reduction was 11% of a training step's CPU at the
-        Omniglot presets' shape, and reusing ``x - mean`` saves a pass (bench/NOTES.md)."""
+        Omniglot presets' shape, and reusing ``x - mean`` saves a pass (bench/NOTES.md).  The means are
+        sums times ``1/n``, whose backward (and double backward) expands the gradient without a full-size
+        division."""
         dims = [0] + list(range(2, x.dim()))
         if use_batch:
             src = x if rows is None else x[:rows]
-            mean = src.mean(dims, keepdim=True)
+            n = src.numel() // src.shape[1]
+            # sums scaled by 1/n, not means: a mean's backward divides its expanded gradient, a full-size op
+            mean = src.sum(dims, keepdim=True) * (1.0 / n)
             centred = x - mean
             dev = centred if rows is None else centred[:rows]
-            var = (dev * dev).mean(dims, keepdim=True)
+            var = (dev * dev).sum(dims, keepdim=True) * (1.0 / n)
             mean, var = mean.flatten(), var.flatten()
             if self.training and self.track_running_stats:
-                n = src.numel() // src.shape[1]
                 assert self.running_mean is not None and self.running_var is not None  # track_running_stats
                 with torch.no_grad():
                     rm, rv = self.running_mean[t], self.running_var[t]

@@ -59,6 +59,7 @@ def report_on_fixed_episodes(learner: torch.nn.Module, cfg: TrainConfig, *, epis
                                           steps=steps, metric="mse" if cfg.data.is_regression else "accuracy",
                                           progress=progress and ranks.main, total=stop - start)
         summary = summarize(distributed.gather(mine, ranks))
+        distributed.barrier(ranks)  # as in training: nobody leaves the group while another rank is still in it
     finally:
         distributed.teardown(ranks)
     return {
