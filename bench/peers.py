@@ -437,8 +437,13 @@ def l2l_recipe_rate(iterations: int, warmup: int, precision: str, queries: int =
     return _rate(stamps, warmup)
 
 
+def _suffix(malloc: str) -> str:
+    """How a row's key names its allocator state ("" for the defaults)."""
+    return "" if malloc == "default" else f" {malloc}-malloc"
+
+
 def _key(system: str, precision: str, malloc: str) -> str:
-    return f"{system} {precision}" + ("" if malloc == "default" else f" {malloc}-malloc")
+    return f"{system} {precision}{_suffix(malloc)}"
 
 
 def machine_rows(args, have_l2l: bool, queries: int = 1) -> dict:
@@ -474,7 +479,7 @@ def machine_rows(args, have_l2l: bool, queries: int = 1) -> dict:
     med = {n: statistics.median(v) for n, v in rates.items()}
     ratios: dict[str, float] = {}
     for malloc in mallocs:
-        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        suffix = _suffix(malloc)
         for p in precisions:
             f, l_ = med.get(_key("fewshot", p, malloc)), med.get(_key("learn2learn", p, malloc))
             if f is not None and l_ is not None:
@@ -509,7 +514,7 @@ def machine_markdown(m: dict) -> list[str]:
              "Ratio > 1: fewshot is faster.", "",
              "| precision | fewshot it/s | learn2learn it/s | fewshot / learn2learn |", "|---|---|---|---|"]
     for malloc in m.get("malloc", ["default"]):
-        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        suffix = _suffix(malloc)
         where = "" if len(m.get("malloc", ["default"])) == 1 else (
             ", glibc malloc defaults" if malloc == "default" else ", malloc thresholds raised (both)")
         for p in ("fp32", "bf16"):
@@ -520,7 +525,7 @@ def machine_markdown(m: dict) -> list[str]:
             lines.append(f"| {label} | {'–' if f is None else f'{f:.2f}'} | {'–' if l_ is None else f'{l_:.2f}'} | "
                          + (f"{ratios[p + suffix]:.2f}x" if p + suffix in ratios else "–") + " |")
     for malloc in m.get("malloc", ["default"]):
-        suffix = "" if malloc == "default" else f" {malloc}-malloc"
+        suffix = _suffix(malloc)
         key = "bf16 vs learn2learn fp32" + suffix
         if key in ratios:
             where = "" if malloc == "default" else " (malloc thresholds raised for both)"

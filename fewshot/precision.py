@@ -17,7 +17,7 @@ and their backward (double backward included).  What stays float32, and why:
 - batch norm (``StepBatchNorm``): statistics, normalisation and running buffers in float32, since a
   bf16 variance of near-constant activations rounds to zero or negative.  Outside vmap the native
   kernel does this itself on bf16 input (float32 accumulation, output rounded to bf16); the elementary
-  path under vmap casts its input to float32.
+  path under vmap casts its input to float32 and rounds its output back to bf16.
 
 Usage: ``with autocast(device, resolve_precision("bf16", device)): out = learner.meta_loss(batch)``
 """

@@ -190,22 +190,21 @@ class StepBatchNorm(nn.Module):
             # PyTorch's kernel; it updates the running-statistics slot (a view) in place, as the path below does.
             # Under autocast it takes the bf16 activations with this layer's float32 weights and buffers (its
             # "mixed type" path): statistics and normalisation in float32, only the output rounded to bf16
-            if not self._float32_state():
-                x = self._float32(x)
+            x = x if self._float32_state() else self._float32(x)
             return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
                                 None if self.running_var is None else self.running_var[t],
                                 None if self.weight is None else self.weight[t],
                                 None if self.bias is None else self.bias[t],
                                 training=use_batch, momentum=self.momentum, eps=self.eps)
+        # the elementary paths compute in float32 and hand back the input's dtype, as the native kernel does:
+        # the next convolution would round the output anyway (ReLU and max-pool commute with rounding), and
+        # the ReLU and its backward then touch half the bytes (bench/NOTES.md)
         return self._elementary(self._float32(x), t, use_batch).to(x.dtype)
 
     def _float32(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in float32 if autocast made it bf16/fp16 (this layer's weights being float32): the elementary
         paths' statistics, normalisation and running buffers are computed in float32, since a bf16 variance of
-        near-constant activations rounds to zero or below.  A layer cast to bf16 as a whole stays bf16.
-        The normalised output goes back to the input's dtype (``forward``), as the native kernel's does: the
-        next convolution would round it anyway (ReLU and max-pool commute with rounding), and the ReLU and
-        its backward then touch half the bytes (bench/NOTES.md)."""
+        near-constant activations rounds to zero or below.  A layer cast to bf16 as a whole stays bf16."""
         low = x.dtype in (torch.bfloat16, torch.float16)
         return x.float() if low and (self.weight is None or self.weight.dtype == torch.float32) else x
 
