@@ -40,5 +40,5 @@ setup(
         # torchvision: the EpisodeDataset tests use its v2 transforms (the library never imports it).
         "dev": ["pytest>=7.4", "higher==0.2.1", "ruff==0.17.6", "mypy==2.4.1", "torchvision>=0.18"],
     },
-    entry_points={"console_scripts": ["fewshot=fewshot.cli:main"]},
+    entry_points={"console_scripts": ["fewshot=fewshot.cli:entry"]},
 )

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from episodes import TaskBatch
-from fewshot import MAML, Conv4, MAMLConfig
+from fewshot import MAML, Conv4, MAMLConfig, allocator
 from fewshot.nn import StepBatchNorm
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -325,8 +325,9 @@ def memory_rows(args, have_l2l: bool) -> list[dict]:
 MACHINE_PRESET = "omniglot-5w1s-maml"
 FEWSHOT_CPU_FLAGS = ["--nproc", "auto"]  # the recommended CPU settings (docs/scale-out.md)
 # Loaded by every Python process of a timed `fewshot train` (through PYTHONPATH): stamps each call of the
-# task source's ``sample`` (once per iteration) and rank 0 writes them at exit, so the rate excludes
-# process start-up and data loading without changing the command that is timed (as bench/scaling.py).
+# task source's ``sample`` (once per iteration) and rank 0 writes them at exit (atexit, or the os._exit by
+# which a rank leaves: fewshot.distributed.leave), so the rate excludes process start-up and data loading
+# without changing the command that is timed (as bench/scaling.py).
 STAMPS_HOOK = """
 import atexit, json, os, time
 import episodes
@@ -341,6 +342,10 @@ def _write():
         with open(os.environ["FEWSHOT_BENCH_STAMPS"], "w") as f:
             json.dump(_times, f)
 atexit.register(_write)
+def _exit(status, _original=os._exit):
+    _write()
+    _original(status)
+os._exit = _exit
 """
 
 
@@ -357,8 +362,10 @@ def fewshot_has_precision() -> bool:
 
 
 # glibc malloc thresholds raised by hand (bench/NOTES.md, "glibc's allocator"): activations of a few MB
-# then stay on the heap instead of being returned to the kernel and page-faulted back every iteration
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+# then stay on the heap instead of being returned to the kernel and page-faulted back every iteration.
+# The values `fewshot train` sets itself (fewshot/allocator.py), so "tuned" changes only learn2learn.
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(allocator.MMAP_THRESHOLD),
+                "MALLOC_TRIM_THRESHOLD_": str(allocator.TRIM_THRESHOLD)}
 MALLOC_STATES = ("default", "tuned")
 
 
@@ -366,7 +373,7 @@ def _machine_env(malloc: str = "default", **extra: str) -> dict[str, str]:
     """This environment minus any thread, torchrun or malloc setting, so every system takes its own defaults;
     ``malloc="tuned"`` adds ``MALLOC_TUNED`` (for every system alike)."""
     drop = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
-            *MALLOC_TUNED}
+            allocator.ENV_SWITCH, *allocator.USER_SETTINGS}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, "PYTHONPATH": str(ROOT), **(MALLOC_TUNED if malloc == "tuned" else {}), **extra}
 
@@ -489,7 +496,7 @@ def machine_rows(args, have_l2l: bool, queries: int = 1) -> dict:
             ratios["bf16 vs learn2learn fp32" + suffix] = f / l_
     return {"preset": MACHINE_PRESET, "fewshot_flags": FEWSHOT_CPU_FLAGS, "cores": os.cpu_count(),
             "queries": queries, "iterations": iterations, "warmup": args.machine_warmup, "rounds": args.machine_rounds,
-            "malloc": mallocs, "malloc_tuned_env": MALLOC_TUNED,
+            "malloc": mallocs, "malloc_tuned_env": MALLOC_TUNED, "fewshot_tunes_malloc": True,
             "its_per_s": rates, "median_its_per_s": med, "ratio_fewshot_vs_l2l": ratios,
             "bf16_skipped": ("fewshot train has no --precision in this checkout" if "bf16" in precisions
                              and not bf16_fewshot else None), "note": args.machine_note}
@@ -516,7 +523,8 @@ def machine_markdown(m: dict) -> list[str]:
     for malloc in m.get("malloc", ["default"]):
         suffix = _suffix(malloc)
         where = "" if len(m.get("malloc", ["default"])) == 1 else (
-            ", glibc malloc defaults" if malloc == "default" else ", malloc thresholds raised (both)")
+            (", as each starts (fewshot fixes glibc's thresholds itself)" if m.get("fewshot_tunes_malloc") else
+             ", glibc malloc defaults") if malloc == "default" else ", malloc thresholds raised (both)")
         for p in ("fp32", "bf16"):
             f, l_ = med.get(f"fewshot {p}{suffix}"), med.get(f"learn2learn {p}{suffix}")
             if f is None and l_ is None:

@@ -5,6 +5,7 @@ configs and per-learner presets); ``training`` (building and running a run, chec
 ``reporting`` (test reports, publishing, plots); ``pretrained`` (shipped models); ``l2o`` (learned
 optimizers); ``commands`` (the ``fewshot`` console script). See docs/architecture.md.
 """
+from .allocator import tune_allocator
 from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
 from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, loss_and_grads, split_state

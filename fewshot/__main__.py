@@ -1,6 +1,4 @@
 """``python -m fewshot ...``: the ``fewshot`` command (also what ``torchrun -m fewshot`` runs on each rank)."""
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

@@ -13,11 +13,11 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from episodes.errors import DataError
 
-from . import __version__
+from . import __version__, distributed
 from .errors import FewshotError, FewshotWarning
 
 # Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
@@ -94,5 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
+def entry() -> NoReturn:
+    """The console script and ``python -m fewshot``: :func:`main`'s status as the process's exit status.
+
+    A rank of a torchrun job (or of ``--nproc``) leaves through :func:`fewshot.distributed.leave`, without
+    the interpreter's finalization, which can abort a process that used a gloo group.
+    """
+    status = main()
+    if distributed.launched():
+        distributed.leave(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

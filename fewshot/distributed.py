@@ -19,9 +19,10 @@ The group comes from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_R
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -122,6 +123,24 @@ def teardown(ranks: Ranks) -> None:
     """Leave the process group that :func:`setup` created (after the ranks meet, so none exits early)."""
     if ranks.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave(status: int) -> NoReturn:
+    """End this rank of a torchrun job with ``status``, skipping the interpreter's finalization.
+
+    Why: once a gloo group has been used, tearing the interpreter down can abort the process
+    ("terminate called without an active exception", SIGABRT) from a C++ destructor that runs after the
+    last Python frame is gone, even after :func:`teardown`; torchrun then reports the job failed although
+    every rank finished its work (intermittent; bench/NOTES.md, "A rank's exit").  A rank that is done
+    therefore flushes its streams and leaves with ``os._exit``.  Files, locks and the process group must
+    be closed before (as :func:`fewshot.train` and the ``fewshot`` command do); atexit handlers do not run.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(status)
 
 
 def barrier(ranks: Ranks) -> None:

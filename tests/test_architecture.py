@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # layer of each top-level part of fewshot (lower = more basic); a module may import its own layer or lower
 LAYERS = {
-    "errors": 0, "checks": 0, "precision": 0, "func_transforms": 0,
+    "errors": 0, "checks": 0, "precision": 0, "func_transforms": 0, "allocator": 0,
     "functional": 1, "cg": 1, "best_step": 1, "recompute": 1, "schedules": 1, "nn": 1, "rules": 1, "learners": 1,
     "meta_optimizer": 2, "scoring": 2, "distributed": 2, "launch": 2,
     "config": 3,

@@ -21,6 +21,7 @@ import torch
 from episodes.preprocessing import INTERPOLATIONS
 
 from .. import distributed, pretrained
+from ..allocator import tune_allocator
 from ..checks import check_count
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -98,6 +99,7 @@ def resolve_target(target: str, device: torch.device) -> tuple[GradientLearner, 
 
 
 def run(args: argparse.Namespace) -> int:
+    tune_allocator()
     if args.episodes is not None:
         check_count(args.episodes, "--episodes")
     if args.steps is not None:

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from .. import distributed, launch
+from ..allocator import tune_allocator
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         print("\n".join(list_presets()))
         return 0
+    tune_allocator()  # before the data load: every later allocation meets the fixed thresholds
     if args.from_pretrained:
         return _from_pretrained(args)
     if not args.config:

@@ -154,6 +154,7 @@ GRADIENTS = textwrap.dedent('''
     if ranks.main:
         torch.save(result, out)
     distributed.teardown(ranks)
+    distributed.leave(0)  # as the fewshot command's ranks do: no interpreter finalization after gloo
 ''')
 
 
@@ -225,8 +226,8 @@ FAILING = textwrap.dedent('''
                 raise RuntimeError("injected failure on rank 1")
             return original(self, batch, **kw)
         GradientLearner.meta_backward = failing
-    from fewshot.cli import main
-    sys.exit(main(sys.argv[1:]))
+    from fewshot.cli import entry
+    entry()
 ''')
 
 
@@ -261,3 +262,28 @@ def test_noise_of_sharded_learners_is_the_whole_batch_noise():
         parts.append(learner._noise(4, torch.device("cpu")))
         assert torch.equal(learner.noise_rng, build_learner_from_config(cfg).noise_rng) is False
     assert torch.equal(torch.cat(parts), whole)
+
+
+LEAVING = textwrap.dedent('''
+    import atexit, sys
+    from fewshot import distributed
+    atexit.register(lambda: print("atexit ran"))
+    print("done", end="")
+    sys.stderr.write("err")
+    distributed.leave(3)
+''')
+
+
+def test_leave_flushes_both_streams_and_skips_finalization():
+    proc = subprocess.run([sys.executable, "-c", LEAVING], env=_env(), capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "done", "err")
+
+
+def test_a_rank_of_the_fewshot_command_leaves_with_its_whole_output_and_status():
+    env = {**_env(), "WORLD_SIZE": "2", "RANK": "1"}  # a rank as torchrun starts it (no group needed here)
+    listing = subprocess.run([sys.executable, "-m", "fewshot", "train", "--list-presets"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and listing.stdout.splitlines() == fewshot.list_presets()
+    failing = subprocess.run([sys.executable, "-m", "fewshot", "train"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert failing.returncode == 2 and failing.stderr.startswith("error: no preset or config given")
