@@ -102,22 +102,30 @@ def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torc
     per-op wrapping, and with ``create_graph=False`` (first order) builds no double-backward graph at all.
     The gradients are differentiable only when ``create_graph`` is True (and always inside a transform).
     """
-    wanted = set(names)
-    fixed = {k: v for k, v in params.items() if k not in wanted}
+    f = _support_loss(module, params, names, x, y, loss_fn, step)
     if under_transform():
-        def f(adapted: Params, bufs: Mapping[str, torch.Tensor]):
-            bufs = copy_buffers(bufs)
-            out = call(module, {**fixed, **adapted}, bufs, x, step=step)
-            return loss_fn(out, y), bufs
-
         grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names}, dict(buffers))
         return grads, loss, new_buffers
     with torch.enable_grad():  # also under no_grad (evaluation): the inner loop needs support gradients
         adapted = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_() for n in names}
-        new_buffers = copy_buffers(buffers)
-        loss = loss_fn(call(module, {**fixed, **adapted}, new_buffers, x, step=step), y)
+        loss, new_buffers = f(adapted, buffers)
         grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
     return dict(zip(names, grads)), loss, new_buffers
+
+
+def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: torch.Tensor, y: torch.Tensor,
+                  loss_fn: LossFn, step: int) -> Callable[[Params, Mapping[str, torch.Tensor]],
+                                                          tuple[torch.Tensor, Params]]:
+    """``(adapted, buffers) -> (loss, buffers after the forward)``: the loss as a function of ``params[names]``
+    (the other parameters fixed), on copies of the buffers, as both gradient paths differentiate it."""
+    wanted = set(names)
+    fixed = {k: v for k, v in params.items() if k not in wanted}
+
+    def f(adapted: Params, buffers: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Params]:
+        bufs = copy_buffers(buffers)
+        return loss_fn(call(module, {**fixed, **adapted}, bufs, x, step=step), y), bufs
+
+    return f
 
 
 def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
@@ -129,16 +137,10 @@ def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, 
     every product is one backward of it (bench/results/imaml_costs.md measured this against forward over
     reverse, which reruns the forward and backward per product).  Gradients and products are
     differentiable (a caller wanting first order detaches them)."""
-    wanted = set(names)
-    fixed = {k: v for k, v in params.items() if k not in wanted}
-
-    def f(adapted: Params) -> tuple[torch.Tensor, Params]:
-        bufs = copy_buffers(buffers)
-        out = call(module, {**fixed, **adapted}, bufs, x, step=step)
-        return loss_fn(out, y), bufs
+    f = _support_loss(module, params, names, x, y, loss_fn, step)
 
     def g(adapted: Params) -> tuple[Params, tuple[torch.Tensor, Params]]:
-        return grad_and_value(f, has_aux=True)(adapted)
+        return grad_and_value(f, has_aux=True)(adapted, buffers)
 
     with torch.enable_grad():  # also under no_grad (evaluation): the products need the gradient's graph
         grads, product, (loss, new_buffers) = vjp(g, {n: params[n] for n in names}, has_aux=True)  # type: ignore[misc]
@@ -252,19 +254,17 @@ def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x
     losses = []
     for t in range(start, stop):
         bn_step = t if per_step_bn else 0
+        hvp: HVP | None = None
         if rule.needs_hvp:  # a curvature rule (fewshot.rules.curvature): the products with the gradients
             grads, loss, bufs, hvp = grads_loss_and_hvp(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
                                                         step=bn_step)
-            if first_order:
-                grads = {n: g.detach() for n, g in grads.items()}
-                hvp = _detached(hvp)
-            with providing_hvp(hvp):
-                current, state = rule.step(grads, state, current, step=t, loss=loss)
         else:
             grads, loss, bufs = grads_and_loss(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
                                                step=bn_step, create_graph=create_graph)
-            if first_order:
-                grads = {n: g.detach() for n, g in grads.items()}
+        if first_order:
+            grads = {n: g.detach() for n, g in grads.items()}
+            hvp = None if hvp is None else _detached(hvp)
+        with providing_hvp(hvp):
             current, state = rule.step(grads, state, current, step=t, loss=loss)
         if t + 1 in keep or t + 1 == stop:
             after[t + 1] = current

@@ -23,9 +23,9 @@ _HVP: contextvars.ContextVar[HVP | None] = contextvars.ContextVar("fewshot_suppo
 
 
 @contextlib.contextmanager
-def providing_hvp(hvp: HVP) -> Iterator[None]:
+def providing_hvp(hvp: HVP | None) -> Iterator[None]:
     """Inside the block, ``current_hvp()`` is ``hvp`` (``v -> H v``, ``H`` the support loss's Hessian with
-    respect to the adapted parameters at the current step)."""
+    respect to the adapted parameters at the current step); None: no products at this step."""
     token = _HVP.set(hvp)
     try:
         yield
