@@ -526,7 +526,7 @@ def machine_markdown(m: dict) -> list[str]:
             (", as each starts (fewshot fixes glibc's thresholds itself)" if m.get("fewshot_tunes_malloc") else
              ", glibc malloc defaults") if malloc == "default" else ", malloc thresholds raised (both)")
         for p in ("fp32", "bf16"):
-            f, l_ = med.get(f"fewshot {p}{suffix}"), med.get(f"learn2learn {p}{suffix}")
+            f, l_ = med.get(_key("fewshot", p, malloc)), med.get(_key("learn2learn", p, malloc))
             if f is None and l_ is None:
                 continue
             label = ("bf16 (autocast)" if p == "bf16" else p) + where

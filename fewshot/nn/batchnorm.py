@@ -227,7 +227,6 @@ class StepBatchNorm(nn.Module):
         if use_batch:
             src = x if rows is None else x[:rows]
             n = src.numel() // src.shape[1]
-            # sums scaled by 1/n, not means: a mean's backward divides its expanded gradient, a full-size op
             mean = src.sum(dims, keepdim=True) * (1.0 / n)
             centred = x - mean
             dev = centred if rows is None else centred[:rows]
