@@ -22,7 +22,8 @@ setup(
     # the clone folder as an empty namespace package (issue 23)
     package_dir={"": "."},
     packages=find_packages(include=["fewshot", "fewshot.*", "episodes", "episodes.*", "pretrained"]),
-    package_data={"pretrained": ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*/*.pt", "*/*.jsonl"]},
+    package_data={"pretrained": ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*/*.pt", "*/*.jsonl"],
+                  "episodes": ["splits/*/*.txt"]},
     include_package_data=True,
     classifiers=["License :: OSI Approved :: MIT License", "Programming Language :: Python :: 3"],
     install_requires=[

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from .checks import check_positive
 from .errors import DataError
 from .fixed import episode_rows
-from .sampler import check_episode_shape, check_seed, gather_batch
+from .sampler import check_episode_shape, check_seed, episode_images, gather_batch
 from .types import ClassSplit, Task, TaskBatch
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -67,6 +67,7 @@ class EpisodeDataset(Dataset):
         self.split = split
         self.ways, self.shots, self.queries, self.episodes, self.seed = ways, shots, queries, episodes, seed
         self.transform = transform
+        self._images = episode_images(split)
 
     def __len__(self) -> int:
         return self.episodes
@@ -78,7 +79,7 @@ class EpisodeDataset(Dataset):
             raise IndexError(f"episode {index} out of range for {self.episodes} episodes")
         index = int(index) % self.episodes
         rows = episode_rows(self.split, self.ways, self.shots + self.queries, self.seed, index)
-        task = gather_batch(self.split.data, rows, self.shots).task(0)
+        task = gather_batch(self._images, rows, self.shots).task(0)
         if self.transform is None:
             return task
         return self._augment(task, index)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .sampler import check_episode_shape, check_positive, check_seed, draw_randoms, gather_batch, indices_from_randoms
+from .sampler import check_episode_shape, check_positive, check_seed, draw_episodes, episode_images, gather_batch
 from .types import ClassSplit, Task, TaskBatch
 
 
@@ -33,18 +33,18 @@ def episode_generator(seed: int, index: int) -> torch.Generator:
     return g
 
 
-def episode_randoms(split: ClassSplit, ways: int, per_class: int, seed: int,
-                    index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The random draws of episode ``index`` of a fixed set with ``seed`` (``draw_randoms`` on its own
-    generator), so any episode can be rebuilt alone, in any order, by any process or worker."""
-    return draw_randoms(episode_generator(seed, index), 1, split.num_classes, ways, per_class)
+def episode_indices(split: ClassSplit, ways: int, per_class: int, seed: int,
+                    index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(classes [1, ways], rows [1, ways, per_class])`` of episode ``index`` of a fixed set with
+    ``seed`` (``draw_episodes`` on its own generator; rows index ``episode_images(split)``), so any
+    episode can be rebuilt alone, in any order, by any process or worker."""
+    return draw_episodes(episode_generator(seed, index), split, 1, ways, per_class)
 
 
 def episode_rows(split: ClassSplit, ways: int, per_class: int, seed: int, index: int) -> torch.Tensor:
-    """``[1, ways * per_class]`` example rows of episode ``index`` (support then query per class)."""
-    class_keys, floyd_u, order_keys = episode_randoms(split, ways, per_class, seed, index)
-    _, rows = indices_from_randoms(class_keys, floyd_u, order_keys, split.class_offsets, ways)
-    return rows
+    """``[1, ways, per_class]`` rows of ``episode_images(split)`` of episode ``index`` (support then query
+    per class)."""
+    return episode_indices(split, ways, per_class, seed, index)[1]
 
 
 class FixedEpisodes:
@@ -66,9 +66,9 @@ class FixedEpisodes:
         self.split = split if device is None else split.to(device)
         self.ways, self.shots, self.queries, self.count, self.seed = ways, shots, queries, count, seed
         per_class = shots + queries
-        draws = [episode_randoms(split, ways, per_class, seed, i) for i in range(count)]
-        class_keys, floyd_u, order_keys = (torch.cat(parts) for parts in zip(*draws))
-        self.classes, self.rows = indices_from_randoms(class_keys, floyd_u, order_keys, split.class_offsets, ways)
+        draws = [episode_indices(split, ways, per_class, seed, i) for i in range(count)]
+        self.classes, self.rows = (torch.cat(parts) for parts in zip(*draws))
+        self._images = episode_images(self.split)
 
     def __len__(self) -> int:
         return self.count
@@ -76,7 +76,7 @@ class FixedEpisodes:
     def __getitem__(self, index: int) -> Task:
         if not -self.count <= index < self.count:
             raise IndexError(f"episode {index} out of range for {self.count} episodes")
-        return gather_batch(self.split.data, self.rows[index : index + 1 or None], self.shots).task(0)
+        return gather_batch(self._images, self.rows[index : index + 1 or None], self.shots).task(0)
 
     def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[TaskBatch]:
         """Yield episodes ``start..stop-1`` (default: all) in order as TaskBatches of ``batch_size`` (the
@@ -87,4 +87,4 @@ class FixedEpisodes:
             raise DataError(f"episode range {start}..{stop} is not within 0..{self.count}: pass 0 <= start <= stop "
                             f"<= {self.count}")
         for first in range(start, stop, batch_size):
-            yield gather_batch(self.split.data, self.rows[first : min(first + batch_size, stop)], self.shots)
+            yield gather_batch(self._images, self.rows[first : min(first + batch_size, stop)], self.shots)

@@ -5,6 +5,17 @@ Store (``<root>/omniglot/omniglot-<size>.h5``): parts ``background`` (30 alphabe
 (strokes 255, background 0: the MAML paper's ``1 - x``), classes named ``Alphabet/characterNN``, sorted;
 plus the Vinyals split lists under ``splits/vinyals/{train,val,test,trainval}``.
 
+Two split families:
+
+- **Vinyals** (``train|val|test|trainval``, the default): 1028 / 172 / 423 characters by alphabet, each
+  rotation a class of its own (4112 / 688 / 1692 classes); the test alphabets are unseen in training.
+- **MAML** (``maml-train|maml-val|maml-test|maml-trainval``): the MAML reference code's protocol, 1100 /
+  100 / 423 characters drawn at random from both archives (so every alphabet appears in training), and
+  each class of every task rotated by its own random multiple of 90 degrees
+  (``ClassSplit.task_rotations``). The reference code shuffles in file-system order, which cannot be
+  recovered; these lists are a seeded draw of the same sizes (``scripts/make_maml_split.py``), shipped
+  with the package and md5-checked.
+
 Usage::
 
     path = prepare_omniglot(source="/data/omniglot", root="/tmp/fewshot")   # local archives, content checked
@@ -37,7 +48,15 @@ BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 SPLITS_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
 PARTS = ("background", "evaluation")
 VINYALS_SPLITS = ("train", "val", "test", "trainval")
-SPLITS = VINYALS_SPLITS + PARTS
+MAML_SPLITS = ("maml-train", "maml-val", "maml-test", "maml-trainval")
+SPLITS = VINYALS_SPLITS + MAML_SPLITS + PARTS
+MAML_SPLIT_DIR = Path(__file__).resolve().parent / "splits" / "omniglot-maml"
+MAML_SPLIT_MD5 = {
+    "maml-train": "134ec39e9360cdbf6315a67ac8624703",
+    "maml-val": "5a0653207752e29d51cd8c33973a404d",
+    "maml-test": "f9fc58b918d849dff7ea4c7b10b939ee",
+    "maml-trainval": "04feb1498d16445cdb8de613d42e9a67",
+}
 ROTATIONS = (0, 90, 180, 270)
 DRAWINGS = 20
 # part -> (alphabets, characters) of the official archives.
@@ -262,17 +281,18 @@ def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, n
 
 
 # ----------------------------------------------------------------------------- split lists
-def _read_split_file(path: Path, expected_md5: str | None) -> list[str]:
+def _read_split_file(path: Path, expected_md5: str | None,
+                     fix: str = "use the original Vinyals split file") -> list[str]:
     if not path.is_file():
-        raise DataError(f"split list {path} not found: put the Vinyals split files in <source>/splits/vinyals/")
+        where = "put the Vinyals split files in <source>/splits/vinyals/" if fix.endswith("Vinyals split file") else fix
+        raise DataError(f"split list {path} not found: {where}")
     got = md5_file(path)
     if expected_md5 is not None and got != expected_md5:
-        raise DataError(f"split list {path} has md5 {got}, expected {expected_md5}: "
-                        "use the original Vinyals split file")
+        raise DataError(f"split list {path} has md5 {got}, expected {expected_md5}: {fix}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read split list {path} ({exc}): use the original Vinyals split file") from exc
+        raise DataError(f"cannot read split list {path} ({exc}): {fix}") from exc
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -406,7 +426,9 @@ def load_omniglot(
     """Load an Omniglot split from the store as one uint8 ``[M, 1, S, S]`` tensor.
 
     Vinyals splits (``train|val|test|trainval``) materialise the listed rotations as classes named
-    ``Alphabet/characterNN/rotDDD``; ``rotations`` must then be ``None``. Lake splits
+    ``Alphabet/characterNN/rotDDD``; ``rotations`` must then be ``None``. MAML splits
+    (``maml-train|maml-val|maml-test|maml-trainval``) hold the listed characters unrotated, with
+    ``task_rotations=(0, 90, 180, 270)``: the samplers rotate each class of each task. Lake splits
     (``background|evaluation``) are unrotated unless ``rotations`` (e.g. ``(0, 90, 180, 270)``) is given.
     Usage: ``load_omniglot("background", "/tmp/fewshot", rotations=(0, 90, 180, 270))``.
     """
@@ -436,19 +458,28 @@ def load_omniglot(
             out, off = rotated_classes(data, part.class_offsets, picks)
             return ClassSplit(out, off, names, name=f"{NAME}/{split}",
                               meta={"dataset": NAME, "split": split, "size": size, "rotations": rots})
+        family = "MAML" if split in MAML_SPLITS else "Vinyals"
         if rotations is not None:
-            raise DataError(f"the Vinyals split '{split}' fixes its own rotations: pass rotations=None")
-        lines = store.strings(f"splits/vinyals/{split}")
+            raise DataError(f"the {family} split '{split}' fixes its own rotations: pass rotations=None")
+        if split in MAML_SPLITS:
+            lines = _read_split_file(MAML_SPLIT_DIR / f"{split.removeprefix('maml-')}.txt", MAML_SPLIT_MD5[split],
+                                     fix="the package's split lists were changed: reinstall fewshot")
+        else:
+            lines = store.strings(f"splits/vinyals/{split}")
         parts = [store.part(p) for p in PARTS]
     data = torch.from_numpy(np.concatenate([p.images for p in parts]))
     offsets = np.concatenate([parts[0].class_offsets, parts[1].class_offsets[1:] + parts[0].class_offsets[-1]])
     index = {name: i for i, name in enumerate(parts[0].class_names + parts[1].class_names)}
     picks = []
     for line in lines:
-        char, deg = parse_split_line(line)
+        char, deg = (line, 0) if split in MAML_SPLITS else parse_split_line(line)
         if char not in index:
             raise DataError(f"store {path}: split '{split}' lists '{line}' but the store lacks it: {hint}")
         picks.append((index[char], deg))
     out, off = rotated_classes(data, offsets, picks)
+    if split in MAML_SPLITS:
+        return ClassSplit(out, off, list(lines), name=f"{NAME}/{split}", task_rotations=ROTATIONS,
+                          meta={"dataset": NAME, "split": split, "size": size, "family": "maml"})
     return ClassSplit(out, off, list(lines), name=f"{NAME}/{split}",
-                      meta={"dataset": NAME, "split": split, "size": size, "rotations": ROTATIONS})
+                      meta={"dataset": NAME, "split": split, "size": size, "rotations": ROTATIONS,
+                            "family": "vinyals"})

@@ -18,8 +18,10 @@ episodes are identical on every machine and device; only the final gather runs o
    different sizes, as in MNIST), then put in uniformly random order by argsort of random keys; the
    first ``shots`` go to the support set, the rest to the query set, so support and query are
    disjoint;
-3. gather: ``split.data[class_offsets[class] + position]`` for the whole batch at once, converted to
-   float32 (uint8 / 255; float data cast to float32, not rescaled).
+3. rotations, only for a split with ``task_rotations`` (the MAML code's Omniglot protocol): one
+   rotation per (task, class), drawn uniformly from the split's list after the draws above;
+4. gather: ``split.data[class_offsets[class] + position]`` (rotated) for the whole batch at once,
+   converted to float32 (uint8 / 255; float data cast to float32, not rescaled).
 
 Support and query sets are class-major: label ``0``'s ``shots`` examples, then label ``1``'s, ...
 
@@ -77,6 +79,30 @@ def draw_randoms(generator: torch.Generator, batch_size: int, num_classes: int, 
     floyd_u = torch.rand(batch_size, ways, per_class, generator=generator, dtype=torch.float64)
     order_keys = torch.rand(batch_size, ways, per_class, generator=generator)
     return class_keys, floyd_u, order_keys
+
+
+def episode_images(split: ClassSplit) -> torch.Tensor:
+    """The images episodes are gathered from: ``split.data``, or, for a split with ``task_rotations``,
+    one copy of it per rotation (copy ``r`` rotated by ``task_rotations[r]``), so that a class rotated
+    for one task is a row offset (:func:`draw_episodes`) and every later step is rotation-blind."""
+    if not split.task_rotations:
+        return split.data
+    return torch.cat([split.data if r % 360 == 0 else torch.rot90(split.data, (r // 90) % 4, dims=(-2, -1))
+                      for r in split.task_rotations])
+
+
+def draw_episodes(generator: torch.Generator, split: ClassSplit, batch_size: int, ways: int, per_class: int,
+                  offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``batch_size`` episodes from ``generator``: ``(classes [B, N], rows [B, N, per_class])``,
+    ``rows`` indexing :func:`episode_images` of ``split`` (``offsets``: ``split.class_offsets`` on the
+    CPU, when the caller keeps a copy)."""
+    offsets = split.class_offsets if offsets is None else offsets
+    class_keys, floyd_u, order_keys = draw_randoms(generator, batch_size, split.num_classes, ways, per_class)
+    classes, rows = indices_from_randoms(class_keys, floyd_u, order_keys, offsets, ways)
+    if split.task_rotations:
+        copies = torch.randint(len(split.task_rotations), (batch_size, ways), generator=generator)
+        rows = rows + (copies * split.data.shape[0]).unsqueeze(-1)
+    return classes, rows
 
 
 def indices_from_randoms(
@@ -154,15 +180,15 @@ class EpisodeSampler:
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
         self.device = self.split.data.device
         self._offsets = self.split.class_offsets.to("cpu", torch.int64)
+        self._images = episode_images(self.split)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
 
     def sample_indices(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the next ``batch_size`` episodes as indices: ``(classes [B, N], rows [B, N, K+Q])``."""
         check_positive("batch_size", batch_size)
-        class_keys, floyd_u, order_keys = draw_randoms(self.generator, batch_size, self.split.num_classes, self.ways,
-                                                       self.shots + self.queries)
-        return indices_from_randoms(class_keys, floyd_u, order_keys, self._offsets, self.ways)
+        return draw_episodes(self.generator, self.split, batch_size, self.ways, self.shots + self.queries,
+                             self._offsets)
 
     def sample(self, batch_size: int, return_classes: bool = False):
         """The next meta-batch of ``batch_size`` tasks.
@@ -176,7 +202,7 @@ class EpisodeSampler:
 
     def build(self, rows: torch.Tensor) -> TaskBatch:
         """The ``TaskBatch`` of episodes given as ``rows [B, N, K+Q]`` (from :meth:`sample_indices`)."""
-        return gather_batch(self.split.data, rows, self.shots)
+        return gather_batch(self._images, rows, self.shots)
 
     def state_dict(self) -> dict:
         """Generator state plus the episode shape (for bit-identical resume)."""

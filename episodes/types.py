@@ -35,6 +35,10 @@ class ClassSplit:
     ``data`` is ``[M, ...]``: uint8 images ``[M, C, H, W]`` (255 = full intensity; samplers turn them
     into float32 in [0, 1]; Omniglot is stored inverted, strokes high, as the MAML paper's 1 - x) or
     any float tensor (used as is).
+
+    ``task_rotations`` (multiples of 90 degrees, e.g. ``(0, 90, 180, 270)``): every episode drawn from
+    the split rotates each of its classes, counter-clockwise, by one of them, drawn per task and class
+    (the MAML reference code's Omniglot augmentation); empty (the default): images as they are.
     """
 
     data: torch.Tensor
@@ -42,6 +46,7 @@ class ClassSplit:
     class_names: Sequence[str]
     name: str = ""
     meta: dict = field(default_factory=dict)
+    task_rotations: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.data.dim() < 2:
@@ -58,6 +63,13 @@ class ClassSplit:
         if int(off[0]) != 0 or int(off[-1]) != self.data.shape[0] or bool((off[1:] < off[:-1]).any()):
             raise DataError("ClassSplit class_offsets must start at 0, be non-decreasing and end at len(data): "
                             "sort the data by class (episodes.from_arrays does it from labels)")
+        rotations = tuple(self.task_rotations)
+        if any(isinstance(r, bool) or not isinstance(r, int) or r % 90 for r in rotations):
+            raise DataError(f"ClassSplit task_rotations must be multiples of 90 degrees, got {self.task_rotations!r}: "
+                            "pass e.g. (0, 90, 180, 270), or () for none")
+        if rotations and self.data.dim() < 3:
+            raise DataError("ClassSplit task_rotations need images [M, ..., H, W]: pass () for other data")
+        object.__setattr__(self, "task_rotations", rotations)
 
     @property
     def num_classes(self) -> int:
@@ -79,7 +91,8 @@ class ClassSplit:
 
     def to(self, device: str | torch.device) -> "ClassSplit":
         """Move the split (e.g. to the GPU, so episodes are built there)."""
-        return ClassSplit(self.data.to(device), self.class_offsets.to(device), self.class_names, self.name, self.meta)
+        return ClassSplit(self.data.to(device), self.class_offsets.to(device), self.class_names, self.name, self.meta,
+                          self.task_rotations)
 
 
 @dataclass(frozen=True)

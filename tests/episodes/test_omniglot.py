@@ -77,6 +77,39 @@ def test_vinyals_splits(omniglot_root, fewshot_data):
     assert torch.equal(tv.data[: len(tr.data)], tr.data)
 
 
+def test_maml_splits_are_a_random_character_split_with_task_rotations(omniglot_root):
+    splits = {s: load_omniglot(f"maml-{s}", omniglot_root) for s in ("train", "val", "test", "trainval")}
+    names = {s: set(split.class_names) for s, split in splits.items()}
+    assert {s: len(n) for s, n in names.items()} == {"train": 1100, "val": 100, "test": 423, "trainval": 1200}
+    assert not names["train"] & names["val"] and not names["train"] & names["test"] and not names["val"] & names["test"]
+    assert names["trainval"] == names["train"] | names["val"]
+    with _store(omniglot_root) as s:
+        everything = set(s.part("background").class_names) | set(s.part("evaluation").class_names)
+    assert names["train"] | names["val"] | names["test"] == everything
+    # drawn across both archives: the test characters come from many alphabets, most of them seen in training
+    test_alphabets = {n.split("/")[0] for n in names["test"]}
+    train_alphabets = {n.split("/")[0] for n in names["train"]}
+    assert len(test_alphabets) >= 40 and len(test_alphabets - train_alphabets) <= 2
+    for split in splits.values():
+        assert split.task_rotations == (0, 90, 180, 270) and split.counts.eq(20).all()
+    background = load_omniglot("background", omniglot_root)
+    first = background.class_names.index(splits["train"].class_names[0])
+    assert torch.equal(splits["train"].data[:20], background.data[20 * first:20 * first + 20])  # stored unrotated
+    with pytest.raises(DataError, match="MAML split 'maml-train' fixes its own rotations"):
+        load_omniglot("maml-train", omniglot_root, rotations=(0, 90))
+
+
+def test_a_changed_maml_split_list_is_refused(omniglot_root, tmp_path, monkeypatch):
+    import episodes.omniglot as omniglot
+    for name in ("train", "val", "test", "trainval"):
+        (tmp_path / f"{name}.txt").write_bytes((omniglot.MAML_SPLIT_DIR / f"{name}.txt").read_bytes())
+    with open(tmp_path / "test.txt", "a", encoding="utf-8") as f:
+        f.write("Bengali/character01\n")
+    monkeypatch.setattr(omniglot, "MAML_SPLIT_DIR", tmp_path)
+    with pytest.raises(DataError, match="test.txt has md5 .* reinstall fewshot"):
+        load_omniglot("maml-test", omniglot_root)
+
+
 def test_rotation_matches_pil():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, size=(9, 9), dtype=np.uint8)
@@ -113,8 +146,8 @@ def test_lake_splits_and_rotation_augmentation(omniglot_root):
         load_omniglot("train", omniglot_root, rotations=(0, 90))
     with pytest.raises(DataError, match="multiples of 90"):
         load_omniglot("background", omniglot_root, rotations=(0, 45))
-    with pytest.raises(DataError, match="unknown omniglot split 'bogus'.*train, val, test, trainval, background, "
-                                        "evaluation"):
+    with pytest.raises(DataError, match="unknown omniglot split 'bogus'.*train, val, test, trainval, maml-train, "
+                                        "maml-val, maml-test, maml-trainval, background, evaluation"):
         load_omniglot("bogus", omniglot_root)
 
 

@@ -21,7 +21,8 @@ def mnist_root(fewshot_data, tmp_path_factory):
 def test_dataset_names():
     assert set(DATASETS) == {"omniglot", "mnist", "fashion-mnist", "mini-imagenet"}
     assert DATASETS["mini-imagenet"].splits == ("train", "val", "test") and DATASETS["mini-imagenet"].default_size == 84
-    assert DATASETS["omniglot"].splits == ("train", "val", "test", "trainval", "background", "evaluation")
+    assert DATASETS["omniglot"].splits == ("train", "val", "test", "trainval", "maml-train", "maml-val", "maml-test",
+                                           "maml-trainval", "background", "evaluation")
     assert DATASETS["mnist"].splits == DATASETS["fashion-mnist"].splits == ("train", "test")
 
 

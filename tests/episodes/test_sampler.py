@@ -251,3 +251,71 @@ def test_real_omniglot_vinyals_train(omniglot_train, ways, shots):
     for t in range(32):
         assert classes[t].unique().numel() == ways
         assert rows[t].unique().numel() == rows[t].numel()
+
+
+def marked_split(counts, rotations=(0, 90, 180, 270)):
+    """Images [1, 3, 3] whose one non-zero pixel, m + 1, sits in a corner that tells the rotation applied."""
+    plain = index_split(counts)
+    m = plain.data.shape[0]
+    data = torch.zeros(m, 1, 3, 3)
+    data[:, 0, 0, 0] = torch.arange(1, m + 1, dtype=torch.float32)
+    return ClassSplit(data, plain.class_offsets, plain.class_names, "marked", task_rotations=rotations)
+
+
+def row_and_quarter_turns(images):
+    """``(rows, k)`` of images from :func:`marked_split`: the source row and the counter-clockwise quarter turns."""
+    corners = [tuple(torch.rot90(torch.eye(3)[:1].T @ torch.eye(3)[:1], k, dims=(0, 1)).nonzero()[0].tolist())
+               for k in range(4)]
+    flat = images.reshape(-1, 3, 3)
+    rows = flat.flatten(1).max(1).values.long() - 1
+    k = torch.tensor([corners.index(tuple(img.nonzero()[0].tolist())) for img in flat])
+    return rows.view(images.shape[:2]), k.view(images.shape[:2])
+
+
+def test_task_rotations_turn_each_class_of_a_task_as_one():
+    split = marked_split([20] * 30)
+    batch = EpisodeSampler(split, ways=5, shots=2, queries=3, seed=0).sample(400)
+    s_rows, s_k = row_and_quarter_turns(batch.support_x)
+    q_rows, q_k = row_and_quarter_turns(batch.query_x)
+    per_label = torch.cat([s_k.view(400, 5, 2), q_k.view(400, 5, 3)], -1)
+    assert (per_label == per_label[..., :1]).all(), "a class's support and query images share one rotation"
+    rows = torch.cat([s_rows.view(400, 5, 2), q_rows.view(400, 5, 3)], -1)
+    classes = class_of(rows, split.class_offsets)
+    assert (classes == classes[..., :1]).all() and (rows.flatten(1).sort(1).values.diff(dim=1) > 0).all()
+    turns = per_label[..., 0]
+    counts = torch.bincount(turns.flatten(), minlength=4).double() / turns.numel()
+    assert ((counts - 0.25).abs() < 0.03).all(), counts  # 2000 draws: sd 0.01
+    mixed = (turns != turns[:, :1]).any(1).double().mean()
+    assert mixed > 0.9, "each class of a task gets its own rotation (all five equal: 1/256)"
+
+
+def test_task_rotations_only_from_the_given_list_and_none_without():
+    split = marked_split([20] * 10, rotations=(0, 180))
+    _, k = row_and_quarter_turns(EpisodeSampler(split, 5, 1, 1, seed=3).sample(200).support_x)
+    assert set(k.flatten().tolist()) == {0, 2}
+    plain = marked_split([20] * 10, rotations=())
+    _, k = row_and_quarter_turns(EpisodeSampler(plain, 5, 1, 1, seed=3).sample(50).support_x)
+    assert set(k.flatten().tolist()) == {0}
+    with pytest.raises(DataError, match="task_rotations must be multiples of 90"):
+        marked_split([20] * 10, rotations=(0, 45))
+
+
+def test_task_rotations_fixed_sets_dataset_shards_and_resume_agree():
+    from episodes import EpisodeDataset, FixedEpisodes, ShardedSource
+    split = marked_split([20] * 30)
+    fixed = FixedEpisodes(split, 5, 1, 2, count=12, seed=4)
+    whole = next(fixed.batches(12))
+    parts = list(fixed.batches(5))
+    assert torch.equal(torch.cat([b.support_x for b in parts]), whole.support_x)
+    assert torch.equal(fixed[7].query_x, whole.query_x[7])
+    dataset = EpisodeDataset(split, 5, 1, 2, episodes=12, seed=4)
+    assert torch.equal(dataset[7].support_x, whole.support_x[7]) and torch.equal(dataset[7].query_x, whole.query_x[7])
+    _, k = row_and_quarter_turns(whole.support_x)
+    assert len(set(k.flatten().tolist())) > 1
+    one = EpisodeSampler(split, 5, 1, 2, seed=9)
+    state = one.state_dict()
+    expected = one.sample(8)
+    shards = [ShardedSource(EpisodeSampler(split, 5, 1, 2, seed=9), rank, 2) for rank in range(2)]
+    for shard in shards:
+        shard.load_state_dict(state)
+    assert torch.equal(torch.cat([s.sample(8).support_x for s in shards]), expected.support_x)

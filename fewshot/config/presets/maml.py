@@ -4,6 +4,14 @@ Omniglot: 60,000 iterations, Adam 1e-3; 5-way 1 inner step (3 at test), meta-bat
 (5 at test), meta-batch 16. mini-ImageNet: 5 inner steps (10 at test), meta-batch 4 (1-shot) /
 2 (5-shot), meta-gradient clipped to ±10. Sinusoid: 1 inner step, meta-batch 25, 70,000 iterations.
 Alphas are on the reference code's scale; ``mean_loss_lr`` converts them (see ``protocols``).
+
+The Omniglot presets compare like for like with the paper: the MAML code's split (1100 / 100 / 423
+characters drawn at random, each class of a task rotated by a random multiple of 90 degrees: splits
+``maml-*``), not Vinyals'. They train non-transductively (``bn_mode="support"``: a query is normalised
+with its task's support statistics, so a prediction never depends on the other queries) and are tested
+in both modes (the paper's numbers are transductive); the meta learning rate is cosine-annealed to
+1e-5 over the run, and checkpoints are validated on 1000 fixed episodes, so that model selection is
+not noise (a 95% interval of about ±0.7 points at 97%).
 """
 from __future__ import annotations
 
@@ -29,15 +37,24 @@ MINI_IMAGENET = {
 SINUSOID_PAPER = "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps"
 
 
-def classification(learner: str, dataset: str, ways: int, shots: int, **options: object) -> TrainConfig:
-    """The MAML protocol of one benchmark setting for ``learner`` (``maml`` or a variant such as ``fomaml``)."""
+def classification(learner: str, dataset: str, ways: int, shots: int, *, paper_protocol: bool = False,
+                   **options: object) -> TrainConfig:
+    """The MAML protocol of one benchmark setting for ``learner`` (``maml`` or a variant such as ``fomaml``);
+    ``paper_protocol``: on Omniglot, the MAML split, support-mode training, cosine annealing and 1000
+    validation episodes (module docstring)."""
     table = OMNIGLOT if dataset == "omniglot" else MINI_IMAGENET
     meta_batch, steps, eval_steps, alpha, _ = table[(ways, shots)]
-    data, model = omniglot(ways, shots) if dataset == "omniglot" else mini_imagenet(ways, shots)
-    section = LearnerSection(learner, {"inner_steps": steps, "inner_lr": mean_loss_lr(alpha, ways),
-                                       "eval_steps": eval_steps, **options})
-    optim = MetaOptimConfig(lr=1e-3, clip_value=10.0 if dataset == "mini-imagenet" else None)
-    return TrainConfig(iterations=60000, meta_batch=meta_batch, data=data, model=model, learner=section, optim=optim)
+    paper = paper_protocol and dataset == "omniglot"
+    if dataset == "omniglot":
+        data, model = omniglot(ways, shots, splits="maml" if paper else "vinyals")
+    else:
+        data, model = mini_imagenet(ways, shots)
+    settings: dict[str, object] = {"inner_steps": steps, "inner_lr": mean_loss_lr(alpha, ways),
+                                   "eval_steps": eval_steps, **({"bn_mode": "support"} if paper else {}), **options}
+    optim = MetaOptimConfig(lr=1e-3, clip_value=10.0 if dataset == "mini-imagenet" else None, cosine=paper,
+                            min_lr=1e-5)
+    return TrainConfig(iterations=60000, meta_batch=meta_batch, val_episodes=1000 if paper else 200, data=data,
+                       model=model, learner=LearnerSection(learner, settings), optim=optim)
 
 
 def regression(learner: str, **options: object) -> TrainConfig:
@@ -53,6 +70,7 @@ def recipes() -> list[Recipe]:
     for dataset, table in (("omniglot", OMNIGLOT), ("mini-imagenet", MINI_IMAGENET)):
         for (ways, shots), row in table.items():
             out.append(Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
-                              partial(classification, LEARNER, dataset, ways, shots), paper=str(row[-1])))
+                              partial(classification, LEARNER, dataset, ways, shots, paper_protocol=True),
+                              paper=str(row[-1])))
     out.append(Recipe("sinusoid-maml", LEARNER, partial(regression, LEARNER), paper=SINUSOID_PAPER))
     return out

@@ -36,10 +36,17 @@ def mean_loss_lr(alpha: float, ways: int) -> float:
     return alpha * ways
 
 
-def omniglot(ways: int, shots: int) -> tuple[DataConfig, ModelConfig]:
+# Omniglot's split families (episodes.omniglot): Vinyals' lists, or the MAML code's random character split
+OMNIGLOT_SPLITS = {"vinyals": ("train", "val", "test"), "maml": ("maml-train", "maml-val", "maml-test")}
+
+
+def omniglot(ways: int, shots: int, splits: str = "vinyals") -> tuple[DataConfig, ModelConfig]:
     """Omniglot 28x28, queries per class = shots (the MAML reference protocol); Conv4-64 with stride-2
-    convolutions as in the MAML Omniglot reference code, transductive batch norm (learner default)."""
-    return (DataConfig(dataset="omniglot", size=28, ways=ways, shots=shots, queries=shots),
+    convolutions as in the MAML Omniglot reference code, transductive batch norm (learner default).
+    ``splits``: ``"vinyals"`` (default) or ``"maml"`` (the MAML code's split, rotations drawn per task)."""
+    train, val, test = OMNIGLOT_SPLITS[splits]
+    return (DataConfig(dataset="omniglot", size=28, ways=ways, shots=shots, queries=shots, train_split=train,
+                       val_split=val, test_split=test),
             ModelConfig(backbone="conv4", hidden=64, pool=False))
 
 
