@@ -18,7 +18,7 @@ from .mini_imagenet import prepare_mini_imagenet
 from .omniglot import prepare_omniglot
 from .paths import data_root, store_path
 from .preprocessing import INTERPOLATIONS, Preprocessing
-from .registry import DATASETS, dataset_preprocessing, load_split, prepare
+from .registry import DATASETS, dataset_preprocessing, load_split, prepare, split_protocol
 from .sampler import EpisodeSampler
 from .shard import ShardedSource
 from .sinusoid import SinusoidTasks

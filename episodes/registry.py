@@ -159,6 +159,24 @@ def load_split(
     return result.to(device) if device is not None else result
 
 
+def split_protocol(dataset: str, split: str) -> str:
+    """The protocol a split's numbers are on, as manifests and results tables name it: ``vinyals`` or
+    ``maml`` (Omniglot's two families, docs/data.md), ``lake`` (Omniglot's two archives), ``ravi``
+    (mini-ImageNet), ``official`` (MNIST, Fashion-MNIST's train/test), ``sinusoid``.
+
+    Usage: ``split_protocol("omniglot", "maml-test")`` -> ``"maml"``."""
+    if dataset == "sinusoid":
+        return "sinusoid"
+    info = dataset_info(dataset)
+    if split not in info.splits:
+        raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
+    if dataset == "omniglot":
+        if split in omniglot.MAML_SPLITS:
+            return "maml"
+        return "lake" if split in omniglot.PARTS else "vinyals"
+    return "ravi" if dataset == "mini-imagenet" else "official"
+
+
 def rotate_classes(split: ClassSplit, rotations: Sequence[int]) -> ClassSplit:
     """Each class of ``split`` becomes ``len(rotations)`` classes, its images rotated counter-clockwise.
 

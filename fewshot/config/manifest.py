@@ -45,6 +45,7 @@ class Manifest(Mapping[str, Any]):
     dataset: str | None = None
     train_split: str | None = None
     split: str | None = None
+    split_protocol: str | None = None  # the split family its numbers are on (episodes.split_protocol)
     ways: int | None = None
     shots: int | None = None
     queries: int | None = None
@@ -63,6 +64,8 @@ class Manifest(Mapping[str, Any]):
     non_transductive: dict[str, Any] | None = None
     # --- its training ---
     checkpoint_iteration: int | None = None
+    selection: dict[str, Any] | None = None  # why these weights (fewshot.reporting.selection)
+    full_protocol: bool | None = None  # trained the preset's whole recipe, unchanged
     trained_iterations: int | None = None
     train_iterations: int | None = None
     preset_iterations: int | None = None

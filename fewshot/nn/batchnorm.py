@@ -189,13 +189,16 @@ class StepBatchNorm(nn.Module):
         if not (use_batch and x.numel() == x.shape[1]) and (_NATIVE_UNDER_VMAP.get() or not under_vmap()):
             # PyTorch's kernel; it updates the running-statistics slot (a view) in place, as the path below does.
             # Under autocast it takes the bf16 activations with this layer's float32 weights and buffers (its
-            # "mixed type" path): statistics and normalisation in float32, only the output rounded to bf16
-            x = x if self._float32_state() else self._float32(x)
-            return F.batch_norm(x, None if self.running_mean is None else self.running_mean[t],
-                                None if self.running_var is None else self.running_var[t],
-                                None if self.weight is None else self.weight[t],
-                                None if self.bias is None else self.bias[t],
-                                training=use_batch, momentum=self.momentum, eps=self.eps)
+            # "mixed type" path): statistics and normalisation in float32, only the output rounded to bf16.
+            # vmap's batching rule for the kernel has no mixed-type path: there the input goes in as float32
+            mixed = self._float32_state() and not under_vmap()
+            out = F.batch_norm(x if mixed else self._float32(x),
+                               None if self.running_mean is None else self.running_mean[t],
+                               None if self.running_var is None else self.running_var[t],
+                               None if self.weight is None else self.weight[t],
+                               None if self.bias is None else self.bias[t],
+                               training=use_batch, momentum=self.momentum, eps=self.eps)
+            return out if mixed else out.to(x.dtype)
         # the elementary paths compute in float32 and hand back the input's dtype, as the native kernel does:
         # the next convolution would round the output anyway (ReLU and max-pool commute with rounding), and
         # the ReLU and its backward then touch half the bytes (bench/NOTES.md)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from safetensors.torch import save as st_save
 
-from episodes import dataset_preprocessing
+from episodes import dataset_preprocessing, split_protocol
 from episodes.files import atomic_write_bytes, atomic_write_text, hardware, sha256_file
 
 from .. import pretrained as registry
@@ -25,6 +25,7 @@ from ..training.metrics_log import read_metrics
 from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
 from ..training.shipped import write_training_state
 from .report import report_on_fixed_episodes
+from .selection import choose_checkpoint
 from .steps import choose_test_steps
 
 
@@ -37,7 +38,8 @@ def step_fields(test_steps: int, val_by_steps: dict[int, float], cfg: TrainConfi
 
 def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int = 600,
             split: str | None = None, notes: str = "", budget: str = "", device: str = "cpu") -> dict:
-    """Copy ``run_dir``'s best weights to ``dest/name/model.safetensors``, choose the test-time steps on
+    """Copy ``run_dir``'s published weights to ``dest/name/model.safetensors`` (its last state, unless the
+    best validated checkpoint beats it beyond noise: ``fewshot.reporting.selection``), choose the test-time steps on
     the validation episodes (``choose_test_steps``), evaluate with them on the fixed test set exactly as
     ``fewshot eval`` of the published model does, and write ``manifest.json`` (sha256, results,
     ``test_steps`` with the validation metric per step count, the image ``preprocessing``, provenance).
@@ -50,12 +52,23 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be compared."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    last_path = run_dir / LAST
-    path = run_dir / BEST if (run_dir / BEST).exists() else last_path
-    ckpt = load_checkpoint(path, expect=run_identity(cfg))
-    learner = build_learner_from_config(cfg, "cpu")
-    load_learner_state(learner, ckpt["learner"])
-    learner.to(device)
+    last_path, best_path = run_dir / LAST, run_dir / BEST
+    if not last_path.exists() and not best_path.exists():
+        raise CheckpointError(f"{run_dir} holds no checkpoint ({LAST} or {BEST}): train the run first")
+    checkpoints = {key: load_checkpoint(path, expect=run_identity(cfg))
+                   for key, path in (("last", last_path), ("best", best_path)) if path.exists()}
+    learners = {key: build_learner_from_config(cfg, "cpu") for key in checkpoints}
+    for key, learner in learners.items():
+        load_learner_state(learner, checkpoints[key]["learner"])
+        learner.to(device)
+    selection = None
+    if len(checkpoints) == 2:
+        selection = choose_checkpoint(learners["last"], learners["best"], cfg, device=device,
+                                      last_iteration=int(checkpoints["last"]["iteration"]),
+                                      best_iteration=int(checkpoints["best"]["iteration"]))
+    chosen = selection.chosen if selection is not None else next(iter(checkpoints))
+    ckpt, learner = checkpoints[chosen], learners[chosen]
+    path = last_path if chosen == "last" else best_path
     test_steps, val_by_steps = choose_test_steps(learner, cfg, device=device)
     report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split, steps=test_steps, device=device)
     bn = bn_results(learner, cfg, report, episodes=episodes, split=split, steps=test_steps, device=device)
@@ -68,8 +81,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
-    best_iteration = int(ckpt["iteration"])
-    last = load_checkpoint(last_path, expect=run_identity(cfg)) if last_path.exists() else ckpt
+    published_iteration = int(ckpt["iteration"])
+    last = checkpoints.get("last", ckpt)
     trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
@@ -83,6 +96,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "dataset": cfg.data.dataset,
         "train_split": cfg.data.train_split,
         "split": report["split"],
+        "split_protocol": split_protocol(cfg.data.dataset, report["split"]),
         "ways": report["ways"],
         "shots": report["shots"],
         "queries": report["queries"],
@@ -95,8 +109,10 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         **step_fields(test_steps, val_by_steps, cfg),
         "bn_mode": report["bn_mode"],  # the mode "mean" was measured in (the config's)
         **bn,
-        "checkpoint_iteration": best_iteration,  # the weights: best validation score
+        "checkpoint_iteration": published_iteration,  # the weights published (``selection`` says why)
+        "selection": selection.to_dict() if selection is not None else None,
         "trained_iterations": trained,
+        "full_protocol": full_protocol(cfg, trained, preset_iterations, notes),
         "train_iterations": cfg.iterations,
         "preset_iterations": preset_iterations,
         "seed": cfg.seed,
@@ -112,7 +128,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "sha256": sha256_file(model_dir / WEIGHTS),
         # what `fewshot train --from-pretrained` continues: the state where the run stopped (docs/pretrained.md)
         "training_state": write_training_state(model_dir, last_path=last_path if last_path.exists() else path,
-                                               best_path=path, metrics_path=run_dir / METRICS_FILE),
+                                               best_path=best_path if best_path.exists() else path,
+                                               metrics_path=run_dir / METRICS_FILE),
         "config": portable,
     }
     if not cfg.data.is_regression:
@@ -120,6 +137,17 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     manifest = manifest_of(plain, f"of '{name}'")  # checked as the loader checks it: nothing unreadable is written
     atomic_write_text(model_dir / MANIFEST, manifest.to_json(), error=FewshotError)
     return manifest.to_dict()
+
+
+def full_protocol(cfg: TrainConfig, trained: int, preset_iterations: int | None, notes: str) -> bool:
+    """Whether the run is its preset's whole recipe: every setting as the preset has it (the device,
+    precision and data root aside), all its iterations trained, and no protocol change noted."""
+    if cfg.preset not in PRESETS or preset_iterations is None or notes or trained < preset_iterations:
+        return False
+    ignored = ("device", "precision", "iterations", "preset", "seed", "checkpoint_every", "log_every", "eval_batch")
+    ours, preset = cfg.to_dict(), get_preset(cfg.preset).to_dict()
+    ours["data"]["root"] = preset["data"]["root"] = None
+    return all(ours[k] == preset[k] for k in ours if k not in ignored) and cfg.iterations == preset_iterations
 
 
 def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
