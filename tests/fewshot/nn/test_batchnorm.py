@@ -8,6 +8,7 @@ from torch import nn
 
 from fewshot.errors import ConfigError
 from fewshot.nn import StepBatchNorm2d, current_inner_step, inner_step, per_step_batchnorm, statistics_from
+from fewshot.nn.batchnorm import native_kernel_under_vmap
 
 
 def _x(seed=0, shape=(6, 3, 4, 4)):
@@ -238,3 +239,23 @@ def test_bf16_activations_under_vmap_are_normalised_in_float32_and_returned_in_b
     assert yv16.dtype == torch.bfloat16 and y16.dtype == torch.bfloat16
     assert torch.allclose(yv16.float(), yv32, rtol=2 ** -8, atol=2 ** -8)
     assert float(yv32.std()) > 0.5  # normalised: the float32 statistics saw the spread bf16 would have lost
+
+
+@pytest.mark.parametrize("training,track", [(False, True), (True, False)])
+def test_bf16_activations_on_the_native_kernel_under_vmap_as_evaluate_runs_it(training, track):
+    """Evaluation's batched path (``native_kernel_under_vmap``) under autocast: vmap's batching rule has no
+    mixed-type path, so bf16 activations go in as float32; the output, rounded back to bf16, equals float32's
+    on the same values up to one rounding."""
+    g = torch.Generator().manual_seed(6)
+    x16 = torch.randn(2, 6, 3, 4, 4, generator=g).bfloat16()
+    bn = StepBatchNorm2d(3, track_running_stats=track).train(training)
+    if track:
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1, generator=g)
+            bn.running_var.uniform_(0.5, 2, generator=g)
+    outs = []
+    for x in (x16.float(), x16):
+        with torch.no_grad(), native_kernel_under_vmap():
+            outs.append(torch.func.vmap(copy.deepcopy(bn), randomness="same")(x))
+    assert outs[1].dtype == torch.bfloat16
+    assert torch.allclose(outs[1].float(), outs[0], rtol=2 ** -8, atol=2 ** -8)
