@@ -197,6 +197,17 @@ def average_buffers(buffers: list[torch.Tensor], before: list[torch.Tensor], ran
             b.copy_(b0 + d)
 
 
+def max_int(value: int, ranks: Ranks) -> int:
+    """The largest of the ranks' ``value`` (on every rank): e.g. whether any rank was asked to stop."""
+    if not ranks.active:
+        return value
+    nccl = dist.get_backend() == "nccl"
+    t = torch.tensor([value], dtype=torch.int64, device=torch.device("cuda", torch.cuda.current_device())
+                     if nccl else torch.device("cpu"))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def mean_scalars(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
     """The mean over ranks of each named float (every rank passes the same names)."""
     if not ranks.active or not values:

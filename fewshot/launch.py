@@ -77,32 +77,59 @@ def threads_per_process(processes: int, *, cores: int | None = None) -> int:
     return max(1, (cores or cpu_cores()) // processes)
 
 
+class LaunchInterrupted(Exception):
+    """The processes stopped on a signal (SIGINT, SIGTERM) after saving the run; ``exit_status`` 128 + signal."""
+
+    def __init__(self, exit_status: int) -> None:
+        super().__init__(f"stopped by a signal (exit status {exit_status})")
+        self.exit_status = exit_status
+
+
+# Seconds the launcher waits, after a signal, for its processes to save the run and exit (an iteration
+# and at most one validation) before it kills them.
+SHUTDOWN_TIMEOUT_S = 600
+INTERRUPTED_STATUSES = (128 + 2, 128 + 15)
+# Set in the launched processes: how many the launcher started.
+PROCESSES_ENV = "FEWSHOT_LAUNCHED_PROCESSES"
+
+
 def launch(processes: int, argv: Sequence[str], *, threads: int) -> None:
     """Run ``python -m fewshot *argv`` in ``processes`` local processes, as ``torchrun --standalone
     --nproc_per_node=processes`` would, each with ``threads`` torch threads (``OMP_NUM_THREADS``; one the
     user exported is kept).  Returns when all have exited; FewshotError (one line) when one failed (the
-    failing process has printed its own error above)."""
+    failing process has printed its own error above); LaunchInterrupted when a signal stopped them (to the
+    launcher, which passes it on, or to the processes themselves), which then saved the run."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
-    quiet = logging.getLogger("torch.distributed.elastic")  # its log lines repeat what the error line says
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    if hasattr(config, "shutdown_timeout"):  # older torch: the agent waits its fixed 30 s
+        config.shutdown_timeout = SHUTDOWN_TIMEOUT_S
+    # the agent's log lines repeat what the error line says (its modules' loggers set their own levels)
+    quiet = [logging.getLogger(name) for name in ("torch.distributed.elastic", *logging.root.manager.loggerDict)
+             if name.startswith("torch.distributed.elastic")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     saved = os.environ.get("OMP_NUM_THREADS")
     if saved is None:  # the children inherit the environment of this process
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ[PROCESSES_ENV] = str(processes)  # what a process names in its resume command
     try:
         elastic_launch(config, sys.executable)("-m", "fewshot", *argv)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        if failure.exitcode in INTERRUPTED_STATUSES:
+            raise LaunchInterrupted(failure.exitcode) from None
         raise FewshotError(f"training process {rank} of {processes} failed (exit code {failure.exitcode}) and "
                            "the others were stopped: its error is printed above") from None
-    except SignalException:
-        raise KeyboardInterrupt from None
+    except SignalException as exc:
+        raise LaunchInterrupted(128 + int(exc.sigval)) from None
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+        os.environ.pop(PROCESSES_ENV, None)
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)

@@ -13,6 +13,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import signal
+import sys
 from pathlib import Path
 
 from .. import distributed, launch
@@ -22,6 +26,7 @@ from ..errors import ConfigError
 from ..precision import PRECISIONS
 from ..training import train
 from ..training.build import resolve_device
+from ..training.interrupt import TrainingInterrupted
 from ..training.shipped import continue_from_pretrained
 
 
@@ -87,9 +92,16 @@ def run(args: argparse.Namespace) -> int:
             threads = launch.threads_per_process(nproc)
             if not args.quiet:
                 print(f"starting {nproc} training processes, {threads} torch thread(s) each", flush=True)
-            launch.launch(nproc, _child_argv(args), threads=threads)
+            try:
+                launch.launch(nproc, _child_argv(args), threads=threads)
+            except launch.LaunchInterrupted as stop:  # the processes saved the run; rank 0 said where
+                return stop.exit_status
             return 0
-    result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet, dist_timeout=args.dist_timeout)
+    try:
+        result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet,
+                       dist_timeout=args.dist_timeout)
+    except TrainingInterrupted as stop:
+        return _interrupted(stop, args)
     return _report(result)
 
 
@@ -99,8 +111,26 @@ def _from_pretrained(args: argparse.Namespace) -> int:
                           "--resume (only --iterations, --device, --out and --set data.root=DIR)")
     extra = [*args.overrides, *([f"device={args.device}"] if args.device is not None else []),
              *([f"iterations={args.iterations}"] if args.iterations is not None else [])]
-    return _report(continue_from_pretrained(args.from_pretrained, args.out, extra, quiet=args.quiet,
-                                            dist_timeout=args.dist_timeout))
+    try:
+        return _report(continue_from_pretrained(args.from_pretrained, args.out, extra, quiet=args.quiet,
+                                                dist_timeout=args.dist_timeout))
+    except TrainingInterrupted as stop:
+        return _interrupted(stop, args)
+
+
+def _interrupted(stop: TrainingInterrupted, args: argparse.Namespace) -> int:
+    """One line (from the main process) naming the saved checkpoint and the command that resumes the run,
+    and the signal's exit status (130 SIGINT, 143 SIGTERM) for requeue scripts."""
+    if distributed.is_main_process():
+        argv = [a for a in _child_argv(args) if a != "--resume"]
+        if "--out" not in " ".join(argv):
+            argv.append(f"--out={stop.checkpoint.parent}")
+        nproc = args.nproc if str(args.nproc).strip() != "1" else os.environ.get(launch.PROCESSES_ENV, "1")
+        if nproc != "1":
+            argv.append(f"--nproc={nproc}")
+        print(f"interrupted by {signal.Signals(stop.signum).name} at iteration {stop.iteration}: saved "
+              f"{stop.checkpoint}; resume with: {shlex.join(['fewshot', *argv])}", file=sys.stderr, flush=True)
+    return stop.exit_status
 
 
 def _report(result) -> int:

@@ -48,6 +48,7 @@ from .build import (
 )
 from .checkpoint import restore_training_state, save_checkpoint
 from .clock import TrainingClock
+from .interrupt import StopSignals, TrainingInterrupted
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
 from .run_folder import (  # noqa: F401 - re-exported: the run folder's names and helpers were defined here
@@ -211,24 +212,33 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
                desc=cfg.preset or "train")
     last_loss: float | None = None
     learner.train()
-    try:
-        for iteration in range(start + 1, cfg.iterations + 1):
-            last = iteration == cfg.iterations
-            step = train_step(parts, iteration, run.kept)
-            last_loss = step.loss
-            if iteration % cfg.log_every == 0 or last:
-                lr = optimizer.param_groups[0]["lr"]
-                run.log("train", iteration, **{**step.metrics, "loss": step.loss, "lr": lr})
-            run.show(bar, step)
-            if val_set is not None and (iteration % cfg.val_every == 0 or last):
-                run.validate(val_set, iteration, progress=not quiet)
-            if iteration % cfg.checkpoint_every == 0 or last:
-                distributed.check_in_sync(learner, ranks, f"iteration {iteration}")
-                run.checkpoint(folder.last, iteration)
-                if val_set is None:  # no validation: "best" is the latest
-                    run.checkpoint(folder.best, iteration)
-    finally:
-        bar.close()
-        if logger is not None:
-            logger.close()
+    with StopSignals(announce=ranks.main and sys.stderr.isatty()) as stop:
+        try:
+            for iteration in range(start + 1, cfg.iterations + 1):
+                last = iteration == cfg.iterations
+                step = train_step(parts, iteration, run.kept)
+                last_loss = step.loss
+                if iteration % cfg.log_every == 0 or last:
+                    lr = optimizer.param_groups[0]["lr"]
+                    run.log("train", iteration, **{**step.metrics, "loss": step.loss, "lr": lr})
+                run.show(bar, step)
+                if val_set is not None and (iteration % cfg.val_every == 0 or last):
+                    run.validate(val_set, iteration, progress=not quiet)
+                saved = iteration % cfg.checkpoint_every == 0 or last
+                if saved:
+                    distributed.check_in_sync(learner, ranks, f"iteration {iteration}")
+                    run.checkpoint(folder.last, iteration)
+                    if val_set is None:  # no validation: "best" is the latest
+                        run.checkpoint(folder.best, iteration)
+                signum = stop.requested(ranks)
+                if signum and not last:  # every rank agrees: save where the run is, then stop
+                    if not saved:
+                        distributed.check_in_sync(learner, ranks, f"iteration {iteration}")
+                        run.checkpoint(folder.last, iteration)
+                    distributed.barrier(ranks)
+                    raise TrainingInterrupted(signum, iteration, folder.last)
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
     return TrainResult(folder.path, cfg.iterations, metric, run.best, run.best_it, last_loss, start, learner)

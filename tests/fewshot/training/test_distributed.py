@@ -185,12 +185,15 @@ def test_resume_with_another_number_of_processes(omniglot_root, tmp_path, monkey
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     preset = "omniglot-5w1s-maml"
     run = tmp_path / "run"
+    # a constant meta learning rate: a run extended from 2 to 4 iterations then takes the steps of a 4-iteration
+    # run (a cosine schedule's first steps depend on the run's length)
+    constant = "optim.cosine=false"
     proc = _torchrun(["-m", "fewshot", "train", preset, "--out", str(run), "--quiet",
-                      *[f"--set={o}" for o in _overrides(omniglot_root, iterations=2)]], cwd=tmp_path)
+                      *[f"--set={o}" for o in [*_overrides(omniglot_root, iterations=2), constant]]], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("trained 2 iterations") == 1  # rank 0 alone prints
     assert load_checkpoint(run / "last.pt")["iteration"] == 2
-    cfg4 = apply_overrides(load_config(preset), _overrides(omniglot_root, iterations=4))
+    cfg4 = apply_overrides(load_config(preset), [*_overrides(omniglot_root, iterations=4), constant])
     resumed = train(cfg4, run, quiet=True)  # one process continues the two-process run
     assert resumed.resumed_from == 2
     straight = train(cfg4, tmp_path / "straight", quiet=True)
