@@ -11,6 +11,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from dataclasses import replace
@@ -24,14 +25,14 @@ from .. import distributed, pretrained
 from ..allocator import tune_allocator
 from ..checks import check_count
 from ..config import TrainConfig
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..learners import GradientLearner
 from ..precision import PRECISIONS, autocast, resolve_precision
 from ..reporting import report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
 from ..training.build import TEST_SEED, build_learner_from_config, resolve_device, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
-from ..training.run_folder import BEST, LAST, config_of_checkpoint, load_run_config
+from ..training.run_folder import BEST, LAST, config_of_checkpoint, load_run_config, lock_held_elsewhere
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,12 +86,25 @@ def resolve_target(target: str, device: torch.device) -> tuple[GradientLearner, 
     if path.is_dir():
         cfg = load_run_config(path)
         ckpt_path = path / BEST if (path / BEST).exists() else path / LAST
+        if not ckpt_path.exists():
+            now = ("a training run is writing it now: " if lock_held_elsewhere(path) else "")
+            raise CheckpointError(f"run folder {path} has no checkpoint yet ({LAST}): {now}training writes one every "
+                                  f"{cfg.checkpoint_every} iterations, at its end and when stopped by Ctrl-C; "
+                                  "evaluate it after that")
         ckpt = load_checkpoint(ckpt_path, expect=run_identity(cfg))
     elif path.is_file() or target.endswith(".pt"):
         ckpt_path = path
         ckpt = load_checkpoint(path)
         cfg = config_of_checkpoint(ckpt)
     else:
+        names = pretrained.list()
+        if target not in names:
+            close = difflib.get_close_matches(target, names, n=1)
+            hint = (f"did you mean the pretrained model '{close[0]}'?" if close else
+                    "pass a run folder, a checkpoint file or a pretrained model name (`fewshot pretrained list`)")
+            if any(c in target for c in "/\\~") or target.startswith("."):
+                raise CheckpointError(f"{target} does not exist: check the path (a run folder or a checkpoint file)")
+            raise CheckpointError(f"'{target}' is neither a file or folder here nor a pretrained model: {hint}")
         learner, cfg, _ = pretrained.load_with_config(target, device)
         return learner, cfg, f"pretrained {target}"
     learner = build_learner_from_config(cfg, "cpu")

@@ -1,11 +1,15 @@
-"""The shape a learner's inputs must have, checked where they enter (``adapt``, ``predict``), in one line.
+"""The shape, type and range a learner's inputs must have, checked where they enter (``adapt``,
+``predict``, ``adapted(x)``), in one line.
 
 Why: a wrongly prepared image (64x64, RGB for a grayscale model, one image without its batch
 dimension) otherwise fails deep inside the model with a raw ``torch.cat``/convolution RuntimeError
 that names neither the expected shape nor the way to get it. The expected shape per example comes
 from ``learner.preprocessing`` (an ``episodes.Preprocessing``: every pretrained model carries one,
 ``fewshot.pretrained.load``), else from the support set of the last ``adapt`` call (your own model:
-``predict`` must see examples shaped like those the parameters were adapted on).
+``predict`` must see examples shaped like those the parameters were adapted on). Integer inputs
+(``uint8`` pixels) are refused, since the models take floats; a model with a preprocessing also refuses
+floats far outside its input range (``0..255`` pixels whose division by 255 was forgotten), which would
+otherwise give confident garbage rather than an error.
 
 Usage (what ``GradientLearner.adapt``/``predict`` do)::
 
@@ -48,10 +52,25 @@ def _show(shape: tuple[int | None, ...]) -> str:
 
 
 def check_input(learner: Any, x: Any, call: str) -> None:
-    """One-line FewshotError when ``x`` is not ``[N, *expected]``; ``adapt`` records the shape if none is known."""
+    """One-line FewshotError when ``x`` is not floating point ``[N, *expected]`` (within the input range of a
+    model with a preprocessing); ``adapt`` records the shape if none is known."""
     if not isinstance(x, torch.Tensor):
         raise FewshotError(f"{call} needs a torch.Tensor of examples [N, ...], got {type(x).__name__}: "
                            "stack them first, e.g. torch.stack(images)")
+    prep = getattr(learner, "preprocessing", None)
+    prep = prep if isinstance(prep, Preprocessing) else None
+    if not x.is_floating_point():
+        how = (f"prepare raw images with learner.preprocessing ({prep!r}), or convert these with x.float() / "
+               f"{prep.scale:g}" if prep is not None else "convert them, e.g. x.float() / 255 for uint8 pixels")
+        raise FewshotError(f"{call} got {str(x.dtype).removeprefix('torch.')} inputs but the model takes floating "
+                           f"point ones: {how}")
+    if prep is not None and x.numel():
+        top = 255.0 / prep.scale
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if high > 2 * top or low < -top:
+            raise FewshotError(f"{call} got inputs in [{low:.4g}, {high:.4g}] but the model takes images in "
+                               f"[0, {top:g}]: prepare them with learner.preprocessing ({prep!r}), e.g. divide "
+                               f"0-255 pixels by {prep.scale:g}")
     known = expected_shape(learner)
     if known is None or (call == "adapt" and not isinstance(getattr(learner, "preprocessing", None), Preprocessing)):
         if call == "adapt" and x.dim() >= 1:

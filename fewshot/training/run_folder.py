@@ -114,6 +114,24 @@ class RunLock:
         self.release()
 
 
+def lock_held_elsewhere(out: str | os.PathLike) -> bool:
+    """Whether a training run holds ``out``'s lock now (it is training there)."""
+    import fcntl  # POSIX only, as RunLock
+
+    path = Path(out) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a shared lock taken here
+    return False
+
+
 def _same_file(fd: int, path: Path) -> bool:
     try:
         st = path.stat()

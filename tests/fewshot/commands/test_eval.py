@@ -55,7 +55,9 @@ def test_eval_ci_matches_per_episode_values(sine_run, capsys):
 
 
 @pytest.mark.parametrize("target, message", [
-    ("no-such-model", "unknown pretrained model 'no-such-model'"),
+    ("no-such-model", "'no-such-model' is neither a file or folder here nor a pretrained model: pass a run folder"),
+    ("omniglot-5w1s-mam", "did you mean the pretrained model 'omniglot-5w1s-maml'?"),
+    ("runs/does-not-exist", "runs/does-not-exist does not exist: check the path (a run folder or a checkpoint file)"),
     ("missing.pt", "does not exist"),
 ])
 def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
@@ -63,6 +65,23 @@ def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
     assert main(["eval", target]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_eval_tells_a_run_without_checkpoint_yet_from_a_folder_that_is_no_run(sine_run, tmp_path, capsys):
+    from fewshot.training.run_folder import RunLock
+
+    young = tmp_path / "young"
+    young.mkdir()
+    (young / "config.yaml").write_bytes((sine_run / "config.yaml").read_bytes())
+    assert main(["eval", str(young)]) == 2
+    err = capsys.readouterr().err
+    assert f"run folder {young} has no checkpoint yet (last.pt): training writes one every" in err
+    assert "writing it now" not in err and err.count("\n") == 1
+    with RunLock(young):  # a training run holds the folder
+        assert main(["eval", str(young)]) == 2
+        assert "a training run is writing it now: training writes one every" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "is not a run directory (no config.yaml)" in capsys.readouterr().err
 
 
 def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):

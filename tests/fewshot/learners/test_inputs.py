@@ -56,3 +56,30 @@ def test_a_users_model_learns_the_shape_from_adapt():
         learner.predict(torch.rand(2, 1, 20, 20), params, support_x=sx)
     with pytest.raises(FewshotError, match=r"pass x\[None\]"):
         learner.predict(sx[0], params, support_x=sx)
+
+
+def test_uint8_images_are_refused_in_one_line_naming_the_conversion(shipped):
+    learner, sx, adapted = shipped
+    pixels = (sx * 255).to(torch.uint8)
+    for call in (lambda: learner.adapt(pixels, torch.arange(5)), lambda: adapted(pixels),
+                 lambda: learner.predict(pixels, dict(adapted.params), support_x=sx)):
+        with pytest.raises(FewshotError, match=r"got uint8 inputs but the model takes floating point ones: prepare "
+                                               r"raw images with learner\.preprocessing .* x\.float\(\) / 255") as info:
+            call()
+        assert "\n" not in str(info.value)
+    own = MAML(Conv4(1, 3, hidden=8, image_size=16), MAMLConfig(inner_steps=1))
+    with pytest.raises(FewshotError, match=r"adapt got int64 inputs .*: convert them, e.g\. x\.float\(\) / 255"):
+        own.adapt(torch.zeros(3, 1, 16, 16, dtype=torch.int64), torch.arange(3))
+
+
+def test_pixels_left_in_0_255_are_refused_by_a_model_with_a_preprocessing(shipped):
+    learner, sx, adapted = shipped
+    with pytest.raises(FewshotError, match=r"adapt got inputs in \[0\.\d+, 25\d(\.\d+)?\] but the model takes images in "
+                                           r"\[0, 1\]: prepare them with learner\.preprocessing .* divide 0-255 pixels "
+                                           r"by 255"):
+        learner.adapt(sx * 255, torch.arange(5))
+    with pytest.raises(FewshotError, match=r"predict got inputs in \[-3, "):
+        adapted(sx - 3)
+    assert adapted(sx * 1.5).shape == (5, 5)  # within the tolerated range: contrast changes are the user's
+    own = MAML(Conv4(1, 3, hidden=8, image_size=16), MAMLConfig(inner_steps=1))  # no preprocessing: no range known
+    assert own.adapt(torch.rand(3, 1, 16, 16) * 255, torch.arange(3)).steps == 1
