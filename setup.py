@@ -38,8 +38,9 @@ setup(
     ],
     extras_require={
         # higher is a test oracle only: never imported by the library. ruff and mypy: `ruff check .`, `mypy`.
-        # torchvision: the EpisodeDataset tests use its v2 transforms (the library never imports it).
-        "dev": ["pytest>=7.4", "higher==0.2.1", "ruff==0.17.6", "mypy==2.4.1", "torchvision>=0.18"],
+        # Nothing here may depend on an exact torch (torchvision does): pip would replace the CPU wheel the
+        # README installs first with the default CUDA one (tests/test_packaging.py checks it).
+        "dev": ["pytest>=7.4", "higher==0.2.1", "ruff==0.17.6", "mypy==2.4.1"],
     },
     entry_points={"console_scripts": ["fewshot=fewshot.cli:entry"]},
 )

@@ -85,11 +85,14 @@ def test_bad_arguments_are_one_line_errors():
         ragged[0]
 
 
-def test_real_omniglot_with_a_torchvision_transform(omniglot_root):
-    from torchvision.transforms import v2  # a [dev] dependency: installed wherever the tests run
+def mirror(image: torch.Tensor) -> torch.Tensor:
+    """A deterministic augmentation on one ``[C, H, W]`` image, as ``transforms.v2.RandomHorizontalFlip(p=1)``."""
+    return image.flip(-1)
+
+
+def test_real_omniglot_with_an_image_transform_in_loader_workers(omniglot_root):
     split = load_split("omniglot", "val", omniglot_root)
-    data = EpisodeDataset(split, ways=5, shots=1, queries=15, episodes=4, seed=0,
-                          transform=v2.RandomHorizontalFlip(p=1.0))
+    data = EpisodeDataset(split, ways=5, shots=1, queries=15, episodes=4, seed=0, transform=mirror)
     fixed = FixedEpisodes(split, ways=5, shots=1, queries=15, count=4, seed=0)
     batch = next(iter(DataLoader(data, batch_size=4, num_workers=2, collate_fn=data.collate)))
     assert repr(batch) == "TaskBatch(tasks=4, ways=5, support=[4, 5, 1, 28, 28], query=[4, 75, 1, 28, 28])"
