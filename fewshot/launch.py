@@ -15,14 +15,22 @@ each convolution, whose work at Omniglot's shape is a few hundred microseconds, 
 overhead grows with the thread count while the work per op does not.  On 2 cores processes already
 win (omniglot-5w1s-maml: 4.53 vs 4.31 it/s), and the gap can only widen with more cores.  On CUDA:
 one process per GPU (again reduced to a divisor of the meta-batch).
+
+The default, without ``--nproc`` (:func:`default_layout`): on CPU, the same processes with one torch
+thread each, since torch's default (one thread per core in every process) makes threads spin against
+each other and against any other job on the machine, for kernels too small to split (bench/ has the
+quiet and busy timings). ``OMP_NUM_THREADS`` or ``--threads`` set by the user keep one process with
+that many threads.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import uuid
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -70,6 +78,54 @@ def choose_nproc(value: str, meta_batch: int, device: torch.device, *, cores: in
         n = _largest_divisor_up_to(meta_batch, slots)
     check_split(meta_batch, n)
     return n
+
+
+def user_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """The torch threads the user asked for with ``OMP_NUM_THREADS`` (a whole number >= 1), else None."""
+    value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a command uses a machine's CPU: ``processes`` data-parallel processes of ``threads`` torch threads
+    each (``threads`` None: torch's own default, what the user's ``OMP_NUM_THREADS`` set)."""
+
+    processes: int
+    threads: int | None
+
+    def describe(self) -> str:
+        each = f"{self.threads} torch thread{'s' if self.threads != 1 else ''}" if self.threads else \
+            "OMP_NUM_THREADS torch threads"
+        return f"{self.processes} process{'es' if self.processes != 1 else ''}, {each} each"
+
+
+def default_layout(meta_batch: int | None, device: torch.device, *, threads: int | None = None,
+                   environ: Mapping[str, str] | None = None, cores: int | None = None) -> Layout:
+    """The layout a command uses when the user names none (module docstring): on CPU one process per core
+    (a divisor of the meta-batch; ``meta_batch`` None: one process, as evaluation), each with one torch
+    thread, unless ``threads`` (``--threads``) or ``OMP_NUM_THREADS`` says otherwise, which keep one
+    process with that many threads; off the CPU one process, torch's threads."""
+    if device.type != "cpu":
+        return Layout(1, threads)
+    if threads is not None or user_threads(environ) is not None:
+        return Layout(1, threads)
+    processes = 1 if meta_batch is None else _largest_divisor_up_to(meta_batch, cores or cpu_cores())
+    return Layout(processes, 1)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Inside the block torch uses ``threads`` intra-op threads (None: unchanged); restored afterwards."""
+    if threads is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def threads_per_process(processes: int, *, cores: int | None = None) -> int:

@@ -60,3 +60,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(autouse=True)
+def threads_as_the_test_process_has_them(monkeypatch):
+    """Without ``OMP_NUM_THREADS`` the CLI picks its default CPU layout (``fewshot.launch.default_layout``:
+    processes, one thread each); tests that call it in-process keep this process's threads instead, as a
+    user's own setting would, except those that test the layout (they delete the variable)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))

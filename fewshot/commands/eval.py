@@ -21,7 +21,7 @@ import torch
 
 from episodes.preprocessing import INTERPOLATIONS
 
-from .. import distributed, pretrained
+from .. import distributed, launch, pretrained
 from ..allocator import tune_allocator
 from ..checks import check_count
 from ..config import TrainConfig
@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bf16: autocast the forward passes to bfloat16 (float32 losses and batch norm); default fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads (default: 1 on CPU, or OMP_NUM_THREADS)")
     folder = p.add_argument_group("your own images (--data)")
     folder.add_argument("--data", metavar="DIR", default=None,
                         help="evaluate on an image folder (one subfolder per class), read with the model's "
@@ -118,12 +120,16 @@ def run(args: argparse.Namespace) -> int:
         check_count(args.episodes, "--episodes")
     if args.steps is not None:
         check_count(args.steps, "--steps")
+    if args.threads is not None:
+        check_count(args.threads, "--threads")
     device = resolve_device(args.device)
-    learner, cfg, what = resolve_target(args.target, device)
-    if args.best_step is not None:
-        learner.config.best_step = args.best_step
-    with autocast(device, resolve_precision(args.precision, device)):
-        return _run(args, learner, cfg, what, device)
+    threads = launch.default_layout(None, device, threads=args.threads).threads
+    with launch.torch_threads(None if distributed.launched() and args.threads is None else threads):
+        learner, cfg, what = resolve_target(args.target, device)
+        if args.best_step is not None:
+            learner.config.best_step = args.best_step
+        with autocast(device, resolve_precision(args.precision, device)):
+            return _run(args, learner, cfg, what, device)
 
 
 def _run(args: argparse.Namespace, learner: GradientLearner, cfg: TrainConfig, what: str, device: torch.device) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import distributed, launch
 from ..allocator import tune_allocator
+from ..checks import check_count
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
@@ -53,10 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--from-pretrained", default=None, metavar="NAME",
                    help="continue the training run of pretrained model NAME exactly where it stopped, from the "
                         "state it ships (default --out: runs/NAME; see docs/pretrained.md)")
-    p.add_argument("--nproc", default="1", metavar="N|auto",
+    p.add_argument("--nproc", default=None, metavar="N|auto",
                    help="data-parallel processes on this machine, started with torch.distributed's launcher (as "
                         "torchrun --standalone would); auto: one per core on CPU (one per GPU on CUDA), reduced "
-                        "to a divisor of meta_batch; default 1 (docs/scale-out.md)")
+                        "to a divisor of meta_batch; default: auto with one torch thread each on CPU, unless "
+                        "--threads or OMP_NUM_THREADS is set (then 1); 1 on a GPU (docs/scale-out.md)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads of each process (default: 1 on CPU, or OMP_NUM_THREADS)")
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     p.set_defaults(func=run, parser=p)
 
@@ -82,27 +86,39 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"precision={args.precision}")
     cfg = apply_overrides(cfg, extra)
     out = Path(args.out) if args.out else Path("runs") / (cfg.preset or Path(args.config).stem)
-    if str(args.nproc).strip() != "1":
-        if distributed.launched():
-            raise ConfigError("--nproc starts its own processes: leave it out under torchrun (whose "
-                              "--nproc_per_node sets the number of processes)")
-        device = resolve_device(cfg.device)
-        nproc = launch.choose_nproc(args.nproc, cfg.meta_batch, device)
-        if nproc > 1:
-            threads = launch.threads_per_process(nproc)
-            if not args.quiet:
-                print(f"starting {nproc} training processes, {threads} torch thread(s) each", flush=True)
-            try:
-                launch.launch(nproc, _child_argv(args), threads=threads)
-            except launch.LaunchInterrupted as stop:  # the processes saved the run; rank 0 said where
-                return stop.exit_status
-            return 0
+    layout = _layout(args, cfg.meta_batch, resolve_device(cfg.device))
+    if layout.processes > 1:
+        if not args.quiet:
+            print(f"starting {layout.describe()}", flush=True)
+        try:
+            launch.launch(layout.processes, _child_argv(args), threads=layout.threads or 1)
+        except launch.LaunchInterrupted as stop:  # the processes saved the run; rank 0 said where
+            return stop.exit_status
+        return 0
     try:
-        result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet,
-                       dist_timeout=args.dist_timeout)
+        with launch.torch_threads(layout.threads):
+            result = train(cfg, out, resume=True if args.resume else None, quiet=args.quiet,
+                           dist_timeout=args.dist_timeout)
     except TrainingInterrupted as stop:
         return _interrupted(stop, args)
     return _report(result)
+
+
+def _layout(args: argparse.Namespace, meta_batch: int, device) -> launch.Layout:
+    """Processes and threads of this run: ``--nproc``/``--threads`` as given, else the default layout."""
+    if args.threads is not None:
+        check_count(args.threads, "--threads")
+    if distributed.launched():  # torchrun (or our launcher) started this process: one of many
+        if args.nproc is not None:
+            raise ConfigError("--nproc starts its own processes: leave it out under torchrun (whose "
+                              "--nproc_per_node sets the number of processes)")
+        return launch.Layout(1, args.threads)
+    if args.nproc is None:
+        return launch.default_layout(meta_batch, device, threads=args.threads)
+    nproc = launch.choose_nproc(args.nproc, meta_batch, device)
+    if nproc == 1:
+        return launch.Layout(1, args.threads)
+    return launch.Layout(nproc, args.threads or launch.threads_per_process(nproc))
 
 
 def _from_pretrained(args: argparse.Namespace) -> int:
@@ -111,9 +127,13 @@ def _from_pretrained(args: argparse.Namespace) -> int:
                           "--resume (only --iterations, --device, --out and --set data.root=DIR)")
     extra = [*args.overrides, *([f"device={args.device}"] if args.device is not None else []),
              *([f"iterations={args.iterations}"] if args.iterations is not None else [])]
+    if args.nproc not in (None, "1"):
+        raise ConfigError("--from-pretrained continues the run in one process: drop --nproc")
+    threads = launch.default_layout(None, resolve_device(args.device or "auto"), threads=args.threads).threads
     try:
-        return _report(continue_from_pretrained(args.from_pretrained, args.out, extra, quiet=args.quiet,
-                                                dist_timeout=args.dist_timeout))
+        with launch.torch_threads(threads):
+            return _report(continue_from_pretrained(args.from_pretrained, args.out, extra, quiet=args.quiet,
+                                                    dist_timeout=args.dist_timeout))
     except TrainingInterrupted as stop:
         return _interrupted(stop, args)
 
@@ -125,8 +145,8 @@ def _interrupted(stop: TrainingInterrupted, args: argparse.Namespace) -> int:
         argv = [a for a in _child_argv(args) if a != "--resume"]
         if "--out" not in " ".join(argv):
             argv.append(f"--out={stop.checkpoint.parent}")
-        nproc = args.nproc if str(args.nproc).strip() != "1" else os.environ.get(launch.PROCESSES_ENV, "1")
-        if nproc != "1":
+        nproc = os.environ.get(launch.PROCESSES_ENV, args.nproc)
+        if nproc is not None:  # the same layout: a bit-identical continuation
             argv.append(f"--nproc={nproc}")
         print(f"interrupted by {signal.Signals(stop.signum).name} at iteration {stop.iteration}: saved "
               f"{stop.checkpoint}; resume with: {shlex.join(['fewshot', *argv])}", file=sys.stderr, flush=True)

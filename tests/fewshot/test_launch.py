@@ -97,3 +97,52 @@ def test_the_children_get_every_option_but_nproc():
     reparsed = build_parser().parse_args(_child_argv(args))
     assert {k: v for k, v in vars(reparsed).items() if k not in ("nproc", "func", "parser")} == \
         {k: v for k, v in vars(args).items() if k not in ("nproc", "func", "parser")}
+
+
+@pytest.mark.parametrize("meta_batch, environ, threads, device, want", [
+    (32, {}, None, "cpu", launch.Layout(2, 1)),  # one process per core, one thread each
+    (25, {}, None, "cpu", launch.Layout(1, 1)),  # sinusoid: 25 does not split over 2 cores
+    (None, {}, None, "cpu", launch.Layout(1, 1)),  # evaluation
+    (32, {"OMP_NUM_THREADS": "3"}, None, "cpu", launch.Layout(1, None)),  # the user's threads: torch reads them
+    (32, {}, 2, "cpu", launch.Layout(1, 2)),  # --threads 2
+    (32, {"OMP_NUM_THREADS": "zero"}, None, "cpu", launch.Layout(2, 1)),  # not a count: ignored
+    (32, {}, None, "meta", launch.Layout(1, None)),  # off the CPU: one process
+])
+def test_the_default_layout(meta_batch, environ, threads, device, want):
+    got = launch.default_layout(meta_batch, torch.device(device), threads=threads, environ=environ, cores=2)
+    assert got == want
+
+
+def test_torch_threads_are_set_inside_and_restored():
+    before = torch.get_num_threads()
+    with launch.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with launch.torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_train_and_eval_use_the_default_layout_unless_told(tmp_path, monkeypatch, capsys):
+    import fewshot.commands.eval as eval_command
+    import fewshot.commands.train as train_command
+
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(launch, "cpu_cores", lambda: 2)
+    seen = []
+    monkeypatch.setattr(train_command, "train", lambda *a, **k: seen.append(torch.get_num_threads()) or 0 / 0)
+    with pytest.raises(ZeroDivisionError):  # stopped inside training: the threads it ran with are recorded
+        main(["train", "sinusoid-maml", "--out", str(tmp_path / "s"), "--quiet", "--device", "cpu"])
+    assert seen == [1]
+    started = []
+    monkeypatch.setattr(launch, "launch", lambda n, argv, threads: started.append((n, threads, argv)))
+    assert main(["train", "omniglot-5w1s-maml", "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == "starting 2 processes, 1 torch thread each\n"
+    assert started[0][:2] == (2, 1) and not any(a.startswith("--nproc") for a in started[0][2])
+    with pytest.raises(ZeroDivisionError):  # --threads: one process with that many threads, no launcher
+        main(["train", "omniglot-5w1s-maml", "--out", str(tmp_path / "o"), "--device", "cpu", "--threads", "2"])
+    assert len(started) == 1 and seen == [1, 2]
+    monkeypatch.setattr(eval_command, "_run", lambda *a: seen.append(torch.get_num_threads()) or 0)
+    monkeypatch.setattr(eval_command, "resolve_target", lambda *a: (None, None, ""))
+    assert main(["eval", "anything", "--device", "cpu"]) == 0
+    assert main(["eval", "anything", "--device", "cpu", "--threads", "2"]) == 0
+    assert seen[-2:] == [1, 2]
