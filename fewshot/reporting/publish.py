@@ -183,7 +183,8 @@ def _fmt(manifest: dict | None) -> str:
 
 
 def results_table(names: list[str] | None = None, *, full: bool = False, manifests: str = "pretrained") -> str:
-    """Markdown table of pretrained models: ours (mean ± 95% CI, as shipped) and, for models with batch
+    """Markdown table of pretrained models: the split protocol their numbers are on (``vinyals`` or
+    ``maml`` for Omniglot, docs/data.md), ours (mean ± 95% CI, as shipped) and, for models with batch
     norm, with batch statistics (transductive, the papers' protocol), next to the paper's number.
 
     Two forms, so the README stays a page: the slim one (``full=False``, the README's) adds only a link
@@ -192,13 +193,13 @@ def results_table(names: list[str] | None = None, *, full: bool = False, manifes
     names = names if names is not None else registry.list()
     if full:
         lines = [
-            "| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
-            "| iterations (ours / preset) | changes vs preset | training budget | hardware | paper |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
+            "| iterations (ours / preset) | full protocol | changes vs preset | training budget | hardware | paper |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     else:
-        lines = ["| model | learner | ours (test, mean ± 95% CI) | ours, transductive BN | paper | manifest |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | paper | manifest |",
+                 "|---|---|---|---|---|---|---|"]
     for name in names:
         try:
             manifest = registry.manifest(name)
@@ -210,15 +211,17 @@ def results_table(names: list[str] | None = None, *, full: bool = False, manifes
         trans = m.get("transductive")
         if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
             trans = m  # published before both numbers were recorded: its one number is the transductive one
+        split = m.get("split_protocol") or "–"
         if not full:
-            lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('paper') or '–'} "
-                         f"| [manifest]({manifests}/{name}/manifest.json) |")
+            lines.append(f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} "
+                         f"| {m.get('paper') or '–'} | [manifest]({manifests}/{name}/manifest.json) |")
             continue
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
-        lines.append(f"| {name} | {m.get('learner')} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
+        full_protocol = {True: "yes", False: "no"}.get(m.get("full_protocol"), "–")
+        lines.append(f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
-                     f"| {its} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
+                     f"| {its} | {full_protocol} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
                      f"| {(m.get('training_time') or {}).get('hardware') or m.get('hardware')} "
                      f"| {m.get('paper') or '–'} |")
     return "\n".join(lines)
