@@ -17,7 +17,7 @@ import torch
 
 from . import idx, mini_imagenet, omniglot
 from .errors import DataError
-from .paths import dataset_dir
+from .paths import dataset_dir, is_url
 from .preprocessing import Preprocessing
 from .types import ClassSplit
 
@@ -98,16 +98,36 @@ def prepare(
 ) -> Path:
     """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
 
-    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
+    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet). A local ``source`` may also be
+    the folder above the dataset's own (a data root holding ``omniglot/``, as downloads are laid out).
     Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot", size=28)``.
     """
     info = dataset_info(dataset)
+    source = _dataset_folder(dataset, source)
     created = _missing_folders(dataset_dir(dataset, root))
     try:
         return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
     except BaseException:  # a failed build leaves no empty <root>/<dataset>/ behind (what it downloaded stays)
         _remove_if_empty(created)
         raise
+
+
+# A file each dataset's own folder holds (how a folder above it is told apart from it).
+_OWN_FILES = {"omniglot": ("images_background.zip", "images_background"),
+              "mnist": ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"),
+              "fashion-mnist": ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")}
+
+
+def _dataset_folder(dataset: str, source: str | os.PathLike | None) -> str | os.PathLike | None:
+    """``source``, or ``source/<dataset>`` when ``source`` is a local folder above the dataset's own."""
+    if source is None or is_url(str(source)) or dataset not in _OWN_FILES:
+        return source
+    folder = Path(source).expanduser()
+    nested = folder / dataset
+    own = _OWN_FILES[dataset]
+    if folder.is_dir() and not any((folder / f).exists() for f in own) and any((nested / f).exists() for f in own):
+        return nested
+    return source
 
 
 def _missing_folders(folder: Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """Shared test fixtures: the real-data folder and a real Omniglot store built once per session.
 
-The raw data sets come from ``$FEWSHOT_DATA``, else they are downloaded (md5-checked) into a cache
+The raw data sets come from ``$FEWSHOT_RAW_DATA``, else they are downloaded (md5-checked) into a cache
 (see ``tests/raw_data.py``). When neither works, tests that need real data are SKIPPED with one
 reason, or FAIL when ``FEWSHOT_REQUIRE_DATA=1`` (CI sets it, so CI never silently drops them).
 Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "train", omniglot_root)``.
@@ -19,7 +19,7 @@ from tests.raw_data import RawDataMissing, find_raw_data
 
 @pytest.fixture(scope="session")
 def fewshot_data() -> Path:
-    """The folder of raw data sets (``$FEWSHOT_DATA``, else the download cache), to be read and never
+    """The folder of raw data sets (``$FEWSHOT_RAW_DATA``, else the download cache), to be read and never
     written; skips (fails under ``FEWSHOT_REQUIRE_DATA=1``) with one reason when there is none."""
     try:
         return find_raw_data(os.environ)

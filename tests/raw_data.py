@@ -1,7 +1,7 @@
-"""Where the tests' raw data sets come from: ``$FEWSHOT_DATA`` if it holds them, else a download cache.
+"""Where the tests' raw data sets come from: ``$FEWSHOT_RAW_DATA`` if it holds them, else a download cache.
 
 The tests that read real archives need the files of :data:`RAW_FILES` in one folder laid out like
-``<root>/omniglot/images_background.zip``. :func:`find_raw_data` returns ``$FEWSHOT_DATA`` when it is
+``<root>/omniglot/images_background.zip``. :func:`find_raw_data` returns ``$FEWSHOT_RAW_DATA`` when it is
 complete; otherwise it downloads the missing files (md5-checked, through ``episodes.download``, with a
 short timeout so a machine without network fails fast) into the cache (``$FEWSHOT_TEST_CACHE``, else
 ``~/.cache/fewshot``, the library's own default data root, so a user's ``fewshot prepare`` downloads
@@ -48,7 +48,7 @@ RAW_FILES = _raw_files()
 
 
 class RawDataMissing(Exception):
-    """The raw data sets are neither in ``$FEWSHOT_DATA`` nor downloadable; the message says how to fix it."""
+    """The raw data sets are neither in ``$FEWSHOT_RAW_DATA`` nor downloadable; the message says how to fix it."""
 
 
 def missing_files(root: Path) -> list[str]:
@@ -56,7 +56,7 @@ def missing_files(root: Path) -> list[str]:
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
-    """Where downloads go: ``$FEWSHOT_TEST_CACHE``, else ``~/.cache/fewshot`` (never ``$FEWSHOT_DATA``, which
+    """Where downloads go: ``$FEWSHOT_TEST_CACHE``, else ``~/.cache/fewshot`` (never ``$FEWSHOT_RAW_DATA``, which
     may be a read-only shared copy)."""
     return Path(env.get("FEWSHOT_TEST_CACHE") or DEFAULT_ROOT).expanduser()
 
@@ -66,15 +66,15 @@ def find_raw_data(env: Mapping[str, str], fetch: Callable[..., Path] = download)
 
     ``fetch(url, dest, md5, quiet=, timeout=)`` is ``episodes.download.download`` (tests pass a stand-in).
     """
-    given = env.get("FEWSHOT_DATA", "")
-    where = f"FEWSHOT_DATA={given}" if given else "FEWSHOT_DATA (not set)"
+    given = env.get("FEWSHOT_RAW_DATA", "")
+    where = f"FEWSHOT_RAW_DATA={given}" if given else "FEWSHOT_RAW_DATA (not set)"
     if given:
         root = Path(given).expanduser().resolve()
         lacking = missing_files(root)
         if not lacking:
             return root
         where += f" (lacks {lacking[0]}{f' and {len(lacking) - 1} more' if len(lacking) > 1 else ''})"
-    how = ("set FEWSHOT_DATA to a folder holding the raw data sets (omniglot/images_background.zip, "
+    how = ("set FEWSHOT_RAW_DATA to a folder holding the raw data sets (omniglot/images_background.zip, "
            "omniglot/images_evaluation.zip, omniglot/splits/vinyals/*.txt, mnist/*-ubyte.gz, fashion-mnist/*-ubyte.gz, "
            "mini-imagenet/splits/ravi/*.csv) or allow the download")
     cache = cache_root(env)

@@ -149,7 +149,9 @@ def test_the_maml_in_ten_lines_example_learns_and_its_adapted_model_predicts_one
     assert trained_mse < 0.5 * untrained_mse, (trained_mse, untrained_mse)
     assert adapted(task.query_x[0, :1]).shape == (1, 1) and adapted.steps in (0, 1)
     assert torch.allclose(adapted(task.query_x[0, :1]), adapted(task.query_x[0])[:1])
-    value, steps = capsys.readouterr().out.split()
+    printed, last = capsys.readouterr().out.splitlines()
+    assert printed == f"MSE on 100 new tasks after one step: {float(namespace['mse']):.3f}"
+    value, steps = last.split()
     assert float(value) == adapted(task.query_x[0, :1]).item() and int(steps) == adapted.steps
 
 

@@ -223,6 +223,7 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
                     run.log("train", iteration, **{**step.metrics, "loss": step.loss, "lr": lr})
                 run.show(bar, step)
                 if val_set is not None and (iteration % cfg.val_every == 0 or last):
+                    bar.set_postfix_str(f"validating on {val_set.count} episodes", refresh=True)
                     run.validate(val_set, iteration, progress=not quiet)
                 saved = iteration % cfg.checkpoint_every == 0 or last
                 if saved:

@@ -122,3 +122,9 @@ def test_download_true_fetches_the_published_files_and_builds_the_store_once(few
 def test_download_true_for_mini_imagenet_says_how_to_prepare_it(tmp_path):
     with pytest.raises(DataError, match="mini-ImageNet images cannot be downloaded automatically"):
         load_split("mini-imagenet", "test", tmp_path, download=True)
+
+
+def test_a_local_source_may_be_the_data_root_above_the_datasets_folder(fewshot_data, tmp_path):
+    """``--source`` given the folder holding ``mnist/`` (as a data root is laid out) finds the files inside."""
+    store = prepare("mnist", fewshot_data, tmp_path / "root", quiet=True)
+    assert store.is_file() and load_split("mnist", "test", tmp_path / "root").num_classes == 10

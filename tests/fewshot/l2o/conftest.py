@@ -9,7 +9,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def mnist_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temp data root with real MNIST and Fashion-MNIST stores, built once from ``$FEWSHOT_DATA``."""
+    """A temp data root with real MNIST and Fashion-MNIST stores, built once from ``$FEWSHOT_RAW_DATA``."""
     from episodes.idx import prepare_mnist
 
     root = tmp_path_factory.mktemp("l2o-data")
