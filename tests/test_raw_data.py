@@ -81,7 +81,8 @@ def test_fixture_skips_without_data_and_fails_under_require_data(tmp_path):
     env = {"FEWSHOT_RAW_DATA": str(empty), "FEWSHOT_TEST_CACHE": str(tmp_path / "cache"), "FEWSHOT_NO_DOWNLOAD": "1"}
     done = _pytest_on(tmp_path, TINY_DATA_TEST, "tests.conftest", **env)
     assert "1 skipped" in done.stdout, done.stdout + done.stderr
-    assert f"raw data sets not found in FEWSHOT_RAW_DATA={empty}" in done.stdout and "FEWSHOT_NO_DOWNLOAD=1" in done.stdout
+    assert f"raw data sets not found in FEWSHOT_RAW_DATA={empty}" in done.stdout
+    assert "FEWSHOT_NO_DOWNLOAD=1" in done.stdout
     done = _pytest_on(tmp_path, TINY_DATA_TEST, "tests.conftest", FEWSHOT_REQUIRE_DATA="1", **env)
     assert done.returncode != 0 and "1 error" in done.stdout, done.stdout + done.stderr
     assert "(FEWSHOT_REQUIRE_DATA=1: required)" in done.stdout

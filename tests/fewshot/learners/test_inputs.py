@@ -74,9 +74,9 @@ def test_uint8_images_are_refused_in_one_line_naming_the_conversion(shipped):
 
 def test_pixels_left_in_0_255_are_refused_by_a_model_with_a_preprocessing(shipped):
     learner, sx, adapted = shipped
-    with pytest.raises(FewshotError, match=r"adapt got inputs in \[0\.\d+, 25\d(\.\d+)?\] but the model takes images in "
-                                           r"\[0, 1\]: prepare them with learner\.preprocessing .* divide 0-255 pixels "
-                                           r"by 255"):
+    with pytest.raises(FewshotError, match=r"adapt got inputs in \[0\.\d+, 25\d(\.\d+)?\] but the model takes "
+                                           r"images in \[0, 1\]: prepare them with learner\.preprocessing .* divide "
+                                           r"0-255 pixels by 255"):
         learner.adapt(sx * 255, torch.arange(5))
     with pytest.raises(FewshotError, match=r"predict got inputs in \[-3, "):
         adapted(sx - 3)
