@@ -218,7 +218,7 @@ def results_table(names: list[str] | None = None, *, full: bool = False, manifes
             continue
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
-        full_protocol = {True: "yes", False: "no"}.get(bool(m["full_protocol"]), "–") if m.get("full_protocol") is not None else "–"
+        full_protocol = "–" if m.get("full_protocol") is None else ("yes" if m["full_protocol"] else "no")
         lines.append(f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
                      f"({m.get('split')}{steps}) "
                      f"| {its} | {full_protocol} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
