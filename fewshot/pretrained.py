@@ -115,6 +115,11 @@ def _models() -> dict[str, Path]:
     return {name: where for name, where in _scan().items() if isinstance(where, Path)}
 
 
+def known(name: str) -> bool:
+    """Whether the search path has a model folder of that name, readable or not (``locate`` says which)."""
+    return name in _scan()
+
+
 def list() -> builtins.list[str]:  # noqa: A001 - public API name asked for: fewshot.pretrained.list()
     """Names of every pretrained model found on the search path, sorted."""
     return sorted(_models())

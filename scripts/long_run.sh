@@ -9,7 +9,7 @@
 # checkout the run is pinned to: a git worktree of it runs the code, so work on main cannot change the
 # code under the run) and, once saved, the run folder's config.yaml, last.pt, best.pt and metrics.jsonl.
 # The run folder is $RUNS/NAME (default /tmp/fewshot-runs); the data root is $FEWSHOT_DATA, which must hold
-# the run's store (e.g. `fewshot prepare omniglot --source ../shared/data --root "$FEWSHOT_DATA"`); $PYTHON
+# the run's store (e.g. `fewshot prepare omniglot --source DIR_WITH_THE_ARCHIVES --root "$FEWSHOT_DATA"`); $PYTHON
 # (default python3) must have the package's requirements installed (the pinned code is put first on its path).
 # Stop a run just after a checkpoint (every 500 iterations), or with SIGTERM once the pinned code saves on it.
 set -euo pipefail

@@ -99,9 +99,8 @@ def resolve_target(target: str, device: torch.device) -> tuple[GradientLearner, 
         ckpt = load_checkpoint(path)
         cfg = config_of_checkpoint(ckpt)
     else:
-        names = pretrained.list()
-        if target not in names:
-            close = difflib.get_close_matches(target, names, n=1)
+        if not pretrained.known(target):  # else load says what it is, or what is wrong with its folder
+            close = difflib.get_close_matches(target, pretrained.list(), n=1)
             hint = (f"did you mean the pretrained model '{close[0]}'?" if close else
                     "pass a run folder, a checkpoint file or a pretrained model name (`fewshot pretrained list`)")
             if any(c in target for c in "/\\~") or target.startswith("."):

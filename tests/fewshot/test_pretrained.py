@@ -96,12 +96,13 @@ def test_table_lists_ours_next_to_paper(published, monkeypatch):
     root, manifest = published
     monkeypatch.setattr(pt, "_REGISTERED", [])
     pt.register_dir(root / "models")
-    slim = results_table(["my-sine"]).splitlines()[2]  # the README's: ours, transductive, paper, manifest
-    assert slim.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in slim
+    slim = results_table(["my-sine"]).splitlines()[2]  # the README's: split, ours, transductive, paper, manifest
+    assert slim.startswith("| my-sine | maml | sinusoid | MSE ") and f"{manifest['mean']:.3f}" in slim
     assert slim.endswith("| MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps "
                          "| [manifest](pretrained/my-sine/manifest.json) |")
     row = results_table(["my-sine"], full=True).splitlines()[2]  # docs/results.md's, with the training history
-    assert row.startswith("| my-sine | maml | MSE ") and f"{manifest['mean']:.3f}" in row
+    assert row.startswith("| my-sine | maml | sinusoid | MSE ") and f"{manifest['mean']:.3f}" in row
+    assert "| 20 / 70000 | no |" in row  # iterations, and not the preset's full protocol
     assert "0.67 / 0.38 / 0.35" in row  # the MAML paper's sinusoid numbers
     t = manifest["training_time"]
     assert f"| run clock: {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({t['threads']} thread" in row
