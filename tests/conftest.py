@@ -10,11 +10,22 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.raw_data import RawDataMissing, find_raw_data
+
+# One torch thread per test process unless the caller chose (as CI on 2 cores and a developer's quick loop
+# beside other jobs both want: the suite's nets are too small for intra-op threads, which then spin against
+# each other and against anything else running). Set before torch starts its thread pool; the subprocesses
+# the tests start inherit it, and so the CLI's default CPU layout (processes) applies only where a test
+# removes the variable to test that layout.
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:  # imported first by a plugin: its pool read the variable already
+        sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +71,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
-
-
-@pytest.fixture(autouse=True)
-def threads_as_the_test_process_has_them(monkeypatch):
-    """Without ``OMP_NUM_THREADS`` the CLI picks its default CPU layout (``fewshot.launch.default_layout``:
-    processes, one thread each); tests that call it in-process keep this process's threads instead, as a
-    user's own setting would, except those that test the layout (they delete the variable)."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
