@@ -8,7 +8,7 @@ optimizers); ``commands`` (the ``fewshot`` console script). See docs/architectur
 from .allocator import tune_allocator
 from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
-from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, loss_and_grads, split_state
+from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, split_state
 from .learners import (
     ANIL,
     IMAML,

@@ -22,7 +22,6 @@ Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``inner_loop(chec
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping, Sequence
 
@@ -150,13 +149,6 @@ def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, 
             return product({n: v[n] for n in grads})[0]
 
     return grads, loss, new_buffers, hvp
-
-
-def loss_and_grads(*args: Any, **kwargs: Any) -> tuple[Params, torch.Tensor, Params]:
-    """Deprecated name of ``grads_and_loss`` (the gradients come first in what it returns)."""
-    warnings.warn("fewshot.functional.loss_and_grads is deprecated: call grads_and_loss (same arguments, same "
-                  "(grads, loss, buffers) result)", DeprecationWarning, stacklevel=2)
-    return grads_and_loss(*args, **kwargs)
 
 
 @dataclass
@@ -287,5 +279,5 @@ def first_nonfinite_step(losses: torch.Tensor) -> int | None:
 
 
 __all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call", "copy_buffers",
-           "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "inner_loop", "loss_and_grads",
+           "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "inner_loop",
            "msl_weights", "norm_param_names", "split_state"]

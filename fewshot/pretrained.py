@@ -31,11 +31,10 @@ from episodes import DataError, Preprocessing, dataset_preprocessing
 from episodes.files import sha256_file
 
 from .config import TrainConfig, apply_overrides, config_from_dict
-from .config.manifest import (  # noqa: F401 - MANIFEST, WEIGHTS, read_manifest: re-exported (their old home)
+from .config.manifest import (
     LEARNED_OPTIMIZER,
     MANIFEST,
     META_INITIALIZATION,
-    WEIGHTS,
     Manifest,
     read_manifest,
 )

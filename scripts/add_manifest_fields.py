@@ -19,6 +19,7 @@ import torch
 import fewshot.pretrained as pt
 from episodes import dataset_preprocessing
 from episodes.files import atomic_write_text
+from fewshot.config.manifest import MANIFEST, META_INITIALIZATION, read_manifest
 from fewshot.reporting import report_on_fixed_episodes
 from fewshot.reporting.publish import bn_results, step_fields
 from fewshot.reporting.steps import choose_test_steps
@@ -26,7 +27,7 @@ from fewshot.reporting.steps import choose_test_steps
 
 def update(name: str) -> dict:
     model_dir = pt.locate(name)
-    manifest = pt.read_manifest(model_dir).to_dict()
+    manifest = read_manifest(model_dir).to_dict()
     learner, cfg, _ = pt.load_with_config(name)
     if not cfg.data.is_regression:
         manifest["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
@@ -43,15 +44,15 @@ def update(name: str) -> dict:
         if manifest.get("transductive") is not None:  # both batch-norm results at the chosen steps too
             manifest.update(bn_results(learner, cfg, report, episodes=manifest["episodes"], split=manifest["split"],
                                        steps=test_steps, seed=manifest["eval_seed"]))
-    atomic_write_text(model_dir / pt.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
     shipped = pt.package_dir()
-    names = names or sorted(p.name for p in shipped.iterdir() if (p / pt.MANIFEST).is_file()
-                            and pt.read_manifest(p).kind == pt.META_INITIALIZATION)
+    names = names or sorted(p.name for p in shipped.iterdir() if (p / MANIFEST).is_file()
+                            and read_manifest(p).kind == META_INITIALIZATION)
     for name in names:
         assert Path(pt.locate(name)).parent == shipped, f"{name} is not a shipped model"
         m = update(name)

@@ -69,7 +69,6 @@ def verified_manifest(source: str | os.PathLike) -> tuple[Path, Manifest]:
     return directory, manifest
 
 
-read_manifest = verified_manifest  # the old name (fewshot.pretrained.read_manifest reads any model's manifest)
 
 
 def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, Manifest]:

@@ -9,13 +9,15 @@ from torch import nn
 from ..errors import ConfigError
 from .adapted import AdaptedModel
 from .anil import ANIL, ANILConfig
-from .base import GradientLearner, LearnerConfig, MetaOutput, TaskResult
+from .base import GradientLearner
+from .config import LearnerConfig
 from .imaml import IMAML, IMAMLConfig
 from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
 from .maml import MAML, MAMLConfig
 from .metasgd import MetaSGD, MetaSGDConfig
 from .mtnet import MTNet, MTNetConfig
 from .reptile import Reptile, ReptileConfig
+from .result import MetaOutput, TaskResult
 
 # name -> (learner class, preset config factory taking overrides)
 LEARNERS: dict[str, tuple[type, Callable[..., Any]]] = {

@@ -5,8 +5,7 @@ and the hooks a learner fills in: a learner (MAML, Meta-SGD, MT-net, the LSTM me
 with its config dataclass and ``build_rule`` (its update rule, a ``fewshot.rules.UpdateRule``), optionally
 ``prepare_model`` (e.g. MT-net's T layers) and ``adapted_names`` (e.g. keeping those T layers out of
 adaptation).  What it builds on has a module each under ``fewshot.learners`` (``config``, ``checks``,
-``batching``, ``task``, ``bn_forward``, ``noise``, ``result``; their jobs: docs/architecture.md); the
-names that lived here are re-exported, so ``from fewshot.learners.base import LearnerConfig`` still works.
+``batching``, ``task``, ``bn_forward``, ``noise``, ``result``; their jobs: docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -24,17 +23,16 @@ from ..functional import LossFn, Params, adaptable_names, copy_buffers, msl_weig
 from ..nn.batchnorm import native_kernel_under_vmap, norm_training, per_step_batchnorm
 from ..rules.base import UpdateRule
 from .adapted import AdaptedModel
-from .batching import VMAP_MAX_ELEMENTS_CPU, ModelFacts, run_loop, run_vmap
+from .batching import ModelFacts, run_loop, run_vmap
 from .bn_forward import torch_batch_norms, write_back
-from .checks import RISE_FACTOR, OutputWidths, check_task, raise_if_nonfinite, warn_if_rising
-from .config import BN_MODES, LOSSES, TASK_BATCHING, LearnerConfig, check_lr
+from .checks import OutputWidths, check_task, raise_if_nonfinite, warn_if_rising
+from .config import LearnerConfig
 from .inputs import check_input
 from .noise import draw_noise
 from .result import MetaOutput, TaskResult
 from .task import TaskRunner
 
-__all__ = ["BN_MODES", "LOSSES", "RISE_FACTOR", "TASK_BATCHING", "VMAP_MAX_ELEMENTS_CPU", "GradientLearner",
-           "LearnerConfig", "MetaOutput", "TaskResult", "check_lr", "check_task"]
+__all__ = ["GradientLearner"]
 
 
 class GradientLearner(TaskRunner, nn.Module):

@@ -60,7 +60,9 @@ from ..functional import LossFn, Params, call, copy_buffers, grads_loss_and_hvp,
 from ..precision import float32_outputs
 from ..rules import SGD, NewtonCG, UpdateRule
 from ..rules.base import Chain, State
-from .base import GradientLearner, LearnerConfig, TaskResult, check_lr
+from .base import GradientLearner
+from .config import LearnerConfig, check_lr
+from .result import TaskResult
 
 INNER_SOLVERS = ("gd", "hf")
 

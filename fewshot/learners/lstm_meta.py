@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from ..rules import UpdateRule
 from ..rules.lstm import LSTMMetaRule, check_hidden
 from ..rules.preprocess import check_p
-from .base import GradientLearner, LearnerConfig
+from .base import GradientLearner
+from .config import LearnerConfig
 
 
 @dataclass

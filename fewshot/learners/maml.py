@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..rules import SGD, Adam, RMSprop, UpdateRule
 from ..rules.optim import check_betas, check_eps, check_unit
-from .base import GradientLearner, LearnerConfig, check_lr
+from .base import GradientLearner
+from .config import LearnerConfig, check_lr
 
 INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 # the settings each inner optimizer reads (any other inner_* setting must keep its default)

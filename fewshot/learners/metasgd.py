@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from ..rules import ElementwiseSGD, UpdateRule
 from ..rules.metasgd import check_alpha_init
-from .base import GradientLearner, LearnerConfig
+from .base import GradientLearner
+from .config import LearnerConfig
 
 
 @dataclass

@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..nn.transform import TRANSFORMED, add_transforms
 from ..rules import SGD, Chain, RowMask, UpdateRule
 from ..rules.masked import check_temperature
-from .base import GradientLearner, LearnerConfig, check_lr
+from .base import GradientLearner
+from .config import LearnerConfig, check_lr
 
 
 @dataclass

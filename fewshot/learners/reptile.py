@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..functional import LossFn, Params, copy_buffers, inner_loop
 from ..precision import float32_outputs
-from .base import TaskResult
 from .maml import MAML, MAMLConfig
+from .result import TaskResult
 
 INNER_DATA = ("all", "support")
 

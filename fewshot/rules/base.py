@@ -17,7 +17,6 @@ modify themselves or their inputs inside ``init``/``forward``.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Iterable, Mapping, Sequence, cast
 
 import torch
@@ -56,22 +55,6 @@ class UpdateRule(nn.Module):
         computing and adding its updates (``SGD``), which must give the same numbers."""
         updates, new_state = self(grads, state, params, step=step, loss=loss)
         return apply_updates(params, updates), new_state
-
-    def update(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
-               step: int, loss: torch.Tensor) -> tuple[Params, State]:
-        """Deprecated name of ``step`` (it returns the new parameters, where optax's ``update`` returns updates)."""
-        warnings.warn("UpdateRule.update is deprecated: call rule.step(...), which returns the new parameters",
-                      DeprecationWarning, stacklevel=2)
-        return self.step(grads, state, params, step=step, loss=loss)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A rule written against the old name (overriding ``update``) keeps working: its ``update`` becomes
-        its ``step``, with a DeprecationWarning asking for the rename."""
-        super().__init_subclass__(**kwargs)
-        if "update" in cls.__dict__ and "step" not in cls.__dict__:
-            warnings.warn(f"{cls.__name__} overrides UpdateRule.update, the deprecated name of step: rename the "
-                          "method to step", DeprecationWarning, stacklevel=2)
-            cls.step = cls.__dict__["update"]  # type: ignore[method-assign]
 
 
 class Chain(UpdateRule):

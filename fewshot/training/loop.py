@@ -51,19 +51,9 @@ from .clock import TrainingClock
 from .interrupt import StopSignals, TrainingInterrupted
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
-from .run_folder import (  # noqa: F401 - re-exported: the run folder's names and helpers were defined here
-    BEST,
-    CONFIG_FILE,
-    LAST,
-    RunFolder,
-    check_writable,
-    config_of_checkpoint,
-    existing_dir,
-    load_run_config,
-)
-from .run_folder import config_diff as _config_diff  # noqa: F401 - re-exported (old name)
+from .run_folder import BEST, LAST, RunFolder
 from .step import StepParts, StepResult, train_step
-from .validation import Divergence, validate  # noqa: F401 - re-exported; validate looked up here (tests patch it)
+from .validation import validate
 
 
 @dataclass

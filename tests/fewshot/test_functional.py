@@ -11,7 +11,6 @@ from fewshot.functional import (
     first_nonfinite_step,
     grads_and_loss,
     inner_loop,
-    loss_and_grads,
     norm_param_names,
     split_state,
 )
@@ -181,16 +180,12 @@ def test_chain_composes_rules_in_order_and_splits_noise_and_state():
     assert res.state["1"] == {}
 
 
-def test_loss_and_grads_is_a_deprecated_alias_of_grads_and_loss():
+def test_grads_and_loss_gives_the_loss_and_a_gradient_per_adapted_name():
     model, (sx, sy, _, _) = _net(9), _data(10)
     params, buffers = split_state(model)
-    kw = dict(loss_fn=F.mse_loss, names=list(params))
-    grads, loss, _ = grads_and_loss(model, params, buffers, sx, sy, **kw)
+    grads, loss, _ = grads_and_loss(model, params, buffers, sx, sy, loss_fn=F.mse_loss, names=list(params))
     assert torch.allclose(loss, F.mse_loss(model(sx), sy), atol=1e-14, rtol=0)
     assert set(grads) == set(params)
-    with pytest.warns(DeprecationWarning, match="loss_and_grads is deprecated: call grads_and_loss"):
-        old_grads, old_loss, _ = loss_and_grads(model, params, buffers, sx, sy, **kw)
-    assert torch.equal(old_loss, loss) and all(torch.equal(old_grads[n], grads[n]) for n in grads)
 
 
 def test_grads_loss_and_hvp_equal_the_dense_hessian():

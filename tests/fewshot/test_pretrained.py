@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fewshot.pretrained as pt
-from episodes.files import hardware
+from episodes.files import hardware, sha256_file
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
 from fewshot.reporting import publish, results_table
@@ -32,10 +32,10 @@ def test_publish_writes_weights_and_manifest(published):
     # the weights, and the run's training state (last.pt = best.pt here: one file) with its metrics log
     assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "metrics.jsonl", "model.safetensors", "state.pt"]
     for item in (manifest["training_state"]["last"], manifest["training_state"]["metrics"]):
-        assert item["sha256"] == pt.sha256_file(d / item["file"])
+        assert item["sha256"] == sha256_file(d / item["file"])
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk == manifest
-    assert manifest["sha256"] == pt.sha256_file(d / "model.safetensors")
+    assert manifest["sha256"] == sha256_file(d / "model.safetensors")
     assert manifest["trained_iterations"] == 20
     # test steps chosen on the validation episodes (1..10), and the test number measured with them
     by_steps = {int(k): v for k, v in manifest["val_by_steps"].items()}

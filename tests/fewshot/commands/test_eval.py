@@ -40,7 +40,7 @@ def test_eval_json_is_deterministic_and_complete(sine_run, capsys):
 def test_eval_ci_matches_per_episode_values(sine_run, capsys):
     from fewshot.training.build import build_fixed_set, build_learner_from_config
     from fewshot.training.checkpoint import load_checkpoint, load_learner_state
-    from fewshot.training.loop import load_run_config
+    from fewshot.training.run_folder import load_run_config
 
     report = _json(capsys, "eval", str(sine_run), "--episodes", "30", "--json")
     cfg = load_run_config(sine_run)

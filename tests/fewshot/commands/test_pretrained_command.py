@@ -36,7 +36,7 @@ def test_publish_then_eval_reproduces_manifest(tmp_path, capsys, monkeypatch):
 
 def test_calibrate_in_support_mode_starts_a_run_from_the_weights_as_they_are(tmp_path, capsys, omniglot_root):
     from fewshot.training.checkpoint import load_checkpoint
-    from fewshot.training.loop import load_run_config
+    from fewshot.training.run_folder import load_run_config
 
     run = tmp_path / "run"
     assert main(["pretrained", "calibrate", "omniglot-5w1s-metasgd", "--bn-mode", "support", "--out", str(run),
@@ -84,7 +84,7 @@ def test_publish_records_both_batch_norm_numbers_of_an_image_model(tmp_path, omn
 
 def test_calibrate_in_frozen_mode_stores_the_average_batch_statistics(tmp_path, capsys, omniglot_root):
     from fewshot.training.checkpoint import load_checkpoint
-    from fewshot.training.loop import load_run_config
+    from fewshot.training.run_folder import load_run_config
 
     run = tmp_path / "run"
     assert main(["pretrained", "calibrate", "omniglot-5w1s-maml", "--bn-mode", "frozen", "--out", str(run),

@@ -8,7 +8,7 @@ import pytest
 from fewshot.cli import main
 from fewshot.training.build import build_fixed_set, build_learner_from_config
 from fewshot.training.checkpoint import load_checkpoint, load_learner_state
-from fewshot.training.loop import load_run_config
+from fewshot.training.run_folder import load_run_config
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import fewshot.pretrained as pt
-from fewshot.config.manifest import WEIGHTS, Manifest, manifest_of
+from fewshot.config.manifest import WEIGHTS, Manifest, manifest_of, read_manifest
 from fewshot.errors import CheckpointError, ConfigError
 
 
@@ -19,7 +19,7 @@ def test_every_shipped_manifest_reads_and_writes_back_unchanged():
     assert len(_shipped()) >= 9
     for d in _shipped():
         raw = (d / "manifest.json").read_text()
-        m = pt.read_manifest(d)
+        m = read_manifest(d)
         assert m.to_dict() == json.loads(raw) and list(m.to_dict()) == list(json.loads(raw)), d.name
         assert Manifest.from_json(json.loads(m.to_json())) == m
 

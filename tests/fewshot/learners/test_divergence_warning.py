@@ -9,7 +9,7 @@ from torch import nn
 
 from fewshot.errors import AdaptationWarning, FewshotWarning
 from fewshot.learners import MAML, MAMLConfig
-from fewshot.learners.base import RISE_FACTOR
+from fewshot.learners.checks import RISE_FACTOR
 from fewshot.nn import StepBatchNorm1d, norm_training
 from tests.fewshot.learners.tasks import cls_batch
 

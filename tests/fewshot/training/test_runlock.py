@@ -14,9 +14,9 @@ from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import ConfigError
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.loop import train
-from fewshot.training.runlock import RunLock, remove_run_temps
+from fewshot.training.run_folder import RunLock, remove_run_temps
 
-HOLD = "import sys, time; from fewshot.training.runlock import RunLock; RunLock(sys.argv[1]).acquire(); " \
+HOLD = "import sys, time; from fewshot.training.run_folder import RunLock; RunLock(sys.argv[1]).acquire(); " \
        "print('locked', flush=True); time.sleep(120)"
 
 

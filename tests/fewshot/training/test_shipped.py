@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import fewshot.pretrained as pt
+from episodes.files import sha256_file
 from fewshot.cli import main
-from fewshot.config.manifest import Manifest
+from fewshot.config.manifest import Manifest, read_manifest
 from fewshot.errors import CheckpointError
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.metrics_log import read_metrics
@@ -176,7 +177,7 @@ def test_missing_or_mismatched_state_is_one_clear_error(tmp_path, models, capsys
     _publish(tmp_path / "other", "other", models)
     shutil.copy(models / "other" / STATE, state)
     m = json.loads(good)
-    m["training_state"]["last"]["sha256"] = m["training_state"]["best"]["sha256"] = pt.sha256_file(state)
+    m["training_state"]["last"]["sha256"] = m["training_state"]["best"]["sha256"] = sha256_file(state)
     path.write_text(json.dumps(m))
     refused("is from another run than its weights (optim.lr")
 
@@ -189,7 +190,7 @@ def test_state_of_same_config_but_other_weights_is_refused(tmp_path, models):
     m = _manifest(models, "tiny")
     shutil.copy(models / "tiny5" / STATE, models / "tiny" / STATE)
     for k in ("last", "best"):
-        m["training_state"][k].update(sha256=pt.sha256_file(models / "tiny" / STATE), iteration=5)
+        m["training_state"][k].update(sha256=sha256_file(models / "tiny" / STATE), iteration=5)
     with pytest.raises(CheckpointError, match="does not match its weights"):
         read_training_state(models / "tiny", Manifest.from_json(m), "tiny")
 
@@ -197,7 +198,7 @@ def test_state_of_same_config_but_other_weights_is_refused(tmp_path, models):
 def test_every_shipped_model_ships_a_state_that_matches_its_weights_or_says_why_not():
     checked = 0
     for model_dir in sorted(p for p in pt.package_dir().iterdir() if (p / "manifest.json").is_file()):
-        m = pt.read_manifest(model_dir)
+        m = read_manifest(model_dir)
         if m.get("kind", "meta-initialization") != "meta-initialization":
             continue
         checked += 1
