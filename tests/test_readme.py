@@ -90,7 +90,7 @@ def test_the_custom_update_rule_example_runs_and_adapts_by_sign_sgd():
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     learner = namespace["SignMAML"](model, namespace["MAMLConfig"](inner_steps=1))
     x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
-    params = learner.adapt(x, y)
+    params = learner.adapt(x, y).params
     for name, p in model.named_parameters():
         g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), p)[0]
         assert torch.allclose(params[name], p - 0.01 * g.sign())

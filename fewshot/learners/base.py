@@ -219,7 +219,7 @@ class GradientLearner(TaskRunner, nn.Module):
         default as in ``adapt``) and ``support_x`` = the examples ``params`` were adapted on, needed in
         ``bn_mode="support"`` (they give the batch-norm statistics, by a forward of them ahead of ``x``)."""
         if isinstance(params, AdaptedModel):
-            return params(x)
+            return self._predict_adapted(params, x)
         check_input(self, x, "predict")
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)

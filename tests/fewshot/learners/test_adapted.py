@@ -33,7 +33,7 @@ def test_adapted_model_predicts_as_evaluate_and_as_the_functional_predict(bn_mod
         assert isinstance(adapted, AdaptedModel) and adapted.steps == int(result["step"][i])
         out = adapted(qx)
         assert torch.allclose(F.cross_entropy(out, qy), result["loss"][i], atol=1e-12, rtol=0)
-        functional = learner.predict(qx, dict(adapted), steps=adapted.steps, support_x=sx)
+        functional = learner.predict(qx, adapted.params, steps=adapted.steps, support_x=sx)
         assert torch.allclose(out, functional, atol=1e-12, rtol=0)
         assert torch.equal(learner.predict(qx, adapted), out)  # predict takes the adapted model too
         assert adapted.support_losses.shape == (adapted.steps_run + 1,)
@@ -68,17 +68,17 @@ def test_support_statistics_are_taken_once_at_adaptation():
 def test_a_bare_parameter_dict_still_needs_the_support_set_in_support_mode():
     learner = _learner("support")
     t = cls_batch(6, b=1, size=8).task(0)
-    params = dict(learner.adapt(t.support_x, t.support_y))
+    params = learner.adapt(t.support_x, t.support_y).params
     with pytest.raises(FewshotError, match=r"adapted\(x\)"):
         learner.predict(t.query_x, params)
 
 
-def test_the_adapted_model_is_the_dict_of_its_parameters():
+def test_the_adapted_models_params_are_every_trainable_parameter_for_functional_call():
     learner = _learner("transductive")
     t = cls_batch(7, b=1, size=8).task(0)
     adapted = learner.adapt(t.support_x, t.support_y)
-    assert list(adapted) == [n for n, p in learner.model.named_parameters() if p.requires_grad]
-    assert all(adapted[k] is v for k, v in adapted.params.items())
-    out = torch.func.functional_call(learner.model, {**adapted, **dict(learner.model.named_buffers())},
+    assert not isinstance(adapted, dict) and adapted.learner is learner
+    assert list(adapted.params) == [n for n, p in learner.model.named_parameters() if p.requires_grad]
+    out = torch.func.functional_call(learner.model, {**adapted.params, **dict(learner.model.named_buffers())},
                                      (t.query_x,))
     assert out.shape == (len(t.query_x), 3)

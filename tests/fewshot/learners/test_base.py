@@ -50,7 +50,7 @@ def test_user_loss_function_is_used():
     t = _reg_batch(1).task(0)
     model = learner.model
     grads = torch.autograd.grad(F.l1_loss(model(t.support_x), t.support_y), list(model.parameters()))
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     for (name, p), g in zip(model.named_parameters(), grads):
         assert torch.allclose(params[name], p - 0.1 * g)
 

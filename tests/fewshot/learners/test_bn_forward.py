@@ -117,12 +117,12 @@ def test_support_mode_meta_gradients_match_a_hand_written_oracle(batching):
 def test_support_mode_needs_the_support_set_and_fewshot_batch_norm():
     learner = MAML(_conv(21), MAMLConfig(inner_steps=1, bn_mode="support")).eval()
     t = _cls_batch(22).task(0)
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     with pytest.raises(FewshotError, match="support_x=support_x"):  # a bare parameter dict needs the support set
         learner.predict(t.query_x, dict(params))
     # the inner loop is the transductive one (the support batch is the whole batch)
     trans = MAML(copy.deepcopy(learner.model), MAMLConfig(inner_steps=1)).eval()
-    assert all(torch.equal(params[k], v) for k, v in trans.adapt(t.support_x, t.support_y).items())
+    assert all(torch.equal(params[k], v) for k, v in trans.adapt(t.support_x, t.support_y).params.items())
     torch_bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 3)).double()
     with pytest.raises(ConfigError, match="per_step_batchnorm"):
         MAML(torch_bn, MAMLConfig(inner_steps=1, bn_mode="support")).evaluate(_cls_batch(23))

@@ -33,7 +33,7 @@ def test_batches_that_do_not_fit_together_or_the_head_are_refused_in_one_line():
         narrow.adapt(b.support_x[0], b.support_y[0])
     # a task with fewer classes than the head is fine for adapt
     wide = MAML(Conv4(1, 5, hidden=4, image_size=8, blocks=2).double())
-    assert set(wide.adapt(b.support_x[0], b.support_y[0])) == {n for n, _ in wide.model.named_parameters()}
+    assert set(wide.adapt(b.support_x[0], b.support_y[0]).params) == {n for n, _ in wide.model.named_parameters()}
     with pytest.raises(FewshotError, match="regression"):
         learner.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x, b.query_y, None))
 

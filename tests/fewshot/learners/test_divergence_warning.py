@@ -27,7 +27,7 @@ def _support_losses(learner: MAML, batch, steps: int) -> tuple[float, float]:
         with torch.no_grad():
             first.append(float(nn.functional.cross_entropy(learner.model(batch.support_x[i]), batch.support_y[i])))
         sx, sy = batch.support_x[i], batch.support_y[i]
-        params = learner.adapt(sx, sy, steps=steps, best_step=False)  # the last step's, diverged or not
+        params = learner.adapt(sx, sy, steps=steps, best_step=False).params  # the last step's, diverged or not
         out = torch.func.functional_call(learner.model, params, (sx,))
         last.append(float(nn.functional.cross_entropy(out, sy).detach()))
     return sum(first) / len(first), sum(last) / len(last)
@@ -72,7 +72,7 @@ def test_support_mode_reads_the_final_support_loss_off_the_query_forward(batchin
         sx, sy = batch.support_x[i], batch.support_y[i]
         with torch.no_grad(), norm_training(learner.model, True):
             first.append(float(nn.functional.cross_entropy(learner.model(sx), sy)))
-            params = learner.adapt(sx, sy, steps=2, best_step=False)  # the last step's
+            params = learner.adapt(sx, sy, steps=2, best_step=False).params  # the last step's
             buffers = {k: v.clone() for k, v in learner.model.named_buffers()}
             out = torch.func.functional_call(learner.model, {**params, **buffers}, (sx,))
         last.append(float(nn.functional.cross_entropy(out, sy)))

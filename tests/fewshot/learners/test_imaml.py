@@ -129,7 +129,7 @@ def test_adapt_runs_gradient_descent_on_the_proximal_objective():
         phi = {n: p - lr * (gi + lam * (p - theta[n])) for (n, p), gi in zip(phi.items(), g)}
     adapted = learner.adapt(t.support_x, t.support_y, best_step=False)
     for n in phi:
-        assert torch.allclose(adapted[n], phi[n], atol=1e-14, rtol=0), n
+        assert torch.allclose(adapted.params[n], phi[n], atol=1e-14, rtol=0), n
 
 
 class _SavedBytes:

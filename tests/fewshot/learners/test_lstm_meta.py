@@ -104,7 +104,7 @@ def test_adapt_is_the_papers_update_on_all_parameters():
     t = _cls_batch(2).task(0)
     params, _ = split_state(learner.model)
     with torch.no_grad():
-        got = learner.adapt(t.support_x, t.support_y)
+        got = learner.adapt(t.support_x, t.support_y).params
     ref = _hand_lstm_adapt(learner, t.support_x, t.support_y, steps=2)
     assert set(got) == set(params) == set(ref)
     for name in params:

@@ -149,7 +149,7 @@ def test_lslr_learning_rates_get_gradients_and_change():
     with torch.no_grad():
         learner.rule.lrs.copy_(torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]))
     t = _reg_batch(11).task(0)
-    params = learner.adapt(t.support_x, t.support_y, steps=1)
+    params = learner.adapt(t.support_x, t.support_y, steps=1).params
     model = learner.model
     loss = F.mse_loss(model(t.support_x), t.support_y)
     grads = torch.autograd.grad(loss, list(model.parameters()))

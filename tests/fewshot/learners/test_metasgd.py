@@ -82,7 +82,7 @@ def test_one_step_is_theta_minus_alpha_times_grad_elementwise():
     t = _reg_batch(4).task(0)
     model = learner.model
     grads = torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y), list(model.parameters()))
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     for (name, p), g, a in zip(model.named_parameters(), grads, learner.rule.alphas):
         assert torch.allclose(params[name], p - a[0] * g, atol=1e-14, rtol=0)
 
@@ -98,7 +98,7 @@ def test_per_step_alphas_are_used_at_their_step_and_the_last_one_after():
         out = torch.func.functional_call(model, current, (t.support_x,))
         grads = torch.autograd.grad(F.mse_loss(out, t.support_y), [current[n] for n in names])
         current = {n: current[n] - alphas[i][min(step, 1)] * g for i, (n, g) in enumerate(zip(names, grads))}
-        got = learner.adapt(t.support_x, t.support_y, steps=step + 1)
+        got = learner.adapt(t.support_x, t.support_y, steps=step + 1).params
         assert all(torch.allclose(got[n], current[n], atol=1e-13, rtol=0) for n in names), step
 
 

@@ -104,7 +104,7 @@ def test_a_zero_mask_adapts_nothing(training):
     learner = MTNet(_conv(7), MTNetConfig(inner_steps=2, logit_init=-50.0)).train(training)
     batch = _cls_batch(8)
     t = batch.task(0)
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     for name, p in learner.model.named_parameters():
         assert torch.equal(params[name], p), name
     # in training mode the sampled masks are all zero too: the meta-loss is the unadapted query loss
@@ -125,7 +125,7 @@ def test_eval_mask_is_the_most_likely_one_and_masks_whole_output_units():
     model = learner.model
     grads = dict(zip([n for n, _ in model.named_parameters()],
                      torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y), list(model.parameters()))))
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     start = 0
     for layer in ("0", "2", "4"):
         w = model.get_submodule(layer).weight
@@ -206,7 +206,7 @@ def test_loop_and_vmap_give_the_same_numbers_with_sampled_masks(net):
 def test_T_is_never_adapted_but_is_meta_learned():
     learner = MTNet(_conv(18), MTNetConfig(inner_steps=3, inner_lr=0.5)).train()
     t = _cls_batch(19).task(0)
-    params = learner.adapt(t.support_x, t.support_y)
+    params = learner.adapt(t.support_x, t.support_y).params
     assert set(learner.names) == {n for n, _ in learner.model.named_parameters()
                                   if not n.endswith("transform") and n.split(".")[1] not in ("1", "5")}  # no BN
     for name, p in learner.model.named_parameters():
@@ -243,7 +243,7 @@ def test_a_bare_linear_model_is_transformed_at_the_root():
     learner = MTNet(nn.Linear(3, 2).double(), MTNetConfig(inner_lr=0.1))
     assert learner.transformed == [""] and learner.names == ["weight", "bias"] and learner.rule.noise_size == 2
     t = _reg_batch(21).task(0)
-    assert set(learner.adapt(t.support_x, t.support_y)) == {"weight", "bias", "transform"}
+    assert set(learner.adapt(t.support_x, t.support_y).params) == {"weight", "bias", "transform"}
 
 
 def test_a_model_without_linear_or_conv_layers_is_refused():
