@@ -244,8 +244,10 @@ def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, 
         assert torch.equal(x, y), k  # BN running statistics and the noise generator state
     t = batch.task(0)
     adapted_p, adapted_c = plain.adapt(t.support_x, t.support_y), ckpt.adapt(t.support_x, t.support_y)
-    ga = torch.autograd.grad(sum(v.sum() for v in adapted_p.params.values()), list(plain.parameters()), allow_unused=True)
-    gb = torch.autograd.grad(sum(v.sum() for v in adapted_c.params.values()), list(ckpt.parameters()), allow_unused=True)
+    ga = torch.autograd.grad(sum(v.sum() for v in adapted_p.params.values()), list(plain.parameters()),
+                             allow_unused=True)
+    gb = torch.autograd.grad(sum(v.sum() for v in adapted_c.params.values()), list(ckpt.parameters()),
+                             allow_unused=True)
     for a, b in zip(ga, gb):
         assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10, rtol=0))
 
