@@ -81,3 +81,21 @@ def test_no_import_cycles():
         if node not in state:
             visit(node, [])
     assert cycles == []
+
+
+APPLICATION = ("allocator", "config", "training", "pretrained", "reporting", "commands", "cli", "distributed", "launch")
+
+
+def test_import_fewshot_loads_the_algorithms_alone():
+    """``import fewshot`` (and its public names of the algorithms) loads no module of the application; the
+    application's names (``fewshot.train``, ``fewshot.TrainConfig``, ``fewshot.pretrained``) load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fewshot; from fewshot import MAML, inner_loop, Conv4, SGD; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('fewshot.')))); "
+            "fewshot.train, fewshot.TrainConfig, fewshot.pretrained.load; print(fewshot.load_pretrained.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded, first_use = done.stdout.splitlines()
+    assert not [m for m in loaded.split() if m.split(".")[1] in APPLICATION], loaded
+    assert first_use == "fewshot.pretrained"

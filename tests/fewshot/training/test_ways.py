@@ -43,7 +43,7 @@ def test_load_with_ways_adapts_and_solves_real_20_way_tasks(omniglot_root, monke
     fixed = FixedEpisodes(load_split("omniglot", "test"), 20, 1, 2, count=20, seed=0)
     task = fixed[0]
     params = learner.adapt(task.support_x, task.support_y)
-    head = params["classifier.weight"]
+    head = params.params["classifier.weight"]
     assert head.shape == (20, 64) and len({tuple(r.tolist()) for r in head}) == 20  # each class its own row
     assert learner.predict(task.query_x, params, support_x=task.support_x).shape == (40, 20)
     _, summary = evaluate_learner(learner, fixed.batches(10))
