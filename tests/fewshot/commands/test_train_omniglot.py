@@ -22,7 +22,7 @@ def test_omniglot_train_eval_pipeline(omniglot_root, tmp_path, capsys, monkeypat
     assert main(["eval", str(run), "--episodes", "30", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["dataset"], report["split"], report["ways"], report["shots"], report["queries"]) == \
-        ("omniglot", "test", 5, 1, 1)
+        ("omniglot", "maml-test", 5, 1, 1)
     assert report["episodes"] == 30 and report["metric"] == "accuracy"
     # oracle: adapt on each fixed test episode's support set by hand, count correct query predictions
     cfg = load_run_config(run)
