@@ -21,6 +21,7 @@ from .learners import (
     GradientLearner,
     IMAMLConfig,
     LearnerConfig,
+    LearnerSpec,
     LSTMMetaConfig,
     LSTMMetaLearner,
     MAMLConfig,

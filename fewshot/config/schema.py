@@ -78,8 +78,7 @@ def learner_config_type(name: str) -> type:
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(valid)}"
         raise ConfigError(f"unknown learner.name '{name}': {hint}")
-    _, preset = LEARNERS[name]
-    return type(preset())
+    return LEARNERS[name].config_class
 
 
 @dataclass

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .maml import MAML, MAMLConfig
+from .spec import LearnerSpec
 
 PARTS = ("head", "body")
 
@@ -85,3 +86,6 @@ class ANIL(MAML):
             raise ConfigError(f"{'ANIL' if keep else 'BOIL'}: {what} has no parameter left to adapt "
                               "after no_adapt/adapt_norm: loosen no_adapt (or set adapt_norm) or choose another head")
         return names
+
+
+SPECS = (LearnerSpec("anil", ANIL, forced={"part": "head"}), LearnerSpec("boil", ANIL, forced={"part": "body"}))

@@ -63,6 +63,7 @@ from ..rules.base import Chain, State
 from .base import GradientLearner
 from .config import LearnerConfig, check_lr
 from .result import TaskResult
+from .spec import LearnerSpec
 
 INNER_SOLVERS = ("gd", "hf")
 
@@ -240,3 +241,7 @@ class IMAML(GradientLearner):
 def _plus_scaled(v: Params, hv: Params, scale: float) -> Params:
     """``v + scale * hv`` (``A v`` for ``A = I + H/lam``)."""
     return {n: v[n] + scale * hv[n] for n in v}
+
+
+SPECS = (LearnerSpec("imaml", IMAML), LearnerSpec("foimaml", IMAML, forced={"first_order": True}),
+         LearnerSpec("imaml-hf", IMAML, defaults={"inner_steps": 5, "inner_lr": 1.0}, forced={"inner_solver": "hf"}))

@@ -18,6 +18,7 @@ from ..rules.lstm import LSTMMetaRule, check_hidden
 from ..rules.preprocess import check_p
 from .base import GradientLearner
 from .config import LearnerConfig
+from .spec import LearnerSpec
 
 
 @dataclass
@@ -63,3 +64,6 @@ class LSTMMetaLearner(GradientLearner):
         ref = self.reference_param()
         return LSTMMetaRule(self.names, hidden=self.config.hidden, p=self.config.p, seed=self.config.seed,
                             dtype=ref.dtype, device=ref.device)
+
+
+SPECS = (LearnerSpec("lstm-meta", LSTMMetaLearner),)

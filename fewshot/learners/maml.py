@@ -15,6 +15,7 @@ from ..rules import SGD, Adam, RMSprop, UpdateRule
 from ..rules.optim import check_betas, check_eps, check_unit
 from .base import GradientLearner
 from .config import LearnerConfig, check_lr
+from .spec import LearnerSpec
 
 INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 # the settings each inner optimizer reads (any other inner_* setting must keep its default)
@@ -70,12 +71,9 @@ class MAMLConfig(LearnerConfig):
 
     @classmethod
     def mamlpp(cls, **overrides: Any) -> "MAMLConfig":
-        """MAML++: MAML with MSL, per-step BN (running statistics), LSLR and DA on (pair it with cosine
-        annealing of the meta learning rate for CA)."""
-        base: dict[str, Any] = dict(inner_steps=5, inner_lr=0.1, msl=True, msl_epochs=10, learn_inner_lr=True,
-                                    per_step_bn=True, bn_mode="running", first_order_epochs=50)
-        base.update(overrides)
-        return cls(**base)
+        """MAML++: MAML with MSL, per-step BN (running statistics), LSLR and DA (``MAMLPP``; pair it with
+        cosine annealing of the meta learning rate for CA)."""
+        return cls(**{**MAMLPP, **overrides})
 
 
 class MAML(GradientLearner):
@@ -98,3 +96,11 @@ class MAML(GradientLearner):
             return RMSprop(self.names, c.inner_lr, alpha=c.inner_alpha, eps=c.inner_eps, momentum=c.inner_momentum,
                            centered=c.inner_centered, **kw)
         return SGD(self.names, c.inner_lr, momentum=c.inner_momentum, nesterov=c.inner_nesterov, **kw)
+
+
+# MAML++ (Antoniou et al. 2019): MSL, per-step BN (running statistics), LSLR and DA (pair it with cosine
+# annealing of the meta learning rate for CA)
+MAMLPP = dict(inner_steps=5, inner_lr=0.1, msl=True, msl_epochs=10, learn_inner_lr=True, per_step_bn=True,
+              bn_mode="running", first_order_epochs=50)
+SPECS = (LearnerSpec("maml", MAML), LearnerSpec("fomaml", MAML, forced={"first_order": True}),
+         LearnerSpec("mamlpp", MAML, defaults=MAMLPP))

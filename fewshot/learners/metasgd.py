@@ -12,6 +12,7 @@ from ..rules import ElementwiseSGD, UpdateRule
 from ..rules.metasgd import check_alpha_init
 from .base import GradientLearner
 from .config import LearnerConfig
+from .spec import LearnerSpec
 
 
 @dataclass
@@ -51,3 +52,6 @@ class MetaSGD(GradientLearner):
         return ElementwiseSGD(self.names, [params[n].shape for n in self.names], self.config.alpha_init,
                               steps=self.config.inner_steps if self.config.per_step_lr else 1,
                               seed=self.config.seed, dtype=ref.dtype, device=ref.device)
+
+
+SPECS = (LearnerSpec("metasgd", MetaSGD),)

@@ -24,6 +24,7 @@ from ..rules import SGD, Chain, RowMask, UpdateRule
 from ..rules.masked import check_temperature
 from .base import GradientLearner
 from .config import LearnerConfig, check_lr
+from .spec import LearnerSpec
 
 
 @dataclass
@@ -93,3 +94,6 @@ class MTNet(GradientLearner):
         mask = RowMask(groups, logit_init=self.config.logit_init, temperature=self.config.temperature,
                        dtype=ref.dtype, device=ref.device)
         return Chain(mask, sgd)
+
+
+SPECS = (LearnerSpec("mtnet", MTNet), LearnerSpec("tnet", MTNet, forced={"mask": False}))

@@ -36,6 +36,7 @@ from ..functional import LossFn, Params, copy_buffers, inner_loop
 from ..precision import float32_outputs
 from .maml import MAML, MAMLConfig
 from .result import TaskResult
+from .spec import LearnerSpec
 
 INNER_DATA = ("all", "support")
 
@@ -99,3 +100,6 @@ class Reptile(MAML):
         total = q_loss + surrogate - surrogate.detach()
         step = torch.full((), steps, dtype=torch.long, device=sx.device)
         return TaskResult(total, q_loss, metric, res.losses, res.buffers, step)
+
+
+SPECS = (LearnerSpec("reptile", Reptile),)

@@ -27,8 +27,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 NAMES = sorted(LEARNERS) + sorted(VARIANTS)
 # one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it), and Adam
-RESUME = sorted({cls: name for name, (cls, _) in sorted(LEARNERS.items(), reverse=True)
-                 if cls is not MAML}.values()) + ["maml+adam", "imaml"]  # imaml: with its CG solve
+RESUME = sorted({spec.cls: name for name, spec in sorted(LEARNERS.items(), reverse=True)
+                 if spec.cls is not MAML}.values()) + ["maml+adam", "imaml"]  # imaml: with its CG solve
 
 
 def _registry(name: str) -> tuple[str, dict]:
