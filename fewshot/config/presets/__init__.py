@@ -1,11 +1,12 @@
 """Named training presets: every learner x benchmark setting that has a published number.
 
-One module per learner (``maml.py``, ``fomaml.py``, ``mamlpp.py``, ``metasgd.py``, ``mtnet.py``, ``tnet.py``,
-X
-numbers beside them; ``protocols.py`` holds what they share (data/model protocols, the inner-LR scale).
-**A new learner is one entry:** write ``presets/<learner>.py`` with ``LEARNER = "<name in
-fewshot.learners.LEARNERS>"`` and ``recipes() -> list[Recipe]`` (reusing ``maml.classification`` if its
-protocol is MAML's), and add the module to ``RECIPE_MODULES`` below.
+One module per learner family, as ``fewshot.learners`` declares them (``maml.py``: maml, fomaml, mamlpp;
+``anil.py``: anil, boil; ``mtnet.py``: mtnet, tnet; ``imaml.py``: imaml, imaml-hf; ``metasgd.py``,
+``lstm_meta.py``, ``reptile.py``), each with the papers' numbers beside its recipes; ``protocols.py`` holds
+what they share (data/model protocols, the inner-LR scale). **A new learner is one entry:** write
+``presets/<learner>.py`` with ``LEARNERS = ("<its names in fewshot.learners.LEARNERS>",)`` and
+``recipes() -> list[Recipe]`` (reusing ``maml.classification`` if its protocol is MAML's), and add the
+module to ``RECIPE_MODULES`` below.
 """
 from __future__ import annotations
 
@@ -14,19 +15,20 @@ import difflib
 from ...errors import ConfigError
 from ...learners import LEARNERS
 from ..schema import TrainConfig
-from . import anil, boil, fomaml, imaml, imaml_hf, lstm_meta, maml, mamlpp, metasgd, mtnet, reptile, tnet
+from . import anil, imaml, lstm_meta, maml, metasgd, mtnet, reptile
 from .protocols import Recipe
 
-RECIPE_MODULES = (maml, fomaml, mamlpp, metasgd, mtnet, tnet, lstm_meta, anil, boil, reptile, imaml, imaml_hf)
+# one module per learner family, as fewshot.learners declares them (a method and its variants)
+RECIPE_MODULES = (maml, metasgd, mtnet, lstm_meta, anil, reptile, imaml)
 
 
 def _collect() -> dict[str, Recipe]:
     found: dict[str, Recipe] = {}
     for module in RECIPE_MODULES:
-        if module.LEARNER not in LEARNERS:
-            raise RuntimeError(f"presets module {module.__name__} is for learner {module.LEARNER!r}, "
-                               "which is not in fewshot.learners.LEARNERS")
         for recipe in module.recipes():
+            if recipe.learner not in LEARNERS or recipe.learner not in module.LEARNERS:
+                raise RuntimeError(f"preset {recipe.name!r} of {module.__name__} is for learner {recipe.learner!r}, "
+                                   "which is not one of the module's LEARNERS in fewshot.learners.LEARNERS")
             if recipe.name in found:
                 raise RuntimeError(f"preset {recipe.name!r} is defined twice")
             found[recipe.name] = recipe

@@ -16,6 +16,7 @@ from ..schema import LearnerSection, TrainConfig
 from .protocols import MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot, setting_name
 
 LEARNER = "lstm-meta"
+LEARNERS = (LEARNER,)
 
 PAPER = {  # (dataset, ways, shots): test accuracy %
     ("mini-imagenet", 5, 1): "43.44 ± 0.77",

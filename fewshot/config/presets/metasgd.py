@@ -23,6 +23,7 @@ from .protocols import (
 )
 
 LEARNER = "metasgd"
+LEARNERS = (LEARNER,)
 
 PAPER = {  # (dataset, ways, shots): test accuracy %
     ("omniglot", 5, 1): "99.53 ± 0.26",

@@ -24,6 +24,7 @@ from ..schema import DataConfig, LearnerSection, TrainConfig
 from .protocols import OMNIGLOT_SETTINGS, Recipe, omniglot, setting_name
 
 LEARNER = "reptile"
+LEARNERS = (LEARNER,)
 TRAIN_SHOTS = 10  # examples per class the inner loop sees in training
 
 PAPER = {  # (ways, shots): test accuracy %, transductive
