@@ -9,15 +9,24 @@ from torch import nn
 from ..errors import ConfigError
 from . import anil, imaml, lstm_meta, maml, metasgd, mtnet, reptile
 from .adapted import AdaptedModel
-from .anil import ANIL, ANILConfig
+from .anil import ANIL
 from .base import GradientLearner
-from .config import LearnerConfig
-from .imaml import IMAML, IMAMLConfig
-from .lstm_meta import LSTMMetaConfig, LSTMMetaLearner
-from .maml import MAML, MAMLConfig
-from .metasgd import MetaSGD, MetaSGDConfig
-from .mtnet import MTNet, MTNetConfig
-from .reptile import Reptile, ReptileConfig
+from .config import (
+    ANILConfig,
+    IMAMLConfig,
+    LearnerConfig,
+    LSTMMetaConfig,
+    MAMLConfig,
+    MetaSGDConfig,
+    MTNetConfig,
+    ReptileConfig,
+)
+from .imaml import IMAML
+from .lstm_meta import LSTMMetaLearner
+from .maml import MAML
+from .metasgd import MetaSGD
+from .mtnet import MTNet
+from .reptile import Reptile
 from .result import MetaOutput, TaskResult
 from .spec import LearnerSpec
 

@@ -16,34 +16,12 @@ meta-learned only unless ``adapt_norm``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from torch import nn
 
 from ..errors import ConfigError
-from .maml import MAML, MAMLConfig
+from .config import ANILConfig
+from .maml import MAML
 from .spec import LearnerSpec
-
-PARTS = ("head", "body")
-
-
-@dataclass
-class ANILConfig(MAMLConfig):
-    """ANIL/BOIL on top of ``MAMLConfig``: ``part`` = ``"head"`` (ANIL: adapt only the head) or
-    ``"body"`` (BOIL: adapt everything but the head); ``head`` = the head's module name (prefix of its
-    parameter names), None = the last ``nn.Linear`` with trainable parameters."""
-
-    part: Literal["head", "body"] = "head"
-    head: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.part not in PARTS:
-            raise ConfigError(f"part must be 'head' (ANIL) or 'body' (BOIL), got {self.part!r}")
-        if self.head is not None and (not isinstance(self.head, str) or not self.head.strip(".")):
-            raise ConfigError(f"head must be a module name such as 'classifier' (or null for the last nn.Linear), "
-                              f"got {self.head!r}")
 
 
 def last_linear(model: nn.Module) -> str:

@@ -45,7 +45,6 @@ solve raises ``AdaptationError`` (as a non-finite support loss).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -53,75 +52,16 @@ from torch.func import grad_and_value
 
 from ..cg import conjugate_gradient
 from ..cg import dot as _dot
-from ..checks import check_count
-from ..errors import AdaptationError, ConfigError
+from ..errors import AdaptationError
 from ..func_transforms import under_transform
 from ..functional import LossFn, Params, call, copy_buffers, grads_loss_and_hvp, inner_loop
 from ..precision import float32_outputs
 from ..rules import SGD, NewtonCG, UpdateRule
 from ..rules.base import Chain, State
 from .base import GradientLearner
-from .config import LearnerConfig, check_lr
+from .config import IMAMLConfig
 from .result import TaskResult
 from .spec import LearnerSpec
-
-INNER_SOLVERS = ("gd", "hf")
-
-
-@dataclass
-class IMAMLConfig(LearnerConfig):
-    """iMAML's switches on top of ``LearnerConfig``.
-
-    - ``lam`` (> 0): the proximal strength lambda; small = tasks move far from theta (and CG gets harder).
-    - ``inner_lr``: gradient-descent step size on the mean support loss plus the proximal term (stable
-      while ``inner_lr * (lam + L) < 2``, ``L`` the support loss's curvature).
-    - ``cg_steps`` (>= 1): conjugate-gradient iterations per task; ``cg_tol`` (>= 0): a task's solve stops
-      once its relative residual is at most this; solves ending above it are counted in the
-      ``cg_unconverged`` metric (0: no tolerance, always ``cg_steps`` iterations, nothing counted).
-    - ``cg_radius`` (> 0, or None for plain CG): the bound on the solution's norm, as a multiple of the
-      query gradient's norm, that truncates the solve (module docstring: 1 never binds where ``H`` is
-      positive semi-definite).
-    - ``inner_solver``: ``"gd"`` (iMAML-GD: ``inner_steps`` gradient steps of ``inner_lr`` on the proximal
-      objective) or ``"hf"`` (iMAML-HF: ``inner_steps`` damped Newton steps, ``fewshot.rules.NewtonCG``,
-      each solving ``(H + lam I) d = g`` by ``hf_cg_steps`` truncated CG iterations; ``inner_lr`` then
-      scales the Newton step, 1 = the full step).
-    - ``first_order``: skip CG (``(I + H/lam)^{-1} ~ I``).  ``msl`` and ``checkpoint_steps`` do not apply
-      (the meta-gradient is taken at the last step only, and the inner loop keeps no graph to recompute).
-    """
-
-    inner_steps: int = 10
-    inner_lr: float = 0.1
-    lam: float = 2.0
-    cg_steps: int = 5
-    cg_tol: float = 1e-3
-    cg_radius: float | None = 1.0
-    inner_solver: str = "gd"
-    hf_cg_steps: int = 5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_lr("inner_lr", self.inner_lr)
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 < self.lam < float("inf"):
-            raise ConfigError(f"lam must be a finite number > 0 (the proximal strength, e.g. lam=2.0), "
-                              f"got {self.lam!r}")
-        check_count(self.cg_steps, "cg_steps")
-        check_count(self.hf_cg_steps, "hf_cg_steps")
-        if self.inner_solver not in INNER_SOLVERS:
-            raise ConfigError(f"inner_solver must be one of {', '.join(INNER_SOLVERS)} (gradient descent or "
-                              f"Hessian-free Newton-CG), got {self.inner_solver!r}")
-        if isinstance(self.cg_tol, bool) or not isinstance(self.cg_tol, (int, float)) or not 0 <= self.cg_tol < 1:
-            raise ConfigError(f"cg_tol must be a number in [0, 1) (a relative residual, e.g. 1e-3), "
-                              f"got {self.cg_tol!r}")
-        if self.cg_radius is not None and (isinstance(self.cg_radius, bool) or not isinstance(
-                self.cg_radius, (int, float)) or not 0 < self.cg_radius < float("inf")):
-            raise ConfigError(f"cg_radius must be a finite number > 0 (the CG trust region as a multiple of the query "
-                              f"gradient's norm, e.g. 1.0) or null for plain CG, got {self.cg_radius!r}")
-        if self.msl:
-            raise ConfigError("msl does not apply to iMAML (its meta-gradient is taken at the inner loop's last step): "
-                              "set msl=False")
-        if self.checkpoint_steps:
-            raise ConfigError("checkpoint_steps does not apply to iMAML (its inner loop keeps no graph, so memory "
-                              "does not grow with inner_steps): set checkpoint_steps=0")
 
 
 class Proximal(UpdateRule):

@@ -10,45 +10,11 @@ Batch norm: the paper normalises with batch statistics during the episode, i.e. 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..errors import ConfigError
 from ..rules import UpdateRule
-from ..rules.lstm import LSTMMetaRule, check_hidden
-from ..rules.preprocess import check_p
+from ..rules.lstm import LSTMMetaRule
 from .base import GradientLearner
-from .config import LearnerConfig
+from .config import LSTMMetaConfig
 from .spec import LearnerSpec
-
-
-@dataclass
-class LSTMMetaConfig(LearnerConfig):
-    """The LSTM meta-learner's switches on top of ``LearnerConfig``.
-
-    - ``hidden``: units of the first LSTM layer (20 in the paper); ``p``: gradient/loss preprocessing
-      constant (10 in the paper).
-    - ``seed`` (inherited): seeds the generator the LSTM's initial weights are drawn from.
-    - ``adapt_norm`` defaults to True: the paper's cell state is every learner parameter, batch-norm
-      scale and shift included.
-    - ``first_order`` must stay True: the rule treats gradients and losses as constants (the paper
-      drops second derivatives), so there is no second-order variant to switch to.
-    - ``inner_steps``: the paper uses 12 updates (1-shot) and 8 (5-shot) on mini-ImageNet.
-    """
-
-    inner_steps: int = 5
-    first_order: bool = True
-    adapt_norm: bool = True
-    hidden: int = 20
-    p: float = 10.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.first_order:
-            raise ConfigError("lstm-meta: first_order must be True: the LSTM meta-learner treats the support "
-                              "gradients and loss as constants (Ravi & Larochelle drop second derivatives); "
-                              "remove the first_order=False setting")
-        check_hidden(self.hidden)
-        self.p = check_p(self.p)
 
 
 class LSTMMetaLearner(GradientLearner):

@@ -6,34 +6,10 @@ coordinate).  The paper adapts in one step at training and test time (``inner_st
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..rules import ElementwiseSGD, UpdateRule
-from ..rules.metasgd import check_alpha_init
 from .base import GradientLearner
-from .config import LearnerConfig
+from .config import MetaSGDConfig
 from .spec import LearnerSpec
-
-
-@dataclass
-class MetaSGDConfig(LearnerConfig):
-    """Meta-SGD's switches on top of ``LearnerConfig``.
-
-    - ``alpha_init``: ``(low, high)``; every entry of alpha starts uniform in that range, drawn from a
-      generator seeded by ``seed`` (never the global RNG).  The paper's ``[0.005, 0.1]`` is copied
-      unscaled: the paper defines the inner loss as the *mean* over the support set (our scale),
-      unlike the MAML code's sum/K (see ``fewshot.config.presets.protocols``).  ``(a, a)`` starts every entry
-      at ``a`` (learn2learn's ``MetaSGD(lr=a)``).
-    - ``per_step_lr``: one alpha tensor per inner step (steps beyond ``inner_steps`` at evaluation
-      reuse the last); default one alpha per element shared by all steps, as in the paper.
-    """
-
-    alpha_init: tuple[float, float] = (0.005, 0.1)
-    per_step_lr: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.alpha_init = check_alpha_init(self.alpha_init)
 
 
 class MetaSGD(GradientLearner):

@@ -13,42 +13,14 @@ eval-mode ``meta_loss``) uses the most likely mask (see ``RowMask``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from ..checks import check_number
 from ..errors import ConfigError
 from ..nn.transform import TRANSFORMED, add_transforms
 from ..rules import SGD, Chain, RowMask, UpdateRule
-from ..rules.masked import check_temperature
 from .base import GradientLearner
-from .config import LearnerConfig, check_lr
+from .config import MTNetConfig
 from .spec import LearnerSpec
-
-
-@dataclass
-class MTNetConfig(LearnerConfig):
-    """MT-net's switches on top of ``LearnerConfig``.
-
-    - ``inner_lr``: SGD step size on the mean support loss (MAML's scale, see ``fewshot.config.presets.protocols``).
-    - ``mask``: sample the update mask M (MT-net); False updates every unit (T-net).
-    - ``logit_init`` / ``temperature``: initial mask logit (0: probability 1/2) and the Gumbel-softmax
-      temperature of the straight-through estimator (the paper's 1).
-    - ``transform_last``: give the last Linear/Conv2d (the head) a T and a mask too, as the reference does.
-    """
-
-    inner_lr: float = 0.4
-    mask: bool = True
-    logit_init: float = 0.0
-    temperature: float = 1.0
-    transform_last: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_lr("inner_lr", self.inner_lr)
-        check_temperature(self.temperature)
-        check_number(self.logit_init, "logit_init")
 
 
 class MTNet(GradientLearner):

@@ -25,47 +25,17 @@ a differentiated query loss (``msl``, ``first_order_epochs``, ``learn_inner_lr``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
 from ..functional import LossFn, Params, copy_buffers, inner_loop
 from ..precision import float32_outputs
-from .maml import MAML, MAMLConfig
+from .config import ReptileConfig
+from .maml import MAML
 from .result import TaskResult
 from .spec import LearnerSpec
-
-INNER_DATA = ("all", "support")
-
-
-@dataclass
-class ReptileConfig(MAMLConfig):
-    """Reptile on top of ``MAMLConfig`` (its inner optimizers): ``inner_data`` = ``"all"`` (support +
-    query in training) or ``"support"``; ``first_order`` is True and must stay so."""
-
-    first_order: bool = True
-    inner_data: Literal["all", "support"] = "all"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.inner_data not in INNER_DATA:
-            raise ConfigError(f"inner_data must be 'all' (support + query) or 'support', got {self.inner_data!r}")
-        for name, off in (("first_order", True), ("msl", False), ("first_order_epochs", 0), ("learn_inner_lr", False)):
-            if getattr(self, name) != off:
-                raise ConfigError(f"reptile: {name} must be {off}: Reptile's meta-gradient is theta - phi, with no "
-                                  f"differentiated query loss; remove the {name} setting")
-
-    def check_optim(self, optim: Any) -> None:
-        """With SGD as the meta-optimizer (``optim``, a ``MetaOptimConfig``) its learning rate is Reptile's
-        step size eps: it must be in (0, 1].  ``TrainConfig`` calls this hook of its learner config."""
-        optimizer, lr = optim.optimizer, optim.lr
-        if optimizer == "sgd" and not 0 < lr <= 1:
-            raise ConfigError(f"reptile: with optim.optimizer=sgd, optim.lr is Reptile's step size eps and must be "
-                              f"in (0, 1] (theta moves that fraction of the way to phi), got {lr!r}: "
-                              "e.g. --set optim.lr=1")
 
 
 class Reptile(MAML):
