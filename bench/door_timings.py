@@ -21,22 +21,28 @@ import time
 from pathlib import Path
 
 CORES = len(os.sched_getaffinity(0))
+TRAIN_LAYOUTS = {"before (torch's threads)": ["--nproc", "1", "--threads", str(CORES)], "after (default)": []}
+EVAL_LAYOUTS = {"before (torch's threads)": ["--threads", str(CORES)], "after (default)": []}
+# case -> (command, whether it takes --out, its layouts)
 CASES = {
-    "sinusoid 5000 it": ["train", "sinusoid-maml", "--iterations", "5000", "--device", "cpu", "--quiet"],
-    "omniglot-5w1s-maml 300 it": ["train", "omniglot-5w1s-maml", "--iterations", "300", "--device", "cpu", "--quiet",
-                                  "--set", "val_every=0"],
+    "sinusoid 5000 it": (["train", "sinusoid-maml", "--iterations", "5000", "--device", "cpu", "--quiet"], True,
+                         TRAIN_LAYOUTS),
+    "omniglot-5w1s-maml 300 it": (["train", "omniglot-5w1s-maml", "--iterations", "300", "--device", "cpu",
+                                   "--quiet", "--set", "val_every=0"], True, TRAIN_LAYOUTS),
+    "eval omniglot-5w1s-maml 600 episodes": (["eval", "omniglot-5w1s-maml", "--device", "cpu", "--quiet"], False,
+                                             EVAL_LAYOUTS),
 }
-LAYOUTS = {"before (torch's threads)": ["--nproc", "1", "--threads", str(CORES)], "after (default)": []}
 
 
-def timed(args: list[str], busy: bool) -> float:
+def timed(args: list[str], busy: bool, out_dir: bool) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "fewshot", *args, "--out", str(Path(out) / "run")], env=env,
-                           check=True, capture_output=True)
+            out_args = ["--out", str(Path(out) / "run")] if out_dir else []
+            subprocess.run([sys.executable, "-m", "fewshot", *args, *out_args], env=env, check=True,
+                           capture_output=True)
             return time.perf_counter() - start
     finally:
         if hog is not None:
@@ -51,16 +57,16 @@ def main() -> None:
     args = parser.parse_args()
     walls: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for case, cmd in CASES.items():
+        for case, (cmd, out_dir, layouts) in CASES.items():
             for busy in (False, True):
-                for layout, extra in LAYOUTS.items():
+                for layout, extra in layouts.items():
                     key = f"{case} | {'busy' if busy else 'quiet'} | {layout}"
-                    walls.setdefault(key, []).append(timed(cmd + extra, busy))
+                    walls.setdefault(key, []).append(timed(cmd + extra, busy, out_dir))
                     print(f"{key}: {walls[key][-1]:.1f} s", flush=True)
     rows = {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v}
             for k, v in walls.items()}
-    for case in CASES:
-        for layout in LAYOUTS:
+    for case, (_, _, layouts) in CASES.items():
+        for layout in layouts:
             quiet, busy = (rows[f"{case} | {state} | {layout}"]["median_s"] for state in ("quiet", "busy"))
             rows[f"{case} | busy/quiet | {layout}"] = {"ratio": busy / quiet}
     result = {"cores": CORES, "rounds": args.rounds, "rows": rows}
