@@ -123,7 +123,8 @@ def _same_run(a: dict, b: dict) -> list[str]:
 def read_training_state(model_dir: Path, manifest: Manifest, label: str) -> tuple[dict, dict, dict[str, Path]]:
     """Verify a model's shipped training state against its manifest and weights: (last checkpoint, best
     checkpoint, {run file name: shipped file}).  CheckpointError when it is missing, corrupted, or not
-    the state of these weights (identity, config, or best learner != the published weights)."""
+    the state of these weights (identity, config, or the learner of the published checkpoint, last or best,
+    != the published weights)."""
     ts = manifest.training_state
     if not ts:
         raise CheckpointError(no_state_message(label, manifest))
@@ -149,10 +150,13 @@ def read_training_state(model_dir: Path, manifest: Manifest, label: str) -> tupl
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"pretrained weights {weights_path} cannot be read ({exc}): reinstall or re-publish") \
             from exc
-    state = best["learner"]
+    # the published weights are the run's last state or its best validated one (manifest.selection says which)
+    published, published_path = ((last, last_path) if manifest.checkpoint_iteration == int(last["iteration"])
+                                 else (best, best_path))
+    state = published["learner"]
     if set(weights) != set(state) or any(not torch.equal(weights[k], state[k]) for k in weights):
         raise CheckpointError(f"pretrained training state of '{label}' does not match its weights (the learner of "
-                              f"{best_path.name} differs from {weights_path.name}): re-publish it")
+                              f"{published_path.name} differs from {weights_path.name}): re-publish it")
     files = {LAST: last_path, BEST: best_path}
     if ts.get("metrics"):
         files[METRICS] = _checked(model_dir, label, ts["metrics"], "metrics")

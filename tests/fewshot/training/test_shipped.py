@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import fewshot.pretrained as pt
 from episodes.files import sha256_file
@@ -82,6 +83,30 @@ def test_continued_run_is_the_uninterrupted_run(tmp_path, models, lr, best_at):
     assert read_metrics(tmp_path / "full" / "metrics.jsonl") == read_metrics(tmp_path / "cont" / "metrics.jsonl")
     # the run clock carries on: the shipped session, then the continuation (the empty one wrote no checkpoint)
     assert [(s["from_iteration"], s["to_iteration"]) for s in b["clock"]["sessions"]] == [(0, 10), (10, 20)]
+
+
+def test_a_run_published_at_its_last_state_with_an_earlier_best_continues(tmp_path, models, monkeypatch):
+    """Model selection may publish the last state while best.pt is earlier: the shipped state still verifies
+    against the weights and the continuation is the original run folder."""
+    import importlib
+
+    from fewshot.reporting.selection import Selection
+
+    publish = importlib.import_module("fewshot.reporting.publish")  # the module (the package exports the function)
+
+    _train(tmp_path / "part", 10, "--set", "optim.lr=0.05")  # best validation at 5, last at 10
+    monkeypatch.setattr(publish, "choose_checkpoint", lambda *a, last_iteration, best_iteration, **k: Selection(
+        "last", last_iteration, best_iteration, 20, 1, "mse", 1.0, 0.9, 0.1, 0.2, "within noise"))
+    manifest = _publish(tmp_path / "part", "tiny", models)
+    assert manifest["checkpoint_iteration"] == 10 and manifest["selection"]["chosen"] == "last"
+    assert manifest["training_state"]["best"]["iteration"] == 5
+    weights = load_file(str(models / "tiny" / "model.safetensors"))
+    last = load_checkpoint(tmp_path / "part" / "last.pt")["learner"]
+    assert all(torch.equal(weights[k], last[k]) for k in weights)
+    assert main(["train", "--from-pretrained", "tiny", "--out", str(tmp_path / "cont"), "--iterations", "10",
+                 "--quiet"]) == 0
+    for name in ("last.pt", "best.pt"):
+        assert load_checkpoint(tmp_path / "cont" / name)["iteration"] == (10 if name == "last.pt" else 5)
 
 
 def test_cosine_schedule_is_extended_as_a_local_resume_extends_it(tmp_path, models):
