@@ -19,6 +19,12 @@ if [ "$(cd "$(dirname "$VENV")" 2>/dev/null && pwd)/$(basename "$VENV")" != "$MA
 fi
 # what "import learn2learn" imports, and the Cython that regenerates its C files
 "$VENV/bin/pip" install -q "cython<3.1" setuptools wheel requests gym scipy
+# learn2learn imports torchvision, which pins one exact torch: the build matching the torch installed
+# (the constraint keeps pip from replacing it). With torch's CPU wheel, take torchvision from the same
+# CPU index (pip install torchvision --index-url https://download.pytorch.org/whl/cpu), as the README's
+# CPU install does for torch: a CUDA torchvision does not load beside a CPU torch.
+TORCH_VERSION="$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("torch"))')"
+"$VENV/bin/pip" install -q torchvision --constraint <(echo "torch==$TORCH_VERSION")
 "$VENV/bin/pip" download -q --no-binary :all: --no-deps learn2learn==0.2.0 -d "$WORK"
 tar -xzf "$WORK"/learn2learn-0.2.0.tar.gz -C "$WORK"
 (cd "$WORK/learn2learn-0.2.0" && "$VENV/bin/cython" -3 learn2learn/data/*.pyx)
