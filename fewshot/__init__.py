@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
-from .functional import Params, adaptable_names, call, grads_and_loss, inner_loop, split_state
+from .functional import InnerLoop, Params, adaptable_names, call, grads_and_loss, split_state
 from .learners import (
     ANIL,
     IMAML,

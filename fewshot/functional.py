@@ -4,8 +4,8 @@ Usage::
 
     params, buffers = split_state(model)
     names = adaptable_names(model)                       # all but norm-layer affine params
-    out = inner_loop(model, params, buffers, sx, sy, loss_fn=F.cross_entropy, steps=1,
-                     rule=SGD(names, lr=0.4), names=names)
+    loop = InnerLoop(model, SGD(names, lr=0.4), names, F.cross_entropy)
+    out = loop.run(params, buffers, sx, sy, steps=1)
     logits = call(model, out.params[-1], out.buffers, qx, step=1)
 
 The inner loop is one implementation for every learner and for both task-batching paths: gradients
@@ -16,14 +16,13 @@ First order: the gradients are detached before the rule sees them, for every rul
 depends on the parameters and on the rule's own meta-parameters).  Buffers are copied before every
 forward that may write them, so the caller's tensors are never modified.
 
-Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``inner_loop(checkpoint=k)``),
-``fewshot.schedules`` holds MAML++'s multi-step-loss weights (``msl_weights``, re-exported here), and
+Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``InnerLoop(checkpoint=k)``) and
 ``fewshot.func_transforms`` answers "inside a ``torch.func`` transform?".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -34,10 +33,9 @@ from .checks import check_count
 from .errors import ConfigError, FewshotError
 from .func_transforms import under_transform
 from .nn.batchnorm import inner_step, is_norm_layer
-from .recompute import Segment, checkpointed_steps
+from .recompute import Segment, SegmentStart, checkpointed_steps
 from .rules.base import Params, State, UpdateRule
 from .rules.curvature import HVP, providing_hvp
-from .schedules import msl_weights
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -168,100 +166,114 @@ class InnerLoopResult:
         kept = self.params[step]
         if kept is None:
             raise FewshotError(f"the parameters after {step} updates were not kept: "
-                               f"pass keep=[..., {step}] to inner_loop")
+                               f"pass keep=[..., {step}] to InnerLoop.run")
         return kept
 
 
-def inner_loop(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
-               y: torch.Tensor, *, loss_fn: LossFn, steps: int, rule: UpdateRule, names: Sequence[str],
-               state: State | None = None, noise: torch.Tensor | None = None, first_order: bool = False,
-               per_step_bn: bool = True, keep: Collection[int] | None = None,
-               checkpoint: int = 0, track_best: bool = False) -> InnerLoopResult:
-    """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set ``(x, y)``.
+@dataclass(frozen=True)
+class InnerLoop:
+    """What every inner loop of a learner shares: the ``module`` run functionally, the update ``rule``,
+    the parameter ``names`` it adapts, the support ``loss_fn``, whether each step has its own
+    batch-norm slot (``per_step_bn``) and the recomputation segment length (``checkpoint``).
 
-    Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step when
-    ``per_step_bn`` is False).  ``state`` defaults to ``rule.init(params, noise)``.  Loss values are
-    returned, not checked (so the same code runs under ``vmap``); callers check them.
-
-    ``keep``: the steps whose parameters the caller needs (None: all); the others are ``None`` in
-    ``params``, so they cost no memory where no graph holds them (first order, evaluation, checkpointing).
-    The input and the last step are always kept.
-
-    ``checkpoint`` = k > 0 (with gradients enabled, outside ``torch.func`` transforms): the steps run in
-    segments of k without storing their graphs; backward reruns one segment at a time from its stored
-    inputs (parameters, rule state, buffers).  Memory then grows by one parameter copy per segment
-    instead of every step's activations and double-backward graph, for about one more first-order pass
-    of compute; the gradients are the same (``fewshot.recompute``).
-
-    ``track_best``: also return, in ``best``, the parameters with the lowest support loss among those
-    the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at the cost of
-    one more parameter copy; ``choose_best`` weighs them against the last step's.
+    Usage: ``InnerLoop(model, SGD(names, lr=0.4), names, F.cross_entropy).run(params, buffers, sx, sy,
+    steps=1)``
     """
-    names = list(names)
-    check_count(checkpoint, "checkpoint", minimum=0)
-    kept = set(range(steps + 1)) if keep is None else {int(t) for t in keep} | {0, steps}
-    if not kept <= set(range(steps + 1)):
-        raise ConfigError(f"keep must name steps in 0..{steps}, got {sorted(kept)}")
-    if state is None:
-        state = rule.init(params, noise)
-    history: list[Params | None] = [params] + [None] * steps
-    losses: list[torch.Tensor] = []
-    current, bufs = params, dict(buffers)
-    kw: dict[str, Any] = dict(loss_fn=loss_fn, rule=rule, names=names, first_order=first_order,
-                              per_step_bn=per_step_bn, keep=kept)
-    recompute = checkpoint > 0 and torch.is_grad_enabled()
-    if recompute and under_transform():
-        raise ConfigError("inner_loop(checkpoint=...) cannot run inside torch.func transforms (vmap): "
-                          "use the per-task loop (task_batching='loop') or checkpoint=0")
-    span = checkpoint if recompute else (1 if track_best else max(steps, 1))
-    best: BestSoFar | None = None
-    for start in range(0, steps, span):
-        stop = min(start + span, steps)
-        if recompute:
-            seg = checkpointed_steps(_run_steps, module, current, state, bufs, x, y, start=start, stop=stop, **kw)
-        else:
-            seg = _run_steps(module, current, state, bufs, x, y, start=start, stop=stop,
-                             create_graph=not first_order, **kw)
-        after, state, bufs, seg_losses = seg
-        if track_best:  # the segment's input and its support loss (the loss before its first update)
-            if best is None:
-                best = BestSoFar({n: current[n] for n in names}, seg_losses[0],
-                                 torch.zeros((), dtype=torch.long, device=seg_losses[0].device))
+
+    module: nn.Module
+    rule: UpdateRule
+    names: Sequence[str]
+    loss_fn: LossFn
+    per_step_bn: bool = True
+    checkpoint: int = 0
+
+    def run(self, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+            steps: int, noise: torch.Tensor | None = None, first_order: bool = False,
+            keep: Collection[int] | None = None, track_best: bool = False) -> InnerLoopResult:
+        """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set ``(x, y)``.
+
+        Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step when
+        ``per_step_bn`` is False).  The rule starts from ``rule.init(params, noise)``.  Loss values are
+        returned, not checked (so the same code runs under ``vmap``); callers check them.
+
+        ``keep``: the steps whose parameters the caller needs (None: all); the others are ``None`` in
+        ``params``, so they cost no memory where no graph holds them (first order, evaluation,
+        checkpointing).  The input and the last step are always kept.
+
+        ``checkpoint`` = k > 0 (with gradients enabled, outside ``torch.func`` transforms): the steps run
+        in segments of k without storing their graphs; backward reruns one segment at a time from its
+        stored inputs (parameters, rule state, buffers).  Memory then grows by one parameter copy per
+        segment instead of every step's activations and double-backward graph, for about one more
+        first-order pass of compute; the gradients are the same (``fewshot.recompute``).
+
+        ``track_best``: also return, in ``best``, the parameters with the lowest support loss among
+        those the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at the
+        cost of one more parameter copy; ``choose_best`` weighs them against the last step's.
+        """
+        check_count(self.checkpoint, "checkpoint", minimum=0)
+        kept = set(range(steps + 1)) if keep is None else {int(t) for t in keep} | {0, steps}
+        if not kept <= set(range(steps + 1)):
+            raise ConfigError(f"keep must name steps in 0..{steps}, got {sorted(kept)}")
+        state = self.rule.init(params, noise)
+        history: list[Params | None] = [params] + [None] * steps
+        losses: list[torch.Tensor] = []
+        at = SegmentStart(params, state, dict(buffers), x, y)
+        recompute = self.checkpoint > 0 and torch.is_grad_enabled()
+        if recompute and under_transform():
+            raise ConfigError("checkpointed inner loops cannot run inside torch.func transforms (vmap): "
+                              "use the per-task loop (task_batching='loop') or checkpoint=0")
+        span = self.checkpoint if recompute else (1 if track_best else max(steps, 1))
+        best: BestSoFar | None = None
+        for start in range(0, steps, span):
+            stop = min(start + span, steps)
+
+            def segment(seg: SegmentStart, differentiable: bool, start: int = start, stop: int = stop) -> Segment:
+                return self._steps(seg, start, stop, first_order=first_order, keep=kept,
+                                   create_graph=differentiable and not first_order)
+
+            if recompute:
+                after, state, bufs, seg_losses = checkpointed_steps(segment, at, (self.module, self.rule))
             else:
-                best = best.offer(current, seg_losses[0], start)
-        for t, p in after.items():
-            if t in kept:  # segment ends the caller did not ask for are not held
-                history[t] = p
-        current = after[stop]
-        losses += seg_losses
-    return InnerLoopResult(history, bufs, torch.stack(losses) if losses else torch.zeros(0), state, best)
+                after, state, bufs, seg_losses = segment(at, True)
+            if track_best:  # the segment's input and its support loss (the loss before its first update)
+                if best is None:
+                    best = BestSoFar({n: at.params[n] for n in self.names}, seg_losses[0],
+                                     torch.zeros((), dtype=torch.long, device=seg_losses[0].device))
+                else:
+                    best = best.offer(at.params, seg_losses[0], start)
+            for t, p in after.items():
+                if t in kept:  # segment ends the caller did not ask for are not held
+                    history[t] = p
+            at = SegmentStart(after[stop], state, bufs, x, y)
+            losses += seg_losses
+        return InnerLoopResult(history, at.buffers, torch.stack(losses) if losses else torch.zeros(0), at.state,
+                               best)
 
-
-def _run_steps(module: nn.Module, current: Params, state: State, bufs: Params, x: torch.Tensor, y: torch.Tensor,
-               *, start: int, stop: int, loss_fn: LossFn, rule: UpdateRule, names: list[str], first_order: bool,
-               per_step_bn: bool, keep: Collection[int], create_graph: bool) -> Segment:
-    """Steps ``start..stop-1``: the parameters after the kept steps (and after ``stop``), the rule state,
-    the buffers and the detached support losses."""
-    after: dict[int, Params] = {}
-    losses = []
-    for t in range(start, stop):
-        bn_step = t if per_step_bn else 0
-        hvp: HVP | None = None
-        if rule.needs_hvp:  # a curvature rule (fewshot.rules.curvature): the products with the gradients
-            grads, loss, bufs, hvp = grads_loss_and_hvp(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
-                                                        step=bn_step)
-        else:
-            grads, loss, bufs = grads_and_loss(module, current, bufs, x, y, loss_fn=loss_fn, names=names,
-                                               step=bn_step, create_graph=create_graph)
-        if first_order:
-            grads = {n: g.detach() for n, g in grads.items()}
-            hvp = None if hvp is None else _detached(hvp)
-        with providing_hvp(hvp):
-            current, state = rule.step(grads, state, current, step=t, loss=loss)
-        if t + 1 in keep or t + 1 == stop:
-            after[t + 1] = current
-        losses.append(loss.detach())
-    return after, state, bufs, losses
+    def _steps(self, seg: SegmentStart, start: int, stop: int, *, first_order: bool, keep: Collection[int],
+               create_graph: bool) -> Segment:
+        """Steps ``start..stop-1`` from ``seg``: the parameters after the kept steps (and after ``stop``),
+        the rule state, the buffers and the detached support losses."""
+        after: dict[int, Params] = {}
+        losses = []
+        current, state, bufs = seg.params, seg.state, seg.buffers
+        for t in range(start, stop):
+            bn_step = t if self.per_step_bn else 0
+            hvp: HVP | None = None
+            if self.rule.needs_hvp:  # a curvature rule (fewshot.rules.curvature): products with the gradients
+                grads, loss, bufs, hvp = grads_loss_and_hvp(self.module, current, bufs, seg.x, seg.y,
+                                                            loss_fn=self.loss_fn, names=self.names, step=bn_step)
+            else:
+                grads, loss, bufs = grads_and_loss(self.module, current, bufs, seg.x, seg.y, loss_fn=self.loss_fn,
+                                                   names=self.names, step=bn_step, create_graph=create_graph)
+            if first_order:
+                grads = {n: g.detach() for n, g in grads.items()}
+                hvp = None if hvp is None else _detached(hvp)
+            with providing_hvp(hvp):
+                current, state = self.rule.step(grads, state, current, step=t, loss=loss)
+            if t + 1 in keep or t + 1 == stop:
+                after[t + 1] = current
+            losses.append(loss.detach())
+        return after, state, bufs, losses
 
 
 def _detached(hvp: HVP) -> HVP:
@@ -279,5 +291,5 @@ def first_nonfinite_step(losses: torch.Tensor) -> int | None:
 
 
 __all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call", "copy_buffers",
-           "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "inner_loop",
-           "msl_weights", "norm_param_names", "split_state"]
+           "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "InnerLoop",
+           "norm_param_names", "split_state"]

@@ -1,4 +1,4 @@
-"""Checkpointed inner-loop steps: values forward, the graph rebuilt in backward (``inner_loop(checkpoint=k)``).
+"""Checkpointed inner-loop steps: values forward, the graph rebuilt in backward (``InnerLoop(checkpoint=k)``).
 
 The inner loop runs its steps in segments of k; each segment goes through ``_Recompute``, one custom
 autograd Function that computes the segment's values only (no graph is stored) and, in backward,
@@ -31,7 +31,7 @@ Slot layout (how tensors cross the Function boundary, ``checkpointed_steps``):
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -42,28 +42,40 @@ from torch.utils.checkpoint import get_device_states, set_device_states
 from .errors import ConfigError
 from .rules.base import Params, State
 
+
+class SegmentStart(NamedTuple):
+    """Where a segment of inner-loop steps starts: the parameters, the rule state, the buffers and the
+    support set ``(x, y)``."""
+
+    params: Params
+    state: State
+    buffers: Params
+    x: torch.Tensor
+    y: torch.Tensor
+
+
 Segment = tuple[dict[int, Params], State, Params, list[torch.Tensor]]
 """A segment's result: the parameters after its kept steps (and its last), the rule state, the buffers
 and the detached support losses."""
-RunSteps = Callable[..., Segment]
+RunSegment = Callable[[SegmentStart, bool], Segment]
+"""``(start, differentiable) -> Segment``: the inner loop's plain steps of one segment, building their
+graph only when ``differentiable``."""
 
 
-def checkpointed_steps(run_steps: RunSteps, module: nn.Module, current: Params, state: State, bufs: Params,
-                       x: torch.Tensor, y: torch.Tensor, *, start: int, stop: int, first_order: bool,
-                       **kw: Any) -> Segment:
-    """``run_steps`` (the inner loop's plain steps ``start..stop-1``) through ``_Recompute``.  The
-    segment's tensors that can carry gradients (parameters, rule state and inputs that require grad)
-    go in as explicit inputs, and so do the module's and the rule's own parameters (which the steps
-    may read directly: learned learning rates, fixed layers); buffers, labels and the rest are
-    constants of the segment (never written: steps copy buffers).  What the segment returns is
-    described by ``layout`` (the module docstring's slot layout)."""
-    keys = list(current)
-    leaves, spec = tree_flatten(state)
-    slots: list[Any] = [current[k] for k in keys] + list(leaves) + [x, y]
+def checkpointed_steps(run_segment: RunSegment, start: SegmentStart, owners: Sequence[nn.Module]) -> Segment:
+    """``run_segment`` from ``start`` through ``_Recompute``.  The segment's tensors that can carry
+    gradients (parameters, rule state and inputs that require grad) go in as explicit inputs, and so do
+    the ``owners``' own parameters (the model's and the rule's, which the steps may read directly:
+    learned learning rates, fixed layers); buffers, labels and the rest are constants of the segment
+    (never written: steps copy buffers).  The owners' ``training`` flags are restored for the rerun.
+    What the segment returns is described by ``layout`` (the module docstring's slot layout)."""
+    keys = list(start.params)
+    leaves, spec = tree_flatten(start.state)
+    slots: list[Any] = [start.params[k] for k in keys] + list(leaves) + [start.x, start.y]
     diff_at = [i for i, v in enumerate(slots) if isinstance(v, torch.Tensor) and v.requires_grad]
     seen = {id(slots[i]) for i in diff_at}
-    extra = [p for p in (*module.parameters(), *kw["rule"].parameters()) if p.requires_grad and id(p) not in seen]
-    training = [(m, m.training) for m in (*module.modules(), *kw["rule"].modules())]
+    extra = [p for owner in owners for p in owner.parameters() if p.requires_grad and id(p) not in seen]
+    training = [(m, m.training) for owner in owners for m in owner.modules()]
     layout: dict[str, Any] = {}
 
     def run(inputs: list[torch.Tensor], differentiable: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -73,9 +85,8 @@ def checkpointed_steps(run_steps: RunSteps, module: nn.Module, current: Params, 
         p_in = dict(zip(keys, values[:len(keys)]))
         s_in = tree_unflatten(values[len(keys):len(keys) + len(leaves)], spec)
         with _training_flags(training):
-            after, s_out, b_out, seg_losses = run_steps(
-                module, p_in, s_in, bufs, values[-2], values[-1], start=start, stop=stop, first_order=first_order,
-                create_graph=differentiable and not first_order, **kw)
+            after, s_out, b_out, seg_losses = run_segment(
+                SegmentStart(p_in, s_in, start.buffers, values[-2], values[-1]), differentiable)
         slot_of = {id(v): i for i, v in enumerate(values)}  # a tensor passed through is not re-emitted
         s_leaves, s_spec = tree_flatten(s_out)
         diff: list[torch.Tensor] = []
@@ -105,7 +116,7 @@ def checkpointed_steps(run_steps: RunSteps, module: nn.Module, current: Params, 
                           n_losses=len(seg_losses), steps=sorted(after))
         return diff, rest
 
-    outs = _Recompute.apply(run, len(diff_at), x, *[slots[i] for i in diff_at], *extra)
+    outs = _Recompute.apply(run, len(diff_at), start.x, *[slots[i] for i in diff_at], *extra)
     n_diff = sum(w[0] == "diff" for w in (*layout["p_where"].values(), *layout["s_where"]))
     diff, rest = list(outs[:n_diff]), list(outs[n_diff:])
 

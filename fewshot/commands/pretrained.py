@@ -17,9 +17,9 @@ from pathlib import Path
 from .. import pretrained
 from ..config import apply_overrides
 from ..config.manifest import LEARNED_OPTIMIZER, META_INITIALIZATION
+from ..pretrained.training_state import read_training_state
 from ..reporting import publish, results_table
 from ..training.calibrate import calibrated_run
-from ..training.shipped import read_training_state
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

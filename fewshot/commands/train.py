@@ -25,10 +25,10 @@ from ..checks import check_count
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
+from ..pretrained.training_state import continue_from_pretrained
 from ..training import train
 from ..training.build import resolve_device
 from ..training.interrupt import TrainingInterrupted
-from ..training.shipped import continue_from_pretrained
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

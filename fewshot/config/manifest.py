@@ -78,7 +78,7 @@ class Manifest(Mapping[str, Any]):
     training_budget: str | None = None
     training_time: dict[str, Any] | None = None
     validation_curve: list[dict[str, Any]] | None = None
-    training_state: dict[str, Any] | None = None  # what --from-pretrained continues (fewshot.training.shipped)
+    training_state: dict[str, Any] | None = None  # what --from-pretrained continues (fewshot.pretrained.training_state)
     training_state_note: str | None = None  # why there is none
     config: dict[str, Any] | None = None  # the training config (required for a meta-initialization)
     preprocessing: dict[str, Any] | None = None  # episodes.Preprocessing.to_dict()

@@ -11,15 +11,18 @@ Usage: ``adapted = learner.adapt(sx, sy); logits = adapted(x)``; ``adapted.param
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from ..functional import Params
 from ..nn.batchnorm import Statistics
 
-if TYPE_CHECKING:
-    from .base import GradientLearner
+
+class Predictor(Protocol):
+    """What adapted a model: it predicts with an ``AdaptedModel`` (``GradientLearner.predict``)."""
+
+    def predict(self, x: torch.Tensor, params: AdaptedModel) -> torch.Tensor: ...
 
 
 class AdaptedModel:
@@ -34,7 +37,7 @@ class AdaptedModel:
       (``bn_mode="support"`` only, else None).
     """
 
-    def __init__(self, learner: GradientLearner, params: Params, *, steps: int, steps_run: int,
+    def __init__(self, learner: Predictor, params: Params, *, steps: int, steps_run: int,
                  support_losses: torch.Tensor, statistics: Statistics | None) -> None:
         self.learner = learner
         self.params = params

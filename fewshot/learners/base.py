@@ -3,43 +3,46 @@
 ``GradientLearner`` is the public API (``adapt``/``predict``/``meta_loss``/``meta_backward``/``evaluate``)
 and the hooks a learner fills in: a learner (MAML, Meta-SGD, MT-net, the LSTM meta-learner) is a subclass
 with its config dataclass and ``build_rule`` (its update rule, a ``fewshot.rules.UpdateRule``), optionally
-``prepare_model`` (e.g. MT-net's T layers) and ``adapted_names`` (e.g. keeping those T layers out of
-adaptation).  What it builds on has a module each under ``fewshot.learners`` (``config``, ``checks``,
+``prepare_model`` (e.g. MT-net's T layers), ``adapted_names`` (e.g. keeping those T layers out of
+adaptation) and ``task_objective`` (its meta-objective on one task, when it is not MAML's: Reptile,
+iMAML).  What it builds on has a module each under ``fewshot.learners`` (``config``, ``checks``,
 ``batching``, ``task``, ``bn_forward``, ``noise``, ``result``; their jobs: docs/architecture.md).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from episodes import Preprocessing
 
 from ..checks import check_count
 from ..errors import ConfigError
-from ..functional import LossFn, Params, adaptable_names, copy_buffers, msl_weights, split_state
+from ..functional import InnerLoop, LossFn, Params, adaptable_names, copy_buffers, split_state
 from ..nn.batchnorm import native_kernel_under_vmap, norm_training, per_step_batchnorm
 from ..rules.base import UpdateRule
+from ..schedules import msl_weights
 from .adapted import AdaptedModel
 from .batching import ModelFacts, run_loop, run_vmap
-from .bn_forward import torch_batch_norms, write_back
+from .bn_forward import NormModeForward, torch_batch_norms, write_back
 from .checks import OutputWidths, check_task, raise_if_nonfinite, warn_if_rising
 from .config import LearnerConfig
 from .inputs import check_input
 from .noise import draw_noise
 from .result import MetaOutput, TaskResult
-from .task import TaskRunner
+from .task import Float32Loss, Objective, Task, TaskSettings, adapt_task, evaluate_task, maml_objective, result_of
 
 __all__ = ["GradientLearner"]
 
 
-class GradientLearner(TaskRunner, nn.Module):
+class GradientLearner(nn.Module):
     """Base of every learner that adapts a model's parameters by a differentiable update rule.
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
-    model first, ``adapted_names`` narrow the adapted parameters.  ``rule=`` replaces ``build_rule``'s
+    model first, ``adapted_names`` narrow the adapted parameters, ``task_objective`` replace MAML's
+    meta-objective.  ``rule=`` replaces ``build_rule``'s
     rule (e.g. ``MAML(model, cfg, rule=Adam(lr=0.01))``); one made without names is bound to the adapted
     ones.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
     """
@@ -112,6 +115,17 @@ class GradientLearner(TaskRunner, nn.Module):
         (iMAML stops at a non-finite CG solve)."""
         return {}
 
+    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+        """The learner's training objective on one ``task``, from the meta-parameters ``params`` and the
+        task's own ``buffers`` copy: the hook a learner whose meta-gradient is not MAML's implements
+        (Reptile, iMAML).  Default, MAML's: ``settings.steps`` differentiable updates on the support set
+        by ``settings.loop``, then the (MSL-weighted) query loss (``fewshot.learners.task.maml_objective``).
+
+        It runs per task in the loop and once over all tasks under ``vmap``, so it must not branch on
+        tensor values.  Evaluation never calls it: every learner is scored the same way
+        (``fewshot.learners.task.evaluate_task``)."""
+        return maml_objective(self.forward_mode, params, buffers, task, settings)
+
     def reference_param(self) -> torch.Tensor:
         """The first adapted parameter (its dtype and device are the ones rule tensors take)."""
         return dict(self.model.named_parameters())[self.names[0]]
@@ -149,6 +163,11 @@ class GradientLearner(TaskRunner, nn.Module):
         self._facts = ModelFacts.of(self.model)
         self._torch_bn = torch_batch_norms(self.model)
 
+    @property
+    def forward_mode(self) -> NormModeForward:
+        """How the model runs under the config's ``bn_mode`` and per-step slots (``fewshot.learners.bn_forward``)."""
+        return NormModeForward(self.model, self.config.bn_mode, self.config.per_step_bn, self._torch_bn)
+
     def _noise(self, tasks: int, device: torch.device) -> torch.Tensor | None:
         """``[tasks, rule.noise_size]`` U(0, 1) draws from the ``noise_rng`` buffer (None for deterministic rules)."""
         if not self.rule.noise_size:
@@ -156,30 +175,63 @@ class GradientLearner(TaskRunner, nn.Module):
         return draw_noise(self.noise_rng, tasks, self.rule.noise_size, self.task_shard, self.reference_param().dtype,
                           device)
 
-    def _run_batch(self, batch, *, steps: int, first_order: bool, weights: list[float], sample: bool,
-                   backward: bool = False, final_loss: bool = False, best: bool = False) -> TaskResult:
-        """Every task of ``batch`` (stacked ``TaskResult``).  Training (``final_loss`` False) stops at a
-        non-finite support loss (``AdaptationError``); evaluation reports it per task instead."""
+    def loss_for(self, ways: int | None) -> LossFn:
+        """The task loss (the user's ``loss_fn``, else the config's ``loss``; ``"auto"``: cross-entropy
+        for classification, MSE for regression), on float32 outputs (``fewshot.precision``)."""
+        fn = self.user_loss_fn
+        if fn is None:
+            kind = self.config.loss
+            if kind == "auto":
+                kind = "cross_entropy" if ways is not None else "mse"
+            fn = F.cross_entropy if kind == "cross_entropy" else F.mse_loss
+        return Float32Loss(fn)
+
+    def inner_loop(self, loss_fn: LossFn) -> InnerLoop:
+        """The learner's inner loop with support loss ``loss_fn``: its model, rule and adapted names."""
+        return InnerLoop(self.model, self.rule, self.names, loss_fn, per_step_bn=self.config.per_step_bn,
+                         checkpoint=self.config.checkpoint_steps)
+
+    def run_task(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> TaskResult:
+        """One task's ``TaskResult``: ``evaluate_task`` in evaluation, else ``task_objective`` scored by
+        the query metric (what the task batching runs per task)."""
+        if settings.evaluation:
+            return evaluate_task(self.forward_mode, params, buffers, task, settings)
+        return result_of(self.task_objective(params, buffers, task, settings), task, settings)
+
+    def run_batch(self, batch: Any, settings: TaskSettings, *, sample: bool, backward: bool = False) -> TaskResult:
+        """Every task of ``batch`` under ``settings`` (``task_settings``), in the loop or under vmap
+        (``task_batching_for``), stacked into one ``TaskResult``; the buffers are not written back.
+        ``sample``: draw the rule's per-task noise; ``backward``: back-propagate the mean objective.
+        Training stops at a non-finite support loss (``AdaptationError``); evaluation reports it per
+        task instead.  ``meta_loss`` and ``evaluate`` are built on it; batch-norm calibration reads the
+        per-task buffers it returns."""
         check_task(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.ways, batched=True)
         self._out_check.check(self.model, batch.support_x[0], batch.ways)
-        loss_fn = self._loss_fn(batch.ways)
         params, buffers = split_state(self.model)
-        kw: dict[str, Any] = dict(steps=steps, first_order=first_order, weights=weights, loss_fn=loss_fn,
-                                  ways=batch.ways, final_loss=final_loss, best=best)
         noise = self._noise(len(batch), batch.support_x.device) if sample else None
-        one = functools.partial(self._task, params, **kw)  # (buffers, sx, sy, qx, qy, noise) -> TaskResult
-        with norm_training(self.model, self._norm_flag()):
+
+        def one(bufs: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
+                task_noise: torch.Tensor | None) -> TaskResult:
+            return self.run_task(params, bufs, Task(sx, sy, qx, qy, task_noise), settings)
+
+        with norm_training(self.model, self.forward_mode.batch_statistics(self.training)):
             per_task = (batch.support_x[0].numel() + batch.query_x[0].numel())
             runner = run_vmap if self.task_batching_for(batch.support_x.device, per_task) == "vmap" else run_loop
             result = runner(one, buffers, batch, noise, backward=backward)
-        if final_loss:
-            warn_if_rising(self._warned_rise, result.support_losses, steps, self.config.inner_steps)
+        if settings.evaluation:
+            warn_if_rising(self._warned_rise, result.support_losses, settings.steps, self.config.inner_steps)
         else:
-            raise_if_nonfinite(result.support_losses, steps)
+            raise_if_nonfinite(result.support_losses, settings.steps)
         return result
 
-    def _write_back(self, new_bufs: Params) -> None:
-        write_back(self.model, new_bufs)
+    def task_settings(self, ways: int | None, steps: int, *, first_order: bool = True,
+                      weights: list[float] | None = None, evaluation: bool = False,
+                      best: bool = False) -> TaskSettings:
+        """What every task of a meta-batch shares (``TaskSettings``) with this learner's inner loop and
+        task loss; ``weights`` default to the last step's query loss alone."""
+        weights = [0.0] * (steps - 1) + [1.0] if weights is None else weights
+        return TaskSettings(steps, first_order, tuple(weights), self.inner_loop(self.loss_for(ways)), ways,
+                            evaluation, best)
 
     # ----------------------------------------------------------------- public API
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, *, steps: int | None = None,
@@ -201,12 +253,15 @@ class GradientLearner(TaskRunner, nn.Module):
             self._out_check.check_at_least(self.model, support_x, ways)
         steps = self._default_steps(steps)
         best = self.config.best_step if best_step is None else best_step
-        adapted, used, losses = self._adapt_task(support_x, support_y, steps=steps, loss_fn=self._loss_fn(ways),
-                                                 first_order=self.first_order_at(epoch), best=best)
+        with norm_training(self.model, self.forward_mode.batch_statistics(self.training)):
+            adapted, used, losses = adapt_task(self.forward_mode, self.inner_loop(self.loss_for(ways)), support_x,
+                                               support_y, steps=steps, first_order=self.first_order_at(epoch),
+                                               best=best)
         if not (best and bool(losses[used].isfinite())):
             raise_if_nonfinite(losses, steps)
         warn_if_rising(self._warned_rise, losses[None], steps, self.config.inner_steps)
-        stats = self._support_statistics(adapted, split_state(self.model)[1], support_x, used)  # "support" mode only
+        buffers = split_state(self.model)[1]
+        stats = self.forward_mode.support_statistics(adapted, buffers, support_x, used)  # "support" mode only
         return AdaptedModel(self, adapted, steps=used, steps_run=steps, support_losses=losses.detach(),
                             statistics=stats)
 
@@ -218,13 +273,14 @@ class GradientLearner(TaskRunner, nn.Module):
         dict (library code), ``steps`` = how many updates ``params`` had (selects the per-step BN slot;
         default as in ``adapt``) and ``support_x`` = the examples ``params`` were adapted on, needed in
         ``bn_mode="support"`` (they give the batch-norm statistics, by a forward of them ahead of ``x``)."""
-        if isinstance(params, AdaptedModel):
-            return self._predict_adapted(params, x)
         check_input(self, x, "predict")
+        forward = self.forward_mode
+        if isinstance(params, AdaptedModel):
+            return forward.with_statistics(params.params, params.statistics, params.steps, x, self.training)
         steps = self._default_steps(steps)
         _, buffers = split_state(self.model)
-        with norm_training(self.model, self._norm_flag()):
-            return self._query_forward(params, copy_buffers(buffers), support_x, x, self._bn_step(steps))
+        with norm_training(self.model, forward.batch_statistics(self.training)):
+            return forward.query(params, copy_buffers(buffers), support_x, x, forward.bn_step(steps))
 
     def meta_loss(self, batch, *, epoch: int = 0, backward: bool = False) -> MetaOutput:
         """Mean over tasks of the (MSL-weighted) query loss after adaptation, differentiable w.r.t.
@@ -235,11 +291,12 @@ class GradientLearner(TaskRunner, nn.Module):
         accumulated into ``.grad`` are the same up to floating-point summation order.
         Usage: ``out = learner.meta_loss(batch, epoch=e); out.loss.backward()``"""
         steps = self._default_steps(None)
-        result = self._run_batch(batch, steps=steps, first_order=self.first_order_at(epoch),
-                                 weights=self.step_weights(steps, epoch), sample=self.training, backward=backward)
+        settings = self.task_settings(batch.ways, steps, first_order=self.first_order_at(epoch),
+                                      weights=self.step_weights(steps, epoch))
+        result = self.run_batch(batch, settings, sample=self.training, backward=backward)
         extra = self.batch_metrics(result)
         if self.training and self.config.bn_mode != "frozen":
-            self._write_back(result.buffers)
+            write_back(self.model, result.buffers)
         return MetaOutput(result.total.mean(), {**result.metrics(batch.ways is not None), **extra})
 
     def meta_backward(self, batch, *, epoch: int = 0) -> MetaOutput:
@@ -260,8 +317,8 @@ class GradientLearner(TaskRunner, nn.Module):
         # the buffer copies are discarded and, unless the rule takes Hessian-vector products, nothing is
         # differentiated twice: native batch norm under vmap (its batch rule's second order is wrong)
         with torch.no_grad(), native_kernel_under_vmap(not self.rule.needs_hvp):
-            result = self._run_batch(batch, steps=steps, first_order=True, weights=[0.0] * (steps - 1) + [1.0],
-                                     sample=False, final_loss=True, best=best)
+            settings = self.task_settings(batch.ways, steps, evaluation=True, best=best)
+            result = self.run_batch(batch, settings, sample=False)
         return result.scores(batch.ways is not None)
 
 

@@ -54,7 +54,7 @@ class LearnerConfig:
     - ``seed``: seeds the learner's own generator of per-task noise (only rules that draw noise, such
       as MT-net's mask sampling, use it).
     - ``checkpoint_steps`` (0 = off): recompute instead of storing: the inner loop runs in segments of
-      this many steps whose graphs are rebuilt during backward (``inner_loop(checkpoint=...)``), so
+      this many steps whose graphs are rebuilt during backward (``InnerLoop(checkpoint=...)``), so
       memory grows by one parameter copy per segment rather than by every step's graph, for about one
       more first-order pass of compute.  Same gradients; per-task loop only (``task_batching`` "loop"
       or "auto").

@@ -45,6 +45,7 @@ solve raises ``AdaptationError`` (as a non-finite support loss).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 import torch
@@ -54,14 +55,14 @@ from ..cg import conjugate_gradient
 from ..cg import dot as _dot
 from ..errors import AdaptationError
 from ..func_transforms import under_transform
-from ..functional import LossFn, Params, call, copy_buffers, grads_loss_and_hvp, inner_loop
-from ..precision import float32_outputs
+from ..functional import Params, call, copy_buffers, grads_loss_and_hvp
 from ..rules import SGD, NewtonCG, UpdateRule
 from ..rules.base import Chain, State
 from .base import GradientLearner
 from .config import IMAMLConfig
 from .result import TaskResult
 from .spec import LearnerSpec
+from .task import Objective, Task, TaskSettings
 
 
 class Proximal(UpdateRule):
@@ -111,23 +112,25 @@ class IMAML(GradientLearner):
                 "cg_negative_curvature": float(result.extras["cg_negative_curvature"].sum()),
                 "cg_truncated": float(result.extras["cg_truncated"].sum())}
 
-    def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
-              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
-              best: bool = False) -> TaskResult:
-        if final_loss or best or not torch.is_grad_enabled():  # evaluation: no meta-gradient to take
-            return super()._task(params, buffers, sx, sy, qx, qy, noise, steps=steps, first_order=True,
-                                 weights=weights, loss_fn=loss_fn, ways=ways, final_loss=final_loss, best=best)
-        names, lam, at = self.names, self.config.lam, self._bn_step(steps)
-        res = inner_loop(self.model, {k: v.detach() for k, v in params.items()}, buffers, sx, sy, loss_fn=loss_fn,
-                         steps=steps, rule=self.rule, names=names, noise=noise, first_order=True,
-                         per_step_bn=self.config.per_step_bn, keep=())
+    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+        """``phi`` = the proximal inner loop's solution from ``theta`` (no graph kept); the objective's value
+        is the query loss at ``phi``, its gradient w.r.t. ``theta`` the implicit meta-gradient
+        ``(I + H/lam)^-1 grad L_q(phi)`` by CG (first order: ``grad L_q(phi)``).  Without grad mode
+        there is no meta-gradient to take: MAML's objective, first order."""
+        if not torch.is_grad_enabled():
+            return super().task_objective(params, buffers, task, replace(settings, first_order=True))
+        sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
+        names, lam, steps, loss_fn = self.names, self.config.lam, settings.steps, settings.loss_fn
+        at = self.forward_mode.bn_step(steps)
+        res = settings.loop.run({k: v.detach() for k, v in params.items()}, buffers, sx, sy, steps=steps,
+                                noise=task.noise, first_order=True, keep=())
         phi = {n: res.at(steps)[n].detach() for n in names}
         fixed = {k: v for k, v in params.items() if k not in phi}  # meta-learned only: keep their graph
         fixed_grad = any(v.requires_grad for v in fixed.values())
 
         def query(p: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, Params]]:
             bufs = copy_buffers(res.buffers)
-            out = self._joint_forward({**fixed, **p}, bufs, sx, qx, at)[1]
+            out = self.forward_mode.query({**fixed, **p}, bufs, sx, qx, at)
             return loss_fn(out, qy), (out, bufs)
 
         def support(p: Params) -> torch.Tensor:
@@ -143,7 +146,7 @@ class IMAML(GradientLearner):
                 g_q = dict(zip(names, torch.autograd.grad(q_loss, list(leaf.values()), retain_graph=True)))
         extras: Params = {}
         surrogate = torch.zeros((), dtype=q_loss.dtype, device=q_loss.device)
-        if first_order:
+        if settings.first_order:
             x = g_q
         else:
             if batched:  # the inner loop's own linearised support gradient (functional.grads_loss_and_hvp)
@@ -170,12 +173,7 @@ class IMAML(GradientLearner):
             if fixed_grad:  # the implicit gradient of the meta-learned-only parameters
                 surrogate = surrogate - _dot(g_s, x) / lam
         surrogate = surrogate + _dot({n: params[n] for n in names}, {n: v.detach() for n, v in x.items()})
-        total = q_loss + (surrogate - surrogate.detach())
-        out = float32_outputs(out)
-        metric = ((out.argmax(-1) == qy).to(out.dtype).mean() if ways is not None
-                  else torch.nn.functional.mse_loss(out, qy) if out.shape == qy.shape else q_loss)
-        step = torch.full((), steps, dtype=torch.long, device=sx.device)
-        return TaskResult(total, q_loss.detach(), metric.detach(), res.losses, bufs, step, extras)
+        return Objective(q_loss + (surrogate - surrogate.detach()), q_loss, out, res.losses, bufs, extras)
 
 
 def _plus_scaled(v: Params, hv: Params, scale: float) -> Params:

@@ -28,14 +28,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ..functional import LossFn, Params, copy_buffers, inner_loop
-from ..precision import float32_outputs
+from ..functional import Params, copy_buffers
 from .config import ReptileConfig
 from .maml import MAML
-from .result import TaskResult
 from .spec import LearnerSpec
+from .task import Objective, Task, TaskSettings
 
 
 class Reptile(MAML):
@@ -47,29 +45,20 @@ class Reptile(MAML):
     config_class = ReptileConfig
     config: ReptileConfig
 
-    def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
-              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
-              best: bool = False) -> TaskResult:
-        if final_loss:  # evaluation: adapt on the support set, score the queries, as every learner does
-            return super()._task(params, buffers, sx, sy, qx, qy, noise, steps=steps, first_order=True,
-                                 weights=weights, loss_fn=loss_fn, ways=ways, final_loss=final_loss, best=best)
+    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+        """``phi`` = ``steps`` first-order updates from ``theta`` (on the support and query examples with
+        ``inner_data="all"``); the objective's gradient is ``theta - phi``, its value the query loss at
+        ``phi``."""
+        sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.config.inner_data == "all" else (sx, sy)
-        res = inner_loop(self.model, params, buffers, x, y, loss_fn=loss_fn, steps=steps, rule=self.rule,
-                         names=self.names, noise=noise, first_order=True, per_step_bn=self.config.per_step_bn,
-                         keep=[steps], checkpoint=self.config.checkpoint_steps)
+        steps = settings.steps
+        res = settings.loop.run(params, buffers, x, y, steps=steps, noise=task.noise, first_order=True, keep=[steps])
         phi = res.at(steps)
         surrogate: Any = sum((params[n] * (params[n] - phi[n]).detach()).sum() for n in self.names)
         with torch.no_grad():
-            out = self._query_forward(phi, copy_buffers(res.buffers), sx, qx, self._bn_step(steps))
-            q_loss = loss_fn(out, qy)
-            out = float32_outputs(out)
-            if ways is not None:
-                metric = (out.argmax(-1) == qy).to(out.dtype).mean()
-            else:
-                metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
-        total = q_loss + surrogate - surrogate.detach()
-        step = torch.full((), steps, dtype=torch.long, device=sx.device)
-        return TaskResult(total, q_loss, metric, res.losses, res.buffers, step)
+            out = self.forward_mode.query(phi, copy_buffers(res.buffers), sx, qx, self.forward_mode.bn_step(steps))
+            q_loss = settings.loss_fn(out, qy)
+        return Objective(q_loss + surrogate - surrogate.detach(), q_loss, out, res.losses, res.buffers)
 
 
 SPECS = (LearnerSpec("reptile", Reptile),)

@@ -1,24 +1,73 @@
-"""One task's run: adapt on its support set, then the (MSL-weighted) query loss, the metric, and the
-support losses before each update (and after the last, when asked).
+"""One task's run, as the task batching calls it: its tensors (``Task``), what every task of a
+meta-batch shares (``TaskSettings``), what a learner's objective gives back (``Objective``), and the
+parts every learner shares: the query metric, evaluation, and ``adapt``'s inner loop.
 
 Why a module of its own: this is the computation the task batching runs per task, the loop calling it
-task by task and vmap calling it once over all tasks, so it must be a pure function of its tensors
-(no Python branching on their values under vmap); the learner's API around it only chooses steps,
-schedules and what to report.  ``TaskRunner`` is a mixin of ``GradientLearner``: it reads the
-learner's ``model``, ``rule``, ``names``, ``config`` and ``user_loss_fn``.
+task by task and vmap calling it once over all tasks, so it must be a pure function of its tensors (no
+Python branching on their values under vmap).  A learner's own algorithm is its
+``GradientLearner.task_objective`` hook (adapt on the support set, then an outer objective on the query
+set); evaluation and the metric are the same for every learner and live here.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ..best_step import choose_best
-from ..functional import InnerLoopResult, LossFn, Params, call, copy_buffers, inner_loop, split_state
-from ..nn.batchnorm import norm_training
+from ..functional import InnerLoop, InnerLoopResult, LossFn, Params, call, copy_buffers, split_state
 from ..precision import float32_outputs
-from ..rules.base import UpdateRule
 from .bn_forward import NormModeForward
 from .result import Adaptation, TaskResult
+
+
+class Task(NamedTuple):
+    """One task's tensors: the support set, the query set and the rule's noise draw (None for
+    deterministic rules)."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    noise: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What every task of a meta-batch shares: ``steps`` inner updates, whether the meta-gradient is
+    ``first_order``, the query loss's ``weights`` after each step (MSL; the last is never 0), the inner
+    ``loop`` (its ``loss_fn`` is the task loss), the number of ``ways`` (None: regression),
+    ``evaluation`` (score the task, with its final support loss, instead of training on it) and
+    ``best`` (evaluation: predict with the lowest-support-loss step when adaptation diverged)."""
+
+    steps: int
+    first_order: bool
+    weights: tuple[float, ...]
+    loop: InnerLoop
+    ways: int | None
+    evaluation: bool = False
+    best: bool = False
+
+    @property
+    def loss_fn(self) -> LossFn:
+        return self.loop.loss_fn
+
+
+class Objective(NamedTuple):
+    """A learner's training objective on one task (``GradientLearner.task_objective``): ``total``, the
+    scalar whose gradient w.r.t. the meta-parameters is the learner's meta-gradient; the last
+    ``query_loss`` and the query ``outputs`` it came from (scored by ``query_metric``); the support
+    losses before each update; the buffer copies after the task; ``extras``, per-task diagnostics
+    (iMAML's CG residual) read by ``GradientLearner.batch_metrics``."""
+
+    total: torch.Tensor
+    query_loss: torch.Tensor
+    outputs: torch.Tensor
+    support_losses: torch.Tensor
+    buffers: Params
+    extras: Params = {}  # never mutated: a learner that adds diagnostics builds its own dict
 
 
 class Float32Loss:
@@ -31,88 +80,97 @@ class Float32Loss:
         return self.fn(float32_outputs(out), target)
 
 
-class TaskRunner(NormModeForward):
-    """``_task`` (one task's ``TaskResult``) and what it needs: the loss, the final support loss."""
+def query_metric(outputs: torch.Tensor, query_y: torch.Tensor, ways: int | None,
+                 query_loss: torch.Tensor) -> torch.Tensor:
+    """A task's metric: query accuracy (classification), else the mean squared error (the query loss
+    when outputs and targets differ in shape, i.e. a user loss)."""
+    outputs = float32_outputs(outputs)
+    if ways is not None:
+        return (outputs.argmax(-1) == query_y).to(outputs.dtype).mean()
+    return F.mse_loss(outputs, query_y) if outputs.shape == query_y.shape else query_loss
 
-    rule: UpdateRule
-    names: list[str]
-    user_loss_fn: LossFn | None
 
-    def _loss_fn(self, ways: int | None) -> LossFn:
-        """The task loss, on float32 outputs (under bf16 autocast the logits are cast first: fewshot.precision)."""
-        fn = self.user_loss_fn
-        if fn is None:
-            kind = self.config.loss
-            if kind == "auto":
-                kind = "cross_entropy" if ways is not None else "mse"
-            fn = F.cross_entropy if kind == "cross_entropy" else F.mse_loss
-        return Float32Loss(fn)
+def result_of(objective: Objective, task: Task, settings: TaskSettings, step: torch.Tensor | None = None
+              ) -> TaskResult:
+    """The ``TaskResult`` of a task's objective: its metric taken once, here, for every learner;
+    ``step`` = the step whose parameters predicted (default: the last)."""
+    if step is None:
+        step = torch.full((), settings.steps, dtype=torch.long, device=task.support_x.device)
+    metric = query_metric(objective.outputs, task.query_y, settings.ways, objective.query_loss)
+    return TaskResult(objective.total, objective.query_loss.detach(), metric.detach(), objective.support_losses,
+                      objective.buffers, step, objective.extras)
 
-    def _task(self, params: Params, buffers: Params, sx, sy, qx, qy, noise, *, steps: int, first_order: bool,
-              weights: list[float], loss_fn: LossFn, ways: int | None, final_loss: bool = False,
-              best: bool = False) -> TaskResult:
-        """One task from ``params``/``buffers`` (its own buffer copy): ``steps`` updates on ``(sx, sy)``, then
-        the query loss after every step with a non-zero weight (``total``: their weighted sum), or with
-        ``best`` the query loss of the step ``choose_best`` picks; ``final_loss`` adds the support loss
-        after the last update to ``support_losses``."""
-        res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
-                         names=self.names, noise=noise, first_order=first_order,
-                         per_step_bn=self.config.per_step_bn, keep=[t for t, w in enumerate(weights, 1) if w],
-                         checkpoint=self.config.checkpoint_steps, track_best=best)
-        bufs = res.buffers
-        step = torch.full((), steps, dtype=torch.long, device=sx.device)
-        total = out = q_loss = s_final = None
-        if best:  # evaluation: the query outputs of the step choose_best picks
-            assert res.best is not None
-            s_final = self._final_support_loss(res, sx, sy, loss_fn, steps)
-            chosen = choose_best(res.best, res.at(steps), s_final, steps)
-            out = self._forward_at_step({**res.at(steps), **chosen.params}, copy_buffers(bufs), sx, qx,
-                                        chosen.step, steps)
-            total = q_loss = loss_fn(out, qy)
-            step = chosen.step
-        else:
-            for t in range(1, steps + 1):
-                if weights[t - 1] == 0.0:
-                    continue
-                bufs = copy_buffers(bufs)
-                s_out, out = self._joint_forward(res.at(t), bufs, sx, qx, self._bn_step(t))
-                if final_loss and t == steps and s_out is not None:  # support mode: the final support loss for free
-                    s_final = loss_fn(s_out, sy).detach().reshape(1)
-                q_loss = loss_fn(out, qy)
-                total = weights[t - 1] * q_loss if total is None else total + weights[t - 1] * q_loss
-        assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
-        s_losses = res.losses
-        if final_loss:
-            s_final = self._final_support_loss(res, sx, sy, loss_fn, steps) if s_final is None else s_final
-            s_losses = torch.cat([res.losses, s_final])
-        out = float32_outputs(out)
-        if ways is not None:
-            metric = (out.argmax(-1) == qy).to(out.dtype).mean()
-        else:
-            metric = F.mse_loss(out, qy) if out.shape == qy.shape else q_loss
-        return TaskResult(total, q_loss.detach(), metric.detach(), s_losses, bufs, step)
 
-    def _adapt_task(self, sx: torch.Tensor, sy: torch.Tensor, *, steps: int, first_order: bool, loss_fn: LossFn,
-                    best: bool) -> Adaptation:
-        """``adapt``'s inner loop on one task, outside any batching: the parameters after ``steps`` updates
-        (with ``best``, those of the step ``choose_best`` picks) and the support losses before each update
-        and after the last."""
-        params, buffers = split_state(self.model)
-        with norm_training(self.model, self._norm_flag()):
-            res = inner_loop(self.model, params, buffers, sx, sy, loss_fn=loss_fn, steps=steps, rule=self.rule,
-                             names=self.names, first_order=first_order, per_step_bn=self.config.per_step_bn, keep=(),
-                             checkpoint=self.config.checkpoint_steps, track_best=best)
-            final = self._final_support_loss(res, sx, sy, loss_fn, steps)
-        losses = torch.cat([res.losses, final])
-        if not best:
-            return Adaptation(res.at(steps), steps, losses)
+def maml_objective(forward: NormModeForward, params: Params, buffers: Params, task: Task,
+                   settings: TaskSettings) -> Objective:
+    """MAML's objective: ``steps`` differentiable updates on the support set, then the query loss after
+    every step with a non-zero weight, summed with those weights (MSL; only the last by default)."""
+    keep = [t for t, w in enumerate(settings.weights, 1) if w]
+    res = settings.loop.run(params, buffers, task.support_x, task.support_y, steps=settings.steps,
+                            noise=task.noise, first_order=settings.first_order, keep=keep)
+    bufs, total = res.buffers, None
+    out = q_loss = None
+    for t in keep:
+        bufs = copy_buffers(bufs)
+        out = forward.query(res.at(t), bufs, task.support_x, task.query_x, forward.bn_step(t))
+        q_loss = settings.loss_fn(out, task.query_y)
+        weighted = settings.weights[t - 1] * q_loss
+        total = weighted if total is None else total + weighted
+    assert out is not None and q_loss is not None and total is not None  # the last weight is never 0
+    return Objective(total, q_loss, out, res.losses, bufs)
+
+
+def evaluate_task(forward: NormModeForward, params: Params, buffers: Params, task: Task,
+                  settings: TaskSettings) -> TaskResult:
+    """One task scored as every learner is evaluated: ``steps`` updates on the support set, the query
+    loss and metric after the last (or, with ``best``, after the step ``choose_best`` picks), and the
+    support losses before each update and after the last."""
+    sx, sy, steps, loss_fn = task.support_x, task.support_y, settings.steps, settings.loss_fn
+    res = settings.loop.run(params, buffers, sx, sy, steps=steps, noise=task.noise, first_order=True, keep=(),
+                            track_best=settings.best)
+    step = None
+    if settings.best:
         assert res.best is not None
-        chosen = choose_best(res.best, res.at(steps), final, steps)
-        return Adaptation({**res.at(steps), **chosen.params}, int(chosen.step), losses)
+        s_final = final_support_loss(forward, settings.loop, res, sx, sy, steps)
+        chosen = choose_best(res.best, res.at(steps), s_final, steps)
+        out = forward.at_step({**res.at(steps), **chosen.params}, copy_buffers(res.buffers), sx, task.query_x,
+                              chosen.step, steps)
+        step = chosen.step
+    else:
+        s_out, out = forward.joint(res.at(steps), copy_buffers(res.buffers), sx, task.query_x,
+                                   forward.bn_step(steps))
+        if s_out is not None:  # support mode: the final support loss comes with the query forward
+            s_final = loss_fn(s_out, sy).detach().reshape(1)
+        else:
+            s_final = final_support_loss(forward, settings.loop, res, sx, sy, steps)
+    q_loss = loss_fn(out, task.query_y)
+    objective = Objective(q_loss, q_loss, out, torch.cat([res.losses, s_final]), res.buffers)
+    return result_of(objective, task, settings, step)
 
-    def _final_support_loss(self, res: InnerLoopResult, sx: torch.Tensor, sy: torch.Tensor, loss_fn: LossFn,
-                            steps: int) -> torch.Tensor:
-        """``[1]``: the support loss after the last update (not needed for learning; it shows divergence)."""
-        with torch.no_grad():
-            out = call(self.model, res.at(steps), copy_buffers(res.buffers), sx, step=self._bn_step(steps))
-            return loss_fn(out, sy).reshape(1)
+
+def adapt_task(forward: NormModeForward, loop: InnerLoop, sx: torch.Tensor, sy: torch.Tensor, *, steps: int,
+               first_order: bool, best: bool) -> Adaptation:
+    """``adapt``'s inner loop on one task, outside any batching (the caller sets the batch-norm mode):
+    the parameters after ``steps`` updates (with ``best``, those of the step ``choose_best`` picks) and
+    the support losses before each update and after the last."""
+    params, buffers = split_state(loop.module)
+    res = loop.run(params, buffers, sx, sy, steps=steps, first_order=first_order, keep=(), track_best=best)
+    final = final_support_loss(forward, loop, res, sx, sy, steps)
+    losses = torch.cat([res.losses, final])
+    if not best:
+        return Adaptation(res.at(steps), steps, losses)
+    assert res.best is not None
+    chosen = choose_best(res.best, res.at(steps), final, steps)
+    return Adaptation({**res.at(steps), **chosen.params}, int(chosen.step), losses)
+
+
+def final_support_loss(forward: NormModeForward, loop: InnerLoop, res: InnerLoopResult, sx: torch.Tensor,
+                       sy: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[1]``: the support loss after the last update (not needed for learning; it shows divergence)."""
+    with torch.no_grad():
+        out = call(loop.module, res.at(steps), copy_buffers(res.buffers), sx, step=forward.bn_step(steps))
+        return loop.loss_fn(out, sy).reshape(1)
+
+
+__all__ = ["Float32Loss", "Objective", "Task", "TaskSettings", "adapt_task", "evaluate_task", "maml_objective",
+           "query_metric", "result_of"]

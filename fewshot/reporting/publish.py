@@ -18,12 +18,12 @@ from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..config.manifest import MANIFEST, META_INITIALIZATION, WEIGHTS, manifest_of
 from ..errors import CheckpointError, FewshotError
 from ..nn.batchnorm import has_running_stats
+from ..pretrained.training_state import write_training_state
 from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.metrics_log import read_metrics
 from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
-from ..training.shipped import write_training_state
 from .report import report_on_fixed_episodes
 from .selection import choose_checkpoint
 from .steps import choose_test_steps
@@ -43,7 +43,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     the validation episodes (``choose_test_steps``), evaluate with them on the fixed test set exactly as
     ``fewshot eval`` of the published model does, and write ``manifest.json`` (sha256, results,
     ``test_steps`` with the validation metric per step count, the image ``preprocessing``, provenance).
-    Beside the weights it ships the run's training state (``fewshot.training.shipped``: ``last.pt``,
+    Beside the weights it ships the run's training state (``fewshot.pretrained.training_state``: ``last.pt``,
     ``best.pt`` when it differs, the metrics log; checksummed under ``training_state``), so that
     ``fewshot train --from-pretrained NAME`` continues the run exactly where it stopped, and the
     manifest records the ``validation_curve`` (iteration, validation metric, ci95) of the run.

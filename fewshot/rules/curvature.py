@@ -38,5 +38,5 @@ def current_hvp() -> HVP:
     hvp = _HVP.get()
     if hvp is None:
         raise ConfigError("this update rule needs Hessian-vector products of the support loss, which only "
-                          "fewshot's inner loop provides: run it through fewshot.inner_loop or a learner")
+                          "fewshot's inner loop provides: run it through fewshot.InnerLoop or a learner")
     return hvp

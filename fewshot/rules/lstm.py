@@ -34,7 +34,7 @@ Choices (see also docs/batchnorm.md and ``fewshot.learners.lstm_meta``):
 Usage::
 
     rule = LSTMMetaRule(names, seed=0)
-    out = inner_loop(model, params, buffers, sx, sy, loss_fn=F.cross_entropy, steps=12, rule=rule, names=names)
+    out = InnerLoop(model, rule, names, F.cross_entropy).run(params, buffers, sx, sy, steps=12)
 """
 from __future__ import annotations
 

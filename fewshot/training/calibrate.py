@@ -112,8 +112,7 @@ def calibrate_batchnorm(learner: Any, source: Any, *, tasks: int, steps: int | N
         with torch.no_grad():
             while done < tasks:
                 batch = source.sample(min(batch_size, tasks - done))
-                new_bufs = learner._run_batch(batch, steps=steps, first_order=True,
-                                              weights=[0.0] * (steps - 1) + [1.0], sample=False).buffers
+                new_bufs = learner.run_batch(batch, learner.task_settings(batch.ways, steps), sample=False).buffers
                 for k in keys:
                     total = new_bufs[k][:, :steps + 1].double().sum(0)
                     sums[k] = total if k not in sums else sums[k] + total

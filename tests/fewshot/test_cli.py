@@ -18,8 +18,8 @@ def test_manifest_warning_is_one_line(tmp_path, capsys, monkeypatch):
     broken = tmp_path / "models" / "broken"
     broken.mkdir(parents=True)
     (broken / "manifest.json").write_bytes(b"\xff\xfe")  # not UTF-8
-    monkeypatch.setattr(pt, "_REGISTERED", [])
-    monkeypatch.setattr(pt, "_WARNED", set())
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_WARNED", set())
     pt.register_dir(tmp_path / "models")
     show = warnings.showwarning
     assert main(["pretrained", "list"]) == 0

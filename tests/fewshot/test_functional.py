@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.functional import (
+    InnerLoop,
     adaptable_names,
     call,
     first_nonfinite_step,
     grads_and_loss,
-    inner_loop,
     norm_param_names,
     split_state,
 )
@@ -38,8 +38,8 @@ def _data(seed: int, n: int = 8):
 def _ours(model, steps, lr, first_order, data):
     sx, sy, qx, qy = data
     params, buffers = split_state(model)
-    res = inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps,
-                     rule=_sgd(params, lr), names=list(params), first_order=first_order)
+    res = InnerLoop(model, _sgd(params, lr), list(params), F.mse_loss).run(
+        params, buffers, sx, sy, steps=steps, first_order=first_order)
     loss = F.mse_loss(call(model, res.params[-1], res.buffers, qx), qy)
     return torch.autograd.grad(loss, list(params.values()))
 
@@ -77,7 +77,7 @@ def test_second_order_matches_finite_differences():
 
     def meta_loss(*flat):
         params = dict(zip(names, flat))
-        res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=_sgd(names, 0.2), names=names)
+        res = InnerLoop(model, _sgd(names, 0.2), names, F.mse_loss).run(params, {}, sx, sy, steps=2)
         return F.mse_loss(call(model, res.params[-1], {}, qx), qy)
 
     inputs = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
@@ -105,8 +105,8 @@ def test_first_order_drops_hessian_term_on_quadratic():
     identity = lambda out, _y: out  # noqa: E731
     params, _ = split_state(model)
     for first_order in (False, True):
-        res = inner_loop(model, params, {}, b, b, loss_fn=identity, steps=1, rule=_sgd(["theta"], alpha),
-                         names=["theta"], first_order=first_order)
+        res = InnerLoop(model, _sgd(["theta"], alpha), ["theta"], identity).run(
+            params, {}, b, b, steps=1, first_order=first_order)
         lq = call(model, res.params[-1], {}, c)
         (grad,) = torch.autograd.grad(lq, [params["theta"]])
         theta1 = theta0 - alpha * (a @ theta0 - b)
@@ -124,7 +124,7 @@ def test_inner_loop_never_writes_callers_buffers_and_skips_norm_params():
     assert norm_param_names(model) == {"1.weight", "1.bias"}
     assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
     x, y = torch.randn(6, 3), torch.randn(6, 2)
-    res = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, rule=SGD(names, 0.1), names=names)
+    res = InnerLoop(model, SGD(names, 0.1), names, F.mse_loss).run(params, buffers, x, y, steps=2)
     for k in buffers:
         assert torch.equal(buffers[k], before[k])
     assert not torch.equal(res.buffers["1.running_mean"], before["1.running_mean"])
@@ -171,9 +171,9 @@ def test_chain_composes_rules_in_order_and_splits_noise_and_state():
     names = list(params)
     chained = Chain(_Scale(3.0), _sgd(names, 0.1))
     assert chained.noise_size == 1
-    res = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=chained, names=names,
-                     noise=torch.tensor([0.25]))
-    plain = inner_loop(model, params, {}, sx, sy, loss_fn=F.mse_loss, steps=2, rule=_sgd(names, 0.3), names=names)
+    res = InnerLoop(model, chained, names, F.mse_loss).run(
+        params, {}, sx, sy, steps=2, noise=torch.tensor([0.25]))
+    plain = InnerLoop(model, _sgd(names, 0.3), names, F.mse_loss).run(params, {}, sx, sy, steps=2)
     for n in names:
         assert torch.allclose(res.params[-1][n], plain.params[-1][n], atol=1e-14)
     assert res.state["0"]["count"].item() == 2 and res.state["0"]["noise"].item() == 0.25

@@ -1,12 +1,14 @@
 """Checkpointed inner-loop steps (fewshot.recompute): the plain loop's gradients, losses and buffers, replayed
 randomness and module flags, the memory it saves, and where it refuses to run."""
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fewshot.errors import ConfigError, FewshotError
-from fewshot.functional import call, inner_loop, split_state
+from fewshot.functional import InnerLoop, call, split_state
 from fewshot.nn import StepBatchNorm1d
 from fewshot.rules import SGD, Chain
 from tests.fewshot.test_functional import _data, _net, _Scale, _sgd
@@ -24,8 +26,8 @@ def _msl_meta_grads(model, rule, data, *, steps, first_order, checkpoint, keep, 
     sx, sy, qx, qy = data
     params, buffers = split_state(model)
     names = list(params) if names is None else names
-    res = inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps, rule=rule, names=names,
-                     first_order=first_order, keep=keep, checkpoint=checkpoint)
+    res = InnerLoop(model, rule, names, F.mse_loss, checkpoint=checkpoint).run(
+        params, buffers, sx, sy, steps=steps, first_order=first_order, keep=keep)
     total = sum(F.mse_loss(call(model, res.at(t), res.buffers, qx, step=t), qy) for t in sorted(keep))
     wrt = list(model.parameters()) + list(rule.parameters())
     grads = torch.autograd.grad(total, wrt, allow_unused=True)
@@ -64,8 +66,8 @@ def test_checkpoint_replays_dropout_draws_and_the_forward_time_module_flags():
         torch.manual_seed(7)  # dropout draws from the global RNG; the recomputation must replay them
         params, buffers = split_state(model)
         names = list(params)
-        res = inner_loop(model, params, buffers, data[0], data[1], loss_fn=F.mse_loss, steps=4,
-                         rule=_sgd(names, 0.1), names=names, checkpoint=ck)
+        res = InnerLoop(model, _sgd(names, 0.1), names, F.mse_loss, checkpoint=ck).run(
+            params, buffers, data[0], data[1], steps=4)
         loss = F.mse_loss(call(model, res.at(4), res.buffers, data[2], step=4), data[3])
         model.eval()  # backward (and so the recomputation) now runs with other flags: they must not matter
         grads.append(torch.autograd.grad(loss, list(params.values())))
@@ -98,8 +100,8 @@ def _bytes_kept_by_graph(model, *, steps, checkpoint):
     params, buffers = split_state(model)
     names = list(params)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda h: h.t):
-        res = inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps, rule=_sgd(names, 0.1),
-                         names=names, keep=(), checkpoint=checkpoint)
+        res = InnerLoop(model, _sgd(names, 0.1), names, F.mse_loss, checkpoint=checkpoint).run(
+            params, buffers, sx, sy, steps=steps, keep=())
         loss = F.mse_loss(call(model, res.at(steps), res.buffers, qx, step=steps), qy)
     kept = {h.t.untyped_storage().data_ptr(): h.t.untyped_storage().nbytes() for h in held}
     del loss, res
@@ -121,30 +123,30 @@ def test_keep_and_checkpoint_arguments_and_where_checkpointing_cannot_run():
     model, (sx, sy, _, _) = _net(7), _data(8)
     params, _ = split_state(model)
     names = list(params)
-    kw = dict(loss_fn=F.mse_loss, steps=3, rule=_sgd(names, 0.1), names=names)
-    res = inner_loop(model, params, {}, sx, sy, keep=[1], **kw)
+    loop = InnerLoop(model, _sgd(names, 0.1), names, F.mse_loss)
+    res = loop.run(params, {}, sx, sy, steps=3, keep=[1])
     assert [p is None for p in res.params] == [False, False, True, False]  # input and last step always kept
     with pytest.raises(FewshotError, match="parameters after 2 updates were not kept"):
         res.at(2)
     with pytest.raises(ConfigError, match=r"keep must name steps in 0..3"):
-        inner_loop(model, params, {}, sx, sy, keep=[4], **kw)
+        loop.run(params, {}, sx, sy, steps=3, keep=[4])
     with pytest.raises(ConfigError, match="checkpoint must be"):
-        inner_loop(model, params, {}, sx, sy, checkpoint=-1, **kw)
+        replace(loop, checkpoint=-1).run(params, {}, sx, sy, steps=3)
     with torch.no_grad():  # evaluation: nothing to recompute, the plain loop runs
-        a = inner_loop(model, params, {}, sx, sy, checkpoint=1, **kw)
-        b = inner_loop(model, params, {}, sx, sy, **kw)
+        a = replace(loop, checkpoint=1).run(params, {}, sx, sy, steps=3)
+        b = loop.run(params, {}, sx, sy, steps=3)
     assert all(torch.equal(a.at(3)[n], b.at(3)[n]) for n in names)
 
     # a learnable tensor only the loss function knows: the recomputed segment could not pass it its
     # gradient, so the backward refuses instead of silently dropping that part of the meta-gradient
     temperature = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    hidden = dict(kw, loss_fn=lambda out, target: F.mse_loss(out * temperature, target))
-    res = inner_loop(model, params, {}, sx, sy, checkpoint=2, **hidden)
+    hidden = replace(loop, loss_fn=lambda out, target: F.mse_loss(out * temperature, target), checkpoint=2)
+    res = hidden.run(params, {}, sx, sy, steps=3)
     with pytest.raises(ConfigError, match=r"checkpoint_steps: the inner loop reads a tensor \(\) that requires grad"):
         torch.autograd.grad(res.at(3)["0.weight"].sum(), [params["0.weight"]])
 
     def one(x, y):
-        return inner_loop(model, params, {}, x, y, checkpoint=1, **kw).losses
+        return replace(loop, checkpoint=1).run(params, {}, x, y, steps=3).losses
 
     with pytest.raises(ConfigError, match="cannot run inside torch.func transforms"):
         torch.func.vmap(one)(sx.unsqueeze(0), sy.unsqueeze(0))

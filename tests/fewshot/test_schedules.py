@@ -1,12 +1,7 @@
 """MAML++'s multi-step-loss weights against the paper's formulas."""
 import pytest
 
-from fewshot.functional import msl_weights as msl_weights_of_functional
 from fewshot.schedules import msl_weights
-
-
-def test_msl_weights_are_still_importable_from_functional():
-    assert msl_weights_of_functional is msl_weights
 
 
 def test_msl_weights_follow_annealing():

@@ -18,6 +18,6 @@ def publish_tiny_sine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
                  "--set", f"val_every={val_every}", "--set", "val_episodes=10"]) == 0
     assert main(["pretrained", "publish", str(run), name, "--dest", str(tmp_path / "models"),
                  "--episodes", str(episodes)]) == 0
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
     return run

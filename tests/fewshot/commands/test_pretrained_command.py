@@ -65,7 +65,7 @@ def test_publish_records_both_batch_norm_numbers_of_an_image_model(tmp_path, omn
                  "--set", "learner.bn_mode=support", "--set", f"data.root={omniglot_root}"]) == 0
     assert main(["pretrained", "publish", str(run), "tiny-omni", "--dest", str(tmp_path / "models"),
                  "--episodes", "30"]) == 0
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
     manifest = pt.show("tiny-omni")
     learner = pt.load("tiny-omni").eval()

@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import vmap
 
 from fewshot.errors import ConfigError
-from fewshot.functional import inner_loop, split_state
+from fewshot.functional import InnerLoop, split_state
 from fewshot.rules import LSTMMetaRule, apply_updates, lstm_cell
 
 
@@ -72,7 +72,7 @@ def test_two_steps_match_a_hand_computation():
     rule = _rule()
     names = ["0.weight", "0.bias"]
     params, buffers = split_state(model)
-    res = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, rule=rule, names=names)
+    res = InnerLoop(model, rule, names, F.mse_loss).run(params, buffers, x, y, steps=2)
 
     theta = torch.cat([params[n].reshape(-1) for n in names]).tolist()
     n = len(theta)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot import inner_loop
+from fewshot import InnerLoop
 from fewshot.errors import ConfigError
 from fewshot.functional import split_state
 from fewshot.rules import NewtonCG
@@ -34,8 +34,8 @@ def test_one_full_step_solves_the_damped_newton_system(damping):
     model = _linear()
     params, buffers = split_state(model)
     rule = NewtonCG(["weight"], damping=damping, cg_steps=4, cg_tol=0.0, radius=None)
-    out = inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=1, rule=rule, names=["weight"],
-                     first_order=True)
+    out = InnerLoop(model, rule, ["weight"], F.mse_loss).run(
+        params, buffers, x, y, steps=1, first_order=True)
     w = model.weight.detach().reshape(-1, 1)
     h = 2.0 / len(x) * x.T @ x
     g = 2.0 / len(x) * x.T @ (x @ w - y)
@@ -53,8 +53,8 @@ def test_the_same_under_vmap_as_per_task():
     rule = NewtonCG(["weight"], damping=0.5, cg_steps=2, cg_tol=0.0)
 
     def run(x, y):
-        return inner_loop(model, params, buffers, x, y, loss_fn=F.mse_loss, steps=2, rule=rule, names=["weight"],
-                          first_order=True).at(2)["weight"]
+        return InnerLoop(model, rule, ["weight"], F.mse_loss).run(
+            params, buffers, x, y, steps=2, first_order=True).at(2)["weight"]
 
     batched = torch.func.vmap(run)(xs, ys)
     for i in range(3):
@@ -69,8 +69,8 @@ def test_an_indefinite_hessian_gives_a_step_no_longer_than_a_gradient_step_over_
     damping = 0.25
     rule = NewtonCG(["weight"], damping=damping, cg_steps=4, cg_tol=0.0)
     loss = lambda out, target: -F.mse_loss(out, target)  # noqa: E731
-    out = inner_loop(model, params, buffers, x, y, loss_fn=loss, steps=1, rule=rule, names=["weight"],
-                     first_order=True)
+    out = InnerLoop(model, rule, ["weight"], loss).run(
+        params, buffers, x, y, steps=1, first_order=True)
     w = model.weight.detach().reshape(-1, 1)
     g = -2.0 / len(x) * x.T @ (x @ w - y)
     step = (out.at(1)["weight"].reshape(-1, 1) - w).detach()

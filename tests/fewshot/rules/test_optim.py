@@ -15,7 +15,7 @@ from fewshot import MAML, MAMLConfig
 from fewshot.config import apply_overrides
 from fewshot.config.schema import TrainConfig
 from fewshot.errors import ConfigError
-from fewshot.functional import inner_loop, split_state
+from fewshot.functional import InnerLoop, split_state
 from fewshot.rules import SGD, Adam, RMSprop, UpdateRule
 from fewshot.rules import adam as adam_module
 from fewshot.rules import rmsprop as rmsprop_module
@@ -54,8 +54,8 @@ def _data(seed: int = 1, n: int = 6):
 def _ours(model: nn.Module, rule: UpdateRule, sx, sy, steps: int, first_order: bool):
     params, buffers = split_state(model)
     names = list(params)
-    return inner_loop(model, params, buffers, sx, sy, loss_fn=F.mse_loss, steps=steps, rule=rule, names=names,
-                      first_order=first_order).at(steps)
+    return InnerLoop(model, rule, names, F.mse_loss).run(
+        params, buffers, sx, sy, steps=steps, first_order=first_order).at(steps)
 
 
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))

@@ -1,19 +1,10 @@
-"""Pretrained meta-initializations: a registry of ``<dir>/<name>/{manifest.json, model.safetensors}``.
+"""The registry of pretrained models: ``<dir>/<name>/{manifest.json, model.safetensors}`` folders.
 
 Searched, in order: directories added with :func:`register_dir`, the ``os.pathsep``-separated
 directories of ``$FEWSHOT_PRETRAINED_PATH``, then the ``pretrained/`` folder shipped with fewshot.
 A directory is either one model (it holds ``manifest.json``) or a collection of model folders.
 Weights are safetensors (no code runs on load) and verified against the manifest's sha256.
-
-Usage::
-
-    import fewshot.pretrained as pt
-    pt.list()                                   # ['omniglot-5w1s-maml', 'sinusoid-maml', ...]
-    pt.show("sinusoid-maml")["mean"]            # the manifest (measured accuracy/MSE, CI, ...)
-    learner = pt.load("sinusoid-maml")          # a ready learner (eval mode, CPU)
-    prep = pt.preprocessing("omniglot-5w1s-maml")   # episodes.Preprocessing: your images as it saw its own
-    learner20 = pt.load("omniglot-5w1s-maml", ways=20)   # same init, a zero 20-way head
-    pt.register_dir("~/my-models")
+Usage: the package docstring (``fewshot.pretrained``).
 """
 from __future__ import annotations
 
@@ -30,19 +21,19 @@ from safetensors.torch import load_file
 from episodes import DataError, Preprocessing, dataset_preprocessing
 from episodes.files import sha256_file
 
-from .config import TrainConfig, apply_overrides, config_from_dict
-from .config.manifest import (
+from ..config import TrainConfig, apply_overrides, config_from_dict
+from ..config.manifest import (
     LEARNED_OPTIMIZER,
     MANIFEST,
     META_INITIALIZATION,
     Manifest,
     read_manifest,
 )
-from .errors import CheckpointError, FewshotWarning
-from .learners import GradientLearner
-from .training.build import build_learner_from_config, run_identity
-from .training.checkpoint import load_learner_state
-from .training.ways import with_ways
+from ..errors import CheckpointError, FewshotWarning
+from ..learners import GradientLearner
+from ..training.build import build_learner_from_config, run_identity
+from ..training.checkpoint import load_learner_state
+from ..training.ways import with_ways
 
 ENV_VAR = "FEWSHOT_PRETRAINED_PATH"
 _REGISTERED: list[Path] = []

@@ -14,11 +14,10 @@ from episodes.files import sha256_file
 from fewshot.cli import main
 from fewshot.config.manifest import Manifest, read_manifest
 from fewshot.errors import CheckpointError
+from fewshot.pretrained.training_state import BEST_STATE, METRICS, STATE, read_training_state
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.metrics_log import read_metrics
-from fewshot.training.shipped import BEST_STATE, METRICS, STATE, read_training_state
-
-from .test_resume import _assert_same_tree
+from tests.fewshot.training.test_resume import _assert_same_tree
 
 # iterations, validation, logging and checkpoints all fall on multiples of 5, so a run stopped at 10 and
 # continued is the same run as one trained straight through (no extra end-of-run validation at 10)
@@ -33,7 +32,7 @@ def _train(out, iterations, *extra):
 
 @pytest.fixture
 def models(tmp_path, monkeypatch):
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(tmp_path / "models"))
     monkeypatch.setenv("FEWSHOT_DATA", str(tmp_path / "no-data"))
     return tmp_path / "models"

@@ -61,7 +61,7 @@ def test_publish_writes_weights_and_manifest(published):
 
 def test_register_list_show_load(published, monkeypatch):
     root, manifest = published
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     assert "my-sine" not in pt.list()
     monkeypatch.setenv("FEWSHOT_PRETRAINED_PATH", str(root / "models"))
     assert "my-sine" in pt.list()
@@ -86,7 +86,7 @@ def test_sha_mismatch_refused(published, tmp_path, monkeypatch):
     raw = bytearray(w.read_bytes())
     raw[-1] ^= 0x01
     w.write_bytes(bytes(raw))
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     pt.register_dir(tmp_path / "tampered")  # a single model directory
     with pytest.raises(CheckpointError, match="fail the sha256 check"):
         pt.load("my-sine")
@@ -94,7 +94,7 @@ def test_sha_mismatch_refused(published, tmp_path, monkeypatch):
 
 def test_table_lists_ours_next_to_paper(published, monkeypatch):
     root, manifest = published
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     pt.register_dir(root / "models")
     slim = results_table(["my-sine"]).splitlines()[2]  # the README's: split, ours, transductive, paper, manifest
     assert slim.startswith("| my-sine | maml | sinusoid | MSE ") and f"{manifest['mean']:.3f}" in slim
@@ -185,8 +185,8 @@ def collection(published, tmp_path, monkeypatch):
     root, _ = published
     shutil.copytree(root / "models" / "my-sine", tmp_path / "models" / "my-sine")
     shutil.copytree(root / "models" / "my-sine", tmp_path / "models" / "broken")
-    monkeypatch.setattr(pt, "_REGISTERED", [])
-    monkeypatch.setattr(pt, "_WARNED", set())
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_WARNED", set())
     pt.register_dir(tmp_path / "models")
     return tmp_path / "models"
 
@@ -241,7 +241,7 @@ def _copy_model(src: str, dest, edit):
 def test_preprocessing_from_the_manifest_or_the_dataset(tmp_path, monkeypatch):
     from episodes import Preprocessing, dataset_preprocessing
 
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     old = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.pop("preprocessing", None))
     mine = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(
         preprocessing={"size": 28, "channels": 1, "invert": False, "interpolation": "bicubic", "scale": 255.0}))
@@ -259,7 +259,7 @@ def test_preprocessing_from_the_manifest_or_the_dataset(tmp_path, monkeypatch):
 
 
 def test_test_steps_become_the_default_eval_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     chosen = _copy_model("omniglot-5w1s-maml", tmp_path, lambda m: m.update(test_steps=7))
     wrong = _copy_model("omniglot-5w5s-maml", tmp_path, lambda m: m.update(test_steps=0))
     pt.register_dir(tmp_path)
@@ -290,7 +290,7 @@ def test_step_choice_is_the_validation_oracle_and_loading_uses_it(published, mon
     from fewshot.training.build import build_fixed_set
 
     root, manifest = published
-    monkeypatch.setattr(pt, "_REGISTERED", [])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     pt.register_dir(root / "models")
     learner, cfg, _ = pt.load_with_config("my-sine")
     assert learner.config.eval_steps == manifest["test_steps"]

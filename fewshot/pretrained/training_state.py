@@ -8,7 +8,7 @@
   learner is then the published weights; otherwise ``state.pt``'s learner is);
 - ``metrics.jsonl``: the run's metrics log up to where it stopped.
 
-All are the checkpoint format of :mod:`.checkpoint` (``torch.load(weights_only=True)``: nothing loaded
+All are the checkpoint format of ``fewshot.training.checkpoint`` (``torch.load(weights_only=True)``: nothing loaded
 runs code; every entry covered by its content digest), with the config made portable (``data.root``
 None, ``device`` auto), and checksummed in the manifest's ``training_state`` like the weights.
 
@@ -37,11 +37,12 @@ from .. import distributed
 from ..config import apply_overrides, config_from_dict, save_config
 from ..config.manifest import META_INITIALIZATION, Manifest
 from ..errors import CheckpointError, ConfigError, FewshotError
-from .build import load_data_split, resolve_device
-from .checkpoint import encode_checkpoint, load_checkpoint
-from .loop import train
-from .metrics_log import read_metrics
-from .run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE, RunLock, check_writable, config_diff
+from ..training.build import load_data_split, resolve_device
+from ..training.checkpoint import encode_checkpoint, load_checkpoint
+from ..training.loop import train
+from ..training.metrics_log import read_metrics
+from ..training.run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE, RunLock, check_writable, config_diff
+from .registry import locate, verify
 
 STATE = "state.pt"
 BEST_STATE = "best-state.pt"
@@ -170,13 +171,11 @@ def continue_from_pretrained(name: str, out: str | Path | None = None, overrides
     resumed.  ``overrides`` (``--set``-style) may change only ``iterations`` (extend the cosine schedule,
     see ``fit_schedule``), ``device`` and ``data.root``.  A folder that already holds a run is resumed
     as it is (as ``fewshot train --out`` does), after the same config check.  Returns the TrainResult."""
-    from .. import pretrained  # the registry imports the training package: import it at call time
-
-    manifest = pretrained.verify(name)
+    manifest = verify(name)
     if manifest.kind != META_INITIALIZATION:
         raise ConfigError(f"pretrained model '{name}' is a {manifest.kind}, not a meta-initialization trained by "
                           "`fewshot train`: there is no training run to continue")
-    model_dir = pretrained.locate(name)
+    model_dir = locate(name)
     last, _, files = read_training_state(model_dir, manifest, name)
     base = config_from_dict(last["config"], where=f"training state of '{name}'")
     cfg = apply_overrides(base, list(overrides or []))
