@@ -47,8 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from episodes import TaskBatch
-from fewshot import MAML, Conv4, MAMLConfig, allocator
+from fewshot import MAML, Conv4, MAMLConfig
 from fewshot.nn import StepBatchNorm
+from fewshot.runtime import allocator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,7 +327,7 @@ MACHINE_PRESET = "omniglot-5w1s-maml"
 FEWSHOT_CPU_FLAGS = ["--nproc", "auto"]  # the recommended CPU settings (docs/scale-out.md)
 # Loaded by every Python process of a timed `fewshot train` (through PYTHONPATH): stamps each call of the
 # task source's ``sample`` (once per iteration) and rank 0 writes them at exit (atexit, or the os._exit by
-# which a rank leaves: fewshot.distributed.leave), so the rate excludes process start-up and data loading
+# which a rank leaves: fewshot.runtime.distributed.leave), so the rate excludes process start-up and data loading
 # without changing the command that is timed (as bench/scaling.py).
 STAMPS_HOOK = """
 import atexit, json, os, time
@@ -363,7 +364,7 @@ def fewshot_has_precision() -> bool:
 
 # glibc malloc thresholds raised by hand (bench/NOTES.md, "glibc's allocator"): activations of a few MB
 # then stay on the heap instead of being returned to the kernel and page-faulted back every iteration.
-# The values `fewshot train` sets itself (fewshot/allocator.py), so "tuned" changes only learn2learn.
+# The values `fewshot train` sets itself (fewshot/runtime/allocator.py), so "tuned" changes only learn2learn.
 MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(allocator.MMAP_THRESHOLD),
                 "MALLOC_TRIM_THRESHOLD_": str(allocator.TRIM_THRESHOLD)}
 MALLOC_STATES = ("default", "tuned")

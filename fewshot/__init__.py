@@ -30,8 +30,11 @@ from .learners import (
     MetaSGDConfig,
     MTNet,
     MTNetConfig,
+    Objective,
     Reptile,
     ReptileConfig,
+    TaskSettings,
+    TaskTensors,
     build_learner,
     register_learner,
 )
@@ -61,13 +64,13 @@ _APPLICATION = {
     "load_config": ("fewshot.config", "load_config"),
     "load_pretrained": ("fewshot.pretrained", "load"),
     "train": ("fewshot.training", "train"),
-    "tune_allocator": ("fewshot.allocator", "tune_allocator"),
+    "tune_allocator": ("fewshot.runtime.allocator", "tune_allocator"),
 }
 
 if TYPE_CHECKING:
-    from .allocator import tune_allocator
     from .config import TrainConfig, apply_overrides, get_preset, list_presets, load_config
     from .pretrained import load as load_pretrained
+    from .runtime.allocator import tune_allocator
     from .training import train
 
 

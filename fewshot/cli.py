@@ -17,8 +17,9 @@ from typing import Any, NoReturn, Sequence
 
 from episodes.errors import DataError
 
-from . import __version__, distributed
+from . import __version__
 from .errors import FewshotError, FewshotWarning
+from .runtime import distributed
 
 # Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
 COMMAND_MODULES = (
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> NoReturn:
     """The console script and ``python -m fewshot``: :func:`main`'s status as the process's exit status.
 
-    A rank of a torchrun job (or of ``--nproc``) leaves through :func:`fewshot.distributed.leave`, without
+    A rank of a torchrun job (or of ``--nproc``) leaves through :func:`fewshot.runtime.distributed.leave`, without
     the interpreter's finalization, which can abort a process that used a gloo group.
     """
     status = main()

@@ -7,9 +7,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # layer of each top-level part of fewshot (lower = more basic); a module may import its own layer or lower
 LAYERS = {
-    "errors": 0, "checks": 0, "precision": 0, "func_transforms": 0, "allocator": 0,
+    "errors": 0, "checks": 0, "precision": 0, "func_transforms": 0,
     "functional": 1, "cg": 1, "best_step": 1, "recompute": 1, "schedules": 1, "nn": 1, "rules": 1, "learners": 1,
-    "meta_optimizer": 2, "scoring": 2, "distributed": 2, "launch": 2,
+    "meta_optimizer": 2, "scoring": 2, "runtime": 2,
     "config": 3,
     "training": 4,
     "pretrained": 5, "l2o": 5,
@@ -84,7 +84,22 @@ def test_no_import_cycles():
     assert cycles == []
 
 
-APPLICATION = ("allocator", "config", "training", "pretrained", "reporting", "commands", "cli", "distributed", "launch")
+APPLICATION = ("runtime", "config", "training", "pretrained", "reporting", "commands", "cli", "__main__")
+ALGORITHMS = ("errors", "checks", "precision", "func_transforms", "functional", "cg", "best_step", "recompute",
+              "schedules", "nn", "rules", "learners", "meta_optimizer", "scoring", "l2o")
+
+
+def test_the_algorithms_import_nothing_of_the_application():
+    """The two layers: a module of the algorithms imports no module of the application (wherever the
+    import is written), except the learned optimizers' weight loader, which reads the model store."""
+    allowed = {("fewshot.l2o.weights", "fewshot.pretrained"), ("fewshot.l2o.weights", "fewshot.config.manifest")}
+    wrong = [f"{m} -> {d}" for m, deps in _module_imports().items() if m != "fewshot" and m.split(".")[1] in ALGORITHMS
+             for d in deps if d != "fewshot" and d.split(".")[1] in APPLICATION and (m, d) not in allowed]
+    assert wrong == []
+
+
+def test_every_part_is_algorithm_or_application():
+    assert set(ALGORITHMS) | set(APPLICATION) == set(LAYERS) and not set(ALGORITHMS) & set(APPLICATION)
 
 
 def test_import_fewshot_loads_the_algorithms_alone():

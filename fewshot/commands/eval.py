@@ -21,8 +21,7 @@ import torch
 
 from episodes.preprocessing import INTERPOLATIONS
 
-from .. import distributed, launch, pretrained
-from ..allocator import tune_allocator
+from .. import pretrained
 from ..checks import check_count
 from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError
@@ -30,6 +29,8 @@ from ..learners import GradientLearner
 from ..precision import PRECISIONS, autocast, resolve_precision
 from ..reporting import report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
+from ..runtime import distributed, launch
+from ..runtime.allocator import tune_allocator
 from ..training.build import TEST_SEED, build_learner_from_config, resolve_device, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.run_folder import BEST, LAST, config_of_checkpoint, load_run_config, lock_held_elsewhere

@@ -19,13 +19,13 @@ import signal
 import sys
 from pathlib import Path
 
-from .. import distributed, launch
-from ..allocator import tune_allocator
 from ..checks import check_count
 from ..config import apply_overrides, list_presets, load_config
 from ..errors import ConfigError
 from ..precision import PRECISIONS
 from ..pretrained.training_state import continue_from_pretrained
+from ..runtime import distributed, launch
+from ..runtime.allocator import tune_allocator
 from ..training import train
 from ..training.build import resolve_device
 from ..training.interrupt import TrainingInterrupted

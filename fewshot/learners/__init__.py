@@ -29,6 +29,7 @@ from .mtnet import MTNet
 from .reptile import Reptile
 from .result import MetaOutput, TaskResult
 from .spec import LearnerSpec
+from .task import Objective, TaskSettings, TaskTensors
 
 # name -> its spec; each learner module declares its names (the method and its variants) in SPECS
 LEARNERS: dict[str, LearnerSpec] = {

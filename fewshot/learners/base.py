@@ -32,7 +32,16 @@ from .config import LearnerConfig
 from .inputs import check_input
 from .noise import draw_noise
 from .result import MetaOutput, TaskResult
-from .task import Float32Loss, Objective, Task, TaskSettings, adapt_task, evaluate_task, maml_objective, result_of
+from .task import (
+    Float32Loss,
+    Objective,
+    TaskSettings,
+    TaskTensors,
+    adapt_task,
+    evaluate_task,
+    maml_objective,
+    result_of,
+)
 
 __all__ = ["GradientLearner"]
 
@@ -87,7 +96,7 @@ class GradientLearner(nn.Module):
 
     def shard_tasks(self, rank: int, world: int) -> None:
         """Declare that each meta-batch this learner sees is part ``rank`` of ``world`` equal parts of a
-        larger one (data-parallel training, ``fewshot.distributed``): per-task noise is then drawn for the
+        larger one (data-parallel training, ``fewshot.runtime.distributed``): per-task noise is then drawn for the
         whole meta-batch and this part's rows taken, so every process's generator stays in step and the
         union of the parts gets the noise one process would draw."""
         if not 0 <= rank < world:
@@ -115,7 +124,7 @@ class GradientLearner(nn.Module):
         (iMAML stops at a non-finite CG solve)."""
         return {}
 
-    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+    def task_objective(self, params: Params, buffers: Params, task: TaskTensors, settings: TaskSettings) -> Objective:
         """The learner's training objective on one ``task``, from the meta-parameters ``params`` and the
         task's own ``buffers`` copy: the hook a learner whose meta-gradient is not MAML's implements
         (Reptile, iMAML).  Default, MAML's: ``settings.steps`` differentiable updates on the support set
@@ -191,7 +200,7 @@ class GradientLearner(nn.Module):
         return InnerLoop(self.model, self.rule, self.names, loss_fn, per_step_bn=self.config.per_step_bn,
                          checkpoint=self.config.checkpoint_steps)
 
-    def run_task(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> TaskResult:
+    def run_task(self, params: Params, buffers: Params, task: TaskTensors, settings: TaskSettings) -> TaskResult:
         """One task's ``TaskResult``: ``evaluate_task`` in evaluation, else ``task_objective`` scored by
         the query metric (what the task batching runs per task)."""
         if settings.evaluation:
@@ -212,7 +221,7 @@ class GradientLearner(nn.Module):
 
         def one(bufs: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor,
                 task_noise: torch.Tensor | None) -> TaskResult:
-            return self.run_task(params, bufs, Task(sx, sy, qx, qy, task_noise), settings)
+            return self.run_task(params, bufs, TaskTensors(sx, sy, qx, qy, task_noise), settings)
 
         with norm_training(self.model, self.forward_mode.batch_statistics(self.training)):
             per_task = (batch.support_x[0].numel() + batch.query_x[0].numel())

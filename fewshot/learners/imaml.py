@@ -62,7 +62,7 @@ from .base import GradientLearner
 from .config import IMAMLConfig
 from .result import TaskResult
 from .spec import LearnerSpec
-from .task import Objective, Task, TaskSettings
+from .task import Objective, TaskSettings, TaskTensors
 
 
 class Proximal(UpdateRule):
@@ -112,7 +112,7 @@ class IMAML(GradientLearner):
                 "cg_negative_curvature": float(result.extras["cg_negative_curvature"].sum()),
                 "cg_truncated": float(result.extras["cg_truncated"].sum())}
 
-    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+    def task_objective(self, params: Params, buffers: Params, task: TaskTensors, settings: TaskSettings) -> Objective:
         """``phi`` = the proximal inner loop's solution from ``theta`` (no graph kept); the objective's value
         is the query loss at ``phi``, its gradient w.r.t. ``theta`` the implicit meta-gradient
         ``(I + H/lam)^-1 grad L_q(phi)`` by CG (first order: ``grad L_q(phi)``).  Without grad mode

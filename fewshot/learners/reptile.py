@@ -33,7 +33,7 @@ from ..functional import Params, copy_buffers
 from .config import ReptileConfig
 from .maml import MAML
 from .spec import LearnerSpec
-from .task import Objective, Task, TaskSettings
+from .task import Objective, TaskSettings, TaskTensors
 
 
 class Reptile(MAML):
@@ -45,7 +45,7 @@ class Reptile(MAML):
     config_class = ReptileConfig
     config: ReptileConfig
 
-    def task_objective(self, params: Params, buffers: Params, task: Task, settings: TaskSettings) -> Objective:
+    def task_objective(self, params: Params, buffers: Params, task: TaskTensors, settings: TaskSettings) -> Objective:
         """``phi`` = ``steps`` first-order updates from ``theta`` (on the support and query examples with
         ``inner_data="all"``); the objective's gradient is ``theta - phi``, its value the query loss at
         ``phi``."""

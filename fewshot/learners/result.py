@@ -1,4 +1,4 @@
-"""The values a learner's meta-batch run gives back, named (what used to travel as positional tuples)."""
+"""The values a learner's meta-batch run gives back, named: per-task results, one adaptation, the meta-loss."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

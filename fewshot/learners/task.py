@@ -1,4 +1,4 @@
-"""One task's run, as the task batching calls it: its tensors (``Task``), what every task of a
+"""One task's run, as the task batching calls it: its tensors (``TaskTensors``), what every task of a
 meta-batch shares (``TaskSettings``), what a learner's objective gives back (``Objective``), and the
 parts every learner shares: the query metric, evaluation, and ``adapt``'s inner loop.
 
@@ -23,7 +23,7 @@ from .bn_forward import NormModeForward
 from .result import Adaptation, TaskResult
 
 
-class Task(NamedTuple):
+class TaskTensors(NamedTuple):
     """One task's tensors: the support set, the query set and the rule's noise draw (None for
     deterministic rules)."""
 
@@ -90,7 +90,7 @@ def query_metric(outputs: torch.Tensor, query_y: torch.Tensor, ways: int | None,
     return F.mse_loss(outputs, query_y) if outputs.shape == query_y.shape else query_loss
 
 
-def result_of(objective: Objective, task: Task, settings: TaskSettings, step: torch.Tensor | None = None
+def result_of(objective: Objective, task: TaskTensors, settings: TaskSettings, step: torch.Tensor | None = None
               ) -> TaskResult:
     """The ``TaskResult`` of a task's objective: its metric taken once, here, for every learner;
     ``step`` = the step whose parameters predicted (default: the last)."""
@@ -101,7 +101,7 @@ def result_of(objective: Objective, task: Task, settings: TaskSettings, step: to
                       objective.buffers, step, objective.extras)
 
 
-def maml_objective(forward: NormModeForward, params: Params, buffers: Params, task: Task,
+def maml_objective(forward: NormModeForward, params: Params, buffers: Params, task: TaskTensors,
                    settings: TaskSettings) -> Objective:
     """MAML's objective: ``steps`` differentiable updates on the support set, then the query loss after
     every step with a non-zero weight, summed with those weights (MSL; only the last by default)."""
@@ -120,7 +120,7 @@ def maml_objective(forward: NormModeForward, params: Params, buffers: Params, ta
     return Objective(total, q_loss, out, res.losses, bufs)
 
 
-def evaluate_task(forward: NormModeForward, params: Params, buffers: Params, task: Task,
+def evaluate_task(forward: NormModeForward, params: Params, buffers: Params, task: TaskTensors,
                   settings: TaskSettings) -> TaskResult:
     """One task scored as every learner is evaluated: ``steps`` updates on the support set, the query
     loss and metric after the last (or, with ``best``, after the step ``choose_best`` picks), and the
@@ -172,5 +172,5 @@ def final_support_loss(forward: NormModeForward, loop: InnerLoop, res: InnerLoop
         return loop.loss_fn(out, sy).reshape(1)
 
 
-__all__ = ["Float32Loss", "Objective", "Task", "TaskSettings", "adapt_task", "evaluate_task", "maml_objective",
+__all__ = ["Float32Loss", "Objective", "TaskTensors", "TaskSettings", "adapt_task", "evaluate_task", "maml_objective",
            "query_metric", "result_of"]

@@ -33,10 +33,10 @@ from safetensors.torch import load_file
 
 from episodes.files import atomic_write_bytes, sha256_file
 
-from .. import distributed
 from ..config import apply_overrides, config_from_dict, save_config
 from ..config.manifest import META_INITIALIZATION, Manifest
 from ..errors import CheckpointError, ConfigError, FewshotError
+from ..runtime import distributed
 from ..training.build import load_data_split, resolve_device
 from ..training.checkpoint import encode_checkpoint, load_checkpoint
 from ..training.loop import train

@@ -8,8 +8,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .. import distributed
 from ..config import TrainConfig
+from ..runtime import distributed
 from ..scoring import Summary, episode_values, summarize
 from ..training.build import TEST_SEED, build_fixed_set
 

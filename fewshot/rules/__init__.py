@@ -1,4 +1,4 @@
-"""Inner-loop update rules: values every gradient-based learner plugs into ``fewshot.functional.inner_loop``."""
+"""Inner-loop update rules: values every gradient-based learner plugs into ``fewshot.functional.InnerLoop``."""
 from .adam import Adam
 from .base import Chain, Params, State, UpdateRule, apply_updates
 from .lstm import LSTMMetaRule, lstm_cell

@@ -41,7 +41,7 @@ from .build import (
     load_data_split,
     run_identity,
 )
-from .checkpoint import save_checkpoint
+from .checkpoint import TrainingState, save_checkpoint
 from .run_folder import BEST, CONFIG_FILE, LAST, check_writable
 
 
@@ -173,7 +173,7 @@ def calibrated_run(source: Any, cfg: TrainConfig, out: str | Path, *, iteration:
     save_config(cfg, out / CONFIG_FILE)
     extra = {"best_metric": summary.mean, "best_iteration": iteration, "metric": metric}
     for name in (LAST, BEST):
-        save_checkpoint(out / name, learner=learner, optimizer=optimizer, scheduler=scheduler,
-                        sources={"train": build_train_source(cfg)}, iteration=iteration, config=cfg.to_dict(),
+        save_checkpoint(out / name, TrainingState(learner, optimizer, scheduler, {"train": build_train_source(cfg)}),
+                        iteration=iteration, config=cfg.to_dict(),
                         identity=run_identity(cfg), extra=extra)
     return summary.mean

@@ -10,17 +10,18 @@ fails the zip reader; both become a clear CheckpointError.  Files of the first f
 
 Usage::
 
-    save_checkpoint(run / "last.pt", learner=learner, optimizer=opt, scheduler=sched,
-                    sources={"train": sampler}, iteration=it, config=cfg.to_dict(),
+    state = TrainingState(learner, opt, sched, sources={"train": sampler})
+    save_checkpoint(run / "last.pt", state, iteration=it, config=cfg.to_dict(),
                     identity={"learner": "maml", "backbone": "conv4"})
     ckpt = load_checkpoint(run / "last.pt", expect={"learner": "maml", "backbone": "conv4"})
-    restore_training_state(ckpt, learner=learner, optimizer=opt, scheduler=sched, sources={"train": sampler})
+    restore_training_state(ckpt, state)
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,17 +43,30 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    scheduler: Any | None, sources: Mapping[str, Any], iteration: int, config: dict,
+@dataclass
+class TrainingState:
+    """The live objects a checkpoint saves and a resume restores: the learner, its meta-optimizer and
+    learning-rate schedule (None: not part of this state) and the task sources by name, whose
+    generators' positions make the resumed run draw the same tasks."""
+
+    learner: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any | None = None
+    sources: Mapping[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: str | Path, state: TrainingState, *, iteration: int, config: dict,
                     identity: Mapping[str, str], extra: dict | None = None, clock: dict | None = None,
                     hint: str = "choose a writable folder") -> Path:
-    """Write a complete training state to ``path`` atomically (temp file + fsync + rename).
+    """Write ``state`` at ``iteration`` to ``path`` atomically (temp file + fsync + rename), with the
+    run's ``config``, its ``identity`` (checked on load), ``extra`` values and every RNG state.
 
     ``clock``: the run's time so far (``fewshot.training.clock``); it is not training state, so resume
     does not restore it but adds to it.
 
     ``hint`` ends the one-line error of a failed write (the training loop says which checkpoint is kept).
     """
+    learner, optimizer, scheduler = state.learner, state.optimizer, state.scheduler
     payload = {
         "format": FORMAT_VERSION,
         "iteration": int(iteration),
@@ -62,7 +76,7 @@ def save_checkpoint(path: str | Path, *, learner: torch.nn.Module, optimizer: to
         "optimizer": _cpu(optimizer.state_dict()) if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": capture_rng(),
-        "sources": {name: to_plain(src.state_dict()) for name, src in sources.items()},
+        "sources": {name: to_plain(src.state_dict()) for name, src in state.sources.items()},
         "extra": extra or {},
     }
     if clock is not None:
@@ -181,10 +195,10 @@ def check_identity(ckpt: dict, expect: Mapping[str, str], path: str | Path = "ch
                                   f"use a config with {key} '{got}' or another checkpoint")
 
 
-def restore_training_state(ckpt: dict, *, learner: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                           scheduler: Any | None = None, sources: Mapping[str, Any] | None = None,
-                           rng: bool = True) -> int:
-    """Load learner/optimizer/scheduler/task-source/RNG states from ``ckpt``; returns its iteration."""
+def restore_training_state(ckpt: dict, state: TrainingState, *, rng: bool = True) -> int:
+    """Load ``state``'s learner, optimizer, scheduler and task sources (those it has) and, with ``rng``,
+    the global RNG states from ``ckpt``; returns its iteration."""
+    learner, optimizer, scheduler = state.learner, state.optimizer, state.scheduler
     load_learner_state(learner, ckpt["learner"])
     if optimizer is not None and ckpt.get("optimizer") is not None:
         try:
@@ -194,7 +208,7 @@ def restore_training_state(ckpt: dict, *, learner: torch.nn.Module, optimizer: t
                                   "the checkpoint is from another configuration") from exc
     if scheduler is not None and ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
-    for name, src in (sources or {}).items():
+    for name, src in state.sources.items():
         if name not in ckpt["sources"]:
             raise CheckpointError(f"checkpoint has no state for task source '{name}': it is from another kind of run")
         src.load_state_dict(from_plain(ckpt["sources"][name]))

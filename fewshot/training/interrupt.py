@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .. import distributed
-from ..distributed import Ranks
+from ..runtime import distributed
+from ..runtime.distributed import Ranks
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ABORT_AFTER_S = 2.0

@@ -11,7 +11,7 @@ because the checkpoint holds the learner, optimizer, scheduler, task-source gene
 states, and validation draws from its own fixed episode set.
 
 Launched by ``torchrun`` (several processes), the same function trains data-parallel
-(``fewshot.distributed``): each rank adapts its share of every meta-batch, meta-gradients and
+(``fewshot.runtime.distributed``): each rank adapts its share of every meta-batch, meta-gradients and
 batch-norm statistics are averaged, validation episodes are split over the ranks and gathered, and
 only rank 0 touches the run folder (lock, config, checkpoints, metrics, progress bar).  Since every
 rank draws the whole meta-batch's random numbers, a checkpoint does not depend on the number of
@@ -29,14 +29,14 @@ from tqdm import tqdm
 
 from episodes import ShardedSource
 
-from .. import distributed
 from ..config import TrainConfig
-from ..distributed import Ranks
 from ..errors import FewshotError
-from ..launch import check_split
 from ..learners import GradientLearner
 from ..meta_optimizer import fit_schedule
 from ..precision import autocast, resolve_precision
+from ..runtime import distributed
+from ..runtime.distributed import Ranks
+from ..runtime.launch import check_split
 from .build import (
     build_fixed_set,
     build_learner_from_config,
@@ -46,7 +46,7 @@ from .build import (
     resolve_device,
     run_identity,
 )
-from .checkpoint import restore_training_state, save_checkpoint
+from .checkpoint import TrainingState, restore_training_state, save_checkpoint
 from .clock import TrainingClock
 from .interrupt import StopSignals, TrainingInterrupted
 from .metrics_log import MetricsLogger
@@ -122,8 +122,8 @@ class _Progress:
         p = self.parts
         if not p.ranks.main:
             return
-        save_checkpoint(path, learner=p.learner, optimizer=p.optimizer, scheduler=p.scheduler,
-                        sources={"train": p.source}, iteration=iteration, config=self.plain_cfg, identity=self.identity,
+        state = TrainingState(p.learner, p.optimizer, p.scheduler, {"train": p.source})
+        save_checkpoint(path, state, iteration=iteration, config=self.plain_cfg, identity=self.identity,
                         extra={"best_metric": self.best, "best_iteration": self.best_it, "metric": self.metric},
                         clock=self.clock.state(iteration), hint=f"choose another --out ({self.kept()})")
         self.written[path.name] = iteration
@@ -186,8 +186,7 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
     if ckpt is None:
         seed_global_rng(cfg.seed)
     else:
-        start = restore_training_state(ckpt, learner=learner, optimizer=optimizer, scheduler=scheduler,
-                                       sources={"train": source})
+        start = restore_training_state(ckpt, TrainingState(learner, optimizer, scheduler, {"train": source}))
         fit_schedule(scheduler, start, cfg.iterations)  # --iterations may extend the run
         best, best_it = ckpt["extra"].get("best_metric"), ckpt["extra"].get("best_iteration")
     logger = None

@@ -9,13 +9,13 @@ from typing import Any, Callable
 
 import torch
 
-from .. import distributed
 from ..config import TrainConfig
-from ..distributed import Ranks
 from ..errors import AdaptationError, FewshotError
 from ..learners import GradientLearner
 from ..meta_optimizer import clip_meta_gradients
 from ..precision import autocast
+from ..runtime import distributed
+from ..runtime.distributed import Ranks
 
 
 @dataclass

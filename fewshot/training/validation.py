@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .. import distributed
 from ..config import TrainConfig
-from ..distributed import Ranks
 from ..learners import GradientLearner
+from ..runtime import distributed
+from ..runtime.distributed import Ranks
 from ..scoring import Summary, summarize
 
 

@@ -10,6 +10,7 @@ from fewshot.errors import AdaptationError, FewshotError
 from fewshot.learners import MAML, MAMLConfig
 from tests.fewshot.learners.tasks import cls_batch as _cls_batch
 from tests.fewshot.learners.tasks import conv as _conv
+from tests.fewshot.learners.tasks import meta_grads as _meta_grads
 from tests.fewshot.learners.tasks import mlp as _mlp
 from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
@@ -70,3 +71,30 @@ def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
             assert got[i].item() == pytest.approx(expected.item(), abs=1e-12)
             assert got[i].item() == pytest.approx(manual.item(), abs=1e-12)
     assert learner.evaluate(batch, steps=2)["mse"].shape == (len(batch),)
+
+
+class _TwiceMAML(MAML):
+    """A learner through the public hook: MAML's objective on every task, doubled (with an extra)."""
+
+    def task_objective(self, params, buffers, task, settings):
+        maml = super().task_objective(params, buffers, task, settings)
+        extras = {"support_before": maml.support_losses[0].detach()}
+        return maml._replace(total=2 * maml.total, extras=extras)
+
+
+@pytest.mark.parametrize("batching", ["loop", "vmap"])
+def test_task_objective_is_the_training_hook_and_evaluation_never_calls_it(batching):
+    """A learner that implements ``task_objective`` gets exactly its objective's meta-gradient in
+    training (here twice MAML's) and its extras stacked per task; evaluation is every learner's."""
+    cfg = MAMLConfig(inner_steps=2, inner_lr=0.4, task_batching=batching)
+    maml, twice = MAML(_conv(3), cfg), _TwiceMAML(_conv(3), cfg)
+    batch = _cls_batch(4)
+    out, grads = _meta_grads(maml, batch)
+    out2, grads2 = _meta_grads(twice, batch)
+    assert torch.allclose(out2.loss, 2 * out.loss)
+    assert all(torch.allclose(g2, 2 * g, atol=1e-6) for g, g2 in zip(grads, grads2))
+    assert out2.metrics["accuracy"] == out.metrics["accuracy"]
+    result = twice.run_batch(batch, twice.task_settings(batch.ways, 2), sample=False)
+    assert result.extras["support_before"].shape == (len(batch),)
+    a, b = maml.eval().evaluate(batch), twice.eval().evaluate(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)

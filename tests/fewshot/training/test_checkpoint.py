@@ -9,7 +9,7 @@ import torch
 
 from episodes import SinusoidTasks
 from fewshot.errors import CheckpointError, FewshotError
-from fewshot.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from fewshot.training.checkpoint import TrainingState, load_checkpoint, restore_training_state, save_checkpoint
 
 IDENTITY = {"learner": "maml", "backbone": "mlp"}
 
@@ -34,7 +34,7 @@ def _step(model, opt, sched, src):
 
 
 def _save(path, model, opt, sched, src, it):
-    return save_checkpoint(path, learner=model, optimizer=opt, scheduler=sched, sources={"train": src},
+    return save_checkpoint(path, TrainingState(model, opt, sched, {"train": src}),
                            iteration=it, config={"seed": 0}, identity=IDENTITY)
 
 
@@ -50,7 +50,7 @@ def test_round_trip_resumes_identically(tmp_path):
 
     model2, opt2, sched2, src2 = _setup(1)  # different weights, optimizer and sampler
     ckpt = load_checkpoint(tmp_path / "last.pt", expect=IDENTITY)
-    it = restore_training_state(ckpt, learner=model2, optimizer=opt2, scheduler=sched2, sources={"train": src2})
+    it = restore_training_state(ckpt, TrainingState(model2, opt2, sched2, {"train": src2}))
     assert it == 3
     # global RNG states restored too
     assert random.random() == py_next and np.random.rand() == np_next and torch.equal(torch.rand(3), torch_next)
@@ -98,7 +98,7 @@ def test_weights_from_another_architecture(tmp_path):
     ckpt = load_checkpoint(tmp_path / "c.pt")
     other = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     with pytest.raises(CheckpointError, match="do not fit"):
-        restore_training_state(ckpt, learner=other)
+        restore_training_state(ckpt, TrainingState(other))
 
 
 def test_unsafe_payload_refused(tmp_path):

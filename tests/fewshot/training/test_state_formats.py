@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import fewshot.pretrained as pt
 from fewshot.config.manifest import META_INITIALIZATION
 from fewshot.training.build import build_learner_from_config, build_optimizer
-from fewshot.training.checkpoint import load_checkpoint, restore_training_state
+from fewshot.training.checkpoint import TrainingState, load_checkpoint, restore_training_state
 from fewshot.training.run_folder import config_of_checkpoint, load_run_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,6 +52,5 @@ def _restore(path: Path) -> None:
     cfg = config_of_checkpoint(ckpt)
     learner = build_learner_from_config(cfg, "cpu")
     optimizer, scheduler = build_optimizer(learner, cfg)
-    assert restore_training_state(ckpt, learner=learner, optimizer=optimizer, scheduler=scheduler,
-                                  rng=False) == ckpt["iteration"]
+    assert restore_training_state(ckpt, TrainingState(learner, optimizer, scheduler), rng=False) == ckpt["iteration"]
     assert len(optimizer.state) == len(ckpt["optimizer"]["state"])

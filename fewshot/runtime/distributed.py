@@ -29,8 +29,8 @@ import torch.distributed as dist
 
 from episodes.errors import DataError
 
-from .checks import check_number
-from .errors import ConfigError, FewshotError
+from ..checks import check_number
+from ..errors import ConfigError, FewshotError
 
 # seconds a collective may wait for the other ranks before the job fails (instead of hanging): a rank
 # that dies is normally noticed by torchrun at once; this bounds the rarer silent stall

@@ -8,13 +8,13 @@ import sys
 import pytest
 import torch
 
-from fewshot import launch
 from fewshot.cli import main
 from fewshot.config import apply_overrides, load_config
 from fewshot.errors import ConfigError
+from fewshot.runtime import launch
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.metrics_log import read_metrics
-from tests.fewshot.training.test_distributed import _assert_same_training, _env, _overrides, _torchrun
+from tests.fewshot.runtime.test_distributed import _assert_same_training, _env, _overrides, _torchrun
 
 CPU = torch.device("cpu")
 

@@ -4,7 +4,7 @@ The processes are started by ``torch.distributed.launcher.api.elastic_launch`` (
 ``torchrun`` is built on) with the configuration of ``torchrun --standalone --nproc_per_node=N``: a local
 c10d rendezvous on a free port, no restarts.  Each process runs ``python -m fewshot ARGS`` with the
 environment torchrun gives it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ...), so the training code path
-is exactly the one of a torchrun job (:mod:`fewshot.distributed`); this module only chooses N, the
+is exactly the one of a torchrun job (:mod:`fewshot.runtime.distributed`); this module only chooses N, the
 threads of each process, and starts them.
 
 How ``auto`` chooses (measured, see docs/scale-out.md): on CPU, as many processes as there are cores
@@ -34,7 +34,7 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from .errors import ConfigError, FewshotError
+from ..errors import ConfigError, FewshotError
 
 
 def cpu_cores() -> int:

@@ -127,11 +127,11 @@ def test_two_processes_equal_one_with_the_whole_meta_batch(preset, omniglot_root
 
 
 # The meta-gradient itself, in float64: each rank back-propagates its half of a meta-batch of 8 and the
-# gradients and BN statistics are averaged with fewshot.distributed; rank 0 saves them.
+# gradients and BN statistics are averaged with fewshot.runtime.distributed; rank 0 saves them.
 GRADIENTS = textwrap.dedent('''
     import sys, torch
     from episodes import ShardedSource
-    from fewshot import distributed
+    from fewshot.runtime import distributed
     from fewshot.config import apply_overrides, load_config
     from fewshot.training.build import build_learner_from_config, build_train_source
     out, root = sys.argv[1:]
@@ -246,7 +246,7 @@ def test_a_failing_rank_ends_the_job_with_its_error(omniglot_root, tmp_path):
 
 
 def test_shares_cover_every_item_once_in_order():
-    from fewshot.distributed import Ranks
+    from fewshot.runtime.distributed import Ranks
     for count in (0, 1, 7, 10):
         for world in (1, 2, 3, 4):
             spans = [Ranks(r, world).share(count) for r in range(world)]
@@ -269,7 +269,7 @@ def test_noise_of_sharded_learners_is_the_whole_batch_noise():
 
 LEAVING = textwrap.dedent('''
     import atexit, sys
-    from fewshot import distributed
+    from fewshot.runtime import distributed
     atexit.register(lambda: print("atexit ran"))
     print("done", end="")
     sys.stderr.write("err")

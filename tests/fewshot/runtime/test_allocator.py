@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fewshot import allocator
 from fewshot.cli import main
+from fewshot.runtime import allocator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 # mallinfo2 (glibc >= 2.33): hblks = blocks served by mmap now, arena = bytes of heap the process holds
 PROBE = '''
 import ctypes, ctypes.util, json
-from fewshot.allocator import tune_allocator
+from fewshot.runtime.allocator import tune_allocator
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
