@@ -4,7 +4,8 @@ child processes, one per checkout and round, so that load on a shared machine hi
 
 Why a second checkout: a speed-up is claimed against the code as it was, measured in the same run
 (absolute times on a shared machine are noise).  Make the old checkout with e.g.
-``git worktree add /tmp/fewshot-old <commit>`` or ``git archive <commit> | tar -x -C /tmp/fewshot-old``.
+``git worktree add /tmp/fewshot-old <commit>`` or ``git archive <commit> | tar -x -C
+/tmp/fewshot-old``.
 
 Usage::
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 
 def child(episodes: int) -> None:
-    """Time one evaluation of ``episodes`` episodes with the fewshot on ``sys.path`` (after a warm-up)."""
+    """Time one evaluation of ``episodes`` episodes with the fewshot on ``sys.path`` (after a
+    warm-up)."""
     import torch
 
     torch.set_num_threads(1)
@@ -33,7 +35,8 @@ def child(episodes: int) -> None:
     from fewshot import MAML, MAMLConfig
 
     batch = peers.batch_for(peers.Setting("eval", 1, 3, True), episodes, seed=1)
-    learner = MAML(peers.fewshot_model(), MAMLConfig(inner_steps=3, inner_lr=peers.INNER_LR, adapt_norm=True)).eval()
+    learner = MAML(peers.fewshot_model(),
+                   MAMLConfig(inner_steps=3, inner_lr=peers.INNER_LR, adapt_norm=True)).eval()
 
     def run(n: int) -> None:
         for start in range(0, n, 25):
@@ -63,13 +66,16 @@ def main() -> None:
         for name, root in (("old", args.old), ("new", args.new)):
             env = {**os.environ, "PYTHONPATH": str(Path(root).resolve()), "OMP_NUM_THREADS": "1"}
             out = subprocess.run([sys.executable, "-W", "ignore", __file__, root, root, "--child",
-                                  "--episodes", str(args.episodes)], capture_output=True, text=True, check=True,
+                                  "--episodes", str(args.episodes)], capture_output=True, text=True,
+                                 check=True,
                                  env=env)
             times[name].append(float(out.stdout.strip().splitlines()[-1]))
             print(f"{name}: {times[name][-1]:.2f} s", flush=True)
     old, new = statistics.median(times["old"]), statistics.median(times["new"])
-    print(f"evaluation, {args.episodes} episodes: old {old:.2f} s, new {new:.2f} s (median of {args.rounds} "
-          f"interleaved rounds): {old / new:.2f}x")
+    print(
+        f"evaluation, {args.episodes} episodes: old {old:.2f} s, new {new:.2f} s (median of "
+        f"{args.rounds} "
+        f"interleaved rounds): {old / new:.2f}x")
 
 
 if __name__ == "__main__":

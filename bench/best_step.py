@@ -1,22 +1,24 @@
 """What best-step adaptation does on tasks harder than a model's validation set (issue 23, point 3).
 
-The shipped ``omniglot-20w1s-maml`` (trained with 1 inner step, validated to 10 test steps at inner lr 2.0)
-on three kinds of 20-way 1-shot tasks from the Omniglot (Vinyals) test split:
+The shipped ``omniglot-20w1s-maml`` (trained with 1 inner step, validated to 10 test steps at inner
+lr 2.0) on three kinds of 20-way 1-shot tasks from the Omniglot (Vinyals) test split:
 
-- ``within``: the 20 classes all from ONE alphabet (unrotated characters, ``.../rot000``, of the test
-  alphabets with at least 20 of them; alphabet drawn uniformly, then 20 of its characters): the hard case.
-- ``mixed``: 20 unrotated characters from any test alphabets (the same pool, no alphabet constraint): the
-  control that isolates the alphabet effect.
-- ``standard``: the model's own protocol (``EpisodeSampler`` over the whole test split, all 4 rotations).
-- ``within_rot``: one alphabet as in ``within`` but drawing from its characters in all 4 rotations (a
-  task may hold a character and its rotation as two classes).
+- ``within``: the 20 classes all from ONE alphabet (unrotated characters, ``.../rot000``, of the
+  test alphabets with at least 20 of them; alphabet drawn uniformly, then 20 of its characters): the
+  hard case.
+- ``mixed``: 20 unrotated characters from any test alphabets (the same pool, no alphabet
+  constraint): the control that isolates the alphabet effect.
+- ``standard``: the model's own protocol (``EpisodeSampler`` over the whole test split, all 4
+  rotations).
+- ``within_rot``: one alphabet as in ``within`` but drawing from its characters in all 4 rotations
+  (a task may hold a character and its rotation as two classes).
 
 For each, per task: the support loss before each update and after the last (``learner.adapt(...,
-best_step=False).support_losses``, 10 steps; a shorter run's losses are its prefix: the same updates), and
-``learner.evaluate(batch, steps=S, best_step=on/off)`` accuracy and step used, S in ``--steps``, in the
-model's bn_mode (support) and transductive.  Every draw comes from seeded generators; 1 thread.
-Usage: ``FEWSHOT_DATA=<data root> python bench/best_step.py --out bench/results/best_step.json`` (also writes
-the ``.md`` beside it).
+best_step=False).support_losses``, 10 steps; a shorter run's losses are its prefix: the same
+updates), and ``learner.evaluate(batch, steps=S, best_step=on/off)`` accuracy and step used, S in
+``--steps``, in the model's bn_mode (support) and transductive.  Every draw comes from seeded
+generators; 1 thread. Usage: ``FEWSHOT_DATA=<data root> python bench/best_step.py --out
+bench/results/best_step.json`` (also writes the ``.md`` beside it).
 """
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ def alphabet(name: str) -> str:
 
 def draw_rows(split: ClassSplit, pools: list[list[int]], tasks: int, per_class: int,
               gen: torch.Generator) -> torch.Tensor:
-    """``rows [tasks, WAYS, per_class]``: per task a pool drawn uniformly, ``WAYS`` of its classes, then
-    ``per_class`` distinct examples of each (all from ``gen``)."""
+    """``rows [tasks, WAYS, per_class]``: per task a pool drawn uniformly, ``WAYS`` of its classes,
+    then ``per_class`` distinct examples of each (all from ``gen``)."""
     off = split.class_offsets.long()
     rows = torch.empty(tasks, WAYS, per_class, dtype=torch.long)
     for b in range(tasks):
@@ -85,8 +87,10 @@ def task_batches(split: ClassSplit, tasks: int, queries: int,
     for c, n in enumerate(names):
         if alphabet(n) in eligible:
             rotated.setdefault(alphabet(n), []).append(c)
-    within_rot = gather_batch(split.data, draw_rows(split, [rotated[a] for a in sorted(rotated)], tasks,
-                                                    SHOTS + queries, torch.Generator().manual_seed(seed + 3)), SHOTS)
+    within_rot = gather_batch(split.data,
+                              draw_rows(split, [rotated[a] for a in sorted(rotated)], tasks,
+                                                    SHOTS + queries,
+                                                    torch.Generator().manual_seed(seed + 3)), SHOTS)
     return ({"within": within, "mixed": mixed, "standard": standard, "within_rot": within_rot},
             {a: len(cs) for a, cs in sorted(by_alpha.items())})
 
@@ -94,13 +98,16 @@ def task_batches(split: ClassSplit, tasks: int, queries: int,
 def chunks(batch: TaskBatch, size: int):
     for i in range(0, len(batch), size):
         s = slice(i, i + size)
-        yield TaskBatch(batch.support_x[s], batch.support_y[s], batch.query_x[s], batch.query_y[s], batch.ways)
+        yield TaskBatch(batch.support_x[s], batch.support_y[s], batch.query_x[s], batch.query_y[s],
+                        batch.ways)
 
 
 def support_losses(learner, batch: TaskBatch, steps: int) -> torch.Tensor:
     """``[tasks, steps + 1]``: each task's support loss before each update, then after the last."""
-    return torch.stack([learner.adapt(batch.support_x[i], batch.support_y[i], steps=steps, best_step=False,
-                                      ways=WAYS).support_losses for i in range(len(batch))]).double()
+    return torch.stack(
+        [learner.adapt(batch.support_x[i], batch.support_y[i], steps=steps, best_step=False,
+                                      ways=WAYS).support_losses for i in range(len(batch))]).double(
+                                          )
 
 
 def scored(learner, batch: TaskBatch, steps: int, best: bool) -> dict[str, torch.Tensor]:
@@ -116,12 +123,15 @@ def ci(values: torch.Tensor) -> dict[str, float]:
 def run_condition(learner, batch: TaskBatch, steps_list: list[int], modes: list[str]) -> dict:
     top = max(steps_list)
     losses = support_losses(learner, batch, top)
-    res: dict = {"support_loss": {"mean": losses.mean(0).tolist(), "median": losses.median(0).values.tolist()},
-                 "by_steps": {}}
+    res: dict = {
+        "support_loss": {"mean": losses.mean(0).tolist(),
+                         "median": losses.median(0).values.tolist()},
+        "by_steps": {}}
     for s in steps_list:
         traj = losses[:, :s + 1]
         rises = int((traj[:, -1] > traj[:, :-1].min(-1).values).sum())
-        entry: dict = {"support_loss_first": float(traj[:, 0].mean()), "support_loss_last": float(traj[:, -1].mean()),
+        entry: dict = {"support_loss_first": float(traj[:, 0].mean()),
+                       "support_loss_last": float(traj[:, -1].mean()),
                        "tasks_last_above_min": rises}
         for mode in modes:
             with bn_mode_of(learner, mode):
@@ -146,27 +156,41 @@ def pct(d: dict) -> str:
 def markdown(record: dict) -> str:
     a = record["args"]
     lines = [f"# bench/best_step.py: best-step adaptation on `{MODEL}` (issue 23, point 3)", "",
-             f"{record['hardware']}; {a['tasks']} tasks per kind, 20-way 1-shot, {a['queries']} query per class, "
-             f"seed {a['seed']}; {record['seconds']:.0f} s.  Model test steps: {record['test_steps']} "
-             f"(inner lr {record['inner_lr']}, trained with {record['train_inner_steps']} step); shipped bn_mode "
+             f"{record['hardware']}; {a['tasks']} tasks per kind, 20-way 1-shot, {a['queries']} "
+             "query per class, "
+             f"seed {a['seed']}; {record['seconds']:.0f} s.  Model test steps: "
+             f"{record['test_steps']} "
+             f"(inner lr {record['inner_lr']}, trained with {record['train_inner_steps']} step); "
+             "shipped bn_mode "
              f"`{record['bn_mode']}`.", "",
-             "Kinds: **within** = 20 unrotated characters of ONE test alphabet (alphabets with >= 20: "
+             "Kinds: **within** = 20 unrotated characters of ONE test alphabet (alphabets with >= "
+             "20: "
              + ", ".join(f"{k} {v}" for k, v in record["alphabets"].items() if v >= WAYS)
-             + "); **mixed** = 20 unrotated test characters of any alphabets (control); **standard** = the "
-             "model's protocol (whole test split, all 4 rotations); **within_rot** = one of those alphabets, its "
-             "characters in all 4 rotations (a character and its rotation may be two classes of a task).", "",
-             "Mean support loss over tasks, before each update (0..9) and after the last (10) (median in brackets):",
-             "", "| kind | " + " | ".join(str(t) for t in range(len(next(iter(record["kinds"].values()))
-                                                                   ["support_loss"]["mean"]))) + " |",
+             + "); **mixed** = 20 unrotated test characters of any alphabets (control); "
+               "**standard** = the "
+             "model's protocol (whole test split, all 4 rotations); **within_rot** = one of those "
+             "alphabets, its "
+             "characters in all 4 rotations (a character and its rotation may be two classes of a "
+             "task).", "",
+             "Mean support loss over tasks, before each update (0..9) and after the last (10) "
+             "(median in brackets):",
+             "",
+             "| kind | " + " | ".join(str(t) for t in range(len(next(iter(record["kinds"].values()))
+                                                                   ["support_loss"]["mean"])))
+             + " |",
              "|---|" + "---|" * len(next(iter(record["kinds"].values()))["support_loss"]["mean"])]
     for kind, r in record["kinds"].items():
         sl = r["support_loss"]
-        lines.append(f"| {kind} | " + " | ".join(f"{m:.3g} ({md:.3g})" for m, md in zip(sl["mean"], sl["median"]))
+        lines.append(f"| {kind} | "
+                     + " | ".join(f"{m:.3g} ({md:.3g})" for m, md in zip(sl["mean"], sl["median"]))
                      + " |")
-    lines += ["", "Accuracy (%, 95% CI over tasks) with best_step on and off; gain = paired on - off; "
-              "earlier = tasks whose parameters came from an earlier step (steps used: step: tasks):", "",
+    lines += ["",
+              "Accuracy (%, 95% CI over tasks) with best_step on and off; gain = paired on - off; "
+              "earlier = tasks whose parameters came from an earlier step (steps used: step: "
+              "tasks):", "",
               "support loss: mean at the last step -> at the step used with best_step on.", "",
-              "| kind | steps | support loss | bn_mode | best_step off | best_step on | gain | earlier | steps used |",
+              "| kind | steps | support loss | bn_mode | best_step off | best_step on | gain | "
+              "earlier | steps used |",
               "|---|---|---|---|---|---|---|---|---|"]
     for kind, r in record["kinds"].items():
         for s, e in r["by_steps"].items():
@@ -174,31 +198,40 @@ def markdown(record: dict) -> str:
                 m = e[mode]
                 used = ", ".join(f"{k}: {v}" for k, v in m["steps_used"].items())
                 loss = f"{e['support_loss_last']:.3g} -> {e['support_loss_used']:.3g}"
-                lines.append(f"| {kind} | {s} | {loss} | {mode} | {pct(m['best_off'])} | {pct(m['best_on'])} | "
-                             f"{100 * m['paired_gain']['mean']:+.2f} ± {100 * m['paired_gain']['ci95']:.2f} | "
-                             f"{m['tasks_on_earlier_step']}/{a['tasks']} | {used} |")
+                lines.append(
+                    f"| {kind} | {s} | {loss} | {mode} | {pct(m['best_off'])} | "
+                    f"{pct(m['best_on'])} | "
+                    f"{100 * m['paired_gain']['mean']:+.2f} ± "
+                    f"{100 * m['paired_gain']['ci95']:.2f} | "
+                    f"{m['tasks_on_earlier_step']}/{a['tasks']} | {used} |")
     lo, hi = str(min(record["steps"])), str(max(record["steps"]))
     if lo != hi:
         lines += ["", f"Error at {hi} steps / error at {lo} step(s):", ""]
         for kind, r in record["kinds"].items():
             for mode in record["modes"]:
-                err = {(s, b): 1 - r["by_steps"][s][mode][b]["mean"] for s in (lo, hi) for b in ("best_off", "best_on")}
-                lines.append(f"- {kind}, {mode}: best_step off {err[hi, 'best_off'] / err[lo, 'best_off']:.2f}x, "
-                             f"on {err[hi, 'best_on'] / err[lo, 'best_on']:.2f}x")
+                err = {(s, b): 1 - r["by_steps"][s][mode][b]["mean"] for s in (lo, hi)
+                       for b in ("best_off", "best_on")}
+                lines.append(
+                    f"- {kind}, {mode}: best_step off "
+                    f"{err[hi, 'best_off'] / err[lo, 'best_off']:.2f}x, "
+                    f"on {err[hi, 'best_on'] / err[lo, 'best_on']:.2f}x")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=200)
-    ap.add_argument("--queries", type=int, default=1, help="queries per class (the model's protocol: 1)")
-    ap.add_argument("--steps", default="1,TEST", help="comma-separated step counts; TEST = the manifest's test_steps")
+    ap.add_argument("--queries", type=int, default=1,
+                    help="queries per class (the model's protocol: 1)")
+    ap.add_argument("--steps", default="1,TEST",
+                    help="comma-separated step counts; TEST = the manifest's test_steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-transductive", action="store_true", help="only the shipped bn_mode")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "best_step.json"))
     args = ap.parse_args()
-    warnings.filterwarnings("ignore", category=fewshot.AdaptationWarning)  # the rises are measured, not warned
+    # the rises are measured, not warned
+    warnings.filterwarnings("ignore", category=fewshot.AdaptationWarning)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -215,9 +248,11 @@ def main() -> None:
         kinds[kind] = run_condition(learner, batch, steps_list, modes)
         print(f"{kind} done ({time.time() - t0:.0f} s)", file=sys.stderr)
     record = {"model": MODEL, "test_steps": test_steps, "inner_lr": learner.config.inner_lr,
-              "train_inner_steps": learner.config.inner_steps, "bn_mode": learner.config.bn_mode, "modes": modes,
+              "train_inner_steps": learner.config.inner_steps, "bn_mode": learner.config.bn_mode,
+              "modes": modes,
               "args": vars(args), "steps": steps_list, "alphabets": alphabets,
-              "hardware": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
+              "hardware": f"{platform.machine()}, torch {torch.__version__}, "
+                          f"{torch.get_num_threads()} thread(s)",
               "kinds": kinds, "seconds": time.time() - t0}
     atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
     md = markdown(record)

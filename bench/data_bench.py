@@ -1,4 +1,5 @@
-"""Data preparation and loading times: ``fewshot prepare`` per dataset, then ``load_split`` per split.
+"""Data preparation and loading times: ``fewshot prepare`` per dataset, then ``load_split`` per
+split.
 
 Usage::
 
@@ -32,20 +33,27 @@ def _time(fn, repeat: int) -> tuple[float, float]:
 def run(data: Path, size: int, repeat: int, datasets: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="fewshot-bench-") as tmp:
         for name in datasets:
-            argv = ["prepare", name, "--source", str(data / name), "--root", tmp, "--size", str(size), "--quiet",
+            argv = ["prepare", name, "--source", str(data / name), "--root", tmp, "--size",
+                    str(size), "--quiet",
                     "--force"]
             med, best = _time(lambda argv=argv: cli(argv), repeat)
-            print(f"prepare {name:<14} size {size:>3}: median {med:6.2f} s  best {best:6.2f} s  ({repeat} runs)")
+            print(
+                f"prepare {name:<14} size {size:>3}: median {med:6.2f} s  best {best:6.2f} s  "
+                f"({repeat} runs)")
             for split in DATASETS[name].splits:
-                med, best = _time(lambda name=name, split=split: load_split(name, split, tmp, size=size), repeat)
+                med, best = _time(lambda name=name,
+                                  split=split: load_split(name, split, tmp, size=size), repeat)
                 s = load_split(name, split, tmp, size=size)
-                print(f"  load_split {split:<11} {s.num_classes:>5} classes {len(s.data):>6} images: median "
-                      f"{med * 1e3:7.1f} ms")
+                print(
+                    f"  load_split {split:<11} {s.num_classes:>5} classes {len(s.data):>6} images: "
+                    "median "
+                    f"{med * 1e3:7.1f} ms")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("FEWSHOT_DATA"), help="folder with the raw data sets")
+    parser.add_argument("--data", default=os.environ.get("FEWSHOT_DATA"),
+                        help="folder with the raw data sets")
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))

@@ -1,12 +1,14 @@
 """The quick start's wall time on a quiet machine and beside one CPU-bound job, before and after the
 default CPU layout (issue 34): ``fewshot train`` as a new user runs it.
 
-Each case runs the command in a fresh process, alternating the layouts round by round; "busy" starts one
-CPU-bound process (a Python busy loop, as another user's job) before the command and stops it after.
-"before" is torch's own threading (``--nproc 1 --threads <cores>``: one process, one thread per core, what
-``fewshot train`` did by default); "after" is the default layout. Nothing else of ours may run meanwhile.
+Each case runs the command in a fresh process, alternating the layouts round by round; "busy" starts
+one CPU-bound process (a Python busy loop, as another user's job) before the command and stops it
+after. "before" is torch's own threading (``--nproc 1 --threads <cores>``: one process, one thread
+per core, what ``fewshot train`` did by default); "after" is the default layout. Nothing else of
+ours may run meanwhile.
 
-Usage: ``FEWSHOT_DATA=<store root> python bench/door_timings.py --rounds 3 --out bench/results/door_timings.json``
+Usage: ``FEWSHOT_DATA=<store root> python bench/door_timings.py --rounds 3 --out
+bench/results/door_timings.json``
 """
 from __future__ import annotations
 
@@ -21,15 +23,19 @@ import time
 from pathlib import Path
 
 CORES = len(os.sched_getaffinity(0))
-TRAIN_LAYOUTS = {"before (torch's threads)": ["--nproc", "1", "--threads", str(CORES)], "after (default)": []}
+TRAIN_LAYOUTS = {"before (torch's threads)": ["--nproc", "1", "--threads", str(CORES)],
+                 "after (default)": []}
 EVAL_LAYOUTS = {"before (torch's threads)": ["--threads", str(CORES)], "after (default)": []}
 # case -> (command, whether it takes --out, its layouts)
 CASES = {
-    "sinusoid 5000 it": (["train", "sinusoid-maml", "--iterations", "5000", "--device", "cpu", "--quiet"], True,
+    "sinusoid 5000 it": (
+        ["train", "sinusoid-maml", "--iterations", "5000", "--device", "cpu", "--quiet"], True,
                          TRAIN_LAYOUTS),
-    "omniglot-5w1s-maml 300 it": (["train", "omniglot-5w1s-maml", "--iterations", "300", "--device", "cpu",
+    "omniglot-5w1s-maml 300 it": (
+        ["train", "omniglot-5w1s-maml", "--iterations", "300", "--device", "cpu",
                                    "--quiet", "--set", "val_every=0"], True, TRAIN_LAYOUTS),
-    "eval omniglot-5w1s-maml 600 episodes": (["eval", "omniglot-5w1s-maml", "--device", "cpu", "--quiet"], False,
+    "eval omniglot-5w1s-maml 600 episodes": (
+        ["eval", "omniglot-5w1s-maml", "--device", "cpu", "--quiet"], False,
                                              EVAL_LAYOUTS),
 }
 
@@ -67,7 +73,8 @@ def main() -> None:
             for k, v in walls.items()}
     for case, (_, _, layouts) in CASES.items():
         for layout in layouts:
-            quiet, busy = (rows[f"{case} | {state} | {layout}"]["median_s"] for state in ("quiet", "busy"))
+            quiet, busy = (rows[f"{case} | {state} | {layout}"]["median_s"]
+                           for state in ("quiet", "busy"))
             rows[f"{case} | busy/quiet | {layout}"] = {"ratio": busy / quiet}
     result = {"cores": CORES, "rounds": args.rounds, "rows": rows}
     print(json.dumps(result, indent=1))

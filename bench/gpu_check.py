@@ -2,22 +2,25 @@
 
 1. ``cuda_vs_cpu``: every registered learner's float64 meta-gradient (loss, gradients, batch-norm
    buffers) on CUDA equals the CPU's, and so does Conv4 MAML's at the Omniglot presets' shape.
-2. ``loop_vs_vmap``: the per-task loop and the ``vmap`` batch give the same float64 meta-gradients on
-   the device (CUDA; the CPU without one).
-3. ``bf16``: Conv4 MAML's meta-gradient under ``torch.autocast(device, dtype=torch.bfloat16)`` (forward
-   passes only, backward outside, as ``fewshot train`` does) against float32: cosine and relative error.
-   bf16 keeps 8 significant bits (relative rounding 2^-9 per value), and a second-order
-   meta-gradient sums many small, partly cancelling per-example terms through ~4 layers forward and
-   twice as many backward: at initialisation the whole gradient's direction survives but not its
-   digits (measured on this project's CPU, glyph-like tasks: cosine 0.959 at 1 query and 0.983 at 15,
-   relative error 0.29 / 0.18).  The check is therefore a sanity bound that a broken cast fails by far
-   (NaN or inf from an overflow, a reduced-precision gradient or buffer, an uncast op): cosine >= 0.9,
-   relative error <= 0.5, float32 gradients.  The figures themselves are the evidence to compare.
-4. (CUDA only; run by the shell script) ``bench/peers.py --device cuda``: the peers table on the GPU.
+2. ``loop_vs_vmap``: the per-task loop and the ``vmap`` batch give the same float64 meta-gradients
+   on the device (CUDA; the CPU without one).
+3. ``bf16``: Conv4 MAML's meta-gradient under ``torch.autocast(device, dtype=torch.bfloat16)``
+   (forward passes only, backward outside, as ``fewshot train`` does) against float32: cosine and
+   relative error. bf16 keeps 8 significant bits (relative rounding 2^-9 per value), and a
+   second-order meta-gradient sums many small, partly cancelling per-example terms through ~4 layers
+   forward and twice as many backward: at initialisation the whole gradient's direction survives but
+   not its digits (measured on this project's CPU, glyph-like tasks: cosine 0.959 at 1 query and
+   0.983 at 15, relative error 0.29 / 0.18).  The check is therefore a sanity bound that a broken
+   cast fails by far (NaN or inf from an overflow, a reduced-precision gradient or buffer, an uncast
+   op): cosine >= 0.9, relative error <= 0.5, float32 gradients.  The figures themselves are the
+   evidence to compare.
+4. (CUDA only; run by the shell script) ``bench/peers.py --device cuda``: the peers table on the
+   GPU.
 5. (CUDA only; run by the shell script) ``bench/train_bench.py``: a short full-speed training rate.
 
-Checks 1-3 write ``<out>/gpu_check.json``; ``--report`` then writes ``<out>/gpu_check.md`` from it, the
-training rates (``<out>/train_rate.jsonl``) and the peers table (``<out>/peers/peers.md``), naming the device.
+Checks 1-3 write ``<out>/gpu_check.json``; ``--report`` then writes ``<out>/gpu_check.md`` from it,
+the training rates (``<out>/train_rate.jsonl``) and the peers table (``<out>/peers/peers.md``),
+naming the device.
 """
 from __future__ import annotations
 
@@ -42,20 +45,24 @@ def _mlp(seed: int = 0, ways: int = 3) -> nn.Module:
                          nn.Linear(8, ways)).double()
 
 
-def _vectors(seed: int = 1, b: int = 3, ways: int = 3, shots: int = 2, queries: int = 3) -> TaskBatch:
+def _vectors(seed: int = 1, b: int = 3, ways: int = 3, shots: int = 2,
+             queries: int = 3) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(b, ways, 1, 4, generator=g, dtype=torch.float64) * 2
-    sx = (centres + torch.randn(b, ways, shots, 4, generator=g, dtype=torch.float64)).reshape(b, ways * shots, 4)
-    qx = (centres + torch.randn(b, ways, queries, 4, generator=g, dtype=torch.float64)).reshape(b, ways * queries, 4)
+    noise_s = torch.randn(b, ways, shots, 4, generator=g, dtype=torch.float64)
+    noise_q = torch.randn(b, ways, queries, 4, generator=g, dtype=torch.float64)
+    sx = (centres + noise_s).reshape(b, ways * shots, 4)
+    qx = (centres + noise_q).reshape(b, ways * queries, 4)
     sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
     qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
     return TaskBatch(sx, sy, qx, qy, ways)
 
 
 def _images(meta_batch: int = 8, queries: int = 1, dtype: torch.dtype = torch.float32) -> TaskBatch:
-    """The Omniglot presets' shape (5-way 1-shot, 28x28, ``queries`` per class) with a learnable signal:
-    each class of each task is a random binary glyph, its images that glyph plus noise (pure noise images
-    with arbitrary labels would make the meta-gradient a near-cancelling sum, a poor test of rounding)."""
+    """The Omniglot presets' shape (5-way 1-shot, 28x28, ``queries`` per class) with a learnable
+    signal: each class of each task is a random binary glyph, its images that glyph plus noise (pure
+    noise images with arbitrary labels would make the meta-gradient a near-cancelling sum, a poor
+    test of rounding)."""
     g = torch.Generator().manual_seed(2)
     glyphs = (torch.rand(meta_batch, 5, 1, 1, 28, 28, generator=g) < 0.2).to(dtype)
 
@@ -65,7 +72,9 @@ def _images(meta_batch: int = 8, queries: int = 1, dtype: torch.dtype = torch.fl
 
     sx, qx = draw(1), draw(queries)
     sy = torch.arange(5).expand(meta_batch, -1).contiguous()
-    return TaskBatch(sx, sy, qx, torch.arange(5).repeat_interleave(queries).expand(meta_batch, -1).contiguous(), 5)
+    return TaskBatch(sx, sy, qx,
+                     torch.arange(5).repeat_interleave(queries).expand(meta_batch, -1).contiguous(),
+                     5)
 
 
 def _conv_maml(**overrides) -> MAML:
@@ -111,7 +120,8 @@ def cuda_vs_cpu(device: torch.device) -> dict:
     cpu_conv = _conv_maml(task_batching="loop").double()
     gpu_conv = copy.deepcopy(cpu_conv).to(device)
     batch = _images(dtype=torch.float64)
-    rows["maml Conv4 28x28"] = _gap(_meta_gradient(cpu_conv, batch), _meta_gradient(gpu_conv, batch.to(device)))
+    rows["maml Conv4 28x28"] = _gap(_meta_gradient(cpu_conv, batch),
+                                    _meta_gradient(gpu_conv, batch.to(device)))
     return {"max_abs_gap": rows, "ok": all(g <= 1e-9 for g in rows.values()), "tolerance": 1e-9}
 
 
@@ -135,29 +145,38 @@ def bf16(device: torch.device) -> dict:
         _, full, _ = _meta_gradient(learner, batch)
         learner.load_state_dict(state)
         _, half, _ = _meta_gradient(learner, batch, autocast=device.type)
-        a, b = torch.cat([g.flatten() for g in full]).double(), torch.cat([g.flatten() for g in half]).double()
+        a, b = torch.cat([g.flatten() for g in full]).double(), torch.cat(
+            [g.flatten() for g in half]).double()
         rows[f"{queries} quer{'y' if queries == 1 else 'ies'}"] = {
             "cosine": float(torch.nn.functional.cosine_similarity(a, b, dim=0)),
             "relative_error": float((a - b).norm() / a.norm()),
             "grad_dtypes": sorted({str(g.dtype) for g in half})}
-    ok = all(r["cosine"] >= 0.9 and r["relative_error"] <= 0.5 and r["grad_dtypes"] == ["torch.float32"]
+    ok = all(r["cosine"] >= 0.9 and r["relative_error"] <= 0.5 and r["grad_dtypes"]
+             == ["torch.float32"]
              for r in rows.values())
-    return {"rows": rows, "ok": ok, "tolerance": "cosine >= 0.9, relative error <= 0.5, float32 gradients"}
+    return {"rows": rows, "ok": ok,
+            "tolerance": "cosine >= 0.9, relative error <= 0.5, float32 gradients"}
 
 
 def report(out: Path) -> None:
-    """``out/gpu_check.md``: every figure the script produced, the device named, what was skipped."""
+    """``out/gpu_check.md``: every figure the script produced, the device named, what was
+    skipped."""
     result = json.loads((out / "gpu_check.json").read_text(encoding="utf-8"))
     lines = [f"# bench/gpu_check.sh on {result['device']}", "",
-             f"torch {result['torch']}, CUDA {result['cuda'] or '-'}. Checks (float64 gaps: the largest "
+             f"torch {result['torch']}, CUDA {result['cuda'] or '-'}. Checks (float64 gaps: the "
+             "largest "
              "|difference| over the loss, every gradient and every batch-norm buffer):", ""]
     for check, row in result["checks"].items():
-        lines.append(f"- **{check}** ({'ok' if row['ok'] else 'FAILED'}; tolerance {row['tolerance']}): "
+        lines.append(
+            f"- **{check}** ({'ok' if row['ok'] else 'FAILED'}; tolerance {row['tolerance']}): "
                      + json.dumps(row.get("max_abs_gap", row.get("rows"))))
     rates = out / "train_rate.jsonl"
     if rates.exists() and rates.read_text(encoding="utf-8").strip():
-        lines += ["", "Training rate (bench/train_bench.py: sample + meta-gradient + Adam step, synthetic tasks of "
-                  "the preset's shape, 20 timed iterations after 3):", "", "| preset | ms / iteration | it/s |",
+        lines += ["",
+                  "Training rate (bench/train_bench.py: sample + meta-gradient + Adam step, "
+                  "synthetic tasks of "
+                  "the preset's shape, 20 timed iterations after 3):", "",
+                  "| preset | ms / iteration | it/s |",
                   "|---|---|---|"]
         for line in rates.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
@@ -165,7 +184,9 @@ def report(out: Path) -> None:
                          f"{1 / row['seconds_per_iteration']:.2f} |")
     peers = out / "peers" / "peers.md"
     if peers.exists():
-        lines += ["", "Peers table on this device (bench/peers.py --device cuda, see peers/peers.md):", "",
+        lines += ["",
+                  "Peers table on this device (bench/peers.py --device cuda, see peers/peers.md):",
+                  "",
                   *peers.read_text(encoding="utf-8").splitlines()[2:]]
     skipped = list(result["skipped"])
     if not torch.cuda.is_available():
@@ -173,7 +194,9 @@ def report(out: Path) -> None:
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
         if not torch.cuda.is_available():
-            lines.append("The GPU figures are missing: this run had no CUDA device (run bench/gpu_check.sh on a GPU).")
+            lines.append(
+                "The GPU figures are missing: this run had no CUDA device (run bench/gpu_check.sh "
+                "on a GPU).")
     (out / "gpu_check.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out / 'gpu_check.md'}")
 
@@ -181,7 +204,8 @@ def report(out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="where gpu_check.json goes")
-    p.add_argument("--report", action="store_true", help="write gpu_check.md from what the checks left in --out")
+    p.add_argument("--report", action="store_true",
+                   help="write gpu_check.md from what the checks left in --out")
     args = p.parse_args()
     if args.report:
         report(Path(args.out))
@@ -189,7 +213,8 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda") if cuda else torch.device("cpu")
     name = torch.cuda.get_device_name(device) if cuda else "no CUDA device (CPU only)"
-    result: dict = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
+    result: dict = {"device": name, "torch": torch.__version__,
+                    "cuda": torch.version.cuda if cuda else None,
                     "checks": {}, "skipped": []}
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 in the bf16 comparison
     torch.backends.cudnn.allow_tf32 = False
@@ -200,7 +225,8 @@ def main() -> int:
     result["checks"][f"loop_vs_vmap_float64_on_{device.type}"] = loop_vs_vmap(device)
     result["checks"][f"bf16_autocast_on_{device.type}"] = bf16(device)
     for check, row in result["checks"].items():
-        print(f"{'ok  ' if row['ok'] else 'FAIL'} {check}: " + json.dumps(row.get("max_abs_gap", row.get("rows"))),
+        print(f"{'ok  ' if row['ok'] else 'FAIL'} {check}: "
+              + json.dumps(row.get("max_abs_gap", row.get("rows"))),
               flush=True)
     for skipped in result["skipped"]:
         print(f"SKIP {skipped}")

@@ -1,9 +1,10 @@
-"""How to initialise the new head when a pretrained init changes its number of ways (bench/NOTES.md).
+"""How to initialise the new head when a pretrained init changes its number of ways
+(bench/NOTES.md).
 
 20-way 1-shot Omniglot test episodes from the 5-way 1-shot MAML init, three heads:
-``zero`` (fewshot's choice, = every row the old rows' mean), ``random`` (a fresh nn.Linear init, seeded),
-``tile`` (new row i = old row i mod 5). Usage:
-``FEWSHOT_DATA=/tmp/fsdata python bench/head_init.py --episodes 200``
+``zero`` (fewshot's choice, = every row the old rows' mean), ``random`` (a fresh nn.Linear init,
+seeded), ``tile`` (new row i = old row i mod 5). Usage: ``FEWSHOT_DATA=/tmp/fsdata python
+bench/head_init.py --episodes 200``
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def main() -> None:
                 g = torch.Generator().manual_seed(0)
                 fresh = nn.Linear(cls.in_features, args.ways)
                 bound = 1 / cls.in_features ** 0.5
-                cls.weight.copy_(torch.empty_like(fresh.weight).uniform_(-bound, bound, generator=g))
+                cls.weight.copy_(
+                    torch.empty_like(fresh.weight).uniform_(-bound, bound, generator=g))
                 cls.bias.copy_(torch.empty_like(fresh.bias).uniform_(-bound, bound, generator=g))
             elif head == "tile":
                 idx = torch.arange(args.ways) % w_old.shape[0]
@@ -47,7 +49,8 @@ def main() -> None:
                 cls.bias.copy_(b_old[idx])
         for steps in args.steps:
             _, s = evaluate_learner(learner, fixed.batches(25), steps=steps)
-            print(f"{head:6s} steps={steps}: {100 * s.mean:.2f} ± {100 * s.ci95:.2f} (n={s.n})", flush=True)
+            print(f"{head:6s} steps={steps}: {100 * s.mean:.2f} ± {100 * s.ci95:.2f} (n={s.n})",
+                  flush=True)
 
 
 if __name__ == "__main__":

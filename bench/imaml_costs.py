@@ -1,10 +1,12 @@
-"""iMAML at the Omniglot 5-way 1-shot shape (Conv4-64, 28x28, 5 support + 5 query images per task): which
-Hessian-vector product the CG solve should use, and the cost of a meta-training iteration beside MAML's.
+"""iMAML at the Omniglot 5-way 1-shot shape (Conv4-64, 28x28, 5 support + 5 query images per task):
+which Hessian-vector product the CG solve should use, and the cost of a meta-training iteration
+beside MAML's.
 
-Interleaved rounds, one thread, CPU seconds (``time.process_time``), random inputs of the real shape (the
-cost depends on shapes only); the machine is shared, so read the ratios, not the seconds.
+Interleaved rounds, one thread, CPU seconds (``time.process_time``), random inputs of the real shape
+(the cost depends on shapes only); the machine is shared, so read the ratios, not the seconds.
 
-Usage: ``python bench/imaml_costs.py [--rounds 5] [--meta-batch 4]``; results in bench/results/imaml_costs.md.
+Usage: ``python bench/imaml_costs.py [--rounds 5] [--meta-batch 4]``; results in
+bench/results/imaml_costs.md.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ def _batch(b: int, g: torch.Generator) -> TaskBatch:
     return TaskBatch(x(5), y, x(5), y.clone(), 5)
 
 
-def hvp_methods(model: torch.nn.Module, sx: torch.Tensor, sy: torch.Tensor) -> dict[str, Callable[[], None]]:
+def hvp_methods(model: torch.nn.Module, sx: torch.Tensor, sy: torch.Tensor) -> dict[str,
+                                                                                    Callable[[],
+                                                                                             None]]:
     """One task's CG_STEPS support-loss HVPs (plus the set-up each needs), three ways."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
@@ -46,7 +50,8 @@ def hvp_methods(model: torch.nn.Module, sx: torch.Tensor, sy: torch.Tensor) -> d
         for _ in range(CG_STEPS):
             torch.autograd.grad(gs, list(leaf.values()), list(v.values()), retain_graph=True)
 
-    def forward_over_reverse() -> None:  # torch.func.jvp of grad: forward + backward again at every product
+    # torch.func.jvp of grad: forward + backward again at every product
+    def forward_over_reverse() -> None:
         for _ in range(CG_STEPS):
             jvp(grad(loss), (params,), (v,))
 
@@ -55,7 +60,8 @@ def hvp_methods(model: torch.nn.Module, sx: torch.Tensor, sy: torch.Tensor) -> d
         for _ in range(CG_STEPS):
             fn(v)
 
-    return {"double_backward": double_backward, "jvp_of_grad": forward_over_reverse, "vjp_of_grad": func_vjp}
+    return {"double_backward": double_backward, "jvp_of_grad": forward_over_reverse,
+            "vjp_of_grad": func_vjp}
 
 
 def _timed(fns: dict[str, Callable[[], None]], rounds: int, per_round: int) -> dict[str, float]:
@@ -83,7 +89,8 @@ def main() -> None:
 
     maml_cfg = get_preset("omniglot-5w1s-maml")
     model = build_learner_from_config(maml_cfg).model.train()
-    hvp = _timed(hvp_methods(model, batch.support_x[0], batch.support_y[0]), args.rounds, args.per_round)
+    hvp = _timed(hvp_methods(model, batch.support_x[0], batch.support_y[0]), args.rounds,
+                 args.per_round)
 
     setups = {"maml (1 step)": ("omniglot-5w1s-maml", {}),
               "imaml (16 steps, 5 CG)": ("omniglot-5w1s-imaml", {}),
@@ -107,7 +114,9 @@ def main() -> None:
 
     its = _timed({label: step(label) for label in setups}, args.rounds, args.per_round)
     base = its["maml (1 step)"]
-    paths = {label: learner.task_batching_for("cpu", batch.support_x[0].numel() + batch.query_x[0].numel())
+    paths = {
+        label: learner.task_batching_for("cpu",
+                                         batch.support_x[0].numel() + batch.query_x[0].numel())
              for label, learner in learners.items()}
     print(f"HVP x{CG_STEPS} per task (CPU-s): " + ", ".join(f"{k} {t:.4f}" for k, t in hvp.items()))
     for label, t in its.items():

@@ -1,5 +1,5 @@
-"""Per-iteration time of MAML meta-training: fewshot (loop vs vmap, first vs second order) and, if it is
-installed, learn2learn's MAML on the same model and data.
+"""Per-iteration time of MAML meta-training: fewshot (loop vs vmap, first vs second order) and, if
+it is installed, learn2learn's MAML on the same model and data.
 
 Setting: Omniglot 5-way 1-shot, Conv4-64 (28x28, synthetic data: timing only), meta-batch 32,
 1 inner step, one Adam step per iteration.  learn2learn is optional (bench/install_learn2learn.sh
@@ -110,9 +110,11 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--backbone", choices=("conv4", "mlp"), default="conv4",
-                   help="mlp: sinusoid MLP 1-40-40-1 (use e.g. --shots 5 --queries 10 --meta-batch 25 --inner-lr 0.01)")
+                   help="mlp: sinusoid MLP 1-40-40-1 (use e.g. --shots 5 --queries 10 --meta-batch "
+                        "25 --inner-lr 0.01)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch default)")
     p.add_argument("--only", default="", help="comma list of runs, e.g. 'fewshot-loop-2nd,l2l-2nd'")
     p.add_argument("--json", default="", help="also write the results here")
     args = p.parse_args()
@@ -121,11 +123,14 @@ def main() -> None:
     regression = args.backbone == "mlp"
     if regression:
         args.ways = 1  # K points per task (shots/queries are totals, not per class)
-    batch = synthetic_batch(args.meta_batch, args.ways, args.shots, args.queries, args.size, args.device, regression)
+    batch = synthetic_batch(args.meta_batch, args.ways, args.shots, args.queries, args.size,
+                            args.device, regression)
     runs = {}
     for order, first in (("2nd", False), ("1st", True)):
         for batching in ("loop", "vmap"):
-            runs[f"fewshot-{batching}-{order}"] = lambda b=batching, f=first: bench_fewshot(args, batch, b, f)
+            runs[f"fewshot-{batching}-{order}"] = lambda b=batching, f=first: bench_fewshot(args,
+                                                                                            batch,
+                                                                                            b, f)
         runs[f"l2l-{order}"] = lambda f=first: bench_l2l(args, batch, f)
     wanted = [r for r in args.only.split(",") if r] or list(runs)
     try:
@@ -137,7 +142,8 @@ def main() -> None:
             f"{args.ways}-way {args.shots}-shot, {args.queries} queries/class, Conv4-{args.hidden} "
             f"{args.size}x{args.size}, ")
     print(f"# {what}"
-          f"meta-batch {args.meta_batch}, {args.steps} inner step(s); device {args.device}, torch {torch.__version__}, "
+          f"meta-batch {args.meta_batch}, {args.steps} inner step(s); device {args.device}, torch "
+          f"{torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"{'run':<22}{'median s/it':>12}{'min s/it':>10}")
     results = {}

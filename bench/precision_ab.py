@@ -1,7 +1,8 @@
 """bf16 vs float32 at equal iterations: the same preset, seed and episodes trained twice with
-``fewshot train`` (``--precision fp32`` and ``--precision bf16``), then both final models tested on the
-same fixed test episodes in float32, and the CPU seconds per iteration of each.  The question: does bf16
-cost accuracy?  The answer is the two validation curves and test accuracies with their 95% CIs.
+``fewshot train`` (``--precision fp32`` and ``--precision bf16``), then both final models tested on
+the same fixed test episodes in float32, and the CPU seconds per iteration of each.  The question:
+does bf16 cost accuracy?  The answer is the two validation curves and test accuracies with their 95%
+CIs.
 
 Usage: ``FEWSHOT_DATA=<root with the Omniglot store> python bench/precision_ab.py --iterations 1000
 --out bench/results/precision_ab.json`` (one thread; the two runs one after the other)
@@ -44,11 +45,14 @@ def main() -> None:
             out = Path(tmp) / precision
             sets = [x for o in args.overrides for x in ("--set", o)]
             before = _cpu_seconds()
-            subprocess.run([*fs, "train", args.preset, "--out", str(out), "--iterations", str(args.iterations),
-                            "--precision", precision, "--device", "cpu", "--quiet", *sets], env=env, check=True)
+            subprocess.run(
+                [*fs, "train", args.preset, "--out", str(out), "--iterations", str(args.iterations),
+                            "--precision", precision, "--device", "cpu", "--quiet", *sets], env=env,
+                           check=True)
             cpu = _cpu_seconds() - before
             vals = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "val"]
-            test = json.loads(subprocess.run([*fs, "eval", str(out), "--episodes", str(args.episodes), "--json",
+            test = json.loads(
+                subprocess.run([*fs, "eval", str(out), "--episodes", str(args.episodes), "--json",
                                               "--quiet"], env=env, check=True, capture_output=True,
                                              text=True).stdout)
             results["runs"][precision] = {

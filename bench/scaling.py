@@ -49,9 +49,11 @@ def run(procs: int, preset: str, iterations: int, overrides: list[str], work: Pa
             f"checkpoint_every={iterations}", "device=cpu", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = ([sys.executable, *args] if procs == 1 else
-           [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *args])
+           [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={procs}", *args])
     subprocess.run(cmd, env=env, check=True)
-    # ShardedSource.sample calls EpisodeSampler.sample_indices only, so one stamp per iteration either way
+    # ShardedSource.sample calls EpisodeSampler.sample_indices only, so one stamp per iteration
+    # either way
     return json.loads(stamps.read_text())
 
 
@@ -75,16 +77,21 @@ def main() -> None:
     for r in rows:
         r["speedup"] = r["iterations_per_s"] / base
     result = {"preset": args.preset, "overrides": args.overrides, "iterations": args.iterations,
-              "warmup": args.warmup, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "warmup": args.warmup, "cpu": platform.processor() or platform.machine(),
+              "cores": os.cpu_count(),
               "torch": torch.__version__, "threads_per_process": 1, "rows": rows}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Data-parallel scaling: `{args.preset}` ({' '.join(args.overrides) or 'preset settings'})", "",
-             f"`python bench/scaling.py` on {result['cores']} cores, torch {result['torch']}, one torch thread per "
-             f"process, gloo; iterations {args.warmup}..{args.iterations} timed.", "",
-             "| processes | iterations / s | speed-up |", "|---|---|---|"]
-    lines += [f"| {r['processes']} | {r['iterations_per_s']:.3f} | {r['speedup']:.2f}x |" for r in rows]
+    lines = [
+        f"# Data-parallel scaling: `{args.preset}` "
+        f"({' '.join(args.overrides) or 'preset settings'})", "",
+        f"`python bench/scaling.py` on {result['cores']} cores, torch {result['torch']}, one "
+        "torch thread per "
+        f"process, gloo; iterations {args.warmup}..{args.iterations} timed.", "",
+        "| processes | iterations / s | speed-up |", "|---|---|---|"]
+    lines += [f"| {r['processes']} | {r['iterations_per_s']:.3f} | {r['speedup']:.2f}x |"
+              for r in rows]
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
 
 

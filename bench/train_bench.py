@@ -4,7 +4,8 @@ Image datasets use a synthetic ClassSplit of the preset's shape (timing does not
 values; mini-ImageNet images are not available offline).  Usage::
 
     python bench/train_bench.py                      # every preset, 3 timed iterations each
-    python bench/train_bench.py --presets omniglot-5w1s-maml sinusoid-maml --iterations 5 --device cpu
+    python bench/train_bench.py --presets omniglot-5w1s-maml sinusoid-maml \
+        --iterations 5 --device cpu
 """
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ import torch
 
 from episodes import ClassSplit, EpisodeSampler
 from fewshot.config import get_preset, list_presets
-from fewshot.training.build import build_learner_from_config, build_optimizer, build_train_source, resolve_device
+from fewshot.training.build import (
+    build_learner_from_config,
+    build_optimizer,
+    build_train_source,
+    resolve_device,
+)
 
 
-def synthetic_split(channels: int, size: int, classes: int = 100, per_class: int = 20) -> ClassSplit:
+def synthetic_split(channels: int, size: int, classes: int = 100,
+                    per_class: int = 20) -> ClassSplit:
     g = torch.Generator().manual_seed(0)
-    data = torch.randint(0, 256, (classes * per_class, channels, size, size), dtype=torch.uint8, generator=g)
+    data = torch.randint(0, 256, (classes * per_class, channels, size, size), dtype=torch.uint8,
+                         generator=g)
     offsets = torch.arange(0, classes * per_class + 1, per_class)
     return ClassSplit(data, offsets, [f"c{i}" for i in range(classes)], name="synthetic")
 
@@ -34,8 +42,10 @@ def time_preset(name: str, iterations: int, warmup: int, device: torch.device) -
     else:
         channels = 3 if cfg.data.dataset == "mini-imagenet" else 1
         per_class = max(20, cfg.data.shots + cfg.data.queries)
-        split = synthetic_split(channels, cfg.data.size, classes=max(100, cfg.data.ways), per_class=per_class)
-        source = EpisodeSampler(split, cfg.data.ways, cfg.data.shots, cfg.data.queries, seed=0, device=device)
+        split = synthetic_split(channels, cfg.data.size, classes=max(100, cfg.data.ways),
+                                per_class=per_class)
+        source = EpisodeSampler(split, cfg.data.ways, cfg.data.shots, cfg.data.queries, seed=0,
+                                device=device)
     opt, sched = build_optimizer(learner, cfg)
     times = []
     for i in range(warmup + iterations):
@@ -73,9 +83,11 @@ def main() -> None:
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{name:32s} {row['seconds_per_iteration'] * 1000:9.1f} ms/it  (meta-batch {row['meta_batch']}, "
-                  f"{row['inner_steps']} inner steps; "
-                  f"{row['preset_iterations']} its = {row['hours_for_preset']:.1f} h)",
+            print(
+                f"{name:32s} {row['seconds_per_iteration'] * 1000:9.1f} ms/it  (meta-batch "
+                f"{row['meta_batch']}, "
+                f"{row['inner_steps']} inner steps; "
+                f"{row['preset_iterations']} its = {row['hours_for_preset']:.1f} h)",
                   flush=True)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
 

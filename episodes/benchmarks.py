@@ -1,17 +1,18 @@
-"""One call from a benchmark's name to its train / validation / test task sources, with the standard protocol.
+"""One call from a benchmark's name to its train / validation / test task sources, with the standard
+protocol.
 
 Usage::
 
-    tasks = benchmark_tasks("omniglot", ways=5, shots=1)           # or get_tasksets(...), learn2learn's name
-    batch = tasks.train.sample(32)                                  # EpisodeSampler over the train classes
+    tasks = benchmark_tasks("omniglot", ways=5, shots=1)  # or get_tasksets(...), learn2learn's name
+    batch = tasks.train.sample(32)  # EpisodeSampler over the train classes
     for batch in tasks.test.batches(50): ...                        # the 600 fixed test episodes
 
 Why: a benchmark number means something only with its standard splits and test protocol; writing
 them by hand (which split, which rotations, how many episodes and queries, which seeds) is where
 results stop being comparable. The protocol here:
 
-- Omniglot: the Vinyals et al. (2016) character splits (1028 / 172 / 423 characters), each rotation by
-  0/90/180/270 degrees its own class (4112 / 688 / 1692 classes); 28x28 unless ``size``.
+- Omniglot: the Vinyals et al. (2016) character splits (1028 / 172 / 423 characters), each rotation
+  by 0/90/180/270 degrees its own class (4112 / 688 / 1692 classes); 28x28 unless ``size``.
 - mini-ImageNet: the Ravi & Larochelle (2017) splits (64 / 16 / 20 classes x 600 images), 84x84.
 - Test: 600 fixed episodes (the MAML paper's count) with 15 queries per class unless ``queries``
   is given; validation: 200 fixed episodes likewise. Training queries (``queries=None``): the MAML
@@ -33,7 +34,8 @@ from .fixed import FixedEpisodes
 from .registry import load_split
 from .sampler import EpisodeSampler
 
-# benchmark -> (train, validation, test) split names and the training queries per class (None = shots).
+# benchmark -> (train, validation, test) split names and the training queries per class (None =
+# shots).
 BENCHMARKS: dict[str, tuple[tuple[str, str, str], int | None]] = {
     "omniglot": (("train", "val", "test"), None),
     "mini-imagenet": (("train", "val", "test"), 15),
@@ -45,7 +47,8 @@ EVAL_QUERIES = 15
 
 @dataclass(frozen=True)
 class BenchmarkTasks:
-    """A benchmark's task sources: ``train`` samples fresh episodes; ``validation`` and ``test`` are fixed sets."""
+    """A benchmark's task sources: ``train`` samples fresh episodes; ``validation`` and ``test`` are
+    fixed sets."""
 
     train: EpisodeSampler
     validation: FixedEpisodes
@@ -53,8 +56,10 @@ class BenchmarkTasks:
 
     def __repr__(self) -> str:
         t, v, s = self.train, self.validation, self.test
-        return (f"BenchmarkTasks({t.split.name!r}, ways={t.ways}, shots={t.shots}, train_queries={t.queries}, "
-                f"validation={v.count}x{v.queries} queries, test={s.count}x{s.queries} queries)")
+        return (
+            f"BenchmarkTasks({t.split.name!r}, ways={t.ways}, shots={t.shots}, "
+            f"train_queries={t.queries}, "
+            f"validation={v.count}x{v.queries} queries, test={s.count}x{s.queries} queries)")
 
 
 def benchmark_tasks(
@@ -73,7 +78,8 @@ def benchmark_tasks(
     test_seed: int = 2,
     device: str | torch.device | None = None,
 ) -> BenchmarkTasks:
-    """Train / validation / test task sources of ``benchmark`` (``omniglot`` or ``mini-imagenet``), N-way K-shot.
+    """Train / validation / test task sources of ``benchmark`` (``omniglot`` or ``mini-imagenet``),
+    N-way K-shot.
 
     ``queries`` sets the queries per class of all three; ``None`` = the standard protocol (see the
     module docstring). ``root``/``download``/``size``/``device`` are :func:`episodes.load_split`'s.
@@ -81,7 +87,8 @@ def benchmark_tasks(
     """
     if benchmark not in BENCHMARKS:
         raise DataError(f"unknown benchmark '{benchmark}': choose one of {', '.join(BENCHMARKS)} "
-                        "(for other data build an EpisodeSampler / FixedEpisodes over episodes.load_split)")
+                        "(for other data build an EpisodeSampler / FixedEpisodes over "
+                        "episodes.load_split)")
     (train_split, val_split, test_split), train_queries = BENCHMARKS[benchmark]
     check_positive("ways", ways)
     check_positive("shots", shots)
@@ -93,14 +100,17 @@ def benchmark_tasks(
     def split(name: str):
         return load_split(benchmark, name, root, size=size, device=device, download=download)
 
-    train_q = queries if queries is not None else (train_queries if train_queries is not None else shots)
+    train_q = queries if queries is not None else (train_queries if train_queries is not None
+                                                   else shots)
     eval_q = queries if queries is not None else EVAL_QUERIES
     return BenchmarkTasks(
         train=EpisodeSampler(split(train_split), ways, shots, train_q, seed),
-        validation=FixedEpisodes(split(val_split), ways, shots, eval_q, validation_episodes, validation_seed),
+        validation=FixedEpisodes(split(val_split), ways, shots, eval_q, validation_episodes,
+                                 validation_seed),
         test=FixedEpisodes(split(test_split), ways, shots, eval_q, test_episodes, test_seed),
     )
 
 
-# learn2learn's name for the same idea (its arguments differ: ways/shots here, one setting for all three).
+# learn2learn's name for the same idea (its arguments differ: ways/shots here, one setting for all
+# three).
 get_tasksets = benchmark_tasks

@@ -32,53 +32,67 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numpy array or torch tensor: {exc}") from exc
     if arr.dtype == object:
-        raise DataError(f"{name} must be a numeric array (all examples the same shape), got dtype object: "
-                        "pass one numpy array of numbers, e.g. np.stack(examples)")
-    if arr.dtype.kind not in "biuf":  # strings, bytes, dates, complex, structured: torch cannot hold them
-        raise DataError(f"{name} must be numeric (uint8 images or float features), got numpy dtype {arr.dtype}: "
-                        f"convert it first, e.g. {name}.astype('float32')")
+        raise DataError(
+            f"{name} must be a numeric array (all examples the same shape), got dtype object: "
+            "pass one numpy array of numbers, e.g. np.stack(examples)")
+    # strings, bytes, dates, complex, structured: torch cannot hold them
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"{name} must be numeric (uint8 images or float features), got numpy dtype "
+            f"{arr.dtype}: "
+            f"convert it first, e.g. {name}.astype('float32')")
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def _check_finite(xt: torch.Tensor, name: str) -> None:
-    """NaN/inf features would make every loss NaN much later, far from the cause: refuse them here."""
+    """NaN/inf features would make every loss NaN much later, far from the cause: refuse them
+    here."""
     if xt.is_floating_point():
         bad = ~torch.isfinite(xt)
         if bool(bad.any()):
             first = int(bad.reshape(len(xt), -1).any(dim=1).nonzero()[0])
             raise DataError(f"{name} has {int(bad.sum())} non-finite values (NaN or inf), "
                             f"the first in example {first}: "
-                            f"remove those examples or replace the values, e.g. np.nan_to_num({name})")
+                            "remove those examples or replace the values, e.g. "
+                            f"np.nan_to_num({name})")
 
 
-def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: str = "custom") -> ClassSplit:
+def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None,
+                name: str = "custom") -> ClassSplit:
     """A ``ClassSplit`` from examples ``x [M, ...]`` and labels ``y [M]`` (numpy or torch).
 
     Usage: ``split = from_arrays(images, labels)``
 
     ``x``: uint8 images ``[M, C, H, W]`` (0..255; the sampler divides by 255) or float features
-    (used as is). ``y``: any label values (ints, strings, ...); classes are the sorted unique values,
-    examples keep their order within a class. ``class_names``: one name per sorted unique label
-    (default: ``str(label)``).
+    (used as is). ``y``: any label values (ints, strings, ...); classes are the sorted unique
+    values, examples keep their order within a class. ``class_names``: one name per sorted unique
+    label (default: ``str(label)``).
     """
     xt = _as_tensor(x, "x")
     if xt.dtype != torch.uint8 and not xt.is_floating_point():
         raise DataError(
-            f"x has dtype {xt.dtype}: pass uint8 images (0..255) or float features, e.g. x.astype('uint8')"
+            f"x has dtype {xt.dtype}: pass uint8 images (0..255) or float features, e.g. "
+            "x.astype('uint8')"
         )
     if xt.dim() < 2:
-        raise DataError(f"x must be [M, ...] with at least 2 dims (one row per example), got shape {tuple(xt.shape)}: "
-                        "add a feature dimension, e.g. x[:, None]")
+        raise DataError(
+            "x must be [M, ...] with at least 2 dims (one row per example), got shape "
+            f"{tuple(xt.shape)}: "
+            "add a feature dimension, e.g. x[:, None]")
     _check_finite(xt, "x")
     ya = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if ya.ndim != 1 or ya.shape[0] != xt.shape[0]:
-        raise DataError(f"y must be 1-D with one label per example ({xt.shape[0]}), got shape {tuple(ya.shape)}: "
-                        "pass one label per row of x")
+        raise DataError(
+            f"y must be 1-D with one label per example ({xt.shape[0]}), got shape "
+            f"{tuple(ya.shape)}: "
+            "pass one label per row of x")
     if ya.shape[0] == 0:
         raise DataError("x and y are empty: pass at least one example of each of 2 classes")
     if ya.dtype.kind in "fc" and not np.isfinite(ya).all():
-        raise DataError(f"y has {int((~np.isfinite(ya)).sum())} NaN or inf labels: give every example a real label "
-                        "(or drop the unlabelled examples)")
+        raise DataError(
+            f"y has {int((~np.isfinite(ya)).sum())} NaN or inf labels: give every example a real "
+            "label "
+            "(or drop the unlabelled examples)")
     try:
         labels, inverse = np.unique(ya, return_inverse=True)
     except TypeError as exc:  # e.g. an object array mixing str and int
@@ -95,7 +109,8 @@ def from_arrays(x: Any, y: Any, class_names: Sequence[str] | None = None, name: 
         names = [str(n) for n in class_names]
         if len(names) != len(labels):
             raise DataError(
-                f"class_names has {len(names)} names but y has {len(labels)} distinct labels: give one name per label"
+                f"class_names has {len(names)} names but y has {len(labels)} distinct labels: give "
+                "one name per label"
             )
     order = torch.from_numpy(np.argsort(inverse, kind="stable"))
     counts = torch.from_numpy(np.bincount(inverse, minlength=len(labels)).astype(np.int64))
@@ -113,10 +128,12 @@ def from_image_folder(
     transform: Preprocessing | None = None,
     name: str | None = None,
 ) -> ClassSplit:
-    """A ``ClassSplit`` of uint8 images ``[M, C, H, W]`` from ``path/<class>/<image files>`` (Pillow).
+    """A ``ClassSplit`` of uint8 images ``[M, C, H, W]`` from ``path/<class>/<image files>``
+    (Pillow).
 
     Usage: ``split = from_image_folder("data/flowers", size=84)`` or, for a pretrained model's own
-    preprocessing, ``from_image_folder("my_chars", transform=fewshot.pretrained.preprocessing(name))``.
+    preprocessing, ``from_image_folder("my_chars",
+    transform=fewshot.pretrained.preprocessing(name))``.
 
     Classes are the sorted subfolder names; files (not starting with ``.``) in sorted order.
     ``size``: resize every image to ``size x size`` (or ``(height, width)``) with ``interpolation``
@@ -125,21 +142,26 @@ def from_image_folder(
     grayscale folder the stores' way round (strokes bright) from the images' borders
     (``episodes.polarity``: one logged line says what was detected and done); ``True`` forces
     ``255 - x`` (for dark strokes on a light background, like Omniglot's PNGs), ``False`` keeps the
-    pixels (light strokes on a dark background, like MNIST). ``transform``: an ``episodes.Preprocessing``
-    used instead of size/grayscale/interpolation (why: a model's preprocessing is one value, so nothing
-    can be half-matched); ``invert`` may still force its polarity.
+    pixels (light strokes on a dark background, like MNIST). ``transform``: an
+    ``episodes.Preprocessing`` used instead of size/grayscale/interpolation (why: a model's
+    preprocessing is one value, so nothing can be half-matched); ``invert`` may still force its
+    polarity.
     """
     if transform is None:
         transform = Preprocessing(size=size, channels=1 if grayscale else 3, invert=bool(invert),
                                   interpolation=interpolation)
     elif not isinstance(transform, Preprocessing):
-        raise DataError(f"transform must be an episodes.Preprocessing, got {type(transform).__name__}: pass e.g. "
-                        "transform=fewshot.pretrained.preprocessing('omniglot-5w1s-maml')")
+        raise DataError(
+            f"transform must be an episodes.Preprocessing, got {type(transform).__name__}: pass "
+            "e.g. "
+            "transform=fewshot.pretrained.preprocessing('omniglot-5w1s-maml')")
     elif (size, grayscale, interpolation) != (None, False, "bilinear"):
-        raise DataError("pass either transform= or size/grayscale/interpolation, not both: the transform "
-                        "already fixes them (use dataclasses.replace(transform, ...) to change one)")
+        raise DataError(
+            "pass either transform= or size/grayscale/interpolation, not both: the transform "
+            "already fixes them (use dataclasses.replace(transform, ...) to change one)")
     if invert is not None and not isinstance(invert, bool):
-        raise DataError(f"invert must be None (detect), True or False, got {invert!r}: pass e.g. invert=None")
+        raise DataError(
+            f"invert must be None (detect), True or False, got {invert!r}: pass e.g. invert=None")
     return read_image_folder(path, transform, name=name, invert=invert)
 
 
@@ -154,10 +176,12 @@ class TaskGenerator:
     first task of each batch, ``None`` for float targets = regression).
     """
 
-    def __init__(self, fn: Callable[[torch.Generator], Task], seed: int, ways: int | None = None) -> None:
+    def __init__(self, fn: Callable[[torch.Generator], Task], seed: int,
+                 ways: int | None = None) -> None:
         if not callable(fn):
-            raise DataError(f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: "
-                            "pass a function")
+            raise DataError(
+                f"TaskGenerator needs a callable fn(generator) -> Task, got {type(fn).__name__}: "
+                "pass a function")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise DataError(f"seed must be an integer, got {seed!r}: pass e.g. seed=0")
         self.fn, self.seed = fn, seed
@@ -172,8 +196,10 @@ class TaskGenerator:
         for _ in range(batch_size):
             task = self.fn(self.generator)
             if not isinstance(task, Task):
-                raise DataError(f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task: return "
-                                "episodes.Task(support_x, support_y, query_x, query_y)")
+                raise DataError(
+                    f"TaskGenerator fn returned {type(task).__name__}, not an episodes.Task: "
+                    "return "
+                    "episodes.Task(support_x, support_y, query_x, query_y)")
             tasks.append(task)
         ways = self.ways
         if ways is None and not tasks[0].support_y.is_floating_point():
@@ -182,7 +208,8 @@ class TaskGenerator:
             return TaskBatch.stack(tasks, ways)
         except RuntimeError as exc:
             raise DataError(
-                f"TaskGenerator fn returned tasks of different shapes: every task must have the same shapes ({exc})"
+                "TaskGenerator fn returned tasks of different shapes: every task must have the "
+                f"same shapes ({exc})"
             ) from exc
 
     def state_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""Checksummed downloads: stream to a temp file beside the target, md5 while streaming, rename at the end.
+"""Checksummed downloads: stream to a temp file beside the target, md5 while streaming, rename at
+the end.
 
 Usage::
 
@@ -37,11 +38,12 @@ def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool = False, timeout: float = 60.0) -> Path:
+def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool = False,
+             timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` atomically, checking its md5 (``None`` = no check).
 
-    The bytes go to a temp file in ``dest``'s folder (hashed while streaming), are fsynced and renamed
-    onto ``dest`` only when complete and matching; on any failure nothing is left behind.
+    The bytes go to a temp file in ``dest``'s folder (hashed while streaming), are fsynced and
+    renamed onto ``dest`` only when complete and matching; on any failure nothing is left behind.
     Usage: ``download(url, Path("/data/mnist/train-images-idx3-ubyte.gz"), md5="f68b...")``.
     """
     dest = Path(dest)
@@ -49,13 +51,18 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
     digest = hashlib.md5()
     with atomic_open(dest, hint="pass a writable --root") as out:
         try:
-            response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https/file by design)
+            response = urllib.request.urlopen(url,
+                                              timeout=timeout)  # noqa: S310 (http/https/file by design)
         except urllib.error.HTTPError as exc:
-            raise DataError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use --source "
-                            "DIR") from exc
+            raise DataError(
+                f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or use "
+                "--source "
+                "DIR") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DataError(f"download of {url} failed: {reason}; check your connection or use --source DIR") from exc
+            raise DataError(
+                f"download of {url} failed: {reason}; check your connection or use --source "
+                "DIR") from exc
         with response:
             total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
             bar = tqdm(
@@ -71,24 +78,31 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, *, quiet: bool 
                         bar.update(len(chunk))
                 except (OSError, urllib.error.URLError) as exc:
                     if is_disk_full(exc):
-                        raise DataError(f"no space left on the disk to download {url} into {dest.parent} "
-                                        f"({exc.strerror}): free disk space or pass a --root on a disk with room "
-                                        "(nothing was kept)") from exc
-                    raise DataError(f"download of {url} was interrupted: {exc}; run the command again") from exc
+                        raise DataError(
+                            f"no space left on the disk to download {url} into {dest.parent} "
+                            f"({exc.strerror}): free disk space or pass a --root on a "
+                            "disk with room "
+                            "(nothing was kept)") from exc
+                    raise DataError(
+                        f"download of {url} was interrupted: {exc}; run the command again") from exc
         got = digest.hexdigest()
         if md5 is not None and got != md5.lower():
             raise DataError(
-                f"md5 mismatch for {url}: expected {md5}, got {got}; the file is corrupt or re-packed "
+                f"md5 mismatch for {url}: expected {md5}, got {got}; the file is corrupt or "
+                "re-packed "
                 f"(for a trusted local copy use --source DIR, which checks the content instead)"
             )
     return dest
 
 
-def fetch(base_url: str, name: str, dest_dir: str | os.PathLike, md5: str | None, *, quiet: bool = False) -> Path:
-    """Make sure ``dest_dir/name`` exists with the right md5, downloading ``base_url/name`` if absent.
+def fetch(base_url: str, name: str, dest_dir: str | os.PathLike, md5: str | None, *,
+          quiet: bool = False) -> Path:
+    """Make sure ``dest_dir/name`` exists with the right md5, downloading ``base_url/name`` if
+    absent.
 
     An existing file with the wrong md5 is an error (it is never silently overwritten).
-    Usage: ``fetch("https://ossci-datasets.s3.amazonaws.com/mnist/", "t10k-labels-idx1-ubyte.gz", root, md5)``.
+    Usage: ``fetch("https://ossci-datasets.s3.amazonaws.com/mnist/", "t10k-labels-idx1-ubyte.gz",
+    root, md5)``.
     """
     dest = Path(dest_dir) / Path(name).name
     if dest.is_file():
@@ -96,7 +110,8 @@ def fetch(base_url: str, name: str, dest_dir: str | os.PathLike, md5: str | None
         if md5 is not None and got != md5.lower():
             raise DataError(
                 f"{dest} has md5 {got}, expected {md5}: delete it to download it again, "
-                f"or pass --source {dest.parent} to use it as a local copy (content is checked instead)"
+                f"or pass --source {dest.parent} to use it as a local copy (content is checked "
+                "instead)"
             )
         return dest
     return download(join_url(base_url, name), dest, md5, quiet=quiet)

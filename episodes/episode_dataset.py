@@ -1,24 +1,26 @@
-"""Episodes as a map-style ``torch.utils.data.Dataset``: DataLoader workers and per-image augmentation.
+"""Episodes as a map-style ``torch.utils.data.Dataset``: DataLoader workers and per-image
+augmentation.
 
 Usage::
 
-    data = EpisodeDataset(load_split("omniglot", "train"), ways=5, shots=1, queries=15, episodes=10_000, seed=0,
+    data = EpisodeDataset(load_split("omniglot", "train"), ways=5, shots=1, queries=15,
+                          episodes=10_000, seed=0,
                           transform=torchvision.transforms.v2.RandomHorizontalFlip())
     loader = DataLoader(data, batch_size=32, shuffle=False, num_workers=4, collate_fn=data.collate)
     for batch in loader: ...                     # TaskBatch: support_x [32, 5, 1, 28, 28]
 
-Why: ``EpisodeSampler`` builds a whole meta-batch with a few tensor ops in the main process, which is
-the fastest way when there is nothing per image to do. Augmentation is per image, and belongs in
-worker processes. Item ``i`` is episode ``i`` of ``FixedEpisodes(split, ways, shots, queries, episodes,
-seed)`` (same classes, same images, same order: the same per-episode generator seeded from
+Why: ``EpisodeSampler`` builds a whole meta-batch with a few tensor ops in the main process, which
+is the fastest way when there is nothing per image to do. Augmentation is per image, and belongs in
+worker processes. Item ``i`` is episode ``i`` of ``FixedEpisodes(split, ways, shots, queries,
+episodes, seed)`` (same classes, same images, same order: the same per-episode generator seeded from
 ``(seed, i)``), so the episodes do not depend on the number of workers, the batch size or the order
 the loader asks for them in.
 
 The transform is called on each image (support and query) as a float32 ``[C, H, W]`` tensor in
 [0, 1] (the sampler's scaling; torchvision-v2 transforms accept it) and must return a tensor, all of
 one shape. Transforms draw from torch's default generator (and Python's ``random``), which no caller
-seeds per item; so while item ``i``'s transform runs, both are seeded from ``(seed, i)`` (a stream of
-their own, apart from the episode's draws) and restored afterwards. Augmentations are then as
+seeds per item; so while item ``i``'s transform runs, both are seeded from ``(seed, i)`` (a stream
+of their own, apart from the episode's draws) and restored afterwards. Augmentations are then as
 reproducible as the episodes: the same with 0 or 8 workers, run after run. NumPy's global generator
 is not touched: a transform that uses it is not reproducible.
 """
@@ -41,12 +43,16 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _transform_seed(seed: int, index: int) -> int:
-    """The seed of episode ``index``'s augmentations: a SeedSequence stream apart from its sampling generator's."""
-    return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """The seed of episode ``index``'s augmentations: a SeedSequence stream apart from its sampling
+    generator's."""
+    return int(
+        np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1,
+                                                                          dtype=np.uint64)[0] >> 1)
 
 
 class EpisodeDataset(Dataset):
-    """``episodes`` N-way K-shot Q-query episodes over ``split``; item ``i`` is a ``Task`` (see the module doc)."""
+    """``episodes`` N-way K-shot Q-query episodes over ``split``; item ``i`` is a ``Task`` (see the
+    module doc)."""
 
     def __init__(
         self,
@@ -62,10 +68,13 @@ class EpisodeDataset(Dataset):
         check_positive("episodes", episodes)
         check_seed(seed)
         if transform is not None and not callable(transform):
-            raise DataError(f"transform must be a callable on one [C, H, W] image, got {type(transform).__name__}: "
-                            "pass e.g. torchvision.transforms.v2.RandomHorizontalFlip()")
+            raise DataError(
+                "transform must be a callable on one [C, H, W] image, got "
+                f"{type(transform).__name__}: "
+                "pass e.g. torchvision.transforms.v2.RandomHorizontalFlip()")
         self.split = split
-        self.ways, self.shots, self.queries, self.episodes, self.seed = ways, shots, queries, episodes, seed
+        self.ways, self.shots, self.queries, self.episodes, self.seed = (ways, shots, queries,
+                                                                         episodes, seed)
         self.transform = transform
         self._images = episode_images(split)
 
@@ -100,14 +109,20 @@ class EpisodeDataset(Dataset):
         assert self.transform is not None
         out = [self.transform(image) for image in images]
         if not all(isinstance(o, torch.Tensor) for o in out):
-            raise DataError("the transform must return a tensor for each image: end it with a tensor conversion, e.g. "
-                            "torchvision.transforms.v2.ToDtype(torch.float32)")
+            raise DataError(
+                "the transform must return a tensor for each image: end it with a tensor "
+                "conversion, e.g. "
+                "torchvision.transforms.v2.ToDtype(torch.float32)")
         shapes = {tuple(o.shape) for o in out}
         if len(shapes) != 1:
-            raise DataError(f"the transform returned images of different shapes {sorted(shapes)}: give it a fixed "
-                            "output size (e.g. RandomResizedCrop(28)) so an episode stacks into one tensor")
+            raise DataError(
+                f"the transform returned images of different shapes {sorted(shapes)}: give it a "
+                "fixed "
+                "output size (e.g. RandomResizedCrop(28)) so an episode stacks into "
+                "one tensor")
         return torch.stack(out)
 
     def collate(self, tasks: Sequence[Task]) -> TaskBatch:
-        """``collate_fn`` for ``DataLoader``: stack the loader's tasks into one ``TaskBatch`` (with ``ways``)."""
+        """``collate_fn`` for ``DataLoader``: stack the loader's tasks into one ``TaskBatch`` (with
+        ``ways``)."""
         return TaskBatch.stack(list(tasks), self.ways)

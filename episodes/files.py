@@ -1,10 +1,12 @@
-"""Files written so that readers never see half of one, file digests, and this machine's description.
+"""Files written so that readers never see half of one, file digests, and this machine's
+description.
 
-The one implementation of atomic writes for both packages (``fewshot`` imports it; ``episodes`` never
-imports ``fewshot``): the bytes go to a temp file in the target's folder, are fsynced, get the mode a
-plain ``open(path, "w")`` would give, and are renamed onto the target with ``os.replace``; the folder
-is fsynced after the rename. On any failure the temp file is removed and the target is untouched.
-``OSError``s become one-line errors of the caller's error class (``DataError`` by default).
+The one implementation of atomic writes for both packages (``fewshot`` imports it; ``episodes``
+never imports ``fewshot``): the bytes go to a temp file in the target's folder, are fsynced, get the
+mode a plain ``open(path, "w")`` would give, and are renamed onto the target with ``os.replace``;
+the folder is fsynced after the rename. On any failure the temp file is removed and the target is
+untouched. ``OSError``s become one-line errors of the caller's error class (``DataError`` by
+default).
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
-    """Whether ``exc`` says the disk (or the user's quota) is full: the fix is then to free space, not to retry."""
+    """Whether ``exc`` says the disk (or the user's quota) is full: the fix is then to free space,
+    not to retry."""
     return isinstance(exc, OSError) and exc.errno in _NO_SPACE
 
 
 def _current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux: ``/proc/self/status``)."""
+    """The process umask, read without changing it where the OS allows (Linux:
+    ``/proc/self/status``)."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
@@ -50,7 +54,8 @@ def _current_umask() -> int:
 
 
 def default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file under the current umask (e.g. 0o644)."""
+    """The mode a plain ``open(path, "w")`` would give a new file under the current umask (e.g.
+    0o644)."""
     return 0o666 & ~_current_umask()
 
 
@@ -70,7 +75,8 @@ def _fsync_dir(directory: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, error: type[Exception] = DataError,
                 hint: str = "choose a writable folder") -> Iterator[Path]:
-    """Yield a temp path beside ``path`` to write (by name: h5py, ``open``); it replaces ``path`` on a clean exit.
+    """Yield a temp path beside ``path`` to write (by name: h5py, ``open``); it replaces ``path`` on
+    a clean exit.
 
     Any exception inside the block removes the temp file and leaves ``path`` as it was.
     """
@@ -91,8 +97,9 @@ def atomic_path(path: str | os.PathLike, *, error: type[Exception] = DataError,
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
-            raise error(f"no space left on the disk to write {path} ({exc.strerror}): free disk space or "
-                        f"{hint}") from exc
+            raise error(
+                f"no space left on the disk to write {path} ({exc.strerror}): free disk space or "
+                f"{hint}") from exc
         if isinstance(exc, OSError):
             raise error(f"cannot write {path}: {exc.strerror or exc}; {hint}") from exc
         raise
@@ -121,7 +128,8 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, error: type[Excepti
     return atomic_write_bytes(path, text.encode("utf-8"), error=error, hint=hint)
 
 
-def file_digest(path: str | os.PathLike, algorithm: str, *, error: type[Exception] = DataError) -> str:
+def file_digest(path: str | os.PathLike, algorithm: str, *,
+                error: type[Exception] = DataError) -> str:
     """Hex digest (``"md5"``, ``"sha256"``) of a file, read in chunks."""
     digest = hashlib.new(algorithm)
     try:
@@ -144,7 +152,8 @@ def sha256_file(path: str | os.PathLike, *, error: type[Exception] = DataError) 
 
 
 def hardware() -> str:
-    """One line describing this machine for provenance records: CPU model, torch threads, GPU, torch version."""
+    """One line describing this machine for provenance records: CPU model, torch threads, GPU, torch
+    version."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -154,4 +163,5 @@ def hardware() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu} ({torch.get_num_threads()} threads){gpu}, torch {torch.__version__.split('+')[0]}"
+    torch_version = torch.__version__.split('+')[0]
+    return f"{cpu} ({torch.get_num_threads()} threads){gpu}, torch {torch_version}"

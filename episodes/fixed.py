@@ -2,7 +2,8 @@
 
 Usage::
 
-    test_set = FixedEpisodes(load_split("omniglot", "test"), ways=5, shots=1, queries=15, count=1000, seed=0)
+    test = load_split("omniglot", "test")
+    test_set = FixedEpisodes(test, ways=5, shots=1, queries=15, count=1000, seed=0)
     for batch in test_set.batches(50):      # 20 TaskBatches; the episodes do not depend on 50
         ...
     one = test_set[3]                       # a single Task
@@ -21,12 +22,20 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .sampler import check_episode_shape, check_positive, check_seed, draw_episodes, episode_images, gather_batch
+from .sampler import (
+    check_episode_shape,
+    check_positive,
+    check_seed,
+    draw_episodes,
+    episode_images,
+    gather_batch,
+)
 from .types import ClassSplit, Task, TaskBatch
 
 
 def episode_generator(seed: int, index: int) -> torch.Generator:
-    """The CPU generator of episode ``index`` of a fixed set with ``seed`` (same on every machine)."""
+    """The CPU generator of episode ``index`` of a fixed set with ``seed`` (same on every
+    machine)."""
     state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
     g = torch.Generator(device="cpu")
     g.manual_seed((int(state[0]) | (int(state[1]) << 32)) & 0x7FFF_FFFF_FFFF_FFFF)
@@ -41,9 +50,10 @@ def episode_indices(split: ClassSplit, ways: int, per_class: int, seed: int,
     return draw_episodes(episode_generator(seed, index), split, 1, ways, per_class)
 
 
-def episode_rows(split: ClassSplit, ways: int, per_class: int, seed: int, index: int) -> torch.Tensor:
-    """``[1, ways, per_class]`` rows of ``episode_images(split)`` of episode ``index`` (support then query
-    per class)."""
+def episode_rows(split: ClassSplit, ways: int, per_class: int, seed: int,
+                 index: int) -> torch.Tensor:
+    """``[1, ways, per_class]`` rows of ``episode_images(split)`` of episode ``index`` (support then
+    query per class)."""
     return episode_indices(split, ways, per_class, seed, index)[1]
 
 
@@ -64,7 +74,8 @@ class FixedEpisodes:
         check_positive("count", count)
         check_seed(seed)
         self.split = split if device is None else split.to(device)
-        self.ways, self.shots, self.queries, self.count, self.seed = ways, shots, queries, count, seed
+        self.ways, self.shots, self.queries, self.count, self.seed = (ways, shots, queries, count,
+                                                                      seed)
         per_class = shots + queries
         draws = [episode_indices(split, ways, per_class, seed, i) for i in range(count)]
         self.classes, self.rows = (torch.cat(parts) for parts in zip(*draws))
@@ -78,13 +89,18 @@ class FixedEpisodes:
             raise IndexError(f"episode {index} out of range for {self.count} episodes")
         return gather_batch(self._images, self.rows[index : index + 1 or None], self.shots).task(0)
 
-    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[TaskBatch]:
-        """Yield episodes ``start..stop-1`` (default: all) in order as TaskBatches of ``batch_size`` (the
-        last one may be smaller).  A range lets each of several processes evaluate its share."""
+    def batches(self, batch_size: int, start: int = 0,
+                stop: int | None = None) -> Iterator[TaskBatch]:
+        """Yield episodes ``start..stop-1`` (default: all) in order as TaskBatches of ``batch_size``
+        (the last one may be smaller).  A range lets each of several processes evaluate its
+        share."""
         check_positive("batch_size", batch_size)
         stop = self.count if stop is None else stop
         if not 0 <= start <= stop <= self.count:
-            raise DataError(f"episode range {start}..{stop} is not within 0..{self.count}: pass 0 <= start <= stop "
-                            f"<= {self.count}")
+            raise DataError(
+                f"episode range {start}..{stop} is not within 0..{self.count}: pass 0 <= start <= "
+                "stop "
+                f"<= {self.count}")
         for first in range(start, stop, batch_size):
-            yield gather_batch(self._images, self.rows[first : min(first + batch_size, stop)], self.shots)
+            yield gather_batch(self._images, self.rows[first : min(first + batch_size, stop)],
+                               self.shots)

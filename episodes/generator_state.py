@@ -15,15 +15,21 @@ from .errors import DataError
 
 
 def restore_generator(generator: torch.Generator, state: Any, owner: str) -> None:
-    """Set ``generator`` from ``state["generator"]``, or raise a one-line ``DataError`` naming ``owner``.
+    """Set ``generator`` from ``state["generator"]``, or raise a one-line ``DataError`` naming
+    ``owner``.
 
-    ``state`` must be a dict whose ``"generator"`` is a uint8 tensor from ``torch.Generator.get_state()``.
+    ``state`` must be a dict whose ``"generator"`` is a uint8 tensor from
+    ``torch.Generator.get_state()``.
     """
     gen_state = state.get("generator") if isinstance(state, dict) else None
     if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8:
-        raise DataError(f"{owner} state needs a uint8 'generator' tensor: pass a dict from {owner}.state_dict()")
+        raise DataError(
+            f"{owner} state needs a uint8 'generator' tensor: pass a dict from "
+            f"{owner}.state_dict()")
     try:
         generator.set_state(gen_state.cpu())
     except RuntimeError as exc:
-        raise DataError(f"{owner} state 'generator' is not a valid CPU generator state ({exc}): pass a dict from "
-                        f"{owner}.state_dict()") from exc
+        raise DataError(
+            f"{owner} state 'generator' is not a valid CPU generator state ({exc}): pass a dict "
+            "from "
+            f"{owner}.state_dict()") from exc

@@ -1,10 +1,10 @@
 """Decode one image file with Pillow into a mode, turning every way it can fail into one DataError.
 
-Why a helper: Pillow raises a zoo of exceptions for bad files (``UnidentifiedImageError``, ``OSError``,
-``SyntaxError``, ``zlib.error``, ...) and only *warns* for an image between its pixel limit and twice
-that, then decodes it (gigabytes for a small crafted PNG). Every reader of images (Omniglot archives,
-mini-ImageNet, your own image folder) goes through here, so a decompression bomb is refused before
-any pixel is decoded and corrupt files all give one line that says what to do.
+Why a helper: Pillow raises a zoo of exceptions for bad files (``UnidentifiedImageError``,
+``OSError``, ``SyntaxError``, ``zlib.error``, ...) and only *warns* for an image between its pixel
+limit and twice that, then decodes it (gigabytes for a small crafted PNG). Every reader of images
+(Omniglot archives, mini-ImageNet, your own image folder) goes through here, so a decompression bomb
+is refused before any pixel is decoded and corrupt files all give one line that says what to do.
 
 Usage: ``im = decode_image_file(blob, "L", what="archive.zip: 'a/b.png'", fix="re-download it")``
 """
@@ -30,7 +30,8 @@ def decode_image_file(source: bytes | str | os.PathLike, mode: str, *, what: str
     """
     from PIL import Image, UnidentifiedImageError
 
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
+    stream = io.BytesIO(source) if isinstance(source,
+                                              (bytes, bytearray, memoryview)) else Path(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -38,11 +39,13 @@ def decode_image_file(source: bytes | str | os.PathLike, mode: str, *, what: str
                 im.load()
                 return im.convert(mode)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        sizes = [int(a or b) for a, b in re.findall(r"\((\d+) pixels\)|limit of (\d+) pixels", str(exc))]
+        sizes = [int(a or b)
+                 for a, b in re.findall(r"\((\d+) pixels\)|limit of (\d+) pixels", str(exc))]
         size = (f"{sizes[0]:,} pixels, over Pillow's limit of {sizes[1]:,}" if len(sizes) == 2
                 else "over Pillow's pixel limit")
         raise DataError(f"{what} is a decompression bomb ({size}): {bomb_fix or fix}") from exc
     except FileNotFoundError as exc:
         raise DataError(f"{what} does not exist: {fix}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error, EOFError) as exc:
-        raise DataError(f"{what} is not a readable {kind} ({type(exc).__name__}: {exc}): {fix}") from exc
+        raise DataError(
+            f"{what} is not a readable {kind} ({type(exc).__name__}: {exc}): {fix}") from exc

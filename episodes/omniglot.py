@@ -1,25 +1,29 @@
 """Omniglot: read the official archives, verify them, convert once into an HDF5 store, load splits.
 
-Store (``<root>/omniglot/omniglot-<size>.h5``): parts ``background`` (30 alphabets, 964 characters) and
-``evaluation`` (20 alphabets, 659 characters), 20 drawings per character, uint8 ``[M, 1, S, S]`` inverted
-(strokes 255, background 0: the MAML paper's ``1 - x``), classes named ``Alphabet/characterNN``, sorted;
-plus the Vinyals split lists under ``splits/vinyals/{train,val,test,trainval}``.
+Store (``<root>/omniglot/omniglot-<size>.h5``): parts ``background`` (30 alphabets, 964 characters)
+and ``evaluation`` (20 alphabets, 659 characters), 20 drawings per character, uint8 ``[M, 1, S, S]``
+inverted (strokes 255, background 0: the MAML paper's ``1 - x``), classes named
+``Alphabet/characterNN``, sorted; plus the Vinyals split lists under
+``splits/vinyals/{train,val,test,trainval}``.
 
 Two split families:
 
-- **Vinyals** (``train|val|test|trainval``, the default): 1028 / 172 / 423 characters by alphabet, each
-  rotation a class of its own (4112 / 688 / 1692 classes); the test alphabets are unseen in training.
-- **MAML** (``maml-train|maml-val|maml-test|maml-trainval``): the MAML reference code's protocol, 1100 /
-  100 / 423 characters drawn at random from both archives (so every alphabet appears in training), and
-  each class of every task rotated by its own random multiple of 90 degrees
+- **Vinyals** (``train|val|test|trainval``, the default): 1028 / 172 / 423 characters by alphabet,
+  each rotation a class of its own (4112 / 688 / 1692 classes); the test alphabets are unseen in
+  training.
+- **MAML** (``maml-train|maml-val|maml-test|maml-trainval``): the MAML reference code's protocol,
+  1100 / 100 / 423 characters drawn at random from both archives (so every alphabet appears in
+  training), and each class of every task rotated by its own random multiple of 90 degrees
   (``ClassSplit.task_rotations``). The reference code shuffles in file-system order, which cannot be
-  recovered; these lists are a seeded draw of the same sizes (``scripts/make_maml_split.py``), shipped
-  with the package and md5-checked.
+  recovered; these lists are a seeded draw of the same sizes (``scripts/make_maml_split.py``),
+  shipped with the package and md5-checked.
 
 Usage::
 
-    path = prepare_omniglot(source="/data/omniglot", root="/tmp/fewshot")   # local archives, content checked
-    split = load_omniglot("train", root="/tmp/fewshot")    # Vinyals: 4112 classes (rotations as classes)
+    # local archives, content checked
+    path = prepare_omniglot(source="/data/omniglot", root="/tmp/fewshot")
+    # Vinyals: 4112 classes (rotations as classes)
+    split = load_omniglot("train", root="/tmp/fewshot")
 """
 from __future__ import annotations
 
@@ -85,7 +89,8 @@ def prepare_command(root: str | os.PathLike | None = None, size: int = 28) -> st
 
 # ----------------------------------------------------------------------------- archive readers
 class _Source:
-    """One part's images: a zip archive or an extracted folder, indexed as {class name: [entries]}."""
+    """One part's images: a zip archive or an extracted folder, indexed as {class name:
+    [entries]}."""
 
     def __init__(self, part: str, location: Path) -> None:
         self.part = part
@@ -99,7 +104,8 @@ class _Source:
         pass
 
     def _index(self, files: Sequence[str], dirs: Sequence[str]) -> None:
-        """Build ``classes`` from relative paths ``Alphabet/characterNN/file.png`` and class folders."""
+        """Build ``classes`` from relative paths ``Alphabet/characterNN/file.png`` and class
+        folders."""
         classes: dict[str, list[str]] = {}
         for d in dirs:
             parts = d.strip("/").split("/")
@@ -119,19 +125,23 @@ class _Source:
         for name, entries in classes.items():
             entries.sort()
             if not entries:
-                raise DataError(f"{self.location}: class folder '{name}' is empty; the archive is incomplete: "
-                                "re-download it")
+                raise DataError(
+                    f"{self.location}: class folder '{name}' is empty; the archive is incomplete: "
+                    "re-download it")
             if len(entries) != DRAWINGS:
                 raise DataError(
-                    f"{self.location}: class '{name}' has {len(entries)} PNGs, expected {DRAWINGS}; "
+                    f"{self.location}: class '{name}' has {len(entries)} PNGs, expected "
+                    f"{DRAWINGS}; "
                     "the archive is incomplete or altered: re-download it"
                 )
         alphabets = {name.split("/")[0] for name in classes}
         want_alpha, want_chars = EXPECTED_COUNTS[self.part]
         if len(alphabets) != want_alpha or len(classes) != want_chars:
             raise DataError(
-                f"{self.location}: found {len(alphabets)} alphabets / {len(classes)} characters, expected "
-                f"{want_alpha} / {want_chars} for images_{self.part}; the archive is incomplete or the wrong one: "
+                f"{self.location}: found {len(alphabets)} alphabets / {len(classes)} characters, "
+                "expected "
+                f"{want_alpha} / {want_chars} for images_{self.part}; the archive is incomplete or "
+                "the wrong one: "
                 "re-download it"
             )
         self.classes = dict(sorted(classes.items()))
@@ -140,7 +150,8 @@ class _Source:
 def _readable_methods() -> dict[int, str]:
     """Zip compression methods this Python can decompress (bz2/lzma are optional modules)."""
     methods = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
-    for module, method, name in (("bz2", zipfile.ZIP_BZIP2, "bzip2"), ("lzma", zipfile.ZIP_LZMA, "lzma")):
+    for module, method, name in (("bz2", zipfile.ZIP_BZIP2, "bzip2"),
+                                 ("lzma", zipfile.ZIP_LZMA, "lzma")):
         try:
             __import__(module)
             methods[method] = name
@@ -149,15 +160,18 @@ def _readable_methods() -> dict[int, str]:
     return methods
 
 
-_METHOD_NAMES = {1: "shrink", 6: "implode", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstandard", 95: "xz",
+_METHOD_NAMES = {1: "shrink", 6: "implode", 9: "deflate64", 12: "bzip2", 14: "lzma",
+                 93: "zstandard", 95: "xz",
                  97: "wavpack", 98: "ppmd"}
 
 
 def _check_member(path: Path, part: str, info: zipfile.ZipInfo) -> None:
-    """Refuse, before decoding anything, a member zipfile cannot read (why: it would fail mid-way with a traceback)."""
+    """Refuse, before decoding anything, a member zipfile cannot read (why: it would fail mid-way
+    with a traceback)."""
     if info.flag_bits & 0x1:
         raise DataError(
-            f"{path}: member '{info.filename}' is encrypted (password-protected), which fewshot cannot read: use the "
+            f"{path}: member '{info.filename}' is encrypted (password-protected), which fewshot "
+            "cannot read: use the "
             "official unencrypted archive, or extract it yourself and pass the folder holding "
             f"images_{part}/ as --source"
         )
@@ -165,8 +179,10 @@ def _check_member(path: Path, part: str, info: zipfile.ZipInfo) -> None:
     if info.compress_type not in readable:
         name = _METHOD_NAMES.get(info.compress_type, "unknown")
         raise DataError(
-            f"{path}: member '{info.filename}' uses zip compression method {info.compress_type} ({name}), which this "
-            f"Python cannot decompress (it reads {', '.join(readable.values())}): use the official archive, or extract "
+            f"{path}: member '{info.filename}' uses zip compression method {info.compress_type} "
+            f"({name}), which this "
+            f"Python cannot decompress (it reads {', '.join(readable.values())}): use the official "
+            "archive, or extract "
             f"it with another tool and pass the folder holding images_{part}/ as --source"
         )
 
@@ -181,7 +197,9 @@ class _ZipSource(_Source):
         except FileNotFoundError as exc:
             raise DataError(f"archive {path} not found: check --source") from exc
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a valid zip archive (truncated or corrupt: {exc}): re-download it") from exc
+            raise DataError(
+                f"{path} is not a valid zip archive (truncated or corrupt: {exc}): re-download "
+                "it") from exc
         files: list[str] = []
         dirs: list[str] = []
         try:
@@ -190,7 +208,8 @@ class _ZipSource(_Source):
                     continue
                 if not info.filename.startswith(prefix):
                     raise DataError(
-                        f"{path}: entry '{info.filename}' is outside '{prefix}'; the archive has the wrong layout: "
+                        f"{path}: entry '{info.filename}' is outside '{prefix}'; the archive has "
+                        "the wrong layout: "
                         "use the official Omniglot archive"
                     )
                 rel = info.filename[len(prefix):]
@@ -207,7 +226,8 @@ class _ZipSource(_Source):
     def read(self, entry: str) -> bytes:
         try:
             return self._zip.read(f"images_{self.part}/{entry}")
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError,
+                NotImplementedError) as exc:
             raise DataError(f"{self.location}: cannot read '{entry}' ({exc}); "
                             "the archive is corrupt: re-download it") from exc
 
@@ -231,8 +251,10 @@ class _FolderSource(_Source):
         try:
             return (self.location / entry).read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read {self.location / entry}: {exc.strerror or exc}; check its permissions or "
-                            "extract the archive again") from exc
+            raise DataError(
+                f"cannot read {self.location / entry}: {exc.strerror or exc}; check its "
+                "permissions or "
+                "extract the archive again") from exc
 
 
 def _open_local(part: str, folder: Path) -> _Source:
@@ -242,39 +264,48 @@ def _open_local(part: str, folder: Path) -> _Source:
         return _ZipSource(part, archive)
     if extracted.is_dir():
         return _FolderSource(part, extracted)
-    raise DataError(f"neither {archive} nor the folder {extracted} exists: point --source at the folder holding the "
-                    "Omniglot archives")
+    raise DataError(
+        f"neither {archive} nor the folder {extracted} exists: point --source at the folder "
+        "holding the "
+        "Omniglot archives")
 
 
 # ----------------------------------------------------------------------------- decoding
 def preprocessing(size: int = 28) -> Preprocessing:
     """How the store turns an Omniglot PNG into pixels: grayscale, Lanczos (anti-aliased) resize to
-    ``size``, inverted (strokes 255). A model trained on the store wants your images the same way."""
+    ``size``, inverted (strokes 255). A model trained on the store wants your images the same
+    way."""
     return Preprocessing(size=size, channels=1, invert=True, interpolation="lanczos")
 
 
 def decode_png(data: bytes, size: int, what: str = "image") -> np.ndarray:
-    """Decode one Omniglot PNG into an inverted uint8 ``[size, size]`` array (strokes 255, background 0).
+    """Decode one Omniglot PNG into an inverted uint8 ``[size, size]`` array (strokes 255,
+    background 0).
 
     The store's own decoder is :func:`preprocessing`, so ``preprocessing(size)(png)`` gives exactly
     the store's pixels (divided by 255). Usage: ``decode_png(zip.read(name), 28)``.
     """
-    return preprocessing(size).pixels(data, what=what, kind="PNG", fix="the data is corrupt: re-download it",
-                                      bomb_fix="the archive is corrupt or was tampered with: use the official "
+    return preprocessing(size).pixels(data, what=what, kind="PNG",
+                                      fix="the data is corrupt: re-download it",
+                                      bomb_fix="the archive is corrupt or was tampered with: use "
+                                               "the official "
                                                "Omniglot archive")[0]
 
 
-def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                   list[str]]:
     names = list(source.classes)
     total = sum(len(v) for v in source.classes.values())
     images = np.empty((total, 1, size, size), dtype=np.uint8)
-    bar = tqdm(total=total, desc=f"omniglot {source.part}", unit="img", disable=quiet or not sys.stderr.isatty(),
+    bar = tqdm(total=total, desc=f"omniglot {source.part}", unit="img",
+               disable=quiet or not sys.stderr.isatty(),
                leave=False)
     i = 0
     with bar:
         for name in names:
             for entry in source.classes[name]:
-                images[i, 0] = decode_png(source.read(entry), size, what=f"{source.location}: '{entry}'")
+                images[i, 0] = decode_png(source.read(entry), size,
+                                          what=f"{source.location}: '{entry}'")
                 i += 1
             bar.update(len(source.classes[name]))
     return images, offsets_from_counts([len(source.classes[n]) for n in names]), names
@@ -284,7 +315,8 @@ def _decode_part(source: _Source, size: int, quiet: bool) -> tuple[np.ndarray, n
 def _read_split_file(path: Path, expected_md5: str | None,
                      fix: str = "use the original Vinyals split file") -> list[str]:
     if not path.is_file():
-        where = "put the Vinyals split files in <source>/splits/vinyals/" if fix.endswith("Vinyals split file") else fix
+        where = "put the Vinyals split files in <source>/splits/vinyals/" if fix.endswith(
+            "Vinyals split file") else fix
         raise DataError(f"split list {path} not found: {where}")
     got = md5_file(path)
     if expected_md5 is not None and got != expected_md5:
@@ -303,7 +335,9 @@ def parse_split_line(line: str) -> tuple[str, int]:
     """
     m = _LINE.match(line)
     if m is None or int(m.group(2)) not in ROTATIONS:
-        raise DataError(f"bad split line '{line}': expected 'Alphabet/characterNN/rotDDD' with DDD in 000/090/180/270")
+        raise DataError(
+            f"bad split line '{line}': expected 'Alphabet/characterNN/rotDDD' with DDD in "
+            "000/090/180/270")
     return m.group(1), int(m.group(2))
 
 
@@ -317,14 +351,15 @@ def prepare_omniglot(
     quiet: bool = False,
     md5: Mapping[str, str] | None = None,
 ) -> Path:
-    """Build ``<root>/omniglot/omniglot-<size>.h5`` once and return its path (a no-op if it exists, unless ``force``).
+    """Build ``<root>/omniglot/omniglot-<size>.h5`` once and return its path (a no-op if it exists,
+    unless ``force``).
 
     ``source``: ``None`` downloads the official archives and Vinyals lists (md5 checked); a base URL
     downloads ``<url>/images_*.zip`` and ``<url>/splits/vinyals/*.txt`` (md5 checked); a folder uses
-    local archives (or extracted ``images_*`` folders) whose content is verified instead of their md5
-    (mirrors re-pack), with the split lists in ``<folder>/splits/vinyals/`` (md5 checked).
-    ``md5`` overrides entries of :data:`MD5` (keys like ``"images_background.zip"``).
-    Usage: ``prepare_omniglot("~/Downloads/omniglot", "/tmp/fewshot")``.
+    local archives (or extracted ``images_*`` folders) whose content is verified instead of their
+    md5 (mirrors re-pack), with the split lists in ``<folder>/splits/vinyals/`` (md5 checked).
+    ``md5`` overrides entries of :data:`MD5` (keys like ``"images_background.zip"``). Usage:
+    ``prepare_omniglot("~/Downloads/omniglot", "/tmp/fewshot")``.
     """
     size = _check_size(size)
     out = store_path(NAME, root, size)
@@ -335,18 +370,23 @@ def prepare_omniglot(
         base = str(source) if source is not None else BASE_URL
         split_base = join_url(base, "splits/vinyals") if source is not None else SPLITS_URL
         dest = dataset_dir(NAME, root)
-        archives = {p: fetch(base, f"images_{p}.zip", dest, table[f"images_{p}.zip"], quiet=quiet) for p in PARTS}
+        archives = {p: fetch(base, f"images_{p}.zip", dest, table[f"images_{p}.zip"], quiet=quiet)
+                    for p in PARTS}
         split_paths = {
-            s: fetch(split_base, f"{s}.txt", dest / "splits" / "vinyals", table[f"splits/vinyals/{s}.txt"], quiet=quiet)
+            s: fetch(split_base, f"{s}.txt", dest / "splits" / "vinyals",
+                     table[f"splits/vinyals/{s}.txt"], quiet=quiet)
             for s in VINYALS_SPLITS
         }
-        split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS}
+        split_lists = {s: _read_split_file(split_paths[s], table[f"splits/vinyals/{s}.txt"])
+                       for s in VINYALS_SPLITS}
         openers: list[Callable[[], _Source]] = [partial(_ZipSource, p, archives[p]) for p in PARTS]
     else:
         folder = Path(source).expanduser()
         if not folder.is_dir():
-            raise DataError(f"--source {folder} is not a folder: pass the folder holding images_background.zip and "
-                            "images_evaluation.zip, or a URL")
+            raise DataError(
+                f"--source {folder} is not a folder: pass the folder holding images_background.zip "
+                "and "
+                "images_evaluation.zip, or a URL")
         split_lists = {
             s: _read_split_file(folder / "splits" / "vinyals" / f"{s}.txt",
                                 table[f"splits/vinyals/{s}.txt"]) for s in VINYALS_SPLITS
@@ -361,9 +401,12 @@ def prepare_omniglot(
             for line in lines:
                 char, _ = parse_split_line(line)
                 if char not in known:
-                    raise DataError(f"Vinyals split '{split}' lists '{line}', which is not in the archives: use the "
-                                    "original split files")
-        with StoreWriter(out, dataset=NAME, size=size, inverted=True, source=str(source or BASE_URL)) as writer:
+                    raise DataError(
+                        f"Vinyals split '{split}' lists '{line}', which is not in the archives: "
+                        "use the "
+                        "original split files")
+        with StoreWriter(out, dataset=NAME, size=size, inverted=True,
+                         source=str(source or BASE_URL)) as writer:
             for s in sources:
                 images, offsets, names = _decode_part(s, size, quiet)
                 writer.add_part(s.part, images, offsets, names)
@@ -376,19 +419,23 @@ def prepare_omniglot(
 
 
 def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= int(size) <= 1024:
-        raise DataError(f"image size must be an integer in 1..1024, got {size!r}: pass e.g. --size 28")
+    if isinstance(size, bool) or not isinstance(size,
+                                                (int, np.integer)) or not 1 <= int(size) <= 1024:
+        raise DataError(
+            f"image size must be an integer in 1..1024, got {size!r}: pass e.g. --size 28")
     return int(size)
 
 
 # ----------------------------------------------------------------------------- loading
 def rotate(images: torch.Tensor, degrees: int) -> torch.Tensor:
-    """Rotate ``[..., H, W]`` images counter-clockwise by a multiple of 90 degrees (as PIL's ``Image.rotate``).
+    """Rotate ``[..., H, W]`` images counter-clockwise by a multiple of 90 degrees (as PIL's
+    ``Image.rotate``).
 
     Usage: ``rotate(x, 90)``.
     """
     if degrees % 90 != 0:
-        raise DataError(f"rotation must be a multiple of 90 degrees, got {degrees}: use 0, 90, 180 or 270")
+        raise DataError(
+            f"rotation must be a multiple of 90 degrees, got {degrees}: use 0, 90, 180 or 270")
     k = (degrees // 90) % 4
     return images if k == 0 else torch.rot90(images, k, dims=(-2, -1))
 
@@ -396,7 +443,8 @@ def rotate(images: torch.Tensor, degrees: int) -> torch.Tensor:
 def rotated_classes(
     data: torch.Tensor, offsets: np.ndarray, picks: Sequence[tuple[int, int]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Materialise classes ``picks = [(source class index, degrees), ...]`` in order, one gather per rotation.
+    """Materialise classes ``picks = [(source class index, degrees), ...]`` in order, one gather per
+    rotation.
 
     Usage: ``data, offsets = rotated_classes(images, offsets, [(0, 0), (0, 90)])``.
     """
@@ -429,52 +477,65 @@ def load_omniglot(
     ``Alphabet/characterNN/rotDDD``; ``rotations`` must then be ``None``. MAML splits
     (``maml-train|maml-val|maml-test|maml-trainval``) hold the listed characters unrotated, with
     ``task_rotations=(0, 90, 180, 270)``: the samplers rotate each class of each task. Lake splits
-    (``background|evaluation``) are unrotated unless ``rotations`` (e.g. ``(0, 90, 180, 270)``) is given.
-    Usage: ``load_omniglot("background", "/tmp/fewshot", rotations=(0, 90, 180, 270))``.
+    (``background|evaluation``) are unrotated unless ``rotations`` (e.g. ``(0, 90, 180, 270)``) is
+    given. Usage: ``load_omniglot("background", "/tmp/fewshot", rotations=(0, 90, 180, 270))``.
     """
     if split not in SPLITS:
         raise DataError(f"unknown omniglot split '{split}': choose one of {', '.join(SPLITS)}")
     size = _check_size(size)
     path = store_path(NAME, root, size)
-    hint = f"run `{prepare_command(root if root is not None else path.parent.parent, size)} --force` to rebuild it"
+    command = prepare_command(root if root is not None else path.parent.parent, size)
+    hint = f"run `{command} --force` to rebuild it"
     if not path.is_file():
-        raise DataError(f"no omniglot store at {path}: run `{prepare_command(path.parent.parent, size)}` (add --source "
-                        "DIR for local archives)")
+        raise DataError(
+            f"no omniglot store at {path}: run `{prepare_command(path.parent.parent, size)}` (add "
+            "--source "
+            "DIR for local archives)")
     with Store(path, fix_hint=hint) as store:
         if split in PARTS:
             part = store.part(split)
             data = torch.from_numpy(part.images)
             if rotations is None:
-                return ClassSplit(data, torch.from_numpy(part.class_offsets), part.class_names, name=f"{NAME}/{split}",
-                                  meta={"dataset": NAME, "split": split, "size": size, "rotations": (0,)})
+                return ClassSplit(data, torch.from_numpy(part.class_offsets), part.class_names,
+                                  name=f"{NAME}/{split}",
+                                  meta={"dataset": NAME, "split": split, "size": size,
+                                        "rotations": (0,)})
             rots = tuple(int(r) for r in rotations)
             for r in rots:
                 if r % 90 != 0:
-                    raise DataError(f"rotations must be multiples of 90 degrees, got {r}: pass e.g. (0, 90, 180, 270)")
+                    raise DataError(
+                        f"rotations must be multiples of 90 degrees, got {r}: pass e.g. (0, 90, "
+                        "180, 270)")
             if not rots:
                 raise DataError("rotations must not be empty: pass None for no rotation")
             picks = [(c, r) for c in range(len(part.class_names)) for r in rots]
             names = [f"{part.class_names[c]}/rot{r % 360:03d}" for c, r in picks]
             out, off = rotated_classes(data, part.class_offsets, picks)
             return ClassSplit(out, off, names, name=f"{NAME}/{split}",
-                              meta={"dataset": NAME, "split": split, "size": size, "rotations": rots})
+                              meta={"dataset": NAME, "split": split, "size": size,
+                                    "rotations": rots})
         family = "MAML" if split in MAML_SPLITS else "Vinyals"
         if rotations is not None:
-            raise DataError(f"the {family} split '{split}' fixes its own rotations: pass rotations=None")
+            raise DataError(
+                f"the {family} split '{split}' fixes its own rotations: pass rotations=None")
         if split in MAML_SPLITS:
-            lines = _read_split_file(MAML_SPLIT_DIR / f"{split.removeprefix('maml-')}.txt", MAML_SPLIT_MD5[split],
-                                     fix="the package's split lists were changed: reinstall fewshot")
+            lines = _read_split_file(MAML_SPLIT_DIR / f"{split.removeprefix('maml-')}.txt",
+                                     MAML_SPLIT_MD5[split],
+                                     fix="the package's split lists were changed: reinstall "
+                                         "fewshot")
         else:
             lines = store.strings(f"splits/vinyals/{split}")
         parts = [store.part(p) for p in PARTS]
     data = torch.from_numpy(np.concatenate([p.images for p in parts]))
-    offsets = np.concatenate([parts[0].class_offsets, parts[1].class_offsets[1:] + parts[0].class_offsets[-1]])
+    offsets = np.concatenate(
+        [parts[0].class_offsets, parts[1].class_offsets[1:] + parts[0].class_offsets[-1]])
     index = {name: i for i, name in enumerate(parts[0].class_names + parts[1].class_names)}
     picks = []
     for line in lines:
         char, deg = (line, 0) if split in MAML_SPLITS else parse_split_line(line)
         if char not in index:
-            raise DataError(f"store {path}: split '{split}' lists '{line}' but the store lacks it: {hint}")
+            raise DataError(
+                f"store {path}: split '{split}' lists '{line}' but the store lacks it: {hint}")
         picks.append((index[char], deg))
     out, off = rotated_classes(data, offsets, picks)
     if split in MAML_SPLITS:

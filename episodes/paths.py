@@ -39,15 +39,18 @@ def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
 
 
 def store_path(dataset: str, root: str | os.PathLike | None = None, size: int = 28) -> Path:
-    """The HDF5 store of ``dataset`` at image side ``size``: ``<root>/<dataset>/<dataset>-<size>.h5``.
+    """The HDF5 store of ``dataset`` at image side ``size``:
+    ``<root>/<dataset>/<dataset>-<size>.h5``.
 
-    Usage: ``store_path("fashion-mnist", None)`` -> ``~/.cache/fewshot/fashion-mnist/fashion-mnist-28.h5``.
+    Usage: ``store_path("fashion-mnist", None)`` ->
+    ``~/.cache/fewshot/fashion-mnist/fashion-mnist-28.h5``.
     """
     return dataset_dir(dataset, root) / f"{dataset}-{int(size)}.h5"
 
 
 def is_url(source: str | os.PathLike | None) -> bool:
-    """Whether a ``--source`` value is a URL (``http://``, ``https://`` or ``file://``) rather than a folder.
+    """Whether a ``--source`` value is a URL (``http://``, ``https://`` or ``file://``) rather than
+    a folder.
 
     Usage: ``is_url("https://example.org/data/")`` -> ``True``.
     """
@@ -56,11 +59,12 @@ def is_url(source: str | os.PathLike | None) -> bool:
 
 def ensure_writable_dir(folder: str | os.PathLike, *, error: type[Exception] = DataError,
                         hint: str | None = None) -> Path:
-    """Create ``folder`` if needed and make sure files can be written there, or raise a one-line ``error``.
+    """Create ``folder`` if needed and make sure files can be written there, or raise a one-line
+    ``error``.
 
     A folder whose mode has no write bit at all (e.g. a read-only copy of the raw data sets, like
-    ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into it.
-    ``hint`` (how to fix it) defaults to the data side's "pass a writable --root".
+    ``$FEWSHOT_DATA`` on a shared machine) is refused even for root, who could otherwise write into
+    it. ``hint`` (how to fix it) defaults to the data side's "pass a writable --root".
     """
     folder = Path(folder)
     existing = folder
@@ -74,11 +78,15 @@ def ensure_writable_dir(folder: str | os.PathLike, *, error: type[Exception] = D
     if no_write_bits or not os.access(existing, os.W_OK):
         raise error(
             f"cannot write into {existing} (read-only): "
-            + (hint or f"pass a writable --root (or set {ENV_VAR} to a writable folder and give the raw data with "
+            + (hint
+               or f"pass a writable --root (or set {ENV_VAR} to a writable folder and give the raw "
+                  "data with "
                        "--source)")
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise error(f"cannot write into {folder}: {exc.strerror or exc}; {hint or 'pass a writable --root'}") from exc
+        raise error(
+            f"cannot write into {folder}: {exc.strerror or exc}; "
+            f"{hint or 'pass a writable --root'}") from exc
     return folder

@@ -25,8 +25,8 @@ from .types import ClassSplit
 @dataclass(frozen=True)
 class DatasetInfo:
     """A dataset's valid splits, default image side, store builder
-    ``prepare(source, root, size=, force=, quiet=)`` and ``preprocessing(size)``: how the store turns
-    an image into pixels (what a model trained on it expects of your images)."""
+    ``prepare(source, root, size=, force=, quiet=)`` and ``preprocessing(size)``: how the store
+    turns an image into pixels (what a model trained on it expects of your images)."""
 
     name: str
     splits: tuple[str, ...]
@@ -53,18 +53,24 @@ def _with_rotations(load: Callable[..., ClassSplit]) -> Callable[..., ClassSplit
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot, omniglot.load_omniglot,
+    "omniglot": DatasetInfo("omniglot", omniglot.SPLITS, omniglot.prepare_omniglot,
+                            omniglot.load_omniglot,
                             omniglot.preprocessing),
     "mnist": DatasetInfo("mnist", idx.SPLITS, _prepare_idx("mnist"),
-                         _with_rotations(lambda split, root, size: idx.load_idx_split("mnist", split, root,
+                         _with_rotations(lambda split, root,
+                                         size: idx.load_idx_split("mnist", split, root,
                                                                                       size=size)),
                          idx.preprocessing),
     "fashion-mnist": DatasetInfo("fashion-mnist", idx.SPLITS, _prepare_idx("fashion-mnist"),
-                                 _with_rotations(lambda split, root, size: idx.load_idx_split("fashion-mnist", split,
-                                                                                              root, size=size)),
+                                 _with_rotations(lambda split, root,
+                                                 size: idx.load_idx_split("fashion-mnist", split,
+                                                                                              root,
+                                                                                              size=size)),
                                  idx.preprocessing),
-    "mini-imagenet": DatasetInfo("mini-imagenet", mini_imagenet.SPLITS, mini_imagenet.prepare_mini_imagenet,
-                                 _with_rotations(mini_imagenet.load_mini_imagenet), mini_imagenet.preprocessing,
+    "mini-imagenet": DatasetInfo("mini-imagenet", mini_imagenet.SPLITS,
+                                 mini_imagenet.prepare_mini_imagenet,
+                                 _with_rotations(mini_imagenet.load_mini_imagenet),
+                                 mini_imagenet.preprocessing,
                                  mini_imagenet.DEFAULT_SIZE),
 }
 
@@ -96,18 +102,21 @@ def prepare(
     size: int | None = None,
     **kw,
 ) -> Path:
-    """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``); returns its path.
+    """Build ``dataset``'s store under the data root (no-op if present unless ``force=True``);
+    returns its path.
 
-    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet). A local ``source`` may also be
-    the folder above the dataset's own (a data root holding ``omniglot/``, as downloads are laid out).
-    Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot", size=28)``.
+    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet). A local ``source`` may
+    also be the folder above the dataset's own (a data root holding ``omniglot/``, as downloads are
+    laid out). Usage: ``prepare("omniglot", source="~/Downloads/omniglot", root="/tmp/fewshot",
+    size=28)``.
     """
     info = dataset_info(dataset)
     source = _dataset_folder(dataset, source)
     created = _missing_folders(dataset_dir(dataset, root))
     try:
         return info.prepare(source, root, size=info.default_size if size is None else size, **kw)
-    except BaseException:  # a failed build leaves no empty <root>/<dataset>/ behind (what it downloaded stays)
+    # a failed build leaves no empty <root>/<dataset>/ behind (what it downloaded stays)
+    except BaseException:
         _remove_if_empty(created)
         raise
 
@@ -119,13 +128,15 @@ _OWN_FILES = {"omniglot": ("images_background.zip", "images_background"),
 
 
 def _dataset_folder(dataset: str, source: str | os.PathLike | None) -> str | os.PathLike | None:
-    """``source``, or ``source/<dataset>`` when ``source`` is a local folder above the dataset's own."""
+    """``source``, or ``source/<dataset>`` when ``source`` is a local folder above the dataset's
+    own."""
     if source is None or is_url(str(source)) or dataset not in _OWN_FILES:
         return source
     folder = Path(source).expanduser()
     nested = folder / dataset
     own = _OWN_FILES[dataset]
-    if folder.is_dir() and not any((folder / f).exists() for f in own) and any((nested / f).exists() for f in own):
+    if folder.is_dir() and not any((folder / f).exists() for f in own) and any((nested / f).exists()
+                                                                               for f in own):
         return nested
     return source
 
@@ -143,7 +154,8 @@ def _remove_if_empty(folders: list[Path]) -> None:
     for folder in folders:  # deepest first: a parent empties once its child is gone
         try:
             folder.rmdir()
-        except OSError:  # not empty (a kept download, another process's files) or already gone: leave it
+        # not empty (a kept download, another process's files) or already gone: leave it
+        except OSError:
             return
 
 
@@ -157,21 +169,23 @@ def load_split(
     device: str | torch.device | None = None,
     download: bool = False,
 ) -> ClassSplit:
-    """Load a whole split into memory as a class-sorted uint8 ``ClassSplit`` (pure: nothing is cached).
+    """Load a whole split into memory as a class-sorted uint8 ``ClassSplit`` (pure: nothing is
+    cached).
 
     ``rotations`` (multiples of 90, counter-clockwise) turns each class into one class per rotation
-    (names ``<class>/rotDDD``); Omniglot's Vinyals splits (``train|val|test|trainval``) fix their own.
-    ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet).
-    A missing store raises a DataError naming the ``fewshot prepare`` command to run, unless
-    ``download=True``: then, as torchvision's datasets do, the official files are downloaded into the
-    data root (md5-checked; files already there are reused) and the store is built first, once
-    (mini-ImageNet cannot be downloaded: ImageNet's terms; its error says how to prepare it).
-    Usage: ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``;
-    ``load_split("omniglot", "train", download=True)`` on a fresh machine.
+    (names ``<class>/rotDDD``); Omniglot's Vinyals splits (``train|val|test|trainval``) fix their
+    own. ``size`` ``None`` = the dataset's default (28; 84 for mini-ImageNet). A missing store
+    raises a DataError naming the ``fewshot prepare`` command to run, unless ``download=True``:
+    then, as torchvision's datasets do, the official files are downloaded into the data root
+    (md5-checked; files already there are reused) and the store is built first, once (mini-ImageNet
+    cannot be downloaded: ImageNet's terms; its error says how to prepare it). Usage:
+    ``load_split("omniglot", "background", rotations=(0, 90, 180, 270))``; ``load_split("omniglot",
+    "train", download=True)`` on a fresh machine.
     """
     info = dataset_info(dataset)
     if split not in info.splits:
-        raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
+        raise DataError(
+            f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
     size = info.default_size if size is None else size
     if download:
         info.prepare(None, root, size=size, quiet=True)  # a no-op when the store exists
@@ -180,16 +194,17 @@ def load_split(
 
 
 def split_protocol(dataset: str, split: str) -> str:
-    """The protocol a split's numbers are on, as manifests and results tables name it: ``vinyals`` or
-    ``maml`` (Omniglot's two families, docs/data.md), ``lake`` (Omniglot's two archives), ``ravi``
-    (mini-ImageNet), ``official`` (MNIST, Fashion-MNIST's train/test), ``sinusoid``.
+    """The protocol a split's numbers are on, as manifests and results tables name it: ``vinyals``
+    or ``maml`` (Omniglot's two families, docs/data.md), ``lake`` (Omniglot's two archives),
+    ``ravi`` (mini-ImageNet), ``official`` (MNIST, Fashion-MNIST's train/test), ``sinusoid``.
 
     Usage: ``split_protocol("omniglot", "maml-test")`` -> ``"maml"``."""
     if dataset == "sinusoid":
         return "sinusoid"
     info = dataset_info(dataset)
     if split not in info.splits:
-        raise DataError(f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
+        raise DataError(
+            f"unknown {dataset} split '{split}': choose one of {', '.join(info.splits)}")
     if dataset == "omniglot":
         if split in omniglot.MAML_SPLITS:
             return "maml"
@@ -198,14 +213,17 @@ def split_protocol(dataset: str, split: str) -> str:
 
 
 def rotate_classes(split: ClassSplit, rotations: Sequence[int]) -> ClassSplit:
-    """Each class of ``split`` becomes ``len(rotations)`` classes, its images rotated counter-clockwise.
+    """Each class of ``split`` becomes ``len(rotations)`` classes, its images rotated
+    counter-clockwise.
 
     Usage: ``rotate_classes(load_split("mnist", "train"), (0, 180))`` -> 20 classes.
     """
     rots = tuple(int(r) for r in rotations)
     if not rots or any(r % 90 for r in rots):
-        raise DataError(f"rotations must be a non-empty list of multiples of 90 degrees, got {list(rotations)}: "
-                        "pass e.g. (0, 90, 180, 270)")
+        raise DataError(
+            "rotations must be a non-empty list of multiples of 90 degrees, got "
+            f"{list(rotations)}: "
+            "pass e.g. (0, 90, 180, 270)")
     offsets = split.class_offsets.cpu().numpy()
     picks = [(c, r) for c in range(split.num_classes) for r in rots]
     data, off = omniglot.rotated_classes(split.data.cpu(), offsets, picks)

@@ -1,17 +1,19 @@
-"""N-way K-shot Q-query episode sampling over a ``ClassSplit``, vectorised over the whole meta-batch.
+"""N-way K-shot Q-query episode sampling over a ``ClassSplit``, vectorised over the whole
+meta-batch.
 
 Usage::
 
     sampler = EpisodeSampler(split, ways=5, shots=1, queries=15, seed=0)
-    batch = sampler.sample(32)          # TaskBatch: support_x [32, 5, C, H, W], query_x [32, 75, C, H, W]
-    state = sampler.state_dict()        # ... later: sampler.load_state_dict(state) -> same next episodes
+    batch = sampler.sample(32)  # TaskBatch: support_x [32, 5, C, H, W], query_x [32, 75, C, H, W]
+    state = sampler.state_dict()  # ... later: sampler.load_state_dict(state) -> same next episodes
 
 How an episode is drawn (all random numbers come from one seeded CPU ``torch.Generator``, so the
-episodes are identical on every machine and device; only the final gather runs on the data's device):
+episodes are identical on every machine and device; only the final gather runs on the data's
+device):
 
 1. classes: one uniform key per split class and task; the ``ways`` smallest keys (``topk``) pick the
-   task's classes, without replacement, in random order -- the class at position ``j`` gets label ``j``,
-   so the class -> label map is a fresh random permutation per task;
+   task's classes, without replacement, in random order -- the class at position ``j`` gets label
+   ``j``, so the class -> label map is a fresh random permutation per task;
 2. examples: for every (task, class) ``shots + queries`` distinct example positions are drawn
    uniformly from ``range(count[class])`` with Robert Floyd's algorithm, vectorised over all
    (task, class) pairs (one step per drawn example, never a per-sample Python loop; classes may have
@@ -41,14 +43,16 @@ from .types import ClassSplit, TaskBatch
 
 
 def check_seed(seed: Any) -> int:
-    """Return ``seed`` if it is a non-negative int (usable by torch and numpy alike), else raise a ``DataError``."""
+    """Return ``seed`` if it is a non-negative int (usable by torch and numpy alike), else raise a
+    ``DataError``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}: pass e.g. seed=0")
     return seed
 
 
 def check_episode_shape(split: ClassSplit, ways: int, shots: int, queries: int) -> None:
-    """Raise a one-line ``DataError`` unless ``split`` can supply N-way, K-shot, Q-query episodes."""
+    """Raise a one-line ``DataError`` unless ``split`` can supply N-way, K-shot, Q-query
+    episodes."""
     check_positive("ways", ways)
     check_positive("shots", shots)
     check_positive("queries", queries)
@@ -57,7 +61,8 @@ def check_episode_shape(split: ClassSplit, ways: int, shots: int, queries: int) 
         raise DataError(f"{label} is empty (no classes or no examples): load a split with data")
     if ways > split.num_classes:
         raise DataError(
-            f"ways={ways} > {split.num_classes} classes in {label}: lower --ways to at most {split.num_classes}"
+            f"ways={ways} > {split.num_classes} classes in {label}: lower --ways to at most "
+            f"{split.num_classes}"
         )
     counts = split.counts
     smallest = int(counts.min())
@@ -65,12 +70,15 @@ def check_episode_shape(split: ClassSplit, ways: int, shots: int, queries: int) 
         c = int(torch.argmin(counts))
         raise DataError(
             f"shots+queries={shots + queries} > {smallest} examples of the smallest class "
-            f"{split.class_names[c]!r} in {label}: lower --shots/--queries to sum to at most {smallest}"
+            f"{split.class_names[c]!r} in {label}: lower --shots/--queries to sum to at most "
+            f"{smallest}"
         )
 
 
-def draw_randoms(generator: torch.Generator, batch_size: int, num_classes: int, ways: int, per_class: int):
-    """All the random numbers of ``batch_size`` episodes, drawn in a fixed order from ``generator`` (CPU).
+def draw_randoms(generator: torch.Generator, batch_size: int, num_classes: int, ways: int,
+                 per_class: int):
+    """All the random numbers of ``batch_size`` episodes, drawn in a fixed order from ``generator``
+    (CPU).
 
     Returns ``(class_keys [B, num_classes], floyd_u [B, ways, per_class] float64,
     order_keys [B, ways, per_class])``.
@@ -82,22 +90,26 @@ def draw_randoms(generator: torch.Generator, batch_size: int, num_classes: int, 
 
 
 def episode_images(split: ClassSplit) -> torch.Tensor:
-    """The images episodes are gathered from: ``split.data``, or, for a split with ``task_rotations``,
-    one copy of it per rotation (copy ``r`` rotated by ``task_rotations[r]``), so that a class rotated
-    for one task is a row offset (:func:`draw_episodes`) and every later step is rotation-blind."""
+    """The images episodes are gathered from: ``split.data``, or, for a split with
+    ``task_rotations``, one copy of it per rotation (copy ``r`` rotated by ``task_rotations[r]``),
+    so that a class rotated for one task is a row offset (:func:`draw_episodes`) and every later
+    step is rotation-blind."""
     if not split.task_rotations:
         return split.data
-    return torch.cat([split.data if r % 360 == 0 else torch.rot90(split.data, (r // 90) % 4, dims=(-2, -1))
+    return torch.cat(
+        [split.data if r % 360 == 0 else torch.rot90(split.data, (r // 90) % 4, dims=(-2, -1))
                       for r in split.task_rotations])
 
 
-def draw_episodes(generator: torch.Generator, split: ClassSplit, batch_size: int, ways: int, per_class: int,
+def draw_episodes(generator: torch.Generator, split: ClassSplit, batch_size: int, ways: int,
+                  per_class: int,
                   offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``batch_size`` episodes from ``generator``: ``(classes [B, N], rows [B, N, per_class])``,
-    ``rows`` indexing :func:`episode_images` of ``split`` (``offsets``: ``split.class_offsets`` on the
-    CPU, when the caller keeps a copy)."""
+    """Draw ``batch_size`` episodes from ``generator``: ``(classes [B, N], rows [B, N,
+    per_class])``, ``rows`` indexing :func:`episode_images` of ``split`` (``offsets``:
+    ``split.class_offsets`` on the CPU, when the caller keeps a copy)."""
     offsets = split.class_offsets if offsets is None else offsets
-    class_keys, floyd_u, order_keys = draw_randoms(generator, batch_size, split.num_classes, ways, per_class)
+    class_keys, floyd_u, order_keys = draw_randoms(generator, batch_size, split.num_classes, ways,
+                                                   per_class)
     classes, rows = indices_from_randoms(class_keys, floyd_u, order_keys, offsets, ways)
     if split.task_rotations:
         copies = torch.randint(len(split.task_rotations), (batch_size, ways), generator=generator)
@@ -115,7 +127,8 @@ def indices_from_randoms(
     """Turn the draws of :func:`draw_randoms` into episode indices (all CPU tensor ops).
 
     Returns ``(classes [B, ways], rows [B, ways, per_class])``: ``classes[b, j]`` is the split class
-    with label ``j`` in task ``b``; ``rows`` are indices into ``split.data`` (distinct within a task).
+    with label ``j`` in task ``b``; ``rows`` are indices into ``split.data`` (distinct within a
+    task).
     """
     offsets = class_offsets.to("cpu", torch.int64)
     counts = offsets[1:] - offsets[:-1]
@@ -126,7 +139,8 @@ def indices_from_randoms(
     # Floyd: for j = n-m, ..., n-1 draw t ~ U{0..j}; take t unless already taken, else take j.
     for i in range(per_class):
         j = n - per_class + i
-        t = torch.minimum(torch.floor(floyd_u[..., i] * (j + 1).to(torch.float64)).to(torch.int64), j)
+        t = torch.minimum(torch.floor(floyd_u[..., i] * (j + 1).to(torch.float64)).to(torch.int64),
+                          j)
         if i:
             taken = (picked[..., :i] == t.unsqueeze(-1)).any(-1)
             t = torch.where(taken, j, t)
@@ -138,7 +152,8 @@ def indices_from_randoms(
 
 
 def gather_batch(data: torch.Tensor, rows: torch.Tensor, shots: int) -> TaskBatch:
-    """Build a ``TaskBatch`` from ``rows [B, N, shots+queries]`` of ``data`` (on ``data``'s device)."""
+    """Build a ``TaskBatch`` from ``rows [B, N, shots+queries]`` of ``data`` (on ``data``'s
+    device)."""
     b, ways, per_class = rows.shape
     queries = per_class - shots
     rows = rows.to(data.device)
@@ -185,23 +200,26 @@ class EpisodeSampler:
         self.generator.manual_seed(seed)
 
     def sample_indices(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw the next ``batch_size`` episodes as indices: ``(classes [B, N], rows [B, N, K+Q])``."""
+        """Draw the next ``batch_size`` episodes as indices: ``(classes [B, N], rows [B, N,
+        K+Q])``."""
         check_positive("batch_size", batch_size)
-        return draw_episodes(self.generator, self.split, batch_size, self.ways, self.shots + self.queries,
+        return draw_episodes(self.generator, self.split, batch_size, self.ways,
+                             self.shots + self.queries,
                              self._offsets)
 
     def sample(self, batch_size: int, return_classes: bool = False):
         """The next meta-batch of ``batch_size`` tasks.
 
-        With ``return_classes=True`` returns ``(batch, classes)``, ``classes [B, N]`` the split class
-        index of each label (names: ``split.class_names[classes[b, j]]``).
+        With ``return_classes=True`` returns ``(batch, classes)``, ``classes [B, N]`` the split
+        class index of each label (names: ``split.class_names[classes[b, j]]``).
         """
         classes, rows = self.sample_indices(batch_size)
         batch = self.build(rows)
         return (batch, classes) if return_classes else batch
 
     def build(self, rows: torch.Tensor) -> TaskBatch:
-        """The ``TaskBatch`` of episodes given as ``rows [B, N, K+Q]`` (from :meth:`sample_indices`)."""
+        """The ``TaskBatch`` of episodes given as ``rows [B, N, K+Q]`` (from
+        :meth:`sample_indices`)."""
         return gather_batch(self._images, rows, self.shots)
 
     def state_dict(self) -> dict:
@@ -215,11 +233,13 @@ class EpisodeSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`'s generator state: the next episodes continue the saved run."""
+        """Restore :meth:`state_dict`'s generator state: the next episodes continue the saved
+        run."""
         for key in ("ways", "shots", "queries"):
             if isinstance(state, dict) and key in state and int(state[key]) != getattr(self, key):
                 raise DataError(
-                    f"sampler state is for {key}={int(state[key])} but this sampler has {key}={getattr(self, key)}: "
+                    f"sampler state is for {key}={int(state[key])} but this sampler has "
+                    f"{key}={getattr(self, key)}: "
                     "build the sampler with the saved settings"
                 )
         restore_generator(self.generator, state, "EpisodeSampler")

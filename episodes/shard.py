@@ -19,25 +19,31 @@ from .types import TaskBatch
 
 
 class ShardedSource:
-    """The tasks ``[rank * B/world, (rank+1) * B/world)`` of each meta-batch of size ``B`` of ``source``.
+    """The tasks ``[rank * B/world, (rank+1) * B/world)`` of each meta-batch of size ``B`` of
+    ``source``.
 
     ``source`` is any task source (``sample``/``state_dict``/``load_state_dict``); an
     ``EpisodeSampler`` builds only this process's episodes, other sources are sliced after sampling.
-    ``sample(batch_size)`` takes the *global* meta-batch size, which must divide evenly by ``world``.
+    ``sample(batch_size)`` takes the *global* meta-batch size, which must divide evenly by
+    ``world``.
     """
 
     def __init__(self, source: Any, rank: int, world: int) -> None:
         check_positive("world", world)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world:
-            raise DataError(f"rank must be an integer in 0..{world - 1} for world={world}, got {rank!r}")
+            raise DataError(
+                f"rank must be an integer in 0..{world - 1} for world={world}, got {rank!r}")
         self.source, self.rank, self.world = source, rank, world
 
     def part(self, batch_size: int) -> slice:
         """The slice of a global meta-batch of ``batch_size`` tasks that this process builds."""
         check_positive("batch_size", batch_size)
         if batch_size % self.world:
-            raise DataError(f"a meta-batch of {batch_size} tasks does not split evenly over {self.world} processes: "
-                            f"use a meta-batch divisible by {self.world} (or another number of processes)")
+            raise DataError(
+                f"a meta-batch of {batch_size} tasks does not split evenly over {self.world} "
+                "processes: "
+                f"use a meta-batch divisible by {self.world} (or another number of "
+                "processes)")
         n = batch_size // self.world
         return slice(self.rank * n, (self.rank + 1) * n)
 
@@ -48,11 +54,13 @@ class ShardedSource:
             _, rows = self.source.sample_indices(batch_size)
             return self.source.build(rows[part])
         batch = self.source.sample(batch_size)
-        return TaskBatch(batch.support_x[part], batch.support_y[part], batch.query_x[part], batch.query_y[part],
+        return TaskBatch(batch.support_x[part], batch.support_y[part], batch.query_x[part],
+                         batch.query_y[part],
                          batch.ways)
 
     def state_dict(self) -> dict:
-        """The wrapped source's state (the same on every rank, so any process count can resume it)."""
+        """The wrapped source's state (the same on every rank, so any process count can resume
+        it)."""
         return self.source.state_dict()
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,10 +1,12 @@
-"""Sinusoid regression tasks (Finn et al. 2017, MAML section 5.1): the task source that needs no data.
+"""Sinusoid regression tasks (Finn et al. 2017, MAML section 5.1): the task source that needs no
+data.
 
 Usage::
 
     tasks = SinusoidTasks(shots=10, queries=10, seed=0)
-    batch = tasks.sample(25)                                # support_x [25, 10, 1], support_y [25, 10, 1]
-    batch, params = tasks.sample(25, return_params=True)    # params["amplitude"], params["phase"]: [25]
+    batch = tasks.sample(25)  # support_x [25, 10, 1], support_y [25, 10, 1]
+    # params["amplitude"], params["phase"]: [25]
+    batch, params = tasks.sample(25, return_params=True)
 
 Each task is ``y = amplitude * sin(x - phase)`` with amplitude ~ U[0.1, 5.0], phase ~ U[0, pi] and
 inputs x ~ U[-5, 5] (the MAML paper's ranges, overridable), all drawn from one seeded CPU generator.
@@ -28,8 +30,9 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
         raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}: "
                         f"pass e.g. {name}=(0.0, 1.0)") from exc
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise DataError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}: "
-                        f"pass e.g. {name}=(0.0, 1.0)")
+        raise DataError(
+            f"{name} must be a finite (low, high) pair with low <= high, got {value!r}: "
+            f"pass e.g. {name}=(0.0, 1.0)")
     return lo, hi
 
 
@@ -58,11 +61,13 @@ class SinusoidTasks:
 
     @staticmethod
     def function(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        """``amplitude * sin(x - phase)`` with per-task ``amplitude``/``phase`` ``[B]`` and ``x [B, n, 1]``."""
+        """``amplitude * sin(x - phase)`` with per-task ``amplitude``/``phase`` ``[B]`` and ``x [B,
+        n, 1]``."""
         return amplitude.view(-1, 1, 1) * torch.sin(x - phase.view(-1, 1, 1))
 
     def sample(self, batch_size: int, return_params: bool = False):
-        """The next ``batch_size`` tasks; with ``return_params=True`` also ``{"amplitude": [B], "phase": [B]}``."""
+        """The next ``batch_size`` tasks; with ``return_params=True`` also ``{"amplitude": [B],
+        "phase": [B]}``."""
         check_positive("batch_size", batch_size)
         g = self.generator
 
@@ -75,7 +80,8 @@ class SinusoidTasks:
         x = uniform((batch_size, self.shots + self.queries, 1), self.x_range)
         y = self.function(x, amplitude, phase)
         k = self.shots
-        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(), y[:, k:].contiguous(),
+        batch = TaskBatch(x[:, :k].contiguous(), y[:, :k].contiguous(), x[:, k:].contiguous(),
+                          y[:, k:].contiguous(),
                           None)
         return (batch, {"amplitude": amplitude, "phase": phase}) if return_params else batch
 

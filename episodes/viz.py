@@ -46,13 +46,16 @@ class GridLayout:
     @property
     def size(self) -> tuple[int, int]:
         """``(width, height)`` of the whole image."""
-        width = self.label_w + self.pad + (self.shots + self.queries) * (self.tile_w + self.pad) + self.gap
+        width = self.label_w + self.pad + (self.shots + self.queries) * (self.tile_w
+                                                                         + self.pad) + self.gap
         height = self.pad + self.ways * (self.tile_h + self.pad)
         return width, height
 
     def tile_origin(self, row: int, col: int) -> tuple[int, int]:
-        """``(x, y)`` of the top-left pixel of tile ``col`` (supports first, then queries) in ``row``."""
-        x = self.label_w + self.pad + col * (self.tile_w + self.pad) + (self.gap if col >= self.shots else 0)
+        """``(x, y)`` of the top-left pixel of tile ``col`` (supports first, then queries) in
+        ``row``."""
+        x = self.label_w + self.pad + col * (self.tile_w + self.pad) + (self.gap if col
+                                                                        >= self.shots else 0)
         y = self.pad + row * (self.tile_h + self.pad)
         return x, y
 
@@ -78,8 +81,10 @@ def _check_size(layout: GridLayout, scale: int, h: int, w: int) -> None:
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     fix = (f"use scale {lo} or less (--scale {lo})" if lo >= 1
            else "show fewer ways, shots or queries (even scale 1 is too big)")
-    raise DataError(f"the episode picture at scale {scale} would be {width}x{height} = {width * height:,} pixels, "
-                    f"over the limit of {MAX_PIXELS:,}: {fix}")
+    raise DataError(
+        f"the episode picture at scale {scale} would be {width}x{height} = {width * height:,} "
+        "pixels, "
+        f"over the limit of {MAX_PIXELS:,}: {fix}")
 
 
 def render_episode(
@@ -100,22 +105,28 @@ def render_episode(
     task = episode.task(0) if isinstance(episode, TaskBatch) else episode
     sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
     if sx.dim() != 4 or sx.shape[1] not in (1, 3):
-        raise DataError("render_episode needs images [N*K, C, H, W] with C in (1, 3), got support shape "
-                        f"{tuple(sx.shape)}")
+        raise DataError(
+            "render_episode needs images [N*K, C, H, W] with C in (1, 3), got support shape "
+            f"{tuple(sx.shape)}")
     if sy.is_floating_point():
-        raise DataError("render_episode needs a classification episode (integer labels), got float targets")
+        raise DataError(
+            "render_episode needs a classification episode (integer labels), got float targets")
     for name, v in (("scale", scale), ("pad", pad), ("gap", gap)):
         if not isinstance(v, int) or v < (1 if name == "scale" else 0):
-            raise DataError(f"{name} must be an integer >= {1 if name == 'scale' else 0}, got {v!r}")
+            raise DataError(
+                f"{name} must be an integer >= {1 if name == 'scale' else 0}, got {v!r}")
     ways = int(sy.max()) + 1 if sy.numel() else 0
     sy_c, qy_c = sy.cpu(), qy.cpu()
     shots = int((sy_c == 0).sum())
     queries = int((qy_c == 0).sum())
     for j in range(ways):
         if int((sy_c == j).sum()) != shots or int((qy_c == j).sum()) != queries:
-            raise DataError("render_episode needs a class-balanced episode (same shots and queries for every label)")
+            raise DataError(
+                "render_episode needs a class-balanced episode (same shots and queries for every "
+                "label)")
     if labels is not None and len(labels) != ways:
-        raise DataError(f"labels has {len(labels)} entries for a {ways}-way episode: give one per label")
+        raise DataError(
+            f"labels has {len(labels)} entries for a {ways}-way episode: give one per label")
     channels, h, w = sx.shape[1:]
     font = ImageFont.load_default()
     texts = [f"{j}: {labels[j]}" if labels is not None else f"{j}" for j in range(ways)]
@@ -143,6 +154,8 @@ def render_episode(
         draw.text((pad, y0 + max(0, (layout.tile_h - 10) // 2)), texts[j],
                   fill=SEPARATOR if mode == "L" else (255,) * 3, font=font)
     if pad + gap and queries:
-        x_sep = layout.label_w + shots * (layout.tile_w + layout.pad) + (pad + gap) // 2  # in the free band
-        draw.line([(x_sep, 0), (x_sep, layout.size[1] - 1)], fill=SEPARATOR if mode == "L" else (255,) * 3)
+        # in the free band
+        x_sep = layout.label_w + shots * (layout.tile_w + layout.pad) + (pad + gap) // 2
+        draw.line([(x_sep, 0), (x_sep, layout.size[1] - 1)],
+                  fill=SEPARATOR if mode == "L" else (255,) * 3)
     return image

@@ -24,7 +24,8 @@ def main() -> None:
     y = rng.choice(["cat", "dog", "fox", "owl", "eel", "ant"], size=300)
     split = from_arrays(x, y)
     batch = EpisodeSampler(split, ways=5, shots=1, queries=3, seed=0).sample(4)
-    print("arrays:", split.num_classes, "classes ->", tuple(batch.support_x.shape), tuple(batch.query_x.shape))
+    print("arrays:", split.num_classes, "classes ->", tuple(batch.support_x.shape),
+          tuple(batch.query_x.shape))
 
     # 2. An image folder: one subfolder per class (here: 4 classes x 6 generated PNGs).
     with tempfile.TemporaryDirectory() as tmp:

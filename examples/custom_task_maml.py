@@ -14,7 +14,8 @@ def my_tasks(g: torch.Generator, batch: int = 8) -> TaskBatch:
     a, b = torch.randn(batch, 1, 1, generator=g), torch.randn(batch, 1, 1, generator=g)
     x = torch.rand(batch, 15, 1, generator=g) * 4 - 2
     y = a * x + b
-    return TaskBatch(x[:, :5], y[:, :5], x[:, 5:], y[:, 5:], ways=None)  # ways=None: regression (MSE)
+    # ways=None: regression (MSE)
+    return TaskBatch(x[:, :5], y[:, :5], x[:, 5:], y[:, 5:], ways=None)
 
 
 def main(iterations: int = 300, seed: int = 0) -> float:

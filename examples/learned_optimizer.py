@@ -24,7 +24,8 @@ def train(make_optimizer, steps: int = 100, seed: int = 0) -> list[float]:
     """Loss per step of a fresh model optimized by ``make_optimizer(params)``."""
     x, y = make_data(seed)
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4))
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
+                          nn.Linear(32, 4))
     opt = make_optimizer(model.parameters())
     losses = []
     for _ in range(steps):

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import AdaptationError, AdaptationWarning, CheckpointError, ConfigError, FewshotError, FewshotWarning
+from .errors import (
+    AdaptationError,
+    AdaptationWarning,
+    CheckpointError,
+    ConfigError,
+    FewshotError,
+    FewshotWarning,
+)
 from .functional import InnerLoop, Params, adaptable_names, call, grads_and_loss, split_state
 from .learners import (
     ANIL,
@@ -50,11 +57,22 @@ from .nn import (
     per_step_batchnorm,
     statistics_from,
 )
-from .rules import SGD, Adam, Chain, ElementwiseSGD, LSTMMetaRule, RMSprop, RowMask, UpdateRule, apply_updates
+from .rules import (
+    SGD,
+    Adam,
+    Chain,
+    ElementwiseSGD,
+    LSTMMetaRule,
+    RMSprop,
+    RowMask,
+    UpdateRule,
+    apply_updates,
+)
 from .schedules import msl_weights
 from .scoring import Summary, evaluate_learner, summarize
 
-# The application's names (training runs, configs and presets, the model store), loaded on first use, so
+# The application's names (training runs, configs and presets, the model store), loaded on first
+# use, so
 # that `import fewshot` loads the algorithms alone: name -> (module, attribute).
 _APPLICATION = {
     "TrainConfig": ("fewshot.config", "TrainConfig"),
@@ -75,8 +93,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """``fewshot.train``, ``fewshot.TrainConfig``, ``fewshot.load_pretrained``...: imported when first used;
-    ``fewshot.pretrained`` and the other application modules, as submodules, likewise."""
+    """``fewshot.train``, ``fewshot.TrainConfig``, ``fewshot.load_pretrained``...: imported when
+    first used; ``fewshot.pretrained`` and the other application modules, as submodules,
+    likewise."""
     if name in _APPLICATION:
         module, attribute = _APPLICATION[name]
         value = getattr(importlib.import_module(module), attribute)

@@ -1,4 +1,5 @@
-"""``python -m fewshot ...``: the ``fewshot`` command (also what ``torchrun -m fewshot`` runs on each rank)."""
+"""``python -m fewshot ...``: the ``fewshot`` command (also what ``torchrun -m fewshot`` runs on
+each rank)."""
 from .cli import entry
 
 entry()

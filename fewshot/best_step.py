@@ -1,11 +1,12 @@
-"""Best-step adaptation: which inner step's parameters a task predicts with, from support losses only.
+"""Best-step adaptation: which inner step's parameters a task predicts with, from support losses
+only.
 
-Why: an inner loop run for more steps than the meta-learned initialisation was trained for (or with a
-too large rate) can make a task's support loss rise again, or overflow, and its predictions then get
-worse silently. The inner loop offers each step's parameters with their support loss (``BestSoFar.offer``,
-one extra parameter copy, no data-dependent Python branch, so it runs per task under ``vmap``), and
-``choose_best`` keeps the last step unless its loss ended above the lowest one seen
-(``LearnerConfig.best_step``). Only support labels decide, so no query information leaks in.
+Why: an inner loop run for more steps than the meta-learned initialisation was trained for (or with
+a too large rate) can make a task's support loss rise again, or overflow, and its predictions then
+get worse silently. The inner loop offers each step's parameters with their support loss
+(``BestSoFar.offer``, one extra parameter copy, no data-dependent Python branch, so it runs per task
+under ``vmap``), and ``choose_best`` keeps the last step unless its loss ended above the lowest one
+seen (``LearnerConfig.best_step``). Only support labels decide, so no query information leaks in.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from .rules.base import Params
 
 @dataclass
 class BestSoFar:
-    """The lowest-support-loss parameters among those the inner loop evaluated (``track_best``): ``params``
-    (the adapted names only), their support ``loss`` and ``step`` (updates they had), as tensors so that
-    the choice is made per task under ``vmap`` (``torch.where``, no data-dependent Python branch).  A
-    non-finite loss is never the best.  The parameters after the last update are not among them (their
-    loss needs one more forward): ``choose_best`` completes the choice."""
+    """The lowest-support-loss parameters among those the inner loop evaluated (``track_best``):
+    ``params`` (the adapted names only), their support ``loss`` and ``step`` (updates they had), as
+    tensors so that the choice is made per task under ``vmap`` (``torch.where``, no data-dependent
+    Python branch).  A non-finite loss is never the best.  The parameters after the last update are
+    not among them (their loss needs one more forward): ``choose_best`` completes the choice."""
 
     params: Params
     loss: torch.Tensor
@@ -38,9 +39,9 @@ class BestSoFar:
 
 
 def choose_best(best: BestSoFar, last: Params, last_loss: torch.Tensor, steps: int) -> BestSoFar:
-    """The step to use: the last one (``steps`` updates, support loss ``last_loss``) unless its loss is
-    above the lowest one seen or not finite: adaptation then diverged, and the best earlier step is used.
-    Only support losses decide (no query information)."""
+    """The step to use: the last one (``steps`` updates, support loss ``last_loss``) unless its loss
+    is above the lowest one seen or not finite: adaptation then diverged, and the best earlier step
+    is used. Only support losses decide (no query information)."""
     last_loss = last_loss.detach().reshape(best.loss.shape)
     earlier = ~(last_loss <= best.loss) & best.loss.isfinite()  # also when the last loss is NaN
     return BestSoFar({n: torch.where(earlier, p, last[n]) for n, p in best.params.items()},

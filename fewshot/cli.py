@@ -21,7 +21,8 @@ from . import __version__
 from .errors import FewshotError, FewshotWarning
 from .runtime import distributed
 
-# Each module defines ``register(subparsers)``, which adds its parser with ``set_defaults(func=run)``.
+# Each module defines ``register(subparsers)``, which adds its parser with
+# ``set_defaults(func=run)``.
 COMMAND_MODULES = (
     "prepare",
     "show_episode",
@@ -44,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(show: Any) -> Any:
-    """A ``warnings.showwarning`` that prints our own warnings as one ``warning: ...`` line (Python's
-    default adds the file, line number and source line, which mean nothing to a command-line user)."""
-    def one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A ``warnings.showwarning`` that prints our own warnings as one ``warning: ...`` line
+    (Python's default adds the file, line number and source line, which mean nothing to a
+    command-line user)."""
+    def one_line(message: Warning | str, category: type[Warning], *args: Any,
+                 **kwargs: Any) -> None:
         if issubclass(category, FewshotWarning):
             print(f"warning: {message}", file=sys.stderr)
         else:
@@ -60,10 +63,12 @@ BROKEN_PIPE_STATUS = 141
 
 def _silence_stdout() -> None:
     """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of the buffered
-    output that could not be written raises nothing (the recipe of Python's ``signal`` docs, "Note on SIGPIPE")."""
+    output that could not be written raises nothing (the recipe of Python's ``signal`` docs, "Note
+    on SIGPIPE")."""
     try:
         fd = sys.stdout.fileno()
-    except (OSError, ValueError, AttributeError):  # a stand-in stdout without a descriptor (main called in-process)
+    # a stand-in stdout without a descriptor (main called in-process)
+    except (OSError, ValueError, AttributeError):
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
@@ -73,16 +78,22 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # argparse would print the top-level usage, which does not show the subcommand's options
-        command = " ".join(["fewshot", *(v for k, v in vars(args).items() if k.endswith("command") and v)])
-        print(f"error: {command} does not take {' '.join(unknown)}: see `{command} --help` for its options",
+    # argparse would print the top-level usage, which does not show the subcommand's options
+    if unknown:
+        command = " ".join(
+            ["fewshot", *(v for k, v in vars(args).items() if k.endswith("command") and v)])
+        print(
+            f"error: {command} does not take {' '.join(unknown)}: see `{command} --help` for its "
+            "options",
               file=sys.stderr)
         return 2
     try:
-        with warnings.catch_warnings():  # restores showwarning on exit (main is also called in-process)
+        # restores showwarning on exit (main is also called in-process)
+        with warnings.catch_warnings():
             warnings.showwarning = _show_warning(warnings.showwarning)
             result = args.func(args)
-            sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+            # inside the try: a closed pipe shows up here, not at interpreter exit
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS
@@ -96,10 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The console script and ``python -m fewshot``: :func:`main`'s status as the process's exit status.
+    """The console script and ``python -m fewshot``: :func:`main`'s status as the process's exit
+    status.
 
-    A rank of a torchrun job (or of ``--nproc``) leaves through :func:`fewshot.runtime.distributed.leave`, without
-    the interpreter's finalization, which can abort a process that used a gloo group.
+    A rank of a torchrun job (or of ``--nproc``) leaves through
+    :func:`fewshot.runtime.distributed.leave`, without the interpreter's finalization, which can
+    abort a process that used a gloo group.
     """
     status = main()
     if distributed.launched():

@@ -1,4 +1,5 @@
-"""Errors of the learning side, each with a one-line message that says what is wrong and how to fix it."""
+"""Errors of the learning side, each with a one-line message that says what is wrong and how to fix
+it."""
 
 
 class FewshotError(ValueError):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-try:  # the C interpreter stack (what torch._functorch.pyfunctorch wraps; no Python objects per call)
+# the C interpreter stack (what torch._functorch.pyfunctorch wraps; no Python objects per call)
+try:
     from torch._C._functorch import TransformType, get_interpreter_stack
 
     def _interpreters() -> list[Any]:
@@ -21,11 +22,16 @@ try:  # the C interpreter stack (what torch._functorch.pyfunctorch wraps; no Pyt
 except ImportError:  # pragma: no cover - a PyTorch that moved the C binding
     try:
         from torch._functorch.pyfunctorch import TransformType
-        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
+        from torch._functorch.pyfunctorch import (
+            retrieve_all_functorch_interpreters as _interpreters,
+        )
     except ImportError as exc:
-        raise ImportError("fewshot needs torch.func's interpreter stack (torch._C._functorch.get_interpreter_stack "
-                          "or torch._functorch.pyfunctorch), which this PyTorch does not have: install the "
-                          "PyTorch version setup.py names") from exc
+        raise ImportError(
+            "fewshot needs torch.func's interpreter stack "
+            "(torch._C._functorch.get_interpreter_stack "
+            "or torch._functorch.pyfunctorch), which this PyTorch does not have: "
+            "install the "
+            "PyTorch version setup.py names") from exc
 
 _stack: Callable[[], list[Any]] = _interpreters
 

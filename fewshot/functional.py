@@ -60,11 +60,12 @@ def norm_param_names(module: nn.Module) -> set[str]:
     return names
 
 
-def adaptable_names(module: nn.Module, *, adapt_norm: bool = False, exclude: Sequence[str] = ()) -> list[str]:
+def adaptable_names(module: nn.Module, *, adapt_norm: bool = False,
+                    exclude: Sequence[str] = ()) -> list[str]:
     """Names of the trainable parameters the inner loop adapts, in ``named_parameters`` order.
 
-    Norm-layer affine parameters are left out unless ``adapt_norm``; names starting with any prefix in
-    ``exclude`` are left out.  Usage: ``adaptable_names(model, exclude=("features.",))``
+    Norm-layer affine parameters are left out unless ``adapt_norm``; names starting with any prefix
+    in ``exclude`` are left out.  Usage: ``adaptable_names(model, exclude=("features.",))``
     """
     norm = set() if adapt_norm else norm_param_names(module)
     return [n for n, p in module.named_parameters()
@@ -80,7 +81,8 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
          *args: torch.Tensor, step: int | None = None, **kwargs) -> torch.Tensor:
     """Run ``module`` with the given parameters and buffers (buffers may be updated in place).
 
-    ``step`` selects the per-step batch-norm slot (``inner_step``).  Usage: ``call(model, p, b, x, step=0)``
+    ``step`` selects the per-step batch-norm slot (``inner_step``).  Usage: ``call(model, p, b, x,
+    step=0)``
     """
     state = {**buffers, **params}
     if step is None:
@@ -89,32 +91,40 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
         return functional_call(module, state, args, kwargs, strict=False)
 
 
-def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
+def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor],
+                   x: torch.Tensor,
                    y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0,
                    create_graph: bool = True) -> tuple[Params, torch.Tensor, Params]:
-    """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated buffer copies.
+    """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated
+    buffer copies.
 
-    Inside a ``torch.func`` transform (the vmap path) the gradients come from ``grad_and_value``; outside
-    (the per-task loop) from ``torch.autograd.grad``, which gives the same numbers without functorch's
-    per-op wrapping, and with ``create_graph=False`` (first order) builds no double-backward graph at all.
-    The gradients are differentiable only when ``create_graph`` is True (and always inside a transform).
+    Inside a ``torch.func`` transform (the vmap path) the gradients come from ``grad_and_value``;
+    outside (the per-task loop) from ``torch.autograd.grad``, which gives the same numbers without
+    functorch's per-op wrapping, and with ``create_graph=False`` (first order) builds no
+    double-backward graph at all. The gradients are differentiable only when ``create_graph`` is
+    True (and always inside a transform).
     """
     f = _support_loss(module, params, names, x, y, loss_fn, step)
     if under_transform():
-        grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names}, dict(buffers))
+        grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names},
+                                                                     dict(buffers))
         return grads, loss, new_buffers
-    with torch.enable_grad():  # also under no_grad (evaluation): the inner loop needs support gradients
-        adapted = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_() for n in names}
+    # also under no_grad (evaluation): the inner loop needs support gradients
+    with torch.enable_grad():
+        adapted = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_()
+                   for n in names}
         loss, new_buffers = f(adapted, buffers)
         grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
     return dict(zip(names, grads)), loss, new_buffers
 
 
-def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: torch.Tensor, y: torch.Tensor,
+def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: torch.Tensor,
+                  y: torch.Tensor,
                   loss_fn: LossFn, step: int) -> Callable[[Params, Mapping[str, torch.Tensor]],
                                                           tuple[torch.Tensor, Params]]:
-    """``(adapted, buffers) -> (loss, buffers after the forward)``: the loss as a function of ``params[names]``
-    (the other parameters fixed), on copies of the buffers, as both gradient paths differentiate it."""
+    """``(adapted, buffers) -> (loss, buffers after the forward)``: the loss as a function of
+    ``params[names]`` (the other parameters fixed), on copies of the buffers, as both gradient paths
+    differentiate it."""
     wanted = set(names)
     fixed = {k: v for k, v in params.items() if k not in wanted}
 
@@ -125,22 +135,26 @@ def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: to
     return f
 
 
-def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
+def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor],
+                       x: torch.Tensor,
                        y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0
                        ) -> tuple[Params, torch.Tensor, Params, HVP]:
-    """``grads_and_loss`` plus ``v -> H v``, the support loss's Hessian-vector product at ``params``.
+    """``grads_and_loss`` plus ``v -> H v``, the support loss's Hessian-vector product at
+    ``params``.
 
-    By ``torch.func.vjp`` of ``torch.func.grad`` (reverse over reverse): the gradient is linearised once and
-    every product is one backward of it (bench/results/imaml_costs.md measured this against forward over
-    reverse, which reruns the forward and backward per product).  Gradients and products are
-    differentiable (a caller wanting first order detaches them)."""
+    By ``torch.func.vjp`` of ``torch.func.grad`` (reverse over reverse): the gradient is linearised
+    once and every product is one backward of it (bench/results/imaml_costs.md measured this against
+    forward over reverse, which reruns the forward and backward per product).  Gradients and
+    products are differentiable (a caller wanting first order detaches them)."""
     f = _support_loss(module, params, names, x, y, loss_fn, step)
 
     def g(adapted: Params) -> tuple[Params, tuple[torch.Tensor, Params]]:
         return grad_and_value(f, has_aux=True)(adapted, buffers)
 
-    with torch.enable_grad():  # also under no_grad (evaluation): the products need the gradient's graph
-        grads, product, (loss, new_buffers) = vjp(g, {n: params[n] for n in names}, has_aux=True)  # type: ignore[misc]
+    # also under no_grad (evaluation): the products need the gradient's graph
+    with torch.enable_grad():
+        grads, product, (loss, new_buffers) = vjp(g, {n: params[n] for n in names},
+                                                  has_aux=True)  # type: ignore[misc]
 
     def hvp(v: Params) -> Params:
         with torch.enable_grad():
@@ -151,9 +165,10 @@ def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, 
 
 @dataclass
 class InnerLoopResult:
-    """``params[t]`` = parameters after ``t`` updates (``params[0]`` is the input; ``None`` for a step the
-    caller did not ``keep``), ``buffers`` after the last support forward, ``losses`` = support loss
-    before each update ``[steps]``, ``state`` = the rule's state after the last update."""
+    """``params[t]`` = parameters after ``t`` updates (``params[0]`` is the input; ``None`` for a
+    step the caller did not ``keep``), ``buffers`` after the last support forward, ``losses`` =
+    support loss before each update ``[steps]``, ``state`` = the rule's state after the last
+    update."""
 
     params: list[Params | None]
     buffers: Params
@@ -172,12 +187,12 @@ class InnerLoopResult:
 
 @dataclass(frozen=True)
 class InnerLoop:
-    """What every inner loop of a learner shares: the ``module`` run functionally, the update ``rule``,
-    the parameter ``names`` it adapts, the support ``loss_fn``, whether each step has its own
-    batch-norm slot (``per_step_bn``) and the recomputation segment length (``checkpoint``).
+    """What every inner loop of a learner shares: the ``module`` run functionally, the update
+    ``rule``, the parameter ``names`` it adapts, the support ``loss_fn``, whether each step has its
+    own batch-norm slot (``per_step_bn``) and the recomputation segment length (``checkpoint``).
 
-    Usage: ``InnerLoop(model, SGD(names, lr=0.4), names, F.cross_entropy).run(params, buffers, sx, sy,
-    steps=1)``
+    Usage: ``InnerLoop(model, SGD(names, lr=0.4), names, F.cross_entropy).run(params, buffers, sx,
+    sy, steps=1)``
     """
 
     module: nn.Module
@@ -187,28 +202,31 @@ class InnerLoop:
     per_step_bn: bool = True
     checkpoint: int = 0
 
-    def run(self, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+    def run(self, params: Params, buffers: Mapping[str, torch.Tensor], x: torch.Tensor,
+            y: torch.Tensor, *,
             steps: int, noise: torch.Tensor | None = None, first_order: bool = False,
             keep: Collection[int] | None = None, track_best: bool = False) -> InnerLoopResult:
-        """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set ``(x, y)``.
+        """``steps`` differentiable updates of ``params[names]`` by ``rule`` on the support set
+        ``(x, y)``.
 
-        Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step when
-        ``per_step_bn`` is False).  The rule starts from ``rule.init(params, noise)``.  Loss values are
-        returned, not checked (so the same code runs under ``vmap``); callers check them.
+        Step ``t`` runs the model under ``inner_step(t)`` (under ``inner_step(0)`` for every step
+        when ``per_step_bn`` is False).  The rule starts from ``rule.init(params, noise)``.  Loss
+        values are returned, not checked (so the same code runs under ``vmap``); callers check them.
 
-        ``keep``: the steps whose parameters the caller needs (None: all); the others are ``None`` in
-        ``params``, so they cost no memory where no graph holds them (first order, evaluation,
+        ``keep``: the steps whose parameters the caller needs (None: all); the others are ``None``
+        in ``params``, so they cost no memory where no graph holds them (first order, evaluation,
         checkpointing).  The input and the last step are always kept.
 
-        ``checkpoint`` = k > 0 (with gradients enabled, outside ``torch.func`` transforms): the steps run
-        in segments of k without storing their graphs; backward reruns one segment at a time from its
-        stored inputs (parameters, rule state, buffers).  Memory then grows by one parameter copy per
-        segment instead of every step's activations and double-backward graph, for about one more
-        first-order pass of compute; the gradients are the same (``fewshot.recompute``).
+        ``checkpoint`` = k > 0 (with gradients enabled, outside ``torch.func`` transforms): the
+        steps run in segments of k without storing their graphs; backward reruns one segment at a
+        time from its stored inputs (parameters, rule state, buffers).  Memory then grows by one
+        parameter copy per segment instead of every step's activations and double-backward graph,
+        for about one more first-order pass of compute; the gradients are the same
+        (``fewshot.recompute``).
 
         ``track_best``: also return, in ``best``, the parameters with the lowest support loss among
-        those the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at the
-        cost of one more parameter copy; ``choose_best`` weighs them against the last step's.
+        those the loop evaluated (every step's input; with ``checkpoint``, each segment's input), at
+        the cost of one more parameter copy; ``choose_best`` weighs them against the last step's.
         """
         check_count(self.checkpoint, "checkpoint", minimum=0)
         kept = set(range(steps + 1)) if keep is None else {int(t) for t in keep} | {0, steps}
@@ -220,22 +238,26 @@ class InnerLoop:
         at = SegmentStart(params, state, dict(buffers), x, y)
         recompute = self.checkpoint > 0 and torch.is_grad_enabled()
         if recompute and under_transform():
-            raise ConfigError("checkpointed inner loops cannot run inside torch.func transforms (vmap): "
-                              "use the per-task loop (task_batching='loop') or checkpoint=0")
+            raise ConfigError(
+                "checkpointed inner loops cannot run inside torch.func transforms (vmap): "
+                "use the per-task loop (task_batching='loop') or checkpoint=0")
         span = self.checkpoint if recompute else (1 if track_best else max(steps, 1))
         best: BestSoFar | None = None
         for start in range(0, steps, span):
             stop = min(start + span, steps)
 
-            def segment(seg: SegmentStart, differentiable: bool, start: int = start, stop: int = stop) -> Segment:
+            def segment(seg: SegmentStart, differentiable: bool, start: int = start,
+                        stop: int = stop) -> Segment:
                 return self._steps(seg, start, stop, first_order=first_order, keep=kept,
                                    create_graph=differentiable and not first_order)
 
             if recompute:
-                after, state, bufs, seg_losses = checkpointed_steps(segment, at, (self.module, self.rule))
+                after, state, bufs, seg_losses = checkpointed_steps(segment, at,
+                                                                    (self.module, self.rule))
             else:
                 after, state, bufs, seg_losses = segment(at, True)
-            if track_best:  # the segment's input and its support loss (the loss before its first update)
+            # the segment's input and its support loss (the loss before its first update)
+            if track_best:
                 if best is None:
                     best = BestSoFar({n: at.params[n] for n in self.names}, seg_losses[0],
                                      torch.zeros((), dtype=torch.long, device=seg_losses[0].device))
@@ -246,25 +268,32 @@ class InnerLoop:
                     history[t] = p
             at = SegmentStart(after[stop], state, bufs, x, y)
             losses += seg_losses
-        return InnerLoopResult(history, at.buffers, torch.stack(losses) if losses else torch.zeros(0), at.state,
+        return InnerLoopResult(history, at.buffers,
+                               torch.stack(losses) if losses else torch.zeros(0), at.state,
                                best)
 
-    def _steps(self, seg: SegmentStart, start: int, stop: int, *, first_order: bool, keep: Collection[int],
+    def _steps(self, seg: SegmentStart, start: int, stop: int, *, first_order: bool,
+               keep: Collection[int],
                create_graph: bool) -> Segment:
-        """Steps ``start..stop-1`` from ``seg``: the parameters after the kept steps (and after ``stop``),
-        the rule state, the buffers and the detached support losses."""
+        """Steps ``start..stop-1`` from ``seg``: the parameters after the kept steps (and after
+        ``stop``), the rule state, the buffers and the detached support losses."""
         after: dict[int, Params] = {}
         losses = []
         current, state, bufs = seg.params, seg.state, seg.buffers
         for t in range(start, stop):
             bn_step = t if self.per_step_bn else 0
             hvp: HVP | None = None
-            if self.rule.needs_hvp:  # a curvature rule (fewshot.rules.curvature): products with the gradients
-                grads, loss, bufs, hvp = grads_loss_and_hvp(self.module, current, bufs, seg.x, seg.y,
-                                                            loss_fn=self.loss_fn, names=self.names, step=bn_step)
+            # a curvature rule (fewshot.rules.curvature): products with the gradients
+            if self.rule.needs_hvp:
+                grads, loss, bufs, hvp = grads_loss_and_hvp(self.module, current, bufs, seg.x,
+                                                            seg.y,
+                                                            loss_fn=self.loss_fn, names=self.names,
+                                                            step=bn_step)
             else:
-                grads, loss, bufs = grads_and_loss(self.module, current, bufs, seg.x, seg.y, loss_fn=self.loss_fn,
-                                                   names=self.names, step=bn_step, create_graph=create_graph)
+                grads, loss, bufs = grads_and_loss(self.module, current, bufs, seg.x, seg.y,
+                                                   loss_fn=self.loss_fn,
+                                                   names=self.names, step=bn_step,
+                                                   create_graph=create_graph)
             if first_order:
                 grads = {n: g.detach() for n, g in grads.items()}
                 hvp = None if hvp is None else _detached(hvp)
@@ -282,7 +311,8 @@ def _detached(hvp: HVP) -> HVP:
 
 
 def first_nonfinite_step(losses: torch.Tensor) -> int | None:
-    """Index of the first non-finite entry of a ``[..., steps]`` loss tensor, or None if all are finite."""
+    """Index of the first non-finite entry of a ``[..., steps]`` loss tensor, or None if all are
+    finite."""
     bad = ~torch.isfinite(losses.detach())
     if not bool(bad.any()):
         return None
@@ -290,6 +320,7 @@ def first_nonfinite_step(losses: torch.Tensor) -> int | None:
     return int(torch.nonzero(steps_bad)[0].item())
 
 
-__all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call", "copy_buffers",
+__all__ = ["InnerLoopResult", "LossFn", "Params", "State", "adaptable_names", "call",
+           "copy_buffers",
            "first_nonfinite_step", "grads_and_loss", "grads_loss_and_hvp", "InnerLoop",
            "norm_param_names", "split_state"]

@@ -1,4 +1,5 @@
-"""Checkpointed inner-loop steps: values forward, the graph rebuilt in backward (``InnerLoop(checkpoint=k)``).
+"""Checkpointed inner-loop steps: values forward, the graph rebuilt in backward
+(``InnerLoop(checkpoint=k)``).
 
 The inner loop runs its steps in segments of k; each segment goes through ``_Recompute``, one custom
 autograd Function that computes the segment's values only (no graph is stored) and, in backward,
@@ -44,8 +45,8 @@ from .rules.base import Params, State
 
 
 class SegmentStart(NamedTuple):
-    """Where a segment of inner-loop steps starts: the parameters, the rule state, the buffers and the
-    support set ``(x, y)``."""
+    """Where a segment of inner-loop steps starts: the parameters, the rule state, the buffers and
+    the support set ``(x, y)``."""
 
     params: Params
     state: State
@@ -55,30 +56,34 @@ class SegmentStart(NamedTuple):
 
 
 Segment = tuple[dict[int, Params], State, Params, list[torch.Tensor]]
-"""A segment's result: the parameters after its kept steps (and its last), the rule state, the buffers
-and the detached support losses."""
+"""A segment's result: the parameters after its kept steps (and its last), the rule state, the
+buffers and the detached support losses."""
 RunSegment = Callable[[SegmentStart, bool], Segment]
-"""``(start, differentiable) -> Segment``: the inner loop's plain steps of one segment, building their
-graph only when ``differentiable``."""
+"""``(start, differentiable) -> Segment``: the inner loop's plain steps of one segment, building
+their graph only when ``differentiable``."""
 
 
-def checkpointed_steps(run_segment: RunSegment, start: SegmentStart, owners: Sequence[nn.Module]) -> Segment:
+def checkpointed_steps(run_segment: RunSegment, start: SegmentStart,
+                       owners: Sequence[nn.Module]) -> Segment:
     """``run_segment`` from ``start`` through ``_Recompute``.  The segment's tensors that can carry
-    gradients (parameters, rule state and inputs that require grad) go in as explicit inputs, and so do
-    the ``owners``' own parameters (the model's and the rule's, which the steps may read directly:
-    learned learning rates, fixed layers); buffers, labels and the rest are constants of the segment
-    (never written: steps copy buffers).  The owners' ``training`` flags are restored for the rerun.
-    What the segment returns is described by ``layout`` (the module docstring's slot layout)."""
+    gradients (parameters, rule state and inputs that require grad) go in as explicit inputs, and so
+    do the ``owners``' own parameters (the model's and the rule's, which the steps may read
+    directly: learned learning rates, fixed layers); buffers, labels and the rest are constants of
+    the segment (never written: steps copy buffers).  The owners' ``training`` flags are restored
+    for the rerun. What the segment returns is described by ``layout`` (the module docstring's slot
+    layout)."""
     keys = list(start.params)
     leaves, spec = tree_flatten(start.state)
     slots: list[Any] = [start.params[k] for k in keys] + list(leaves) + [start.x, start.y]
     diff_at = [i for i, v in enumerate(slots) if isinstance(v, torch.Tensor) and v.requires_grad]
     seen = {id(slots[i]) for i in diff_at}
-    extra = [p for owner in owners for p in owner.parameters() if p.requires_grad and id(p) not in seen]
+    extra = [p for owner in owners for p in owner.parameters() if p.requires_grad
+             and id(p) not in seen]
     training = [(m, m.training) for owner in owners for m in owner.modules()]
     layout: dict[str, Any] = {}
 
-    def run(inputs: list[torch.Tensor], differentiable: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def run(inputs: list[torch.Tensor], differentiable: bool) -> tuple[list[torch.Tensor],
+                                                                       list[torch.Tensor]]:
         values = list(slots)
         for i, v in zip(diff_at, inputs):
             values[i] = v
@@ -87,7 +92,8 @@ def checkpointed_steps(run_segment: RunSegment, start: SegmentStart, owners: Seq
         with _training_flags(training):
             after, s_out, b_out, seg_losses = run_segment(
                 SegmentStart(p_in, s_in, start.buffers, values[-2], values[-1]), differentiable)
-        slot_of = {id(v): i for i, v in enumerate(values)}  # a tensor passed through is not re-emitted
+        # a tensor passed through is not re-emitted
+        slot_of = {id(v): i for i, v in enumerate(values)}
         s_leaves, s_spec = tree_flatten(s_out)
         diff: list[torch.Tensor] = []
         rest: list[torch.Tensor] = [b_out[k] for k in b_out] + seg_losses
@@ -128,13 +134,14 @@ def checkpointed_steps(run_segment: RunSegment, start: SegmentStart, owners: Seq
     after = {t: {k: get(layout["p_where"][t, k]) for k in keys} for t in layout["steps"]}
     new_state = tree_unflatten([get(w) for w in layout["s_where"]], layout["s_spec"])
     n_b = len(layout["b_keys"])
-    return after, new_state, dict(zip(layout["b_keys"], rest[:n_b])), rest[n_b:n_b + layout["n_losses"]]
+    return after, new_state, dict(zip(layout["b_keys"], rest[:n_b])), rest[n_b:n_b
+                                                                           + layout["n_losses"]]
 
 
 @contextlib.contextmanager
 def _training_flags(flags: list[tuple[nn.Module, bool]]) -> Iterator[None]:
-    """The modules' ``training`` flags as they were when the segment first ran (backward may recompute
-    it outside the learner's ``norm_training`` block)."""
+    """The modules' ``training`` flags as they were when the segment first ran (backward may
+    recompute it outside the learner's ``norm_training`` block)."""
     saved = [(m, m.training) for m, _ in flags]
     for m, flag in flags:
         m.training = flag
@@ -146,9 +153,10 @@ def _training_flags(flags: list[tuple[nn.Module, bool]]) -> Iterator[None]:
 
 
 class _Recompute(torch.autograd.Function):
-    """Run ``run(inputs, False)`` for its values only; backward reruns ``run(inputs, True)`` (the graph
-    the plain loop would have kept, under the same RNG, autocast and module flags) and back-propagates
-    through it, so the gradients are those of the plain loop.  Not differentiable twice."""
+    """Run ``run(inputs, False)`` for its values only; backward reruns ``run(inputs, True)`` (the
+    graph the plain loop would have kept, under the same RNG, autocast and module flags) and
+    back-propagates through it, so the gradients are those of the plain loop.  Not differentiable
+    twice."""
 
     @staticmethod
     def forward(ctx, run, n_inputs: int, like: torch.Tensor, *args: torch.Tensor):
@@ -156,7 +164,8 @@ class _Recompute(torch.autograd.Function):
         ctx.device_type = like.device.type
         ctx.cpu_rng = torch.get_rng_state()
         ctx.devices, ctx.device_rng = get_device_states(like)
-        ctx.autocast = torch.is_autocast_enabled(like.device.type), torch.get_autocast_dtype(like.device.type)
+        ctx.autocast = torch.is_autocast_enabled(like.device.type), torch.get_autocast_dtype(
+            like.device.type)
         ctx.save_for_backward(*args)
         ctx.set_materialize_grads(False)
         diff, rest = run([a.detach() for a in args[:n_inputs]], False)
@@ -171,29 +180,34 @@ class _Recompute(torch.autograd.Function):
         args = ctx.saved_tensors
         inputs = [a.detach().requires_grad_(a.requires_grad) for a in args[:ctx.n_inputs]]
         extra = list(args[ctx.n_inputs:])
-        with torch.random.fork_rng(devices=ctx.devices, device_type=ctx.device_type if ctx.devices else "cuda"), \
+        with torch.random.fork_rng(devices=ctx.devices,
+                                   device_type=ctx.device_type if ctx.devices else "cuda"), \
                 torch.enable_grad():
             torch.set_rng_state(ctx.cpu_rng)
             if ctx.devices:
                 set_device_states(ctx.devices, ctx.device_rng, device_type=ctx.device_type)
             with torch.autocast(ctx.device_type, dtype=ctx.autocast[1], enabled=ctx.autocast[0]):
-                diff, _ = ctx.run(inputs, True)  # the forward under the forward's autocast, backward outside it
-            pairs = [(o, g) for o, g in zip(diff, grad_outputs[:ctx.n_diff]) if g is not None and o.requires_grad]
+                # the forward under the forward's autocast, backward outside it
+                diff, _ = ctx.run(inputs, True)
+            pairs = [(o, g) for o, g in zip(diff, grad_outputs[:ctx.n_diff]) if g is not None
+                     and o.requires_grad]
             wrt = [t for t in (*inputs, *extra) if t.requires_grad]
             _check_no_hidden_leaves([o for o, _ in pairs], wrt)
             grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
             if pairs and wrt:
-                # sum <output, grad> (the same vector-Jacobian products): tensor grad_outputs would make
+                # sum <output, grad> (the same vector-Jacobian products): tensor grad_outputs would
+                # make
                 # torch.autograd import sympy (symbolic shapes) on first use (bench/NOTES.md)
                 total = sum((o * g).sum() for o, g in pairs)
                 grads = torch.autograd.grad(total, wrt, allow_unused=True)
         it = iter(grads)
-        return (None, None, None, *[next(it) if t.requires_grad else None for t in (*inputs, *extra)])
+        return (None, None, None,
+                *[next(it) if t.requires_grad else None for t in (*inputs, *extra)])
 
 
 def _check_no_hidden_leaves(outputs: list[torch.Tensor], known: list[torch.Tensor]) -> None:
-    """ConfigError if the recomputed graph reaches a tensor that requires grad but was not an input of
-    the segment (e.g. one a custom loss function closes over): ``_Recompute`` could not pass it a
+    """ConfigError if the recomputed graph reaches a tensor that requires grad but was not an input
+    of the segment (e.g. one a custom loss function closes over): ``_Recompute`` could not pass it a
     gradient, so checkpointing would silently drop that part of the meta-gradient."""
     ids = {id(t) for t in known}
     seen: set[int] = set()
@@ -208,6 +222,10 @@ def _check_no_hidden_leaves(outputs: list[torch.Tensor], known: list[torch.Tenso
             if var is None:
                 stack.append(nxt)
             elif id(var) not in ids:
-                raise ConfigError(f"checkpoint_steps: the inner loop reads a tensor {tuple(var.shape)} that requires "
-                                  "grad but is not a parameter of the model or the update rule (e.g. one the loss "
-                                  "function captures): register it as a parameter, or use checkpoint_steps=0")
+                raise ConfigError(
+                    f"checkpoint_steps: the inner loop reads a tensor {tuple(var.shape)} that "
+                    "requires "
+                    "grad but is not a parameter of the model or the update rule "
+                    "(e.g. one the loss "
+                    "function captures): register it as a parameter, or use "
+                    "checkpoint_steps=0")

@@ -1,4 +1,5 @@
-"""Schedules over epochs for the inner loop's meta-objective: MAML++'s multi-step-loss (MSL) weights.
+"""Schedules over epochs for the inner loop's meta-objective: MAML++'s multi-step-loss (MSL)
+weights.
 
 (The derivative-order schedule is the learner's ``first_order_at``; the meta learning rate's cosine
 schedule is ``fewshot.meta_optimizer``'s.)
@@ -9,10 +10,11 @@ import math
 
 
 def msl_weights(steps: int, epoch: int, msl_epochs: int) -> list[float]:
-    """MAML++ multi-step-loss weights for ``steps`` inner steps at ``epoch`` (annealed over ``msl_epochs``).
+    """MAML++ multi-step-loss weights for ``steps`` inner steps at ``epoch`` (annealed over
+    ``msl_epochs``).
 
-    Earlier steps: ``max(1/N - e/(N*E), 0.03/N)``; last: ``min(1/N + e(N-1)/(N*E), 1 - (N-1)*0.03/N)``.
-    Usage: ``msl_weights(5, epoch=3, msl_epochs=10)``
+    Earlier steps: ``max(1/N - e/(N*E), 0.03/N)``; last: ``min(1/N + e(N-1)/(N*E), 1 -
+    (N-1)*0.03/N)``. Usage: ``msl_weights(5, epoch=3, msl_epochs=10)``
     """
     n, e, big_e = steps, max(epoch, 0), max(msl_epochs, 1)
     if n == 1:

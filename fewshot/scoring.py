@@ -39,7 +39,8 @@ def summarize(values: Sequence[float] | torch.Tensor) -> Summary:
     if n == 0:
         raise FewshotError("cannot summarize zero episodes: evaluate at least one episode")
     if not bool(torch.isfinite(t).all()):
-        raise FewshotError("evaluation produced non-finite values: the model diverged; check the checkpoint")
+        raise FewshotError(
+            "evaluation produced non-finite values: the model diverged; check the checkpoint")
     mean = float(t.mean())
     std = float(t.std(unbiased=True)) if n > 1 else 0.0
     return Summary(mean=mean, ci95=Z95 * std / math.sqrt(n), n=n, std=std)
@@ -51,27 +52,31 @@ def evaluate_learner(learner, batches: Iterable, *, steps: int | None = None,
     """Run ``learner.evaluate`` over every batch; returns (metric name, Summary over all tasks).
 
     ``metric`` defaults to ``accuracy`` for classification and ``mse`` for regression batches.
-    Adaptation needs gradients, so this does not run under ``no_grad``; the learner is put in eval mode.
-    ``progress=True`` shows a tqdm bar of episodes on stderr (``total``: the episode count, if known);
-    off by default, so a library call prints nothing.
+    Adaptation needs gradients, so this does not run under ``no_grad``; the learner is put in eval
+    mode. ``progress=True`` shows a tqdm bar of episodes on stderr (``total``: the episode count, if
+    known); off by default, so a library call prints nothing.
     """
-    name, values = episode_values(learner, batches, steps=steps, device=device, metric=metric, progress=progress,
+    name, values = episode_values(learner, batches, steps=steps, device=device, metric=metric,
+                                  progress=progress,
                                   total=total)
     if not values.numel():
         raise FewshotError("no evaluation episodes: ask for at least one episode")
     return name, summarize(values)
 
 
-def episode_values(learner, batches: Iterable, *, steps: int | None = None, device: str | torch.device | None = None,
+def episode_values(learner, batches: Iterable, *, steps: int | None = None,
+                   device: str | torch.device | None = None,
                    metric: str | None = None, progress: bool = False,
                    total: int | None = None) -> tuple[str, torch.Tensor]:
-    """(metric name, float64 CPU tensor of the per-episode values) of ``learner.evaluate`` over ``batches``
-    (what :func:`evaluate_learner` summarizes; separate so that several processes can pool their values)."""
+    """(metric name, float64 CPU tensor of the per-episode values) of ``learner.evaluate`` over
+    ``batches`` (what :func:`evaluate_learner` summarizes; separate so that several processes can
+    pool their values)."""
     values: list[torch.Tensor] = []
     name = metric or "accuracy"
     was_training = learner.training
     learner.eval()
-    bar = tqdm(total=total, unit="episode", desc="evaluating", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, unit="episode", desc="evaluating", disable=not progress,
+               dynamic_ncols=True, leave=False)
     try:
         for batch in batches:
             if device is not None:

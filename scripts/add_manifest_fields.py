@@ -1,12 +1,15 @@
-"""Add the issue-15 fields to the shipped meta-initializations' manifests, as publish now writes them.
+"""Add the issue-15 fields to the shipped meta-initializations' manifests, as publish now writes
+them.
 
 For each ``pretrained/*/manifest.json`` of kind meta-initialization: ``preprocessing`` (its dataset
-store's), ``test_steps`` chosen on the config's validation episodes (``fewshot.reporting.steps``) with
-``val_by_steps``, and, when the chosen steps differ from the ``eval_steps`` the test number was measured
-with, the test mean ± CI re-measured at ``test_steps`` on the same test episodes (the old number is kept
-in ``notes``). The weights and their sha256 are untouched. Writes are atomic. Idempotent.
+store's), ``test_steps`` chosen on the config's validation episodes (``fewshot.reporting.steps``)
+with ``val_by_steps``, and, when the chosen steps differ from the ``eval_steps`` the test number was
+measured with, the test mean ± CI re-measured at ``test_steps`` on the same test episodes (the old
+number is kept in ``notes``). The weights and their sha256 are untouched. Writes are atomic.
+Idempotent.
 
-Usage: ``FEWSHOT_DATA=/path/with/omniglot/store nice -n 10 python scripts/add_manifest_fields.py [NAME ...]``
+Usage: ``FEWSHOT_DATA=/path/with/omniglot/store nice -n 10 python scripts/add_manifest_fields.py
+[NAME ...]``
 """
 from __future__ import annotations
 
@@ -34,15 +37,21 @@ def update(name: str) -> dict:
     test_steps, by_steps = choose_test_steps(learner, cfg)
     manifest.update(step_fields(test_steps, by_steps, cfg))
     if test_steps != manifest["eval_steps"]:
-        report = report_on_fixed_episodes(learner, cfg, episodes=manifest["episodes"], split=manifest["split"],
+        report = report_on_fixed_episodes(learner, cfg, episodes=manifest["episodes"],
+                                          split=manifest["split"],
                                           steps=test_steps, seed=manifest["eval_seed"])
         scale = 100 if manifest["metric"] == "accuracy" else 1
-        note = (f"Test steps chosen on validation ({test_steps}); the test number was {scale * manifest['mean']:.2f} "
-                f"± {scale * manifest['ci95']:.2f} at {manifest['eval_steps']} steps before.")
+        note = (
+            f"Test steps chosen on validation ({test_steps}); the test number was "
+            f"{scale * manifest['mean']:.2f} "
+            f"± {scale * manifest['ci95']:.2f} at {manifest['eval_steps']} steps before.")
         manifest["notes"] = " ".join(x for x in (manifest.get("notes", ""), note) if x)
         manifest.update(mean=report["mean"], ci95=report["ci95"], eval_steps=test_steps)
-        if manifest.get("transductive") is not None:  # both batch-norm results at the chosen steps too
-            manifest.update(bn_results(learner, cfg, report, episodes=manifest["episodes"], split=manifest["split"],
+        # both batch-norm results at the chosen steps too
+        if manifest.get("transductive") is not None:
+            manifest.update(
+                bn_results(learner, cfg, report, episodes=manifest["episodes"],
+                           split=manifest["split"],
                                        steps=test_steps, seed=manifest["eval_seed"]))
     atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -57,8 +66,10 @@ def main(names: list[str]) -> None:
         assert Path(pt.locate(name)).parent == shipped, f"{name} is not a shipped model"
         m = update(name)
         by = ", ".join(f"{k}: {v:.4f}" for k, v in m["val_by_steps"].items())
-        print(f"{name}: test_steps {m['test_steps']} (val {m['metric']} by steps {by}); test {m['mean']:.4f} "
-              f"± {m['ci95']:.4f} at {m['eval_steps']} steps", flush=True)
+        print(
+            f"{name}: test_steps {m['test_steps']} (val {m['metric']} by steps {by}); test "
+            f"{m['mean']:.4f} "
+            f"± {m['ci95']:.4f} at {m['eval_steps']} steps", flush=True)
 
 
 if __name__ == "__main__":

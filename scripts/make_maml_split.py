@@ -1,9 +1,10 @@
 """Write the MAML code's Omniglot protocol as fixed split lists (run once; the lists are committed).
 
 The MAML reference code pools the 1623 characters of both archives, shuffles them with Python's
-``random.seed(1)`` in file-system order (which no one can recover), and takes 1100 for meta-training,
-100 for validation and the remaining 423 for testing. This script makes the like-for-like protocol
-reproducible: the same sizes, drawn by a seeded permutation of the sorted character names.
+``random.seed(1)`` in file-system order (which no one can recover), and takes 1100 for
+meta-training, 100 for validation and the remaining 423 for testing. This script makes the
+like-for-like protocol reproducible: the same sizes, drawn by a seeded permutation of the sorted
+character names.
 
 Usage: ``python scripts/make_maml_split.py /path/to/omniglot-28.h5 episodes/splits/omniglot-maml``
 """

@@ -1,6 +1,7 @@
 """Rewrite the generated results tables (README and docs/results.md) from the shipped manifests.
 
-Usage: ``python scripts/refresh_tables.py`` (after ``fewshot pretrained publish``; tests/test_readme.py checks both)
+Usage: ``python scripts/refresh_tables.py`` (after ``fewshot pretrained publish``;
+tests/test_readme.py checks both)
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Shared test fixtures: the real-data folder and a real Omniglot store built once per session.
 
-The raw data sets come from ``$FEWSHOT_RAW_DATA``, else they are downloaded (md5-checked) into a cache
-(see ``tests/raw_data.py``). When neither works, tests that need real data are SKIPPED with one
-reason, or FAIL when ``FEWSHOT_REQUIRE_DATA=1`` (CI sets it, so CI never silently drops them).
-Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "train", omniglot_root)``.
+The raw data sets come from ``$FEWSHOT_RAW_DATA``, else they are downloaded (md5-checked) into a
+cache (see ``tests/raw_data.py``). When neither works, tests that need real data are SKIPPED with
+one reason, or FAIL when ``FEWSHOT_REQUIRE_DATA=1`` (CI sets it, so CI never silently drops them).
+Usage (in a test): ``def test_x(omniglot_root): split = load_split("omniglot", "train",
+omniglot_root)``.
 """
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ import pytest
 
 from tests.raw_data import RawDataMissing, find_raw_data
 
-# One torch thread per test process unless the caller chose (as CI on 2 cores and a developer's quick loop
-# beside other jobs both want: the suite's nets are too small for intra-op threads, which then spin against
-# each other and against anything else running). Set before torch starts its thread pool; the subprocesses
-# the tests start inherit it, and so the CLI's default CPU layout (processes) applies only where a test
+# One torch thread per test process unless the caller chose (as CI on 2 cores and a developer's
+# quick loop
+# beside other jobs both want: the suite's nets are too small for intra-op threads, which then spin
+# against
+# each other and against anything else running). Set before torch starts its thread pool; the
+# subprocesses
+# the tests start inherit it, and so the CLI's default CPU layout (processes) applies only where a
+# test
 # removes the variable to test that layout.
 if "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -30,8 +35,9 @@ if "OMP_NUM_THREADS" not in os.environ:
 
 @pytest.fixture(scope="session")
 def fewshot_data() -> Path:
-    """The folder of raw data sets (``$FEWSHOT_RAW_DATA``, else the download cache), to be read and never
-    written; skips (fails under ``FEWSHOT_REQUIRE_DATA=1``) with one reason when there is none."""
+    """The folder of raw data sets (``$FEWSHOT_RAW_DATA``, else the download cache), to be read and
+    never written; skips (fails under ``FEWSHOT_REQUIRE_DATA=1``) with one reason when there is
+    none."""
     try:
         return find_raw_data(os.environ)
     except RawDataMissing as exc:
@@ -41,30 +47,35 @@ def fewshot_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def omniglot_prepared(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def omniglot_prepared(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
+                                                                                             str]:
     """``(root, stdout)``: the one real 28x28 Omniglot store of the session, built by
-    ``fewshot prepare omniglot --source <raw data>/omniglot --root <temp>`` (the command's output kept
-    for the test of that command). Tests read it and never rebuild it."""
+    ``fewshot prepare omniglot --source <raw data>/omniglot --root <temp>`` (the command's output
+    kept for the test of that command). Tests read it and never rebuild it."""
     from fewshot.cli import main
 
     root = tmp_path_factory.mktemp("fewshot-data")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = main(["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root), "--quiet"])
+        rc = main(
+            ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root),
+             "--quiet"])
     assert rc == 0, out.getvalue()
     return root, out.getvalue()
 
 
 @pytest.fixture(scope="session")
 def omniglot_root(omniglot_prepared: tuple[Path, str]) -> Path:
-    """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``), built once."""
+    """A temp data root holding a real 28x28 Omniglot store (``<root>/omniglot/omniglot-28.h5``),
+    built once."""
     return omniglot_prepared[0]
 
 
 @pytest.fixture
 def one_thread():
-    """One torch thread for the test: small nets gain nothing from intra-op threads and lose a lot when the
-    cores are shared, and published numbers were measured with one (summation order is per thread count)."""
+    """One torch thread for the test: small nets gain nothing from intra-op threads and lose a lot
+    when the cores are shared, and published numbers were measured with one (summation order is per
+    thread count)."""
     import torch
 
     saved = torch.get_num_threads()

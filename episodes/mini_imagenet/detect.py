@@ -9,8 +9,9 @@ DataError listing what was found and what each format needs.
 ``cache-pickle``   ``mini-imagenet-cache-{train,val|validation,test}.pkl`` (learn2learn, Ren et al.)
 ``metaopt-pickle`` ``miniImageNet_category_split_{train_phase_train,val,test}.pickle`` (MetaOptNet)
 ``torchmeta``      ``{train,val,test}_data.hdf5`` + ``{train,val,test}_labels.json``
-``ilsvrc``         ILSVRC-2012 ``train/<wnid>/<wnid>_<n>.JPEG`` (or the ``<wnid>/`` folders) + Ravi CSVs
-=================  =================================================================================
+``ilsvrc``         ILSVRC-2012 ``train/<wnid>/<wnid>_<n>.JPEG`` (or the ``<wnid>/`` folders) + Ravi
+CSVs =================
+=================================================================================
 
 Usage: ``detect_format("/data/mini-imagenet")`` -> ``("cache-pickle", Path("/data/mini-imagenet"))``
 """
@@ -27,14 +28,18 @@ from .metaopt_pickle import PREFIX as METAOPT_PREFIX
 
 FORMATS: dict[str, str] = {
     "ravi-csv": "images/<wnid><8 digits>.jpg with train.csv, val.csv, test.csv (Ravi & Larochelle)",
-    "ravi-folders": "train/, val/, test/ each holding <wnid>/*.jpg (Ravi & Larochelle, one folder per class)",
+    "ravi-folders": "train/, val/, test/ each holding <wnid>/*.jpg (Ravi & Larochelle, one folder "
+    "per class)",
     "cache-pickle": "mini-imagenet-cache-train.pkl, -val.pkl (or -validation.pkl), -test.pkl "
-                    "(learn2learn / Ren et al.)",
-    "metaopt-pickle": ("miniImageNet_category_split_train_phase_train.pickle, _val.pickle, _test.pickle "
-                       "(MetaOptNet / FewShotWithoutForgetting)"),
-    "torchmeta": "train_data.hdf5, val_data.hdf5, test_data.hdf5 with train_labels.json, val_labels.json, "
-                 "test_labels.json (torchmeta)",
-    "ilsvrc": "an ILSVRC-2012 train tree train/<wnid>/<wnid>_<n>.JPEG plus the Ravi CSVs (builds mini-ImageNet)",
+    "(learn2learn / Ren et al.)",
+    "metaopt-pickle": (
+        "miniImageNet_category_split_train_phase_train.pickle, _val.pickle, _test.pickle "
+        "(MetaOptNet / FewShotWithoutForgetting)"),
+    "torchmeta": "train_data.hdf5, val_data.hdf5, test_data.hdf5 with train_labels.json, "
+    "val_labels.json, "
+    "test_labels.json (torchmeta)",
+    "ilsvrc": "an ILSVRC-2012 train tree train/<wnid>/<wnid>_<n>.JPEG plus the Ravi CSVs (builds "
+    "mini-ImageNet)",
 }
 
 
@@ -54,8 +59,8 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def _tree_kind(folder: Path) -> str | None:
-    """'ilsvrc' if the first ``<wnid>/`` folder under ``folder`` holds ``<wnid>_<n>.JPEG``, 'images' if other files,
-    else None."""
+    """'ilsvrc' if the first ``<wnid>/`` folder under ``folder`` holds ``<wnid>_<n>.JPEG``, 'images'
+    if other files, else None."""
     for d in _class_dirs(folder):
         name = _first_image_name(d)
         if name is not None:
@@ -71,7 +76,8 @@ def scan(folder: Path) -> dict[str, list[str]]:
     names = sorted(p.name for p in folder.iterdir())
     found: dict[str, list[str]] = {}
     if (folder / "images").is_dir():
-        found["ravi-csv"] = ["images/"] + [n for n in names if n in ("train.csv", "val.csv", "test.csv")]
+        found["ravi-csv"] = ["images/"] + [n for n in names
+                                           if n in ("train.csv", "val.csv", "test.csv")]
     split_dirs = [s for s in SPLITS if (folder / s).is_dir()]
     if split_dirs:
         kinds = {s: _tree_kind(folder / s) for s in split_dirs}
@@ -87,7 +93,8 @@ def scan(folder: Path) -> dict[str, list[str]]:
     metaopt = [n for n in names if n.startswith(METAOPT_PREFIX) and n.endswith(".pickle")]
     if metaopt:
         found["metaopt-pickle"] = metaopt
-    torchmeta = [n for n in names if n in {f"{s}_{kind}" for s in SPLITS for kind in ("data.hdf5", "labels.json")}]
+    torchmeta = [n for n in names
+                 if n in {f"{s}_{kind}" for s in SPLITS for kind in ("data.hdf5", "labels.json")}]
     if torchmeta:
         found["torchmeta"] = torchmeta
     return found
@@ -99,7 +106,9 @@ def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
     if path.is_file():
         path = path.parent
     if not path.is_dir():
-        raise DataError(f"--source {path} is not a folder or a file: pass the folder holding your mini-ImageNet files")
+        raise DataError(
+            f"--source {path} is not a folder or a file: pass the folder holding your "
+            "mini-ImageNet files")
     try:
         found = scan(path)
     except OSError as exc:
@@ -113,5 +122,7 @@ def detect_format(source: str | os.PathLike) -> tuple[str, Path]:
         has = f" (it has the Ravi CSVs in {csvs[0]} but no images)" if csvs else ""
         raise DataError(f"{path} holds no known mini-ImageNet format{has}; bring one of - {needs}")
     seen = "; ".join(f"{name} ({', '.join(files)})" for name, files in found.items())
-    raise DataError(f"{path} mixes several mini-ImageNet formats: {seen}; point --source at a folder holding only one "
-                    "of them")
+    raise DataError(
+        f"{path} mixes several mini-ImageNet formats: {seen}; point --source at a folder holding "
+        "only one "
+        "of them")

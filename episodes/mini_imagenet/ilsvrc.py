@@ -1,8 +1,9 @@
-"""Format 5, the builder: mini-ImageNet from a full ImageNet (ILSVRC-2012) train tree plus the Ravi CSVs.
+"""Format 5, the builder: mini-ImageNet from a full ImageNet (ILSVRC-2012) train tree plus the Ravi
+CSVs.
 
-Input: ``train/<wnid>/<wnid>_<n>.JPEG`` (or the ``<wnid>/`` folders directly) and the three Ravi CSVs
-(beside ``train/``, in ``splits/ravi/``, or ``splits_dir``; publicly in twitter/meta-learning-lstm
-``data/miniImagenet/``).
+Input: ``train/<wnid>/<wnid>_<n>.JPEG`` (or the ``<wnid>/`` folders directly) and the three Ravi
+CSVs (beside ``train/``, in ``splits/ravi/``, or ``splits_dir``; publicly in
+twitter/meta-learning-lstm ``data/miniImagenet/``).
 
 **Filename convention.** A Ravi filename ``<wnid><8 digits>.jpg`` names the ``k``-th image (1-based,
 ``k`` = the 8-digit number) of that wnid's ILSVRC-2012 training images sorted by the *numeric* id
@@ -29,7 +30,8 @@ RAVI_FILE = re.compile(r"^(n\d{8})(\d{8})\.jpg$")
 
 
 def class_root(folder: Path) -> Path:
-    """The folder holding the ``<wnid>/`` class folders: ``folder/train`` if present, else ``folder``."""
+    """The folder holding the ``<wnid>/`` class folders: ``folder/train`` if present, else
+    ``folder``."""
     return folder / "train" if (folder / "train").is_dir() else folder
 
 
@@ -44,18 +46,22 @@ def sorted_class_files(class_dir: Path) -> list[Path]:
 
 
 def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = None) -> SourceData:
-    """Map every Ravi CSV entry to its ILSVRC training file (see the module docstring for the convention)."""
+    """Map every Ravi CSV entry to its ILSVRC training file (see the module docstring for the
+    convention)."""
     root = class_root(folder)
     tables = read_csv_tables(([splits_dir] if splits_dir is not None else []) + [folder], strict)
     needed = [(split, wnid) for split, classes in tables.items() for wnid in classes]
     for split, wnid in needed:
         if not WNID.match(wnid):
-            raise DataError(f"{split}.csv label '{wnid}' is not a WordNet id: use the original Ravi split file")
+            raise DataError(
+                f"{split}.csv label '{wnid}' is not a WordNet id: use the original Ravi split file")
     absent = [(split, wnid) for split, wnid in needed if not (root / wnid).is_dir()]
     if absent:
-        raise DataError(f"{root} lacks {len(absent)} of the {len(needed)} class folders the CSVs need "
-                        f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full ILSVRC-2012 train set (one "
-                        "folder per wnid)")
+        raise DataError(
+            f"{root} lacks {len(absent)} of the {len(needed)} class folders the CSVs need "
+            f"(e.g. {absent[0][1]}/ for {absent[0][0]}.csv): extract the full "
+            "ILSVRC-2012 train set (one "
+            "folder per wnid)")
     splits: dict[str, dict] = {}
     for split, classes in tables.items():
         out = {}
@@ -66,13 +72,16 @@ def read_ilsvrc(folder: Path, *, strict: bool = True, splits_dir: Path | None = 
             for name in names:
                 m = RAVI_FILE.match(name)
                 if not m or m.group(1) != wnid:
-                    raise DataError(f"{split}.csv entry '{name}' is not '<wnid><8 digits>.jpg' of class {wnid}: "
-                                    "use the original Ravi split file")
+                    raise DataError(
+                        f"{split}.csv entry '{name}' is not '<wnid><8 digits>.jpg' of class "
+                        f"{wnid}: "
+                        "use the original Ravi split file")
                 k = int(m.group(2))
                 if not 1 <= k <= len(files):
-                    raise DataError(f"{split}.csv entry '{name}' is image {k} of {wnid}, but {class_dir} has "
-                                    f"{len(files)} <wnid>_<n>.JPEG files: "
-                                    "the ILSVRC-2012 train set is incomplete; extract all of it")
+                    raise DataError(
+                        f"{split}.csv entry '{name}' is image {k} of {wnid}, but {class_dir} has "
+                        f"{len(files)} <wnid>_<n>.JPEG files: "
+                        "the ILSVRC-2012 train set is incomplete; extract all of it")
                 picked.append(files[k - 1])
             out[wnid] = picked
         splits[split] = out

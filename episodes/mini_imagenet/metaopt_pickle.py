@@ -1,4 +1,5 @@
-"""Format 3, MetaOptNet / FewShotWithoutForgetting: ``miniImageNet_category_split_{train_phase_train,val,test}.pickle``.
+"""Format 3, MetaOptNet / FewShotWithoutForgetting:
+``miniImageNet_category_split_{train_phase_train,val,test}.pickle``.
 
 Python 2 pickles (read with ``encoding="latin1"`` through the restricted unpickler) of a dict
 ``{"data": uint8 [N, 84, 84, 3], "labels": [int per image], "catname2label": {wnid: int}}``.
@@ -24,25 +25,30 @@ FILE_NAMES = {"train": f"{PREFIX}train_phase_train.pickle", "val": f"{PREFIX}val
 
 
 def read_metaopt_pickles(folder: Path) -> SourceData:
-    """Read the three MetaOptNet pickles (safely, latin1) into per-class arrays named by ``catname2label``."""
+    """Read the three MetaOptNet pickles (safely, latin1) into per-class arrays named by
+    ``catname2label``."""
     splits = {}
     for split in SPLITS:
         path = folder / FILE_NAMES[split]
         if not path.is_file():
-            raise DataError(f"{folder} has no {FILE_NAMES[split]}: bring the three MetaOptNet pickles "
-                            f"({', '.join(FILE_NAMES.values())})")
+            raise DataError(
+                f"{folder} has no {FILE_NAMES[split]}: bring the three MetaOptNet pickles "
+                f"({', '.join(FILE_NAMES.values())})")
         blob = load_data_pickle(path, encoding="latin1")
         if not isinstance(blob, dict) or not {"data", "labels", "catname2label"} <= set(blob):
             keys = sorted(map(str, blob)) if isinstance(blob, dict) else type(blob).__name__
-            raise DataError(f"{path} holds {keys}, expected a dict with 'data', 'labels' and 'catname2label': "
-                            "it is not a MetaOptNet mini-ImageNet pickle")
+            raise DataError(
+                f"{path} holds {keys}, expected a dict with 'data', 'labels' and 'catname2label': "
+                "it is not a MetaOptNet mini-ImageNet pickle")
         images = check_array_images(blob["data"], f"{path} data")
         try:
             labels = np.asarray(blob["labels"], dtype=np.int64).reshape(-1)
             names = {int(v): str(k) for k, v in blob["catname2label"].items()}
         except (TypeError, ValueError, AttributeError) as exc:
-            raise DataError(f"{path} labels/catname2label are not integers per image / a {{wnid: int}} dict ({exc}): "
-                            "the file is corrupt; get the original") from exc
+            raise DataError(
+                f"{path} labels/catname2label are not integers per image / a {{wnid: int}} dict "
+                f"({exc}): "
+                "the file is corrupt; get the original") from exc
         if len(labels) != len(images):
             raise DataError(f"{path} has {len(images)} images but {len(labels)} labels: "
                             "the file is corrupt; get the original")

@@ -1,5 +1,6 @@
-"""Format 4, torchmeta: ``{train,val,test}_data.hdf5`` (group ``datasets``, one uint8 ``[600, 84, 84, 3]``
-dataset per wnid) with ``{train,val,test}_labels.json`` (the list of wnids). Read with h5py: no code runs.
+"""Format 4, torchmeta: ``{train,val,test}_data.hdf5`` (group ``datasets``, one uint8 ``[600, 84,
+84, 3]`` dataset per wnid) with ``{train,val,test}_labels.json`` (the list of wnids). Read with
+h5py: no code runs.
 """
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ from .common import SPLITS, SourceData, check_array_images
 
 
 def read_torchmeta(folder: Path) -> SourceData:
-    """Read torchmeta's per-split HDF5 files; the JSON label list must name exactly the HDF5's classes.
+    """Read torchmeta's per-split HDF5 files; the JSON label list must name exactly the HDF5's
+    classes.
 
-    Usage: ``read_torchmeta(Path("/data/miniimagenet")).splits["train"]["n01532829"].shape`` -> ``(600, 84, 84, 3)``.
+    Usage: ``read_torchmeta(Path("/data/miniimagenet")).splits["train"]["n01532829"].shape`` ->
+    ``(600, 84, 84, 3)``.
     """
     splits = {}
     for split in SPLITS:
         data_path, labels_path = folder / f"{split}_data.hdf5", folder / f"{split}_labels.json"
         for p in (data_path, labels_path):
             if not p.is_file():
-                raise DataError(f"{folder} has no {p.name}: bring torchmeta's {{train,val,test}}_data.hdf5 and "
-                                "{train,val,test}_labels.json")
+                raise DataError(
+                    f"{folder} has no {p.name}: bring torchmeta's {{train,val,test}}_data.hdf5 and "
+                    "{train,val,test}_labels.json")
         try:
             labels = json.loads(labels_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -38,8 +42,9 @@ def read_torchmeta(folder: Path) -> SourceData:
                 group = f["datasets"]
                 if sorted(group) != sorted(labels):
                     extra = sorted(set(group) ^ set(labels))
-                    raise DataError(f"{data_path} classes and {labels_path.name} disagree (e.g. {extra[0]}): "
-                                    "bring matching files of one torchmeta download")
+                    raise DataError(
+                        f"{data_path} classes and {labels_path.name} disagree (e.g. {extra[0]}): "
+                        "bring matching files of one torchmeta download")
                 classes = {}
                 for wnid in sorted(labels):
                     item = group[wnid]

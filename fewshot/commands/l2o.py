@@ -1,7 +1,8 @@
 """``fewshot l2o``: meta-train learned optimizers and run the learned-optimizer experiments.
 
     fewshot l2o train quadratic --out runs/l2o-quadratic --set epochs=10 --set net.output_scale=0.05
-    fewshot l2o experiment mnist-relu --out figures/          # PNG + JSON, final-loss table on stdout
+    fewshot l2o experiment mnist-relu --out figures/          # PNG + JSON, final-loss table on
+    stdout
 """
 from __future__ import annotations
 
@@ -34,36 +35,48 @@ from ..l2o.weights import save_learned_optimizer
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``l2o train|experiment|list``. Usage: ``register(parser.add_subparsers())``."""
-    p = subparsers.add_parser("l2o", help="learned optimizers: meta-train, compare with tuned baselines",
-                              description="Learning to learn by gradient descent by gradient descent.")
+    p = subparsers.add_parser("l2o",
+                              help="learned optimizers: meta-train, compare with tuned baselines",
+                              description="Learning to learn by gradient descent by gradient "
+                                          "descent.")
     sub = p.add_subparsers(dest="l2o_command", metavar="ACTION")
     sub.required = True
 
     t = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
-    t.add_argument("problem", metavar="PROBLEM", help="quadratic, mnist, ... (see `fewshot l2o list`)")
-    t.add_argument("--out", required=True, metavar="DIR", help="folder for model.safetensors, manifest.json, "
+    t.add_argument("problem", metavar="PROBLEM",
+                   help="quadratic, mnist, ... (see `fewshot l2o list`)")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for model.safetensors, manifest.json, "
                                                                "history.jsonl")
     t.add_argument("--name", default=None, help="name in the manifest (default: l2o-PROBLEM)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the problem's meta-training preset, e.g. --set epochs=5 --set net.p=5 "
+                   help="override the problem's meta-training preset, e.g. --set epochs=5 --set "
+                        "net.p=5 "
                         f"(keys: {', '.join(dotted_types(MetaTrainConfig))}; repeatable)")
-    t.add_argument("--seed", type=int, default=None, help="meta-training seed (same as --set seed=S; default 0)")
-    t.add_argument("--epochs", type=int, default=None, help="meta-training epochs (same as --set epochs=N; default: "
+    t.add_argument("--seed", type=int, default=None,
+                   help="meta-training seed (same as --set seed=S; default 0)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="meta-training epochs (same as --set epochs=N; default: "
                                                             "the problem's preset)")
-    t.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    t.add_argument("--root", default=None, metavar="DIR",
+                   help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     t.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("experiment", help="learned vs tuned SGD/RMSprop/Adam/NAG: PNG + JSON")
-    e.add_argument("experiment", metavar="EXPERIMENT", nargs="+", help="experiment name(s), or 'all'")
+    e.add_argument("experiment", metavar="EXPERIMENT", nargs="+",
+                   help="experiment name(s), or 'all'")
     e.add_argument("--optimizer", default=None, metavar="NAME_OR_DIR",
                    help="learned optimizer (default: the experiment's pretrained one)")
-    e.add_argument("--out", default="l2o-figures", metavar="DIR", help="folder for the PNG and JSON files")
+    e.add_argument("--out", default="l2o-figures", metavar="DIR",
+                   help="folder for the PNG and JSON files")
     e.add_argument("--test-problems", type=int, default=100)
-    e.add_argument("--tune-problems", type=int, default=20, help="problems used to pick each baseline's learning rate")
+    e.add_argument("--tune-problems", type=int, default=20,
+                   help="problems used to pick each baseline's learning rate")
     e.add_argument("--steps", type=int, default=None, help="horizon (default: the experiment's)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--root", default=None, metavar="DIR", help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
+    e.add_argument("--root", default=None, metavar="DIR",
+                   help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     e.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     e.set_defaults(func=run_experiments)
 
@@ -73,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Meta-train, then write the best weights and the manifest under ``--out``."""
-    flags = [f"{key}={getattr(args, key)}" for key in ("seed", "epochs") if getattr(args, key) is not None]
+    flags = [f"{key}={getattr(args, key)}" for key in ("seed", "epochs")
+             if getattr(args, key) is not None]
     config = apply_overrides(training_preset(args.problem), [*args.overrides, *flags])
     train = build_family(args.problem, "train", args.root)
     out = Path(args.out)
@@ -83,7 +97,8 @@ def run_train(args: argparse.Namespace) -> int:
         lines.append(json.dumps(dataclasses.asdict(record)))
         atomic_write_text(out / "history.jsonl", "\n".join(lines) + "\n", error=FewshotError)
         tqdm.write(f"epoch {record.epoch:3d}  train meta-loss/step {record.train_meta_loss:.4g}  "
-                   f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)", file=sys.stdout)
+                   f"val final loss {record.val_final_loss:.4g}  ({record.seconds:.1f} s)",
+                   file=sys.stdout)
         sys.stdout.flush()
 
     start = time.perf_counter()
@@ -100,7 +115,9 @@ def run_train(args: argparse.Namespace) -> int:
         "hardware": hardware(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
-    print(f"wrote {out} ({manifest['name']}: best epoch {result.best_epoch}, val final loss {result.best_val:.4g})")
+    print(
+        f"wrote {out} ({manifest['name']}: best epoch {result.best_epoch}, val final loss "
+        f"{result.best_val:.4g})")
     return 0
 
 
@@ -110,7 +127,8 @@ def run_experiments(args: argparse.Namespace) -> int:
     results = []
     for name in names:
         result = run_experiment(name, optimizer=args.optimizer, test_problems=args.test_problems,
-                                tune_problems=args.tune_problems, steps=args.steps, seed=args.seed, root=args.root,
+                                tune_problems=args.tune_problems, steps=args.steps, seed=args.seed,
+                                root=args.root,
                                 progress=not args.quiet)
         png, js = write_outputs(result, args.out)
         print(f"{name}: wrote {png} and {js} ({result['seconds']} s)", flush=True)

@@ -1,7 +1,8 @@
 """``fewshot prepare DATASET``: download or read a dataset and build its HDF5 store once.
 
 Usage: ``fewshot prepare omniglot --source DIR_WITH_THE_ARCHIVES --root /tmp/fewshot``
-(mini-ImageNet: ``fewshot prepare mini-imagenet --source PATH [--splits DIR] [--workers N]``, format auto-detected)
+(mini-ImageNet: ``fewshot prepare mini-imagenet --source PATH [--splits DIR] [--workers N]``, format
+auto-detected)
 """
 from __future__ import annotations
 
@@ -20,19 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="download/verify a dataset and build its HDF5 store",
-        description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, else "
-                    "~/.cache/fewshot).",
+        description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, "
+        "else "
+        "~/.cache/fewshot).",
     )
     p.add_argument("dataset", metavar="DATASET", help=f"dataset to prepare: {', '.join(DATASETS)}")
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
-                   help="local folder (content verified) or base URL (md5 verified); default: the official download. "
-                        f"mini-imagenet: a folder (or a file in it) in one of {len(FORMATS)} layouts, detected: "
+                   help="local folder (content verified) or base URL (md5 verified); default: the "
+                        "official download. "
+                        f"mini-imagenet: a folder (or a file in it) in one of {len(FORMATS)} "
+                        "layouts, detected: "
                         f"{', '.join(FORMATS)}")
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
-    p.add_argument("--size", type=int, default=None, metavar="N", help="image side in pixels (default 28; 84 for "
+    p.add_argument("--size", type=int, default=None, metavar="N",
+                   help="image side in pixels (default 28; 84 for "
                                                                        "mini-imagenet)")
     p.add_argument("--splits", default=None, metavar="DIR",
-                   help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in --source "
+                   help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in "
+                        "--source "
                         "(ILSVRC builder)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="mini-imagenet: image-decoding processes (default min(8, CPU count))")
@@ -42,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the store (a no-op if it exists, unless ``--force``) and print where it is and how long it took."""
+    """Build the store (a no-op if it exists, unless ``--force``) and print where it is and how long
+    it took."""
     info = dataset_info(args.dataset)  # unknown name -> one-line DataError listing the valid ones
     size = info.default_size if args.size is None else args.size
     path = store_path(args.dataset, args.root, size)
@@ -63,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--{' and --'.join(extra)} only {verb} to mini-imagenet: drop "
                         f"{'it' if len(extra) == 1 else 'them'} for {args.dataset}")
     start = time.perf_counter()
-    out = prepare(args.dataset, args.source, args.root, size=size, force=args.force, quiet=args.quiet, **extra)
+    out = prepare(args.dataset, args.source, args.root, size=size, force=args.force,
+                  quiet=args.quiet, **extra)
     print(f"{args.dataset}: wrote {out}{detected} in {time.perf_counter() - start:.1f} s")
     sys.stdout.flush()
     return 0

@@ -5,8 +5,10 @@ Usage::
     fewshot pretrained list
     fewshot pretrained show omniglot-5w1s-maml
     fewshot pretrained publish runs/sine sinusoid-maml --dest pretrained --episodes 600
-    fewshot pretrained table          # markdown results table from the manifests (--full: docs/results.md's)
-    fewshot pretrained calibrate omniglot-5w1s-maml --out runs/5w1s-nt --tasks 400 --set learner.inner_lr=0.1
+    # markdown results table from the manifests (--full: docs/results.md's)
+    fewshot pretrained table
+    fewshot pretrained calibrate omniglot-5w1s-maml --out runs/5w1s-nt --tasks 400 \
+        --set learner.inner_lr=0.1
 """
 from __future__ import annotations
 
@@ -29,33 +31,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("list", help="names of the available models")
     s = sub.add_parser("show", help="print a model's manifest")
     s.add_argument("name")
-    v = sub.add_parser("verify", help="check a model's weights (and training state) against their sha256")
+    v = sub.add_parser("verify",
+                       help="check a model's weights (and training state) against their sha256")
     v.add_argument("name")
-    pub = sub.add_parser("publish", help="evaluate a run's best weights and store them as a pretrained model")
+    pub = sub.add_parser("publish",
+                         help="evaluate a run's best weights and store them as a pretrained model")
     pub.add_argument("run_dir")
     pub.add_argument("name")
     pub.add_argument("--dest", required=True, metavar="DIR",
-                     help="collection directory to write DIR/NAME/ into (e.g. pretrained/ in a checkout)")
+                     help="collection directory to write DIR/NAME/ into (e.g. pretrained/ in a "
+                          "checkout)")
     pub.add_argument("--episodes", type=int, default=600)
-    pub.add_argument("--notes", default="", help="what differs from the preset besides the iteration count")
-    pub.add_argument("--budget", default="", help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
+    pub.add_argument("--notes", default="",
+                     help="what differs from the preset besides the iteration count")
+    pub.add_argument("--budget", default="",
+                     help='the compute the training got, e.g. "25 CPU-minutes, 1 thread"')
     tab = sub.add_parser("table", help="markdown results table (ours vs the papers'): the README's")
     tab.add_argument("--full", action="store_true",
-                     help="add episodes, iterations, changes vs preset, training budget and hardware "
+                     help="add episodes, iterations, changes vs preset, training budget and "
+                          "hardware "
                           "(docs/results.md's table)")
-    cal = sub.add_parser("calibrate", help="start a run from a model trained with transductive batch norm, with "
-                                           "per-step statistics calibrated on training tasks (docs/batchnorm.md)")
+    cal = sub.add_parser("calibrate",
+                         help="start a run from a model trained with transductive batch norm, with "
+                                           "per-step statistics calibrated on training tasks "
+                                           "(docs/batchnorm.md)")
     cal.add_argument("name")
-    cal.add_argument("--out", required=True, help="new run directory (publish it, or fine-tune it with fewshot train)")
-    cal.add_argument("--tasks", type=int, default=400, help="training tasks whose batch statistics are averaged")
-    cal.add_argument("--queries", type=int, default=5, help="query examples per class in the calibration tasks")
+    cal.add_argument("--out", required=True,
+                     help="new run directory (publish it, or fine-tune it with fewshot train)")
+    cal.add_argument("--tasks", type=int, default=400,
+                     help="training tasks whose batch statistics are averaged")
+    cal.add_argument("--queries", type=int, default=5,
+                     help="query examples per class in the calibration tasks")
     cal.add_argument("--seed", type=int, default=12345, help="seed of the calibration tasks")
     cal.add_argument("--bn-mode", default="frozen", choices=("frozen", "running", "support"),
-                     help="the new run's bn_mode (support: statistics from each task's support set, nothing to "
+                     help="the new run's bn_mode (support: statistics from each task's support "
+                          "set, nothing to "
                           "calibrate; the run starts from the model's weights)")
     cal.add_argument("--root", default=None, help="data root (default: $FEWSHOT_DATA)")
     cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="config change for the new run (e.g. learner.inner_lr=0.1, optim.lr=0.0003)")
+                     help="config change for the new run (e.g. learner.inner_lr=0.1, "
+                          "optim.lr=0.0003)")
     p.set_defaults(func=run)
 
 
@@ -64,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
         for name in pretrained.list():
             m = pretrained.manifest(name)
             if m.kind == LEARNED_OPTIMIZER:
-                print(f"{name}\tlearned-optimizer\ttrained on {m.get('problem')}, validation final loss "
-                      f"{m.get('best_val_final_loss', float('nan')):.3g}")
+                print(
+                    f"{name}\tlearned-optimizer\ttrained on {m.get('problem')}, validation final "
+                    "loss "
+                    f"{m.get('best_val_final_loss', float('nan')):.3g}")
                 continue
             scale = 100.0 if m.get("metric") == "accuracy" else 1.0
-            print(f"{name}\t{m.get('learner')}\t{m.get('metric')} {scale * m['mean']:.2f} ± {scale * m['ci95']:.2f}"
-                  f"\t({m.get('episodes')} {m.get('split')} episodes)")
+            print(
+                f"{name}\t{m.get('learner')}\t{m.get('metric')} {scale * m['mean']:.2f} ± "
+                f"{scale * m['ci95']:.2f}"
+                f"\t({m.get('episodes')} {m.get('split')} episodes)")
     elif args.action == "show":
         print(json.dumps(pretrained.show(args.name), indent=2))
     elif args.action == "verify":
@@ -78,13 +97,17 @@ def run(args: argparse.Namespace) -> int:
         if m.kind == META_INITIALIZATION:
             if m.training_state:  # checksums, and that it is the state of these weights
                 last, best, _ = read_training_state(pretrained.locate(args.name), m, args.name)
-                print(f"{args.name}: training state OK (stopped at iteration {last['iteration']}, weights from "
-                      f"iteration {best['iteration']}): `fewshot train --from-pretrained {args.name}` continues it")
+                print(
+                    f"{args.name}: training state OK (stopped at iteration {last['iteration']}, "
+                    "weights from "
+                    f"iteration {best['iteration']}): `fewshot train --from-pretrained "
+                    f"{args.name}` continues it")
             else:
                 why = m.training_state_note or "published before models carried it"
                 print(f"{args.name}: ships no training state ({why})")
     elif args.action == "publish":
-        out = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes, notes=args.notes,
+        out = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes,
+                      notes=args.notes,
                       budget=args.budget)
         print(f"published {args.name}: {out['metric']} {out['mean']:.4f} ± {out['ci95']:.4f} over "
               f"{out['episodes']} episodes")
@@ -97,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, extra)
         iteration = int(manifest.get("trained_iterations") or cfg.iterations)
         cfg = apply_overrides(cfg, [f"iterations={iteration}"])
-        score = calibrated_run(source, cfg, Path(args.out), iteration=iteration, tasks=args.tasks, seed=args.seed,
+        score = calibrated_run(source, cfg, Path(args.out), iteration=iteration, tasks=args.tasks,
+                               seed=args.seed,
                                queries=args.queries)
-        how = "support-set statistics" if args.bn_mode == "support" else f"calibrated on {args.tasks} training tasks"
+        how = ("support-set statistics" if args.bn_mode == "support"
+               else f"calibrated on {args.tasks} training tasks")
         print(f"{args.name}, {how}: validation {score:.4f}; run: {args.out} "
               f"(iteration {iteration})")
     elif args.action == "table":

@@ -9,6 +9,8 @@ from .manifest import Manifest
 from .presets import PRESETS, get_preset, list_presets, paper_result
 from .schema import DataConfig, LearnerSection, ModelConfig, TrainConfig, config_from_dict
 
-__all__ = ["DataConfig", "LearnerSection", "Manifest", "MetaOptimConfig", "ModelConfig", "PRESETS", "TrainConfig",
-           "apply_overrides", "config_from_dict", "get_preset", "list_presets", "load_config", "paper_result",
+__all__ = ["DataConfig", "LearnerSection", "Manifest", "MetaOptimConfig", "ModelConfig", "PRESETS",
+           "TrainConfig",
+           "apply_overrides", "config_from_dict", "get_preset", "list_presets", "load_config",
+           "paper_result",
            "read_config_file", "save_config"]

@@ -38,8 +38,10 @@ def read_config_file(path: str | Path) -> TrainConfig:
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist: check the path") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}): "
-                          "save it as UTF-8") from exc
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start} is "
+            f"{exc.object[exc.start]:#04x}): "
+            "save it as UTF-8") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     try:
@@ -56,13 +58,16 @@ def read_config_file(path: str | Path) -> TrainConfig:
             raise
         hint = ""
         if " must be a mapping, got str" in str(exc):
-            hint = ("; a line under it lacks its colon: every setting is `key: value` (a colon and a space), "
-                    "indented under its section")
+            hint = (
+                "; a line under it lacks its colon: every setting is `key: value` (a colon and a "
+                "space), "
+                "indented under its section")
         raise ConfigError(f"config file {path}, line {line}: {exc}{hint}") from exc
 
 
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
-    """One line for a YAML syntax error: the file, the line, PyYAML's problem, and the usual cause."""
+    """One line for a YAML syntax error: the file, the line, PyYAML's problem, and the usual
+    cause."""
     mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None)
     if mark is None or problem is None:
@@ -112,6 +117,7 @@ def _key_types(plain: dict) -> dict[str, Any]:
 
 
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
-    """A copy of ``cfg`` with ``key.sub=value`` items applied (each key and type checked, then validated)."""
+    """A copy of ``cfg`` with ``key.sub=value`` items applied (each key and type checked, then
+    validated)."""
     return typed.apply_overrides(cfg, items, key_types=_key_types, special=_switch_learner,
                                  rebuild=lambda plain: config_from_dict(plain))

@@ -1,15 +1,16 @@
 """The manifest of a published model (``<model>/manifest.json``): one typed schema for its writers
-(``fewshot.reporting.publish``, ``fewshot.l2o.weights``) and its readers (``fewshot.pretrained``, the
-l2o loader, ``--from-pretrained``), with every default in one place.
+(``fewshot.reporting.publish``, ``fewshot.l2o.weights``) and its readers (``fewshot.pretrained``,
+the l2o loader, ``--from-pretrained``), with every default in one place.
 
-A manifest is a JSON object.  The fields the loaders and ``fewshot pretrained`` rely on are typed here
-(checked by ``config.typed``, as every config is); any other key (a learned optimizer's ``extra``
-provenance, fields of later versions) is kept as it is, and keys keep their order, so reading and
-writing a manifest changes nothing.  Fields added over time are optional: older shipped manifests lack
-``preprocessing`` (their dataset's store preprocessing applies), ``test_steps``, ``training_state``,
-``validation_curve``...  ``Manifest`` reads like the JSON object too (``m["mean"]``, ``m.get(...)``), for
-code written against the plain dict (a read-only ``Mapping``: ``dict(m)``, ``{**m}``); ``.get`` of a typed
-field gives its default when the file lacks it; ``json.dumps(m.to_dict())`` writes it.
+A manifest is a JSON object.  The fields the loaders and ``fewshot pretrained`` rely on are typed
+here (checked by ``config.typed``, as every config is); any other key (a learned optimizer's
+``extra`` provenance, fields of later versions) is kept as it is, and keys keep their order, so
+reading and writing a manifest changes nothing.  Fields added over time are optional: older shipped
+manifests lack ``preprocessing`` (their dataset's store preprocessing applies), ``test_steps``,
+``training_state``, ``validation_curve``...  ``Manifest`` reads like the JSON object too
+(``m["mean"]``, ``m.get(...)``), for code written against the plain dict (a read-only ``Mapping``:
+``dict(m)``, ``{**m}``); ``.get`` of a typed field gives its default when the file lacks it;
+``json.dumps(m.to_dict())`` writes it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ FIX = "re-publish the model (or remove its folder from the search path)"
 
 @dataclass
 class Manifest(Mapping[str, Any]):
-    """A published model's manifest (see the module docstring; docs/pretrained.md lists what each field means)."""
+    """A published model's manifest (see the module docstring; docs/pretrained.md lists what each
+    field means)."""
 
     sha256: str | None = None  # the weights' checksum (required: checked in __post_init__)
     name: str | None = None  # the model's name (default: its folder's)
@@ -45,7 +47,8 @@ class Manifest(Mapping[str, Any]):
     dataset: str | None = None
     train_split: str | None = None
     split: str | None = None
-    split_protocol: str | None = None  # the split family its numbers are on (episodes.split_protocol)
+    # the split family its numbers are on (episodes.split_protocol)
+    split_protocol: str | None = None
     ways: int | None = None
     shots: int | None = None
     queries: int | None = None
@@ -78,12 +81,14 @@ class Manifest(Mapping[str, Any]):
     training_budget: str | None = None
     training_time: dict[str, Any] | None = None
     validation_curve: list[dict[str, Any]] | None = None
-    training_state: dict[str, Any] | None = None  # what --from-pretrained continues (fewshot.pretrained.training_state)
+    # what --from-pretrained continues (fewshot.pretrained.training_state)
+    training_state: dict[str, Any] | None = None
     training_state_note: str | None = None  # why there is none
     config: dict[str, Any] | None = None  # the training config (required for a meta-initialization)
     preprocessing: dict[str, Any] | None = None  # episodes.Preprocessing.to_dict()
     # --- learned optimizers ---
-    net: dict[str, Any] | None = None  # the LSTM optimizer's config (required for a learned optimizer)
+    # the LSTM optimizer's config (required for a learned optimizer)
+    net: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _keys: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -92,7 +97,8 @@ class Manifest(Mapping[str, Any]):
             if getattr(self, key) == "":
                 raise ConfigError(f"'{key}' must be a non-empty string")
         if Path(self.weights).name != self.weights or self.weights in (".", ".."):
-            raise ConfigError(f"'weights' must be a file name inside the model folder, got {self.weights!r}")
+            raise ConfigError(
+                f"'weights' must be a file name inside the model folder, got {self.weights!r}")
         if self.sha256 is None:
             raise ConfigError("lacks 'sha256' (the weights' checksum)")
         if self.test_steps is not None and self.test_steps < 1:
@@ -100,7 +106,8 @@ class Manifest(Mapping[str, Any]):
         if self.kind == META_INITIALIZATION:
             if self.config is None:
                 raise ConfigError("lacks 'config' (the training config, a JSON object)")
-            for key, what in (("mean", "the measured accuracy or MSE"), ("ci95", "its 95% confidence interval")):
+            for key, what in (("mean", "the measured accuracy or MSE"),
+                              ("ci95", "its 95% confidence interval")):
                 value = getattr(self, key)
                 if value is None:
                     raise ConfigError(f"lacks '{key}' ({what}, a number)")
@@ -111,7 +118,8 @@ class Manifest(Mapping[str, Any]):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """The manifest of a parsed ``manifest.json``; ConfigError (one line, no fix) for a field that is wrong."""
+        """The manifest of a parsed ``manifest.json``; ConfigError (one line, no fix) for a field
+        that is wrong."""
         typed = field_types(cls)
         try:
             manifest = from_dict(cls, {k: v for k, v in data.items() if k in typed})
@@ -122,7 +130,8 @@ class Manifest(Mapping[str, Any]):
         return manifest
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: the keys it was read with, in their order (all typed fields when built in code)."""
+        """The JSON object: the keys it was read with, in their order (all typed fields when built
+        in code)."""
         typed = field_types(type(self))
         keys = self._keys if self._keys is not None else [*typed, *self.extras]
         return {k: _plain(getattr(self, k)) if k in typed else self.extras[k] for k in keys}
@@ -146,7 +155,8 @@ class Manifest(Mapping[str, Any]):
         return key in self.to_dict()
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A field's value (its default when the file lacks it) or another key's, else ``default``."""
+        """A field's value (its default when the file lacks it) or another key's, else
+        ``default``."""
         if key in field_types(type(self)):
             value = getattr(self, key)
             return default if value is None else value
@@ -154,11 +164,13 @@ class Manifest(Mapping[str, Any]):
 
 
 def _plain(value: Any) -> Any:
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+    is_instance = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    return dataclasses.asdict(value) if is_instance else value
 
 
 def manifest_of(data: dict[str, Any], where: str) -> Manifest:
-    """``Manifest.from_json(data)`` with its error as a CheckpointError naming ``where`` (a file, a model)."""
+    """``Manifest.from_json(data)`` with its error as a CheckpointError naming ``where`` (a file, a
+    model)."""
     try:
         return Manifest.from_json(data)
     except ConfigError as exc:
@@ -166,20 +178,24 @@ def manifest_of(data: dict[str, Any], where: str) -> Manifest:
 
 
 def read_manifest(model_dir: Path) -> Manifest:
-    """The parsed, checked ``manifest.json`` of a model directory (one-line CheckpointError if it is not usable)."""
+    """The parsed, checked ``manifest.json`` of a model directory (one-line CheckpointError if it is
+    not usable)."""
     path = Path(model_dir) / MANIFEST
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise CheckpointError(f"pretrained manifest {path} cannot be read ({exc.strerror or exc}): {FIX}") from exc
+        raise CheckpointError(
+            f"pretrained manifest {path} cannot be read ({exc.strerror or exc}): {FIX}") from exc
     except UnicodeDecodeError as exc:
-        raise CheckpointError(f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): "
-                              f"{FIX}") from exc
+        raise CheckpointError(
+            f"pretrained manifest {path} is not UTF-8 text (bad byte at offset {exc.start}): "
+            f"{FIX}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"pretrained manifest {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                              f"{exc.msg}): {FIX}") from exc
+        raise CheckpointError(
+            f"pretrained manifest {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}): {FIX}") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"pretrained manifest {path} is not a JSON object: {FIX}")
     return manifest_of(data, str(path))

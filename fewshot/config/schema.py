@@ -41,7 +41,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
-            raise ConfigError(f"data.dataset '{self.dataset}' is unknown: use one of {', '.join(DATASETS)}")
+            raise ConfigError(
+                f"data.dataset '{self.dataset}' is unknown: use one of {', '.join(DATASETS)}")
         for name in ("size", "ways", "shots", "queries"):
             check_count(getattr(self, name), f"data.{name}")
         if self.eval_queries is not None:
@@ -58,7 +59,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone: ``conv4`` (MAML conv net), ``fc`` (MAML fully connected net) or ``mlp`` (sinusoid)."""
+    """The backbone: ``conv4`` (MAML conv net), ``fc`` (MAML fully connected net) or ``mlp``
+    (sinusoid)."""
 
     backbone: Literal["conv4", "fc", "mlp"] = "conv4"
     hidden: int = 64  # conv4 filters
@@ -83,10 +85,12 @@ def learner_config_type(name: str) -> type:
 
 @dataclass
 class LearnerSection:
-    """Learner name plus that learner's own typed config (flat in files: ``learner: {name: maml, inner_lr: 2.0}``).
+    """Learner name plus that learner's own typed config (flat in files: ``learner: {name: maml,
+    inner_lr: 2.0}``).
 
-    A dict of options is applied on top of the learner's own preset (``fewshot.learners.learner_config``:
-    e.g. ``mamlpp`` turns on MSL, LSLR, per-step BN and DA), each value type-checked.
+    A dict of options is applied on top of the learner's own preset
+    (``fewshot.learners.learner_config``: e.g. ``mamlpp`` turns on MSL, LSLR, per-step BN and DA),
+    each value type-checked.
     """
 
     name: str = "maml"
@@ -101,7 +105,8 @@ class LearnerSection:
             checked = {}
             for key, value in self.config.items():
                 if key not in types_:
-                    raise unknown_key_error(f"learner.{key}", [f"learner.{k}" for k in types_] + ["learner.name"])
+                    raise unknown_key_error(f"learner.{key}",
+                                            [f"learner.{k}" for k in types_] + ["learner.name"])
                 checked[key] = check_value(value, types_[key], f"learner.{key}")
             try:
                 self.config = learner_config(self.name, checked)
@@ -110,7 +115,8 @@ class LearnerSection:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"invalid learner setting: {exc}") from exc
         elif not isinstance(self.config, cls):
-            raise ConfigError(f"learner '{self.name}' needs a {cls.__name__}, got {type(self.config).__name__}")
+            raise ConfigError(
+                f"learner '{self.name}' needs a {cls.__name__}, got {type(self.config).__name__}")
 
     def to_dict(self) -> dict:
         return {"name": self.name, **to_dict(self.config)}
@@ -127,10 +133,12 @@ class LearnerSection:
 
     def key_types(self) -> dict[str, Any]:
         """``{"learner.name": str, "learner.<field>": type, ...}``."""
-        return {"learner.name": str, **{f"learner.{k}": t for k, t in field_types(type(self.config)).items()}}
+        return {"learner.name": str,
+                **{f"learner.{k}": t for k, t in field_types(type(self.config)).items()}}
 
 
-_COUNTS = ("iterations", "meta_batch", "iterations_per_epoch", "val_episodes", "eval_episodes", "eval_batch",
+_COUNTS = ("iterations", "meta_batch", "iterations_per_epoch", "val_episodes", "eval_episodes",
+           "eval_batch",
            "checkpoint_every", "log_every")
 
 
@@ -146,11 +154,13 @@ class TrainConfig:
     val_every: int = 500  # validate on the fixed validation set every K iterations (0 = never)
     val_episodes: int = 200  # size of the fixed validation episode set
     eval_episodes: int = 600  # test episodes for ``fewshot eval``
-    eval_batch: int = 25  # tasks per batch at validation/test (memory only; results do not depend on it)
+    # tasks per batch at validation/test (memory only; results do not depend on it)
+    eval_batch: int = 25
     checkpoint_every: int = 500  # write last.pt every K iterations (and at the end)
     log_every: int = 10  # write a train metrics line every K iterations
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes (fewshot.precision)
+    # bf16: autocast of the forward passes (fewshot.precision)
+    precision: Literal["fp32", "bf16"] = "fp32"
     deterministic: bool = True  # torch.backends.cudnn.deterministic=True, benchmark=False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -162,14 +172,17 @@ class TrainConfig:
         for name in _COUNTS:
             check_count(getattr(self, name), name)
         check_count(self.val_every, "val_every (0 = never)", minimum=0)
-        # torch.manual_seed and the episode samplers take a seed in [0, 2**63): refuse others before any build
+        # torch.manual_seed and the episode samplers take a seed in [0, 2**63): refuse others before
+        # any build
         check_seed(self.seed, hint=": pass e.g. --seed 0")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is unknown: use auto, cpu, cuda or cuda:N")
         check_optim = getattr(self.learner.config, "check_optim", None)
-        if check_optim is not None:  # a learner whose setting lives in the optim section (Reptile's step size)
+        # a learner whose setting lives in the optim section (Reptile's step size)
+        if check_optim is not None:
             check_optim(self.optim)
 
     def to_dict(self) -> dict:
@@ -185,7 +198,9 @@ class TrainConfig:
             if name == "learner":
                 keys.update(self.learner.key_types())
             elif dataclasses.is_dataclass(tp):
-                keys.update({f"{name}.{k}": t for k, t in field_types(tp).items()})  # type: ignore[arg-type]
+                keys.update(
+                    {f"{name}.{k}": t
+                     for k, t in field_types(tp).items()})  # type: ignore[arg-type]
             else:
                 keys[name] = tp
         return keys
@@ -198,7 +213,8 @@ class TrainConfig:
 def config_from_dict(data: Any, where: str = "config") -> TrainConfig:
     """Build a TrainConfig from a plain nested dict, checking keys and types."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where} must hold a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where} must hold a mapping at the top level, got {type(data).__name__}")
     data = dict(data)
     if "bf16" in data:  # configs written before precision existed: bf16 true/false
         old = check_value(data.pop("bf16"), bool, "bf16")

@@ -2,7 +2,8 @@
 
 The engine under every config of the package: ``from_dict`` builds a dataclass tree from plain data
 (every key and type checked, one-line errors with "did you mean" hints), ``to_dict`` goes back, and
-``apply_overrides`` is the one override mechanism (``fewshot train --set``, ``fewshot l2o train --set``).
+``apply_overrides`` is the one override mechanism (``fewshot train --set``, ``fewshot l2o train
+--set``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def type_name(tp: Any) -> str:
 
 
 def check_value(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` converted to annotation ``tp`` (int -> float widening, list -> tuple), or raise ConfigError."""
+    """Return ``value`` converted to annotation ``tp`` (int -> float widening, list -> tuple), or
+    raise ConfigError."""
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -104,19 +106,23 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
 
 
 def _wrong_type(key: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(f"{key} must be {type_name(tp)}, got {value!r} ({type(value).__name__}): fix the value")
+    return ConfigError(
+        f"{key} must be {type_name(tp)}, got {value!r} ({type(value).__name__}): fix the value")
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass's fields (works with ``from __future__ import annotations``)."""
+    """Resolved annotations of a dataclass's fields (works with ``from __future__ import
+    annotations``)."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a plain dict, checking every key and type (missing keys keep defaults)."""
+    """Build dataclass ``cls`` from a plain dict, checking every key and type (missing keys keep
+    defaults)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}: fix the file")
+        raise ConfigError(
+            f"{prefix or 'config'} must be a mapping, got {type(data).__name__}: fix the file")
     types_ = field_types(cls)
     unknown = [k for k in data if k not in types_]
     if unknown:
@@ -185,7 +191,8 @@ def parse_override(item: str) -> tuple[str, str]:
 
 
 def parse_raw(raw: str, tp: Any) -> Any:
-    """The value of a command-line string for annotation ``tp`` (YAML syntax; strings stay as written)."""
+    """The value of a command-line string for annotation ``tp`` (YAML syntax; strings stay as
+    written)."""
     if tp is str:
         return raw
     if raw.lower() in ("none", "null", "~"):
@@ -196,7 +203,8 @@ def parse_raw(raw: str, tp: Any) -> Any:
         return raw
 
 
-def apply_overrides(obj: T, items: list[str], *, key_types: Callable[[dict], dict[str, Any]] | None = None,
+def apply_overrides(obj: T, items: list[str], *,
+                    key_types: Callable[[dict], dict[str, Any]] | None = None,
                     rebuild: Callable[[dict], T] | None = None,
                     special: Callable[[dict, str, str], bool] | None = None) -> T:
     """A new ``obj`` with ``key.sub=value`` items applied; ``obj`` is untouched.
@@ -204,8 +212,8 @@ def apply_overrides(obj: T, items: list[str], *, key_types: Callable[[dict], dic
     Each key is checked against ``key_types(plain)`` (default: the dataclass tree's leaf fields) and
     each value against its type; the result is rebuilt from the changed plain dict with ``rebuild``
     (default: :func:`from_dict` of ``type(obj)``), so every section validates the final values
-    (intermediate combinations are never checked). ``special(plain, key, raw)`` may handle a key itself
-    and return True (e.g. a learner switch that resets that learner's options).
+    (intermediate combinations are never checked). ``special(plain, key, raw)`` may handle a key
+    itself and return True (e.g. a learner switch that resets that learner's options).
     """
     plain = to_dict(obj)
     types_of = key_types or (lambda _plain: dotted_types(type(obj)))

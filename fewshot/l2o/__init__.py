@@ -1,4 +1,5 @@
-"""Learned optimizers: "Learning to learn by gradient descent by gradient descent" (Andrychowicz et al. 2016).
+"""Learned optimizers: "Learning to learn by gradient descent by gradient descent" (Andrychowicz et
+al. 2016).
 
 Usage::
 
@@ -15,8 +16,11 @@ from .trajectory import final_loss, run_trajectory
 from .weights import load_learned_optimizer, save_learned_optimizer
 
 __all__ = [
-    "BASELINES", "LR_GRID", "Tuned", "make_baseline", "tune_baselines", "EpochRecord", "MetaTrainConfig",
-    "MetaTrainResult", "meta_train", "unroll", "CoordinateLSTM", "LSTMOptimizerConfig", "LearnedOptimizer",
-    "preprocess_gradients", "MLPFamily", "ProblemBatch", "ProblemFamily", "QuadraticFamily", "final_loss",
+    "BASELINES", "LR_GRID", "Tuned", "make_baseline", "tune_baselines", "EpochRecord",
+    "MetaTrainConfig",
+    "MetaTrainResult", "meta_train", "unroll", "CoordinateLSTM", "LSTMOptimizerConfig",
+    "LearnedOptimizer",
+    "preprocess_gradients", "MLPFamily", "ProblemBatch", "ProblemFamily", "QuadraticFamily",
+    "final_loss",
     "run_trajectory", "load_learned_optimizer", "save_learned_optimizer",
 ]

@@ -1,4 +1,5 @@
-"""Hand-designed baselines (SGD, RMSprop, Adam, SGD with Nesterov momentum) and their learning-rate tuning.
+"""Hand-designed baselines (SGD, RMSprop, Adam, SGD with Nesterov momentum) and their learning-rate
+tuning.
 
 Hyper-parameters other than the learning rate are the Torch7 ``optim`` defaults the thesis used
 (RMSprop alpha 0.99, eps 1e-8; Adam betas (0.9, 0.999), eps 1e-8; NAG momentum 0.9), which are
@@ -26,7 +27,8 @@ BASELINES: tuple[str, ...] = ("sgd", "rmsprop", "adam", "nag")
 
 
 def make_baseline(name: str, lr: float) -> MakeOptimizer:
-    """A factory ``params -> torch.optim.Optimizer`` for baseline ``name`` at learning rate ``lr``."""
+    """A factory ``params -> torch.optim.Optimizer`` for baseline ``name`` at learning rate
+    ``lr``."""
     if name == "sgd":
         return lambda ps: torch.optim.SGD(ps, lr=lr)
     if name == "rmsprop":
@@ -48,10 +50,12 @@ class Tuned:
 
 
 def tune_baselines(problems: ProblemBatch, steps: int, names: Sequence[str] = BASELINES,
-                   grid: Sequence[float] = LR_GRID, tick: Callable[[], object] | None = None) -> dict[str, Tuned]:
+                   grid: Sequence[float] = LR_GRID,
+                   tick: Callable[[], object] | None = None) -> dict[str, Tuned]:
     """Pick each baseline's learning rate from ``grid`` by mean final loss on ``problems``.
 
-    ``tick()`` is called after each of the ``len(names) * len(grid)`` runs (a progress bar's update).
+    ``tick()`` is called after each of the ``len(names) * len(grid)`` runs (a progress bar's
+    update).
     """
     if not grid:
         raise ConfigError("the learning-rate grid is empty: give at least one value")

@@ -1,5 +1,5 @@
-"""The learned-optimizer experiments of Andrychowicz et al. (2016) as named, reproducible runs: problems,
-protocols, figures.
+"""The learned-optimizer experiments of Andrychowicz et al. (2016) as named, reproducible runs:
+problems, protocols, figures.
 
 Problems (``PROBLEMS``): 10-d quadratics; an MLP (one hidden layer of 20 sigmoid units, batch 128)
 on MNIST; its variants with 40 units, two hidden layers, ReLU; and on Fashion-MNIST.
@@ -9,7 +9,8 @@ Experiments (``EXPERIMENTS``) pair a problem and horizon with the learned optimi
 Protocol of ``run_experiment``: baselines' learning rates are tuned on ``tune_problems`` problems
 (``LR_GRID``, lowest mean final loss), then every optimizer runs on the same ``test_problems``
 fresh problems (other seeds than any used in meta-training). MLP problems read the dataset's
-``train`` split in meta-training and for tuning, and its ``test`` split images for the test problems.
+``train`` split in meta-training and for tuning, and its ``test`` split images for the test
+problems.
 
 Usage::
 
@@ -60,11 +61,16 @@ class ProblemSpec:
 
 
 PROBLEMS: dict[str, ProblemSpec] = {
-    "quadratic": ProblemSpec("quadratic", description="10-d quadratics ||W theta - y||^2, W, y ~ N(0, 1)"),
-    "mnist": ProblemSpec("mlp", "mnist", (20,), "sigmoid", "MNIST, MLP 784-20-10, sigmoid, batch 128"),
-    "mnist-40": ProblemSpec("mlp", "mnist", (40,), "sigmoid", "MNIST, MLP 784-40-10, sigmoid, batch 128"),
-    "mnist-2layer": ProblemSpec("mlp", "mnist", (20, 20), "sigmoid", "MNIST, MLP 784-20-20-10, sigmoid, batch 128"),
-    "mnist-relu": ProblemSpec("mlp", "mnist", (20,), "relu", "MNIST, MLP 784-20-10, ReLU, batch 128"),
+    "quadratic": ProblemSpec("quadratic",
+                             description="10-d quadratics ||W theta - y||^2, W, y ~ N(0, 1)"),
+    "mnist": ProblemSpec("mlp", "mnist", (20,), "sigmoid",
+                         "MNIST, MLP 784-20-10, sigmoid, batch 128"),
+    "mnist-40": ProblemSpec("mlp", "mnist", (40,), "sigmoid",
+                            "MNIST, MLP 784-40-10, sigmoid, batch 128"),
+    "mnist-2layer": ProblemSpec("mlp", "mnist", (20, 20), "sigmoid",
+                                "MNIST, MLP 784-20-20-10, sigmoid, batch 128"),
+    "mnist-relu": ProblemSpec("mlp", "mnist", (20,), "relu",
+                              "MNIST, MLP 784-20-10, ReLU, batch 128"),
     "fashion-mnist": ProblemSpec("mlp", "fashion-mnist", (20,), "sigmoid",
                                  "Fashion-MNIST, MLP 784-20-10, sigmoid, batch 128"),
 }
@@ -84,10 +90,13 @@ EXPERIMENTS: dict[str, Experiment] = {
     "quadratic": Experiment("quadratic", "l2o-quadratic", 100, "trained and tested on quadratics"),
     "mnist": Experiment("mnist", "l2o-mnist", 100, "trained and tested on the MNIST MLP"),
     "mnist-40": Experiment("mnist-40", "l2o-mnist", 100, "generalization to 40 hidden units"),
-    "mnist-2layer": Experiment("mnist-2layer", "l2o-mnist", 100, "generalization to 2 hidden layers"),
+    "mnist-2layer": Experiment("mnist-2layer", "l2o-mnist", 100,
+                               "generalization to 2 hidden layers"),
     "mnist-relu": Experiment("mnist-relu", "l2o-mnist", 100, "generalization to ReLU"),
-    "mnist-200steps": Experiment("mnist", "l2o-mnist", 200, "generalization to 200 steps (trained on 100)"),
-    "fashion-mnist": Experiment("fashion-mnist", "l2o-mnist", 100, "generalization to Fashion-MNIST"),
+    "mnist-200steps": Experiment("mnist", "l2o-mnist", 200,
+                                 "generalization to 200 steps (trained on 100)"),
+    "fashion-mnist": Experiment("fashion-mnist", "l2o-mnist", 100,
+                                "generalization to Fashion-MNIST"),
 }
 
 
@@ -95,17 +104,19 @@ def training_preset(problem: str) -> MetaTrainConfig:
     """The meta-training protocol for ``problem``: the thesis' values (epochs of 100 iterations).
 
     Quadratics: 100 epochs, 128 problems per iteration (the paper's batch), 100 validation problems.
-    MLPs: 20 epochs, one problem per iteration, 20 validation problems (each a 100-step MLP training).
-    Both use preprocessing with p = 10 and output scale 0.1 (the thesis fed raw gradients on
-    quadratics; one setting for both keeps the optimizers comparable). Adam's learning rate on phi
-    (the thesis picked it by random search in [1e-5, 1]): 1e-3 for quadratics, 1e-2 for MLPs.
+    MLPs: 20 epochs, one problem per iteration, 20 validation problems (each a 100-step MLP
+    training). Both use preprocessing with p = 10 and output scale 0.1 (the thesis fed raw gradients
+    on quadratics; one setting for both keeps the optimizers comparable). Adam's learning rate on
+    phi (the thesis picked it by random search in [1e-5, 1]): 1e-3 for quadratics, 1e-2 for MLPs.
     Why these choices (the trials behind them): bench/NOTES.md.
     """
     spec = _spec(problem)
     if spec.kind == "quadratic":
-        return MetaTrainConfig(net=LSTMOptimizerConfig(preprocess=True, p=10.0, output_scale=0.1), epochs=100,
+        return MetaTrainConfig(net=LSTMOptimizerConfig(preprocess=True, p=10.0, output_scale=0.1),
+                               epochs=100,
                                problems_per_iteration=128, val_problems=100)
-    return MetaTrainConfig(net=LSTMOptimizerConfig(preprocess=True, p=10.0, output_scale=0.1), epochs=20,
+    return MetaTrainConfig(net=LSTMOptimizerConfig(preprocess=True, p=10.0, output_scale=0.1),
+                           epochs=20,
                            problems_per_iteration=1, val_problems=20, lr=1e-2)
 
 
@@ -115,7 +126,8 @@ def _spec(problem: str) -> ProblemSpec:
     return PROBLEMS[problem]
 
 
-def image_arrays(dataset: str, split: str, root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def image_arrays(dataset: str, split: str,
+                 root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x [M, H*W] float in [0, 1], y [M] int64)`` of a prepared image dataset split."""
     data = load_split(dataset, split, root)
     x = data.data.flatten(1).float().div_(255.0)
@@ -123,8 +135,10 @@ def image_arrays(dataset: str, split: str, root: str | os.PathLike | None = None
     return x, y
 
 
-def build_family(problem: str, split: str = "train", root: str | os.PathLike | None = None) -> ProblemFamily:
-    """The ``ProblemFamily`` named ``problem`` (MLPs read ``split`` of their dataset from ``root``)."""
+def build_family(problem: str, split: str = "train",
+                 root: str | os.PathLike | None = None) -> ProblemFamily:
+    """The ``ProblemFamily`` named ``problem`` (MLPs read ``split`` of their dataset from
+    ``root``)."""
     spec = _spec(problem)
     if spec.kind == "quadratic":
         return QuadraticFamily()
@@ -150,17 +164,23 @@ def _curve(losses: torch.Tensor, lr: float | None = None, grid: dict | None = No
     n = losses.shape[0]
     mean = losses.mean(0)
     ci = Z95 * losses.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(mean)
-    clean = lambda v: float(v) if math.isfinite(float(v)) else None  # noqa: E731 - JSON has no inf/nan
-    return Curve([clean(v) for v in mean], [clean(v) for v in ci], clean(mean[-1]), clean(ci[-1]), lr,
+    def clean(v: Any) -> float | None:  # JSON has no inf/nan
+        return float(v) if math.isfinite(float(v)) else None
+
+    return Curve([clean(v) for v in mean], [clean(v) for v in ci], clean(mean[-1]), clean(ci[-1]),
+                 lr,
                  {f"{k:g}": clean(v) for k, v in (grid or {}).items()})
 
 
-def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, test_problems: int = 100,
+def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None,
+                   test_problems: int = 100,
                    tune_problems: int = 20, steps: int | None = None, seed: int = 0,
                    root: str | os.PathLike | None = None, progress: bool = False) -> dict[str, Any]:
-    """Tune the baselines, run them and the learned optimizer on fresh test problems; returns the result dict.
+    """Tune the baselines, run them and the learned optimizer on fresh test problems; returns the
+    result dict.
 
-    ``progress=True``: a tqdm bar of the optimizer runs (tuning grid, then test) on stderr; off by default.
+    ``progress=True``: a tqdm bar of the optimizer runs (tuning grid, then test) on stderr; off by
+    default.
     """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
@@ -172,17 +192,22 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
     net, manifest = load_with_manifest(source)
     started = time.perf_counter()
     tune_family = build_family(exp.problem, "train", root)
-    test_family = tune_family if exp.problem == "quadratic" else build_family(exp.problem, "test", root)
-    tuning = tune_family.sample(tune_problems, steps, torch.Generator().manual_seed(TUNE_SEED + seed))
+    test_family = tune_family if exp.problem == "quadratic" else build_family(exp.problem, "test",
+                                                                              root)
+    tuning = tune_family.sample(tune_problems, steps,
+                                torch.Generator().manual_seed(TUNE_SEED + seed))
     test = test_family.sample(test_problems, steps, torch.Generator().manual_seed(TEST_SEED + seed))
     runs = len(BASELINES) * len(LR_GRID) + 1 + len(BASELINES)
-    with tqdm(total=runs, desc=name, unit="run", disable=not progress, dynamic_ncols=True, leave=False) as bar:
+    with tqdm(total=runs, desc=name, unit="run", disable=not progress, dynamic_ncols=True,
+              leave=False) as bar:
         tuned = tune_baselines(tuning, steps, tick=bar.update)
         curves: dict[str, Curve] = {
-            "learned": _curve(run_trajectory(test, lambda ps: LearnedOptimizer(ps, net=net), steps))}
+            "learned": _curve(
+                run_trajectory(test, lambda ps: LearnedOptimizer(ps, net=net), steps))}
         bar.update()
         for b in BASELINES:
-            curves[b] = _curve(run_trajectory(test, make_baseline(b, tuned[b].lr), steps), tuned[b].lr,
+            curves[b] = _curve(run_trajectory(test, make_baseline(b, tuned[b].lr), steps),
+                               tuned[b].lr,
                                tuned[b].grid)
             bar.update()
     return {
@@ -199,7 +224,8 @@ def run_experiment(name: str, *, optimizer: str | os.PathLike | None = None, tes
                               "sha256": manifest.get("sha256")},
         "seconds": round(time.perf_counter() - started, 1),
         "curves": {k: vars(v) for k, v in curves.items()},
-        "final": {k: {"mean": v.final, "ci95": v.final_ci95, "lr": v.lr} for k, v in curves.items()},
+        "final": {k: {"mean": v.final, "ci95": v.final_ci95, "lr": v.lr}
+                  for k, v in curves.items()},
     }
 
 
@@ -212,14 +238,16 @@ def plot_experiment(result: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    labels = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "ADAM", "nag": "NAG"}
+    labels = {"learned": "LSTM (learned)", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "ADAM",
+              "nag": "NAG"}
     for key, curve in result["curves"].items():
         mean = [math.nan if v is None else v for v in curve["mean"]]
         ci = [math.nan if v is None else v for v in curve["ci95"]]
         steps = list(range(len(mean)))
         label = labels.get(key, key) + ("" if curve.get("lr") is None else f" (lr {curve['lr']:g})")
         style = "-" if key == "learned" else "--"
-        (line,) = ax.plot(steps, mean, style, label=label, linewidth=2.0 if key == "learned" else 1.4)
+        (line,) = ax.plot(steps, mean, style, label=label,
+                          linewidth=2.0 if key == "learned" else 1.4)
         lo = [max(m - c, 1e-12) for m, c in zip(mean, ci)]
         hi = [m + c for m, c in zip(mean, ci)]
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -240,21 +268,28 @@ def plot_experiment(result: dict[str, Any]) -> bytes:
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``<out>/<experiment>.png`` and ``.json`` (atomically); returns their paths."""
     out = Path(out_dir)
-    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result), error=FewshotError)
-    js = atomic_write_text(out / f"{result['experiment']}.json", json.dumps(result, indent=1) + "\n",
+    png = atomic_write_bytes(out / f"{result['experiment']}.png", plot_experiment(result),
+                             error=FewshotError)
+    js = atomic_write_text(out / f"{result['experiment']}.json",
+                           json.dumps(result, indent=1) + "\n",
                            error=FewshotError)
     return png, js
 
 
 def final_table(results: list[dict[str, Any]]) -> str:
-    """Markdown table of final losses (mean ± 95% CI): one row per experiment, learned vs each tuned baseline."""
-    head = "| experiment | steps | learned | " + " | ".join(f"{b} (lr)" for b in BASELINES) + " | best |"
+    """Markdown table of final losses (mean ± 95% CI): one row per experiment, learned vs each tuned
+    baseline."""
+    head = "| experiment | steps | learned | " + " | ".join(f"{b} (lr)"
+                                                            for b in BASELINES) + " | best |"
     lines = [head, "|" + "---|" * (4 + len(BASELINES))]
-    fmt = lambda f: "diverged" if f["mean"] is None else f"{f['mean']:.3g} ± {f['ci95']:.2g}"  # noqa: E731
+    def fmt(f: dict) -> str:
+        return "diverged" if f["mean"] is None else f"{f['mean']:.3g} ± {f['ci95']:.2g}"
+
     for r in results:
         final = r["final"]
         finite = {k: v["mean"] for k, v in final.items() if v["mean"] is not None}
         best = min(finite, key=lambda k: finite[k]) if finite else "–"
-        cells = [fmt(final["learned"])] + [f"{fmt(final[b])} ({final[b]['lr']:g})" for b in BASELINES]
+        cells = [fmt(final["learned"])] + [f"{fmt(final[b])} ({final[b]['lr']:g})"
+                                           for b in BASELINES]
         lines.append(f"| {r['experiment']} | {r['steps']} | " + " | ".join(cells) + f" | {best} |")
     return "\n".join(lines)

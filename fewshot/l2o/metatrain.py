@@ -7,7 +7,8 @@ The optimizee gradients ``grad_t`` are inputs to the LSTM, computed without a gr
 ``d grad_t / d phi = 0`` (no second derivatives); phi reaches the meta-loss through
 ``theta_{t+1} = theta_t + g_t`` and the LSTM states. Between truncations theta and the states
 are detached. After each epoch (``iterations_per_epoch`` iterations) the frozen optimizer runs on
-fixed validation problems, and the weights with the lowest mean final loss are kept (early stopping).
+fixed validation problems, and the weights with the lowest mean final loss are kept (early
+stopping).
 
 Usage::
 
@@ -38,33 +39,41 @@ class MetaTrainConfig:
 
     net: LSTMOptimizerConfig = field(default_factory=LSTMOptimizerConfig)
     steps: int = 100                   # optimization horizon of a training problem
-    unroll: int = 20                   # truncation length of BPTT (phi is updated every `unroll` steps)
+    # truncation length of BPTT (phi is updated every `unroll` steps)
+    unroll: int = 20
     epochs: int = 100
-    iterations_per_epoch: int = 100    # one iteration = one batch of fresh problems optimized for `steps`
+    # one iteration = one batch of fresh problems optimized for `steps`
+    iterations_per_epoch: int = 100
     problems_per_iteration: int = 1
     lr: float = 1e-3                   # Adam on phi
     clip_norm: float | None = None     # optional clipping of phi's gradient norm
     val_problems: int = 100
-    patience: int | None = None        # stop after this many epochs without a better validation loss
+    # stop after this many epochs without a better validation loss
+    patience: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("steps", "unroll", "epochs", "iterations_per_epoch", "problems_per_iteration", "val_problems"):
+        for key in ("steps", "unroll", "epochs", "iterations_per_epoch", "problems_per_iteration",
+                    "val_problems"):
             check_count(getattr(self, key), f"meta-training {key}")
         if self.unroll > self.steps:
-            raise ConfigError(f"unroll ({self.unroll}) is longer than the optimization horizon steps ({self.steps}): "
-                              "use unroll <= steps (the paper unrolls 20 of 100 steps)")
+            raise ConfigError(
+                f"unroll ({self.unroll}) is longer than the optimization horizon steps "
+                f"({self.steps}): "
+                "use unroll <= steps (the paper unrolls 20 of 100 steps)")
         check_number(self.lr, "meta-training lr", above=0)
         if self.patience is not None:
             check_count(self.patience, "patience (or None)")
 
 
-def unroll(net: CoordinateLSTM, problems: ProblemBatch, theta: torch.Tensor, state: State, start: int,
+def unroll(net: CoordinateLSTM, problems: ProblemBatch, theta: torch.Tensor, state: State,
+           start: int,
            length: int) -> tuple[torch.Tensor, torch.Tensor, State]:
     """Optimize ``length`` steps from ``theta`` (detached, at step ``start``) with the LSTM.
 
-    Returns (meta-loss = mean over problems of ``sum_{k=1..length} f(theta_{start+k})``, final theta, final state),
-    with the graph from the meta-loss to phi kept; the caller detaches theta/state before the next truncation.
+    Returns (meta-loss = mean over problems of ``sum_{k=1..length} f(theta_{start+k})``, final
+    theta, final state), with the graph from the meta-loss to phi kept; the caller detaches
+    theta/state before the next truncation.
     """
     theta = theta.detach().requires_grad_(True)
     loss = problems.loss(theta, start)
@@ -102,8 +111,10 @@ def validation_loss(net: CoordinateLSTM, problems: ProblemBatch, steps: int) -> 
 
 
 def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
-               callback: Callable[[EpochRecord], None] | None = None, progress: bool = False) -> MetaTrainResult:
-    """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module doc).
+               callback: Callable[[EpochRecord], None] | None = None,
+               progress: bool = False) -> MetaTrainResult:
+    """Meta-train a ``CoordinateLSTM`` on problems from ``train``; select by ``val`` (see module
+    doc).
 
     ``progress=True``: a tqdm bar of the meta-training iterations on stderr; off by default.
     """
@@ -117,14 +128,17 @@ def meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig
 
 def _meta_train(train: ProblemFamily, val: ProblemFamily, config: MetaTrainConfig,
                 callback: Callable[[EpochRecord], None] | None, bar: tqdm) -> MetaTrainResult:
-    with torch.random.fork_rng(devices=[]):  # the LSTM's initial weights, without touching the global RNG
+    # the LSTM's initial weights, without touching the global RNG
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = CoordinateLSTM(config.net)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     train_gen = torch.Generator().manual_seed(config.seed)
-    val_problems = val.sample(config.val_problems, config.steps, torch.Generator().manual_seed(config.seed + 1))
+    val_problems = val.sample(config.val_problems, config.steps,
+                              torch.Generator().manual_seed(config.seed + 1))
     best_val, best_epoch, best_state = validation_loss(net, val_problems,
-                                                       config.steps), 0, copy.deepcopy(net.state_dict())
+                                                       config.steps), 0, copy.deepcopy(
+                                                           net.state_dict())
     history: list[EpochRecord] = [EpochRecord(0, float("nan"), best_val, 0.0)]
     if callback:
         callback(history[0])

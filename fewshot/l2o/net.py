@@ -1,4 +1,5 @@
-"""The coordinatewise LSTM optimizer m(grad, h; phi) of "Learning to learn by gradient descent by gradient descent".
+"""The coordinatewise LSTM optimizer m(grad, h; phi) of "Learning to learn by gradient descent by
+gradient descent".
 
 One small LSTM (two layers of 20 units by default) is shared by every coordinate of the optimizee;
 each coordinate keeps its own hidden and cell states, so the update rule does not depend on the
@@ -29,8 +30,9 @@ State = tuple[torch.Tensor, ...]  # (h_1, c_1, ..., h_L, c_L), each [n, hidden]
 class LSTMOptimizerConfig:
     """Architecture of the learned optimizer.
 
-    ``preprocess``: feed ``preprocess_gradients(g, p)`` (2 inputs) instead of the raw gradient (1 input).
-    ``output_scale``: the LSTM's output is multiplied by it (0.1 in the thesis' MNIST experiments).
+    ``preprocess``: feed ``preprocess_gradients(g, p)`` (2 inputs) instead of the raw gradient (1
+    input). ``output_scale``: the LSTM's output is multiplied by it (0.1 in the thesis' MNIST
+    experiments).
     """
 
     hidden: int = 20
@@ -44,7 +46,8 @@ class LSTMOptimizerConfig:
             check_count(getattr(self, key), f"learned optimizer {key}")
         check_p(self.p)
         if not isinstance(self.output_scale, (int, float)) or not self.output_scale > 0:
-            raise ConfigError(f"learned optimizer output_scale must be > 0, got {self.output_scale!r}")
+            raise ConfigError(
+                f"learned optimizer output_scale must be > 0, got {self.output_scale!r}")
 
 
 class CoordinateLSTM(nn.Module):
@@ -62,11 +65,13 @@ class CoordinateLSTM(nn.Module):
                       dtype: torch.dtype | None = None) -> State:
         """Zero hidden and cell states for ``n`` coordinates."""
         ref = self.out.weight
-        zeros = torch.zeros(n, self.config.hidden, device=device or ref.device, dtype=dtype or ref.dtype)
+        zeros = torch.zeros(n, self.config.hidden, device=device or ref.device,
+                            dtype=dtype or ref.dtype)
         return tuple(zeros.clone() for _ in range(2 * self.config.layers))
 
     def forward(self, grad: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """``grad`` [n] -> (update [n], new state). Gradients are inputs: no graph is built through them."""
+        """``grad`` [n] -> (update [n], new state). Gradients are inputs: no graph is built through
+        them."""
         c = self.config
         x = preprocess_gradients(grad, c.p) if c.preprocess else grad.unsqueeze(-1)
         new_state: list[torch.Tensor] = []

@@ -2,7 +2,8 @@
 
 Each parameter keeps its own LSTM states (one row per coordinate) in ``optimizer.state``, so
 ``state_dict()`` / ``load_state_dict()`` resume an optimization exactly. The update is
-``p <- p + lr * m(grad)``; ``lr`` (default 1, the meta-trained setting) exists so LR schedulers work.
+``p <- p + lr * m(grad)``; ``lr`` (default 1, the meta-trained setting) exists so LR schedulers
+work.
 
 Usage::
 
@@ -35,11 +36,13 @@ class LearnedOptimizer(torch.optim.Optimizer):
     ``save_learned_optimizer``; or pass ``net`` directly. The net is used frozen (no gradients).
     """
 
-    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], *, net: CoordinateLSTM | None = None,
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], *,
+                 net: CoordinateLSTM | None = None,
                  weights: str | os.PathLike | None = None, lr: float = 1.0) -> None:
         if (net is None) == (weights is None):
-            raise ConfigError("LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
-                              "(a pretrained name or a saved directory)")
+            raise ConfigError(
+                "LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
+                "(a pretrained name or a saved directory)")
         if weights is not None:
             net = load_learned_optimizer(weights)
         if not isinstance(net, CoordinateLSTM):
@@ -53,13 +56,17 @@ class LearnedOptimizer(torch.optim.Optimizer):
         rows = state[self._keys[0]].shape[0]
         if rows != p.numel() or state[self._keys[0]].shape[1] != self.net.config.hidden:
             raise ConfigError(
-                f"the learned optimizer's state for a parameter of shape {tuple(p.shape)} ({p.numel()} coordinates) "
-                f"holds {rows} coordinates x {state[self._keys[0]].shape[1]} units: it was loaded from a state_dict "
-                "saved for a different model or optimizer; load one saved for these parameters, or start from a "
+                f"the learned optimizer's state for a parameter of shape {tuple(p.shape)} "
+                f"({p.numel()} coordinates) "
+                f"holds {rows} coordinates x {state[self._keys[0]].shape[1]} units: it was loaded "
+                "from a state_dict "
+                "saved for a different model or optimizer; load one saved for these parameters, or "
+                "start from a "
                 "fresh LearnedOptimizer")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a saved state, refusing per-parameter LSTM states whose shape does not fit the parameter."""
+        """Load a saved state, refusing per-parameter LSTM states whose shape does not fit the
+        parameter."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             for p in group["params"]:
@@ -67,8 +74,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 if state:
                     missing = [k for k in self._keys if k not in state]
                     if missing:
-                        raise ConfigError(f"learned optimizer state lacks {missing}: it was saved by another optimizer "
-                                          f"or with a {len(self._keys) // 2 - 1}-layer net mismatch; start fresh")
+                        raise ConfigError(
+                            f"learned optimizer state lacks {missing}: it was saved by another "
+                            "optimizer "
+                            f"or with a {len(self._keys) // 2 - 1}-layer net "
+                            "mismatch; start fresh")
                     self._check_state(p, state)
 
     @overload
@@ -103,10 +113,12 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 grad = p.grad.reshape(-1).to(ref.dtype)
                 update = torch.empty_like(grad)
                 states = [state[k] for k in self._keys]
-                # Coordinates are independent: run them in cache-sized chunks (timings: bench/NOTES.md).
+                # Coordinates are independent: run them in cache-sized chunks (timings:
+                # bench/NOTES.md).
                 for start in range(0, grad.numel(), CHUNK):
                     stop = min(start + CHUNK, grad.numel())
-                    update[start:stop], new = self.net(grad[start:stop], tuple(x[start:stop] for x in states))
+                    update[start:stop], new = self.net(grad[start:stop],
+                                                       tuple(x[start:stop] for x in states))
                     for x, y in zip(states, new):
                         x[start:stop] = y
                 state["step"] += 1

@@ -1,10 +1,10 @@
 """Optimization problems for learned optimizers: families of losses over a flat parameter vector.
 
 A family samples a *batch* of independent problems; their parameters are one tensor ``theta``
-``[B, P]`` and ``loss(theta, t)`` returns the ``[B]`` losses at step ``t``. Every optimizer we use is
-coordinatewise (SGD, RMSprop, Adam, NAG, the LSTM), so optimizing the batch tensor is exactly
-optimizing each problem on its own, and ``loss.sum()`` gives each problem its own gradient.
-All randomness (W, y, initial parameters, mini-batch indices) is drawn at ``sample`` time from the
+``[B, P]`` and ``loss(theta, t)`` returns the ``[B]`` losses at step ``t``. Every optimizer we use
+is coordinatewise (SGD, RMSprop, Adam, NAG, the LSTM), so optimizing the batch tensor is exactly
+optimizing each problem on its own, and ``loss.sum()`` gives each problem its own gradient. All
+randomness (W, y, initial parameters, mini-batch indices) is drawn at ``sample`` time from the
 caller's generator, so every optimizer sees the same problems and the same mini-batches.
 
 Usage::
@@ -53,12 +53,14 @@ class ProblemFamily(Protocol):
         """``num`` fresh problems, each usable for steps ``0..steps``."""
 
 
-# --- quadratics ----------------------------------------------------------------------------------------
+# --- quadratics
+# ----------------------------------------------------------------------------------------
 
 
 @dataclass
 class QuadraticBatch:
-    """``f_b(theta) = ||W_b theta - y_b||^2`` with Gaussian ``W_b`` ``[d, d]`` and ``y_b`` ``[d]``."""
+    """``f_b(theta) = ||W_b theta - y_b||^2`` with Gaussian ``W_b`` ``[d, d]`` and ``y_b``
+    ``[d]``."""
 
     W: torch.Tensor
     y: torch.Tensor
@@ -87,7 +89,8 @@ class QuadraticBatch:
 
 @dataclass
 class QuadraticFamily:
-    """10-dimensional quadratics ``||W theta - y||^2``, W and y IID N(0, 1), theta_0 ~ N(0, init_std^2)."""
+    """10-dimensional quadratics ``||W theta - y||^2``, W and y IID N(0, 1), theta_0 ~ N(0,
+    init_std^2)."""
 
     dim: int = 10
     init_std: float = 0.01
@@ -102,7 +105,8 @@ class QuadraticFamily:
         return QuadraticBatch(W, y, theta0)
 
 
-# --- MLP classifiers ---------------------------------------------------------------------------------
+# --- MLP classifiers
+# ---------------------------------------------------------------------------------
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -148,12 +152,14 @@ class MLPBatch:
 
     def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
         if not 0 <= step < self.indices.shape[1]:
-            raise ConfigError(f"step {step} is outside the {self.indices.shape[1] - 1} steps these problems were "
-                              "sampled for: sample them with a larger `steps`")
+            raise ConfigError(
+                f"step {step} is outside the {self.indices.shape[1] - 1} steps these problems were "
+                "sampled for: sample them with a larger `steps`")
         idx = self.indices[:, step]                       # [B, n]
         logits = self.logits(theta, self.x[idx])          # [B, n, classes]
         targets = self.y[idx]
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(idx.shape).mean(-1)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                               reduction="none").view(idx.shape).mean(-1)
 
 
 def mlp_sizes(inputs: int, hidden: Sequence[int], classes: int) -> tuple[int, ...]:
@@ -168,7 +174,8 @@ def mlp_num_params(sizes: Sequence[int]) -> int:
 
 @dataclass
 class MLPFamily:
-    """Train an MLP classifier on ``(x, y)`` with mini-batches of ``batch_size``, cross-entropy loss.
+    """Train an MLP classifier on ``(x, y)`` with mini-batches of ``batch_size``, cross-entropy
+    loss.
 
     Weights start IID Gaussian with std ``1/sqrt(fan_in)``, biases at zero; every problem has its
     own initialization and its own sequence of mini-batches (drawn uniformly, with replacement
@@ -184,13 +191,16 @@ class MLPFamily:
 
     def __post_init__(self) -> None:
         if self.x.dim() != 2 or not self.x.is_floating_point():
-            raise ConfigError(f"MLP problem inputs must be a float tensor [M, D], got {tuple(self.x.shape)} "
-                              f"{self.x.dtype}: flatten images and scale them to [0, 1]")
+            raise ConfigError(
+                f"MLP problem inputs must be a float tensor [M, D], got {tuple(self.x.shape)} "
+                f"{self.x.dtype}: flatten images and scale them to [0, 1]")
         if self.y.shape != self.x.shape[:1] or self.y.dtype != torch.int64:
-            raise ConfigError(f"MLP problem labels must be int64 [M] matching the {self.x.shape[0]} inputs, "
-                              f"got {tuple(self.y.shape)} {self.y.dtype}")
+            raise ConfigError(
+                f"MLP problem labels must be int64 [M] matching the {self.x.shape[0]} inputs, "
+                f"got {tuple(self.y.shape)} {self.y.dtype}")
         if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}: use one of {', '.join(_ACTIVATIONS)}")
+            raise ConfigError(
+                f"unknown activation {self.activation!r}: use one of {', '.join(_ACTIVATIONS)}")
         self.hidden = tuple(check_count(h, "hidden layer width") for h in self.hidden)
         check_count(self.batch_size, "MLP problem batch_size")
 
@@ -207,5 +217,6 @@ class MLPFamily:
             parts.append(torch.randn(num, fan_in * fan_out, generator=generator) / fan_in ** 0.5)
             parts.append(torch.zeros(num, fan_out))
         theta0 = torch.cat(parts, dim=1)
-        indices = torch.randint(0, self.x.shape[0], (num, steps + 1, self.batch_size), generator=generator)
+        indices = torch.randint(0, self.x.shape[0], (num, steps + 1, self.batch_size),
+                                generator=generator)
         return MLPBatch(self.x, self.y, sizes, self.activation, indices, theta0)

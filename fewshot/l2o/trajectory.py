@@ -2,7 +2,8 @@
 
 Usage::
 
-    losses = run_trajectory(problems, lambda ps: torch.optim.Adam(ps, lr=0.01), steps=100)   # [B, 101]
+    # [B, 101]
+    losses = run_trajectory(problems, lambda ps: torch.optim.Adam(ps, lr=0.01), steps=100)
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from .problems import ProblemBatch
 MakeOptimizer = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
 
 
-def run_trajectory(problems: ProblemBatch, make_optimizer: MakeOptimizer, steps: int) -> torch.Tensor:
-    """Losses ``[B, steps + 1]``: column ``t`` is ``f(theta_t)`` on step ``t``'s mini-batch (``t = 0`` is the start).
+def run_trajectory(problems: ProblemBatch, make_optimizer: MakeOptimizer,
+                   steps: int) -> torch.Tensor:
+    """Losses ``[B, steps + 1]``: column ``t`` is ``f(theta_t)`` on step ``t``'s mini-batch (``t =
+    0`` is the start).
 
     A problem whose loss becomes non-finite keeps ``inf``/``nan`` from then on (it diverged).
     """

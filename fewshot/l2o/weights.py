@@ -1,4 +1,5 @@
-"""Save and load learned optimizers: ``model.safetensors`` + ``manifest.json``, like pretrained models.
+"""Save and load learned optimizers: ``model.safetensors`` + ``manifest.json``, like pretrained
+models.
 
 A directory written here can be registered as a pretrained model (``fewshot.pretrained``); its
 manifest has ``"kind": "learned-optimizer"``, the net's config and the weights' sha256.
@@ -31,7 +32,8 @@ KIND = LEARNED_OPTIMIZER
 
 def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *, name: str,
                            extra: dict[str, Any] | None = None) -> dict:
-    """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest's JSON object."""
+    """Write ``directory/{model.safetensors,manifest.json}`` (atomically); returns the manifest's
+    JSON object."""
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     atomic_write_bytes(directory / WEIGHTS, st_save(tensors, metadata={"name": name, "kind": KIND}),
@@ -43,7 +45,8 @@ def save_learned_optimizer(net: CoordinateLSTM, directory: str | os.PathLike, *,
         **(extra or {}),
         "weights": WEIGHTS,
         "sha256": sha256_file(directory / WEIGHTS),
-    }, f"of '{name}'")  # checked as the loader checks it: nothing is written that cannot be read back
+    # checked as the loader checks it: nothing is written that cannot be read back
+    }, f"of '{name}'")
     atomic_write_text(directory / MANIFEST, manifest.to_json(), error=FewshotError)
     return manifest.to_dict()
 
@@ -54,13 +57,16 @@ def _resolve(source: str | os.PathLike) -> Path:
         return path
     if isinstance(source, str) and os.sep not in source and not path.exists():
         return registry.locate(source)
-    raise CheckpointError(f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
-                          f"{MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot l2o train "
-                          "--out` folder")
+    raise CheckpointError(
+        f"{path} is neither a pretrained learned-optimizer name nor a directory holding "
+        f"{MANIFEST}: pass a name from `fewshot pretrained list` or a `fewshot "
+        "l2o train "
+        "--out` folder")
 
 
 def verified_manifest(source: str | os.PathLike) -> tuple[Path, Manifest]:
-    """(directory, manifest) of a learned optimizer, checking its kind and sha256 (``pretrained.verify_dir``)."""
+    """(directory, manifest) of a learned optimizer, checking its kind and sha256
+    (``pretrained.verify_dir``)."""
     directory = _resolve(source)
     manifest = registry.verify_dir(directory)
     if manifest.kind != KIND:
@@ -72,13 +78,15 @@ def verified_manifest(source: str | os.PathLike) -> tuple[Path, Manifest]:
 
 
 def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, Manifest]:
-    """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory), verified, eval mode."""
+    """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory),
+    verified, eval mode."""
     directory, manifest = verified_manifest(source)
     try:
         config = LSTMOptimizerConfig(**(manifest.net or {}))
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save "
-                              "it") from exc
+        raise CheckpointError(
+            f"learned optimizer manifest in {directory} has no valid 'net' config ({exc}): re-save "
+            "it") from exc
     try:
         net = CoordinateLSTM(config)
     except ConfigError as exc:
@@ -87,11 +95,13 @@ def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, Manif
     try:
         net.load_state_dict(load_file(str(weights)))
     except (SafetensorError, OSError, RuntimeError) as exc:
-        raise CheckpointError(f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save "
-                              "it") from exc
+        raise CheckpointError(
+            f"learned optimizer weights {weights} do not fit its manifest's net ({exc}): re-save "
+            "it") from exc
     return net.eval(), manifest
 
 
 def load_learned_optimizer(source: str | os.PathLike) -> CoordinateLSTM:
-    """The ``CoordinateLSTM`` saved at ``source`` (pretrained name or directory), verified, in eval mode."""
+    """The ``CoordinateLSTM`` saved at ``source`` (pretrained name or directory), verified, in eval
+    mode."""
     return load_with_manifest(source)[0]

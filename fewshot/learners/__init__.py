@@ -1,4 +1,5 @@
-"""Learners and their registry. Usage: ``learner = build_learner("mamlpp", Conv4(1, 5), {"inner_lr": 0.5})``."""
+"""Learners and their registry. Usage: ``learner = build_learner("mamlpp", Conv4(1, 5), {"inner_lr":
+0.5})``."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,8 @@ from .task import Objective, TaskSettings, TaskTensors
 
 # name -> its spec; each learner module declares its names (the method and its variants) in SPECS
 LEARNERS: dict[str, LearnerSpec] = {
-    spec.name: spec for module in (maml, metasgd, mtnet, lstm_meta, anil, reptile, imaml) for spec in module.SPECS}
+    spec.name: spec for module in (maml, metasgd, mtnet, lstm_meta, anil, reptile, imaml)
+    for spec in module.SPECS}
 
 
 def register_learner(spec: LearnerSpec) -> None:
@@ -57,14 +59,14 @@ def learner_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 
 
 def build_learner(name: str, model: nn.Module, config: Any = None, **kwargs: Any) -> nn.Module:
-    """Build learner ``name`` (a key of ``LEARNERS``: ``maml``, ``fomaml``, ``mamlpp``, ``metasgd``, ``mtnet``,
-    ``tnet``, ``lstm-meta``, ``anil``, ``boil``, ``reptile``, ``imaml``, ``foimaml``, ``imaml-hf``, or one
-    ``register_learner`` added) around ``model``.
+    """Build learner ``name`` (a key of ``LEARNERS``: ``maml``, ``fomaml``, ``mamlpp``, ``metasgd``,
+    ``mtnet``, ``tnet``, ``lstm-meta``, ``anil``, ``boil``, ``reptile``, ``imaml``, ``foimaml``,
+    ``imaml-hf``, or one ``register_learner`` added) around ``model``.
 
-    ``config``: None (the name's config), a dict of overrides on it, or a config instance, to which the
-    name's forced settings apply (``fomaml``: ``first_order=True``; ``tnet``: ``mask=False``; ``anil`` /
-    ``boil``: ``part="head"`` / ``"body"``; ``imaml-hf``: ``inner_solver="hf"``).
-    Usage: ``build_learner("maml", model, {"inner_steps": 5})``
+    ``config``: None (the name's config), a dict of overrides on it, or a config instance, to which
+    the name's forced settings apply (``fomaml``: ``first_order=True``; ``tnet``: ``mask=False``;
+    ``anil`` / ``boil``: ``part="head"`` / ``"body"``; ``imaml-hf``: ``inner_solver="hf"``). Usage:
+    ``build_learner("maml", model, {"inner_steps": 5})``
     """
     spec = learner_spec(name)
     if config is None or isinstance(config, Mapping):

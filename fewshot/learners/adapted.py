@@ -1,10 +1,11 @@
 """What ``learner.adapt`` returns: a model adapted to one task, callable on any number of examples.
 
-Why a value of its own: a parameter dict alone cannot predict in ``bn_mode="support"`` (every layer then
-normalises with the support set's batch statistics, which a dict does not hold), so callers would pass the
-support set again at every prediction and rerun its forward. An ``AdaptedModel`` takes those statistics
-once, at adaptation, from the support forward at the step it uses, and applies them to whatever it is
-given, so ``adapted(x)`` gives one example alone the outputs it gets in a batch.
+Why a value of its own: a parameter dict alone cannot predict in ``bn_mode="support"`` (every layer
+then normalises with the support set's batch statistics, which a dict does not hold), so callers
+would pass the support set again at every prediction and rerun its forward. An ``AdaptedModel``
+takes those statistics once, at adaptation, from the support forward at the step it uses, and
+applies them to whatever it is given, so ``adapted(x)`` gives one example alone the outputs it gets
+in a batch.
 
 Usage: ``adapted = learner.adapt(sx, sy); logits = adapted(x)``; ``adapted.params`` for
 ``torch.func.functional_call`` or ``learner.predict(x, adapted.params, support_x=sx)``.
@@ -47,8 +48,9 @@ class AdaptedModel:
         self.statistics = statistics
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's outputs on ``x`` ``[n, ...]`` (n >= 1), each example independent of the others
-        except in ``bn_mode="transductive"``, where ``x`` is the batch whose statistics normalise it."""
+        """The model's outputs on ``x`` ``[n, ...]`` (n >= 1), each example independent of the
+        others except in ``bn_mode="transductive"``, where ``x`` is the batch whose statistics
+        normalise it."""
         return self.learner.predict(x, self)
 
     @property
@@ -57,5 +59,7 @@ class AdaptedModel:
         return self.steps != self.steps_run
 
     def __repr__(self) -> str:
-        return (f"AdaptedModel({type(self.learner).__name__}, steps={self.steps} of {self.steps_run}, "
-                f"support loss {float(self.support_losses[0]):.4g} -> {float(self.support_losses[self.steps]):.4g})")
+        return (
+            f"AdaptedModel({type(self.learner).__name__}, steps={self.steps} of {self.steps_run}, "
+            f"support loss {float(self.support_losses[0]):.4g} -> "
+            f"{float(self.support_losses[self.steps]):.4g})")

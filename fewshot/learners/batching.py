@@ -1,13 +1,13 @@
-"""Task batching: whether a meta-batch's tasks run one by one (the loop) or as one batched computation
-(``torch.func.vmap``), and the two runners.
+"""Task batching: whether a meta-batch's tasks run one by one (the loop) or as one batched
+computation (``torch.func.vmap``), and the two runners.
 
-Why a module of its own: the choice depends on facts about the model (torch ``BatchNorm`` layers, whose
-second-order gradients are wrong under vmap; dropout, random under vmap; whether every leaf layer is one
-that batches well on CPU) and on rules of thumb about the machine, none of which is the learner's
-algorithm.  The model facts are read once (``ModelFacts.of``, when the learner is made, again after
-``learner.model_changed()``); per meta-batch only the device, the grad mode and a task's element count
-are looked at.  Both runners give the stacked ``TaskResult`` of every task, the same numbers up to
-floating-point summation order (tests/fewshot/learners/test_maml.py, loop == vmap).
+Why a module of its own: the choice depends on facts about the model (torch ``BatchNorm`` layers,
+whose second-order gradients are wrong under vmap; dropout, random under vmap; whether every leaf
+layer is one that batches well on CPU) and on rules of thumb about the machine, none of which is the
+learner's algorithm.  The model facts are read once (``ModelFacts.of``, when the learner is made,
+again after ``learner.model_changed()``); per meta-batch only the device, the grad mode and a task's
+element count are looked at.  Both runners give the stacked ``TaskResult`` of every task, the same
+numbers up to floating-point summation order (tests/fewshot/learners/test_maml.py, loop == vmap).
 """
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ from ..functional import Params, copy_buffers
 from ..nn.batchnorm import StepBatchNorm
 from .result import TaskResult
 
-# auto task batching on CPU: vmap when a task's support + query inputs have at most this many elements
+# auto task batching on CPU: vmap when a task's support + query inputs have at most this many
+# elements
 # (5-way 1-shot 28x28 with up to ~5 queries per class); larger tasks run faster in the per-task loop
 VMAP_MAX_ELEMENTS_CPU = 25_000
-# leaf modules for which the batched (vmap) path is faster than the loop on CPU whatever the task size
-_VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU,
+# leaf modules for which the batched (vmap) path is faster than the loop on CPU whatever the task
+# size
+_VMAP_FRIENDLY_CPU = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.ELU,
+                      nn.SiLU,
                       nn.Identity, nn.Flatten, StepBatchNorm)
 
 # one task: (buffers, support_x, support_y, query_x, query_y, noise or None) -> its TaskResult
@@ -48,22 +51,28 @@ class ModelFacts:
         leaves = [m for m in modules if not list(m.children())]
         return cls(torch_bn=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules),
                    dropout=any(isinstance(m, nn.modules.dropout._DropoutNd) for m in modules),
-                   cpu_friendly=bool(leaves) and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves))
+                   cpu_friendly=bool(leaves)
+                   and all(isinstance(m, _VMAP_FRIENDLY_CPU) for m in leaves))
 
     def choose(self, mode: str, checkpoint_steps: int, device: torch.device | str,
                elements_per_task: int | None = None) -> str:
-        """``"loop"`` or ``"vmap"`` for ``task_batching=mode`` (with ``checkpoint_steps``) on ``device``.
+        """``"loop"`` or ``"vmap"`` for ``task_batching=mode`` (with ``checkpoint_steps``) on
+        ``device``.
 
         ``"auto"``: the loop for models with torch ``BatchNorm`` (wrong second-order gradients under
-        vmap) or dropout (random ops under vmap), and while recomputing (``checkpoint_steps``, grad mode
-        on); otherwise vmap on accelerators, and on CPU vmap for MLP-like models or when a task is small
-        (support + query inputs of at most ``VMAP_MAX_ELEMENTS_CPU`` elements), where batching the tasks'
-        small operations wins; the loop for larger tasks, whose per-task operations are already big.
-        The crossover was measured with bench/peers.py-style runs (bench/NOTES.md)."""
+        vmap) or dropout (random ops under vmap), and while recomputing (``checkpoint_steps``, grad
+        mode on); otherwise vmap on accelerators, and on CPU vmap for MLP-like models or when a task
+        is small (support + query inputs of at most ``VMAP_MAX_ELEMENTS_CPU`` elements), where
+        batching the tasks' small operations wins; the loop for larger tasks, whose per-task
+        operations are already big. The crossover was measured with bench/peers.py-style runs
+        (bench/NOTES.md)."""
         if mode == "vmap" and self.torch_bn:
-            raise ConfigError("task_batching='vmap' gives wrong second-order gradients through torch.nn BatchNorm "
-                              "layers (PyTorch batch rule): use task_batching='loop', or fewshot.nn.StepBatchNorm2d / "
-                              "per_step_batchnorm(model, 1)")
+            raise ConfigError(
+                "task_batching='vmap' gives wrong second-order gradients through torch.nn "
+                "BatchNorm "
+                "layers (PyTorch batch rule): use task_batching='loop', or "
+                "fewshot.nn.StepBatchNorm2d / "
+                "per_step_batchnorm(model, 1)")
         if mode != "auto":
             return mode
         if checkpoint_steps and torch.is_grad_enabled():  # recomputation runs on the loop only
@@ -74,13 +83,14 @@ class ModelFacts:
             return "vmap"
         if self.cpu_friendly:
             return "vmap"
-        return "vmap" if elements_per_task is not None and elements_per_task <= VMAP_MAX_ELEMENTS_CPU else "loop"
+        return ("vmap" if elements_per_task is not None and elements_per_task
+                <= VMAP_MAX_ELEMENTS_CPU else "loop")
 
 
 def run_vmap(task: TaskFn, buffers: Params, batch: Any, noise: torch.Tensor | None, *,
              backward: bool) -> TaskResult:
-    """Every task of ``batch`` as one batched computation (each task on its own copy of ``buffers``);
-    ``backward``: back-propagate the mean total and return it detached."""
+    """Every task of ``batch`` as one batched computation (each task on its own copy of
+    ``buffers``); ``backward``: back-propagate the mean total and return it detached."""
     b = len(batch)
     batched = {k: v.unsqueeze(0).expand(b, *v.shape).clone() for k, v in buffers.items()}
     result = vmap(task, in_dims=(0, 0, 0, 0, 0, None if noise is None else 0))(
@@ -94,7 +104,8 @@ def run_vmap(task: TaskFn, buffers: Params, batch: Any, noise: torch.Tensor | No
 def run_loop(task: TaskFn, buffers: Params, batch: Any, noise: torch.Tensor | None, *,
              backward: bool) -> TaskResult:
     """Every task of ``batch`` in turn (each on its own copy of ``buffers``), stacked; ``backward``:
-    back-propagate each task's share of the mean and free its graph before the next task builds its own."""
+    back-propagate each task's share of the mean and free its graph before the next task builds its
+    own."""
     b = len(batch)
     outs = []
     for i in range(b):
@@ -106,5 +117,6 @@ def run_loop(task: TaskFn, buffers: Params, batch: Any, noise: torch.Tensor | No
         outs.append(out)
     stack = lambda f: torch.stack([getattr(o, f) for o in outs])  # noqa: E731
     return TaskResult(stack("total"), stack("query_loss"), stack("metric"), stack("support_losses"),
-                      {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers}, stack("step"),
+                      {k: torch.stack([o.buffers[k] for o in outs]) for k in buffers},
+                      stack("step"),
                       {k: torch.stack([o.extras[k] for o in outs]) for k in outs[0].extras})

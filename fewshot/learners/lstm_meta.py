@@ -20,7 +20,8 @@ from .spec import LearnerSpec
 class LSTMMetaLearner(GradientLearner):
     """Ravi & Larochelle's meta-learner LSTM over any ``nn.Module`` (its parameters are ``c_0``).
 
-    Usage: ``learner = LSTMMetaLearner(Conv4(3, 5, hidden=32, image_size=84), LSTMMetaConfig(inner_steps=12))``
+    Usage: ``learner = LSTMMetaLearner(Conv4(3, 5, hidden=32, image_size=84),
+    LSTMMetaConfig(inner_steps=12))``
     """
 
     config_class = LSTMMetaConfig
@@ -28,7 +29,8 @@ class LSTMMetaLearner(GradientLearner):
 
     def build_rule(self) -> UpdateRule:
         ref = self.reference_param()
-        return LSTMMetaRule(self.names, hidden=self.config.hidden, p=self.config.p, seed=self.config.seed,
+        return LSTMMetaRule(self.names, hidden=self.config.hidden, p=self.config.p,
+                            seed=self.config.seed,
                             dtype=ref.dtype, device=ref.device)
 
 

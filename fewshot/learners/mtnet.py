@@ -2,14 +2,14 @@
 
 Every ``nn.Linear`` / ``nn.Conv2d`` of the model computes ``T (W x + b)`` with a meta-learned square
 ``T`` (identity at first, never adapted; ``fewshot.nn.transform``); the inner loop adapts ``W`` and
-``b`` by ``W <- W - inner_lr * (M ⊙ grad W)``, where ``M`` keeps or freezes whole output units and is
-sampled per task from learned logits (``fewshot.rules.RowMask``).  T-net is the same without the mask.
-With ``T = I`` and ``M = 1`` the model and its updates are MAML's.
+``b`` by ``W <- W - inner_lr * (M ⊙ grad W)``, where ``M`` keeps or freezes whole output units and
+is sampled per task from learned logits (``fewshot.rules.RowMask``).  T-net is the same without the
+mask. With ``T = I`` and ``M = 1`` the model and its updates are MAML's.
 
 As in the reference code, every such layer gets a ``T`` and a mask, the output layer included
 (``transform_last=False`` leaves the last one plain).  Other adapted parameters (e.g. norm-layer
-affines with ``adapt_norm``) are updated by plain SGD, unmasked.  Evaluation (``adapt``, ``evaluate``,
-eval-mode ``meta_loss``) uses the most likely mask (see ``RowMask``).
+affines with ``adapt_norm``) are updated by plain SGD, unmasked.  Evaluation (``adapt``,
+``evaluate``, eval-mode ``meta_loss``) uses the most likely mask (see ``RowMask``).
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ class MTNet(GradientLearner):
     def prepare_model(self, model: nn.Module) -> nn.Module:
         self.transformed = add_transforms(model, skip_last=not self.config.transform_last)
         if not self.transformed:
-            raise ConfigError(f"MTNet found no nn.Linear or nn.Conv2d layer with trainable weights in "
-                              f"{type(model).__name__}: MT-net transforms those layers (use MAML otherwise)")
+            raise ConfigError(
+                f"MTNet found no nn.Linear or nn.Conv2d layer with trainable weights in "
+                f"{type(model).__name__}: MT-net transforms those layers (use MAML "
+                "otherwise)")
         return model
 
     def adapted_names(self) -> list[str]:
@@ -45,7 +47,8 @@ class MTNet(GradientLearner):
         return [n for n in super().adapted_names() if n not in transforms]
 
     def mask_groups(self) -> list[tuple[list[str], int]]:
-        """``(adapted parameter names, output units)`` of every transformed layer whose weight is adapted."""
+        """``(adapted parameter names, output units)`` of every transformed layer whose weight is
+        adapted."""
         adapted, groups = set(self.names), []
         modules = dict(self.model.named_modules())
         for name in self.transformed:
@@ -63,7 +66,8 @@ class MTNet(GradientLearner):
         groups = self.mask_groups() if self.config.mask else []
         if not groups:
             return sgd
-        mask = RowMask(groups, logit_init=self.config.logit_init, temperature=self.config.temperature,
+        mask = RowMask(groups, logit_init=self.config.logit_init,
+                       temperature=self.config.temperature,
                        dtype=ref.dtype, device=ref.device)
         return Chain(mask, sgd)
 

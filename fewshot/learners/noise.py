@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 
 
-def draw_noise(state: torch.Tensor, tasks: int, size: int, shard: tuple[int, int], dtype: torch.dtype,
+def draw_noise(state: torch.Tensor, tasks: int, size: int, shard: tuple[int, int],
+               dtype: torch.dtype,
                device: torch.device) -> torch.Tensor:
-    """``[tasks, size]`` U(0, 1) draws for part ``shard = (rank, world)`` of a meta-batch, from the generator
-    state ``state`` (a CPU generator's ``get_state()``), which is advanced in place."""
+    """``[tasks, size]`` U(0, 1) draws for part ``shard = (rank, world)`` of a meta-batch, from the
+    generator state ``state`` (a CPU generator's ``get_state()``), which is advanced in place."""
     gen = torch.Generator()
     gen.set_state(state.cpu())
     rank, world = shard

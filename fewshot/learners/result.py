@@ -1,4 +1,5 @@
-"""The values a learner's meta-batch run gives back, named: per-task results, one adaptation, the meta-loss."""
+"""The values a learner's meta-batch run gives back, named: per-task results, one adaptation, the
+meta-loss."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,15 +26,17 @@ class TaskResult(NamedTuple):
     extras: Params = {}  # never mutated: a learner that adds diagnostics builds its own dict
 
     def metrics(self, classification: bool) -> dict[str, float]:
-        """A meta-batch's float metrics for logging: mean query ``loss``, mean ``support_loss`` before the
-        first update, and mean ``accuracy`` (classification) or ``mse``."""
-        metrics = {"loss": float(self.query_loss.mean()), "support_loss": float(self.support_losses[:, 0].mean())}
+        """A meta-batch's float metrics for logging: mean query ``loss``, mean ``support_loss``
+        before the first update, and mean ``accuracy`` (classification) or ``mse``."""
+        metrics = {"loss": float(self.query_loss.mean()),
+                   "support_loss": float(self.support_losses[:, 0].mean())}
         metrics["accuracy" if classification else "mse"] = float(self.metric.mean())
         return metrics
 
     def scores(self, classification: bool) -> dict[str, torch.Tensor]:
-        """A meta-batch's per-task evaluation (``GradientLearner.evaluate``): ``accuracy`` or ``mse``, ``loss``,
-        ``step`` and ``nonfinite_at``; a task whose query loss is not finite scores accuracy 0 (mse inf)."""
+        """A meta-batch's per-task evaluation (``GradientLearner.evaluate``): ``accuracy`` or
+        ``mse``, ``loss``, ``step`` and ``nonfinite_at``; a task whose query loss is not finite
+        scores accuracy 0 (mse inf)."""
         finite = self.query_loss.isfinite()
         if classification:
             metric = torch.where(finite, self.metric, torch.zeros_like(self.metric))

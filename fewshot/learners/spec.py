@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LearnerSpec:
-    """``name`` builds ``cls`` (a ``GradientLearner`` subclass, whose ``config_class`` is its config).
+    """``name`` builds ``cls`` (a ``GradientLearner`` subclass, whose ``config_class`` is its
+    config).
 
-    - ``defaults``: settings the name starts from (MAML++'s switches), which any override may change;
+    - ``defaults``: settings the name starts from (MAML++'s switches), which any override may
+      change;
     - ``forced``: settings the name means (first order for ``fomaml``), applied over a given config
       instance too, and the starting point of a dict of overrides.
     """
@@ -36,7 +38,8 @@ class LearnerSpec:
         return self.cls.config_class
 
     def config(self, overrides: Mapping[str, Any] | None = None) -> Any:
-        """The name's config with ``overrides`` applied (an unknown key is one ConfigError naming the valid ones)."""
+        """The name's config with ``overrides`` applied (an unknown key is one ConfigError naming
+        the valid ones)."""
         overrides = dict(overrides or {})
         known = {f.name for f in dataclasses.fields(self.config_class)}
         unknown = sorted(set(overrides) - known)

@@ -1,4 +1,5 @@
-"""Backbones and meta-learning batch norm. Usage: ``from fewshot.nn import Conv4, StepBatchNorm2d, inner_step``."""
+"""Backbones and meta-learning batch norm. Usage: ``from fewshot.nn import Conv4, StepBatchNorm2d,
+inner_step``."""
 from .backbones import MLP, Conv4, FullyConnected
 from .batchnorm import (
                         StepBatchNorm,

@@ -4,9 +4,9 @@ Usage::
 
     model = Conv4(in_channels=1, out_features=5, hidden=64, image_size=28)        # Omniglot
     model = Conv4(in_channels=3, out_features=5, hidden=32, image_size=84)        # mini-ImageNet
-    model = Conv4(1, 5, bn_steps=6)                                               # MAML++ per-step BN
+    model = Conv4(1, 5, bn_steps=6)  # MAML++ per-step BN
     model = FullyConnected(784, 5)                                                # 256-128-64-64
-    model = MLP(1, 1)                                                             # sinusoid, 40-40 ReLU
+    model = MLP(1, 1)  # sinusoid, 40-40 ReLU
 """
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ from .batchnorm import StepBatchNorm1d, StepBatchNorm2d
 class Conv4(nn.Module):
     """Four blocks of 3x3 conv (padding 1), batch norm, ReLU and 2x2 max-pool, then a linear layer.
 
-    ``pool=False`` uses the Omniglot reference's stride-2 convolutions instead of pooling, followed by
-    a mean over the remaining spatial positions.  ``bn_steps`` > 1 gives per-step batch norm
-    (``StepBatchNorm2d``; use ``inner_steps + 1``).  Usage: ``Conv4(1, 5, hidden=64, image_size=28)``.
+    ``pool=False`` uses the Omniglot reference's stride-2 convolutions instead of pooling, followed
+    by a mean over the remaining spatial positions.  ``bn_steps`` > 1 gives per-step batch norm
+    (``StepBatchNorm2d``; use ``inner_steps + 1``).  Usage: ``Conv4(1, 5, hidden=64,
+    image_size=28)``.
     """
 
-    def __init__(self, in_channels: int = 1, out_features: int = 5, *, hidden: int = 64, image_size: int = 28,
-                 blocks: int = 4, pool: bool = True, bn_steps: int = 1, bn_momentum: float = 0.1) -> None:
+    def __init__(self, in_channels: int = 1, out_features: int = 5, *, hidden: int = 64,
+                 image_size: int = 28,
+                 blocks: int = 4, pool: bool = True, bn_steps: int = 1,
+                 bn_momentum: float = 0.1) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_features", out_features), ("hidden", hidden),
+        for name, value in (("in_channels", in_channels), ("out_features", out_features),
+                            ("hidden", hidden),
                             ("image_size", image_size), ("blocks", blocks), ("bn_steps", bn_steps)):
             check_count(value, name)
         self.pool = pool
@@ -79,25 +83,30 @@ def dense_stack(in_features: int, out_features: int, hidden: Sequence[int],
 
 
 class FullyConnected(nn.Module):
-    """The MAML paper's fully connected classifier: Linear + batch norm + ReLU blocks (256-128-64-64).
+    """The MAML paper's fully connected classifier: Linear + batch norm + ReLU blocks
+    (256-128-64-64).
 
     Inputs of any shape ``[N, ...]`` are flattened.  Usage: ``FullyConnected(784, 5)``.
     """
 
-    def __init__(self, in_features: int = 784, out_features: int = 5, *, hidden: Sequence[int] = (256, 128, 64, 64),
+    def __init__(self, in_features: int = 784, out_features: int = 5, *,
+                 hidden: Sequence[int] = (256, 128, 64, 64),
                  bn_steps: int = 1, bn_momentum: float = 0.1) -> None:
         super().__init__()
         self.net = dense_stack(in_features, out_features, hidden,
-                               norm=lambda width: StepBatchNorm1d(width, bn_steps, momentum=bn_momentum))
+                               norm=lambda width: StepBatchNorm1d(width, bn_steps,
+                                                                  momentum=bn_momentum))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
 
 class MLP(nn.Module):
-    """A plain ReLU MLP (sinusoid regression: ``MLP(1, 1)`` = 1-40-40-1). Usage: ``MLP(1, 1, hidden=(40, 40))``."""
+    """A plain ReLU MLP (sinusoid regression: ``MLP(1, 1)`` = 1-40-40-1). Usage: ``MLP(1, 1,
+    hidden=(40, 40))``."""
 
-    def __init__(self, in_features: int = 1, out_features: int = 1, *, hidden: Sequence[int] = (40, 40)) -> None:
+    def __init__(self, in_features: int = 1, out_features: int = 1, *,
+                 hidden: Sequence[int] = (40, 40)) -> None:
         super().__init__()
         self.net = dense_stack(in_features, out_features, hidden)
 

@@ -5,12 +5,12 @@ Usage::
     converted = add_transforms(model)          # every nn.Linear / nn.Conv2d, in place
     model.features[0].transform                # [out, out], initialised to the identity
 
-A converted layer computes ``T (W x + b)`` (Lee & Choi 2018: the reference code applies ``T`` after the
-bias and before normalisation/activation): for ``Linear`` a matrix product, for ``Conv2d`` a 1x1
+A converted layer computes ``T (W x + b)`` (Lee & Choi 2018: the reference code applies ``T`` after
+the bias and before normalisation/activation): for ``Linear`` a matrix product, for ``Conv2d`` a 1x1
 convolution mixing output channels.  The layer keeps its class's behaviour and its state-dict keys
-(``features.0.weight``, ``features.0.bias``) and gains one, ``features.0.transform``: conversion swaps
-the instance's class to a subclass in place (as ``torch.nn.utils.parametrize`` does), so no new weights
-are drawn, the global RNG is untouched, and hooks and attributes survive.
+(``features.0.weight``, ``features.0.bias``) and gains one, ``features.0.transform``: conversion
+swaps the instance's class to a subclass in place (as ``torch.nn.utils.parametrize`` does), so no
+new weights are drawn, the global RNG is untouched, and hooks and attributes survive.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class TransformedLinear(nn.Linear):
 
 
 class TransformedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` followed by a learned 1x1 convolution ``transform`` ``[out, out]`` (MT-net's T)."""
+    """``nn.Conv2d`` followed by a learned 1x1 convolution ``transform`` ``[out, out]`` (MT-net's
+    T)."""
 
     transform: nn.Parameter
 
@@ -42,12 +43,12 @@ TRANSFORMED = (TransformedLinear, TransformedConv2d)
 
 
 def add_transforms(model: nn.Module, *, skip_last: bool = False) -> list[str]:
-    """Give every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` (exact types: a subclass may have its own
-    ``forward``) with a trainable weight an identity-initialised ``transform``; in place.
+    """Give every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` (exact types: a subclass may have its
+    own ``forward``) with a trainable weight an identity-initialised ``transform``; in place.
 
-    ``skip_last`` leaves the last such layer (in ``named_modules`` order: usually the classifier head)
-    as it is.  Layers that already have a transform are kept (conversion is idempotent).  Returns the
-    module names of every transformed layer, in order.
+    ``skip_last`` leaves the last such layer (in ``named_modules`` order: usually the classifier
+    head) as it is.  Layers that already have a transform are kept (conversion is idempotent).
+    Returns the module names of every transformed layer, in order.
     """
     candidates = [(name, m) for name, m in model.named_modules()
                   if (type(m) in _CONVERT and m.weight.requires_grad) or isinstance(m, TRANSFORMED)]

@@ -1,7 +1,8 @@
 """Pretrained meta-initializations and learned optimizers: find, verify, load, continue training.
 
 ``registry`` finds and loads models (safetensors weights checked against their manifest);
-``training_state`` is the run state a model ships so that ``fewshot train --from-pretrained`` continues it.
+``training_state`` is the run state a model ships so that ``fewshot train --from-pretrained``
+continues it.
 
 Usage::
 
@@ -9,7 +10,8 @@ Usage::
     pt.list()                                   # ['omniglot-5w1s-maml', 'sinusoid-maml', ...]
     pt.show("sinusoid-maml")["mean"]            # the manifest (measured accuracy/MSE, CI, ...)
     learner = pt.load("sinusoid-maml")          # a ready learner (eval mode, CPU)
-    prep = pt.preprocessing("omniglot-5w1s-maml")   # episodes.Preprocessing: your images as it saw its own
+    # episodes.Preprocessing: your images as it saw its own
+    prep = pt.preprocessing("omniglot-5w1s-maml")
     learner20 = pt.load("omniglot-5w1s-maml", ways=20)   # same init, a zero 20-way head
     pt.register_dir("~/my-models")
 """
@@ -43,7 +45,10 @@ from .training_state import (
     write_training_state,
 )
 
-__all__ = ["BEST_STATE", "ENV_VAR", "METRICS", "STATE", "ManifestWarning", "continue_from_pretrained", "known",
-           "list", "load", "load_with_config", "locate", "manifest", "no_state_message", "package_dir",
-           "preprocessing", "preprocessing_of", "read_training_state", "register_dir", "search_path", "show",
+__all__ = ["BEST_STATE", "ENV_VAR", "METRICS", "STATE", "ManifestWarning",
+           "continue_from_pretrained", "known",
+           "list", "load", "load_with_config", "locate", "manifest", "no_state_message",
+           "package_dir",
+           "preprocessing", "preprocessing_of", "read_training_state", "register_dir",
+           "search_path", "show",
            "verify", "verify_dir", "write_training_state"]

@@ -70,11 +70,13 @@ class ManifestWarning(FewshotWarning):
     """A model folder on the search path was skipped because its manifest is broken."""
 
 
-_WARNED: set[str] = set()  # warn once per broken manifest and process, however often the path is scanned
+# warn once per broken manifest and process, however often the path is scanned
+_WARNED: set[str] = set()
 
 
 def _scan() -> dict[str, Path | CheckpointError]:
-    """Every model on the search path by name, first match wins; a broken manifest is kept as its error.
+    """Every model on the search path by name, first match wins; a broken manifest is kept as its
+    error.
 
     Why keep the error: one broken folder must not stop the use of an unrelated good model (it is
     skipped with a :class:`ManifestWarning` naming the file), but asking for the broken one by its
@@ -85,7 +87,8 @@ def _scan() -> dict[str, Path | CheckpointError]:
         if not d.is_dir():
             continue
         try:
-            candidates = [d] if (d / MANIFEST).is_file() else sorted(c for c in d.iterdir() if (c / MANIFEST).is_file())
+            candidates = [d] if (d / MANIFEST).is_file() else sorted(c for c in d.iterdir()
+                                                                     if (c / MANIFEST).is_file())
         except OSError:
             continue  # an unreadable directory holds no model we could load
         for c in candidates:
@@ -95,7 +98,8 @@ def _scan() -> dict[str, Path | CheckpointError]:
                 found.setdefault(c.name, exc)
                 if str(c) not in _WARNED:
                     _WARNED.add(str(c))
-                    warnings.warn(f"skipping the pretrained model in {c}: {exc}", ManifestWarning, stacklevel=3)
+                    warnings.warn(f"skipping the pretrained model in {c}: {exc}", ManifestWarning,
+                                  stacklevel=3)
                 continue
             found.setdefault(name, c)
     return found
@@ -106,11 +110,13 @@ def _models() -> dict[str, Path]:
 
 
 def known(name: str) -> bool:
-    """Whether the search path has a model folder of that name, readable or not (``locate`` says which)."""
+    """Whether the search path has a model folder of that name, readable or not (``locate`` says
+    which)."""
     return name in _scan()
 
 
-def list() -> builtins.list[str]:  # noqa: A001 - public API name asked for: fewshot.pretrained.list()
+def list() -> builtins.list[
+    str]:  # noqa: A001 - public API name asked for: fewshot.pretrained.list()
     """Names of every pretrained model found on the search path, sorted."""
     return sorted(_models())
 
@@ -124,8 +130,10 @@ def locate(name: str) -> Path:
     if where is None:
         models = _models()
         close = difflib.get_close_matches(name, builtins.list(models), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(sorted(models)) or 'none'}"
-        raise CheckpointError(f"unknown pretrained model '{name}': {hint} (see `fewshot pretrained list`)")
+        hint = (f"did you mean '{close[0]}'?" if close
+                else f"available: {', '.join(sorted(models)) or 'none'}")
+        raise CheckpointError(
+            f"unknown pretrained model '{name}': {hint} (see `fewshot pretrained list`)")
     return where
 
 
@@ -140,17 +148,21 @@ def show(name: str) -> dict:
 
 
 def verify_dir(model_dir: Path, label: str | None = None) -> Manifest:
-    """Check a model directory's weights file against its manifest's sha256; returns the manifest."""
+    """Check a model directory's weights file against its manifest's sha256; returns the
+    manifest."""
     label = label or str(model_dir)
     manifest = read_manifest(model_dir)
     weights = model_dir / manifest.weights
     if not weights.is_file():
-        raise CheckpointError(f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
+        raise CheckpointError(
+            f"pretrained model '{label}' has no weights file {weights}: reinstall or re-publish it")
     digest = sha256_file(weights, error=CheckpointError)
     if digest != manifest.sha256:
-        raise CheckpointError(f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
-                              f"{str(manifest.sha256)[:12]}...): the file is corrupted or was changed; "
-                              "reinstall or re-publish it")
+        raise CheckpointError(
+            f"pretrained weights {weights} fail the sha256 check ({digest[:12]}... != "
+            f"{str(manifest.sha256)[:12]}...): the file is corrupted or was "
+            "changed; "
+            "reinstall or re-publish it")
     return manifest
 
 
@@ -160,12 +172,13 @@ def verify(name: str) -> Manifest:
 
 
 def preprocessing_of(manifest: Manifest, cfg: TrainConfig | None = None) -> Preprocessing | None:
-    """The ``episodes.Preprocessing`` a manifest records, else its dataset's store preprocessing (older
-    manifests); ``None`` for models that take no images (sinusoid regression)."""
+    """The ``episodes.Preprocessing`` a manifest records, else its dataset's store preprocessing
+    (older manifests); ``None`` for models that take no images (sinusoid regression)."""
     label = manifest.name or "?"
     if manifest.preprocessing is not None:
         try:
-            return Preprocessing.from_dict(manifest.preprocessing, where=f"manifest of '{label}': preprocessing")
+            return Preprocessing.from_dict(manifest.preprocessing,
+                                           where=f"manifest of '{label}': preprocessing")
         except DataError as exc:
             raise CheckpointError(f"{exc}: re-publish the model") from None
     cfg = cfg or config_from_dict(manifest.config or {}, where=f"manifest of '{label}'")
@@ -177,13 +190,14 @@ def preprocessing_of(manifest: Manifest, cfg: TrainConfig | None = None) -> Prep
 def preprocessing(name: str) -> Preprocessing:
     """How model ``name``'s training images were prepared, as a transform for yours.
 
-    Usage: ``prep = preprocessing("omniglot-5w1s-maml"); x = prep("a.png")`` (float32 ``[1, 28, 28]``)
-    or ``prep.folder("my_chars/")`` (a ClassSplit).
+    Usage: ``prep = preprocessing("omniglot-5w1s-maml"); x = prep("a.png")`` (float32 ``[1, 28,
+    28]``) or ``prep.folder("my_chars/")`` (a ClassSplit).
     """
     prep = preprocessing_of(manifest(name))
     if prep is None:
-        raise CheckpointError(f"pretrained model '{name}' takes no images (it is a regression model): "
-                              "preprocessing applies to image classifiers")
+        raise CheckpointError(
+            f"pretrained model '{name}' takes no images (it is a regression model): "
+            "preprocessing applies to image classifiers")
     return prep
 
 
@@ -191,35 +205,44 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
                      ways: int | None = None) -> tuple[GradientLearner, TrainConfig, Manifest]:
     """(learner, TrainConfig, manifest) of model ``name``; the weights are sha256-verified first.
 
-    The learner's default test-time steps are the manifest's ``test_steps`` (chosen on the validation
-    set when the model was published) when it records them; ``ways`` gives it a zero ``ways``-way head
-    (``fewshot.training.ways.with_ways``). ``learner.preprocessing`` is its ``episodes.Preprocessing``
-    (``None`` for regression models).
+    The learner's default test-time steps are the manifest's ``test_steps`` (chosen on the
+    validation set when the model was published) when it records them; ``ways`` gives it a zero
+    ``ways``-way head (``fewshot.training.ways.with_ways``). ``learner.preprocessing`` is its
+    ``episodes.Preprocessing`` (``None`` for regression models).
     """
     manifest = verify(name)
     if manifest.kind != META_INITIALIZATION:
-        raise CheckpointError(f"pretrained model '{name}' is a {LEARNED_OPTIMIZER}, not a meta-initialization: "
-                              "load it with fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)")
+        raise CheckpointError(
+            f"pretrained model '{name}' is a {LEARNED_OPTIMIZER}, not a meta-initialization: "
+            "load it with fewshot.l2o.load_learned_optimizer or "
+            "LearnedOptimizer(weights=...)")
     cfg = config_from_dict(manifest.config or {}, where=f"manifest of '{name}'")
     ident = run_identity(cfg)
     for key in ("learner", "backbone"):
         if getattr(manifest, key) != ident[key]:
-            raise CheckpointError(f"pretrained model '{name}' manifest says {key} '{manifest.get(key)}' but its config "
-                                  f"builds '{ident[key]}': re-publish it")
+            raise CheckpointError(
+                f"pretrained model '{name}' manifest says {key} '{manifest.get(key)}' but its "
+                "config "
+                f"builds '{ident[key]}': re-publish it")
     test_steps = manifest.test_steps
-    learner = build_learner_from_config(cfg, "cpu")  # as trained (per-step BN has its trained slot count)
+    # as trained (per-step BN has its trained slot count)
+    learner = build_learner_from_config(cfg, "cpu")
     weights = locate(name) / manifest.weights
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"pretrained weights {weights} cannot be read ({exc}): reinstall or re-publish") from exc
+        raise CheckpointError(
+            f"pretrained weights {weights} cannot be read ({exc}): reinstall or "
+            "re-publish") from exc
     load_learner_state(learner, state)
     if ways is not None:
         learner, cfg = with_ways(learner, cfg, ways)
-    if test_steps is not None:  # the default steps only: steps past the last per-step BN slot use that slot
+    # the default steps only: steps past the last per-step BN slot use that slot
+    if test_steps is not None:
         lc = learner.config
         changes = [f"learner.eval_steps={test_steps}"]
-        if getattr(lc, "per_step_bn", False) and getattr(lc, "bn_slots", None) is None:  # keep the trained count
+        # keep the trained count
+        if getattr(lc, "per_step_bn", False) and getattr(lc, "bn_slots", None) is None:
             changes.append(f"learner.bn_slots={max(lc.inner_steps, lc.eval_steps or 0) + 1}")
         cfg = apply_overrides(cfg, changes)
         learner.config = cfg.learner.config
@@ -229,11 +252,12 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     return learner, cfg, manifest
 
 
-def load(name: str, device: str | torch.device = "cpu", *, ways: int | None = None) -> GradientLearner:
+def load(name: str, device: str | torch.device = "cpu", *,
+         ways: int | None = None) -> GradientLearner:
     """The pretrained learner ``name`` (sha256-verified, eval mode) on ``device``.
 
-    ``ways``: an N-way head instead of the trained one (zero-initialised, so every class starts equal;
-    see ``fewshot.training.ways``). ``learner.preprocessing`` turns your images into its inputs.
-    Usage: ``learner = load("omniglot-5w1s-maml", ways=20)``.
+    ``ways``: an N-way head instead of the trained one (zero-initialised, so every class starts
+    equal; see ``fewshot.training.ways``). ``learner.preprocessing`` turns your images into its
+    inputs. Usage: ``learner = load("omniglot-5w1s-maml", ways=20)``.
     """
     return load_with_config(name, device, ways=ways)[0]

@@ -2,7 +2,8 @@
 model (with the results table), and learning-curve plots.
 
 ``from fewshot.reporting import report_on_fixed_episodes``;
-``report = report_on_fixed_episodes(learner, cfg, episodes=600)`` -> ``report["mean"], report["ci95"]``.
+``report = report_on_fixed_episodes(learner, cfg, episodes=600)`` -> ``report["mean"],
+report["ci95"]``.
 """
 from .folder import report_on_folder
 from .publish import publish, results_table

@@ -27,33 +27,38 @@ from .report import steps_used, summary_fields
 
 
 def model_preprocessing(learner: torch.nn.Module, cfg: TrainConfig) -> Preprocessing:
-    """The learner's own ``preprocessing`` (pretrained models carry it), else its dataset store's."""
+    """The learner's own ``preprocessing`` (pretrained models carry it), else its dataset
+    store's."""
     prep = getattr(learner, "preprocessing", None)
     if isinstance(prep, Preprocessing):
         return prep
     if cfg.data.is_regression:
-        raise ConfigError(f"the model was trained on {cfg.data.dataset} (regression), not on images: "
-                          "evaluate it without --data")
+        raise ConfigError(
+            f"the model was trained on {cfg.data.dataset} (regression), not on images: "
+            "evaluate it without --data")
     return dataset_preprocessing(cfg.data.dataset, cfg.data.size)
 
 
 def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | os.PathLike, *,
                      ways: int | None = None, shots: int | None = None, queries: int | None = None,
                      episodes: int | None = None, seed: int = TEST_SEED, steps: int | None = None,
-                     preprocessing: Preprocessing | None = None, device: torch.device | str | None = None,
+                     preprocessing: Preprocessing | None = None,
+                     device: torch.device | str | None = None,
                      batch_size: int | None = None, invert: bool | None = None) -> dict[str, Any]:
     """Mean and 95% CI of query accuracy over ``episodes`` fixed episodes drawn from ``folder``.
 
     ``folder`` holds one subfolder of images per class, read with ``preprocessing`` (default: the
     model's). ``ways``/``shots``/``queries``/``episodes`` default to the config's; a ``ways`` other
-    than the head's gets a zero head (``fewshot.training.ways.with_ways``). Episode ``i`` depends only
-    on (folder, ways, shots, queries, seed, i). Grayscale folders are turned the way round the model
-    expects (strokes bright) from their borders unless ``invert`` forces it (``episodes.polarity``); the
-    report's ``polarity`` says what was detected and done, ``polarity_line`` in one line. Returns a
-    JSON-ready dict like ``report_on_fixed_episodes``.
+    than the head's gets a zero head (``fewshot.training.ways.with_ways``). Episode ``i`` depends
+    only on (folder, ways, shots, queries, seed, i). Grayscale folders are turned the way round the
+    model expects (strokes bright) from their borders unless ``invert`` forces it
+    (``episodes.polarity``); the report's ``polarity`` says what was detected and done,
+    ``polarity_line`` in one line. Returns a JSON-ready dict like ``report_on_fixed_episodes``.
     """
-    split = read_image_folder(folder, preprocessing or model_preprocessing(learner, cfg), invert=invert, log=False)
-    prep = Preprocessing.from_dict(split.meta["preprocessing"])  # with the invert the polarity check decided
+    split = read_image_folder(folder, preprocessing or model_preprocessing(learner, cfg),
+                              invert=invert, log=False)
+    # with the invert the polarity check decided
+    prep = Preprocessing.from_dict(split.meta["preprocessing"])
     ways = cfg.data.ways if ways is None else ways
     shots = cfg.data.shots if shots is None else shots
     queries = cfg.data.test_queries if queries is None else queries
@@ -61,7 +66,8 @@ def report_on_folder(learner: torch.nn.Module, cfg: TrainConfig, folder: str | o
     if ways != cfg.data.ways:
         learner, cfg = with_ways(learner, cfg, ways)
     fixed = FixedEpisodes(split, ways, shots, queries, count=episodes, seed=seed)
-    batches = (b.to(device) if device is not None else b for b in fixed.batches(batch_size or cfg.eval_batch))
+    batches = (b.to(device) if device is not None else b
+               for b in fixed.batches(batch_size or cfg.eval_batch))
     metric, summary = evaluate_learner(learner, batches, steps=steps)
     return {
         **summary_fields(metric, summary),

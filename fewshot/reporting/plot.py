@@ -25,15 +25,18 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     """Draw ``run_dir/metrics.jsonl`` into a PNG at ``out`` (written atomically)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FewshotError(f"run directory {run_dir} does not exist: pass the --out of a `fewshot train` run")
+        raise FewshotError(
+            f"run directory {run_dir} does not exist: pass the --out of a `fewshot train` run")
     rows = read_metrics(run_dir / METRICS_FILE)
     if not rows:
-        raise FewshotError(f"{run_dir / METRICS_FILE} is empty: train for at least log_every iterations first")
+        raise FewshotError(
+            f"{run_dir / METRICS_FILE} is empty: train for at least log_every iterations first")
     return _save_png(draw_curves(rows), out)
 
 
 def _save_png(fig, out: str | Path) -> Path:
-    """Write ``fig`` as a PNG at ``out`` atomically (a killed write never leaves half a file) and close it."""
+    """Write ``fig`` as a PNG at ``out`` atomically (a killed write never leaves half a file) and
+    close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     _pyplot().close(fig)
@@ -51,8 +54,8 @@ def _pyplot():
 
 
 def draw_curves(rows: list[dict]):
-    """The figure of :func:`plot_run` for metrics rows: (meta-train loss | train and validation metric with its
-    95% CI band). Returns the matplotlib Figure (close it with ``plt.close``)."""
+    """The figure of :func:`plot_run` for metrics rows: (meta-train loss | train and validation
+    metric with its 95% CI band). Returns the matplotlib Figure (close it with ``plt.close``)."""
     plt = _pyplot()
     metric = "accuracy" if any("accuracy" in r for r in rows) else "mse"
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
@@ -64,7 +67,8 @@ def draw_curves(rows: list[dict]):
     ax_loss.legend()
     xs, ys = _series(rows, "train", metric)
     if xs:
-        ax_metric.plot(xs, ys, label=f"meta-train {metric} (query, adapted)", color="tab:blue", alpha=0.6)
+        ax_metric.plot(xs, ys, label=f"meta-train {metric} (query, adapted)", color="tab:blue",
+                       alpha=0.6)
     vx, vy = _series(rows, "val", metric)
     _, vci = _series(rows, "val", "ci95")
     if vx:
@@ -82,8 +86,9 @@ def draw_curves(rows: list[dict]):
 
 
 def paper_number(paper: str | None, metric: str) -> tuple[float, float | None] | None:
-    """``(value, ci)`` of a paper result as the presets write it ("98.7 ± 0.4", "99.5", "MSE 0.90 ± 0.16"), in
-    the manifest's units (accuracy as a fraction); None when it is not one number (e.g. a list per step)."""
+    """``(value, ci)`` of a paper result as the presets write it ("98.7 ± 0.4", "99.5", "MSE 0.90 ±
+    0.16"), in the manifest's units (accuracy as a fraction); None when it is not one number (e.g. a
+    list per step)."""
     import re
 
     text = (paper or "").strip()
@@ -97,8 +102,9 @@ def paper_number(paper: str | None, metric: str) -> tuple[float, float | None] |
 
 
 def draw_manifest_curves(manifests: list[dict]):
-    """One axes: each manifest's validation learning curve (with its 95% CI band), its test result(s) at the
-    published checkpoint, and the paper's final number as a dashed line. Accuracy in %. Returns the Figure."""
+    """One axes: each manifest's validation learning curve (with its 95% CI band), its test
+    result(s) at the published checkpoint, and the paper's final number as a dashed line. Accuracy
+    in %. Returns the Figure."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     metric = manifests[0].get("metric", "accuracy")
@@ -107,27 +113,36 @@ def draw_manifest_curves(manifests: list[dict]):
         color, name = f"C{i}", m.get("name", "?")
         curve = m.get("validation_curve")
         if not curve:
-            raise FewshotError(f"the manifest of '{name}' records no validation curve (published before manifests "
-                               "held one): re-publish it, or plot its run folder with `fewshot plot RUN_DIR`")
+            raise FewshotError(
+                f"the manifest of '{name}' records no validation curve (published before manifests "
+                "held one): re-publish it, or plot its run folder with `fewshot "
+                "plot RUN_DIR`")
         xs = [p["iteration"] for p in curve]
         ys = [scale * float(p[metric]) for p in curve]
-        ax.plot(xs, ys, "o-", ms=3, color=color, label=f"{name}: validation ({m.get('val_episodes')} episodes)")
+        ax.plot(xs, ys, "o-", ms=3, color=color,
+                label=f"{name}: validation ({m.get('val_episodes')} episodes)")
         if all(isinstance(p.get("ci95"), (int, float)) for p in curve):
             ci = [scale * float(p["ci95"]) for p in curve]
-            ax.fill_between(xs, [y - c for y, c in zip(ys, ci)], [y + c for y, c in zip(ys, ci)], color=color,
+            ax.fill_between(xs, [y - c for y, c in zip(ys, ci)], [y + c for y, c in zip(ys, ci)],
+                            color=color,
                             alpha=0.2)
         at = m.get("checkpoint_iteration", xs[-1])
         results = [("test", m)] if not m.get("transductive") else \
-            [("test, transductive BN", m["transductive"]), ("test, non-transductive", m.get("non_transductive"))]
+            [("test, transductive BN", m["transductive"]),
+             ("test, non-transductive", m.get("non_transductive"))]
         for (what, r), marker in zip(results, ("s", "D")):
             if r and isinstance(r.get("mean"), (int, float)):
-                ax.errorbar([at], [scale * r["mean"]], yerr=[scale * float(r.get("ci95") or 0.0)], fmt=marker,
-                            color=color, capsize=4, label=f"{name}: {what} ({m.get('episodes')} episodes)")
+                ax.errorbar([at], [scale * r["mean"]], yerr=[scale * float(r.get("ci95") or 0.0)],
+                            fmt=marker,
+                            color=color, capsize=4,
+                            label=f"{name}: {what} ({m.get('episodes')} episodes)")
         paper = paper_number(m.get("paper"), metric)
         if paper is not None:
-            ax.axhline(scale * paper[0], ls="--", color=color, label=f"{name}: paper {m.get('paper')}")
+            ax.axhline(scale * paper[0], ls="--", color=color,
+                       label=f"{name}: paper {m.get('paper')}")
             if paper[1]:
-                ax.axhspan(scale * (paper[0] - paper[1]), scale * (paper[0] + paper[1]), color=color, alpha=0.08)
+                ax.axhspan(scale * (paper[0] - paper[1]), scale * (paper[0] + paper[1]),
+                           color=color, alpha=0.08)
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel(f"{metric} (%)" if metric == "accuracy" else metric)
     ax.set_title("validation learning curve vs the paper's final number")
@@ -137,8 +152,10 @@ def draw_manifest_curves(manifests: list[dict]):
 
 
 def plot_manifests(manifests: list[dict], out: str | Path) -> Path:
-    """Draw :func:`draw_manifest_curves` of ``manifests`` into a PNG at ``out`` (written atomically)."""
+    """Draw :func:`draw_manifest_curves` of ``manifests`` into a PNG at ``out`` (written
+    atomically)."""
     metrics = {m.get("metric", "accuracy") for m in manifests}
     if len(metrics) > 1:
-        raise FewshotError(f"the models report different metrics ({', '.join(sorted(metrics))}): plot them apart")
+        raise FewshotError(
+            f"the models report different metrics ({', '.join(sorted(metrics))}): plot them apart")
     return _save_png(draw_manifest_curves(manifests), out)

@@ -30,31 +30,35 @@ from .steps import choose_test_steps
 
 
 def step_fields(test_steps: int, val_by_steps: dict[int, float], cfg: TrainConfig) -> dict:
-    """The manifest fields of the step choice: ``test_steps`` (what ``fewshot.pretrained.load`` uses by
-    default), the validation metric per step count and the episodes it was measured on."""
+    """The manifest fields of the step choice: ``test_steps`` (what ``fewshot.pretrained.load`` uses
+    by default), the validation metric per step count and the episodes it was measured on."""
     return {"test_steps": test_steps, "val_by_steps": {str(k): v for k, v in val_by_steps.items()},
             "val_episodes": cfg.val_episodes, "val_seed": VAL_SEED}
 
 
 def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int = 600,
-            split: str | None = None, notes: str = "", budget: str = "", device: str = "cpu") -> dict:
-    """Copy ``run_dir``'s published weights to ``dest/name/model.safetensors`` (its last state, unless the
-    best validated checkpoint beats it beyond noise: ``fewshot.reporting.selection``), choose the test-time steps on
-    the validation episodes (``choose_test_steps``), evaluate with them on the fixed test set exactly as
-    ``fewshot eval`` of the published model does, and write ``manifest.json`` (sha256, results,
-    ``test_steps`` with the validation metric per step count, the image ``preprocessing``, provenance).
-    Beside the weights it ships the run's training state (``fewshot.pretrained.training_state``: ``last.pt``,
-    ``best.pt`` when it differs, the metrics log; checksummed under ``training_state``), so that
-    ``fewshot train --from-pretrained NAME`` continues the run exactly where it stopped, and the
-    manifest records the ``validation_curve`` (iteration, validation metric, ci95) of the run.
+            split: str | None = None, notes: str = "", budget: str = "",
+            device: str = "cpu") -> dict:
+    """Copy ``run_dir``'s published weights to ``dest/name/model.safetensors`` (its last state,
+    unless the best validated checkpoint beats it beyond noise: ``fewshot.reporting.selection``),
+    choose the test-time steps on the validation episodes (``choose_test_steps``), evaluate with
+    them on the fixed test set exactly as ``fewshot eval`` of the published model does, and write
+    ``manifest.json`` (sha256, results, ``test_steps`` with the validation metric per step count,
+    the image ``preprocessing``, provenance). Beside the weights it ships the run's training state
+    (``fewshot.pretrained.training_state``: ``last.pt``, ``best.pt`` when it differs, the metrics
+    log; checksummed under ``training_state``), so that ``fewshot train --from-pretrained NAME``
+    continues the run exactly where it stopped, and the manifest records the ``validation_curve``
+    (iteration, validation metric, ci95) of the run.
 
     ``notes``: what differs from the preset besides the iteration count; ``budget``: the compute the
-    training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be compared."""
+    training got (e.g. "25 CPU-minutes, 1 thread"), so models trained under a budget can be
+    compared."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     last_path, best_path = run_dir / LAST, run_dir / BEST
     if not last_path.exists() and not best_path.exists():
-        raise CheckpointError(f"{run_dir} holds no checkpoint ({LAST} or {BEST}): train the run first")
+        raise CheckpointError(
+            f"{run_dir} holds no checkpoint ({LAST} or {BEST}): train the run first")
     checkpoints = {key: load_checkpoint(path, expect=run_identity(cfg))
                    for key, path in (("last", last_path), ("best", best_path)) if path.exists()}
     learners = {key: build_learner_from_config(cfg, "cpu") for key in checkpoints}
@@ -70,15 +74,18 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     ckpt, learner = checkpoints[chosen], learners[chosen]
     path = last_path if chosen == "last" else best_path
     test_steps, val_by_steps = choose_test_steps(learner, cfg, device=device)
-    report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split, steps=test_steps, device=device)
-    bn = bn_results(learner, cfg, report, episodes=episodes, split=split, steps=test_steps, device=device)
+    report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split,
+                                      steps=test_steps, device=device)
+    bn = bn_results(learner, cfg, report, episodes=episodes, split=split, steps=test_steps,
+                    device=device)
     dest = Path(dest)
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
     blob = st_save(tensors, metadata={"name": name, "learner": cfg.learner.name})
     atomic_write_bytes(model_dir / WEIGHTS, blob, error=FewshotError)
     portable = cfg.to_dict()
-    portable["data"]["root"] = None  # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
+    # where the data lives is the user's: $FEWSHOT_DATA or `fewshot eval --root`
+    portable["data"]["root"] = None
     portable["device"] = "auto"
     preset_iterations = get_preset(cfg.preset).iterations if cfg.preset in PRESETS else None
     published_iteration = int(ckpt["iteration"])
@@ -86,8 +93,9 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     trained = int(last["iteration"])
     auto_note = ""
     if preset_iterations is not None and trained < preset_iterations:
-        auto_note = (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
-                     f"(reduced with --iterations/--set); expect lower numbers than the paper.")
+        auto_note = (
+            f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
+            f"(reduced with --iterations/--set); expect lower numbers than the paper.")
     plain = {
         "name": name,
         "learner": cfg.learner.name,
@@ -109,7 +117,8 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         **step_fields(test_steps, val_by_steps, cfg),
         "bn_mode": report["bn_mode"],  # the mode "mean" was measured in (the config's)
         **bn,
-        "checkpoint_iteration": published_iteration,  # the weights published (``selection`` says why)
+        # the weights published (``selection`` says why)
+        "checkpoint_iteration": published_iteration,
         "selection": selection.to_dict() if selection is not None else None,
         "trained_iterations": trained,
         "full_protocol": full_protocol(cfg, trained, preset_iterations, notes),
@@ -122,54 +131,65 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "notes": " ".join(x for x in (auto_note, notes) if x),
         "protocol_changes": notes,  # what differs from the preset besides the iteration count
         "training_budget": budget or None,
-        "training_time": clock_summary(last.get("clock")),  # the whole run's (last.pt), not up to the best
+        # the whole run's (last.pt), not up to the best
+        "training_time": clock_summary(last.get("clock")),
         "validation_curve": validation_curve(run_dir / METRICS_FILE, trained),
         "weights": WEIGHTS,
         "sha256": sha256_file(model_dir / WEIGHTS),
-        # what `fewshot train --from-pretrained` continues: the state where the run stopped (docs/pretrained.md)
-        "training_state": write_training_state(model_dir, last_path=last_path if last_path.exists() else path,
+        # what `fewshot train --from-pretrained` continues: the state where the run stopped
+        # (docs/pretrained.md)
+        "training_state": write_training_state(model_dir,
+                                               last_path=last_path if last_path.exists() else path,
                                                best_path=best_path if best_path.exists() else path,
                                                metrics_path=run_dir / METRICS_FILE),
         "config": portable,
     }
     if not cfg.data.is_regression:
         plain["preprocessing"] = dataset_preprocessing(cfg.data.dataset, cfg.data.size).to_dict()
-    manifest = manifest_of(plain, f"of '{name}'")  # checked as the loader checks it: nothing unreadable is written
+    # checked as the loader checks it: nothing unreadable is written
+    manifest = manifest_of(plain, f"of '{name}'")
     atomic_write_text(model_dir / MANIFEST, manifest.to_json(), error=FewshotError)
     return manifest.to_dict()
 
 
-def full_protocol(cfg: TrainConfig, trained: int, preset_iterations: int | None, notes: str) -> bool:
+def full_protocol(cfg: TrainConfig, trained: int, preset_iterations: int | None,
+                  notes: str) -> bool:
     """Whether the run is its preset's whole recipe: every setting as the preset has it (the device,
     precision and data root aside), all its iterations trained, and no protocol change noted."""
-    if cfg.preset not in PRESETS or preset_iterations is None or notes or trained < preset_iterations:
+    if (cfg.preset not in PRESETS or preset_iterations is None or notes
+        or trained < preset_iterations):
         return False
-    ignored = ("device", "precision", "iterations", "preset", "seed", "checkpoint_every", "log_every", "eval_batch")
+    ignored = ("device", "precision", "iterations", "preset", "seed", "checkpoint_every",
+               "log_every", "eval_batch")
     ours, preset = cfg.to_dict(), get_preset(cfg.preset).to_dict()
     ours["data"]["root"] = preset["data"]["root"] = None
-    return all(ours[k] == preset[k] for k in ours if k not in ignored) and cfg.iterations == preset_iterations
+    return all(ours[k] == preset[k] for k in ours
+               if k not in ignored) and cfg.iterations == preset_iterations
 
 
 def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
-    """The run's validation learning curve up to iteration ``until``: ``[{"iteration", <metric>, "ci95",
-    "episodes"}]`` from its metrics log (None when the run left no log)."""
+    """The run's validation learning curve up to iteration ``until``: ``[{"iteration", <metric>,
+    "ci95", "episodes"}]`` from its metrics log (None when the run left no log)."""
     if not metrics_path.exists():
         return None
-    return [{k: v for k, v in r.items() if k != "kind"} for r in read_metrics(metrics_path, strict=False)
+    return [{k: v for k, v in r.items() if k != "kind"}
+            for r in read_metrics(metrics_path, strict=False)
             if r.get("kind") == "val" and r.get("iteration", 0) <= until]
 
 
 def bn_results(learner, cfg, report: dict, **kw) -> dict:
     """``transductive`` (batch statistics of each episode's query set: the papers' protocol) and
     ``non_transductive`` (stored statistics: a query's prediction does not depend on the other
-    queries) results, each ``{"mean", "ci95", "bn_mode"}``, for models with batch norm; the one in the
-    config's mode is ``report`` itself.  Both None for models without batch norm."""
+    queries) results, each ``{"mean", "ci95", "bn_mode"}``, for models with batch norm; the one in
+    the config's mode is ``report`` itself.  Both None for models without batch norm."""
     if report["bn_mode"] is None or not any(has_running_stats(m) for m in learner.modules()):
         return {"transductive": None, "non_transductive": None}
     out = {}
     for key, mode in (("transductive", "transductive"),
-                      ("non_transductive", "running" if report["bn_mode"] == "transductive" else report["bn_mode"])):
-        r = report if mode == report["bn_mode"] else report_on_fixed_episodes(learner, cfg, bn_mode=mode, **kw)
+                      ("non_transductive",
+                       "running" if report["bn_mode"] == "transductive" else report["bn_mode"])):
+        r = report if mode == report["bn_mode"] else report_on_fixed_episodes(learner, cfg,
+                                                                              bn_mode=mode, **kw)
         out[key] = {"mean": r["mean"], "ci95": r["ci95"], "bn_mode": mode}
     return out
 
@@ -182,24 +202,31 @@ def _fmt(manifest: dict | None) -> str:
     return f"MSE {manifest['mean']:.3f} ± {manifest['ci95']:.3f}"
 
 
-def results_table(names: list[str] | None = None, *, full: bool = False, manifests: str = "pretrained") -> str:
+def results_table(names: list[str] | None = None, *, full: bool = False,
+                  manifests: str = "pretrained") -> str:
     """Markdown table of pretrained models: the split protocol their numbers are on (``vinyals`` or
-    ``maml`` for Omniglot, docs/data.md), ours (mean ± 95% CI, as shipped) and, for models with batch
-    norm, with batch statistics (transductive, the papers' protocol), next to the paper's number.
+    ``maml`` for Omniglot, docs/data.md), ours (mean ± 95% CI, as shipped) and, for models with
+    batch norm, with batch statistics (transductive, the papers' protocol), next to the paper's
+    number.
 
-    Two forms, so the README stays a page: the slim one (``full=False``, the README's) adds only a link
-    to each model's manifest, at ``{manifests}/NAME/manifest.json``; the full one (docs/results.md) adds
-    the episodes, iterations, what differs from the preset, the training budget and the hardware."""
+    Two forms, so the README stays a page: the slim one (``full=False``, the README's) adds only a
+    link to each model's manifest, at ``{manifests}/NAME/manifest.json``; the full one
+    (docs/results.md) adds the episodes, iterations, what differs from the preset, the training
+    budget and the hardware."""
     names = names if names is not None else registry.list()
     if full:
         lines = [
-            "| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | episodes "
-            "| iterations (ours / preset) | full protocol | changes vs preset | training budget | hardware | paper |",
+            "| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | "
+            "episodes "
+            "| iterations (ours / preset) | full protocol | changes vs preset | training budget | "
+            "hardware | paper |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     else:
-        lines = ["| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | paper | manifest |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            "| model | learner | split | ours (test, mean ± 95% CI) | ours, transductive BN | "
+            "paper | manifest |",
+            "|---|---|---|---|---|---|---|"]
     for name in names:
         try:
             manifest = registry.manifest(name)
@@ -209,21 +236,29 @@ def results_table(names: list[str] | None = None, *, full: bool = False, manifes
             continue  # learned optimizers have their own table (fewshot.l2o)
         m = manifest.to_dict()
         trans = m.get("transductive")
-        if trans is None and ((m.get("config") or {}).get("learner") or {}).get("bn_mode") == "transductive":
-            trans = m  # published before both numbers were recorded: its one number is the transductive one
+        if trans is None and ((m.get("config") or {}).get("learner")
+                              or {}).get("bn_mode") == "transductive":
+            # published before both numbers were recorded: its one number is the transductive one
+            trans = m
         split = m.get("split_protocol") or "–"
         if not full:
             lines.append(f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} "
-                         f"| {m.get('paper') or '–'} | [manifest]({manifests}/{name}/manifest.json) |")
+                         f"| {m.get('paper') or '–'} | "
+                         f"[manifest]({manifests}/{name}/manifest.json) |")
             continue
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
-        its = f"{m.get('trained_iterations', m.get('checkpoint_iteration'))} / {m.get('preset_iterations') or '–'}"
-        full_protocol = "–" if m.get("full_protocol") is None else ("yes" if m["full_protocol"] else "no")
-        lines.append(f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} | {m.get('episodes')} "
-                     f"({m.get('split')}{steps}) "
-                     f"| {its} | {full_protocol} | {m.get('protocol_changes') or '–'} | {budget_text(m)} "
-                     f"| {(m.get('training_time') or {}).get('hardware') or m.get('hardware')} "
-                     f"| {m.get('paper') or '–'} |")
+        trained = m.get('trained_iterations', m.get('checkpoint_iteration'))
+        its = f"{trained} / {m.get('preset_iterations') or '–'}"
+        full_protocol = "–" if m.get("full_protocol") is None else ("yes" if m["full_protocol"]
+                                                                    else "no")
+        lines.append(
+            f"| {name} | {m.get('learner')} | {split} | {_fmt(m)} | {_fmt(trans)} | "
+            f"{m.get('episodes')} "
+            f"({m.get('split')}{steps}) "
+            f"| {its} | {full_protocol} | {m.get('protocol_changes') or '–'} | "
+            f"{budget_text(m)} "
+            f"| {(m.get('training_time') or {}).get('hardware') or m.get('hardware')} "
+            f"| {m.get('paper') or '–'} |")
     return "\n".join(lines)
 
 
@@ -235,6 +270,8 @@ def budget_text(manifest: dict) -> str:
     t = manifest.get("training_time")
     if t:
         where = f"{t['processes']} processes x " if t.get("processes", 1) > 1 else ""
-        parts.append(f"run clock: {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({where}"
-                     f"{t['threads']} thread{'s' if t['threads'] != 1 else ''}, {t.get('device') or 'cpu'})")
+        parts.append(
+            f"run clock: {t['wall_minutes']:g} wall-min, {t['cpu_minutes']:g} CPU-min ({where}"
+            f"{t['threads']} thread{'s' if t['threads'] != 1 else ''}, "
+            f"{t.get('device') or 'cpu'})")
     return "; ".join(parts) or "–"

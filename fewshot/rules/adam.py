@@ -1,4 +1,5 @@
-"""Differentiable Adam (Kingma & Ba 2015) as an inner-loop rule, step for step ``torch.optim.Adam``."""
+"""Differentiable Adam (Kingma & Ba 2015) as an inner-loop rule, step for step
+``torch.optim.Adam``."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -19,18 +20,19 @@ class Adam(LRTableRule):
         v  = beta2 * v + (1 - beta2) * g * g
         p -= lr / (1 - beta1**k) * m / (sqrt(v) / sqrt(1 - beta2**k) + eps)
 
-    ``lr`` is the ``LRTableRule`` table (one per tensor and step, learnable with ``learnable``).  The
-    state is ``{"m": {name: tensor}, "v": {name: tensor}}``, zeros at ``init``, batched by ``vmap`` like
-    the parameters; the step count is the ``step`` every rule is given (the same for every task), so the
-    state holds no counter.  ``sqrt`` is ``safe_sqrt``: the same values, but a finite (zero) derivative
-    where ``v == 0`` (a coordinate whose gradient was exactly 0 at every step so far), so second-order
-    meta-gradients stay finite there (docs/rules.md).  higher's ``DifferentiableAdam`` adds eps to
-    ``sqrt(v)`` before the bias correction (the same eps weighs ``1 / sqrt(1 - beta2**k)`` times more
-    there): the two agree as eps -> 0.
+    ``lr`` is the ``LRTableRule`` table (one per tensor and step, learnable with ``learnable``).
+    The state is ``{"m": {name: tensor}, "v": {name: tensor}}``, zeros at ``init``, batched by
+    ``vmap`` like the parameters; the step count is the ``step`` every rule is given (the same for
+    every task), so the state holds no counter.  ``sqrt`` is ``safe_sqrt``: the same values, but a
+    finite (zero) derivative where ``v == 0`` (a coordinate whose gradient was exactly 0 at every
+    step so far), so second-order meta-gradients stay finite there (docs/rules.md).  higher's
+    ``DifferentiableAdam`` adds eps to ``sqrt(v)`` before the bias correction (the same eps weighs
+    ``1 / sqrt(1 - beta2**k)`` times more there): the two agree as eps -> 0.
     """
 
     def __init__(self, names: Sequence[str] | None = None, lr: float | None = None, *,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0,
                  steps: int = 1, learnable: bool = False, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__(names, lr, steps=steps, learnable=learnable, dtype=dtype, device=device)
@@ -42,7 +44,8 @@ class Adam(LRTableRule):
         return {"m": {n: torch.zeros_like(params[n]) for n in self.names},
                 "v": {n: torch.zeros_like(params[n]) for n in self.names}}
 
-    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State,
+                params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         beta1, beta2 = self.betas
         k = step + 1

@@ -31,7 +31,8 @@ class UpdateRule(nn.Module):
 
     #: how many U(0, 1) draws per task ``init`` wants as ``noise`` (0: the rule is deterministic)
     noise_size: int = 0
-    #: the rule reads the support loss's Hessian-vector products (``fewshot.rules.curvature``), which the
+    #: the rule reads the support loss's Hessian-vector products (``fewshot.rules.curvature``),
+    #: which the
     #: inner loop then computes with the gradients
     needs_hvp: bool = False
 
@@ -39,20 +40,23 @@ class UpdateRule(nn.Module):
         """Per-task state before the first step (default: none)."""
         return {}
 
-    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State,
+                params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         raise NotImplementedError
 
     def bind(self, names: Sequence[str], like: torch.Tensor) -> "UpdateRule":
-        """The rule a learner adapting ``names`` (tensors of ``like``'s dtype and device) uses: a rule made
-        without parameter names returns a bound copy (``fewshot.rules.optim``); the default is ``self``."""
+        """The rule a learner adapting ``names`` (tensors of ``like``'s dtype and device) uses: a
+        rule made without parameter names returns a bound copy (``fewshot.rules.optim``); the
+        default is ``self``."""
         return self
 
-    def step(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def step(self, grads: Mapping[str, torch.Tensor], state: State,
+             params: Mapping[str, torch.Tensor], *,
              step: int, loss: torch.Tensor) -> tuple[Params, State]:
-        """``(params + updates, new_state)``: the parameters after one inner step, what the inner loop calls.
-        The default adds ``forward``'s updates (``apply_updates``); a rule may override it to fuse
-        computing and adding its updates (``SGD``), which must give the same numbers."""
+        """``(params + updates, new_state)``: the parameters after one inner step, what the inner
+        loop calls. The default adds ``forward``'s updates (``apply_updates``); a rule may override
+        it to fuse computing and adding its updates (``SGD``), which must give the same numbers."""
         updates, new_state = self(grads, state, params, step=step, loss=loss)
         return apply_updates(params, updates), new_state
 
@@ -76,13 +80,16 @@ class Chain(UpdateRule):
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         states, start = {}, 0
-        for i, rule in enumerate(cast(Iterable[UpdateRule], self.rules)):  # a ModuleList iterates as nn.Module
-            part = None if noise is None or rule.noise_size == 0 else noise[start:start + rule.noise_size]
+        # a ModuleList iterates as nn.Module
+        for i, rule in enumerate(cast(Iterable[UpdateRule], self.rules)):
+            part = None if noise is None or rule.noise_size == 0 else noise[start:start
+                                                                            + rule.noise_size]
             start += rule.noise_size
             states[str(i)] = rule.init(params, part)
         return states
 
-    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State,
+                params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         out, new_state = dict(grads), {}
         for i, rule in enumerate(self.rules):
@@ -90,7 +97,8 @@ class Chain(UpdateRule):
         return out, new_state
 
 
-def apply_updates(params: Mapping[str, torch.Tensor], updates: Mapping[str, torch.Tensor]) -> Params:
+def apply_updates(params: Mapping[str, torch.Tensor],
+                  updates: Mapping[str, torch.Tensor]) -> Params:
     """``params`` with ``updates`` added to the named entries (the others are kept as they are)."""
     new = dict(params)
     for name, u in updates.items():

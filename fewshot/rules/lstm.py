@@ -1,32 +1,34 @@
-"""The meta-learner LSTM of Ravi & Larochelle (2017), "Optimization as a model for few-shot learning".
+"""The meta-learner LSTM of Ravi & Larochelle (2017), "Optimization as a model for few-shot
+learning".
 
 The learner's parameters are the cell state of a coordinatewise LSTM whose gates learn the update::
 
-    x_t   = [pre(∇_t), pre(L_t)]                       (4 inputs per coordinate, pre = preprocess_gradients)
-    h_t   = LSTM_1(x_t, h_{t-1})                        (standard LSTM, 20 units, weights shared by all coordinates)
+    x_t   = [pre(∇_t), pre(L_t)]                    (4 inputs per coordinate: preprocess_gradients)
+    h_t   = LSTM_1(x_t, h_{t-1})                    (standard LSTM, 20 units, shared by coordinates)
     f_t   = σ(W_F · [h_t, θ_{t-1}, f_{t-1}] + b_F)      (forget gate: shrinks the parameters)
     i_t   = σ(W_I · [h_t, θ_{t-1}, i_{t-1}] + b_I)      (input gate: a per-coordinate learning rate)
     θ_t   = f_t ⊙ θ_{t-1} − i_t ⊙ ∇_t
 
-Every adapted tensor of one task is flattened and concatenated into one ``[n]`` vector of coordinates,
-so the LSTM runs as one ``[n, features]`` batch; its state (``h``, ``c`` of layer 1 and the previous
-gates ``f``, ``i``) is ``[n, ...]`` per task and batches under ``vmap``.
+Every adapted tensor of one task is flattened and concatenated into one ``[n]`` vector of
+coordinates, so the LSTM runs as one ``[n, features]`` batch; its state (``h``, ``c`` of layer 1 and
+the previous gates ``f``, ``i``) is ``[n, ...]`` per task and batches under ``vmap``.
 
 Choices (see also docs/batchnorm.md and ``fewshot.learners.lstm_meta``):
 
 * The rule returns the *update* ``(f_t − 1) ⊙ θ_{t−1} − i_t ⊙ ∇_t``; the inner loop adds it to
-  ``θ_{t−1}``, which is the paper's formula in exact arithmetic (the float result differs only by the
-  rounding of one extra addition, and ``f_t − 1`` itself is exact for ``f_t ≥ 1/2``).
+  ``θ_{t−1}``, which is the paper's formula in exact arithmetic (the float result differs only by
+  the rounding of one extra addition, and ``f_t − 1`` itself is exact for ``f_t ≥ 1/2``).
 * ``∇_t`` and ``L_t`` are detached inside the rule: the paper treats them as constants (no second
   derivatives), so the meta-gradient reaches the LSTM weights and the initial parameters (through
   ``θ_{t−1}`` in the gates and in ``f_t ⊙ θ_{t−1}``) but never flows through the gradient.
 * ``f_0 = i_0 = 0``: the paper does not specify them; the widely used PyTorch port of the authors'
-  code (markdtw/meta-learning-lstm-pytorch) starts the previous gates at zero.  The state carries the
-  gate *values* σ(·), as in the paper's equations (that port feeds back the pre-activations instead;
-  with the ±0.01 initial weights on these inputs the difference is negligible at the start).
-* Initialisation: ``b_F ~ U(4, 5)`` (forget gate ≈ 1: keep the parameters), ``b_I ~ U(−5, −4)`` (input
-  gate ≈ 0.01: start as small-step gradient descent), every other weight ``U(−0.01, 0.01)``, all
-  drawn from a ``torch.Generator`` seeded by ``seed`` (never the global RNG).
+  code (markdtw/meta-learning-lstm-pytorch) starts the previous gates at zero.  The state carries
+  the gate *values* σ(·), as in the paper's equations (that port feeds back the pre-activations
+  instead; with the ±0.01 initial weights on these inputs the difference is negligible at the
+  start).
+* Initialisation: ``b_F ~ U(4, 5)`` (forget gate ≈ 1: keep the parameters), ``b_I ~ U(−5, −4)``
+  (input gate ≈ 0.01: start as small-step gradient descent), every other weight ``U(−0.01, 0.01)``,
+  all drawn from a ``torch.Generator`` seeded by ``seed`` (never the global RNG).
 * ``nn.LSTMCell`` has no ``vmap`` batching rule, so layer 1 is written from ``F.linear`` and
   elementwise ops (``lstm_cell``), with ``nn.LSTMCell``'s parameter names, shapes and gate order
   ``(i, f, g, o)`` so its weights load into one for comparison.
@@ -50,9 +52,11 @@ from .base import Params, State, UpdateRule
 from .preprocess import check_p, preprocess_gradients
 
 
-def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
+def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weight_ih: torch.Tensor,
+              weight_hh: torch.Tensor,
               bias_ih: torch.Tensor, bias_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of ``nn.LSTMCell`` (same weights, gate order i, f, g, o) from ops ``vmap`` can batch.
+    """One step of ``nn.LSTMCell`` (same weights, gate order i, f, g, o) from ops ``vmap`` can
+    batch.
 
     Usage: ``h, c = lstm_cell(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)``
     """
@@ -63,8 +67,8 @@ def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weight_ih: torc
 
 
 def check_hidden(value: object) -> int:
-    """The LSTM's width (units, an integer >= 1; the paper uses 20), validated here only (``LSTMMetaConfig``
-    calls this)."""
+    """The LSTM's width (units, an integer >= 1; the paper uses 20), validated here only
+    (``LSTMMetaConfig`` calls this)."""
     return check_count(value, "hidden")
 
 
@@ -75,8 +79,8 @@ class LSTMMetaRule(UpdateRule):
     ``[4H]`` (``nn.LSTMCell`` layout); layer 2 ``forget_weight``/``input_weight [H + 2]`` (over
     ``[h_t, θ_{t−1}, gate_{t−1}]``) and ``forget_bias``/``input_bias [1]``.
 
-    ``detach_inputs=False`` differentiates through ``∇_t`` and ``L_t`` (second order), which the paper
-    does not do; it exists to test that the default really cuts that path.
+    ``detach_inputs=False`` differentiates through ``∇_t`` and ``L_t`` (second order), which the
+    paper does not do; it exists to test that the default really cuts that path.
     """
 
     INPUTS = 4  # preprocessed gradient (2) and preprocessed loss (2)
@@ -84,12 +88,14 @@ class LSTMMetaRule(UpdateRule):
     def __init__(self, names: Sequence[str], *, hidden: int = 20, p: float = 10.0, seed: int = 0,
                  init_range: float = 0.01, forget_bias: tuple[float, float] = (4.0, 5.0),
                  input_bias: tuple[float, float] = (-5.0, -4.0), detach_inputs: bool = True,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+                 dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
         super().__init__()
         if not names:
             raise ConfigError("LSTMMetaRule needs at least one parameter name to update")
         check_hidden(hidden)
-        check_number(init_range, "LSTM meta-learner init_range", at_least=0, note=" (the paper uses 0.01)")
+        check_number(init_range, "LSTM meta-learner init_range", at_least=0,
+                     note=" (the paper uses 0.01)")
         forget_bias = check_interval(forget_bias, "LSTM meta-learner forget_bias range")
         input_bias = check_interval(input_bias, "LSTM meta-learner input_bias range")
         self.names = list(names)
@@ -122,11 +128,13 @@ class LSTMMetaRule(UpdateRule):
 
     def gates(self, grad: torch.Tensor, loss: torch.Tensor, theta: torch.Tensor, state: State
               ) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """``(f_t, i_t, new_state)`` for flat ``grad``, ``theta`` ``[n]`` and the scalar ``loss`` (no detaching)."""
+        """``(f_t, i_t, new_state)`` for flat ``grad``, ``theta`` ``[n]`` and the scalar ``loss``
+        (no detaching)."""
         n = grad.shape[0]
         x = torch.cat((preprocess_gradients(grad, self.p),
                        preprocess_gradients(loss.reshape(1), self.p).expand(n, 2)), dim=-1)
-        h, c = lstm_cell(x, state["h"], state["c"], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h, c = lstm_cell(x, state["h"], state["c"], self.weight_ih, self.weight_hh, self.bias_ih,
+                         self.bias_hh)
         hid = self.hidden
 
         def gate(weight: torch.Tensor, bias: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -138,7 +146,8 @@ class LSTMMetaRule(UpdateRule):
         i = gate(self.input_weight, self.input_bias, state["i"])
         return f, i, {"h": h, "c": c, "f": f, "i": i}
 
-    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State,
+                params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         grad = torch.cat([grads[name].reshape(-1) for name in self.names])
         theta = torch.cat([params[name].reshape(-1) for name in self.names])

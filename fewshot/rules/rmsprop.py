@@ -1,4 +1,5 @@
-"""Differentiable RMSprop (Tieleman & Hinton 2012) as an inner-loop rule, step for step ``torch.optim.RMSprop``."""
+"""Differentiable RMSprop (Tieleman & Hinton 2012) as an inner-loop rule, step for step
+``torch.optim.RMSprop``."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -19,13 +20,16 @@ class RMSprop(LRTableRule):
         buf = momentum * buf + g / d;  p -= lr * buf           # momentum > 0
         p  -= lr * g / d                                       # momentum == 0
 
-    ``lr`` is the ``LRTableRule`` table (one per tensor and step, learnable with ``learnable``); the state
-    holds ``s`` (and ``a`` when centered, ``buf`` with momentum), zeros at ``init``.  ``sqrt`` is
-    ``safe_sqrt`` (finite derivative at 0, and 0 instead of NaN where a centred variance rounds below 0).
+    ``lr`` is the ``LRTableRule`` table (one per tensor and step, learnable with ``learnable``); the
+    state holds ``s`` (and ``a`` when centered, ``buf`` with momentum), zeros at ``init``.  ``sqrt``
+    is ``safe_sqrt`` (finite derivative at 0, and 0 instead of NaN where a centred variance rounds
+    below 0).
     """
 
-    def __init__(self, names: Sequence[str] | None = None, lr: float | None = None, *, alpha: float = 0.99,
-                 eps: float = 1e-8, momentum: float = 0.0, centered: bool = False, weight_decay: float = 0.0,
+    def __init__(self, names: Sequence[str] | None = None, lr: float | None = None, *,
+                 alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
+                 weight_decay: float = 0.0,
                  steps: int = 1, learnable: bool = False, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__(names, lr, steps=steps, learnable=learnable, dtype=dtype, device=device)
@@ -36,12 +40,14 @@ class RMSprop(LRTableRule):
         self.weight_decay = check_nonneg("RMSprop weight_decay", weight_decay)
 
     def _keys(self) -> list[str]:
-        return ["square_avg"] + (["grad_avg"] if self.centered else []) + (["momentum"] if self.momentum else [])
+        return ["square_avg"] + (["grad_avg"] if self.centered else []) + (["momentum"]
+                                                                           if self.momentum else [])
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         return {key: {n: torch.zeros_like(params[n]) for n in self.names} for key in self._keys()}
 
-    def forward(self, grads: Mapping[str, torch.Tensor], state: State, params: Mapping[str, torch.Tensor], *,
+    def forward(self, grads: Mapping[str, torch.Tensor], state: State,
+                params: Mapping[str, torch.Tensor], *,
                 step: int, loss: torch.Tensor) -> tuple[Params, State]:
         new: State = {key: dict(state[key]) for key in self._keys()}
         out: Params = {}

@@ -1,4 +1,5 @@
-"""Data-parallel meta-training over processes with ``torch.distributed``, as launched by ``torchrun``.
+"""Data-parallel meta-training over processes with ``torch.distributed``, as launched by
+``torchrun``.
 
 Task parallelism: each process (rank) adapts and back-propagates its share of the meta-batch
 (``episodes.ShardedSource``), then the meta-gradients are averaged with one all-reduce, so every
@@ -32,19 +33,22 @@ from episodes.errors import DataError
 from ..checks import check_number
 from ..errors import ConfigError, FewshotError
 
-# seconds a collective may wait for the other ranks before the job fails (instead of hanging): a rank
+# seconds a collective may wait for the other ranks before the job fails (instead of hanging): a
+# rank
 # that dies is normally noticed by torchrun at once; this bounds the rarer silent stall
 DEFAULT_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
 class Ranks:
-    """Where this process stands in the job: ``rank`` of ``world`` processes (``local_rank`` on its node)."""
+    """Where this process stands in the job: ``rank`` of ``world`` processes (``local_rank`` on its
+    node)."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    owns_group: bool = False  # whether ``setup`` created the process group (and ``teardown`` ends it)
+    # whether ``setup`` created the process group (and ``teardown`` ends it)
+    owns_group: bool = False
 
     @property
     def main(self) -> bool:
@@ -56,7 +60,8 @@ class Ranks:
         return self.world > 1
 
     def share(self, count: int) -> tuple[int, int]:
-        """``(start, stop)``: this rank's contiguous share of ``count`` items (sizes differ by at most one)."""
+        """``(start, stop)``: this rank's contiguous share of ``count`` items (sizes differ by at
+        most one)."""
         base, extra = divmod(count, self.world)
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (1 if self.rank < extra else 0)
@@ -72,8 +77,9 @@ def _env_int(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer: launch with torchrun, "
-                          "which sets it") from None
+        raise ConfigError(
+            f"environment variable {name}={value!r} is not an integer: launch with torchrun, "
+            "which sets it") from None
 
 
 def launched() -> bool:
@@ -89,7 +95,8 @@ def is_main_process() -> bool:
     return (_env_int("RANK") or 0) == 0
 
 
-def setup(device: torch.device, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Ranks, torch.device]:
+def setup(device: torch.device, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Ranks,
+                                                                                  torch.device]:
     """Join the job's process group (if launched by torchrun) and return ``(ranks, device)``.
 
     ``device`` is the resolved training device; on CUDA each process takes GPU ``LOCAL_RANK``.  A
@@ -98,13 +105,16 @@ def setup(device: torch.device, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tupl
     if not launched():
         return SINGLE, device
     if not dist.is_available():
-        raise ConfigError("this PyTorch build has no torch.distributed: run one process (no torchrun)")
+        raise ConfigError(
+            "this PyTorch build has no torch.distributed: run one process (no torchrun)")
     check_number(timeout_s, "the distributed timeout (seconds)", above=0)
     local_rank = _env_int("LOCAL_RANK") or 0
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} GPUs: start at "
-                              "most one process per GPU (--nproc_per_node)")
+            raise ConfigError(
+                f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} GPUs: "
+                "start at "
+                "most one process per GPU (--nproc_per_node)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     owns = False
@@ -113,14 +123,17 @@ def setup(device: torch.device, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tupl
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         except (RuntimeError, ValueError) as exc:
-            raise FewshotError(f"cannot join the torch.distributed job ({backend}): {str(exc).splitlines()[0]}: "
-                               "launch with torchrun (e.g. torchrun --nproc_per_node=2 -m fewshot train ...)") from exc
+            raise FewshotError(
+                f"cannot join the torch.distributed job ({backend}): {str(exc).splitlines()[0]}: "
+                "launch with torchrun (e.g. torchrun --nproc_per_node=2 -m fewshot "
+                "train ...)") from exc
         owns = True
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, owns), device
 
 
 def teardown(ranks: Ranks) -> None:
-    """Leave the process group that :func:`setup` created (after the ranks meet, so none exits early)."""
+    """Leave the process group that :func:`setup` created (after the ranks meet, so none exits
+    early)."""
     if ranks.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -129,11 +142,12 @@ def leave(status: int) -> NoReturn:
     """End this rank of a torchrun job with ``status``, skipping the interpreter's finalization.
 
     Why: once a gloo group has been used, tearing the interpreter down can abort the process
-    ("terminate called without an active exception", SIGABRT) from a C++ destructor that runs after the
-    last Python frame is gone, even after :func:`teardown`; torchrun then reports the job failed although
-    every rank finished its work (intermittent; bench/NOTES.md, "A rank's exit").  A rank that is done
-    therefore flushes its streams and leaves with ``os._exit``.  Files, locks and the process group must
-    be closed before (as :func:`fewshot.train` and the ``fewshot`` command do); atexit handlers do not run.
+    ("terminate called without an active exception", SIGABRT) from a C++ destructor that runs after
+    the last Python frame is gone, even after :func:`teardown`; torchrun then reports the job failed
+    although every rank finished its work (intermittent; bench/NOTES.md, "A rank's exit").  A rank
+    that is done therefore flushes its streams and leaves with ``os._exit``.  Files, locks and the
+    process group must be closed before (as :func:`fewshot.train` and the ``fewshot`` command do);
+    atexit handlers do not run.
     """
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -153,7 +167,8 @@ def _comm_device(tensors: list[torch.Tensor]) -> torch.device:
 
 
 def mean_(tensors: Iterable[torch.Tensor], ranks: Ranks) -> None:
-    """Replace each tensor by its mean over the ranks, in place, with one flat all-reduce per dtype."""
+    """Replace each tensor by its mean over the ranks, in place, with one flat all-reduce per
+    dtype."""
     if not ranks.active:
         return
     by_dtype: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
@@ -171,8 +186,9 @@ def mean_(tensors: Iterable[torch.Tensor], ranks: Ranks) -> None:
 
 
 def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
-    """Average ``.grad`` of ``params`` over the ranks (a missing gradient counts as zeros, so every rank
-    takes part in the same all-reduce even when one rank's tasks left a parameter untouched)."""
+    """Average ``.grad`` of ``params`` over the ranks (a missing gradient counts as zeros, so every
+    rank takes part in the same all-reduce even when one rank's tasks left a parameter
+    untouched)."""
     if not ranks.active:
         return
     grads = []
@@ -185,9 +201,10 @@ def average_gradients(params: Iterable[torch.Tensor], ranks: Ranks) -> None:
 
 
 def average_buffers(buffers: list[torch.Tensor], before: list[torch.Tensor], ranks: Ranks) -> None:
-    """Make each of ``buffers`` (e.g. batch-norm running statistics, as the ranks' training steps left
-    them) ``before + mean over ranks of (buffer - before)``: the mean of the ranks' updates, and
-    exactly ``before`` where no rank changed it (a plain mean of equal values can move by an ulp)."""
+    """Make each of ``buffers`` (e.g. batch-norm running statistics, as the ranks' training steps
+    left them) ``before + mean over ranks of (buffer - before)``: the mean of the ranks' updates,
+    and exactly ``before`` where no rank changed it (a plain mean of equal values can move by an
+    ulp)."""
     if not ranks.active or not buffers:
         return
     with torch.no_grad():
@@ -198,11 +215,13 @@ def average_buffers(buffers: list[torch.Tensor], before: list[torch.Tensor], ran
 
 
 def max_int(value: int, ranks: Ranks) -> int:
-    """The largest of the ranks' ``value`` (on every rank): e.g. whether any rank was asked to stop."""
+    """The largest of the ranks' ``value`` (on every rank): e.g. whether any rank was asked to
+    stop."""
     if not ranks.active:
         return value
     nccl = dist.get_backend() == "nccl"
-    t = torch.tensor([value], dtype=torch.int64, device=torch.device("cuda", torch.cuda.current_device())
+    t = torch.tensor([value], dtype=torch.int64,
+                     device=torch.device("cuda", torch.cuda.current_device())
                      if nccl else torch.device("cpu"))
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
@@ -219,7 +238,8 @@ def mean_scalars(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
 
 
 def gather(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
-    """All ranks' 1-d ``values`` concatenated in rank order (lengths may differ by rank), on every rank."""
+    """All ranks' 1-d ``values`` concatenated in rank order (lengths may differ by rank), on every
+    rank."""
     if not ranks.active:
         return values
     values = values.detach().double().reshape(-1).cpu()
@@ -237,7 +257,8 @@ def from_main(make: Any, ranks: Ranks) -> Any:
     """``make()`` run on rank 0 only, its result (or its FewshotError) given to every rank.
 
     Used for what only rank 0 may touch (reading a run folder it locks).  Every rank raises the same
-    one-line error (FewshotError or DataError) when rank 0's ``make`` fails, so no rank is left waiting.
+    one-line error (FewshotError or DataError) when rank 0's ``make`` fails, so no rank is left
+    waiting.
     """
     if not ranks.active:
         return make()
@@ -269,8 +290,8 @@ def _error_classes() -> list[type[Exception]]:
 
 
 def check_in_sync(module: torch.nn.Module, ranks: Ranks, what: str) -> None:
-    """FewshotError unless ``module``'s parameters and buffers are bit-identical on every rank (compared by
-    a float64 fingerprint: sum and weighted sum of every tensor)."""
+    """FewshotError unless ``module``'s parameters and buffers are bit-identical on every rank
+    (compared by a float64 fingerprint: sum and weighted sum of every tensor)."""
     if not ranks.active:
         return
     with torch.no_grad():
@@ -284,5 +305,7 @@ def check_in_sync(module: torch.nn.Module, ranks: Ranks, what: str) -> None:
         dist.all_gather(everyone, mine)
     bad = [r for r, other in enumerate(everyone) if not torch.equal(other, everyone[0])]
     if bad:
-        raise FewshotError(f"{what}: the meta-parameters or buffers of rank(s) {bad} differ from rank 0's: the "
-                           "processes diverged (different data, code or PyTorch versions on the nodes?)")
+        raise FewshotError(
+            f"{what}: the meta-parameters or buffers of rank(s) {bad} differ from rank 0's: the "
+            "processes diverged (different data, code or PyTorch versions on the "
+            "nodes?)")

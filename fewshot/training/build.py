@@ -1,4 +1,5 @@
-"""Turn a TrainConfig into the objects of a run: device, model, learner, task sources, meta-optimizer."""
+"""Turn a TrainConfig into the objects of a run: device, model, learner, task sources,
+meta-optimizer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' asked for but CUDA is not available: use --device cpu or auto")
+        raise ConfigError(
+            f"device '{name}' asked for but CUDA is not available: use --device cpu or auto")
     try:
         return torch.device(name)
     except RuntimeError as exc:
@@ -34,9 +36,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_backends(cfg: TrainConfig) -> None:
-    """cuDNN settings: ``deterministic=True, benchmark=False`` when ``cfg.deterministic`` (the default:
-    bit-reproducible runs on the same GPU/software), else ``benchmark=True`` (faster, autotuned, not
-    reproducible). No effect on CPU runs, which are always deterministic here."""
+    """cuDNN settings: ``deterministic=True, benchmark=False`` when ``cfg.deterministic`` (the
+    default: bit-reproducible runs on the same GPU/software), else ``benchmark=True`` (faster,
+    autotuned, not reproducible). No effect on CPU runs, which are always deterministic here."""
     torch.backends.cudnn.deterministic = bool(cfg.deterministic)
     torch.backends.cudnn.benchmark = not cfg.deterministic
 
@@ -45,17 +47,20 @@ def backbone_identity(cfg: TrainConfig) -> str:
     """A short string naming the backbone architecture (stored in checkpoints and manifests)."""
     m = cfg.model
     if m.backbone == "conv4":
-        return f"conv4(hidden={m.hidden},pool={m.pool},in={_CHANNELS.get(cfg.data.dataset, 1)},size={cfg.data.size})"
+        channels = _CHANNELS.get(cfg.data.dataset, 1)
+        return f"conv4(hidden={m.hidden},pool={m.pool},in={channels},size={cfg.data.size})"
     return f"{m.backbone}(hidden={list(m.hidden_sizes)})"
 
 
 def run_identity(cfg: TrainConfig) -> dict[str, str]:
-    """``{"learner": ..., "backbone": ...}``: what a checkpoint must match to be loaded into ``cfg``'s learner."""
+    """``{"learner": ..., "backbone": ...}``: what a checkpoint must match to be loaded into
+    ``cfg``'s learner."""
     return {"learner": cfg.learner.name, "backbone": backbone_identity(cfg)}
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
-    """The backbone of ``cfg`` (initialised from the current torch seed, see :func:`build_learner_from_config`)."""
+    """The backbone of ``cfg`` (initialised from the current torch seed, see
+    :func:`build_learner_from_config`)."""
     m, d = cfg.model, cfg.data
     if d.is_regression:
         if m.backbone != "mlp":
@@ -66,20 +71,25 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         return Conv4(channels, d.ways, hidden=m.hidden, image_size=d.size, pool=m.pool)
     if m.backbone == "fc":
         return FullyConnected(channels * d.size * d.size, d.ways, hidden=tuple(m.hidden_sizes))
-    raise ConfigError(f"model.backbone '{m.backbone}' does not fit dataset '{d.dataset}': use conv4 or fc")
+    raise ConfigError(
+        f"model.backbone '{m.backbone}' does not fit dataset '{d.dataset}': use conv4 or fc")
 
 
-def build_learner_from_config(cfg: TrainConfig, device: torch.device | str = "cpu") -> GradientLearner:
-    """Model + learner of ``cfg`` on ``device``; weights initialised from a generator seeded by ``cfg.seed``."""
+def build_learner_from_config(cfg: TrainConfig,
+                              device: torch.device | str = "cpu") -> GradientLearner:
+    """Model + learner of ``cfg`` on ``device``; weights initialised from a generator seeded by
+    ``cfg.seed``."""
     # nn.Module initialisers draw from the global torch RNG: fork it, seed it from cfg.seed, and
     # restore it afterwards, so the init is a pure function of the seed and leaves no trace.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
         learner = build_learner(cfg.learner.name, model, cfg.learner.config)
-    if not isinstance(learner, GradientLearner):  # register_learner accepts any class: training needs the base's API
-        raise ConfigError(f"learner {cfg.learner.name!r} is a {type(learner).__name__}, not a GradientLearner: "
-                          "register a subclass of fewshot.learners.GradientLearner to train it")
+    # register_learner accepts any class: training needs the base's API
+    if not isinstance(learner, GradientLearner):
+        raise ConfigError(
+            f"learner {cfg.learner.name!r} is a {type(learner).__name__}, not a GradientLearner: "
+            "register a subclass of fewshot.learners.GradientLearner to train it")
     return learner.to(device)
 
 
@@ -93,13 +103,15 @@ def build_train_source(cfg: TrainConfig, device: torch.device | str | None = Non
 
 
 def load_data_split(cfg: TrainConfig, split: str) -> ClassSplit:
-    """``episodes.load_split`` for ``cfg``'s dataset (its DataError names the ``fewshot prepare`` command)."""
+    """``episodes.load_split`` for ``cfg``'s dataset (its DataError names the ``fewshot prepare``
+    command)."""
     return load_split(cfg.data.dataset, split, cfg.data.root, size=cfg.data.size)
 
 
 @dataclass
 class FixedSet:
-    """A fixed, seeded set of evaluation tasks: ``batches(B)`` yields the same TaskBatches every time."""
+    """A fixed, seeded set of evaluation tasks: ``batches(B)`` yields the same TaskBatches every
+    time."""
 
     source: Any
     count: int
@@ -120,7 +132,8 @@ class FixedSet:
         full = self.source  # a TaskBatch holding every task (regression)
         for first in range(start, stop, batch_size):
             sl = slice(first, min(first + batch_size, stop))
-            batch = TaskBatch(full.support_x[sl], full.support_y[sl], full.query_x[sl], full.query_y[sl], full.ways)
+            batch = TaskBatch(full.support_x[sl], full.support_y[sl], full.query_x[sl],
+                              full.query_y[sl], full.ways)
             yield batch.to(self.device) if self.device is not None else batch
 
 
@@ -128,7 +141,8 @@ def build_fixed_set(cfg: TrainConfig, which: str, *, count: int, split: str | No
                     seed: int | None = None, device: torch.device | str | None = None) -> FixedSet:
     """The fixed validation (``which='val'``) or test (``'test'``) episode set of ``cfg``.
 
-    Episodes depend only on (dataset, split, ways, shots, queries, count, seed), never on the batch size.
+    Episodes depend only on (dataset, split, ways, shots, queries, count, seed), never on the batch
+    size.
     """
     d = cfg.data
     split = split or (d.val_split if which == "val" else d.test_split)
@@ -136,7 +150,8 @@ def build_fixed_set(cfg: TrainConfig, which: str, *, count: int, split: str | No
     queries = d.test_queries
     if d.is_regression:
         # one draw of all tasks at once, so task i does not depend on the batch size
-        full = SinusoidTasks(d.shots, queries, seed=seed * 7919 + {"val": 0, "test": 1}.get(which, 2)).sample(count)
+        full = SinusoidTasks(d.shots, queries,
+                             seed=seed * 7919 + {"val": 0, "test": 1}.get(which, 2)).sample(count)
         return FixedSet(full, count, None, d.shots, queries, split, seed, device)
     data = load_data_split(cfg, split)
     fixed = FixedEpisodes(data, d.ways, d.shots, queries, count=count, seed=seed)

@@ -1,10 +1,10 @@
 """What a training run cost: wall and CPU time summed over its sessions, and the machine it ran on.
 
-Checkpoints carry the running totals (``clock`` entry), so a run that was stopped and resumed reports
-its whole cost, and ``fewshot pretrained publish`` copies it into the manifest: models trained under a
-stated budget can then be compared by what they really used, not by iteration counts.  The clock is
-kept out of the training state that resume restores bit for bit (it is not in ``extra`` nor in the
-metrics log), since two runs never take the same time.
+Checkpoints carry the running totals (``clock`` entry), so a run that was stopped and resumed
+reports its whole cost, and ``fewshot pretrained publish`` copies it into the manifest: models
+trained under a stated budget can then be compared by what they really used, not by iteration
+counts.  The clock is kept out of the training state that resume restores bit for bit (it is not in
+``extra`` nor in the metrics log), since two runs never take the same time.
 """
 from __future__ import annotations
 
@@ -41,12 +41,14 @@ class TrainingClock:
     """Sessions of earlier processes (from a checkpoint) plus the current one.
 
     ``cpu_seconds`` is this process's user+system time (all its threads), validation and checkpoint
-    writes included; under ``torchrun`` it is rank 0's, and ``processes`` says how many ran alongside.
+    writes included; under ``torchrun`` it is rank 0's, and ``processes`` says how many ran
+    alongside.
     """
 
     def __init__(self, start_iteration: int, *, processes: int = 1, device: str = "cpu",
                  earlier: Any = None) -> None:
-        self.earlier = [dict(s) for s in earlier.get("sessions", [])] if isinstance(earlier, dict) else []
+        self.earlier = [dict(s) for s in earlier.get("sessions", [])] if isinstance(earlier,
+                                                                                    dict) else []
         self.current = Session(start_iteration, processes=processes, device=device)
 
     def state(self, iteration: int) -> dict[str, Any]:
@@ -62,8 +64,8 @@ def totals(sessions: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def summary(clock: Any) -> dict[str, Any] | None:
-    """The manifest's ``training_time``: minutes of wall and CPU time, and where they were spent (None
-    for runs written before checkpoints carried a clock)."""
+    """The manifest's ``training_time``: minutes of wall and CPU time, and where they were spent
+    (None for runs written before checkpoints carried a clock)."""
     if not isinstance(clock, dict) or not clock.get("sessions"):
         return None
     sessions = clock["sessions"]

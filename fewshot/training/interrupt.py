@@ -1,12 +1,13 @@
 """Stopping a training run on SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption) without losing it.
 
-Inside :class:`StopSignals` both signals only set a flag. The loop reads it once per iteration, after
-the iteration's own work; under torchrun or ``--nproc`` the ranks take the largest of their flags
-(one small all-reduce), so every rank stops after the same iteration even when only one process got
-the signal. The loop then writes ``last.pt`` at that iteration (atomically, as every checkpoint) and
-raises :class:`TrainingInterrupted`, which ``fewshot train`` turns into one line naming the checkpoint
-and the command that resumes it, and the exit status of the signal (130 for SIGINT, 143 for SIGTERM)
-that requeue scripts test for. The resumed run is bit-identical to an uninterrupted one.
+Inside :class:`StopSignals` both signals only set a flag. The loop reads it once per iteration,
+after the iteration's own work; under torchrun or ``--nproc`` the ranks take the largest of their
+flags (one small all-reduce), so every rank stops after the same iteration even when only one
+process got the signal. The loop then writes ``last.pt`` at that iteration (atomically, as every
+checkpoint) and raises :class:`TrainingInterrupted`, which ``fewshot train`` turns into one line
+naming the checkpoint and the command that resumes it, and the exit status of the signal (130 for
+SIGINT, 143 for SIGTERM) that requeue scripts test for. The resumed run is bit-identical to an
+uninterrupted one.
 
 A second signal more than ``ABORT_AFTER_S`` seconds after the first stops at once, without saving
 (for a run stuck in a long validation); one within that time is the same request arriving twice (a
@@ -32,11 +33,13 @@ ABORT_AFTER_S = 2.0
 class TrainingInterrupted(Exception):
     """The run stopped on a signal after ``iteration``, its state saved in ``checkpoint``.
 
-    ``exit_status`` is the shell's convention for a process ended by the signal (128 + its number)."""
+    ``exit_status`` is the shell's convention for a process ended by the signal (128 + its
+    number)."""
 
     def __init__(self, signum: int, iteration: int, checkpoint: Path) -> None:
         self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(f"{signal.Signals(signum).name} at iteration {iteration}: saved {checkpoint}")
+        super().__init__(
+            f"{signal.Signals(signum).name} at iteration {iteration}: saved {checkpoint}")
 
     @property
     def exit_status(self) -> int:
@@ -44,7 +47,8 @@ class TrainingInterrupted(Exception):
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM request a stop instead of ending the process (module docstring).
+    """While active, SIGINT and SIGTERM request a stop instead of ending the process (module
+    docstring).
 
     Usage::
 
@@ -79,8 +83,10 @@ class StopSignals:
         if not self.signum:
             self.signum, self._first_at = signum, now
             if self.announce:
-                print(f"{signal.Signals(signum).name}: stopping after this iteration and saving the run (a second "
-                      "signal stops at once, without saving)", file=sys.stderr, flush=True)
+                print(
+                    f"{signal.Signals(signum).name}: stopping after this iteration and saving the "
+                    "run (a second "
+                    "signal stops at once, without saving)", file=sys.stderr, flush=True)
             return
         if now - self._first_at > ABORT_AFTER_S:
             raise KeyboardInterrupt

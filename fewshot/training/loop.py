@@ -1,9 +1,11 @@
-"""The meta-training loop: Adam (+ cosine annealing), clipping, validation, best/last checkpoints, resume.
+"""The meta-training loop: Adam (+ cosine annealing), clipping, validation, best/last checkpoints,
+resume.
 
-The run folder (its files, lock, checks and config) is :class:`~fewshot.training.run_folder.RunFolder`;
-one meta-iteration is :func:`~fewshot.training.step.train_step`; validation is ``validation.py``.  This
-module puts them in order: check and build everything before writing anything, then step, log, validate
-and checkpoint.
+The run folder (its files, lock, checks and config) is
+:class:`~fewshot.training.run_folder.RunFolder`; one meta-iteration is
+:func:`~fewshot.training.step.train_step`; validation is ``validation.py``.  This module puts them
+in order: check and build everything before writing anything, then step, log, validate and
+checkpoint.
 
 Resume is exact: a run killed at any point and resumed from its ``last.pt`` ends bit-identical (on
 CPU; on CUDA with ``deterministic=True`` up to the GPU's own determinism) to an uninterrupted run,
@@ -11,11 +13,11 @@ because the checkpoint holds the learner, optimizer, scheduler, task-source gene
 states, and validation draws from its own fixed episode set.
 
 Launched by ``torchrun`` (several processes), the same function trains data-parallel
-(``fewshot.runtime.distributed``): each rank adapts its share of every meta-batch, meta-gradients and
-batch-norm statistics are averaged, validation episodes are split over the ranks and gathered, and
-only rank 0 touches the run folder (lock, config, checkpoints, metrics, progress bar).  Since every
-rank draws the whole meta-batch's random numbers, a checkpoint does not depend on the number of
-processes: a run may be resumed with another one (as long as it divides the meta-batch).
+(``fewshot.runtime.distributed``): each rank adapts its share of every meta-batch, meta-gradients
+and batch-norm statistics are averaged, validation episodes are split over the ranks and gathered,
+and only rank 0 touches the run folder (lock, config, checkpoints, metrics, progress bar).  Since
+every rank draws the whole meta-batch's random numbers, a checkpoint does not depend on the number
+of processes: a run may be resumed with another one (as long as it divides the meta-batch).
 """
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ class TrainResult:
     best_iteration: int | None
     last_loss: float | None
     resumed_from: int
-    learner: GradientLearner | None = None  # the trained learner (on the training device), right after training
+    # the trained learner (on the training device), right after training
+    learner: GradientLearner | None = None
 
 
 def _better(metric: str, new: float, best: float | None) -> bool:
@@ -77,21 +80,24 @@ def _better(metric: str, new: float, best: float | None) -> bool:
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quiet: bool = False,
-          tensorboard: bool = True, dist_timeout: float = distributed.DEFAULT_TIMEOUT_S) -> TrainResult:
+          tensorboard: bool = True,
+          dist_timeout: float = distributed.DEFAULT_TIMEOUT_S) -> TrainResult:
     """Meta-train ``cfg`` into run directory ``out``.
 
-    ``resume=None`` (default) resumes automatically when ``out/last.pt`` exists; ``True`` requires it;
-    ``False`` starts afresh (an existing ``last.pt`` is then an error, so nothing is overwritten by
-    accident). Raises FewshotError/DataError (one-line messages) for every expected failure.
+    ``resume=None`` (default) resumes automatically when ``out/last.pt`` exists; ``True`` requires
+    it; ``False`` starts afresh (an existing ``last.pt`` is then an error, so nothing is overwritten
+    by accident). Raises FewshotError/DataError (one-line messages) for every expected failure.
 
-    Only one training runs in ``out`` at a time (:class:`RunLock`, released on any exit, even SIGKILL);
-    the run holding it first removes the temp files of killed writes there.  Under torchrun the job
-    joins its process group first (``dist_timeout``: seconds a collective waits for the other ranks).
+    Only one training runs in ``out`` at a time (:class:`RunLock`, released on any exit, even
+    SIGKILL); the run holding it first removes the temp files of killed writes there.  Under
+    torchrun the job joins its process group first (``dist_timeout``: seconds a collective waits for
+    the other ranks).
     """
     folder = RunFolder(out)
     ranks, device = distributed.setup(resolve_device(cfg.device), timeout_s=dist_timeout)
     try:
-        result = _train(cfg, folder, ranks, device, resume=resume, quiet=quiet, tensorboard=tensorboard)
+        result = _train(cfg, folder, ranks, device, resume=resume, quiet=quiet,
+                        tensorboard=tensorboard)
         distributed.barrier(ranks)  # nobody leaves the group while rank 0 still writes
         return result
     finally:
@@ -100,11 +106,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | None = None, quie
 
 
 class _Progress:
-    """What the loop keeps between iterations, and its writes: best score, checkpoints written, the log."""
+    """What the loop keeps between iterations, and its writes: best score, checkpoints written, the
+    log."""
 
-    def __init__(self, parts: StepParts, folder: RunFolder, logger: MetricsLogger | None, clock: TrainingClock,
-                 metric: str, start: int, best: float | None, best_it: int | None, resuming: bool) -> None:
-        self.parts, self.folder, self.logger, self.clock, self.metric = parts, folder, logger, clock, metric
+    def __init__(self, parts: StepParts, folder: RunFolder, logger: MetricsLogger | None,
+                 clock: TrainingClock,
+                 metric: str, start: int, best: float | None, best_it: int | None,
+                 resuming: bool) -> None:
+        self.parts, self.folder, self.logger, self.clock, self.metric = (parts, folder, logger,
+                                                                         clock, metric)
         self.best, self.best_it = best, best_it
         self.written: dict[str, int | None] = {LAST: start if resuming else None, BEST: best_it}
         self.plain_cfg, self.identity = parts.cfg.to_dict(), run_identity(parts.cfg)
@@ -115,7 +125,8 @@ class _Progress:
         if self.written[LAST] is not None:
             return f"the last good checkpoint {last} (iteration {self.written[LAST]}) is untouched"
         if self.written[BEST] is not None and best.exists():
-            return f"no {LAST} was written yet ({best}, iteration {self.written[BEST]}, is untouched)"
+            return (f"no {LAST} was written yet ({best}, iteration {self.written[BEST]}, "
+                    "is untouched)")
         return "no checkpoint was written"
 
     def checkpoint(self, path: Path, iteration: int) -> None:
@@ -123,9 +134,12 @@ class _Progress:
         if not p.ranks.main:
             return
         state = TrainingState(p.learner, p.optimizer, p.scheduler, {"train": p.source})
-        save_checkpoint(path, state, iteration=iteration, config=self.plain_cfg, identity=self.identity,
-                        extra={"best_metric": self.best, "best_iteration": self.best_it, "metric": self.metric},
-                        clock=self.clock.state(iteration), hint=f"choose another --out ({self.kept()})")
+        save_checkpoint(path, state, iteration=iteration, config=self.plain_cfg,
+                        identity=self.identity,
+                        extra={"best_metric": self.best, "best_iteration": self.best_it,
+                               "metric": self.metric},
+                        clock=self.clock.state(iteration),
+                        hint=f"choose another --out ({self.kept()})")
         self.written[path.name] = iteration
 
     def log(self, kind: str, iteration: int, **values: Any) -> None:
@@ -135,22 +149,29 @@ class _Progress:
             self.logger.write(kind, iteration, **values)
         except OSError as exc:
             raise FewshotError(f"cannot append to {self.logger.path} at iteration {iteration} "
-                               f"({exc.strerror or exc}): training stopped; {self.kept()}; free disk space or "
+                               f"({exc.strerror or exc}): training stopped; {self.kept()}; free "
+                               "disk space or "
                                "choose another --out, then run the command again") from exc
 
     def validate(self, val_set: Any, iteration: int, progress: bool) -> None:
         p = self.parts
         try:
             with autocast(p.device, p.autocast_dtype):
-                summary, divergence = validate(p.learner, val_set, p.cfg, self.metric, p.ranks, progress=progress)
+                summary, divergence = validate(p.learner, val_set, p.cfg, self.metric, p.ranks,
+                                               progress=progress)
         except FewshotError as exc:
-            raise type(exc)(f"validation at iteration {iteration} failed: {exc}; {self.kept()}") from exc
+            raise type(exc)(
+                f"validation at iteration {iteration} failed: {exc}; {self.kept()}") from exc
         extra = {}
         if divergence is not None:
             extra = divergence.metrics()
-            if p.ranks.main and divergence.nonfinite:  # a mere rise is in the metrics (and AdaptationWarning)
-                tqdm.write(f"warning: {divergence.message(iteration, val_set.count)}", file=sys.stderr)
-        self.log("val", iteration, **{self.metric: summary.mean, "ci95": summary.ci95, "episodes": summary.n, **extra})
+            # a mere rise is in the metrics (and AdaptationWarning)
+            if p.ranks.main and divergence.nonfinite:
+                tqdm.write(f"warning: {divergence.message(iteration, val_set.count)}",
+                           file=sys.stderr)
+        self.log("val", iteration,
+                 **{self.metric: summary.mean, "ci95": summary.ci95, "episodes": summary.n,
+                    **extra})
         if _better(self.metric, summary.mean, self.best):
             self.best, self.best_it = summary.mean, iteration
             self.checkpoint(self.folder.best, iteration)
@@ -169,7 +190,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
     # --- build and check everything before writing anything ---------------------------------------
     ckpt = distributed.from_main(lambda: folder.open(cfg, resume), ranks)
     resuming = ckpt is not None
-    clock = TrainingClock(int(ckpt["iteration"]) if resuming else 0, processes=ranks.world if ranks.active else 1,
+    clock = TrainingClock(int(ckpt["iteration"]) if resuming else 0,
+                          processes=ranks.world if ranks.active else 1,
                           device=str(device), earlier=ckpt.get("clock") if resuming else None)
     check_split(cfg.meta_batch, ranks.world)
     configure_backends(cfg)
@@ -178,7 +200,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
     if ranks.active:
         source = ShardedSource(source, ranks.rank, ranks.world)
         learner.shard_tasks(ranks.rank, ranks.world)
-    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes, device=device) if cfg.val_every else None
+    val_set = build_fixed_set(cfg, "val", count=cfg.val_episodes,
+                              device=device) if cfg.val_every else None
     optimizer, scheduler = build_optimizer(learner, cfg)
     distributed.from_main(folder.claim, ranks)  # runs on rank 0 only
     start, best, best_it = 0, None, None
@@ -186,14 +209,18 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
     if ckpt is None:
         seed_global_rng(cfg.seed)
     else:
-        start = restore_training_state(ckpt, TrainingState(learner, optimizer, scheduler, {"train": source}))
+        start = restore_training_state(ckpt,
+                                       TrainingState(learner, optimizer, scheduler,
+                                                     {"train": source}))
         fit_schedule(scheduler, start, cfg.iterations)  # --iterations may extend the run
         best, best_it = ckpt["extra"].get("best_metric"), ckpt["extra"].get("best_iteration")
     logger = None
     if ranks.main:
         folder.save_config(cfg)
-        logger = MetricsLogger(folder.path, tensorboard=tensorboard, resume_from=start if resuming else None)
-    precision = resolve_precision(cfg.precision, device)  # None: float32 (also bf16 on a CPU without it)
+        logger = MetricsLogger(folder.path, tensorboard=tensorboard,
+                               resume_from=start if resuming else None)
+    # None: float32 (also bf16 on a CPU without it)
+    precision = resolve_precision(cfg.precision, device)
     parts = StepParts(learner, source, optimizer, scheduler, cfg, device, ranks, precision)
     run = _Progress(parts, folder, logger, clock, metric, start, best, best_it, resuming)
     # --- train ------------------------------------------------------------------------------------
@@ -231,4 +258,5 @@ def _train(cfg: TrainConfig, folder: RunFolder, ranks: Ranks, device: torch.devi
             bar.close()
             if logger is not None:
                 logger.close()
-    return TrainResult(folder.path, cfg.iterations, metric, run.best, run.best_it, last_loss, start, learner)
+    return TrainResult(folder.path, cfg.iterations, metric, run.best, run.best_it, last_loss, start,
+                       learner)

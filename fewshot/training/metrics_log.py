@@ -26,17 +26,21 @@ from .run_folder import METRICS_FILE
 class MetricsLogger:
     """Append-only JSON-lines metrics file, flushed per line; optional TensorBoard mirror."""
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, resume_from: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True,
+                 resume_from: int | None = None) -> None:
         self.path = Path(run_dir) / METRICS_FILE
         if resume_from is not None and self.path.exists():
-            kept = [r for r in read_metrics(self.path, strict=False) if r.get("iteration", 0) <= resume_from]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept), error=FewshotError)
+            kept = [r for r in read_metrics(self.path, strict=False) if r.get("iteration", 0)
+                    <= resume_from]
+            atomic_write_text(self.path,
+                              "".join(json.dumps(r) + "\n" for r in kept), error=FewshotError)
         elif resume_from is None and self.path.exists():
             self.path.unlink()
         try:
             self._fh = open(self.path, "a", encoding="utf-8")
         except OSError as exc:
-            raise FewshotError(f"cannot write {self.path}: {exc.strerror}; choose a writable --out") from exc
+            raise FewshotError(
+                f"cannot write {self.path}: {exc.strerror}; choose a writable --out") from exc
         self._tb = None
         if tensorboard:
             try:  # local: an optional dependency that takes seconds to import
@@ -47,13 +51,16 @@ class MetricsLogger:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def write(self, kind: str, iteration: int, **metrics: Any) -> dict:
-        """Write one line; floats are stored as is (NaN/inf as strings so the file stays valid JSON).
+        """Write one line; floats are stored as is (NaN/inf as strings so the file stays valid
+        JSON).
 
-        An ``OSError`` (e.g. a full disk) propagates: the training loop turns it into its one-line error.
+        An ``OSError`` (e.g. a full disk) propagates: the training loop turns it into its one-line
+        error.
         """
         row: dict[str, Any] = {"kind": kind, "iteration": int(iteration)}
         for key, value in metrics.items():
-            value = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = float(value)
             if isinstance(value, float) and not math.isfinite(value):
                 value = str(value)
             row[key] = value
@@ -69,7 +76,8 @@ class MetricsLogger:
     def close(self) -> None:
         try:
             self._fh.close()
-        except OSError:  # e.g. a full disk: close() retries the failed flush; the error was already reported
+        # e.g. a full disk: close() retries the failed flush; the error was already reported
+        except OSError:
             pass
         if self._tb is not None:
             self._tb.close()
@@ -87,7 +95,9 @@ def read_metrics(path: str | Path, *, strict: bool = True) -> list[dict]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as exc:
-        raise FewshotError(f"no metrics file at {path}: is this a run directory written by `fewshot train`?") from exc
+        raise FewshotError(
+            f"no metrics file at {path}: is this a run directory written by `fewshot "
+            "train`?") from exc
     rows = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -97,5 +107,6 @@ def read_metrics(path: str | Path, *, strict: bool = True) -> list[dict]:
         except json.JSONDecodeError as exc:
             if i == len(lines) - 1 or not strict:
                 continue
-            raise FewshotError(f"{path} line {i + 1} is not JSON: the metrics file is damaged") from exc
+            raise FewshotError(
+                f"{path} line {i + 1} is not JSON: the metrics file is damaged") from exc
     return rows

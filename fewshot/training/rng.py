@@ -21,8 +21,8 @@ import torch
 def seed_global_rng(seed: int) -> None:
     """Seed Python ``random``, NumPy's legacy global RNG and torch (CPU + CUDA) from ``seed``.
 
-    The library itself never draws from these; a fresh training run seeds them so that user code that
-    does (dropout in a custom model, say) is reproducible too, and resumed runs match exactly.
+    The library itself never draws from these; a fresh training run seeds them so that user code
+    that does (dropout in a custom model, say) is reproducible too, and resumed runs match exactly.
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -59,7 +59,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def to_plain(obj: Any) -> Any:
-    """Make a task source's ``state_dict()`` loadable with ``weights_only=True`` (NumPy arrays -> tagged tensors)."""
+    """Make a task source's ``state_dict()`` loadable with ``weights_only=True`` (NumPy arrays ->
+    tagged tensors)."""
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype), "shape": list(obj.shape)}
     if isinstance(obj, np.generic):

@@ -1,25 +1,27 @@
 """A run folder: its file names, its lock, its checks, and its config, in one place.
 
 A run directory holds ``config.yaml``, ``last.pt`` (full training state, every ``checkpoint_every``
-iterations and at the end), ``best.pt`` (same format, at the best validation score), ``metrics.jsonl``,
-``.run.lock`` (while a run holds the folder) and, when TensorBoard is installed, ``tensorboard/``.
+iterations and at the end), ``best.pt`` (same format, at the best validation score),
+``metrics.jsonl``, ``.run.lock`` (while a run holds the folder) and, when TensorBoard is installed,
+``tensorboard/``.
 
-The lock is an ``fcntl.flock`` on ``.run.lock``.  Why flock: the kernel drops it when the process exits
-in any way (SIGKILL and power loss included), so a lock can never outlive its run and never needs a
-stale-lock heuristic.  A run that ends (normally or by an error) also removes the file; one that was
-killed leaves it, unlocked, and the next run takes it.  Removing a lock file races with a run that has
-just opened it, so ``acquire`` checks, once it holds the flock, that the file it locked is still the one
-at the path, and otherwise starts again.  The file holds the pid of the holder for the error message of
-a second run.  Usage::
+The lock is an ``fcntl.flock`` on ``.run.lock``.  Why flock: the kernel drops it when the process
+exits in any way (SIGKILL and power loss included), so a lock can never outlive its run and never
+needs a stale-lock heuristic.  A run that ends (normally or by an error) also removes the file; one
+that was killed leaves it, unlocked, and the next run takes it.  Removing a lock file races with a
+run that has just opened it, so ``acquire`` checks, once it holds the flock, that the file it locked
+is still the one at the path, and otherwise starts again.  The file holds the pid of the holder for
+the error message of a second run.  Usage::
 
     with RunLock(out):          # ConfigError naming the other pid if a run already holds ``out``
-        remove_run_temps(out)   # temp files of killed checkpoint/log writes (only while holding the lock)
+        # temp files of killed checkpoint/log writes (only while holding the lock)
+        remove_run_temps(out)
         ...
 
 ``RunFolder(out)`` is what the training loop works with: ``open`` (lock an existing folder, decide
 whether to resume, read and check its checkpoint), ``claim`` (lock a new one, clean killed writes),
-``save_config``, ``release``.  ``load_run_config``/``config_of_checkpoint`` read a finished run's config
-(``fewshot eval``, publishing).
+``save_config``, ``release``.  ``load_run_config``/``config_of_checkpoint`` read a finished run's
+config (``fewshot eval``, publishing).
 """
 from __future__ import annotations
 
@@ -43,12 +45,15 @@ LAST = "last.pt"
 BEST = "best.pt"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".run.lock"
-# The files a run writes atomically: their temp files are ``.<name>.XXXXXXXX.tmp`` (episodes.files.atomic_path),
-# ``.<name>.tmp-XXXXXXXX`` (the atomic writes of earlier versions), plus check_writable's ``.write-probe-XXXXXXXX``.
+# The files a run writes atomically: their temp files are ``.<name>.XXXXXXXX.tmp``
+# (episodes.files.atomic_path),
+# ``.<name>.tmp-XXXXXXXX`` (the atomic writes of earlier versions), plus check_writable's
+# ``.write-probe-XXXXXXXX``.
 RUN_FILES = (LAST, BEST, METRICS_FILE, CONFIG_FILE)
 _NAMES = "|".join(re.escape(name) for name in RUN_FILES)
-TEMP_PATTERN = re.compile(rf"^\.(?:(?:{_NAMES})\.[a-z0-9_]{{8}}\.tmp|(?:{_NAMES})\.tmp-[a-z0-9_]{{8}}"
-                          r"|write-probe-[a-z0-9_]{8})$")
+TEMP_PATTERN = re.compile(
+    rf"^\.(?:(?:{_NAMES})\.[a-z0-9_]{{8}}\.tmp|(?:{_NAMES})\.tmp-[a-z0-9_]{{8}}"
+    r"|write-probe-[a-z0-9_]{8})$")
 # keys that may differ between a run's saved config and the config it is resumed with
 RESUMABLE_CHANGES = {"iterations", "device"}
 
@@ -82,11 +87,13 @@ class RunLock:
                 holder = _read_pid(fd)
                 os.close(fd)
                 who = f"process {holder}" if holder else "another process"
-                raise ConfigError(f"{self.out} is in use by another training run ({who} holds {self.path}): wait "
-                                  "for it to finish or stop it, or choose another --out") from None
+                raise ConfigError(
+                    f"{self.out} is in use by another training run ({who} holds {self.path}): wait "
+                    "for it to finish or stop it, or choose another --out") from None
             if _same_file(fd, self.path):
                 break
-            os.close(fd)  # the holder removed the file between our open and our flock: lock the new one
+            # the holder removed the file between our open and our flock: lock the new one
+            os.close(fd)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode("ascii"))
@@ -97,9 +104,11 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock (closing the file releases the flock); safe to call twice."""
+        """Remove the lock file and drop the lock (closing the file releases the flock); safe to
+        call twice."""
         if self._fd is not None:
-            try:  # still holding the flock: a run that opened the file meanwhile sees it gone and retries
+            # still holding the flock: a run that opened the file meanwhile sees it gone and retries
+            try:
                 self.path.unlink()
             except OSError:  # a full or read-only disk: the flock is dropped all the same
                 pass
@@ -152,9 +161,10 @@ def _read_pid(fd: int) -> int | None:
 def remove_run_temps(out: str | os.PathLike, before: float | None = None) -> list[Path]:
     """Delete temp files that killed checkpoint/config/metrics writes left in run directory ``out``.
 
-    Call it only while holding ``out``'s RunLock: then no other training writes there, so a file with
-    exactly our temp-name pattern (and last modified before ``before``, the time the lock was taken)
-    is a leftover. Nothing else is touched (no links, no folders, no other names). Returns what was removed.
+    Call it only while holding ``out``'s RunLock: then no other training writes there, so a file
+    with exactly our temp-name pattern (and last modified before ``before``, the time the lock was
+    taken) is a leftover. Nothing else is touched (no links, no folders, no other names). Returns
+    what was removed.
     """
     out = Path(out)
     removed: list[Path] = []
@@ -165,7 +175,8 @@ def remove_run_temps(out: str | os.PathLike, before: float | None = None) -> lis
     for p in candidates:
         try:
             st = p.lstat()
-            if not os.path.isfile(p) or os.path.islink(p) or (before is not None and st.st_mtime > before):
+            if not os.path.isfile(p) or os.path.islink(p) or (before is not None
+                                                              and st.st_mtime > before):
                 continue
             p.unlink()
             removed.append(p)
@@ -178,7 +189,8 @@ def check_writable(out: Path) -> None:
     """Create ``out`` if needed and make sure files can be written there (ConfigError otherwise).
 
     A folder with no write bits is refused even for root (who could write into it anyway), as on the
-    data side; the probe file then catches what mode bits cannot tell (a read-only mount, a full quota).
+    data side; the probe file then catches what mode bits cannot tell (a read-only mount, a full
+    quota).
     """
     ensure_writable_dir(out, error=ConfigError, hint="choose another --out")
     try:
@@ -186,21 +198,26 @@ def check_writable(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ConfigError(f"output directory {out} is not writable ({exc.strerror}): choose another --out") from exc
+        raise ConfigError(
+            f"output directory {out} is not writable ({exc.strerror}): choose another "
+            "--out") from exc
 
 
 def existing_dir(out: Path) -> bool:
-    """``out.is_dir()``, but a folder this user may not look into (``--out /root/runs/x`` for a non-root user:
-    ``stat`` fails with EACCES, which ``Path.is_dir`` raises) is a one-line ConfigError, not a traceback."""
+    """``out.is_dir()``, but a folder this user may not look into (``--out /root/runs/x`` for a
+    non-root user: ``stat`` fails with EACCES, which ``Path.is_dir`` raises) is a one-line
+    ConfigError, not a traceback."""
     try:
         return out.is_dir()
     except OSError as exc:
-        raise ConfigError(f"cannot look into {exc.filename or out} ({exc.strerror}): choose another --out "
-                          "(a folder you can write into)") from exc
+        raise ConfigError(
+            f"cannot look into {exc.filename or out} ({exc.strerror}): choose another --out "
+            "(a folder you can write into)") from exc
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """``key: a vs b`` for every leaf where two plain configs differ, except ``RESUMABLE_CHANGES``."""
+    """``key: a vs b`` for every leaf where two plain configs differ, except
+    ``RESUMABLE_CHANGES``."""
     diffs = []
     for key in sorted(set(a) | set(b)):
         full = f"{prefix}{key}"
@@ -217,7 +234,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass a `fewshot train --out` folder")
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass a `fewshot train --out` "
+            "folder")
     return read_config_file(path)
 
 
@@ -227,26 +246,31 @@ def config_of_checkpoint(ckpt: dict) -> TrainConfig:
 
 
 class RunFolder:
-    """The run directory one training writes: its paths, its lock and the checks made before writing."""
+    """The run directory one training writes: its paths, its lock and the checks made before
+    writing."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock = RunLock(self.path)
-        self.config, self.last, self.best = self.path / CONFIG_FILE, self.path / LAST, self.path / BEST
+        self.config, self.last, self.best = (self.path / CONFIG_FILE, self.path / LAST,
+                                             self.path / BEST)
         self.metrics = self.path / METRICS_FILE
 
     def open(self, cfg: TrainConfig, resume: bool | None) -> dict[str, Any] | None:
-        """Rank 0's check of the folder: lock it if it exists, decide whether to resume, and read and check
-        its checkpoint (returned, or None for a new run)."""
+        """Rank 0's check of the folder: lock it if it exists, decide whether to resume, and read
+        and check its checkpoint (returned, or None for a new run)."""
         out = self.path
-        if existing_dir(out):  # lock before reading its checkpoint: another run may be writing there
+        # lock before reading its checkpoint: another run may be writing there
+        if existing_dir(out):
             check_writable(out)
             self.lock.acquire()
         has_ckpt = self.last.exists()
         if resume is True and not has_ckpt:
-            raise ConfigError(f"--resume given but {self.last} does not exist: drop --resume to start a new run")
+            raise ConfigError(
+                f"--resume given but {self.last} does not exist: drop --resume to start a new run")
         if resume is False and has_ckpt:
-            raise ConfigError(f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
+            raise ConfigError(
+                f"{out} already holds a run ({LAST}): resume it (--resume) or choose another --out")
         if not (has_ckpt and resume is not False):
             return None
         ckpt = load_checkpoint(self.last, expect=run_identity(cfg))
@@ -258,12 +282,14 @@ class RunFolder:
             raise ConfigError(f"{out} holds a run with another config ({'; '.join(diffs[:3])}): "
                               "resume with the same settings or choose another --out")
         if int(ckpt["iteration"]) > cfg.iterations:
-            raise ConfigError(f"checkpoint is at iteration {ckpt['iteration']} > iterations={cfg.iterations}: "
-                              "raise --iterations to continue")
+            raise ConfigError(
+                f"checkpoint is at iteration {ckpt['iteration']} > iterations={cfg.iterations}: "
+                "raise --iterations to continue")
         return ckpt
 
     def claim(self) -> None:
-        """Lock a new folder (created only now that everything is checked) and remove killed writes' temps."""
+        """Lock a new folder (created only now that everything is checked) and remove killed writes'
+        temps."""
         if not self.lock.held:
             check_writable(self.path)
             self.lock.acquire()

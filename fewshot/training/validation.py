@@ -1,5 +1,5 @@
-"""Validation during training: the score over the fixed validation episodes and the tasks whose adaptation
-diverged (reported, never fatal)."""
+"""Validation during training: the score over the fixed validation episodes and the tasks whose
+adaptation diverged (reported, never fatal)."""
 from __future__ import annotations
 
 import sys
@@ -18,9 +18,9 @@ from ..scoring import Summary, summarize
 
 @dataclass
 class Divergence:
-    """Validation tasks whose adaptation diverged: the support loss ended above its lowest value (their
-    predictions then came from the best support-loss step, ``LearnerConfig.best_step``) or became
-    non-finite.  Episode indices are those of the fixed validation set."""
+    """Validation tasks whose adaptation diverged: the support loss ended above its lowest value
+    (their predictions then came from the best support-loss step, ``LearnerConfig.best_step``) or
+    became non-finite.  Episode indices are those of the fixed validation set."""
 
     steps: int  # the updates validation asked for
     episodes: list[int]  # diverged episodes, in order
@@ -30,7 +30,8 @@ class Divergence:
 
     def metrics(self) -> dict[str, Any]:
         """What the ``val`` metrics line records (at most 20 episode numbers)."""
-        out: dict[str, Any] = {"diverged_tasks": len(self.episodes), "nonfinite_tasks": len(self.nonfinite)}
+        out: dict[str, Any] = {"diverged_tasks": len(self.episodes),
+                               "nonfinite_tasks": len(self.nonfinite)}
         if self.episodes:
             out["diverged_episodes"] = self.episodes[:20]
             out["diverged_steps_used"] = self.steps_used[:20]
@@ -41,19 +42,25 @@ class Divergence:
     def message(self, iteration: int, total: int) -> str:
         shown = ", ".join(f"{e} (step {s})" for e, s in zip(self.episodes[:5], self.steps_used[:5]))
         more = f" and {len(self.episodes) - 5} more" if len(self.episodes) > 5 else ""
-        nonfinite = (f" ({len(self.nonfinite)} became non-finite, first at inner step {self.first_nonfinite_step})"
+        nonfinite = (
+            f" ({len(self.nonfinite)} became non-finite, first at inner step "
+            f"{self.first_nonfinite_step})"
                      if self.nonfinite else "")
-        return (f"validation at iteration {iteration}: on {len(self.episodes)} of {total} tasks the support loss "
-                f"ended above its lowest value over {self.steps} steps{nonfinite}; they predicted with their "
-                f"lowest-support-loss step: episodes {shown}{more}. Training goes on; fewer eval steps "
-                "(learner.eval_steps) or a lower inner learning rate avoid it")
+        return (
+            f"validation at iteration {iteration}: on {len(self.episodes)} of {total} tasks the "
+            "support loss "
+            f"ended above its lowest value over {self.steps} steps{nonfinite}; they predicted "
+            "with their "
+            f"lowest-support-loss step: episodes {shown}{more}. Training goes on; fewer eval "
+            "steps "
+            "(learner.eval_steps) or a lower inner learning rate avoid it")
 
 
 def validate(learner: GradientLearner, val_set: Any, cfg: TrainConfig, metric: str, ranks: Ranks, *,
              progress: bool = False) -> tuple[Summary, Divergence | None]:
-    """``(summary of metric, Divergence or None)`` over the validation episodes; under torchrun each rank
-    evaluates its share of the episodes and the per-episode values are gathered, so the numbers equal
-    one process's.  A diverging task never stops training: it is reported."""
+    """``(summary of metric, Divergence or None)`` over the validation episodes; under torchrun each
+    rank evaluates its share of the episodes and the per-episode values are gathered, so the numbers
+    equal one process's.  A diverging task never stops training: it is reported."""
     start, stop = ranks.share(val_set.count)
     batches = val_set.batches(cfg.eval_batch, start, stop)
     total = -(-(stop - start) // cfg.eval_batch)
@@ -62,7 +69,8 @@ def validate(learner: GradientLearner, val_set: Any, cfg: TrainConfig, metric: s
     values, used, nonfinite = [], [], []
     try:
         # a nested bar moves the cursor (ESC [A): only on a terminal, never into a redirected log
-        for batch in tqdm(batches, total=total, disable=not progress or not sys.stderr.isatty(), leave=False,
+        for batch in tqdm(batches, total=total, disable=not progress or not sys.stderr.isatty(),
+                          leave=False,
                           unit="batch", desc="validation", dynamic_ncols=True):
             out = learner.evaluate(batch)
             values.append(out[metric].detach().double().cpu().flatten())
@@ -74,8 +82,10 @@ def validate(learner: GradientLearner, val_set: Any, cfg: TrainConfig, metric: s
     mine, steps_used, bad_at = (torch.cat(v) if v else empty for v in (values, used, nonfinite))
     steps_used, bad_at = distributed.gather(steps_used, ranks), distributed.gather(bad_at, ranks)
     mine = distributed.gather(mine, ranks)
-    finite = bool(mine.isfinite().all())  # else a diverged task scored mse inf (best_step off): so does the mean
-    summary = summarize(mine) if finite else Summary(float("inf"), float("inf"), mine.numel(), float("inf"))
+    # else a diverged task scored mse inf (best_step off): so does the mean
+    finite = bool(mine.isfinite().all())
+    summary = summarize(mine) if finite else Summary(float("inf"), float("inf"), mine.numel(),
+                                                     float("inf"))
     steps = learner.default_eval_steps
     diverged = ((steps_used != steps) | (bad_at >= 0)).nonzero().flatten().tolist()
     if not diverged:

@@ -12,7 +12,8 @@ on 20-way Omniglot from the 5-way init: bench/NOTES.md, "Changing ways".
 Rule tensors that depend on the ways (Meta-SGD's per-element learning rates of the head) get, for
 each new class, the mean of the old classes' values: a learning rate of zero would freeze that row.
 
-Usage: ``learner20, cfg20 = with_ways(learner, cfg, 20)`` (``fewshot.pretrained.load(name, ways=20)``).
+Usage: ``learner20, cfg20 = with_ways(learner, cfg, 20)`` (``fewshot.pretrained.load(name,
+ways=20)``).
 """
 from __future__ import annotations
 
@@ -31,26 +32,34 @@ def head_names(model: nn.Module) -> tuple[str, str]:
     """``(weight, bias)`` parameter names of the model's output layer (its last ``nn.Linear``)."""
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ConfigError(f"{type(model).__name__} has no nn.Linear output layer: only models with a linear head "
-                          "can change their number of ways")
+        raise ConfigError(
+            f"{type(model).__name__} has no nn.Linear output layer: only models with a linear head "
+            "can change their number of ways")
     return f"{linears[-1]}.weight", f"{linears[-1]}.bias"
 
 
-def _widen(old: torch.Tensor, new_shape: torch.Size, old_ways: int, ways: int, name: str) -> torch.Tensor:
-    """``old`` with every dim of size ``old_ways`` that must become ``ways`` filled by the mean over it."""
+def _widen(old: torch.Tensor, new_shape: torch.Size, old_ways: int, ways: int,
+           name: str) -> torch.Tensor:
+    """``old`` with every dim of size ``old_ways`` that must become ``ways`` filled by the mean over
+    it."""
     dims = [d for d, (a, b) in enumerate(zip(old.shape, new_shape)) if a != b]
-    if len(old.shape) != len(new_shape) or any(old.shape[d] != old_ways or new_shape[d] != ways for d in dims):
-        raise ConfigError(f"cannot change the ways of this learner: its tensor '{name}' {tuple(old.shape)} -> "
-                          f"{tuple(new_shape)} does not grow with the number of classes alone; train a {ways}-way "
-                          "model instead")
+    if len(old.shape) != len(new_shape) or any(old.shape[d] != old_ways or new_shape[d] != ways
+                                               for d in dims):
+        raise ConfigError(
+            f"cannot change the ways of this learner: its tensor '{name}' {tuple(old.shape)} -> "
+            f"{tuple(new_shape)} does not grow with the number of classes alone; "
+            f"train a {ways}-way "
+            "model instead")
     out = old
     for d in dims:
         out = out.mean(d, keepdim=True).expand(*out.shape[:d], ways, *out.shape[d + 1:])
     return out.contiguous()
 
 
-def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[GradientLearner, TrainConfig]:
-    """A new learner like ``learner`` (built from ``cfg``) with a ``ways``-way zero head; ``(learner, cfg)``.
+def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[GradientLearner,
+                                                                        TrainConfig]:
+    """A new learner like ``learner`` (built from ``cfg``) with a ``ways``-way zero head;
+    ``(learner, cfg)``.
 
     Every other meta-parameter and buffer is copied unchanged; ``learner`` itself is not modified.
     With ``ways`` equal to the learner's own, the trained head is kept (a plain copy).
@@ -58,7 +67,8 @@ def with_ways(learner: nn.Module, cfg: TrainConfig, ways: int) -> tuple[Gradient
     mask logits) raises a ConfigError.
     """
     if cfg.data.is_regression:
-        raise ConfigError("a regression model has no classes: ways only apply to classification models")
+        raise ConfigError(
+            "a regression model has no classes: ways only apply to classification models")
     check_count(ways, "ways", minimum=2)
     old_ways = cfg.data.ways
     new_cfg = apply_overrides(cfg, [f"data.ways={ways}"])

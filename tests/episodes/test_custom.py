@@ -8,7 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from episodes import ClassSplit, DataError, EpisodeSampler, Task, TaskGenerator, from_arrays, from_image_folder
+from episodes import (
+    ClassSplit,
+    DataError,
+    EpisodeSampler,
+    Task,
+    TaskGenerator,
+    from_arrays,
+    from_image_folder,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,22 +64,27 @@ def test_from_arrays_feeds_the_sampler_with_unequal_counts():
         (np.zeros((4, 2), dtype=np.int64), [0, 0, 1, 1], "dtype torch.int64"),
         (np.zeros((4,), dtype=np.uint8), [0, 0, 1, 1], "at least 2 dims"),
         (np.zeros((4, 2), dtype=np.uint8), [0, 0, 1], "one label per example"),
-        (np.zeros((4, 2), dtype=np.uint8), [1, 1, 1, 1], r"y has 1 distinct label \(1\): episodes need at least 2 "
+        (np.zeros((4, 2), dtype=np.uint8), [1, 1, 1, 1],
+         r"y has 1 distinct label \(1\): episodes need at least 2 "
                                                           "classes; add examples of another class"),
         (np.zeros((0, 2), dtype=np.uint8), [], "empty"),
         # issue 14: strings used to raise a TypeError from torch, NaN/inf were accepted silently
-        (np.array([["a", "b"]] * 4), [0, 0, 1, 1], r"x must be numeric \(uint8 images or float features\), got numpy "
-                                                   r"dtype <U1: convert it first, e.g. x.astype\('float32'\)"),
+        (np.array([["a", "b"]] * 4), [0, 0, 1, 1],
+         r"x must be numeric \(uint8 images or float features\), got numpy "
+                                                   r"dtype <U1: convert it first, e.g. "
+                                                   r"x.astype\('float32'\)"),
         (np.array([[b"a"]] * 4), [0, 0, 1, 1], "got numpy dtype [|]S1: convert it first"),
         (np.array([[1, 2]] * 4, dtype="datetime64[s]"), [0, 0, 1, 1], "got numpy dtype datetime64"),
         (np.array([[0.0], [1.0], [np.nan], [2.0]]), [0, 0, 1, 1],
-         r"x has 1 non-finite values \(NaN or inf\), the first in example 2: remove those examples or replace the "
+         r"x has 1 non-finite values \(NaN or inf\), the first in example 2: remove those examples "
+         r"or replace the "
          r"values, e.g. np.nan_to_num\(x\)"),
         (torch.tensor([[0.0], [float("inf")], [1.0], [-float("inf")]]), [0, 0, 1, 1],
          "x has 2 non-finite values .* example 1:"),
         (np.zeros((4, 2), dtype=np.float32), [0.0, np.nan, 1.0, 1.0],
          "y has 1 NaN or inf labels: give every example a real label"),
-        (np.zeros((4, 2), dtype=np.float32), np.array([1, "a", 1, "a"], dtype=object), "y mixes label types"),
+        (np.zeros((4, 2), dtype=np.float32), np.array([1, "a", 1, "a"], dtype=object),
+         "y mixes label types"),
     ],
 )
 def test_from_arrays_errors(x, y, match):
@@ -135,7 +148,9 @@ def test_from_image_folder_errors(tmp_path):
     assert from_image_folder(tmp_path, size=5).data.shape == (2, 3, 5, 5)
     bad = tmp_path / "empty" / "broken.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(DataError, match="'.*broken.png' is not a readable image .*: fix or remove the file") as info:
+    with pytest.raises(DataError,
+                       match="'.*broken.png' is not a readable image .*: fix or remove the "
+                             "file") as info:
         from_image_folder(tmp_path, size=5)
     assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="size must be"):
@@ -146,17 +161,22 @@ def test_from_image_folder_refuses_a_decompression_bomb(tmp_path):
     from tests.episodes.image_fixtures import bomb_png
 
     make_folder(tmp_path, mode="L")
-    (tmp_path / "a_cls" / "zz.png").write_bytes(bomb_png(20000, 20000))  # 400 M pixels claimed, ~20 kB on disk
+    # 400 M pixels claimed, ~20 kB on disk
+    (tmp_path / "a_cls" / "zz.png").write_bytes(bomb_png(20000, 20000))
     with pytest.raises(DataError) as info:
         from_image_folder(tmp_path, size=8, grayscale=True)
     assert str(info.value) == (
-        f"{str(tmp_path / 'a_cls' / 'zz.png')!r} is a decompression bomb (400,000,000 pixels, over Pillow's limit of "
-        "178,956,970): shrink or remove the file (or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)")
+        f"{str(tmp_path / 'a_cls' / 'zz.png')!r} is a decompression bomb (400,000,000 pixels, over "
+        "Pillow's limit of "
+        "178,956,970): shrink or remove the file (or raise PIL.Image.MAX_IMAGE_PIXELS if you trust "
+        "it)")
 
 
 def test_one_class_folder_says_how_to_fix(tmp_path):
     make_folder(tmp_path, classes=("only",))
-    with pytest.raises(DataError, match="has 1 class subfolders: episodes need at least 2 classes; put each class's "
+    with pytest.raises(DataError,
+                       match="has 1 class subfolders: episodes need at least 2 classes; put each "
+                             "class's "
                                         "images in its own subfolder"):
         from_image_folder(tmp_path)
 
@@ -215,7 +235,8 @@ def test_task_generator_errors():
 
 @pytest.mark.slow
 def test_example_script_runs():
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "custom_data.py")], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "custom_data.py")],
+                         capture_output=True, text=True,
                          check=True)
     assert "arrays: 6 classes -> (4, 5, 1, 16, 16) (4, 15, 1, 16, 16)" in out.stdout
     assert "folder: ['class0', 'class1', 'class2', 'class3'] -> (2, 6, 1, 16, 16)" in out.stdout

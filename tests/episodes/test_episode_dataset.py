@@ -1,4 +1,5 @@
-"""EpisodeDataset: item i is FixedEpisodes' episode i, DataLoader workers change nothing, transforms see every image."""
+"""EpisodeDataset: item i is FixedEpisodes' episode i, DataLoader workers change nothing, transforms
+see every image."""
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -13,7 +14,8 @@ def _split(classes=12, per_class=7, seed=0):
 
 
 def _same(a, b):
-    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("support_x", "support_y", "query_x", "query_y"))
+    return all(torch.equal(getattr(a, f), getattr(b, f))
+               for f in ("support_x", "support_y", "query_x", "query_y"))
 
 
 def test_items_are_the_fixed_episodes_in_any_order():
@@ -46,7 +48,8 @@ def flip_at_random(image: torch.Tensor) -> torch.Tensor:
 def test_random_transform_is_applied_to_every_image_and_reproducible_across_workers():
     split = _split()
     plain = EpisodeDataset(split, ways=4, shots=2, queries=3, episodes=8, seed=1)
-    shifted = EpisodeDataset(split, ways=4, shots=2, queries=3, episodes=8, seed=1, transform=lambda x: x + 1.0)
+    shifted = EpisodeDataset(split, ways=4, shots=2, queries=3, episodes=8, seed=1,
+                             transform=lambda x: x + 1.0)
     for i in range(8):  # every support and query image went through the transform, labels untouched
         a, b = plain[i], shifted[i]
         assert torch.equal(b.support_x, a.support_x + 1) and torch.equal(b.query_x, a.query_x + 1)
@@ -57,15 +60,18 @@ def test_random_transform_is_applied_to_every_image_and_reproducible_across_work
     recording[0]
     assert seen == [(1, 6, 6)] * (4 * 2 + 4 * 3)  # one call per image, [C, H, W]
 
-    data = EpisodeDataset(split, ways=4, shots=2, queries=3, episodes=8, seed=1, transform=flip_at_random)
+    data = EpisodeDataset(split, ways=4, shots=2, queries=3, episodes=8, seed=1,
+                          transform=flip_at_random)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     data[0]
-    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's generator is left as it was
+    # the caller's generator is left as it was
+    assert torch.equal(torch.random.get_rng_state(), before)
     serial = list(DataLoader(data, batch_size=3, num_workers=0, collate_fn=data.collate))
     parallel = list(DataLoader(data, batch_size=3, num_workers=2, collate_fn=data.collate))
     assert all(_same(a, b) for a, b in zip(serial, parallel, strict=True))
-    flipped = [not torch.equal(data[i].support_x[k], plain[i].support_x[k]) for i in range(8) for k in range(8)]
+    flipped = [not torch.equal(data[i].support_x[k], plain[i].support_x[k]) for i in range(8)
+               for k in range(8)]
     assert 0 < sum(flipped) < len(flipped)  # random per image, not all or nothing
     for i in range(8):  # each image is its original or its mirror image
         for x, y in ((data[i].support_x, plain[i].support_x), (data[i].query_x, plain[i].query_x)):
@@ -80,13 +86,15 @@ def test_bad_arguments_are_one_line_errors():
         EpisodeDataset(split, 4, 1, 1, episodes=2, transform="flip")
     with pytest.raises(DataError, match="ways=13 > 12 classes"):
         EpisodeDataset(split, 13, 1, 1, episodes=2)
-    ragged = EpisodeDataset(split, 4, 1, 1, episodes=2, transform=lambda x: x[:, : int(torch.randint(2, 6, ()))])
+    ragged = EpisodeDataset(split, 4, 1, 1, episodes=2,
+                            transform=lambda x: x[:, : int(torch.randint(2, 6, ()))])
     with pytest.raises(DataError, match="images of different shapes"):
         ragged[0]
 
 
 def mirror(image: torch.Tensor) -> torch.Tensor:
-    """A deterministic augmentation on one ``[C, H, W]`` image, as ``transforms.v2.RandomHorizontalFlip(p=1)``."""
+    """A deterministic augmentation on one ``[C, H, W]`` image, as
+    ``transforms.v2.RandomHorizontalFlip(p=1)``."""
     return image.flip(-1)
 
 
@@ -95,6 +103,8 @@ def test_real_omniglot_with_an_image_transform_in_loader_workers(omniglot_root):
     data = EpisodeDataset(split, ways=5, shots=1, queries=15, episodes=4, seed=0, transform=mirror)
     fixed = FixedEpisodes(split, ways=5, shots=1, queries=15, count=4, seed=0)
     batch = next(iter(DataLoader(data, batch_size=4, num_workers=2, collate_fn=data.collate)))
-    assert repr(batch) == "TaskBatch(tasks=4, ways=5, support=[4, 5, 1, 28, 28], query=[4, 75, 1, 28, 28])"
+    assert repr(
+        batch) == "TaskBatch(tasks=4, ways=5, support=[4, 5, 1, 28, 28], query=[4, 75, 1, 28, 28])"
     want = next(fixed.batches(4))
-    assert torch.equal(batch.support_x, want.support_x.flip(-1)) and torch.equal(batch.query_y, want.query_y)
+    assert torch.equal(batch.support_x, want.support_x.flip(-1)) and torch.equal(batch.query_y,
+                                                                                 want.query_y)

@@ -42,10 +42,13 @@ def test_a_failure_inside_the_block_leaves_the_old_file_and_no_temp(tmp_path):
 
 
 @pytest.mark.parametrize("code, message", [
-    (28, r"no space left on the disk to write .*a.txt \(No space left on device\): free disk space or choose another"),
+    (28,
+     r"no space left on the disk to write .*a.txt \(No space left on device\): free disk space or "
+     r"choose another"),
     (5, "cannot write .*a.txt: Input/output error; choose another"),
 ])
-def test_os_errors_become_one_line_errors_of_the_callers_class(tmp_path, monkeypatch, code, message):
+def test_os_errors_become_one_line_errors_of_the_callers_class(tmp_path, monkeypatch, code,
+                                                               message):
     class MyError(ValueError):
         pass
 
@@ -70,4 +73,5 @@ def test_digests_and_hardware(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         files.sha256_file(tmp_path / "missing")
     line = files.hardware()
-    assert f"torch {torch.__version__.split('+')[0]}" in line and f"({torch.get_num_threads()} threads)" in line
+    assert (f"torch {torch.__version__.split('+')[0]}" in line
+            and f"({torch.get_num_threads()} threads)" in line)

@@ -19,7 +19,8 @@ def index_split(n_classes=30, per_class=10):
 
 def cat_batches(batches):
     bs = list(batches)
-    return torch.cat([b.support_x for b in bs]), torch.cat([b.query_x for b in bs]), torch.cat([b.query_y for b in bs])
+    return torch.cat([b.support_x for b in bs]), torch.cat([b.query_x for b in bs]), torch.cat(
+        [b.query_y for b in bs])
 
 
 def test_same_episodes_regardless_of_batch_size():
@@ -83,7 +84,8 @@ def test_same_fixed_episodes_across_processes():
         import hashlib, torch
         from episodes import ClassSplit, FixedEpisodes
         off = torch.arange(31, dtype=torch.int64) * 10
-        split = ClassSplit(torch.arange(300, dtype=torch.float32).view(300, 1, 1, 1), off, [f"c{i}" for i in range(30)])
+        data = torch.arange(300, dtype=torch.float32).view(300, 1, 1, 1)
+        split = ClassSplit(data, off, [f"c{i}" for i in range(30)])
         h = hashlib.sha256()
         for b in FixedEpisodes(split, 5, 1, 2, count=10, seed=42).batches(3):
             for t in (b.support_x, b.support_y, b.query_x, b.query_y):

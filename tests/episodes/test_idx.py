@@ -10,7 +10,8 @@ from episodes.errors import DataError
 from episodes.idx import FASHION_MNIST, load_idx_split, parse_idx, prepare_mnist, read_idx
 from episodes.store import Store
 
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte")
 
 
 def _idx(code, dims, payload):
@@ -32,7 +33,8 @@ def test_read_idx_gz_or_raw(tmp_path):
     raw = _idx(0x08, (5,), bytes([9, 8, 7, 6, 5]))
     (tmp_path / "a").write_bytes(raw)
     (tmp_path / "a.gz").write_bytes(gzip.compress(raw))
-    assert read_idx(tmp_path / "a").tolist() == read_idx(tmp_path / "a.gz").tolist() == [9, 8, 7, 6, 5]
+    assert read_idx(tmp_path / "a").tolist() == read_idx(tmp_path / "a.gz").tolist() == [9, 8, 7, 6,
+                                                                                         5]
 
 
 def test_bad_idx_files(tmp_path):
@@ -112,17 +114,23 @@ def test_content_checks_and_mid_way_failure(fewshot_data, tmp_path):
     labels = gzip.decompress((fewshot_data / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
     # The test labels are read after the train part is already in the temp store: a mid-way failure.
     truncated = gzip.compress(labels)[:2000]
-    _fails_cleanly(_local_copy(tmp_path / "a", fewshot_data, **{"t10k-labels-idx1-ubyte": truncated}), tmp_path / "ra",
-                   "not a valid gzip")
+    _fails_cleanly(
+        _local_copy(tmp_path / "a", fewshot_data, **{"t10k-labels-idx1-ubyte": truncated}),
+        tmp_path / "ra",
+        "not a valid gzip")
     short = _idx(0x08, (9999,), labels[8:-1])
-    _fails_cleanly(_local_copy(tmp_path / "b", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(short)}),
+    _fails_cleanly(
+        _local_copy(tmp_path / "b", fewshot_data,
+                    **{"t10k-labels-idx1-ubyte": gzip.compress(short)}),
                    tmp_path / "rb",
-                   r"expected uint8 \(10000,\)")
+        r"expected uint8 \(10000,\)")
     bad = _idx(0x08, (10000,), bytes([10]) + labels[9:])
-    _fails_cleanly(_local_copy(tmp_path / "c", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(bad)}),
+    _fails_cleanly(
+        _local_copy(tmp_path / "c", fewshot_data, **{"t10k-labels-idx1-ubyte": gzip.compress(bad)}),
                    tmp_path / "rc",
-                   "has label 10, expected 0..9")
-    _fails_cleanly(_local_copy(tmp_path / "d", fewshot_data, **{"train-images-idx3-ubyte": None}), tmp_path / "rd",
+        "has label 10, expected 0..9")
+    _fails_cleanly(_local_copy(tmp_path / "d", fewshot_data, **{"train-images-idx3-ubyte": None}),
+                   tmp_path / "rd",
                    "train-images-idx3-ubyte.gz nor")
     raw_ok = _local_copy(tmp_path / "e", fewshot_data, **{"t10k-labels-idx1-ubyte": None})
     (raw_ok / "t10k-labels-idx1-ubyte").write_bytes(labels)  # uncompressed files are accepted too

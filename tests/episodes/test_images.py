@@ -1,5 +1,5 @@
-"""decode_image_file: decompression bombs (over Pillow's error *and* warning limits) and corrupt files
-give one DataError line each, before any pixel is decoded."""
+"""decode_image_file: decompression bombs (over Pillow's error *and* warning limits) and corrupt
+files give one DataError line each, before any pixel is decoded."""
 import warnings
 
 import numpy as np
@@ -20,7 +20,8 @@ def test_reads_a_good_image_from_bytes_and_path(tmp_path):
 
 @pytest.mark.parametrize("width,height,pixels,limit", [
     (20000, 20000, "400,000,000", "178,956,970"),  # Pillow raises DecompressionBombError
-    (10000, 10000, "100,000,000", "89,478,485"),  # Pillow only warns and would decode it: refused too
+    # Pillow only warns and would decode it: refused too
+    (10000, 10000, "100,000,000", "89,478,485"),
 ])
 @pytest.mark.parametrize("as_path", [False, True])
 def test_decompression_bomb_is_one_line(tmp_path, width, height, pixels, limit, as_path):
@@ -34,8 +35,9 @@ def test_decompression_bomb_is_one_line(tmp_path, width, height, pixels, limit, 
         warnings.simplefilter("error")  # no DecompressionBombWarning escapes either
         with pytest.raises(DataError) as info:
             decode_image_file(source, "L", what="'bomb.png'", fix="unused", bomb_fix="remove it")
-    assert str(info.value) == (f"'bomb.png' is a decompression bomb ({pixels} pixels, over Pillow's limit of {limit}): "
-                               "remove it")
+    assert str(info.value) == (
+        f"'bomb.png' is a decompression bomb ({pixels} pixels, over Pillow's limit of {limit}): "
+        "remove it")
 
 
 @pytest.mark.parametrize("blob,match", [

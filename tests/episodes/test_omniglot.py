@@ -1,4 +1,5 @@
-"""Omniglot on the real archives: counts, inversion, splits, rotations, and every kind of bad input."""
+"""Omniglot on the real archives: counts, inversion, splits, rotations, and every kind of bad
+input."""
 import io
 import os
 import re
@@ -48,11 +49,13 @@ def test_images_match_pil_decoding_of_the_archive(omniglot_root, fewshot_data):
     """Oracle: decode a few archive entries independently and find them at the right place."""
     with _store(omniglot_root) as s:
         parts = {p: s.part(p) for p in ("background", "evaluation")}
-    for part, class_idx, drawing in (("background", 0, 0), ("background", 963, 19), ("evaluation", 300, 7)):
+    for part, class_idx, drawing in (("background", 0, 0), ("background", 963, 19),
+                                     ("evaluation", 300, 7)):
         p = parts[part]
         name = p.class_names[class_idx]
         with zipfile.ZipFile(fewshot_data / "omniglot" / f"images_{part}.zip") as z:
-            entries = sorted(n for n in z.namelist() if n.startswith(f"images_{part}/{name}/") and n.endswith(".png"))
+            entries = sorted(n for n in z.namelist() if n.startswith(f"images_{part}/{name}/")
+                             and n.endswith(".png"))
             assert len(entries) == 20
             with Image.open(io.BytesIO(z.read(entries[drawing]))) as im:
                 assert im.size == (105, 105)
@@ -62,11 +65,13 @@ def test_images_match_pil_decoding_of_the_archive(omniglot_root, fewshot_data):
 
 def test_vinyals_splits(omniglot_root, fewshot_data):
     splits = {s: load_omniglot(s, omniglot_root) for s in ("train", "val", "test", "trainval")}
-    assert {s: v.num_classes for s, v in splits.items()} == {"train": 4112, "val": 688, "test": 1692, "trainval": 4800}
+    assert {s: v.num_classes for s, v in splits.items()} == {"train": 4112, "val": 688,
+                                                             "test": 1692, "trainval": 4800}
     for s, v in splits.items():
         lines = (fewshot_data / "omniglot" / "splits" / "vinyals" / f"{s}.txt").read_text().split()
         assert list(v.class_names) == lines
-        assert (v.counts == 20).all() and v.data.shape == (20 * len(lines), 1, 28, 28) and v.data.dtype == torch.uint8
+        assert (v.counts == 20).all() and v.data.shape == (20 * len(lines), 1, 28,
+                                                           28) and v.data.dtype == torch.uint8
     chars = {s: {parse_split_line(n)[0] for n in v.class_names} for s, v in splits.items()}
     assert (len(chars["train"]), len(chars["val"]), len(chars["test"])) == (1028, 172, 423)
     assert not (chars["train"] & chars["val"]) and not (chars["train"] & chars["test"])
@@ -78,15 +83,19 @@ def test_vinyals_splits(omniglot_root, fewshot_data):
 
 
 def test_maml_splits_are_a_random_character_split_with_task_rotations(omniglot_root):
-    splits = {s: load_omniglot(f"maml-{s}", omniglot_root) for s in ("train", "val", "test", "trainval")}
+    splits = {s: load_omniglot(f"maml-{s}", omniglot_root)
+              for s in ("train", "val", "test", "trainval")}
     names = {s: set(split.class_names) for s, split in splits.items()}
-    assert {s: len(n) for s, n in names.items()} == {"train": 1100, "val": 100, "test": 423, "trainval": 1200}
-    assert not names["train"] & names["val"] and not names["train"] & names["test"] and not names["val"] & names["test"]
+    assert {s: len(n) for s, n in names.items()} == {"train": 1100, "val": 100, "test": 423,
+                                                     "trainval": 1200}
+    assert not names["train"] & names["val"] and not names["train"] & names["test"] and not names[
+        "val"] & names["test"]
     assert names["trainval"] == names["train"] | names["val"]
     with _store(omniglot_root) as s:
         everything = set(s.part("background").class_names) | set(s.part("evaluation").class_names)
     assert names["train"] | names["val"] | names["test"] == everything
-    # drawn across both archives: the test characters come from many alphabets, most of them seen in training
+    # drawn across both archives: the test characters come from many alphabets, most of them seen in
+    # training
     test_alphabets = {n.split("/")[0] for n in names["test"]}
     train_alphabets = {n.split("/")[0] for n in names["train"]}
     assert len(test_alphabets) >= 40 and len(test_alphabets - train_alphabets) <= 2
@@ -94,7 +103,8 @@ def test_maml_splits_are_a_random_character_split_with_task_rotations(omniglot_r
         assert split.task_rotations == (0, 90, 180, 270) and split.counts.eq(20).all()
     background = load_omniglot("background", omniglot_root)
     first = background.class_names.index(splits["train"].class_names[0])
-    assert torch.equal(splits["train"].data[:20], background.data[20 * first:20 * first + 20])  # stored unrotated
+    # stored unrotated
+    assert torch.equal(splits["train"].data[:20], background.data[20 * first:20 * first + 20])
     with pytest.raises(DataError, match="MAML split 'maml-train' fixes its own rotations"):
         load_omniglot("maml-train", omniglot_root, rotations=(0, 90))
 
@@ -102,7 +112,8 @@ def test_maml_splits_are_a_random_character_split_with_task_rotations(omniglot_r
 def test_a_changed_maml_split_list_is_refused(omniglot_root, tmp_path, monkeypatch):
     import episodes.omniglot as omniglot
     for name in ("train", "val", "test", "trainval"):
-        (tmp_path / f"{name}.txt").write_bytes((omniglot.MAML_SPLIT_DIR / f"{name}.txt").read_bytes())
+        (tmp_path / f"{name}.txt").write_bytes(
+            (omniglot.MAML_SPLIT_DIR / f"{name}.txt").read_bytes())
     with open(tmp_path / "test.txt", "a", encoding="utf-8") as f:
         f.write("Bengali/character01\n")
     monkeypatch.setattr(omniglot, "MAML_SPLIT_DIR", tmp_path)
@@ -130,7 +141,8 @@ def test_vinyals_rotated_classes_are_pil_rotations(omniglot_root):
     for deg in (90, 180, 270):
         c = index[f"{char}/rot{deg:03d}"]
         got = val.data[val.class_offsets[c] : val.class_offsets[c + 1]]
-        want = np.stack([np.asarray(Image.fromarray(im[0].numpy()).rotate(deg))[None] for im in base])
+        want = np.stack(
+            [np.asarray(Image.fromarray(im[0].numpy()).rotate(deg))[None] for im in base])
         np.testing.assert_array_equal(got.numpy(), want)
 
 
@@ -146,8 +158,11 @@ def test_lake_splits_and_rotation_augmentation(omniglot_root):
         load_omniglot("train", omniglot_root, rotations=(0, 90))
     with pytest.raises(DataError, match="multiples of 90"):
         load_omniglot("background", omniglot_root, rotations=(0, 45))
-    with pytest.raises(DataError, match="unknown omniglot split 'bogus'.*train, val, test, trainval, maml-train, "
-                                        "maml-val, maml-test, maml-trainval, background, evaluation"):
+    with pytest.raises(DataError,
+                       match="unknown omniglot split 'bogus'.*train, val, test, trainval, "
+                             "maml-train, "
+                                        "maml-val, maml-test, maml-trainval, background, "
+                                        "evaluation"):
         load_omniglot("bogus", omniglot_root)
 
 
@@ -172,7 +187,8 @@ def _source(tmp_path, fewshot_data, **replace):
     (src / "splits" / "vinyals").mkdir(parents=True)
     real = fewshot_data / "omniglot"
     for rel in ("images_background.zip",
-                "images_evaluation.zip") + tuple(f"splits/vinyals/{s}.txt" for s in om.VINYALS_SPLITS):
+                "images_evaluation.zip") + tuple(f"splits/vinyals/{s}.txt"
+                                                 for s in om.VINYALS_SPLITS):
         key = rel.replace("/", "_").replace(".", "_")
         if key in replace:
             if replace[key] is not None:
@@ -187,7 +203,8 @@ def _rewrite_zip(path, keep=lambda info: True, rename=lambda n: n, data=lambda n
     with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
         for info in zin.infolist():
             if keep(info):
-                zout.writestr(rename(info.filename), b"" if info.is_dir() else data(info.filename, zin.read(info)))
+                zout.writestr(rename(info.filename),
+                              b"" if info.is_dir() else data(info.filename, zin.read(info)))
         for name in extra:
             zout.writestr(name, b"")
     return out.getvalue()
@@ -207,8 +224,9 @@ EVAL = "images_evaluation_zip"
 
 def test_truncated_archive(tmp_path, fewshot_data):
     blob = (fewshot_data / "omniglot" / "images_evaluation.zip").read_bytes()
-    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob[: len(blob) // 2]}), "not a valid "
-                                                                                                       "zip archive")
+    _assert_fails_cleanly(tmp_path,
+                          _source(tmp_path, fewshot_data, **{EVAL: blob[: len(blob) // 2]}),
+                          "not a valid zip archive")
 
 
 def test_missing_alphabet(tmp_path, fewshot_data):
@@ -216,17 +234,20 @@ def test_missing_alphabet(tmp_path, fewshot_data):
     with zipfile.ZipFile(real) as z:
         victim = sorted({n.split("/")[1] for n in z.namelist() if n.count("/") >= 2})[0]
     blob = _rewrite_zip(real, keep=lambda i: f"/{victim}/" not in i.filename)
-    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "found 19 alphabets.*expected 20 "
+    _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}),
+                          "found 19 alphabets.*expected 20 "
                                                                                      "/ 659")
 
 
 @pytest.mark.slow
 def test_wrong_layout(tmp_path, fewshot_data):
-    blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip", rename=lambda n: "omniglot/" + n)
+    blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip",
+                        rename=lambda n: "omniglot/" + n)
     _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}), "wrong layout")
     blob = _rewrite_zip(fewshot_data / "omniglot" / "images_evaluation.zip",
                         extra=["images_evaluation/Angelic/notes.txt"])
-    _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, **{EVAL: blob}), "unexpected entry")
+    _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, **{EVAL: blob}),
+                          "unexpected entry")
 
 
 def test_empty_class_folder(tmp_path, fewshot_data):
@@ -248,7 +269,8 @@ def test_unreadable_png_fails_without_leftovers(tmp_path, fewshot_data):
 
 
 def test_failure_mid_way_leaves_no_store_and_no_temp(tmp_path, fewshot_data, monkeypatch):
-    """Make decoding fail part-way through (after the temp store exists) and check nothing remains."""
+    """Make decoding fail part-way through (after the temp store exists) and check nothing
+    remains."""
     root = tmp_path / "root"
     seen = {"calls": 0, "temp_files": []}
     real_decode = om.decode_png
@@ -263,20 +285,24 @@ def test_failure_mid_way_leaves_no_store_and_no_temp(tmp_path, fewshot_data, mon
     monkeypatch.setattr(om, "decode_png", failing)
     with pytest.raises(DataError, match="simulated failure"):
         prepare_omniglot(fewshot_data / "omniglot", root, quiet=True)
-    assert len(seen["temp_files"]) == 1 and seen["temp_files"][0].endswith(".tmp")  # it really was mid-way
+    # it really was mid-way
+    assert len(seen["temp_files"]) == 1 and seen["temp_files"][0].endswith(".tmp")
     assert list((root / "omniglot").iterdir()) == []
 
 
 def test_split_list_checks(tmp_path, fewshot_data):
     lines = (fewshot_data / "omniglot" / "splits" / "vinyals" / "val.txt").read_bytes()
     _assert_fails_cleanly(tmp_path / "a", _source(tmp_path / "a", fewshot_data,
-                                                  splits_vinyals_val_txt=lines + b"X/character01/rot000\n"),
+                                                  splits_vinyals_val_txt=lines
+                                                  + b"X/character01/rot000\n"),
                           "split list .*val.txt has md5")
-    _assert_fails_cleanly(tmp_path / "b", _source(tmp_path / "b", fewshot_data, splits_vinyals_test_txt=None),
+    _assert_fails_cleanly(tmp_path / "b",
+                          _source(tmp_path / "b", fewshot_data, splits_vinyals_test_txt=None),
                           "test.txt not found")
     _assert_fails_cleanly(tmp_path / "c", tmp_path / "nowhere", "is not a folder")
     empty = tmp_path / "d" / "src"
-    shutil.copytree(_source(tmp_path / "d0", fewshot_data) / "splits", empty / "splits", symlinks=True)
+    shutil.copytree(_source(tmp_path / "d0", fewshot_data) / "splits", empty / "splits",
+                    symlinks=True)
     _assert_fails_cleanly(tmp_path / "d", empty, "neither .*images_background.zip nor the folder")
 
 
@@ -302,9 +328,11 @@ def test_existing_store_is_kept_unless_forced(tmp_path, fewshot_data):
         prepare_omniglot(fewshot_data / "omniglot", tmp_path, size=0)
 
 
-# ----------------------------------------------------------------------------- unreadable members (issue 14)
+# ----------------------------------------------------------------------------- unreadable members
+# (issue 14)
 def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str]:
-    """A small well-laid-out background archive (not complete: the bad member is found before counting)."""
+    """A small well-laid-out background archive (not complete: the bad member is found before
+    counting)."""
     out = io.BytesIO()
     png = io.BytesIO()
     Image.new("1", (105, 105), 1).save(png, format="PNG")
@@ -315,23 +343,32 @@ def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str
 
 
 @pytest.mark.parametrize("patch,message", [
-    ({"encrypted": True}, "member '{member}' is encrypted (password-protected), which fewshot cannot read: use the "
-                          "official unencrypted archive, or extract it yourself and pass the folder holding "
+    ({"encrypted": True},
+     "member '{member}' is encrypted (password-protected), which fewshot cannot read: use the "
+                          "official unencrypted archive, or extract it yourself and pass the "
+                          "folder holding "
                           "images_background/ as --source"),
-    ({"method": 9}, "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot decompress "
-                    "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract it with another "
+    ({"method": 9},
+     "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot "
+     "decompress "
+                    "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract "
+                    "it with another "
                     "tool and pass the folder holding images_background/ as --source"),
     ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), "
                      "which this Python cannot decompress"),
 ])
-def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data, monkeypatch, patch, message):
+def test_unreadable_zip_member_is_refused_before_decoding(tmp_path, fewshot_data, monkeypatch,
+                                                          patch, message):
     from tests.episodes.image_fixtures import patch_zip_member
 
     blob, member = _tiny_background_zip()
-    src = _source(tmp_path, fewshot_data, images_background_zip=patch_zip_member(blob, member, **patch))
-    monkeypatch.setattr(om, "decode_png", lambda *a, **k: pytest.fail("decoded before the archive was checked"))
+    src = _source(tmp_path, fewshot_data,
+                  images_background_zip=patch_zip_member(blob, member, **patch))
+    monkeypatch.setattr(om, "decode_png", lambda *a,
+                        **k: pytest.fail("decoded before the archive was checked"))
     _assert_fails_cleanly(tmp_path, src,
-                          re.escape(f"{src / 'images_background.zip'}: " + message.format(member=member)))
+                          re.escape(f"{src / 'images_background.zip'}: "
+                                    + message.format(member=member)))
 
 
 def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data):
@@ -343,12 +380,14 @@ def test_decompression_bomb_in_the_archive_fails_cleanly(tmp_path, fewshot_data)
     blob = _rewrite_zip(real, data=lambda n, b: bomb_png(30000, 30000) if n == victim else b)
     src = _source(tmp_path, fewshot_data, images_background_zip=blob)
     _assert_fails_cleanly(tmp_path, src, re.escape(
-        f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb (900,000,000 pixels, "
+        f"{src / 'images_background.zip'}: '{victim.split('/', 1)[1]}' is a decompression bomb "
+        "(900,000,000 pixels, "
         "over Pillow's limit of 178,956,970): the archive is corrupt or was tampered with: "
         "use the official Omniglot archive"))
 
 
-# ----------------------------------------------------------------------------- store integrity (issue 14)
+# ----------------------------------------------------------------------------- store integrity
+# (issue 14)
 def _damaged_copy(omniglot_root, tmp_path):
     """A copy of the real store with one bit flipped in the middle of the background images."""
     import h5py
@@ -375,7 +414,9 @@ def test_store_with_flipped_image_bytes_is_refused(omniglot_root, tmp_path, spli
         load_omniglot(split, root)
     msg = str(info.value)
     assert msg.startswith(f"store {dest} entry 'background' fails its sha256 check (")
-    assert msg.endswith(f": the file is damaged; run `fewshot prepare omniglot --root {root} --force` to rebuild it")
+    assert msg.endswith(
+        f": the file is damaged; run `fewshot prepare omniglot --root {root} --force` to rebuild "
+        "it")
     assert load_omniglot("evaluation", root).num_classes == 659  # the undamaged part still loads
 
 
@@ -388,6 +429,8 @@ def test_store_without_checksums_names_the_rebuild_command(tmp_path):
         f.attrs["format_version"] = 1
     with pytest.raises(DataError) as info:
         load_omniglot("train", tmp_path)
-    assert str(info.value) == (f"store {path} was written by an older fewshot (format 1, no content checksum), so its "
-                               f"images cannot be verified: run `fewshot prepare omniglot --root {tmp_path} --force` "
-                               "to rebuild it")
+    assert str(info.value) == (
+        f"store {path} was written by an older fewshot (format 1, no content checksum), so its "
+        "images cannot be verified: run `fewshot prepare omniglot --root "
+        f"{tmp_path} --force` "
+        "to rebuild it")

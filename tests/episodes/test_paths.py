@@ -25,12 +25,14 @@ def test_env_then_home_cache(monkeypatch, tmp_path):
 def test_store_layout(tmp_path):
     assert dataset_dir("mnist", tmp_path) == tmp_path / "mnist"
     assert store_path("omniglot", tmp_path) == tmp_path / "omniglot" / "omniglot-28.h5"
-    assert store_path("fashion-mnist", tmp_path, 14) == tmp_path / "fashion-mnist" / "fashion-mnist-14.h5"
+    assert store_path("fashion-mnist", tmp_path,
+                      14) == tmp_path / "fashion-mnist" / "fashion-mnist-14.h5"
 
 
 def test_is_url():
     assert is_url("https://example.org/x/") and is_url("http://h:1/") and is_url("file:///tmp/x")
-    assert not is_url("/tmp/x") and not is_url(Path("/tmp/x")) and not is_url(None) and not is_url("data/http")
+    assert not is_url("/tmp/x") and not is_url(Path("/tmp/x")) and not is_url(None) and not is_url(
+        "data/http")
 
 
 def test_read_only_root_is_refused_even_for_root(tmp_path):

@@ -1,4 +1,5 @@
-"""Preprocessing: the public transform reproduces the stores' pixels exactly, and bad values fail in one line."""
+"""Preprocessing: the public transform reproduces the stores' pixels exactly, and bad values fail in
+one line."""
 import io
 import zipfile
 
@@ -22,25 +23,31 @@ OMNIGLOT = Preprocessing(size=28, channels=1, invert=True, interpolation="lanczo
 
 
 def _archive_pngs(fewshot_data, part, picks):
-    """{(class name, drawing index): PNG bytes} of the raw archive (sorted entries, as the store orders them)."""
+    """{(class name, drawing index): PNG bytes} of the raw archive (sorted entries, as the store
+    orders them)."""
     out = {}
     with zipfile.ZipFile(fewshot_data / "omniglot" / f"images_{part}.zip") as z:
         names = z.namelist()
         for cls, drawing in picks:
-            entries = sorted(n for n in names if n.startswith(f"images_{part}/{cls}/") and n.endswith(".png"))
+            entries = sorted(n for n in names if n.startswith(f"images_{part}/{cls}/")
+                             and n.endswith(".png"))
             out[(cls, drawing)] = z.read(entries[drawing])
     return out
 
 
-def test_public_transform_reproduces_the_omniglot_store_bit_for_bit(omniglot_root, fewshot_data, tmp_path):
-    """Decode real archive PNGs through the public transform; they equal the store's rows (uint8) and the
-    sampler's float32 inputs (the store row / 255), bit for bit, from bytes, from a path and from a PIL image."""
+def test_public_transform_reproduces_the_omniglot_store_bit_for_bit(omniglot_root, fewshot_data,
+                                                                    tmp_path):
+    """Decode real archive PNGs through the public transform; they equal the store's rows (uint8)
+    and the sampler's float32 inputs (the store row / 255), bit for bit, from bytes, from a path and
+    from a PIL image."""
     assert dataset_preprocessing("omniglot") == OMNIGLOT
     split = load_split("omniglot", "evaluation", omniglot_root)
     picks = [(split.class_names[c], d) for c, d in ((0, 0), (123, 7), (658, 19))]
     pngs = _archive_pngs(fewshot_data, "evaluation", picks)
-    rows = torch.tensor([int(split.class_offsets[split.class_names.index(c)]) + d for c, d in picks])
-    fed = gather_batch(split.data, rows.view(1, len(picks), 1), shots=1).support_x[0]  # what a learner is fed
+    rows = torch.tensor(
+        [int(split.class_offsets[split.class_names.index(c)]) + d for c, d in picks])
+    # what a learner is fed
+    fed = gather_batch(split.data, rows.view(1, len(picks), 1), shots=1).support_x[0]
     for i, key in enumerate(picks):
         stored = split.data[rows[i]]
         assert np.array_equal(OMNIGLOT.pixels(pngs[key]), stored.numpy())
@@ -65,11 +72,15 @@ def test_folder_through_the_store_transform_equals_the_store(omniglot_root, fews
         folder.mkdir(exist_ok=True)
         (folder / f"{d:02d}.png").write_bytes(data)
     mine = OMNIGLOT.folder(tmp_path)
-    same = from_image_folder(tmp_path, size=28, grayscale=True, invert=True, interpolation="lanczos")
-    stored = torch.cat([split.data[int(split.class_offsets[c]):int(split.class_offsets[c]) + 3] for c in (5, 6)])
-    assert mine.data.dtype == torch.uint8 and torch.equal(mine.data, stored) and torch.equal(same.data, stored)
+    same = from_image_folder(tmp_path, size=28, grayscale=True, invert=True,
+                             interpolation="lanczos")
+    stored = torch.cat(
+        [split.data[int(split.class_offsets[c]):int(split.class_offsets[c]) + 3] for c in (5, 6)])
+    assert mine.data.dtype == torch.uint8 and torch.equal(mine.data,
+                                                          stored) and torch.equal(same.data, stored)
     assert mine.meta["preprocessing"] == OMNIGLOT.to_dict()
-    # the documented default (bilinear, not inverted) gives other pixels: the reason a model's transform exists
+    # the documented default (bilinear, not inverted) gives other pixels: the reason a model's
+    # transform exists
     assert not torch.equal(from_image_folder(tmp_path, size=28, grayscale=True).data, stored)
 
 
@@ -89,8 +100,10 @@ def _gray_folder(root, classes=("a", "b"), n=2, size=(9, 7)):
 def test_each_option_does_what_pillow_does(tmp_path, interpolation):
     arrays = _gray_folder(tmp_path)
     prep = Preprocessing(size=(4, 5), channels=1, invert=True, interpolation=interpolation)
-    split = from_image_folder(tmp_path, transform=prep, invert=True)  # noise has no polarity: forced
-    want = 255 - np.asarray(Image.fromarray(arrays[("b", 1)]).resize((5, 4), INTERPOLATIONS[interpolation]))
+    # noise has no polarity: forced
+    split = from_image_folder(tmp_path, transform=prep, invert=True)
+    want = 255 - np.asarray(
+        Image.fromarray(arrays[("b", 1)]).resize((5, 4), INTERPOLATIONS[interpolation]))
     assert split.data.shape == (4, 1, 4, 5)
     assert np.array_equal(split.data[3, 0].numpy(), want)
 
@@ -101,7 +114,8 @@ def test_rgb_scale_and_no_resize(tmp_path):
     x = prep(tmp_path / "a" / "0.png")
     assert x.shape == (3, 9, 7) and x.dtype == torch.float32
     assert torch.equal(x[1], torch.from_numpy(arrays[("a", 0)]).float())
-    split = prep.folder(tmp_path)  # a non-255 scale is stored as the model's floats (samplers use floats as is)
+    # a non-255 scale is stored as the model's floats (samplers use floats as is)
+    split = prep.folder(tmp_path)
     assert split.data.dtype == torch.float32 and torch.equal(split.data[0], x)
     batch = EpisodeSampler(split, ways=2, shots=1, queries=1, seed=0).sample(1)
     assert batch.support_x.max() > 1.0
@@ -110,7 +124,8 @@ def test_rgb_scale_and_no_resize(tmp_path):
 def test_round_trip_through_a_manifest_dict():
     prep = Preprocessing(size=(20, 30), channels=1, invert=True, interpolation="bicubic")
     assert Preprocessing.from_dict(prep.to_dict()) == prep
-    assert prep.to_dict() == {"size": [20, 30], "channels": 1, "invert": True, "interpolation": "bicubic",
+    assert prep.to_dict() == {"size": [20, 30], "channels": 1, "invert": True,
+                              "interpolation": "bicubic",
                               "scale": 255.0}
     assert dataset_preprocessing("mnist") == Preprocessing(28, 1, False, "lanczos")
     assert dataset_preprocessing("mini-imagenet") == Preprocessing(84, 3, False, "lanczos")

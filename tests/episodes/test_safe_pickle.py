@@ -1,4 +1,5 @@
-"""The restricted unpickler: data-only pickles load exactly; any other global is refused before it runs."""
+"""The restricted unpickler: data-only pickles load exactly; any other global is refused before it
+runs."""
 import builtins
 import os
 import pickle
@@ -26,7 +27,8 @@ def _data() -> dict:
 
 def _equal(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+                and np.array_equal(a, b))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -54,7 +56,8 @@ def test_python2_pickle_loads_with_latin1(tmp_path):
 
 def test_allowlist_is_only_numpy_reconstruction_and_codecs():
     assert {m.split(".")[0] for m, _ in ALLOWED} == {"numpy", "_codecs", "builtins", "__builtin__"}
-    assert {n for _, n in ALLOWED} == {"_reconstruct", "scalar", "_frombuffer", "ndarray", "dtype", "encode", "bytes"}
+    assert {n for _, n in ALLOWED} == {"_reconstruct", "scalar", "_frombuffer", "ndarray", "dtype",
+                                       "encode", "bytes"}
     assert {n for m, n in ALLOWED if m in ("builtins", "__builtin__")} == {"bytes"}
 
 
@@ -79,9 +82,12 @@ class _Open:
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 def test_code_running_pickles_are_refused_before_they_run(tmp_path, payload, global_name, protocol):
     target = tmp_path / "pwned"
-    blob = pickle.dumps({"image_data": np.zeros((1, 2), np.uint8), "evil": payload(target)}, protocol=protocol)
+    blob = pickle.dumps({"image_data": np.zeros((1, 2), np.uint8), "evil": payload(target)},
+                        protocol=protocol)
     (tmp_path / "x.pkl").write_bytes(blob)
-    with pytest.raises(DataError, match=f"refers to '{global_name}', which a data-only pickle never needs") as info:
+    with pytest.raises(DataError,
+                       match=f"refers to '{global_name}', which a data-only pickle never "
+                             "needs") as info:
         load_data_pickle(tmp_path / "x.pkl")
     assert "\n" not in str(info.value)
     assert not target.exists()

@@ -1,5 +1,5 @@
-"""EpisodeSampler: shapes, invariants (disjoint, balanced, distinct classes), randomness, determinism, resume,
-errors."""
+"""EpisodeSampler: shapes, invariants (disjoint, balanced, distinct classes), randomness,
+determinism, resume, errors."""
 import hashlib
 import subprocess
 import sys
@@ -12,7 +12,8 @@ from episodes import ClassSplit, DataError, EpisodeSampler, TaskBatch
 
 
 def index_split(counts, name="synthetic"):
-    """Float split whose example m is the scalar m (shape [1, 1, 1]): episodes reveal their row indices."""
+    """Float split whose example m is the scalar m (shape [1, 1, 1]): episodes reveal their row
+    indices."""
     counts = torch.as_tensor(counts, dtype=torch.int64)
     offsets = torch.zeros(len(counts) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(counts, 0)
@@ -42,7 +43,8 @@ def check_invariants(batch: TaskBatch, split: ClassSplit, ways, shots, queries):
         assert torch.equal(torch.bincount(sy, minlength=ways), torch.full((ways,), shots))
         assert torch.equal(torch.bincount(qy, minlength=ways), torch.full((ways,), queries))
         all_rows = torch.cat([s_rows[t], q_rows[t]])
-        assert all_rows.unique().numel() == all_rows.numel(), "support/query examples must be distinct and disjoint"
+        assert all_rows.unique().numel() == all_rows.numel(
+            ), "support/query examples must be distinct and disjoint"
         assert not set(s_rows[t].tolist()) & set(q_rows[t].tolist())
         s_cls, q_cls = class_of(s_rows[t], offsets), class_of(q_rows[t], offsets)
         label_class = {}
@@ -92,7 +94,8 @@ def test_sampling_is_uniform_over_classes_and_examples():
     assert torch.allclose(freq0, torch.full((7,), 3 / 7), atol=0.05)
     # support position is uniform too (not always the lowest index)
     sup = s_rows[:, 0][classes[:, 0] == 0]
-    assert torch.allclose(torch.bincount(sup, minlength=7).float() / len(sup), torch.full((7,), 1 / 7), atol=0.05)
+    assert torch.allclose(torch.bincount(sup, minlength=7).float() / len(sup),
+                          torch.full((7,), 1 / 7), atol=0.05)
 
 
 def test_label_permutation_is_random():
@@ -198,7 +201,8 @@ def test_load_state_dict_rejects_other_shape_and_garbage():
     "kwargs,match",
     [
         (dict(ways=11, shots=1, queries=1), r"ways=11 > 10 classes"),
-        (dict(ways=2, shots=3, queries=3), r"shots\+queries=6 > 5 examples of the smallest class 'c2'"),
+        (dict(ways=2, shots=3, queries=3),
+         r"shots\+queries=6 > 5 examples of the smallest class 'c2'"),
         (dict(ways=0, shots=1, queries=1), r"ways must be >= 1"),
         (dict(ways=2, shots=0, queries=1), r"shots must be >= 1"),
         (dict(ways=2, shots=-1, queries=1), r"shots must be >= 1"),
@@ -219,7 +223,8 @@ def test_bad_batch_size_and_empty_split():
     for bad in (0, -3):
         with pytest.raises(DataError, match="batch_size must be >= 1"):
             sampler.sample(bad)
-    empty = ClassSplit(torch.zeros(0, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), [], "val")
+    empty = ClassSplit(torch.zeros(0, 1, 2, 2, dtype=torch.uint8),
+                       torch.zeros(1, dtype=torch.int64), [], "val")
     with pytest.raises(DataError, match="'val' is empty"):
         EpisodeSampler(empty, 1, 1, 1, seed=0)
 
@@ -241,30 +246,38 @@ def test_real_omniglot_vinyals_train(omniglot_train, ways, shots):
     assert batch.query_x.shape == (32, ways * queries, 1, 28, 28)
     assert batch.support_x.dtype == torch.float32
     assert 0.0 <= float(batch.support_x.min()) and float(batch.query_x.max()) <= 1.0
-    # the same draws as indices: the batch is exactly split.data[rows] / 255, and the rows obey the invariants
+    # the same draws as indices: the batch is exactly split.data[rows] / 255, and the rows obey the
+    # invariants
     classes, rows = EpisodeSampler(split, ways, shots, queries, seed=0).sample_indices(32)
     images = split.data[rows].float() / 255  # [B, N, K+Q, 1, 28, 28]
     assert torch.equal(batch.support_x, images[:, :, :shots].reshape(32, ways * shots, 1, 28, 28))
     assert torch.equal(batch.query_x, images[:, :, shots:].reshape(32, ways * queries, 1, 28, 28))
     off = split.class_offsets
-    assert torch.equal(class_of(rows.flatten(1), off), classes.repeat_interleave(shots + queries, dim=1))
+    assert torch.equal(class_of(rows.flatten(1), off),
+                       classes.repeat_interleave(shots + queries, dim=1))
     for t in range(32):
         assert classes[t].unique().numel() == ways
         assert rows[t].unique().numel() == rows[t].numel()
 
 
 def marked_split(counts, rotations=(0, 90, 180, 270)):
-    """Images [1, 3, 3] whose one non-zero pixel, m + 1, sits in a corner that tells the rotation applied."""
+    """Images [1, 3, 3] whose one non-zero pixel, m + 1, sits in a corner that tells the rotation
+    applied."""
     plain = index_split(counts)
     m = plain.data.shape[0]
     data = torch.zeros(m, 1, 3, 3)
     data[:, 0, 0, 0] = torch.arange(1, m + 1, dtype=torch.float32)
-    return ClassSplit(data, plain.class_offsets, plain.class_names, "marked", task_rotations=rotations)
+    return ClassSplit(data, plain.class_offsets, plain.class_names, "marked",
+                      task_rotations=rotations)
 
 
 def row_and_quarter_turns(images):
-    """``(rows, k)`` of images from :func:`marked_split`: the source row and the counter-clockwise quarter turns."""
-    corners = [tuple(torch.rot90(torch.eye(3)[:1].T @ torch.eye(3)[:1], k, dims=(0, 1)).nonzero()[0].tolist())
+    """``(rows, k)`` of images from :func:`marked_split`: the source row and the counter-clockwise
+    quarter turns."""
+    corners = [
+        tuple(
+            torch.rot90(torch.eye(3)[:1].T @ torch.eye(3)[:1], k,
+                        dims=(0, 1)).nonzero()[0].tolist())
                for k in range(4)]
     flat = images.reshape(-1, 3, 3)
     rows = flat.flatten(1).max(1).values.long() - 1
@@ -278,10 +291,12 @@ def test_task_rotations_turn_each_class_of_a_task_as_one():
     s_rows, s_k = row_and_quarter_turns(batch.support_x)
     q_rows, q_k = row_and_quarter_turns(batch.query_x)
     per_label = torch.cat([s_k.view(400, 5, 2), q_k.view(400, 5, 3)], -1)
-    assert (per_label == per_label[..., :1]).all(), "a class's support and query images share one rotation"
+    assert (per_label
+            == per_label[..., :1]).all(), "a class's support and query images share one rotation"
     rows = torch.cat([s_rows.view(400, 5, 2), q_rows.view(400, 5, 3)], -1)
     classes = class_of(rows, split.class_offsets)
-    assert (classes == classes[..., :1]).all() and (rows.flatten(1).sort(1).values.diff(dim=1) > 0).all()
+    assert (classes
+            == classes[..., :1]).all() and (rows.flatten(1).sort(1).values.diff(dim=1) > 0).all()
     turns = per_label[..., 0]
     counts = torch.bincount(turns.flatten(), minlength=4).double() / turns.numel()
     assert ((counts - 0.25).abs() < 0.03).all(), counts  # 2000 draws: sd 0.01
@@ -309,7 +324,8 @@ def test_task_rotations_fixed_sets_dataset_shards_and_resume_agree():
     assert torch.equal(torch.cat([b.support_x for b in parts]), whole.support_x)
     assert torch.equal(fixed[7].query_x, whole.query_x[7])
     dataset = EpisodeDataset(split, 5, 1, 2, episodes=12, seed=4)
-    assert torch.equal(dataset[7].support_x, whole.support_x[7]) and torch.equal(dataset[7].query_x, whole.query_x[7])
+    assert torch.equal(dataset[7].support_x, whole.support_x[7]) and torch.equal(dataset[7].query_x,
+                                                                                 whole.query_x[7])
     _, k = row_and_quarter_turns(whole.support_x)
     assert len(set(k.flatten().tolist())) > 1
     one = EpisodeSampler(split, 5, 1, 2, seed=9)

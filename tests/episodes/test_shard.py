@@ -1,10 +1,19 @@
-"""ShardedSource: the ranks' parts of a meta-batch are the single-process meta-batch, split in order."""
+"""ShardedSource: the ranks' parts of a meta-batch are the single-process meta-batch, split in
+order."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from episodes import DataError, EpisodeSampler, FixedEpisodes, ShardedSource, SinusoidTasks, TaskBatch, from_arrays
+from episodes import (
+    DataError,
+    EpisodeSampler,
+    FixedEpisodes,
+    ShardedSource,
+    SinusoidTasks,
+    TaskBatch,
+    from_arrays,
+)
 
 
 def _split():

@@ -32,7 +32,8 @@ def test_parameter_ranges_match_maml():
 
 
 def test_custom_ranges():
-    batch, params = SinusoidTasks(3, 3, seed=0, amplitude=(2.0, 2.0), phase=(0.0, 0.0), x_range=(0.0, 1.0)).sample(
+    batch, params = SinusoidTasks(3, 3, seed=0, amplitude=(2.0, 2.0), phase=(0.0, 0.0),
+                                  x_range=(0.0, 1.0)).sample(
         4, return_params=True
     )
     assert torch.all(params["amplitude"] == 2.0) and torch.all(params["phase"] == 0.0)

@@ -101,7 +101,8 @@ def test_unwritable_folder_is_a_data_error(tmp_path):
 
 # ----------------------------------------------------------------------------- integrity (issue 14)
 def _flip_middle_image_byte(path, part="a"):
-    """Flip one bit in the middle of a part's image bytes on disk (what bit rot or a bad copy does)."""
+    """Flip one bit in the middle of a part's image bytes on disk (what bit rot or a bad copy
+    does)."""
     with h5py.File(path, "r") as f:
         ds = f[part]["images"]
         offset, nbytes = ds.id.get_offset(), ds.id.get_storage_size()
@@ -122,7 +123,9 @@ def test_flipped_image_bytes_fail_the_checksum(tmp_path):
     stat = path.stat()
     _flip_middle_image_byte(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # a later write: a new file version
-    with pytest.raises(DataError, match=r"entry 'a' fails its sha256 check .*: the file is damaged; run X") as info:
+    with pytest.raises(DataError,
+                       match=r"entry 'a' fails its sha256 check .*: the file is damaged; run "
+                             r"X") as info:
         with Store(path, fix_hint="run X") as s:
             s.part("a")
     assert "\n" not in str(info.value)
@@ -143,7 +146,8 @@ def test_old_store_without_checksums_is_refused_with_the_rebuild_command(tmp_pat
     with h5py.File(tmp_path / "old.h5", "w") as f:
         f.attrs["format_version"] = 1
     with pytest.raises(DataError,
-                       match=r"older fewshot \(format 1, no content checksum\).*: run `fewshot prepare x --force`"):
+                       match=r"older fewshot \(format 1, no content checksum\).*: run `fewshot "
+                             r"prepare x --force`"):
         Store(tmp_path / "old.h5", fix_hint="run `fewshot prepare x --force`")
     # A current-format store whose checksum attribute was removed is damaged, not trusted.
     rng = np.random.default_rng(4)
@@ -176,7 +180,8 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tmp_path, monkeypatch, where):
             w.add_part("a", *_part(rng, [3, 3], size=100))
     monkeypatch.undo()
     msg = str(info.value)
-    assert "\n" not in msg and "no space left on the device (the store needs at least 60.0 kB)" in msg
+    assert ("\n" not in msg
+            and "no space left on the device (the store needs at least 60.0 kB)" in msg)
     assert f"free space in {tmp_path} or pass --root on a disk with room" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"] and path.read_bytes() == before
 
@@ -189,7 +194,8 @@ def test_stale_temps_of_killed_writes_are_removed_by_the_next_write(tmp_path):
     old = store_mod._PROCESS_START - 60
     stale = tmp_path / ".omniglot-28.h5.ab_cd123.tmp"  # what a killed StoreWriter leaves
     keep = {
-        "fresh": tmp_path / ".omniglot-28.h5.zzzzzzzz.tmp",  # written after this process started: maybe live
+        # written after this process started: maybe live
+        "fresh": tmp_path / ".omniglot-28.h5.zzzzzzzz.tmp",
         "other store": tmp_path / ".omniglot-32.h5.ab_cd123.tmp",
         "not our pattern": tmp_path / ".omniglot-28.h5.notours.tmp",
         "download temp": tmp_path / ".omniglot-28.h5.ab_cd123.part",

@@ -3,14 +3,23 @@ import numpy as np
 import pytest
 import torch
 
-from episodes import ClassSplit, DataError, EpisodeSampler, GridLayout, Task, TaskBatch, render_episode
+from episodes import (
+    ClassSplit,
+    DataError,
+    EpisodeSampler,
+    GridLayout,
+    Task,
+    TaskBatch,
+    render_episode,
+)
 
 
 def synthetic_split(channels=1, n_classes=6, per_class=5, h=7, w=5):
     g = torch.Generator().manual_seed(0)
     m = n_classes * per_class
     data = torch.randint(0, 256, (m, channels, h, w), dtype=torch.uint8, generator=g)
-    return ClassSplit(data, torch.arange(n_classes + 1) * per_class, [f"class{i}" for i in range(n_classes)])
+    return ClassSplit(data, torch.arange(n_classes + 1) * per_class,
+                      [f"class{i}" for i in range(n_classes)])
 
 
 def expected_size(ways, shots, queries, th, tw, pad, gap, label_w):
@@ -21,7 +30,8 @@ def expected_size(ways, shots, queries, th, tw, pad, gap, label_w):
 def test_grid_geometry_and_pixels(channels, scale):
     split = synthetic_split(channels)
     ways, shots, queries = 4, 2, 3
-    batch, classes = EpisodeSampler(split, ways, shots, queries, seed=1).sample(2, return_classes=True)
+    batch, classes = EpisodeSampler(split, ways, shots, queries, seed=1).sample(2,
+                                                                                return_classes=True)
     labels = [split.class_names[c] for c in classes[0].tolist()]
     image = render_episode(batch, labels=labels, scale=scale, pad=2, gap=6)
     assert image.mode == ("L" if channels == 1 else "RGB")
@@ -46,7 +56,8 @@ def test_grid_geometry_and_pixels(channels, scale):
             want = (img * 255).round().to(torch.uint8).permute(1, 2, 0)
             want = want.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
             assert torch.equal(pixels[y0 : y0 + th, x0 : x0 + tw], want)
-    # queries are separated from supports by the gap: first query tile starts pad + gap after last support
+    # queries are separated from supports by the gap: first query tile starts pad + gap after last
+    # support
     last_support_end = layout.tile_origin(0, shots - 1)[0] + tw
     assert layout.tile_origin(0, shots)[0] == last_support_end + 2 + 6
 
@@ -60,13 +71,16 @@ def test_task_and_batch_render_the_same():
 
 
 def test_render_errors():
-    reg = TaskBatch(torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), torch.zeros(1, 3, 1))
+    reg = TaskBatch(torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), torch.zeros(1, 3, 1),
+                    torch.zeros(1, 3, 1))
     with pytest.raises(DataError, match="images"):
         render_episode(reg)
-    t = Task(torch.zeros(2, 1, 3, 3), torch.tensor([0, 1]), torch.zeros(3, 1, 3, 3), torch.tensor([0, 1, 1]))
+    t = Task(torch.zeros(2, 1, 3, 3), torch.tensor([0, 1]), torch.zeros(3, 1, 3, 3),
+             torch.tensor([0, 1, 1]))
     with pytest.raises(DataError, match="class-balanced"):
         render_episode(t)
-    t = Task(torch.zeros(2, 1, 3, 3), torch.tensor([0, 1]), torch.zeros(2, 1, 3, 3), torch.tensor([0, 1]))
+    t = Task(torch.zeros(2, 1, 3, 3), torch.tensor([0, 1]), torch.zeros(2, 1, 3, 3),
+             torch.tensor([0, 1]))
     with pytest.raises(DataError, match="labels has 1 entries"):
         render_episode(t, labels=["x"])
     with pytest.raises(DataError, match="scale must be"):
@@ -80,7 +94,8 @@ def test_picture_size_is_bounded_and_the_message_names_the_largest_scale(monkeyp
     with pytest.raises(DataError) as info:
         render_episode(batch, scale=100000)  # terabytes before the bound
     msg = str(info.value)
-    assert msg.startswith("the episode picture at scale 100000 would be ") and "over the limit of 67,108,864" in msg
+    assert msg.startswith(
+        "the episode picture at scale 100000 would be ") and "over the limit of 67,108,864" in msg
     best = int(msg.rsplit("(--scale ", 1)[1].rstrip(")"))
     assert msg.endswith(f": use scale {best} or less (--scale {best})")
     # the named scale is exactly the largest that fits (checked on a small limit to stay cheap)

@@ -1,5 +1,6 @@
-"""``BestSoFar.offer`` / ``choose_best``: the lowest finite support loss wins, ties keep the earlier step,
-the last step is kept unless its loss is above the lowest or not finite, all per task (tensors)."""
+"""``BestSoFar.offer`` / ``choose_best``: the lowest finite support loss wins, ties keep the earlier
+step, the last step is kept unless its loss is above the lowest or not finite, all per task
+(tensors)."""
 from __future__ import annotations
 
 import math
@@ -24,7 +25,8 @@ def _best(losses: list[float]) -> BestSoFar:
     ([3.0, 1.0, 2.0], 2.5, 1),            # rose: the lowest earlier step
     ([3.0, 1.0, 1.0], 4.0, 1),            # ties among earlier steps keep the earlier one
     ([math.nan, 2.0, 1.0], 5.0, 2),       # a non-finite loss is never the best, even at step 0
-    ([3.0, math.inf, 1.0], math.nan, 2),  # a non-finite last step is never kept when an earlier one is finite
+    # a non-finite last step is never kept when an earlier one is finite
+    ([3.0, math.inf, 1.0], math.nan, 2),
     ([math.nan, math.nan], math.nan, 2),  # nothing finite: the last step (the caller raises)
 ])
 def test_the_step_chosen(losses, last, step):

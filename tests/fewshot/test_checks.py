@@ -1,4 +1,5 @@
-"""The learning side's argument checks: what counts as a number, the range in words, one-line errors."""
+"""The learning side's argument checks: what counts as a number, the range in words, one-line
+errors."""
 import math
 
 import pytest
@@ -7,8 +8,10 @@ from fewshot.checks import check_count, check_interval, check_number, check_seed
 from fewshot.errors import ConfigError
 
 
-@pytest.mark.parametrize("value, ok", [(0, True), (-2.5, True), (1e300, True), (True, False), (math.inf, False),
-                                       (-math.inf, False), (math.nan, False), ("1", False), (None, False)])
+@pytest.mark.parametrize("value, ok",
+                         [(0, True), (-2.5, True), (1e300, True), (True, False), (math.inf, False),
+                                       (-math.inf, False), (math.nan, False), ("1", False),
+                                       (None, False)])
 def test_what_counts_as_a_finite_number(value, ok):
     assert is_finite_number(value) is ok
 
@@ -26,18 +29,22 @@ def test_check_number_bounds_and_messages():
     for bounds, value, message in cases:
         with pytest.raises(ConfigError, match=f"^{message}$"):
             check_number(value, "x", **bounds)
-    with pytest.raises(ConfigError, match=r"^lr must be a finite number > 0 \(a note\), got inf: e.g. lr=1$"):
+    with pytest.raises(ConfigError,
+                       match=r"^lr must be a finite number > 0 \(a note\), got inf: e.g. lr=1$"):
         check_number(math.inf, "lr", above=0, note=" (a note)", hint=": e.g. lr=1")
 
 
 def test_check_interval_seed_and_count():
     assert check_interval([1, 2], "r") == (1.0, 2.0) and check_interval((3, 3), "r") == (3.0, 3.0)
     for bad in [(2, 1), (1,), (1, math.inf), (True, 2), "ab", 5]:
-        with pytest.raises(ConfigError, match=r"^r must be two finite numbers \(low, high\) with low <= high, got "):
+        with pytest.raises(ConfigError,
+                           match=r"^r must be two finite numbers \(low, high\) with low <= high, "
+                                 r"got "):
             check_interval(bad, "r")
     assert check_seed(0) == 0 and check_seed(2**63 - 1) == 2**63 - 1
     for bad in [-1, 2**63, True, 1.0]:
-        with pytest.raises(ConfigError, match=r"^seed must be an integer in \[0, 2\*\*63\), got .*: pass 0$"):
+        with pytest.raises(ConfigError,
+                           match=r"^seed must be an integer in \[0, 2\*\*63\), got .*: pass 0$"):
             check_seed(bad, hint=": pass 0")
     with pytest.raises(ConfigError, match="^ways must be >= 2, got 1: pass ways=2 or more$"):
         check_count(1, "ways", minimum=2)

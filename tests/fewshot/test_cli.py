@@ -1,5 +1,5 @@
-"""The console script's own behaviour: our warnings print as one ``warning: ...`` line, ``python -m fewshot``
-and ``--version`` work, and a closed output pipe ends the command quietly."""
+"""The console script's own behaviour: our warnings print as one ``warning: ...`` line, ``python -m
+fewshot`` and ``--version`` work, and a closed output pipe ends the command quietly."""
 from __future__ import annotations
 
 import os
@@ -24,16 +24,18 @@ def test_manifest_warning_is_one_line(tmp_path, capsys, monkeypatch):
     show = warnings.showwarning
     assert main(["pretrained", "list"]) == 0
     err = capsys.readouterr().err
-    assert err.startswith(f"warning: skipping the pretrained model in {broken}: ") and err.count("\n") == 1, err
+    assert err.startswith(f"warning: skipping the pretrained model in {broken}: ") and err.count(
+        "\n") == 1, err
     assert warnings.showwarning is show  # restored: main is also called in-process
 
 
 def _run_fewshot(*args: str, **kw) -> subprocess.CompletedProcess:
-    """``python -m fewshot ARGS`` in a fresh interpreter, from the checkout under test (output captured
-    unless ``stdout=``/``stderr=`` say otherwise)."""
+    """``python -m fewshot ARGS`` in a fresh interpreter, from the checkout under test (output
+    captured unless ``stdout=``/``stderr=`` say otherwise)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
-    return subprocess.run([sys.executable, "-m", "fewshot", *args], env=env, cwd=ROOT, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "fewshot", *args], env=env, cwd=ROOT, text=True,
+                          timeout=300,
                           **streams)
 
 
@@ -46,7 +48,8 @@ def test_python_m_fewshot_version_is_the_package_version_and_setup_py_reads_the_
     setup_py = (ROOT / "setup.py").read_text(encoding="utf-8")
     assert "version=VERSION" in setup_py and 'license="MIT"' in setup_py
     namespace: dict = {"__file__": str(ROOT / "setup.py")}
-    exec(setup_py.split("setup(\n")[0], namespace)  # noqa: S102 - setup.py's own version lookup, without setup()
+    exec(setup_py.split("setup(\n")[0],
+         namespace)  # noqa: S102 - setup.py's own version lookup, without setup()
     assert namespace["VERSION"] == fewshot.__version__
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
 

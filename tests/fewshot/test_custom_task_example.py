@@ -1,4 +1,5 @@
-"""examples/custom_task_maml.py runs and meta-learning helps (vs. the same loop with 0 iterations)."""
+"""examples/custom_task_maml.py runs and meta-learning helps (vs. the same loop with 0
+iterations)."""
 import importlib.util
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""The functional inner loop against the `higher` oracle, finite differences and a closed-form quadratic."""
+"""The functional inner loop against the `higher` oracle, finite differences and a closed-form
+quadratic."""
 import higher
 import pytest
 import torch
@@ -24,7 +25,8 @@ def _sgd(names, lr, steps=1):
 
 def _net(seed: int) -> nn.Module:
     torch.manual_seed(seed)  # test-only: module init; library code never uses the global RNG
-    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4), nn.Tanh(),
+                         nn.Linear(4, 2)).double()
 
 
 def _data(seed: int, n: int = 8):
@@ -48,8 +50,10 @@ def _higher(model, steps, lr, first_order, data):
     sx, sy, qx, qy = data
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     fmodel = higher.monkeypatch(model, copy_initial_weights=False, track_higher_grads=True)
-    diffopt = higher.optim.get_diff_optim(opt, model.parameters(), fmodel=fmodel, track_higher_grads=True)
-    detach = (lambda grads: [g.detach() for g in grads]) if first_order else None  # FOMAML in higher
+    diffopt = higher.optim.get_diff_optim(opt, model.parameters(), fmodel=fmodel,
+                                          track_higher_grads=True)
+    # FOMAML in higher
+    detach = (lambda grads: [g.detach() for g in grads]) if first_order else None
     for _ in range(steps):
         diffopt.step(F.mse_loss(fmodel(sx), sy), grad_callback=detach)
     loss = F.mse_loss(fmodel(qx), qy)
@@ -89,7 +93,8 @@ def test_first_order_drops_hessian_term_on_quadratic():
     g = torch.Generator().manual_seed(0)
     m = torch.randn(4, 4, generator=g, dtype=torch.float64)
     a = m @ m.T + torch.eye(4, dtype=torch.float64)
-    b, c = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    b, c = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g,
+                                                                         dtype=torch.float64)
     theta0 = torch.randn(4, generator=g, dtype=torch.float64)
     alpha = 0.05
 
@@ -111,7 +116,8 @@ def test_first_order_drops_hessian_term_on_quadratic():
         (grad,) = torch.autograd.grad(lq, [params["theta"]])
         theta1 = theta0 - alpha * (a @ theta0 - b)
         grad_q = a @ theta1 - c
-        expected = grad_q if first_order else (torch.eye(4, dtype=torch.float64) - alpha * a) @ grad_q
+        expected = grad_q if first_order else (
+            torch.eye(4, dtype=torch.float64) - alpha * a) @ grad_q
         assert torch.allclose(grad, expected, atol=1e-12)
 
 
@@ -138,10 +144,13 @@ def test_sgd_rule_indexes_lrs_by_tensor_and_step_and_nonfinite_detection():
         rule.lrs.copy_(torch.tensor([[0.5, 0.1], [0.2, 0.3]]))
     p = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([1.0, 1.0])}
     g = {"w": torch.tensor([1.0, 1.0]), "b": torch.tensor([2.0, 2.0])}
-    for step, (lw, lb) in ((0, (0.5, 0.2)), (1, (0.1, 0.3)), (7, (0.1, 0.3))):  # past the last column: clamped
+    # past the last column: clamped
+    for step, (lw, lb) in ((0, (0.5, 0.2)), (1, (0.1, 0.3)), (7, (0.1, 0.3))):
         updates, _ = rule(g, {}, p, step=step, loss=torch.tensor(0.0))
         new = apply_updates(p, updates)
-        assert torch.allclose(new["w"], p["w"] - lw * g["w"]) and torch.allclose(new["b"], p["b"] - lb * g["b"])
+        assert torch.allclose(new["w"], p["w"] - lw * g["w"]) and torch.allclose(new["b"],
+                                                                                 p["b"] - lb * g[
+                                                                                     "b"])
     # a 1-d parameter of size `steps` (a bias) is not mistaken for per-step LRs any more
     assert rule.lr("b", 0).dim() == 0
     assert first_nonfinite_step(torch.tensor([[1.0, 2.0], [1.0, float("nan")]])) == 1
@@ -183,20 +192,22 @@ def test_chain_composes_rules_in_order_and_splits_noise_and_state():
 def test_grads_and_loss_gives_the_loss_and_a_gradient_per_adapted_name():
     model, (sx, sy, _, _) = _net(9), _data(10)
     params, buffers = split_state(model)
-    grads, loss, _ = grads_and_loss(model, params, buffers, sx, sy, loss_fn=F.mse_loss, names=list(params))
+    grads, loss, _ = grads_and_loss(model, params, buffers, sx, sy, loss_fn=F.mse_loss,
+                                    names=list(params))
     assert torch.allclose(loss, F.mse_loss(model(sx), sy), atol=1e-14, rtol=0)
     assert set(grads) == set(params)
 
 
 def test_grads_loss_and_hvp_equal_the_dense_hessian():
-    """``grads_loss_and_hvp``'s products against ``torch.autograd.functional.hessian`` of the same loss
-    (float64, a tanh MLP's first layer), per task and under vmap."""
+    """``grads_loss_and_hvp``'s products against ``torch.autograd.functional.hessian`` of the same
+    loss (float64, a tanh MLP's first layer), per task and under vmap."""
     from fewshot.functional import grads_loss_and_hvp
     torch.manual_seed(0)  # test-only init
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
     params = {n: p.detach() for n, p in model.named_parameters()}
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g,
+                                                                            dtype=torch.float64)
     names = ["0.weight"]
 
     def loss_of(w):
@@ -204,11 +215,14 @@ def test_grads_loss_and_hvp_equal_the_dense_hessian():
 
     dense = torch.autograd.functional.hessian(loss_of, params["0.weight"]).reshape(12, 12)
     v = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    grads, loss, _, hvp = grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss, names=names)
-    assert torch.allclose(hvp({"0.weight": v})["0.weight"].reshape(-1), dense @ v.reshape(-1), atol=1e-12)
+    grads, loss, _, hvp = grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss,
+                                             names=names)
+    assert torch.allclose(hvp({"0.weight": v})["0.weight"].reshape(-1), dense @ v.reshape(-1),
+                          atol=1e-12)
     assert torch.allclose(loss, loss_of(params["0.weight"]), atol=1e-15)
 
     def batched(xv):
-        return grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss, names=names)[3]({"0.weight": xv})
+        return grads_loss_and_hvp(model, params, {}, x, y, loss_fn=F.mse_loss,
+                                  names=names)[3]({"0.weight": xv})
     both = torch.func.vmap(batched)(torch.stack([v, 2 * v]))["0.weight"]
     assert torch.allclose(both[1].reshape(-1), 2 * dense @ v.reshape(-1), atol=1e-12)

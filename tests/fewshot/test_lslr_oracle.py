@@ -21,7 +21,9 @@ def _setup(steps: int):
         model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
     g = torch.Generator().manual_seed(1)
     sx, sy, qx, qy = (torch.randn(1, 6, d, generator=g, dtype=torch.float64) for d in (3, 2, 3, 2))
-    learner = MAML(model, MAMLConfig(inner_steps=steps, inner_lr=0.1, learn_inner_lr=True, task_batching="loop"))
+    learner = MAML(model,
+                   MAMLConfig(inner_steps=steps, inner_lr=0.1, learn_inner_lr=True,
+                              task_batching="loop"))
     lr_params = [p for n, p in learner.named_parameters() if not n.startswith("model.")]
     assert len(lr_params) == 1, "expected one tensor of learned inner LRs [tensors, steps]"
     lrs = lr_params[0]
@@ -51,7 +53,8 @@ def test_lslr_meta_gradients_match_higher_with_lr_override(steps):
     ref = _higher(model, lrs, batch, steps)
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)
-    # every learned rate gets a gradient of its own, and second order really differs from first order
+    # every learned rate gets a gradient of its own, and second order really differs from first
+    # order
     assert bool((ours[-1] != 0).all())
     first = _higher(model, lrs, batch, steps, first_order=True)
     assert max((a - b).abs().max().item() for a, b in zip(ours, first)) > 1e-6

@@ -20,7 +20,8 @@ def test_cosine_annealing_follows_the_formula():
         sched.step()
     lrs.append(opt.param_groups[0]["lr"])
     for t, lr in enumerate(lrs):
-        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)), rel=1e-9)
+        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)),
+                                   rel=1e-9)
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
 
 
@@ -46,7 +47,8 @@ def test_fit_schedule_extends_a_restored_cosine_to_the_new_end():
     fit_schedule(again, 4, 10)
     assert again.T_max == 10 and same_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     assert _run(same_opt, again, 6) == _run(opt, sched, 6)
-    # extended to 30 iterations: without the fit the restored T_max=10 anneals to 1e-5 at 10 and climbs back
+    # extended to 30 iterations: without the fit the restored T_max=10 anneals to 1e-5 at 10 and
+    # climbs back
     stale_opt, stale = build_meta_optimizer([p], MetaOptimConfig.mamlpp(), total_iterations=30)
     stale_opt.load_state_dict(opt_state)
     stale.load_state_dict(state)
@@ -58,7 +60,8 @@ def test_fit_schedule_extends_a_restored_cosine_to_the_new_end():
     fit_schedule(fitted, 4, 30)
     lrs = _run(fit_opt, fitted, 26)
     for t, lr in enumerate(lrs, start=5):  # the cosine of a 30-iteration run from here on
-        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 30)), rel=1e-9)
+        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 30)),
+                                   rel=1e-9)
 
 
 def test_fit_schedule_of_a_schedule_that_began_mid_run():
@@ -68,7 +71,8 @@ def test_fit_schedule_of_a_schedule_that_began_mid_run():
     fit_schedule(sched, 2800, 2810)
     lrs = _run(opt, sched, 10)
     for t, lr in enumerate(lrs, start=1):
-        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)), rel=1e-9)
+        assert lr == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)),
+                                   rel=1e-9)
     assert fit_schedule(None, 0, 5) is None  # no scheduler (constant LR): nothing to fit
     # a schedule that is not a cosine is left exactly as it is (state and learning rate)
     q = torch.nn.Parameter(torch.zeros(3))
@@ -90,18 +94,23 @@ def test_constant_lr_without_cosine_and_adam_moves_params():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(lr=0), r"optim.lr must be a finite number > 0 \(the meta-optimizer's learning rate\), got 0: e.g."),
+    (dict(lr=0),
+     r"optim.lr must be a finite number > 0 \(the meta-optimizer's learning rate\), got 0: e.g."),
     (dict(lr=1e-3, min_lr=1e-2, cosine=True),
-     r"optim.min_lr must be a finite number in \[0, lr=0.001\] with cosine annealing, got 0.01: e.g."),
+     r"optim.min_lr must be a finite number in \[0, lr=0.001\] with cosine annealing, got 0.01: "
+     r"e.g."),
     (dict(weight_decay=-1), r"optim.weight_decay must be a finite number >= 0, got -1: e.g."),
-    (dict(betas=(0.9, 1.0)), r"optim.betas must be two numbers in \[0, 1\), got \(0.9, 1.0\): e.g.")])
+    (dict(betas=(0.9, 1.0)),
+     r"optim.betas must be two numbers in \[0, 1\), got \(0.9, 1.0\): e.g.")])
 def test_bad_optim_config(kwargs, message):
     with pytest.raises(ConfigError, match=f"^{message}"):
         MetaOptimConfig(**kwargs)
 
 
 def test_bad_optimizer_arguments():
-    with pytest.raises(ConfigError, match="^the meta-optimizer got no trainable parameters: pass learner.parameters"):
+    with pytest.raises(ConfigError,
+                       match="^the meta-optimizer got no trainable parameters: pass "
+                             "learner.parameters"):
         build_meta_optimizer([], MetaOptimConfig(), 10)
     with pytest.raises(ConfigError, match="^total_iterations must be >= 1, got 0"):
         build_meta_optimizer([torch.nn.Parameter(torch.zeros(1))], MetaOptimConfig(), 0)

@@ -1,5 +1,5 @@
-"""bf16 autocast (fewshot.precision): meta-gradients close to float32's for every registered learner, on
-both task-batching paths, with float32 losses, weights and batch-norm buffers."""
+"""bf16 autocast (fewshot.precision): meta-gradients close to float32's for every registered
+learner, on both task-batching paths, with float32 losses, weights and batch-norm buffers."""
 from __future__ import annotations
 
 import warnings
@@ -13,8 +13,10 @@ from fewshot.learners import LEARNERS
 from tests.fewshot.learners.test_contract import _batch, _learner
 
 # bf16 keeps 8 significant bits: each product is rounded to a relative 2**-9 (0.2%); a meta-gradient
-# sums a few hundred such products through two inner steps and their second-order terms, whose rounding
-# errors add up like a random walk, so a few percent of the gradient's norm is what bf16 is expected to
+# sums a few hundred such products through two inner steps and their second-order terms, whose
+# rounding
+# errors add up like a random walk, so a few percent of the gradient's norm is what bf16 is expected
+# to
 # cost, and a bug (a wrong cast, a float32 buffer updated from bf16 values) costs far more.
 REL_TOL = 0.08  # measured here: 0.003 (MAML++) to 0.077 (iMAML, loop) relative L2 error
 
@@ -26,7 +28,8 @@ def _float32(name: str, batching: str):
     return learner, batch
 
 
-def _meta_grads(learner, batch, dtype):  # autocast emulates bf16 where the CPU lacks it: runs anywhere
+# autocast emulates bf16 where the CPU lacks it: runs anywhere
+def _meta_grads(learner, batch, dtype):
     learner.zero_grad(set_to_none=True)
     with precision.autocast("cpu", dtype):
         out = learner.meta_loss(batch, backward=True)
@@ -48,7 +51,8 @@ def test_bf16_meta_gradients_agree_with_float32(name, batching):
     rel = float((g16 - g32).norm() / g32.norm())
     assert 0 < rel <= REL_TOL, rel  # > 0: the bf16 path really ran in bf16
     assert out16.loss.item() == pytest.approx(out32.loss.item(), rel=REL_TOL)
-    for k, v in learner.state_dict().items():  # batch-norm running statistics stay float32 and close
+    # batch-norm running statistics stay float32 and close
+    for k, v in learner.state_dict().items():
         assert v.dtype == buffers32[k].dtype, k
         if v.is_floating_point():
             assert torch.allclose(v, buffers32[k], rtol=REL_TOL, atol=REL_TOL), k

@@ -13,7 +13,14 @@ from functools import partial
 
 from ...meta_optimizer import MetaOptimConfig
 from ..schema import LearnerSection, TrainConfig
-from .protocols import MINI_IMAGENET_SETTINGS, OMNIGLOT_SETTINGS, Recipe, mini_imagenet, omniglot, setting_name
+from .protocols import (
+    MINI_IMAGENET_SETTINGS,
+    OMNIGLOT_SETTINGS,
+    Recipe,
+    mini_imagenet,
+    omniglot,
+    setting_name,
+)
 
 LEARNER = "lstm-meta"
 LEARNERS = (LEARNER,)
@@ -27,16 +34,23 @@ PAPER = {  # (dataset, ways, shots): test accuracy %
 def classification(dataset: str, ways: int, shots: int) -> TrainConfig:
     updates = 12 if shots == 1 else 8
     if dataset == "omniglot":
-        (data, model), meta_batch, iterations = omniglot(ways, shots), (32 if ways == 5 else 16), 60000
+        (data, model), meta_batch, iterations = omniglot(ways,
+                                                         shots), (32 if ways == 5 else 16), 60000
     else:
-        (data, model), meta_batch, iterations = mini_imagenet(ways, shots), 1, (75000 if shots == 1 else 50000)
+        (data, model), meta_batch, iterations = mini_imagenet(ways,
+                                                              shots), 1, (75000 if shots == 1
+                                                                          else 50000)
     return TrainConfig(iterations=iterations, meta_batch=meta_batch, data=data, model=model,
-                       learner=LearnerSection(LEARNER, {"inner_steps": updates, "eval_steps": updates}),
+                       learner=LearnerSection(LEARNER,
+                                              {"inner_steps": updates, "eval_steps": updates}),
                        optim=MetaOptimConfig(lr=1e-3, clip_norm=0.25))
 
 
 def recipes() -> list[Recipe]:
-    return [Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER, partial(classification, dataset, ways, shots),
+    return [
+        Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
+               partial(classification, dataset, ways, shots),
                    paper=PAPER.get((dataset, ways, shots)))
-            for dataset, settings in (("omniglot", OMNIGLOT_SETTINGS), ("mini-imagenet", MINI_IMAGENET_SETTINGS))
+            for dataset, settings in (("omniglot", OMNIGLOT_SETTINGS),
+                                      ("mini-imagenet", MINI_IMAGENET_SETTINGS))
             for ways, shots in settings]

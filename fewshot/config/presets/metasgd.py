@@ -1,10 +1,12 @@
-"""Meta-SGD (Li, Zhou, Chen & Li 2017): one adaptation step at training and test, a learned per-element
-learning rate initialised uniformly in [0.005, 0.1], with the paper's results beside them.
+"""Meta-SGD (Li, Zhou, Chen & Li 2017): one adaptation step at training and test, a learned
+per-element learning rate initialised uniformly in [0.005, 0.1], with the paper's results beside
+them.
 
-The data, backbone, meta-batch, iteration count and meta-optimizer follow the MAML protocol the paper
-compares against (Omniglot meta-batch 32 for 5-way, 16 for 20-way; mini-ImageNet 4 / 2 with clipping
-to ±10; Adam 1e-3, 60,000 iterations).  The paper's inner loss is a mean over the support examples, our
-scale, so the alpha range is used as it is (see ``protocols`` for the scale).  Sinusoid: meta-batch 4.
+The data, backbone, meta-batch, iteration count and meta-optimizer follow the MAML protocol the
+paper compares against (Omniglot meta-batch 32 for 5-way, 16 for 20-way; mini-ImageNet 4 / 2 with
+clipping to ±10; Adam 1e-3, 60,000 iterations).  The paper's inner loss is a mean over the support
+examples, our scale, so the alpha range is used as it is (see ``protocols`` for the scale).
+Sinusoid: meta-batch 4.
 """
 from __future__ import annotations
 
@@ -49,13 +51,19 @@ def classification(dataset: str, ways: int, shots: int) -> TrainConfig:
 def regression() -> TrainConfig:
     data, model = sinusoid()
     return TrainConfig(iterations=60000, meta_batch=4, val_every=1000, data=data, model=model,
-                       learner=LearnerSection(LEARNER, dict(OPTIONS)), optim=MetaOptimConfig(lr=1e-3))
+                       learner=LearnerSection(LEARNER, dict(OPTIONS)),
+                       optim=MetaOptimConfig(lr=1e-3))
 
 
 def recipes() -> list[Recipe]:
-    out = [Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER, partial(classification, dataset, ways, shots),
+    out = [
+        Recipe(setting_name(dataset, ways, shots, LEARNER), LEARNER,
+               partial(classification, dataset, ways, shots),
                   paper=PAPER[(dataset, ways, shots)])
-           for dataset, settings in (("omniglot", OMNIGLOT_SETTINGS), ("mini-imagenet", MINI_IMAGENET_SETTINGS))
+           for dataset, settings in (("omniglot", OMNIGLOT_SETTINGS),
+                                     ("mini-imagenet", MINI_IMAGENET_SETTINGS))
            for ways, shots in settings]
-    out.append(Recipe("sinusoid-metasgd", LEARNER, regression, paper="MSE 0.90 ± 0.16 (5-shot; unconfirmed)"))
+    out.append(
+        Recipe("sinusoid-metasgd", LEARNER, regression,
+               paper="MSE 0.90 ± 0.16 (5-shot; unconfirmed)"))
     return out

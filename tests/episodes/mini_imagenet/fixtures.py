@@ -1,4 +1,5 @@
-"""Tiny, format-exact mini-ImageNet sources in all five distribution formats, from one seeded image set.
+"""Tiny, format-exact mini-ImageNet sources in all five distribution formats, from one seeded image
+set.
 
 No real mini-ImageNet image can be had offline, so each writer reproduces a format's real layout
 (file names, CSV columns, pickle keys and protocol, HDF5 groups, wnid naming, ILSVRC numbering)
@@ -8,7 +9,7 @@ JPEG round trips stay within a few grey levels.
 Usage::
 
     fx = make_fixture(seed=0)                      # 3/2/2 classes x 5 images
-    write_cache_pickles(tmp_path / "l2l", fx)      # then prepare_mini_imagenet(..., **fx.prepare_kw)
+    write_cache_pickles(tmp_path / "l2l", fx)  # then prepare_mini_imagenet(..., **fx.prepare_kw)
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ JPEG_QUALITY = 95
 
 @dataclass
 class Fixture:
-    """The truth every source is written from: ``images[split][wnid]`` uint8 ``[n, 84, 84, 3]`` and the
-    1-based ILSVRC indices (``<wnid><8 digits>.jpg``) of those images, ascending."""
+    """The truth every source is written from: ``images[split][wnid]`` uint8 ``[n, 84, 84, 3]`` and
+    the 1-based ILSVRC indices (``<wnid><8 digits>.jpg``) of those images, ascending."""
 
     images: dict[str, dict[str, np.ndarray]]
     indices: dict[str, dict[str, list[int]]]
@@ -53,9 +54,11 @@ def _smooth_image(rng: np.random.Generator, size: tuple[int, int] = (84, 84)) ->
 
 
 def make_fixture(seed: int = 0, counts: dict[str, tuple[int, int]] = COUNTS) -> Fixture:
-    """Seeded images for the first real wnids of each Ravi split, and distinct ILSVRC indices per class.
+    """Seeded images for the first real wnids of each Ravi split, and distinct ILSVRC indices per
+    class.
 
-    Indices are drawn from 1..3n so they skip numbers and cross 9 -> 10 (numeric vs text order matters).
+    Indices are drawn from 1..3n so they skip numbers and cross 9 -> 10 (numeric vs text order
+    matters).
     """
     rng = np.random.default_rng(seed)
     images: dict[str, dict[str, np.ndarray]] = {}
@@ -65,7 +68,8 @@ def make_fixture(seed: int = 0, counts: dict[str, tuple[int, int]] = COUNTS) -> 
         images[split], indices[split] = {}, {}
         for wnid in RAVI_CLASSES[split][:n_classes]:
             images[split][wnid] = np.stack([_smooth_image(rng) for _ in range(per)])
-            indices[split][wnid] = sorted(int(k) for k in rng.choice(np.arange(1, 3 * per + 1), size=per,
+            indices[split][wnid] = sorted(int(k)
+                                          for k in rng.choice(np.arange(1, 3 * per + 1), size=per,
                                                                      replace=False))
     return Fixture(images, indices, seed)
 
@@ -76,7 +80,8 @@ def _jpeg(path: Path, arr: np.ndarray) -> None:
 
 
 def write_csvs(folder: Path, fx: Fixture) -> None:
-    """The Ravi CSVs, laid out as the real ones: header ``filename,label``, rows grouped by class, sorted."""
+    """The Ravi CSVs, laid out as the real ones: header ``filename,label``, rows grouped by class,
+    sorted."""
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         with open(folder / f"{split}.csv", "w", newline="") as f:
@@ -105,10 +110,11 @@ def write_ravi_folders(folder: Path, fx: Fixture) -> Path:
     return folder
 
 
-def _scatter(fx: Fixture, split: str, rng: np.random.Generator, ascending: bool = False) -> tuple[np.ndarray,
-                                                                                                  dict[str, list[int]]]:
-    """All images of a split in a shuffled order, and per class the positions of its images (class order kept;
-    ``ascending``: a class's images also appear in file order, as a per-image label list implies)."""
+def _scatter(fx: Fixture, split: str, rng: np.random.Generator,
+             ascending: bool = False) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """All images of a split in a shuffled order, and per class the positions of its images (class
+    order kept; ``ascending``: a class's images also appear in file order, as a per-image label list
+    implies)."""
     classes = fx.images[split]
     total = sum(len(v) for v in classes.values())
     order = rng.permutation(total)
@@ -122,8 +128,10 @@ def _scatter(fx: Fixture, split: str, rng: np.random.Generator, ascending: bool 
     return data, where
 
 
-def write_cache_pickles(folder: Path, fx: Fixture, val_name: str = "validation", protocol: int = 4) -> Path:
-    """Format 2: ``mini-imagenet-cache-{train,<val_name>,test}.pkl`` = ``{"image_data", "class_dict"}``."""
+def write_cache_pickles(folder: Path, fx: Fixture, val_name: str = "validation",
+                        protocol: int = 4) -> Path:
+    """Format 2: ``mini-imagenet-cache-{train,<val_name>,test}.pkl`` = ``{"image_data",
+    "class_dict"}``."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(fx.seed + 1)
     for split, stem in zip(SPLITS, ("train", val_name, "test")):
@@ -134,8 +142,9 @@ def write_cache_pickles(folder: Path, fx: Fixture, val_name: str = "validation",
 
 
 class Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Writes what Python 2's cPickle (protocol 2) wrote: byte strings as ``BINSTRING``, not ``_codecs.encode``;
-    ASCII ``str`` as ``BINSTRING`` too (Python 2 ``str``), and NumPy globals under ``numpy.core``."""
+    """Writes what Python 2's cPickle (protocol 2) wrote: byte strings as ``BINSTRING``, not
+    ``_codecs.encode``; ASCII ``str`` as ``BINSTRING`` too (Python 2 ``str``), and NumPy globals
+    under ``numpy.core``."""
 
     dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
 
@@ -156,7 +165,8 @@ class Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
 
     def save_global(self, obj: object, name: str | None = None) -> None:
         module = obj.__module__.replace("numpy._core", "numpy.core")  # type: ignore[attr-defined]
-        self.write(pickle.GLOBAL + module.encode() + b"\n" + (name or obj.__qualname__).encode() + b"\n")  # type: ignore[attr-defined]
+        self.write(pickle.GLOBAL + module.encode() + b"\n" + (name or obj.__qualname__).encode()
+                   + b"\n")  # type: ignore[attr-defined]
         self.memoize(obj)
 
     dispatch[bytes] = save_bytes
@@ -172,9 +182,9 @@ def py2_pickle_bytes(obj: object) -> bytes:
 
 
 def write_metaopt_pickles(folder: Path, fx: Fixture) -> Path:
-    """Format 3: ``miniImageNet_category_split_{train_phase_train,val,test}.pickle`` (Python 2 pickles)
-    of ``{"data", "labels", "catname2label"}``; labels count on across splits as in the real files
-    (train 0.., val after train, test after val)."""
+    """Format 3: ``miniImageNet_category_split_{train_phase_train,val,test}.pickle`` (Python 2
+    pickles) of ``{"data", "labels", "catname2label"}``; labels count on across splits as in the
+    real files (train 0.., val after train, test after val)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(fx.seed + 2)
     label = 0
@@ -205,21 +215,25 @@ def write_torchmeta(folder: Path, fx: Fixture) -> Path:
 
 
 def write_ilsvrc(folder: Path, fx: Fixture, extra: int = 4) -> Path:
-    """Format 5: an ILSVRC-2012-style ``train/<wnid>/<wnid>_<n>.JPEG`` tree (non-square, larger images).
+    """Format 5: an ILSVRC-2012-style ``train/<wnid>/<wnid>_<n>.JPEG`` tree (non-square, larger
+    images).
 
-    Each class gets ``3n + extra`` files with random distinct numeric ids; the file at 1-based position
-    ``k`` in numeric order holds the fixture image of Ravi index ``k`` (upscaled), the others are
-    distractors. One class outside the split is added, as a full ILSVRC tree has 1000.
+    Each class gets ``3n + extra`` files with random distinct numeric ids; the file at 1-based
+    position ``k`` in numeric order holds the fixture image of Ravi index ``k`` (upscaled), the
+    others are distractors. One class outside the split is added, as a full ILSVRC tree has 1000.
     """
     rng = np.random.default_rng(fx.seed + 3)
     for split in SPLITS:
         for wnid, ims in fx.images[split].items():
             per = len(ims)
-            ids = sorted(int(n) for n in rng.choice(np.arange(1, 20000), size=3 * per + extra, replace=False))
+            ids = sorted(int(n)
+                         for n in rng.choice(np.arange(1, 20000), size=3 * per + extra,
+                                             replace=False))
             chosen = dict(zip(fx.indices[split][wnid], ims))
             for pos, n in enumerate(ids, start=1):
                 im = chosen.get(pos)
-                big = (np.asarray(Image.fromarray(im).resize((126, 105), Image.LANCZOS)) if im is not None
+                big = (np.asarray(Image.fromarray(im).resize((126, 105), Image.LANCZOS))
+                       if im is not None
                        else _smooth_image(rng, (100, 120)))
                 _jpeg(folder / "train" / wnid / f"{wnid}_{n}.JPEG", big)
     _jpeg(folder / "train" / "n01440764" / "n01440764_18.JPEG", _smooth_image(rng, (90, 80)))

@@ -1,4 +1,5 @@
-"""Format detection: each layout is recognised by its file names; mixed or unknown folders are one clear error."""
+"""Format detection: each layout is recognised by its file names; mixed or unknown folders are one
+clear error."""
 import shutil
 
 import pytest
@@ -23,7 +24,8 @@ def test_every_layout_is_detected(sources):
 
 def test_a_file_stands_for_its_folder_and_ilsvrc_train_folder_works(sources):
     folder = sources["metaopt-pickle"]
-    assert detect_format(folder / "miniImageNet_category_split_val.pickle") == ("metaopt-pickle", folder)
+    assert detect_format(folder / "miniImageNet_category_split_val.pickle") == ("metaopt-pickle",
+                                                                                folder)
     assert detect_format(sources["ilsvrc"] / "train") == ("ilsvrc", sources["ilsvrc"] / "train")
 
 
@@ -42,7 +44,8 @@ def test_mixed_formats_list_what_was_found(tmp_path):
     msg = str(info.value)
     assert "mixes several mini-ImageNet formats" in msg and "\n" not in msg
     assert "cache-pickle (mini-imagenet-cache-test.pkl, mini-imagenet-cache-train.pkl" in msg
-    assert "torchmeta (test_data.hdf5" in msg and "point --source at a folder holding only one" in msg
+    assert ("torchmeta (test_data.hdf5" in msg
+            and "point --source at a folder holding only one" in msg)
 
 
 def test_unknown_layout_lists_what_each_format_needs(tmp_path):
@@ -59,7 +62,8 @@ def test_unknown_layout_lists_what_each_format_needs(tmp_path):
 
 
 def test_split_folders_of_ilsvrc_style_are_not_ravi(tmp_path):
-    # val/ and test/ hold Ravi-style folders but train/ holds <wnid>_<n>.JPEG: the ILSVRC builder wins only via train/
+    # val/ and test/ hold Ravi-style folders but train/ holds <wnid>_<n>.JPEG: the ILSVRC builder
+    # wins only via train/
     (tmp_path / "train" / "n01532829").mkdir(parents=True)
     (tmp_path / "train" / "n01532829" / "n01532829_10.JPEG").write_bytes(b"x")
     assert detect_format(tmp_path)[0] == "ilsvrc"

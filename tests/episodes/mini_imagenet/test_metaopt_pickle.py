@@ -1,4 +1,5 @@
-"""Format 3, MetaOptNet's Python 2 pickles: labels -> wnids via catname2label; wrong images or labels are errors."""
+"""Format 3, MetaOptNet's Python 2 pickles: labels -> wnids via catname2label; wrong images or
+labels are errors."""
 import pickle
 
 import numpy as np
@@ -29,7 +30,8 @@ def test_wrong_images_labels_and_missing_files(tmp_path):
     path = src / FILE_NAMES["val"]
     blob = pickle.loads(path.read_bytes(), encoding="latin1")
     path.write_bytes(py2_pickle_bytes({**blob, "data": blob["data"].astype(np.float32)}))
-    with pytest.raises(DataError, match=r"_val.pickle data is float32 \[10, 84, 84, 3\], expected uint8"):
+    with pytest.raises(DataError,
+                       match=r"_val.pickle data is float32 \[10, 84, 84, 3\], expected uint8"):
         prepare_mini_imagenet(src, root, **kw)
     path.write_bytes(py2_pickle_bytes({**blob, "labels": blob["labels"][:-1]}))
     with pytest.raises(DataError, match="has 10 images but 9 labels"):
@@ -38,7 +40,9 @@ def test_wrong_images_labels_and_missing_files(tmp_path):
     with pytest.raises(DataError, match="has label 99, which catname2label does not name"):
         prepare_mini_imagenet(src, root, **kw)
     path.unlink()
-    with pytest.raises(DataError, match="has no miniImageNet_category_split_val.pickle: bring the three MetaOptNet "
+    with pytest.raises(DataError,
+                       match="has no miniImageNet_category_split_val.pickle: bring the three "
+                             "MetaOptNet "
                                         "pickles"):
         prepare_mini_imagenet(src, root, **kw)
     assert not root.exists()
@@ -49,5 +53,6 @@ def test_unused_catname2label_entries_are_not_classes(tmp_path):
     src = write_metaopt_pickles(tmp_path, fx)
     path = src / FILE_NAMES["test"]
     blob = pickle.loads(path.read_bytes(), encoding="latin1")
-    path.write_bytes(py2_pickle_bytes({**blob, "catname2label": {**blob["catname2label"], "n99999999": 1000}}))
+    path.write_bytes(
+        py2_pickle_bytes({**blob, "catname2label": {**blob["catname2label"], "n99999999": 1000}}))
     assert list(read_metaopt_pickles(src).splits["test"]) == sorted(fx.images["test"])

@@ -1,4 +1,5 @@
-"""Format 1 (Ravi & Larochelle): ``images/`` + CSVs and ``{train,val,test}/<wnid>/``, on synthetic JPEGs."""
+"""Format 1 (Ravi & Larochelle): ``images/`` + CSVs and ``{train,val,test}/<wnid>/``, on synthetic
+JPEGs."""
 import shutil
 
 import numpy as np
@@ -17,7 +18,9 @@ LOOSE = {"strict": False, "expected_counts": COUNTS, "quiet": True, "workers": 1
 
 def test_real_csvs_without_images_say_what_is_missing(fewshot_data, tmp_path):
     assert sum(c * n for c, n in EXPECTED_COUNTS.values()) == 60000
-    with pytest.raises(DataError, match="holds no known mini-ImageNet format .it has the Ravi CSVs in .*splits/ravi "
+    with pytest.raises(DataError,
+                       match="holds no known mini-ImageNet format .it has the Ravi CSVs in "
+                             ".*splits/ravi "
                                         "but no images"):
         prepare_mini_imagenet(fewshot_data / "mini-imagenet", tmp_path, quiet=True)
     assert list(tmp_path.rglob("*.h5")) == []
@@ -32,8 +35,11 @@ def test_real_csvs_pass_the_strict_md5_then_missing_images_are_counted(fewshot_d
         real = fewshot_data / "mini-imagenet" / "splits" / "ravi" / f"{split}.csv"
         listed |= {f for files in read_split_csv(real).values() for f in files}
         shutil.copy(real, src / f"{split}.csv")
-    assert len(listed) == 60000 and 0 < len(listed & have) < len(have)  # some fixture names are real ones
-    with pytest.raises(DataError, match=f"{len(listed - have)} images listed in the CSVs are missing from .*images"):
+    # some fixture names are real ones
+    assert len(listed) == 60000 and 0 < len(listed & have) < len(have)
+    with pytest.raises(DataError,
+                       match=f"{len(listed - have)} images listed in the CSVs are missing from "
+                             ".*images"):
         prepare_mini_imagenet(src, tmp_path / "root", quiet=True)
 
 
@@ -45,13 +51,16 @@ def test_odd_sizes_and_grey_images_are_resized_like_pil(tmp_path):
         (src / f).unlink()
     files = sorted((src / "images").iterdir())
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(files[0], format="JPEG")
-    Image.fromarray(rng.integers(0, 256, (84, 84), dtype=np.uint8)).save(files[1], format="PNG")  # grey, PNG bytes
+    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(files[0],
+                                                                             format="JPEG")
+    # grey, PNG bytes
+    Image.fromarray(rng.integers(0, 256, (84, 84), dtype=np.uint8)).save(files[1], format="PNG")
     out = prepare("mini-imagenet", src, tmp_path / "root", **LOOSE)
     assert out == tmp_path / "root" / "mini-imagenet" / "mini-imagenet-84.h5"
     for split, classes in fx.images.items():
         s = load_split("mini-imagenet", split, tmp_path / "root")
-        assert s.data.dtype == torch.uint8 and s.data.shape == (sum(map(len, classes.values())), 3, 84, 84)
+        assert s.data.dtype == torch.uint8 and s.data.shape == (sum(map(len, classes.values())), 3,
+                                                                84, 84)
         assert list(s.class_names) == sorted(classes)
         for c, wnid in enumerate(s.class_names):
             for j, k in enumerate(fx.indices[split][wnid]):
@@ -74,9 +83,11 @@ def test_csv_layout_bad_inputs_fail_cleanly(tmp_path):
     fx = make_fixture(2)
     src, root = write_ravi_csv(tmp_path / "src", fx), tmp_path / "root"
     _fails(src, root, "train.csv has md5 .* expected 9525e1538f67719f18f1936bf8d0782d", strict=True)
-    _fails(src, root, r"split val has 2 classes, expected 16", expected_counts={**COUNTS, "val": (16, 5)})
+    _fails(src, root, r"split val has 2 classes, expected 16",
+           expected_counts={**COUNTS, "val": (16, 5)})
     wnid = sorted(fx.images["test"])[-1]
-    victim = fx.ravi_name(wnid, fx.indices["test"][wnid][-1])  # decoded last: a failure mid-way through the store
+    # decoded last: a failure mid-way through the store
+    victim = fx.ravi_name(wnid, fx.indices["test"][wnid][-1])
     (src / "images" / victim).write_bytes(b"not a jpeg")
     _fails(src, root, f"{victim} is not a readable image")
     (src / "images" / victim).unlink()
@@ -87,7 +98,9 @@ def test_csv_layout_bad_inputs_fail_cleanly(tmp_path):
     _fails(src, root, "has no test.csv: put all three Ravi split CSVs")
     with pytest.raises(DataError, match="cannot be downloaded automatically"):
         prepare_mini_imagenet(None, root)
-    with pytest.raises(DataError, match="no mini-imagenet store at .*fewshot prepare mini-imagenet --source PATH"):
+    with pytest.raises(DataError,
+                       match="no mini-imagenet store at .*fewshot prepare mini-imagenet --source "
+                             "PATH"):
         load_split("mini-imagenet", "train", root)
 
 

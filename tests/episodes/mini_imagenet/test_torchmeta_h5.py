@@ -34,7 +34,9 @@ def test_disagreeing_labels_wrong_shapes_and_missing_files(tmp_path):
         wnid = sorted(f["datasets"])[0]
         del f["datasets"][wnid]
         f["datasets"].create_dataset(wnid, data=np.zeros((5, 84, 84), np.uint8))
-    with pytest.raises(DataError, match=rf"datasets/{wnid} is uint8 \[5, 84, 84\], expected uint8 \[N, 84, 84, 3\]"):
+    with pytest.raises(DataError,
+                       match=rf"datasets/{wnid} is uint8 \[5, 84, 84\], expected uint8 \[N, 84, "
+                             r"84, 3\]"):
         prepare_mini_imagenet(src, root, **kw)
     (src / "train_labels.json").unlink()
     with pytest.raises(DataError, match="has no train_labels.json"):

@@ -1,4 +1,5 @@
-"""`fewshot eval`: JSON report, determinism, run dir / checkpoint / pretrained targets, bad input."""
+"""`fewshot eval`: JSON report, determinism, run dir / checkpoint / pretrained targets, bad
+input."""
 from __future__ import annotations
 
 import json
@@ -27,11 +28,14 @@ def _json(capsys, *argv):
 
 def test_eval_json_is_deterministic_and_complete(sine_run, capsys):
     a = _json(capsys, "eval", str(sine_run), "--episodes", "40", "--json", "--steps", "1")
-    b = _json(capsys, "eval", str(sine_run / "best.pt"), "--episodes", "40", "--json", "--steps", "1")
+    b = _json(capsys, "eval", str(sine_run / "best.pt"), "--episodes", "40", "--json", "--steps",
+              "1")
     assert a == b
-    for key in ("metric", "mean", "ci95", "episodes", "ways", "shots", "queries", "dataset", "split"):
+    for key in ("metric", "mean", "ci95", "episodes", "ways", "shots", "queries", "dataset",
+                "split"):
         assert key in a
-    assert a["metric"] == "mse" and a["episodes"] == 40 and a["dataset"] == "sinusoid" and a["split"] == "test"
+    assert a["metric"] == "mse" and a["episodes"] == 40 and a["dataset"] == "sinusoid" and a[
+        "split"] == "test"
     # the first 20 of the 40 episodes are the 20-episode set: the 40-episode mean lies within reach
     c = _json(capsys, "eval", str(sine_run), "--episodes", "20", "--json", "--steps", "1")
     assert c["episodes"] == 20 and c["mean"] != a["mean"]
@@ -48,16 +52,21 @@ def test_eval_ci_matches_per_episode_values(sine_run, capsys):
     load_learner_state(learner, load_checkpoint(sine_run / "best.pt")["learner"])
     learner.eval()
     values = []
-    for batch in build_fixed_set(cfg, "test", count=30).batches(7):  # another batch size: same episodes
+    # another batch size: same episodes
+    for batch in build_fixed_set(cfg, "test", count=30).batches(7):
         values += learner.evaluate(batch)["mse"].tolist()
     s = summarize(values)
-    assert report["mean"] == pytest.approx(s.mean, rel=1e-6) and report["ci95"] == pytest.approx(s.ci95, rel=1e-6)
+    assert report["mean"] == pytest.approx(s.mean,
+                                           rel=1e-6) and report["ci95"] == pytest.approx(s.ci95,
+                                                                                         rel=1e-6)
 
 
 @pytest.mark.parametrize("target, message", [
-    ("no-such-model", "'no-such-model' is neither a file or folder here nor a pretrained model: pass a run folder"),
+    ("no-such-model",
+     "'no-such-model' is neither a file or folder here nor a pretrained model: pass a run folder"),
     ("omniglot-5w1s-mam", "did you mean the pretrained model 'omniglot-5w1s-maml'?"),
-    ("runs/does-not-exist", "runs/does-not-exist does not exist: check the path (a run folder or a checkpoint file)"),
+    ("runs/does-not-exist",
+     "runs/does-not-exist does not exist: check the path (a run folder or a checkpoint file)"),
     ("missing.pt", "does not exist"),
 ])
 def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
@@ -67,7 +76,8 @@ def test_eval_bad_targets(tmp_path, capsys, target, message, monkeypatch):
     assert message in err and err.count("\n") == 1
 
 
-def test_eval_tells_a_run_without_checkpoint_yet_from_a_folder_that_is_no_run(sine_run, tmp_path, capsys):
+def test_eval_tells_a_run_without_checkpoint_yet_from_a_folder_that_is_no_run(sine_run, tmp_path,
+                                                                              capsys):
     from fewshot.training.run_folder import RunLock
 
     young = tmp_path / "young"
@@ -79,7 +89,8 @@ def test_eval_tells_a_run_without_checkpoint_yet_from_a_folder_that_is_no_run(si
     assert "writing it now" not in err and err.count("\n") == 1
     with RunLock(young):  # a training run holds the folder
         assert main(["eval", str(young)]) == 2
-        assert "a training run is writing it now: training writes one every" in capsys.readouterr().err
+        assert "a training run is writing it now: training writes one every" in capsys.readouterr(
+            ).err
     assert main(["eval", str(tmp_path)]) == 2
     assert "is not a run directory (no config.yaml)" in capsys.readouterr().err
 
@@ -100,20 +111,24 @@ def test_eval_corrupt_checkpoint(sine_run, tmp_path, capsys):
 def test_eval_shows_an_episode_progress_bar_on_stderr_unless_quiet(sine_run, capsys):
     assert main(["eval", str(sine_run), "--episodes", "30", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert "evaluating" in err and "0/30" in err and json.loads(out)["episodes"] == 30  # stdout stays one JSON line
+    # stdout stays one JSON line
+    assert "evaluating" in err and "0/30" in err and json.loads(out)["episodes"] == 30
     assert main(["eval", str(sine_run), "--episodes", "30", "--json", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and json.loads(out)["episodes"] == 30
 
 
 def test_eval_bn_mode_switches_the_statistics_of_a_pretrained_model(omniglot_root, capsys):
-    """--bn-mode scores the same weights with another batch-norm mode: the model's own mode gives the
-    default report exactly, batch statistics (transductive) another one; the report says which."""
-    args = ["eval", "omniglot-5w1s-maml", "--episodes", "20", "--json", "--root", str(omniglot_root)]
+    """--bn-mode scores the same weights with another batch-norm mode: the model's own mode gives
+    the default report exactly, batch statistics (transductive) another one; the report says
+    which."""
+    args = ["eval", "omniglot-5w1s-maml", "--episodes", "20", "--json", "--root",
+            str(omniglot_root)]
     default = _json(capsys, *args)
     own = _json(capsys, *args, "--bn-mode", default["bn_mode"])
     trans = _json(capsys, *args, "--bn-mode", "transductive")
-    assert default["bn_mode"] == pt.show("omniglot-5w1s-maml")["bn_mode"] != "transductive" and own == default
+    assert default["bn_mode"] == pt.show("omniglot-5w1s-maml")[
+        "bn_mode"] != "transductive" and own == default
     assert trans["bn_mode"] == "transductive" and trans["mean"] != default["mean"]
     with pytest.raises(SystemExit) as exc:
         main([*args, "--bn-mode", "batch"])

@@ -37,11 +37,13 @@ def test_curves_are_the_logged_numbers(run):
     rows = read_metrics(run / "metrics.jsonl")
     train = [r for r in rows if r["kind"] == "train"]
     val = [r for r in rows if r["kind"] == "val"]
-    assert [r["iteration"] for r in train] == [5, 10, 15, 20] and [r["iteration"] for r in val] == [10, 20]
+    assert [r["iteration"] for r in train] == [5, 10, 15,
+                                               20] and [r["iteration"] for r in val] == [10, 20]
     fig = draw_curves(rows)
     try:
         ax_loss, ax_metric = fig.axes
-        assert ax_loss.lines[0].get_xydata().tolist() == [[r["iteration"], r["loss"]] for r in train]
+        assert ax_loss.lines[0].get_xydata().tolist() == [[r["iteration"], r["loss"]]
+                                                          for r in train]
         assert ax_metric.get_ylabel() == "mse"
         train_metric, val_metric = ax_metric.lines
         assert train_metric.get_xydata().tolist() == [[r["iteration"], r["mse"]] for r in train]
@@ -49,7 +51,8 @@ def test_curves_are_the_logged_numbers(run):
         band = ax_metric.collections[0].get_paths()[0].vertices  # the 95% CI band: mean ± ci95
         for r in val:
             ys = band[np.isclose(band[:, 0], r["iteration"]), 1]
-            assert np.isclose(ys.min(), r["mse"] - r["ci95"]) and np.isclose(ys.max(), r["mse"] + r["ci95"])
+            assert np.isclose(ys.min(), r["mse"] - r["ci95"]) and np.isclose(ys.max(),
+                                                                             r["mse"] + r["ci95"])
     finally:
         plt.close(fig)
 
@@ -63,7 +66,8 @@ def test_plot_bad_run_dir(tmp_path, capsys):
 def _manifest(**kw):
     curve = [{"iteration": 500, "accuracy": 0.80, "ci95": 0.02, "episodes": 200},
              {"iteration": 1000, "accuracy": 0.90, "ci95": 0.01, "episodes": 200}]
-    return {"name": "m", "metric": "accuracy", "validation_curve": curve, "val_episodes": 200, "episodes": 600,
+    return {"name": "m", "metric": "accuracy", "validation_curve": curve, "val_episodes": 200,
+            "episodes": 600,
             "checkpoint_iteration": 1000, "mean": 0.91, "ci95": 0.008, "paper": "98.7 ± 0.4",
             "transductive": None, **kw}
 
@@ -73,8 +77,10 @@ def test_paper_numbers_are_read_as_the_presets_write_them():
 
     assert paper_number("98.7 ± 0.4", "accuracy") == pytest.approx((0.987, 0.004))
     assert paper_number("99.5", "accuracy") == pytest.approx((0.995, None))
-    assert paper_number("MSE 0.90 ± 0.16 (5-shot; unconfirmed)", "mse") == pytest.approx((0.90, 0.16))
-    assert paper_number("MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps", "mse") is None  # not one number
+    assert paper_number("MSE 0.90 ± 0.16 (5-shot; unconfirmed)",
+                        "mse") == pytest.approx((0.90, 0.16))
+    # not one number
+    assert paper_number("MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps", "mse") is None
     assert paper_number(None, "accuracy") is None
 
 
@@ -84,7 +90,8 @@ def test_manifest_curve_is_drawn_beside_the_paper_number():
     from fewshot.reporting.plot import draw_manifest_curves
 
     trans = {"mean": 0.95, "ci95": 0.005, "bn_mode": "transductive"}
-    fig = draw_manifest_curves([_manifest(transductive=trans, non_transductive={"mean": 0.91, "ci95": 0.008})])
+    fig = draw_manifest_curves(
+        [_manifest(transductive=trans, non_transductive={"mean": 0.91, "ci95": 0.008})])
     try:
         (ax,) = fig.axes
         curve, paper = ax.lines[0], [ln for ln in ax.lines if ln.get_linestyle() == "--"]
@@ -94,9 +101,11 @@ def test_manifest_curve_is_drawn_beside_the_paper_number():
         ys = band[np.isclose(band[:, 0], 500), 1]
         assert np.isclose(ys.min(), 78.0) and np.isclose(ys.max(), 82.0)
         points = [ln.get_xydata() for ln in ax.lines if ln.get_marker() in ("s", "D")]
-        assert np.allclose(np.concatenate(points), [[1000, 95.0], [1000, 91.0]])  # both test results, at the weights
+        # both test results, at the weights
+        assert np.allclose(np.concatenate(points), [[1000, 95.0], [1000, 91.0]])
         labels = ax.get_legend_handles_labels()[1]
-        assert "m: paper 98.7 ± 0.4" in labels and "m: test, transductive BN (600 episodes)" in labels
+        assert ("m: paper 98.7 ± 0.4" in labels
+                and "m: test, transductive BN (600 episodes)" in labels)
     finally:
         plt.close(fig)
 

@@ -9,7 +9,8 @@ from fewshot.cli import main
 
 
 def test_prepare_mnist_then_noop_then_force(fewshot_data, tmp_path, capsys):
-    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+            "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr()
     store = tmp_path / "mnist" / "mnist-28.h5"
@@ -24,7 +25,8 @@ def test_prepare_mnist_then_noop_then_force(fewshot_data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_prepare_fashion_mnist_with_size(fewshot_data, tmp_path, capsys):
-    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root", str(tmp_path),
+    argv = ["prepare", "fashion-mnist", "--source", str(fewshot_data / "fashion-mnist"), "--root",
+            str(tmp_path),
             "--size", "16", "--quiet"]
     assert main(argv) == 0
     assert load_split("fashion-mnist", "test", tmp_path, size=16).data.shape == (10000, 1, 16, 16)
@@ -37,27 +39,36 @@ def _one_error_line(capsys, text):
 
 def test_bad_input_is_one_line_and_exit_2(fewshot_data, tmp_path, capsys):
     assert main(["prepare", "omniglott", "--root", str(tmp_path)]) == 2
-    _one_error_line(capsys, "unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, mini-imagenet")
-    assert main(["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root", str(tmp_path)]) == 2
+    _one_error_line(capsys,
+                    "unknown dataset 'omniglott': choose one of omniglot, mnist, fashion-mnist, "
+                    "mini-imagenet")
+    assert main(
+        ["prepare", "omniglot", "--source", str(tmp_path / "missing"), "--root",
+         str(tmp_path)]) == 2
     _one_error_line(capsys, "is not a folder")
     # The MNIST folder is no Omniglot source.
-    assert main(["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+    assert main(
+        ["prepare", "omniglot", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
                  "--quiet"]) == 2
     _one_error_line(capsys, "not found")
-    assert main(["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--size",
+    assert main(
+        ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+         "--size",
                  "0"]) == 2
     _one_error_line(capsys, "image size must be an integer")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_prepare_omniglot(omniglot_prepared, fewshot_data, capsys):
-    """The session's Omniglot store was built by this command (tests/conftest.py); a rerun is a no-op."""
+    """The session's Omniglot store was built by this command (tests/conftest.py); a rerun is a
+    no-op."""
     root, out = omniglot_prepared
     store = root / "omniglot" / "omniglot-28.h5"
     assert f"wrote {store}" in out
     assert load_split("omniglot", "trainval", root).num_classes == 4800
     mtime = store.stat().st_mtime_ns
-    argv = ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root), "--quiet"]
+    argv = ["prepare", "omniglot", "--source", str(fewshot_data / "omniglot"), "--root", str(root),
+            "--quiet"]
     assert main(argv) == 0
     assert "already exists" in capsys.readouterr().out and store.stat().st_mtime_ns == mtime
 
@@ -68,7 +79,8 @@ def test_prepare_mini_imagenet_detects_the_format(tmp_path, capsys, monkeypatch)
 
     fx = make_fixture(0)
     src = write_cache_pickles(tmp_path / "l2l", fx)
-    argv = ["prepare", "mini-imagenet", "--source", str(src), "--root", str(tmp_path / "root"), "--workers", "1"]
+    argv = ["prepare", "mini-imagenet", "--source", str(src), "--root", str(tmp_path / "root"),
+            "--workers", "1"]
     # The CLI is strict: the fixture's 3/2/2 classes x 5 are not the Ravi split.
     assert main(argv + ["--quiet"]) == 2
     _one_error_line(capsys, "split train lacks class n01749939 in the Ravi train split")
@@ -87,7 +99,9 @@ def test_mini_imagenet_only_options_and_unknown_sources(tmp_path, capsys):
     assert main(["prepare", "mnist", "--workers", "2", "--root", str(tmp_path)]) == 2
     _one_error_line(capsys, "--workers only applies to mini-imagenet: drop it for mnist")
     (tmp_path / "junk").mkdir()
-    assert main(["prepare", "mini-imagenet", "--source", str(tmp_path / "junk"), "--root", str(tmp_path)]) == 2
+    assert main(
+        ["prepare", "mini-imagenet", "--source", str(tmp_path / "junk"), "--root",
+         str(tmp_path)]) == 2
     _one_error_line(capsys, "holds no known mini-ImageNet format; bring one of - ravi-csv: images/")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
@@ -136,23 +150,27 @@ def _bomb_archive(fewshot_data):
     real = fewshot_data / "omniglot" / "images_background.zip"
     victim = "images_background/Alphabet_of_the_Magi/character01/0709_01.png"
     blob = _rewrite_zip(real, data=lambda n, b: bomb_png(30000, 30000) if n == victim else b)
-    return blob, "'Alphabet_of_the_Magi/character01/0709_01.png' is a decompression bomb (900,000,000 pixels"
+    return blob, ("'Alphabet_of_the_Magi/character01/0709_01.png' is a decompression bomb "
+                  "(900,000,000 pixels")
 
 
 @pytest.mark.parametrize("make", [_encrypted_archive, _unsupported_archive, _bomb_archive])
-def test_force_over_a_good_store_with_a_bad_archive_keeps_the_store(fewshot_data, tmp_path, capsys, make):
+def test_force_over_a_good_store_with_a_bad_archive_keeps_the_store(fewshot_data, tmp_path, capsys,
+                                                                    make):
     blob, text = make(fewshot_data)
     src = _omniglot_source(tmp_path, fewshot_data, blob)
     store = tmp_path / "root" / "omniglot" / "omniglot-28.h5"
     before = _good_store(store)
-    argv = ["prepare", "omniglot", "--source", str(src), "--root", str(tmp_path / "root"), "--force", "--quiet"]
+    argv = ["prepare", "omniglot", "--source", str(src), "--root", str(tmp_path / "root"),
+            "--force", "--quiet"]
     assert main(argv) == 2
     _one_error_line(capsys, text)
     assert store.read_bytes() == before
     assert sorted(p.name for p in store.parent.iterdir()) == [store.name]  # no temp file left
 
 
-def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, tmp_path, capsys, monkeypatch):
+def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, tmp_path, capsys,
+                                                                  monkeypatch):
     import errno
 
     import h5py
@@ -167,10 +185,14 @@ def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, 
         return real(self, name, *args, **kwargs)
 
     monkeypatch.setattr(h5py.Group, "create_dataset", full)
-    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--force", "--quiet"]
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+            "--force", "--quiet"]
     assert main(argv) == 2
-    _one_error_line(capsys, f"error: cannot write store {store}: no space left on the device (the store needs at "
-                            f"least 54.9 MB); free space in {store.parent} or pass --root on a disk with room")
+    _one_error_line(capsys,
+                    f"error: cannot write store {store}: no space left on the device (the store "
+                    "needs at "
+                            f"least 54.9 MB); free space in {store.parent} or pass --root on a "
+                            "disk with room")
     assert store.read_bytes() == before
     assert sorted(p.name for p in store.parent.iterdir()) == [store.name]
 
@@ -178,13 +200,15 @@ def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, 
 def test_next_prepare_removes_temp_files_of_a_killed_one(fewshot_data, tmp_path, capsys):
     folder = tmp_path / "mnist"
     folder.mkdir()
-    killed = folder / ".mnist-28.h5.k1ll3d_x.tmp"  # what a SIGKILLed prepare leaves (15 MB in the issue)
+    # what a SIGKILLed prepare leaves (15 MB in the issue)
+    killed = folder / ".mnist-28.h5.k1ll3d_x.tmp"
     killed.write_bytes(b"\0" * 1000)
     unrelated = folder / "notes.tmp"
     unrelated.write_bytes(b"mine")
     os.utime(killed, (1, 1))
     os.utime(unrelated, (1, 1))
-    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path), "--quiet"]
+    argv = ["prepare", "mnist", "--source", str(fewshot_data / "mnist"), "--root", str(tmp_path),
+            "--quiet"]
     assert main(argv) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5", "notes.tmp"]
 
@@ -196,7 +220,8 @@ def test_sigkilled_prepare_leaves_a_temp_file_that_the_next_prepare_removes(fews
     import time
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "fewshot.cli", "prepare", "mnist", "--source", str(fewshot_data / "mnist"),
+    cmd = [sys.executable, "-m", "fewshot.cli", "prepare", "mnist", "--source",
+           str(fewshot_data / "mnist"),
            "--root", str(tmp_path), "--quiet"]
     folder = tmp_path / "mnist"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -213,22 +238,27 @@ def test_sigkilled_prepare_leaves_a_temp_file_that_the_next_prepare_removes(fews
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
     left = sorted(p.name for p in folder.iterdir())
-    assert len(left) == 1 and left[0].startswith(".mnist-28.h5.") and left[0].endswith(".tmp")  # no store: half-written
+    # no store: half-written
+    assert len(left) == 1 and left[0].startswith(".mnist-28.h5.") and left[0].endswith(".tmp")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["mnist-28.h5"]
 
 
 def test_a_failed_download_leaves_no_empty_dataset_folder(tmp_path, capsys):
-    """Issue 23: a failed download left an empty ``<root>/omniglot/`` (and the root it had created)."""
+    """Issue 23: a failed download left an empty ``<root>/omniglot/`` (and the root it had
+    created)."""
     empty = tmp_path / "mirror"
     empty.mkdir()
     root = tmp_path / "new" / "data"
-    assert main(["prepare", "omniglot", "--source", empty.as_uri() + "/", "--root", str(root), "--quiet"]) == 2
+    assert main(
+        ["prepare", "omniglot", "--source", empty.as_uri() + "/", "--root", str(root),
+         "--quiet"]) == 2
     _one_error_line(capsys, "images_background.zip")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]  # nothing it created is left
     (tmp_path / "kept").mkdir()  # a folder that existed before is kept, even when empty
-    assert main(["prepare", "mnist", "--source", empty.as_uri() + "/", "--root", str(tmp_path / "kept"),
+    assert main(
+        ["prepare", "mnist", "--source", empty.as_uri() + "/", "--root", str(tmp_path / "kept"),
                  "--quiet"]) == 2
     capsys.readouterr()
     assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []

@@ -1,4 +1,5 @@
-"""``fewshot show-episode``: end to end on real Omniglot, the PNG grid equals the episode tensors."""
+"""``fewshot show-episode``: end to end on real Omniglot, the PNG grid equals the episode
+tensors."""
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,8 @@ from fewshot.cli import main
 
 def test_show_episode_real_omniglot(omniglot_root, tmp_path, capsys):
     out = tmp_path / "episode.png"
-    argv = ["show-episode", "omniglot", "--split", "val", "--ways", "4", "--shots", "2", "--queries", "3",
+    argv = ["show-episode", "omniglot", "--split", "val", "--ways", "4", "--shots", "2",
+            "--queries", "3",
             "--seed", "5", "--root", str(omniglot_root), "--scale", "2", "--out", str(out)]
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out
@@ -33,7 +35,9 @@ def test_show_episode_real_omniglot(omniglot_root, tmp_path, capsys):
         imgs = list(task.support_x[task.support_y == row]) + list(task.query_x[task.query_y == row])
         for col, img in enumerate(imgs):
             x0, y0 = layout.tile_origin(row, col)
-            want = (img[0] * 255).round().to(torch.uint8).repeat_interleave(2, 0).repeat_interleave(2, 1)
+            want = (img[0] * 255).round().to(torch.uint8).repeat_interleave(2,
+                                                                            0).repeat_interleave(2,
+                                                                                                 1)
             assert torch.equal(pixels[y0 : y0 + th, x0 : x0 + tw], want)
     # a different seed draws a different episode
     out2 = tmp_path / "other.png"
@@ -55,7 +59,8 @@ def test_show_episode_real_omniglot(omniglot_root, tmp_path, capsys):
 )
 def test_show_episode_bad_input_one_line_error(omniglot_root, tmp_path, capsys, extra, message):
     out = tmp_path / "e.png"
-    argv = ["show-episode", "omniglot", "--split", "val", "--root", str(omniglot_root), "--out", str(out), *extra]
+    argv = ["show-episode", "omniglot", "--split", "val", "--root", str(omniglot_root), "--out",
+            str(out), *extra]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -73,10 +78,12 @@ def test_show_episode_unknown_dataset_and_bad_out(tmp_path, capsys):
 
 def test_show_episode_huge_scale_is_one_line(omniglot_root, tmp_path, capsys):
     out = tmp_path / "e.png"
-    argv = ["show-episode", "omniglot", "--root", str(omniglot_root), "--out", str(out), "--scale", "100000"]
+    argv = ["show-episode", "omniglot", "--root", str(omniglot_root), "--out", str(out), "--scale",
+            "100000"]
     assert main(argv) == 2  # used to run out of memory
     err = capsys.readouterr().err
-    assert err.startswith("error: the episode picture at scale 100000 would be ") and err.count("\n") == 1
+    assert err.startswith("error: the episode picture at scale 100000 would be ") and err.count(
+        "\n") == 1
     assert "over the limit of 67,108,864: use scale " in err
     assert not out.exists()
     assert main(argv[:-1] + ["0"]) == 2
@@ -84,7 +91,8 @@ def test_show_episode_huge_scale_is_one_line(omniglot_root, tmp_path, capsys):
 
 
 def test_full_disk_while_writing_the_png_says_so(tmp_path):
-    """Issue 14: a full disk says to free space (not to pick a writable folder) and leaves no temp file."""
+    """Issue 14: a full disk says to free space (not to pick a writable folder) and leaves no temp
+    file."""
     import errno
 
     from fewshot.commands.show_episode import write_png
@@ -98,6 +106,7 @@ def test_full_disk_while_writing_the_png_says_so(tmp_path):
     out = tmp_path / "e.png"
     with pytest.raises(ConfigError) as info:
         write_png(FullDisk(), out)
-    assert str(info.value) == (f"no space left on the disk to write {out} (No space left on device): free disk space "
-                               "or choose another --out")
+    assert str(info.value) == (
+        f"no space left on the disk to write {out} (No space left on device): free disk space "
+        "or choose another --out")
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
-"""`fewshot train` + `fewshot eval` on real Omniglot (omniglot_root: $FEWSHOT_DATA or a download)."""
+"""`fewshot train` + `fewshot eval` on real Omniglot (omniglot_root: $FEWSHOT_DATA or a
+download)."""
 from __future__ import annotations
 
 import json
@@ -15,16 +16,19 @@ from fewshot.training.run_folder import load_run_config
 def test_omniglot_train_eval_pipeline(omniglot_root, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     rc = main(["train", "omniglot-5w1s-maml", "--out", str(run), "--iterations", "4", "--quiet",
-               "--set", f"data.root={omniglot_root}", "--set", "model.hidden=8", "--set", "meta_batch=4",
+               "--set", f"data.root={omniglot_root}", "--set", "model.hidden=8", "--set",
+               "meta_batch=4",
                "--set", "val_every=2", "--set", "val_episodes=10"])
     assert rc == 0, capsys.readouterr().err
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "30", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["dataset"], report["split"], report["ways"], report["shots"], report["queries"]) == \
+    assert (report["dataset"], report["split"], report["ways"], report["shots"],
+            report["queries"]) == \
         ("omniglot", "maml-test", 5, 1, 1)
     assert report["episodes"] == 30 and report["metric"] == "accuracy"
-    # oracle: adapt on each fixed test episode's support set by hand, count correct query predictions
+    # oracle: adapt on each fixed test episode's support set by hand, count correct query
+    # predictions
     cfg = load_run_config(run)
     learner = build_learner_from_config(cfg)
     load_learner_state(learner, load_checkpoint(run / "best.pt")["learner"])

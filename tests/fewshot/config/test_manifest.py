@@ -1,5 +1,5 @@
-"""The typed manifest: every shipped manifest reads and writes back unchanged, defaults live in one place,
-keys it does not type are kept, and a wrong field is one line naming it."""
+"""The typed manifest: every shipped manifest reads and writes back unchanged, defaults live in one
+place, keys it does not type are kept, and a wrong field is one line naming it."""
 from __future__ import annotations
 
 import json
@@ -28,8 +28,10 @@ def test_defaults_of_fields_an_older_manifest_lacks():
     m = Manifest.from_json({"sha256": "ab", "config": {}, "mean": 0.5, "ci95": 0.01})
     assert (m.kind, m.weights, m.name, m.test_steps, m.training_state, m.preprocessing) == \
         ("meta-initialization", WEIGHTS, None, None, None, None)
-    assert m.get("kind") == "meta-initialization" and m.get("test_steps", 3) == 3  # the same defaults, dict-style
-    assert "kind" not in m and m.to_dict() == {"sha256": "ab", "config": {}, "mean": 0.5, "ci95": 0.01}
+    # the same defaults, dict-style
+    assert m.get("kind") == "meta-initialization" and m.get("test_steps", 3) == 3
+    assert "kind" not in m and m.to_dict() == {"sha256": "ab", "config": {}, "mean": 0.5,
+                                               "ci95": 0.01}
 
 
 def test_untyped_keys_are_kept_in_their_order():
@@ -42,18 +44,23 @@ def test_untyped_keys_are_kept_in_their_order():
 
 @pytest.mark.parametrize("data, message", [
     ({"config": {}, "mean": 0.5, "ci95": 0.1}, "lacks 'sha256' (the weights' checksum)"),
-    ({"sha256": "a", "mean": 0.5, "ci95": 0.1}, "lacks 'config' (the training config, a JSON object)"),
-    ({"sha256": "a", "config": {}, "ci95": 0.1}, "lacks 'mean' (the measured accuracy or MSE, a number)"),
-    ({"sha256": "a", "config": {}, "mean": float("nan"), "ci95": 0.1}, "'mean' must be a finite number, got nan"),
+    ({"sha256": "a", "mean": 0.5, "ci95": 0.1},
+     "lacks 'config' (the training config, a JSON object)"),
+    ({"sha256": "a", "config": {}, "ci95": 0.1},
+     "lacks 'mean' (the measured accuracy or MSE, a number)"),
+    ({"sha256": "a", "config": {}, "mean": float("nan"), "ci95": 0.1},
+     "'mean' must be a finite number, got nan"),
     ({"sha256": "a", "config": {}, "mean": 0.5, "ci95": 0.1, "kind": "net"},
      "kind must be one of 'meta-initialization', 'learned-optimizer', got 'net' (str)"),
-    ({"sha256": "a", "kind": "learned-optimizer"}, "lacks 'net' (the learned optimizer's config, a JSON object)"),
+    ({"sha256": "a", "kind": "learned-optimizer"},
+     "lacks 'net' (the learned optimizer's config, a JSON object)"),
     ({"sha256": "", "config": {}, "mean": 0.5, "ci95": 0.1}, "'sha256' must be a non-empty string"),
     ({"sha256": "a", "config": {}, "mean": 0.5, "ci95": 0.1, "test_steps": True},
      "test_steps must be int or None, got True (bool)"),
     ({"sha256": "a", "config": {}, "mean": 0.5, "ci95": 0.1, "test_steps": 0},
      "'test_steps' must be a positive integer, got 0"),
-    ({"sha256": "a", "config": [], "mean": 0.5, "ci95": 0.1}, "config must be mapping or None, got [] (list)"),
+    ({"sha256": "a", "config": [], "mean": 0.5, "ci95": 0.1},
+     "config must be mapping or None, got [] (list)"),
 ])
 def test_a_wrong_field_is_one_line_naming_it(data, message):
     with pytest.raises(ConfigError) as info:
@@ -61,5 +68,6 @@ def test_a_wrong_field_is_one_line_naming_it(data, message):
     assert str(info.value) == message
     with pytest.raises(CheckpointError) as info:
         manifest_of(data, "of 'x'")
-    assert str(info.value) == (f"pretrained manifest of 'x': {message}: re-publish the model (or remove its folder "
-                               "from the search path)")
+    assert str(info.value) == (
+        f"pretrained manifest of 'x': {message}: re-publish the model (or remove its folder "
+        "from the search path)")

@@ -1,4 +1,5 @@
-"""Fixtures of the learned-optimizer tests: a real MNIST + Fashion-MNIST store and a tiny trained net."""
+"""Fixtures of the learned-optimizer tests: a real MNIST + Fashion-MNIST store and a tiny trained
+net."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,8 @@ import torch
 
 @pytest.fixture(scope="session")
 def mnist_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temp data root with real MNIST and Fashion-MNIST stores, built once from ``$FEWSHOT_RAW_DATA``."""
+    """A temp data root with real MNIST and Fashion-MNIST stores, built once from
+    ``$FEWSHOT_RAW_DATA``."""
     from episodes.idx import prepare_mnist
 
     root = tmp_path_factory.mktemp("l2o-data")

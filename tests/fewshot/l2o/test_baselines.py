@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from fewshot.errors import ConfigError
-from fewshot.l2o import BASELINES, QuadraticFamily, final_loss, make_baseline, run_trajectory, tune_baselines
+from fewshot.l2o import (
+    BASELINES,
+    QuadraticFamily,
+    final_loss,
+    make_baseline,
+    run_trajectory,
+    tune_baselines,
+)
 
 
 def test_tuning_picks_the_grid_value_with_the_lowest_final_loss():
@@ -20,7 +27,9 @@ def test_tuning_picks_the_grid_value_with_the_lowest_final_loss():
 def test_baselines_are_the_torch_optimizers_with_torch7_defaults():
     theta = torch.zeros(3, requires_grad=True)
     nag = make_baseline("nag", 0.1)([theta])
-    assert isinstance(nag, torch.optim.SGD) and nag.defaults["momentum"] == 0.9 and nag.defaults["nesterov"]
+    assert isinstance(nag,
+                      torch.optim.SGD) and nag.defaults["momentum"] == 0.9 and nag.defaults[
+                          "nesterov"]
     rms = make_baseline("rmsprop", 0.1)([theta])
     assert rms.defaults["alpha"] == 0.99 and rms.defaults["eps"] == 1e-8
 

@@ -17,7 +17,8 @@ from fewshot.l2o import (
 
 
 def _double_quadratics(n=2, dim=3, seed=0):
-    probs = QuadraticFamily(dim=dim, init_std=1.0).sample(n, 10, torch.Generator().manual_seed(seed))
+    probs = QuadraticFamily(dim=dim, init_std=1.0).sample(n, 10,
+                                                          torch.Generator().manual_seed(seed))
     probs.W, probs.y, probs.theta0 = probs.W.double(), probs.y.double(), probs.theta0.double()
     return probs
 
@@ -27,7 +28,8 @@ def test_meta_gradient_reaches_every_weight_and_matches_a_written_out_unroll(sma
     names, params = zip(*small_net.named_parameters())
     meta, _, _ = unroll(small_net, probs, probs.init(), small_net.initial_state(6), 0, 3)
     ours = torch.autograd.grad(meta, params)
-    # oracle: the three steps written out, each optimizee gradient computed on a detached copy of theta
+    # oracle: the three steps written out, each optimizee gradient computed on a detached copy of
+    # theta
     theta, state, expected = probs.init(), small_net.initial_state(6), 0.0
     for t in range(3):
         frozen = theta.detach().requires_grad_(True)
@@ -39,11 +41,13 @@ def test_meta_gradient_reaches_every_weight_and_matches_a_written_out_unroll(sma
     ref = torch.autograd.grad(expected, params)
     for name, a, b in zip(names, ours, ref):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
-        assert a.abs().max() > 1e-3 * max(r.abs().max() for r in ref), name  # every tensor is reached
+        # every tensor is reached
+        assert a.abs().max() > 1e-3 * max(r.abs().max() for r in ref), name
 
 
 def test_meta_gradient_treats_optimizee_gradients_as_constants(small_net):
-    """Oracle: finite differences of the meta-loss with grad_1 frozen at its value (d grad_t / d phi = 0)."""
+    """Oracle: finite differences of the meta-loss with grad_1 frozen at its value (d grad_t / d phi
+    = 0)."""
     probs = _double_quadratics()
     theta0, params = probs.init(), list(small_net.parameters())
     meta, _, _ = unroll(small_net, probs, theta0, small_net.initial_state(6), 0, 2)
@@ -74,7 +78,8 @@ def test_meta_gradient_treats_optimizee_gradients_as_constants(small_net):
             flat[i] = old - eps
             down = frozen_meta().item()
             flat[i] = old
-            assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-7)
+            assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5,
+                                                         abs=1e-7)
 
     # ... and differs from the full derivative through grad_1(theta_1(phi)): the cut is real.
     u0, s1 = small_net(g0.reshape(-1), small_net.initial_state(6))
@@ -105,7 +110,8 @@ def test_unroll_follows_the_same_trajectory_as_the_optimizer_class(small_net):
 
 @pytest.mark.slow
 def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
-    config = MetaTrainConfig(net=LSTMOptimizerConfig(), epochs=2, iterations_per_epoch=20, problems_per_iteration=32,
+    config = MetaTrainConfig(net=LSTMOptimizerConfig(), epochs=2, iterations_per_epoch=20,
+                             problems_per_iteration=32,
                              lr=3e-3,
                              val_problems=16, steps=100, unroll=20, seed=0)
     result = meta_train(QuadraticFamily(), QuadraticFamily(), config)
@@ -118,9 +124,13 @@ def test_short_meta_training_beats_tuned_sgd_on_fresh_quadratics():
     assert learned < sgd
 
 
-@pytest.mark.parametrize("make,msg", [(lambda: MetaTrainConfig(unroll=30, steps=20), "unroll \\(30\\) is longer than"),
+@pytest.mark.parametrize("make,msg",
+                         [
+                             (lambda: MetaTrainConfig(unroll=30, steps=20),
+                              "unroll \\(30\\) is longer than"),
                                       (lambda: MetaTrainConfig(epochs=0), "epochs must be"),
-                                      (lambda: MetaTrainConfig(net=LSTMOptimizerConfig(p=-1.0)), "p must be"),
+                                      (lambda: MetaTrainConfig(net=LSTMOptimizerConfig(p=-1.0)),
+                                       "p must be"),
                                       (lambda: MetaTrainConfig(lr=0.0), "lr must be")])
 def test_bad_protocols_are_refused_on_construction(make, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -128,23 +138,27 @@ def test_bad_protocols_are_refused_on_construction(make, msg):
 
 
 def test_meta_training_is_deterministic_and_leaves_the_global_rng_alone():
-    config = MetaTrainConfig(epochs=1, iterations_per_epoch=2, problems_per_iteration=4, val_problems=2, steps=10,
+    config = MetaTrainConfig(epochs=1, iterations_per_epoch=2, problems_per_iteration=4,
+                             val_problems=2, steps=10,
                              unroll=5, seed=3)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     a = meta_train(QuadraticFamily(), QuadraticFamily(), config)
     assert torch.equal(torch.random.get_rng_state(), before)
     b = meta_train(QuadraticFamily(), QuadraticFamily(), config)
-    assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+    assert all(torch.equal(x, y)
+               for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
     assert [r.val_final_loss for r in a.history] == [r.val_final_loss for r in b.history]
 
 
 def test_progress_bar_counts_iterations_on_stderr_only_when_asked(capsys):
-    config = MetaTrainConfig(epochs=2, iterations_per_epoch=2, problems_per_iteration=4, val_problems=2, steps=10,
+    config = MetaTrainConfig(epochs=2, iterations_per_epoch=2, problems_per_iteration=4,
+                             val_problems=2, steps=10,
                              unroll=5, seed=3)
     quiet = meta_train(QuadraticFamily(), QuadraticFamily(), config)
     assert capsys.readouterr() == ("", "")
     shown = meta_train(QuadraticFamily(), QuadraticFamily(), config, progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "meta-training" in err and "0/4" in err  # epochs x iterations_per_epoch
-    assert [r.val_final_loss for r in shown.history] == [r.val_final_loss for r in quiet.history]  # bars draw nothing
+    # bars draw nothing
+    assert [r.val_final_loss for r in shown.history] == [r.val_final_loss for r in quiet.history]

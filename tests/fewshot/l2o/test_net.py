@@ -16,7 +16,8 @@ def _run(net, grads):
 
 def test_permuting_coordinates_permutes_updates(small_net):
     torch.manual_seed(1)
-    grads = [torch.randn(12, dtype=torch.float64) * 10 ** torch.randint(-6, 2, (12,)) for _ in range(5)]
+    grads = [torch.randn(12, dtype=torch.float64) * 10 ** torch.randint(-6, 2, (12,))
+             for _ in range(5)]
     perm = torch.randperm(12)
     plain = _run(small_net, grads)
     permuted = _run(small_net, [g[perm] for g in grads])
@@ -24,7 +25,8 @@ def test_permuting_coordinates_permutes_updates(small_net):
 
 
 def test_hidden_state_is_per_coordinate(small_net):
-    """Changing coordinate 0's gradient history leaves every other coordinate's updates unchanged."""
+    """Changing coordinate 0's gradient history leaves every other coordinate's updates
+    unchanged."""
     torch.manual_seed(2)
     grads = [torch.randn(6, dtype=torch.float64) for _ in range(4)]
     other = [g.clone() for g in grads]

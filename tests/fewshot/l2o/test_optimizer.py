@@ -24,7 +24,8 @@ def test_updates_are_the_nets_outputs_with_per_parameter_states(small_net):
         ua, sa = small_net(ga.reshape(-1), sa)
         ub, sb = small_net(gb, sb)
         a_ref, b_ref = a_ref + ua.detach().view(3, 2), b_ref + ub.detach()
-    assert torch.allclose(a.detach(), a_ref, atol=1e-13) and torch.allclose(b.detach(), b_ref, atol=1e-13)
+    assert torch.allclose(a.detach(), a_ref, atol=1e-13) and torch.allclose(b.detach(), b_ref,
+                                                                            atol=1e-13)
     assert opt.state[a]["step"] == 3 and opt.state[a]["h0"].shape == (6, 8)
 
 
@@ -79,7 +80,8 @@ def test_loading_state_saved_for_another_shape_is_refused(small_net):
 def test_lr_scales_the_learned_update(small_net):
     ps = [torch.zeros(4, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     for p, lr in zip(ps, (1.0, 0.5, 0.0)):
-        _grads_step([p], [torch.arange(4.0, dtype=torch.float64)], LearnedOptimizer([p], net=small_net, lr=lr))
+        _grads_step([p], [torch.arange(4.0, dtype=torch.float64)],
+                    LearnedOptimizer([p], net=small_net, lr=lr))
     assert torch.allclose(ps[1], ps[0] / 2) and torch.count_nonzero(ps[2]) == 0
 
 

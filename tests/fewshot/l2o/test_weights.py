@@ -9,14 +9,16 @@ from fewshot.l2o import LearnedOptimizer, load_learned_optimizer, save_learned_o
 
 
 def test_save_load_round_trip_gives_the_same_updates(small_net, tmp_path):
-    manifest = save_learned_optimizer(small_net.float(), tmp_path / "opt", name="my-opt", extra={"problem": "x"})
+    manifest = save_learned_optimizer(small_net.float(), tmp_path / "opt", name="my-opt",
+                                      extra={"problem": "x"})
     assert manifest["kind"] == "learned-optimizer" and manifest["net"]["hidden"] == 8
     loaded = load_learned_optimizer(tmp_path / "opt")
     g = torch.randn(7)
     a, _ = small_net(g, small_net.initial_state(7))
     b, _ = loaded(g, loaded.initial_state(7))
     assert torch.equal(a, b)
-    assert sorted(p.name for p in (tmp_path / "opt").iterdir()) == ["manifest.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "opt").iterdir()) == ["manifest.json",
+                                                                    "model.safetensors"]
 
 
 def test_a_saved_optimizer_is_a_pretrained_model_by_name(small_net, tmp_path, monkeypatch):
@@ -37,7 +39,8 @@ def test_tampered_weights_and_wrong_kind_are_refused(small_net, tmp_path):
         load_learned_optimizer(tmp_path / "opt")
     with pytest.raises(CheckpointError, match="not a learned optimizer"):
         load_learned_optimizer(registry.locate("sinusoid-maml"))
-    with pytest.raises(CheckpointError, match="neither a pretrained learned-optimizer name nor a directory"):
+    with pytest.raises(CheckpointError,
+                       match="neither a pretrained learned-optimizer name nor a directory"):
         load_learned_optimizer(tmp_path)
 
 

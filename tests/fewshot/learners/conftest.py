@@ -1,4 +1,5 @@
-"""The learn2learn test oracle (never a runtime dependency; built by bench/install_learn2learn.sh)."""
+"""The learn2learn test oracle (never a runtime dependency; built by
+bench/install_learn2learn.sh)."""
 from __future__ import annotations
 
 import os

@@ -12,7 +12,8 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def cls_batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries: int = 2, size: int = 8,
+def cls_batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries: int = 2,
+              size: int = 8,
               dtype: torch.dtype = torch.float64) -> TaskBatch:
     """``b`` random ``ways``-way image tasks ``[1, size, size]`` with balanced labels."""
     g = gen(seed)
@@ -33,16 +34,21 @@ def vector_batch(seed: int = 0, b: int = 3) -> TaskBatch:
     return TaskBatch(sx, sy, qx, qy, 3)
 
 
-def reg_batch(seed: int = 0, b: int = 3, k: int = 5, d: int = 3, dtype: torch.dtype = torch.float64) -> TaskBatch:
+def reg_batch(seed: int = 0, b: int = 3, k: int = 5, d: int = 3,
+              dtype: torch.dtype = torch.float64) -> TaskBatch:
     """``b`` random regression tasks: ``k`` points of ``d`` features, 2 targets."""
     g = gen(seed)
-    return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
-                     torch.randn(b, k, d, generator=g, dtype=dtype), torch.randn(b, k, 2, generator=g, dtype=dtype),
+    return TaskBatch(torch.randn(b, k, d, generator=g, dtype=dtype),
+                     torch.randn(b, k, 2, generator=g, dtype=dtype),
+                     torch.randn(b, k, d, generator=g, dtype=dtype),
+                     torch.randn(b, k, 2, generator=g, dtype=dtype),
                      None)
 
 
-def meta_train(learner, tasks, iterations: int, meta_batch: int, opt: torch.optim.Optimizer) -> None:
-    """Plain meta-training: ``iterations`` Adam steps on ``meta_batch`` tasks from ``tasks.sample``."""
+def meta_train(learner, tasks, iterations: int, meta_batch: int,
+               opt: torch.optim.Optimizer) -> None:
+    """Plain meta-training: ``iterations`` Adam steps on ``meta_batch`` tasks from
+    ``tasks.sample``."""
     for _ in range(iterations):
         out = learner.meta_loss(tasks.sample(meta_batch))
         opt.zero_grad()
@@ -67,12 +73,15 @@ def meta_grads(learner, batch, epoch: int = 0):
     """``(meta_loss output, its gradient w.r.t. every learner parameter, zeros where unused)``."""
     out = learner.meta_loss(batch, epoch=epoch)
     grads = torch.autograd.grad(out.loss, list(learner.parameters()), allow_unused=True)
-    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(learner.parameters(), grads)]
+    return out, [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(learner.parameters(), grads)]
 
 
-def sinusoid_mse_before_after(name: str, options: dict, make_opt, *, iterations: int = 100) -> tuple[float, float]:
-    """Mean validation MSE of learner ``name`` on an MLP before and after ``iterations`` of meta-training on
-    sinusoid tasks (meta-batch 5, 5 shots, 10 queries; ``make_opt(params)`` builds the meta-optimizer)."""
+def sinusoid_mse_before_after(name: str, options: dict, make_opt, *,
+                              iterations: int = 100) -> tuple[float, float]:
+    """Mean validation MSE of learner ``name`` on an MLP before and after ``iterations`` of
+    meta-training on sinusoid tasks (meta-batch 5, 5 shots, 10 queries; ``make_opt(params)`` builds
+    the meta-optimizer)."""
     import warnings
 
     from episodes import SinusoidTasks
@@ -84,7 +93,8 @@ def sinusoid_mse_before_after(name: str, options: dict, make_opt, *, iterations:
     learner = build_learner(name, MLP(1, 1), {"inner_steps": 5, "task_batching": "vmap", **options})
     val = SinusoidTasks(5, 10, seed=1).sample(200)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AdaptationWarning)  # the untrained model's inner loop may overshoot
+        # the untrained model's inner loop may overshoot
+        warnings.simplefilter("ignore", AdaptationWarning)
         before = learner.eval().evaluate(val)["mse"].mean().item()
     learner.train()
     meta_train(learner, SinusoidTasks(5, 10, seed=0), iterations, 5, make_opt(learner.parameters()))

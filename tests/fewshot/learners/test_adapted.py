@@ -1,5 +1,5 @@
-"""``learner.adapt`` returns an AdaptedModel: callable on any number of examples without the support set,
-equal to the functional ``predict`` and to ``evaluate``'s numbers, in every batch-norm mode."""
+"""``learner.adapt`` returns an AdaptedModel: callable on any number of examples without the support
+set, equal to the functional ``predict`` and to ``evaluate``'s numbers, in every batch-norm mode."""
 from __future__ import annotations
 
 import pytest
@@ -14,10 +14,12 @@ from tests.fewshot.learners.tasks import cls_batch
 MODES = ["transductive", "support", "running", "frozen"]
 
 
-def _learner(bn_mode: str, per_step_bn: bool = False, batching: str = "loop", seed: int = 0) -> MAML:
+def _learner(bn_mode: str, per_step_bn: bool = False, batching: str = "loop",
+             seed: int = 0) -> MAML:
     torch.manual_seed(seed)  # test-only module init
     model = Conv4(1, 3, hidden=4, image_size=8, blocks=2).double()
-    return MAML(model, MAMLConfig(inner_steps=2, inner_lr=0.3, bn_mode=bn_mode, per_step_bn=per_step_bn,
+    return MAML(model,
+                MAMLConfig(inner_steps=2, inner_lr=0.3, bn_mode=bn_mode, per_step_bn=per_step_bn,
                                   task_batching=batching)).eval()
 
 
@@ -62,7 +64,8 @@ def test_support_statistics_are_taken_once_at_adaptation():
     finally:
         handle.remove()
     assert rows == [1, len(t.query_x)]  # the support set is never run again
-    assert adapted.statistics is not None and len(adapted.statistics) == 2  # one entry per batch-norm layer
+    # one entry per batch-norm layer
+    assert adapted.statistics is not None and len(adapted.statistics) == 2
 
 
 def test_a_bare_parameter_dict_still_needs_the_support_set_in_support_mode():
@@ -78,7 +81,9 @@ def test_the_adapted_models_params_are_every_trainable_parameter_for_functional_
     t = cls_batch(7, b=1, size=8).task(0)
     adapted = learner.adapt(t.support_x, t.support_y)
     assert not isinstance(adapted, dict) and adapted.learner is learner
-    assert list(adapted.params) == [n for n, p in learner.model.named_parameters() if p.requires_grad]
-    out = torch.func.functional_call(learner.model, {**adapted.params, **dict(learner.model.named_buffers())},
+    assert list(adapted.params) == [n for n, p in learner.model.named_parameters()
+                                    if p.requires_grad]
+    out = torch.func.functional_call(learner.model,
+                                     {**adapted.params, **dict(learner.model.named_buffers())},
                                      (t.query_x,))
     assert out.shape == (len(t.query_x), 3)

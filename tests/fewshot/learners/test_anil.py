@@ -1,5 +1,6 @@
-"""ANIL and BOIL: which parameters the inner loop moves, the meta-gradient against MAML with the other
-part excluded (an independent route to the same adapted names), the head choice and its errors, learning."""
+"""ANIL and BOIL: which parameters the inner loop moves, the meta-gradient against MAML with the
+other part excluded (an independent route to the same adapted names), the head choice and its
+errors, learning."""
 import copy
 
 import pytest
@@ -14,7 +15,8 @@ from tests.fewshot.learners.tasks import cls_batch, sinusoid_mse_before_after, v
 
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)  # test-only module init
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(),
+                         nn.Linear(8, 3)).double()
 
 
 _batch = vector_batch
@@ -23,7 +25,9 @@ _batch = vector_batch
 HEAD = ("4.weight", "4.bias")
 
 
-@pytest.mark.parametrize("name, moved", [("anil", set(HEAD)), ("boil", {"0.weight", "0.bias", "2.weight", "2.bias"})])
+@pytest.mark.parametrize("name, moved",
+                         [("anil", set(HEAD)),
+                          ("boil", {"0.weight", "0.bias", "2.weight", "2.bias"})])
 def test_the_inner_loop_moves_only_the_head_anil_or_only_the_body_boil(name, moved):
     learner = build_learner(name, _mlp(), {"inner_steps": 3, "inner_lr": 0.5})
     assert set(learner.names) == moved
@@ -37,7 +41,8 @@ def test_the_inner_loop_moves_only_the_head_anil_or_only_the_body_boil(name, mov
 @pytest.mark.parametrize("name, no_adapt", [("anil", ("0.", "2.")), ("boil", ("4.",))])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
-def test_meta_gradient_equals_maml_with_the_other_part_excluded(name, no_adapt, first_order, batching):
+def test_meta_gradient_equals_maml_with_the_other_part_excluded(name, no_adapt, first_order,
+                                                                batching):
     cfg = dict(inner_steps=2, inner_lr=0.3, first_order=first_order, task_batching=batching)
     ours = build_learner(name, _mlp(1), cfg)
     ref = MAML(copy.deepcopy(_mlp(1)), MAMLConfig(**cfg, no_adapt=no_adapt))
@@ -54,10 +59,12 @@ def test_meta_gradient_equals_maml_with_the_other_part_excluded(name, no_adapt, 
 
 def test_default_head_is_the_last_linear_and_a_prefix_can_name_it():
     learner = ANIL(Conv4(1, 3, hidden=4, image_size=16).double(), ANILConfig())
-    assert learner.head == "classifier" and learner.names == ["classifier.weight", "classifier.bias"]
+    assert learner.head == "classifier" and learner.names == ["classifier.weight",
+                                                              "classifier.bias"]
     boil = build_learner("boil", Conv4(1, 3, hidden=4, image_size=16).double())
     assert boil.head == "classifier" and not any(n.startswith("classifier") for n in boil.names)
-    assert all(".bn" not in n and "norm" not in n for n in boil.names)  # norm affines stay meta-learned only
+    # norm affines stay meta-learned only
+    assert all(".bn" not in n and "norm" not in n for n in boil.names)
     wide = ANIL(_mlp(), ANILConfig(head="2"))  # an explicit module: its parameters only
     assert wide.names == ["2.weight", "2.bias"]
     assert ANIL(_mlp(), ANILConfig(head="4.")).names == list(HEAD)
@@ -86,5 +93,6 @@ def test_bad_settings_get_one_clear_error_each():
 
 @pytest.mark.slow
 def test_anil_learns_sinusoid_regression(one_thread):
-    before, after = sinusoid_mse_before_after("anil", {"inner_lr": 0.1}, lambda ps: torch.optim.Adam(ps, 3e-3))
+    before, after = sinusoid_mse_before_after("anil", {"inner_lr": 0.1},
+                                              lambda ps: torch.optim.Adam(ps, 3e-3))
     assert after < 0.5 * before, (before, after)

@@ -1,5 +1,6 @@
-"""fewshot.learners.base: what every GradientLearner does whatever its rule (a MAML stands in for them):
-state round trip, the non-finite check, a user loss, eval steps, adapt/predict == evaluate."""
+"""fewshot.learners.base: what every GradientLearner does whatever its rule (a MAML stands in for
+them): state round trip, the non-finite check, a user loss, eval steps, adapt/predict ==
+evaluate."""
 
 import pytest
 import torch
@@ -50,7 +51,8 @@ def test_user_loss_function_is_used():
     learner = MAML(_mlp(0), MAMLConfig(inner_steps=1, inner_lr=0.1), loss_fn=F.l1_loss)
     t = _reg_batch(1).task(0)
     model = learner.model
-    grads = torch.autograd.grad(F.l1_loss(model(t.support_x), t.support_y), list(model.parameters()))
+    grads = torch.autograd.grad(F.l1_loss(model(t.support_x), t.support_y),
+                                list(model.parameters()))
     params = learner.adapt(t.support_x, t.support_y).params
     for (name, p), g in zip(model.named_parameters(), grads):
         assert torch.allclose(params[name], p - 0.1 * g)
@@ -66,7 +68,8 @@ def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
             t = batch.task(i)
             params = learner.adapt(t.support_x, t.support_y)
             expected = F.mse_loss(learner.predict(t.query_x, params), t.query_y)
-            manual = F.mse_loss(learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=steps)),
+            manual = F.mse_loss(
+                learner.predict(t.query_x, learner.adapt(t.support_x, t.support_y, steps=steps)),
                                 t.query_y)
             assert got[i].item() == pytest.approx(expected.item(), abs=1e-12)
             assert got[i].item() == pytest.approx(manual.item(), abs=1e-12)
@@ -74,7 +77,8 @@ def test_evaluate_uses_eval_steps_in_eval_mode_and_matches_adapt_predict():
 
 
 class _TwiceMAML(MAML):
-    """A learner through the public hook: MAML's objective on every task, doubled (with an extra)."""
+    """A learner through the public hook: MAML's objective on every task, doubled (with an
+    extra)."""
 
     def task_objective(self, params, buffers, task, settings):
         maml = super().task_objective(params, buffers, task, settings)

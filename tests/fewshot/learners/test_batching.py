@@ -27,7 +27,8 @@ def test_vmap_with_torch_batchnorm_is_refused_and_auto_choice():
     assert torch.isfinite(auto.meta_loss(_reg_batch()).loss)
     assert MAML(_mlp(0)).task_batching_for("cpu") == "vmap"
     assert MAML(_conv(0)).task_batching_for("cpu") == "loop"
-    # by work size on CPU: small tasks (5-way 1-shot 28x28, 1 query) vmap, large ones (15 queries) loop
+    # by work size on CPU: small tasks (5-way 1-shot 28x28, 1 query) vmap, large ones (15 queries)
+    # loop
     assert MAML(_conv(0)).task_batching_for("cpu", 10 * 28 * 28) == "vmap"
     assert MAML(_conv(0)).task_batching_for("cpu", 80 * 28 * 28) == "loop"
     assert MAML(_conv(0)).task_batching_for("cuda") == "vmap"
@@ -38,7 +39,8 @@ def test_vmap_with_torch_batchnorm_is_refused_and_auto_choice():
 def test_the_model_facts_are_read_once_at_construction_not_per_batch(monkeypatch):
     reads = []
     original = ModelFacts.of
-    monkeypatch.setattr(ModelFacts, "of", classmethod(lambda cls, model: reads.append(model) or original(model)))
+    monkeypatch.setattr(ModelFacts, "of",
+                        classmethod(lambda cls, model: reads.append(model) or original(model)))
     learner = MAML(_conv(0), MAMLConfig(inner_steps=1))
     assert len(reads) == 1
     batch = _cls_batch(1)
@@ -55,10 +57,12 @@ def test_model_changed_rereads_the_layers_after_an_in_place_conversion():
     learner = MAML(copy.deepcopy(torch_bn), MAMLConfig(inner_steps=1))
     assert learner.task_batching_for("cuda") == "loop"
     per_step_batchnorm(learner.model, 1)
-    assert learner.task_batching_for("cuda") == "loop"  # facts are not re-read behind the learner's back
+    # facts are not re-read behind the learner's back
+    assert learner.task_batching_for("cuda") == "loop"
     learner.model_changed()
     assert learner.task_batching_for("cuda") == "vmap"
-    # make_per_step converts and tells the learner: bn_mode="support" then works on the converted layers
+    # make_per_step converts and tells the learner: bn_mode="support" then works on the converted
+    # layers
     converted = MAML(copy.deepcopy(torch_bn), MAMLConfig(inner_steps=1))
     make_per_step(converted, 1, bn_mode="support")
     assert converted.task_batching_for("cuda") == "vmap"
@@ -94,6 +98,8 @@ def test_loop_and_vmap_runners_stack_the_same_results_and_gradients(noisy):
     assert torch.allclose(lg, vg, atol=1e-14, rtol=0) and lg.abs().max() > 0
     for field in ("total", "query_loss", "metric", "support_losses", "step"):
         assert getattr(lr, field).shape == (4,) + getattr(lr, field).shape[1:]
-        assert torch.allclose(getattr(lr, field).double(), getattr(vr, field).double(), atol=1e-14, rtol=0), field
+        assert torch.allclose(getattr(lr, field).double(), getattr(vr, field).double(), atol=1e-14,
+                              rtol=0), field
     assert torch.equal(lr.buffers["m"], vr.buffers["m"]) and lr.buffers["m"].shape == (4, 2)
-    assert torch.equal(buffers["m"], torch.zeros(2, dtype=torch.float64))  # each task got its own copy
+    # each task got its own copy
+    assert torch.equal(buffers["m"], torch.zeros(2, dtype=torch.float64))

@@ -1,6 +1,6 @@
-"""Adaptation never returns what diverged: ``adapt``/``evaluate`` use the lowest-support-loss step when the
-support loss ends above it (``best_step``), chosen from support labels only; checked against a
-hand-unrolled SGD inner loop."""
+"""Adaptation never returns what diverged: ``adapt``/``evaluate`` use the lowest-support-loss step
+when the support loss ends above it (``best_step``), chosen from support labels only; checked
+against a hand-unrolled SGD inner loop."""
 from __future__ import annotations
 
 import math
@@ -19,10 +19,13 @@ from tests.fewshot.learners.tasks import cls_batch
 def _mlp_learner(lr: float, batching: str, best: bool = True) -> MAML:
     torch.manual_seed(0)  # test-only module init
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)).double()
-    return MAML(model, MAMLConfig(inner_steps=1, inner_lr=lr, task_batching=batching, best_step=best)).eval()
+    return MAML(model,
+                MAMLConfig(inner_steps=1, inner_lr=lr, task_batching=batching,
+                           best_step=best)).eval()
 
 
-def _oracle(learner: MAML, sx, sy, qx, qy, steps: int, lr: float, best: bool) -> tuple[int, float, int]:
+def _oracle(learner: MAML, sx, sy, qx, qy, steps: int, lr: float, best: bool) -> tuple[int, float,
+                                                                                       int]:
     """(step used, query loss there, first non-finite support step or -1) by plain autograd SGD."""
     params = [p.detach().clone() for p in learner.model.parameters()]
 
@@ -50,7 +53,8 @@ def _oracle(learner: MAML, sx, sy, qx, qy, steps: int, lr: float, best: bool) ->
 
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
-@pytest.mark.parametrize("lr, steps", [(0.1, 4), (30.0, 4), (1e9, 20)])  # falls; rises; becomes non-finite
+# falls; rises; becomes non-finite
+@pytest.mark.parametrize("lr, steps", [(0.1, 4), (30.0, 4), (1e9, 20)])
 @pytest.mark.parametrize("best", [True, False])
 def test_evaluate_uses_the_best_support_step_as_the_oracle(batching, lr, steps, best):
     learner = _mlp_learner(lr, batching, best)
@@ -73,7 +77,8 @@ def test_evaluate_uses_the_best_support_step_as_the_oracle(batching, lr, steps, 
 
 
 def test_adapt_returns_the_best_step_and_raises_only_when_no_step_is_finite():
-    learner = _mlp_learner(1e9, "loop")  # the float64 support loss grows ~1e18-fold a step: inf by step 20
+    # the float64 support loss grows ~1e18-fold a step: inf by step 20
+    learner = _mlp_learner(1e9, "loop")
     t = cls_batch(12, b=1).task(0)
     adapted = learner.adapt(t.support_x, t.support_y, steps=20)
     used, _, bad = _oracle(learner, t.support_x, t.support_y, t.query_x, t.query_y, 20, 1e9, True)
@@ -86,11 +91,13 @@ def test_adapt_returns_the_best_step_and_raises_only_when_no_step_is_finite():
 
 
 def test_per_step_batch_norm_takes_each_tasks_own_slot_under_vmap():
-    # tasks choose different steps; under vmap every slot's outputs are computed and each task takes its own
+    # tasks choose different steps; under vmap every slot's outputs are computed and each task takes
+    # its own
     def learner(batching):
         torch.manual_seed(1)  # test-only module init
         model = Conv4(1, 3, hidden=4, image_size=8, blocks=2).double()
-        return MAML(model, MAMLConfig(inner_steps=3, inner_lr=1.0, per_step_bn=True, bn_mode="support",
+        return MAML(model,
+                    MAMLConfig(inner_steps=3, inner_lr=1.0, per_step_bn=True, bn_mode="support",
                                       task_batching=batching)).eval()
 
     batch = cls_batch(13, b=6, size=8)

@@ -1,5 +1,6 @@
-"""fewshot.learners.bn_forward: the four bn_mode semantics (write-back as the mean over tasks, evaluation
-never writes, stored statistics in eval mode, the support mode against a hand-written oracle)."""
+"""fewshot.learners.bn_forward: the four bn_mode semantics (write-back as the mean over tasks,
+evaluation never writes, stored statistics in eval mode, the support mode against a hand-written
+oracle)."""
 import copy
 
 import pytest
@@ -26,7 +27,9 @@ def _bn_first(seed=0):
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
 def test_running_stats_are_written_back_as_mean_over_tasks(batching):
     # higher #103: stats updated during meta-training must land in the module's buffers
-    learner = MAML(_bn_first(), MAMLConfig(inner_steps=1, per_step_bn=True, bn_mode="running", task_batching=batching))
+    learner = MAML(_bn_first(),
+                   MAMLConfig(inner_steps=1, per_step_bn=True, bn_mode="running",
+                              task_batching=batching))
     bn = learner.model[0]
     assert bn.steps == 2
     batch = _reg_batch(12, b=4)
@@ -35,7 +38,8 @@ def test_running_stats_are_written_back_as_mean_over_tasks(batching):
     mu_s, mu_q = batch.support_x.mean(1).mean(0), batch.query_x.mean(1).mean(0)
     var_s = (batch.support_x.var(1, unbiased=False) * n / (n - 1)).mean(0)
     assert torch.allclose(bn.running_mean[0], 0.1 * mu_s, atol=1e-12)   # support forward: slot 0
-    assert torch.allclose(bn.running_mean[1], 0.1 * mu_q, atol=1e-12)   # query after 1 update: slot 1
+    # query after 1 update: slot 1
+    assert torch.allclose(bn.running_mean[1], 0.1 * mu_q, atol=1e-12)
     assert torch.allclose(bn.running_var[0], 0.9 + 0.1 * var_s, atol=1e-12)
 
 
@@ -73,8 +77,9 @@ def test_eval_mode_uses_stored_statistics_unless_transductive(mode):
 
 
 def _bn_mlp_by_hand(params, x, stats_x):
-    """Linear -> batch norm (statistics of ``stats_x``'s features, biased variance) -> tanh -> Linear,
-    written out with tensor ops: the oracle for bn_mode="support" (it shares no code with StepBatchNorm)."""
+    """Linear -> batch norm (statistics of ``stats_x``'s features, biased variance) -> tanh ->
+    Linear, written out with tensor ops: the oracle for bn_mode="support" (it shares no code with
+    StepBatchNorm)."""
     w1, b1, g, beta, w2, b2 = params
 
     def features(z):
@@ -87,26 +92,31 @@ def _bn_mlp_by_hand(params, x, stats_x):
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
 def test_support_mode_meta_gradients_match_a_hand_written_oracle(batching):
-    # queries normalised with the support set's statistics at the same step, differentiated through them
+    # queries normalised with the support set's statistics at the same step, differentiated through
+    # them
     model, batch, steps, lr = _mlp(5, bn=True), _reg_batch(6), 2, 0.3
     with torch.no_grad():
         model[1].weight.copy_(torch.tensor([[1.2, 0.8, 1.5, 0.9, 1.1, 0.7]], dtype=torch.float64))
         model[1].bias.copy_(torch.tensor([[0.1, -0.2, 0.3, 0.0, -0.1, 0.2]], dtype=torch.float64))
-    learner = MAML(copy.deepcopy(model), MAMLConfig(inner_steps=steps, inner_lr=lr, bn_mode="support",
+    learner = MAML(copy.deepcopy(model),
+                   MAMLConfig(inner_steps=steps, inner_lr=lr, bn_mode="support",
                                                     task_batching=batching))
     out, ours = _meta_grads(learner, batch)
     init = [p.detach().clone().requires_grad_(True) for p in
-            (model[0].weight, model[0].bias, model[1].weight[0], model[1].bias[0], model[3].weight, model[3].bias)]
+            (model[0].weight, model[0].bias, model[1].weight[0], model[1].bias[0], model[3].weight,
+             model[3].bias)]
     total = 0.0
     for i in range(len(batch)):
         t = batch.task(i)
         p = list(init)
-        for _ in range(steps):  # norm affine parameters are meta-learned, not adapted (adapt_norm=False)
+        # norm affine parameters are meta-learned, not adapted (adapt_norm=False)
+        for _ in range(steps):
             loss = F.mse_loss(_bn_mlp_by_hand(p, t.support_x, t.support_x), t.support_y)
             grads = torch.autograd.grad(loss, [p[j] for j in (0, 1, 4, 5)], create_graph=True)
             for j, gj in zip((0, 1, 4, 5), grads):
                 p[j] = p[j] - lr * gj
-        total = total + F.mse_loss(_bn_mlp_by_hand(p, t.query_x, t.support_x), t.query_y) / len(batch)
+        total = total + F.mse_loss(_bn_mlp_by_hand(p, t.query_x, t.support_x),
+                                   t.query_y) / len(batch)
     ref = torch.autograd.grad(total, init)
     assert out.loss.item() == pytest.approx(total.item(), abs=1e-12)
     got = dict(zip([n for n, _ in learner.named_parameters()], ours))
@@ -118,11 +128,14 @@ def test_support_mode_needs_the_support_set_and_fewshot_batch_norm():
     learner = MAML(_conv(21), MAMLConfig(inner_steps=1, bn_mode="support")).eval()
     t = _cls_batch(22).task(0)
     params = learner.adapt(t.support_x, t.support_y).params
-    with pytest.raises(FewshotError, match="support_x=support_x"):  # a bare parameter dict needs the support set
+    # a bare parameter dict needs the support set
+    with pytest.raises(FewshotError, match="support_x=support_x"):
         learner.predict(t.query_x, dict(params))
     # the inner loop is the transductive one (the support batch is the whole batch)
     trans = MAML(copy.deepcopy(learner.model), MAMLConfig(inner_steps=1)).eval()
-    assert all(torch.equal(params[k], v) for k, v in trans.adapt(t.support_x, t.support_y).params.items())
-    torch_bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 3)).double()
+    assert all(torch.equal(params[k], v)
+               for k, v in trans.adapt(t.support_x, t.support_y).params.items())
+    torch_bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
+                             nn.Linear(72, 3)).double()
     with pytest.raises(ConfigError, match="per_step_batchnorm"):
         MAML(torch_bn, MAMLConfig(inner_steps=1, bn_mode="support")).evaluate(_cls_batch(23))

@@ -1,4 +1,5 @@
-"""fewshot.learners.checks: task tensors that do not fit together, heads that do not fit the tasks."""
+"""fewshot.learners.checks: task tensors that do not fit together, heads that do not fit the
+tasks."""
 
 import warnings
 
@@ -33,7 +34,8 @@ def test_batches_that_do_not_fit_together_or_the_head_are_refused_in_one_line():
         narrow.adapt(b.support_x[0], b.support_y[0])
     # a task with fewer classes than the head is fine for adapt
     wide = MAML(Conv4(1, 5, hidden=4, image_size=8, blocks=2).double())
-    assert set(wide.adapt(b.support_x[0], b.support_y[0]).params) == {n for n, _ in wide.model.named_parameters()}
+    every = {n for n, _ in wide.model.named_parameters()}
+    assert set(wide.adapt(b.support_x[0], b.support_y[0]).params) == every
     with pytest.raises(FewshotError, match="regression"):
         learner.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x, b.query_y, None))
 
@@ -49,7 +51,8 @@ def test_output_widths_are_measured_once_per_kind_of_input_without_touching_the_
     assert forwards == [(1, 2, 2)]
     with pytest.raises(FewshotError, match="outputs 3 scores per example but the tasks are 5-way"):
         widths.check(model, x, 5)
-    with pytest.raises(FewshotError, match=r"labels go up to 3 but the model outputs 3 scores.*0\.\.2"):
+    with pytest.raises(FewshotError,
+                       match=r"labels go up to 3 but the model outputs 3 scores.*0\.\.2"):
         widths.check_at_least(model, x, 4)
     assert widths.width(model, x.float().double().reshape(5, 4, 1)) == 3 and len(forwards) == 2
     widths.check(model, x, None)  # regression: nothing to check
@@ -63,8 +66,10 @@ def test_raise_if_nonfinite_and_warn_if_rising():
     warned: set[int] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_rising(warned, torch.tensor([[1.0, 1.3], [1.0, 0.85]]), 1, 1)  # mean 1.075: within 1.1x
-    with pytest.warns(AdaptationWarning, match="from 1 before the first inner step to 1.2 after step 1"):
+        # mean 1.075: within 1.1x
+        warn_if_rising(warned, torch.tensor([[1.0, 1.3], [1.0, 0.85]]), 1, 1)
+    with pytest.warns(AdaptationWarning,
+                      match="from 1 before the first inner step to 1.2 after step 1"):
         warn_if_rising(warned, torch.tensor([[1.0, 1.4], [1.0, 1.0]]), 1, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

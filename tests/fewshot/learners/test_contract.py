@@ -1,5 +1,5 @@
-"""The learner contract, checked for every registered learner: what training, evaluation, checkpoints
-and resume rely on, whatever the update rule."""
+"""The learner contract, checked for every registered learner: what training, evaluation,
+checkpoints and resume rely on, whatever the update rule."""
 from __future__ import annotations
 
 import copy
@@ -18,7 +18,8 @@ from fewshot.nn import StepBatchNorm1d
 from fewshot.training.checkpoint import load_checkpoint
 from tests.fewshot.training.test_resume import _assert_same_tree, _cmd, _env
 
-# MAML with the other inner optimizers (fewshot.rules Adam, RMSprop, momentum SGD): settings of "maml"
+# MAML with the other inner optimizers (fewshot.rules Adam, RMSprop, momentum SGD): settings of
+# "maml"
 VARIANTS: dict[str, tuple[str, dict]] = {
     "maml+adam": ("maml", {"inner_optimizer": "adam", "inner_lr": 0.01, "learn_inner_lr": True}),
     "maml+rmsprop": ("maml", {"inner_optimizer": "rmsprop", "inner_lr": 0.01, "inner_momentum": 0.5,
@@ -26,9 +27,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "maml+nesterov": ("maml", {"inner_momentum": 0.9, "inner_nesterov": True, "inner_lr": 0.1}),
 }
 NAMES = sorted(LEARNERS) + sorted(VARIANTS)
-# one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers it), and Adam
+# one resume run per learner class other than MAML (tests/fewshot/training/test_resume.py covers
+# it), and Adam
 RESUME = sorted({spec.cls: name for name, spec in sorted(LEARNERS.items(), reverse=True)
-                 if spec.cls is not MAML}.values()) + ["maml+adam", "imaml"]  # imaml: with its CG solve
+                 # imaml: with its CG solve
+                 if spec.cls is not MAML}.values()) + ["maml+adam", "imaml"]
 
 
 def _registry(name: str) -> tuple[str, dict]:
@@ -50,8 +53,10 @@ def _model(seed: int = 0, ways: int = 3) -> nn.Module:
 def _batch(seed: int = 0, b: int = 3, ways: int = 3, shots: int = 2, queries: int = 3) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(b, ways, 1, 4, generator=g, dtype=torch.float64) * 2
-    sx = (centres + torch.randn(b, ways, shots, 4, generator=g, dtype=torch.float64)).reshape(b, ways * shots, 4)
-    qx = (centres + torch.randn(b, ways, queries, 4, generator=g, dtype=torch.float64)).reshape(b, ways * queries, 4)
+    noise_s = torch.randn(b, ways, shots, 4, generator=g, dtype=torch.float64)
+    noise_q = torch.randn(b, ways, queries, 4, generator=g, dtype=torch.float64)
+    sx = (centres + noise_s).reshape(b, ways * shots, 4)
+    qx = (centres + noise_q).reshape(b, ways * queries, 4)
     sy = torch.arange(ways).repeat_interleave(shots).expand(b, -1).clone()
     qy = torch.arange(ways).repeat_interleave(queries).expand(b, -1).clone()
     return TaskBatch(sx, sy, qx, qy, ways)
@@ -84,7 +89,8 @@ def test_loop_and_vmap_give_the_same_loss_gradients_and_buffers(name):
         assert torch.allclose(x, y, atol=1e-10), pname
     assert any(g.abs().sum() > 0 for g in ga)
     for (k, x), (_, y) in zip(loop.state_dict().items(), vmapped.state_dict().items()):
-        assert torch.allclose(x.double(), y.double(), atol=1e-12), k  # BN write-back and noise state
+        # BN write-back and noise state
+        assert torch.allclose(x.double(), y.double(), atol=1e-12), k
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -143,15 +149,18 @@ def test_bad_configs_get_one_clear_error(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RESUME)
 def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
-    """Each learner class through the CLI: kill mid-run, resume, compare with an uninterrupted run."""
+    """Each learner class through the CLI: kill mid-run, resume, compare with an uninterrupted
+    run."""
     env = _env(tmp_path)
     base, settings = _registry(name)
     extra = ["--set", f"learner.name={base}", "--set", "learner.inner_steps=1"]
     for key, value in settings.items():
-        extra += ["--set", f"learner.{key}={str(value).lower() if isinstance(value, bool) else value}"]
+        extra += ["--set",
+                  f"learner.{key}={str(value).lower() if isinstance(value, bool) else value}"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_cmd(full) + extra, env=env, check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen(_cmd(killed) + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(killed) + extra, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     ckpt = killed / "last.pt"
     deadline = time.time() + 240
     try:
@@ -163,7 +172,8 @@ def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    resumed = subprocess.run(_cmd(killed) + extra, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cmd(killed) + extra, env=env, capture_output=True, text=True,
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(full / "last.pt"), load_checkpoint(killed / "last.pt")
     for key in ("learner", "optimizer", "sources", "rng"):
@@ -173,8 +183,8 @@ def test_sigkill_then_resume_is_bit_identical(name, tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
 def test_meta_backward_equals_meta_loss_backward(name, batching):
-    """Task-by-task backward (the training loop's path) accumulates the same meta-gradient, writes the
-    same buffers and draws the same noise as one backward of ``meta_loss``."""
+    """Task-by-task backward (the training loop's path) accumulates the same meta-gradient, writes
+    the same buffers and draws the same noise as one backward of ``meta_loss``."""
     a = _learner(name, task_batching=batching)
     b = _learner(name, task_batching=batching)
     b.load_state_dict(a.state_dict())
@@ -203,7 +213,8 @@ def _orders(name: str) -> list[bool]:
 
 
 def _accepts(name: str, **setting) -> bool:
-    """Whether learner ``name`` takes ``setting`` (Reptile has no differentiated query loss, so no MSL)."""
+    """Whether learner ``name`` takes ``setting`` (Reptile has no differentiated query loss, so no
+    MSL)."""
     try:
         _config(name, setting)
     except ConfigError:
@@ -211,7 +222,8 @@ def _accepts(name: str, **setting) -> bool:
     return True
 
 
-# iMAML refuses checkpoint_steps and MSL: its inner loop keeps no graph (nothing to recompute) and its
+# iMAML refuses checkpoint_steps and MSL: its inner loop keeps no graph (nothing to recompute) and
+# its
 # meta-gradient is taken at the last step only
 CHECKPOINTABLE = [n for n in NAMES if _accepts(n, checkpoint_steps=2)]
 
@@ -223,12 +235,14 @@ def test_learners_without_recomputation_refuse_checkpoint_steps_and_msl_clearly(
             _config(name, {key: 2 if key == "checkpoint_steps" else True})
 
 
-@pytest.mark.parametrize("name, first_order", [(n, fo) for n in CHECKPOINTABLE for fo in _orders(n)])
+@pytest.mark.parametrize("name, first_order",
+                         [(n, fo) for n in CHECKPOINTABLE for fo in _orders(n)])
 def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, first_order):
-    """Recomputing the inner loop (``checkpoint_steps``) changes memory, not numbers: the same meta-loss,
-    meta-gradients (model and rule parameters), written buffers, noise draws and adapted parameters as
-    storing every step, with MSL (several kept steps) and running BN statistics."""
-    cfg = dict(inner_steps=3, msl=_accepts(name, msl=True), bn_mode="running", first_order=first_order,
+    """Recomputing the inner loop (``checkpoint_steps``) changes memory, not numbers: the same
+    meta-loss, meta-gradients (model and rule parameters), written buffers, noise draws and adapted
+    parameters as storing every step, with MSL (several kept steps) and running BN statistics."""
+    cfg = dict(inner_steps=3, msl=_accepts(name, msl=True), bn_mode="running",
+               first_order=first_order,
                task_batching="loop")
     plain = _learner(name, **cfg)
     ckpt = _learner(name, **cfg, checkpoint_steps=2)
@@ -243,13 +257,17 @@ def test_checkpoint_steps_gives_the_same_loss_gradients_buffers_and_noise(name, 
     for (k, x), (_, y) in zip(plain.state_dict().items(), ckpt.state_dict().items()):
         assert torch.equal(x, y), k  # BN running statistics and the noise generator state
     t = batch.task(0)
-    adapted_p, adapted_c = plain.adapt(t.support_x, t.support_y), ckpt.adapt(t.support_x, t.support_y)
-    ga = torch.autograd.grad(sum(v.sum() for v in adapted_p.params.values()), list(plain.parameters()),
+    adapted_p, adapted_c = plain.adapt(t.support_x, t.support_y), ckpt.adapt(t.support_x,
+                                                                             t.support_y)
+    ga = torch.autograd.grad(sum(v.sum() for v in adapted_p.params.values()),
+                             list(plain.parameters()),
                              allow_unused=True)
-    gb = torch.autograd.grad(sum(v.sum() for v in adapted_c.params.values()), list(ckpt.parameters()),
+    gb = torch.autograd.grad(sum(v.sum() for v in adapted_c.params.values()),
+                             list(ckpt.parameters()),
                              allow_unused=True)
     for a, b in zip(ga, gb):
-        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10, rtol=0))
+        assert (a is None) == (b is None) and (a is None
+                                               or torch.allclose(a, b, atol=1e-10, rtol=0))
 
 
 @pytest.mark.parametrize("name", CHECKPOINTABLE)
@@ -258,7 +276,9 @@ def test_checkpoint_steps_config_errors_and_batching(name):
         _config(name, {"checkpoint_steps": -1})
     with pytest.raises(ConfigError, match="checkpoint_steps recomputes on the per-task loop only"):
         _config(name, {"checkpoint_steps": 2, "task_batching": "vmap"})
-    learner = _learner(name, checkpoint_steps=1)  # auto: the loop while training, vmap still free in evaluation
+    # auto: the loop while training, vmap still free in evaluation
+    learner = _learner(name, checkpoint_steps=1)
     assert learner.task_batching_for("cpu", 10) == "loop"
     with torch.no_grad():
-        assert learner.task_batching_for("cpu", 10) == _learner(name).task_batching_for("cpu", 10) == "vmap"
+        other = _learner(name).task_batching_for("cpu", 10)
+        assert learner.task_batching_for("cpu", 10) == other == "vmap"

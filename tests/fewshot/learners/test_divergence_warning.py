@@ -1,4 +1,5 @@
-"""Adaptation warns once (AdaptationWarning) when it makes the support loss worse, and stays quiet otherwise."""
+"""Adaptation warns once (AdaptationWarning) when it makes the support loss worse, and stays quiet
+otherwise."""
 from __future__ import annotations
 
 import warnings
@@ -21,13 +22,18 @@ def _learner(lr: float, batching: str = "loop") -> MAML:
 
 
 def _support_losses(learner: MAML, batch, steps: int) -> tuple[float, float]:
-    """Oracle: mean support loss before adapting and after ``steps`` updates, computed by hand per task."""
+    """Oracle: mean support loss before adapting and after ``steps`` updates, computed by hand per
+    task."""
     first, last = [], []
     for i in range(len(batch)):
         with torch.no_grad():
-            first.append(float(nn.functional.cross_entropy(learner.model(batch.support_x[i]), batch.support_y[i])))
+            first.append(
+                float(
+                    nn.functional.cross_entropy(learner.model(batch.support_x[i]),
+                                                batch.support_y[i])))
         sx, sy = batch.support_x[i], batch.support_y[i]
-        params = learner.adapt(sx, sy, steps=steps, best_step=False).params  # the last step's, diverged or not
+        # the last step's, diverged or not
+        params = learner.adapt(sx, sy, steps=steps, best_step=False).params
         out = torch.func.functional_call(learner.model, params, (sx,))
         last.append(float(nn.functional.cross_entropy(out, sy).detach()))
     return sum(first) / len(first), sum(last) / len(last)
@@ -51,16 +57,18 @@ def test_a_huge_inner_lr_warns_once_and_a_normal_one_never(batching):
     assert len(caught) == 1 and caught[0].category is AdaptationWarning
     assert issubclass(AdaptationWarning, FewshotWarning)
     message = str(caught[0].message)
-    assert "\n" not in message and f"from {bad_first:.3g} before the first inner step to {bad_last:.3g} after step 3" \
-        in message and "this learner trained with 1" in message
+    said = f"from {bad_first:.3g} before the first inner step to {bad_last:.3g} after step 3"
+    assert "\n" not in message and said in message and "this learner trained with 1" in message
 
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])
 def test_support_mode_reads_the_final_support_loss_off_the_query_forward(batching):
-    # support mode runs [support; queries] in one forward, whose support rows are the support set's own
+    # support mode runs [support; queries] in one forward, whose support rows are the support set's
+    # own
     # forward at that step: the warning's final loss comes from there and equals a separate forward
     torch.manual_seed(0)  # test-only module init
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), StepBatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).double()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), StepBatchNorm1d(16), nn.ReLU(),
+                          nn.Linear(16, 3)).double()
     learner = MAML(model, MAMLConfig(inner_steps=1, inner_lr=500.0, bn_mode="support",
                                      task_batching=batching)).eval()
     batch = cls_batch(2, b=4)
@@ -79,7 +87,9 @@ def test_support_mode_reads_the_final_support_loss_off_the_query_forward(batchin
     mean_first, mean_last = sum(first) / len(first), sum(last) / len(last)
     assert mean_last > RISE_FACTOR * mean_first and len(caught) == 1
     message = str(caught[0].message)
-    assert f"from {mean_first:.3g} before the first inner step to {mean_last:.3g} after step 2" in message
+    assert (
+        f"from {mean_first:.3g} before the first inner step to {mean_last:.3g} after step "
+        "2" in message)
 
 
 def test_adapt_warns_on_its_own_and_again_for_another_step_count():
@@ -105,12 +115,14 @@ def test_training_is_not_slowed_or_warned():
 def test_cli_prints_one_warning_line(capsys):
     from fewshot.cli import _show_warning
 
-    show = _show_warning(lambda *a, **k: pytest.fail("a fewshot warning fell through to Python's printer"))
+    show = _show_warning(lambda *a,
+                         **k: pytest.fail("a fewshot warning fell through to Python's printer"))
     show(AdaptationWarning("the support loss rose"), AdaptationWarning, "f.py", 1)
     assert capsys.readouterr().err == "warning: the support loss rose\n"
     # any other warning goes to Python's printer, with its arguments as they were
     passed = []
     other = UserWarning("not ours")
-    _show_warning(lambda *a, **k: passed.append((a, k)))(other, UserWarning, "g.py", 7, line="x = 1")
+    _show_warning(lambda *a, **k: passed.append((a, k)))(other, UserWarning, "g.py", 7,
+                                                         line="x = 1")
     assert passed == [((other, UserWarning, "g.py", 7), {"line": "x = 1"})]
     assert capsys.readouterr().err == ""

@@ -1,5 +1,5 @@
-"""The LSTM meta-learner (Ravi & Larochelle): meta-gradients, no graph through the gradients, loop == vmap,
-config and registry, learning on Omniglot."""
+"""The LSTM meta-learner (Ravi & Larochelle): meta-gradients, no graph through the gradients, loop
+== vmap, config and registry, learning on Omniglot."""
 import copy
 import math
 
@@ -42,7 +42,8 @@ def test_registry_exports_and_defaults():
     learner = build_learner("lstm-meta", _conv(), {"inner_steps": 3, "seed": 4})
     assert isinstance(learner, LSTMMetaLearner) and isinstance(learner.rule, LSTMMetaRule)
     cfg = learner_config("lstm-meta")
-    assert cfg.first_order and cfg.adapt_norm and cfg.hidden == 20 and cfg.p == 10.0 and cfg.bn_mode == "transductive"
+    assert (cfg.first_order and cfg.adapt_norm and cfg.hidden == 20 and cfg.p == 10.0
+            and cfg.bn_mode == "transductive")
     # every trainable parameter (batch-norm scale/shift included) is in the LSTM's cell state
     assert learner.names == [n for n, _ in learner.model.named_parameters()]
     # the LSTM's initial weights come from the config's seed
@@ -62,20 +63,23 @@ def test_bad_config(kwargs, match):
 
 
 def _hand_pre(v, p=10.0):
-    """Andrychowicz et al.'s preprocessing, written out: (log|v|/p, sign v) if |v| >= e^-p, else (-1, e^p v)."""
+    """Andrychowicz et al.'s preprocessing, written out: (log|v|/p, sign v) if |v| >= e^-p, else
+    (-1, e^p v)."""
     big = v.abs() >= math.exp(-p)
-    return torch.stack((torch.where(big, torch.log(v.abs().clamp_min(math.exp(-p))) / p, torch.full_like(v, -1.0)),
+    return torch.stack(
+        (torch.where(big, torch.log(v.abs().clamp_min(math.exp(-p))) / p, torch.full_like(v, -1.0)),
                         torch.where(big, torch.sign(v), v * math.exp(p))), dim=-1)
 
 
 def _hand_lstm_adapt(learner, x, y, steps):
-    """Ravi & Larochelle's update unrolled by hand: torch's own ``nn.LSTMCell`` as layer 1 (loaded with the
-    rule's weights), the two gates and ``theta_t = f_t * theta_{t-1} - i_t * grad_t`` over the flattened
-    parameters (no fewshot code)."""
+    """Ravi & Larochelle's update unrolled by hand: torch's own ``nn.LSTMCell`` as layer 1 (loaded
+    with the rule's weights), the two gates and ``theta_t = f_t * theta_{t-1} - i_t * grad_t`` over
+    the flattened parameters (no fewshot code)."""
     rule, model = learner.rule, learner.model
     hid = rule.hidden
     cell = torch.nn.LSTMCell(4, hid).double()
-    cell.load_state_dict({k: getattr(rule, k).detach() for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    cell.load_state_dict(
+        {k: getattr(rule, k).detach() for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
     names = [n for n, _ in model.named_parameters()]
     shapes = [q.shape for _, q in model.named_parameters()]
     theta = torch.cat([q.detach().reshape(-1) for _, q in model.named_parameters()])
@@ -87,7 +91,9 @@ def _hand_lstm_adapt(learner, x, y, steps):
     bf, bi = rule.forget_bias.detach(), rule.input_bias.detach()
     for _ in range(steps):
         leaf = theta.clone().requires_grad_()
-        params = dict(zip(names, [t.reshape(s) for t, s in zip(leaf.split([s.numel() for s in shapes]), shapes)]))
+        params = dict(
+            zip(names,
+                [t.reshape(s) for t, s in zip(leaf.split([s.numel() for s in shapes]), shapes)]))
         loss = F.cross_entropy(torch.func.functional_call(model, {**params, **buffers}, (x,)), y)
         (grad,) = torch.autograd.grad(loss, [leaf])
         with torch.no_grad():
@@ -96,7 +102,9 @@ def _hand_lstm_adapt(learner, x, y, steps):
             f = torch.sigmoid(h @ wf[:hid] + wf[hid] * theta + wf[hid + 1] * f + bf)
             i = torch.sigmoid(h @ wi[:hid] + wi[hid] * theta + wi[hid + 1] * i + bi)
             theta = f * theta - i * grad
-    return dict(zip(names, [t.reshape(s) for t, s in zip(theta.split([s.numel() for s in shapes]), shapes)]))
+    return dict(
+        zip(names,
+            [t.reshape(s) for t, s in zip(theta.split([s.numel() for s in shapes]), shapes)]))
 
 
 def test_adapt_is_the_papers_update_on_all_parameters():
@@ -119,7 +127,9 @@ def test_meta_gradient_reaches_every_lstm_weight_and_the_initial_cell_state():
     for (name, _), g in zip(learner.named_parameters(), grads):
         assert g.abs().max() > 0, name
     names = {n for n, _ in learner.named_parameters()}
-    assert {f"rule.{n}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "forget_weight", "input_weight",
+    assert {f"rule.{n}"
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "forget_weight",
+                      "input_weight",
                                   "forget_bias", "input_bias")} <= names
 
 
@@ -128,12 +138,14 @@ def test_no_meta_gradient_flows_through_the_support_gradients():
 
     def grads(detach_in_loop, detach_in_rule):
         learner = _lively(LSTMMetaLearner(copy.deepcopy(base), LSTMMetaConfig(inner_steps=2)))
-        learner.config.first_order = detach_in_loop  # bypasses validation on purpose: test the rule's own cut
+        # bypasses validation on purpose: test the rule's own cut
+        learner.config.first_order = detach_in_loop
         learner.rule.detach_inputs = detach_in_rule
         return _meta_grads(learner, batch)[1]
 
     reference = grads(True, True)          # gradients detached explicitly by the inner loop as well
-    rule_only = grads(False, True)         # second-order gradients reach the rule, which detaches them
+    # second-order gradients reach the rule, which detaches them
+    rule_only = grads(False, True)
     through = grads(False, False)          # differentiating through the gradients (not the paper)
     for a, b in zip(reference, rule_only):
         assert torch.allclose(a, b, rtol=0, atol=1e-14)
@@ -152,8 +164,10 @@ def test_loop_and_vmap_give_the_same_numbers(name):
     base, batch = _conv(7), _cls_batch(8)
     results = {}
     for batching in ("loop", "vmap"):
-        learner = _lively(LSTMMetaLearner(copy.deepcopy(base), LSTMMetaConfig(task_batching=batching,
-                                                                              **CONFIGS[name]))).train()
+        learner = _lively(
+            LSTMMetaLearner(copy.deepcopy(base), LSTMMetaConfig(task_batching=batching,
+                                                                              **CONFIGS[
+                                                                                  name]))).train()
         out, grads = _meta_grads(learner, batch)
         results[batching] = (out, grads, {k: v.clone() for k, v in learner.model.named_buffers()},
                              learner.eval().evaluate(batch))
@@ -184,7 +198,8 @@ def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
     for name in ("untrained", "lstm-meta", "maml"):
         torch.manual_seed(0)  # test-only module init: the same initial weights for all three
         extra = {"inner_lr": 0.4, "first_order": True} if name == "maml" else {}
-        learner = build_learner("maml" if name == "maml" else "lstm-meta", Conv4(1, 5, hidden=8, pool=False),
+        learner = build_learner("maml" if name == "maml" else "lstm-meta",
+                                Conv4(1, 5, hidden=8, pool=False),
                                 {"inner_steps": 3, **extra})
         if name != "untrained":
             opt = torch.optim.Adam(learner.parameters(), 1e-2)
@@ -197,7 +212,9 @@ def test_lstm_meta_learns_omniglot_5way_1shot(omniglot_root, one_thread):
                 opt.step()
         acc[name] = learner.eval().evaluate(batch)["accuracy"].mean().item()
     print(f"lstm-meta omniglot 5w1s: {acc}")
-    # measured: 0.68 against 0.218 untrained (its initial LSTM is small-step gradient descent) and 0.649 for
-    # a same-seed first-order MAML (3 steps of 0.4) with the same budget: the learned update is at least as good
+    # measured: 0.68 against 0.218 untrained (its initial LSTM is small-step gradient descent) and
+    # 0.649 for
+    # a same-seed first-order MAML (3 steps of 0.4) with the same budget: the learned update is at
+    # least as good
     assert acc["lstm-meta"] > 0.6 and acc["lstm-meta"] > acc["untrained"] + 0.35, acc
     assert acc["lstm-meta"] > acc["maml"] - 0.03, acc

@@ -1,4 +1,5 @@
-"""Meta-SGD: learn2learn oracle, alpha initialisation, per-element and per-step rates, config, learning."""
+"""Meta-SGD: learn2learn oracle, alpha initialisation, per-element and per-step rates, config,
+learning."""
 import copy
 
 import pytest
@@ -22,7 +23,8 @@ def _mlp(seed=0):
 def _meta_grads(learner, batch):
     out = learner.meta_loss(batch)
     grads = torch.autograd.grad(out.loss, list(learner.parameters()), allow_unused=True)
-    return out, [torch.zeros_like(p) if g is None else g for p, g in zip(learner.parameters(), grads)]
+    return out, [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(learner.parameters(), grads)]
 
 
 # --------------------------------------------------------------------------- oracle
@@ -32,9 +34,11 @@ def _meta_grads(learner, batch):
 def test_meta_gradients_match_learn2learn(learn2learn, steps, first_order, batching):
     model, batch, lr = _mlp(0), _reg_batch(1), 0.1
     learner = MetaSGD(copy.deepcopy(model), MetaSGDConfig(inner_steps=steps, alpha_init=(lr, lr),
-                                                          first_order=first_order, task_batching=batching))
+                                                          first_order=first_order,
+                                                          task_batching=batching))
     meta = learn2learn.algorithms.MetaSGD(model, lr=lr, first_order=first_order)
-    for ours, theirs in zip(learner.rule.alphas, meta.lrs):  # the same constant init as learn2learn's
+    # the same constant init as learn2learn's
+    for ours, theirs in zip(learner.rule.alphas, meta.lrs):
         assert torch.equal(ours[0], theirs)
     with torch.no_grad():  # then distinct per-element rates, so a mix-up of elements would show
         for ours, theirs in zip(learner.rule.alphas, meta.lrs):
@@ -74,14 +78,16 @@ def test_alpha_init_range_seed_and_dtype_without_touching_the_global_rng():
     other = MetaSGD(copy.deepcopy(model), MetaSGDConfig(seed=6))
     assert not torch.equal(alphas[0], other.rule.alphas[0])
     single = MetaSGD(copy.deepcopy(model).float(), MetaSGDConfig(seed=5))
-    assert all(a.dtype == torch.float32 and torch.equal(a, b.float()) for a, b in zip(single.rule.alphas, alphas))
+    assert all(a.dtype == torch.float32 and torch.equal(a, b.float())
+               for a, b in zip(single.rule.alphas, alphas))
 
 
 def test_one_step_is_theta_minus_alpha_times_grad_elementwise():
     learner = MetaSGD(_mlp(3), MetaSGDConfig())
     t = _reg_batch(4).task(0)
     model = learner.model
-    grads = torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y), list(model.parameters()))
+    grads = torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y),
+                                list(model.parameters()))
     params = learner.adapt(t.support_x, t.support_y).params
     for (name, p), g, a in zip(model.named_parameters(), grads, learner.rule.alphas):
         assert torch.allclose(params[name], p - a[0] * g, atol=1e-14, rtol=0)
@@ -97,7 +103,8 @@ def test_per_step_alphas_are_used_at_their_step_and_the_last_one_after():
     for step in range(3):  # step 2 reuses the step-1 rates
         out = torch.func.functional_call(model, current, (t.support_x,))
         grads = torch.autograd.grad(F.mse_loss(out, t.support_y), [current[n] for n in names])
-        current = {n: current[n] - alphas[i][min(step, 1)] * g for i, (n, g) in enumerate(zip(names, grads))}
+        current = {n: current[n] - alphas[i][min(step, 1)] * g
+                   for i, (n, g) in enumerate(zip(names, grads))}
         got = learner.adapt(t.support_x, t.support_y, steps=step + 1).params
         assert all(torch.allclose(got[n], current[n], atol=1e-13, rtol=0) for n in names), step
 
@@ -122,7 +129,8 @@ def test_alphas_are_meta_parameters_that_learn_and_round_trip():
 def test_norm_affine_parameters_get_no_alpha_unless_adapted():
     model = Conv4(1, 3, hidden=4, image_size=8, blocks=2).double()
     learner = MetaSGD(copy.deepcopy(model))
-    assert learner.rule.names == learner.names and all("features.1." not in n for n in learner.names)
+    assert learner.rule.names == learner.names and all("features.1." not in n
+                                                       for n in learner.names)
     assert len(learner.rule.alphas) == len(learner.names) == 6
     assert len(MetaSGD(copy.deepcopy(model), MetaSGDConfig(adapt_norm=True)).rule.alphas) == 10
 
@@ -136,7 +144,8 @@ def test_bad_alpha_init(alpha_init):
 
 
 def test_registry_and_config_conversion():
-    cfg = learner_config("metasgd", {"alpha_init": [0.2, 0.2], "per_step_lr": True, "inner_steps": 2})
+    cfg = learner_config("metasgd",
+                         {"alpha_init": [0.2, 0.2], "per_step_lr": True, "inner_steps": 2})
     assert cfg == MetaSGDConfig(alpha_init=(0.2, 0.2), per_step_lr=True, inner_steps=2)
     learner = build_learner("metasgd", _mlp(0), cfg)
     assert isinstance(learner, MetaSGD) and learner.rule.alphas[0].shape[0] == 2

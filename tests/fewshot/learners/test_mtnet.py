@@ -1,5 +1,6 @@
 """MT-net / T-net: MAML equivalence at T = I and M = 1, masks (zeros, eval mode, seeded sampling and
-resume), gradients to T and the logits, loop == vmap with noise, T never adapted, config, learning."""
+resume), gradients to T and the logits, loop == vmap with noise, T never adapted, config,
+learning."""
 import copy
 
 import pytest
@@ -18,7 +19,8 @@ from tests.fewshot.learners.tasks import reg_batch as _reg_batch
 
 def _mlp(seed=0):
     torch.manual_seed(seed)  # test-only module init
-    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(),
+                         nn.Linear(5, 2)).double()
 
 
 def _conv(seed=0):
@@ -30,7 +32,8 @@ def _grads(learner, batch):
     out = learner.meta_loss(batch)
     params = dict(learner.named_parameters())
     grads = torch.autograd.grad(out.loss, list(params.values()), allow_unused=True)
-    return out, {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
+    return out, {n: torch.zeros_like(p) if g is None else g
+                 for (n, p), g in zip(params.items(), grads)}
 
 
 def _mask_rule(learner) -> RowMask:
@@ -42,11 +45,13 @@ def _mask_rule(learner) -> RowMask:
 def test_every_linear_and_conv_gets_an_identity_transform_with_readable_keys():
     learner = MTNet(_conv(0))
     model = learner.model
-    assert isinstance(model.features[0], TransformedConv2d) and isinstance(model.classifier, TransformedLinear)
+    assert isinstance(model.features[0], TransformedConv2d) and isinstance(model.classifier,
+                                                                           TransformedLinear)
     assert learner.transformed == ["features.0", "features.4", "classifier"]
     keys = set(learner.state_dict())
     assert {"model.features.0.weight", "model.features.0.bias", "model.features.0.transform",
-            "model.classifier.transform", "rule.rules.0.logits", "rule.rules.1.lrs", "noise_rng"} <= keys
+            "model.classifier.transform", "rule.rules.0.logits", "rule.rules.1.lrs",
+            "noise_rng"} <= keys
     assert torch.equal(model.features[4].transform, torch.eye(4, dtype=torch.float64))
     assert learner.rule.noise_size == 4 + 4 + 3
     assert torch.all(_mask_rule(learner).logits == 0)
@@ -75,7 +80,8 @@ def test_with_identity_T_and_full_mask_it_equals_maml(first_order, batching, var
     common = dict(inner_steps=2, inner_lr=0.1, first_order=first_order, task_batching=batching)
     maml = MAML(copy.deepcopy(base), MAMLConfig(**common)).train()
     # logit 50: every sampled mask unit is 1 (it would take a U(0, 1) draw below 2e-22 to flip one)
-    cfg = MTNetConfig(mask=False, **common) if variant == "tnet" else MTNetConfig(logit_init=50.0, **common)
+    cfg = MTNetConfig(mask=False, **common) if variant == "tnet" else MTNetConfig(logit_init=50.0,
+                                                                                  **common)
     mt = MTNet(copy.deepcopy(base), cfg).train()
     out_a, ga = _grads(maml, batch)
     out_b, gb = _grads(mt, batch)
@@ -91,7 +97,8 @@ def test_with_identity_T_and_full_mask_it_equals_maml(first_order, batching, var
 def test_gradients_reach_T_and_the_mask_logits_and_both_are_meta_learned():
     learner = MTNet(_conv(5), MTNetConfig(inner_steps=1, inner_lr=0.5)).train()
     _, g = _grads(learner, _cls_batch(6))
-    for name in ("model.features.0.transform", "model.features.4.transform", "model.classifier.transform"):
+    for name in ("model.features.0.transform", "model.features.4.transform",
+                 "model.classifier.transform"):
         assert g[name].abs().max() > 0, name
     assert g["rule.rules.0.logits"].abs().max() > 0
     fo = MTNet(_conv(5), MTNetConfig(inner_steps=1, inner_lr=0.5, first_order=True)).train()
@@ -109,7 +116,8 @@ def test_a_zero_mask_adapts_nothing(training):
         assert torch.equal(params[name], p), name
     # in training mode the sampled masks are all zero too: the meta-loss is the unadapted query loss
     out = learner.meta_loss(batch)
-    expected = sum(F.cross_entropy(learner.predict(batch.query_x[i], dict(learner.model.named_parameters())),
+    expected = sum(
+        F.cross_entropy(learner.predict(batch.query_x[i], dict(learner.model.named_parameters())),
                                    batch.query_y[i]) for i in range(len(batch))) / len(batch)
     assert out.loss.item() == pytest.approx(expected.item(), abs=1e-13)
 
@@ -124,17 +132,20 @@ def test_eval_mask_is_the_most_likely_one_and_masks_whole_output_units():
     t = _reg_batch(10).task(0)
     model = learner.model
     grads = dict(zip([n for n, _ in model.named_parameters()],
-                     torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y), list(model.parameters()))))
+                     torch.autograd.grad(F.mse_loss(model(t.support_x), t.support_y),
+                                         list(model.parameters()))))
     params = learner.adapt(t.support_x, t.support_y).params
     start = 0
     for layer in ("0", "2", "4"):
         w = model.get_submodule(layer).weight
         m = expected_mask[start:start + w.shape[0]]
         start += w.shape[0]
-        assert torch.allclose(params[f"{layer}.weight"], w - 0.3 * m[:, None] * grads[f"{layer}.weight"],
+        assert torch.allclose(params[f"{layer}.weight"],
+                              w - 0.3 * m[:, None] * grads[f"{layer}.weight"],
                               atol=1e-14, rtol=0)
         b = model.get_submodule(layer).bias
-        assert torch.allclose(params[f"{layer}.bias"], b - 0.3 * m * grads[f"{layer}.bias"], atol=1e-14, rtol=0)
+        assert torch.allclose(params[f"{layer}.bias"], b - 0.3 * m * grads[f"{layer}.bias"],
+                              atol=1e-14, rtol=0)
         assert torch.equal(params[f"{layer}.transform"], model.get_submodule(layer).transform)
     assert 0 < expected_mask.sum() < rule.noise_size
 
@@ -186,7 +197,8 @@ def test_mask_sampling_is_per_task_seeded_and_identical_after_a_state_dict_round
 
 @pytest.mark.parametrize("net", ["mlp", "conv"])
 def test_loop_and_vmap_give_the_same_numbers_with_sampled_masks(net):
-    base, batch = (_mlp(16), _reg_batch(17, b=4)) if net == "mlp" else (_conv(16), _cls_batch(17, b=4))
+    base, batch = (_mlp(16), _reg_batch(17, b=4)) if net == "mlp" else (_conv(16),
+                                                                        _cls_batch(17, b=4))
     results = {}
     for batching in ("loop", "vmap"):
         learner = MTNet(copy.deepcopy(base), MTNetConfig(inner_steps=2, inner_lr=0.2, seed=3,
@@ -208,7 +220,8 @@ def test_T_is_never_adapted_but_is_meta_learned():
     t = _cls_batch(19).task(0)
     params = learner.adapt(t.support_x, t.support_y).params
     assert set(learner.names) == {n for n, _ in learner.model.named_parameters()
-                                  if not n.endswith("transform") and n.split(".")[1] not in ("1", "5")}  # no BN
+                                  if not n.endswith("transform")
+                                  and n.split(".")[1] not in ("1", "5")}  # no BN
     for name, p in learner.model.named_parameters():
         assert torch.equal(params[name], p) == (name not in learner.names), name
     opt = torch.optim.SGD(learner.parameters(), 0.1)
@@ -221,7 +234,8 @@ def test_T_is_never_adapted_but_is_meta_learned():
 def test_registry_tnet_is_mtnet_without_mask():
     tnet = build_learner("tnet", _mlp(0))
     assert isinstance(tnet, MTNet) and tnet.config.mask is False
-    assert isinstance(tnet.rule, SGD) and tnet.rule.noise_size == 0 and "noise_rng" not in tnet.state_dict()
+    assert isinstance(tnet.rule,
+                      SGD) and tnet.rule.noise_size == 0 and "noise_rng" not in tnet.state_dict()
     assert build_learner("tnet", _mlp(0), MTNetConfig(inner_steps=2)).config.mask is False
     mt = build_learner("mtnet", _mlp(0), {"inner_lr": 0.2, "temperature": 0.5})
     assert mt.config.mask and mt.rule.noise_size == 6 + 5 + 2 and _mask_rule(mt).temperature == 0.5
@@ -241,7 +255,8 @@ def test_bad_config(kwargs, message):
 
 def test_a_bare_linear_model_is_transformed_at_the_root():
     learner = MTNet(nn.Linear(3, 2).double(), MTNetConfig(inner_lr=0.1))
-    assert learner.transformed == [""] and learner.names == ["weight", "bias"] and learner.rule.noise_size == 2
+    assert learner.transformed == [""] and learner.names == ["weight", "bias"]
+    assert learner.rule.noise_size == 2
     t = _reg_batch(21).task(0)
     assert set(learner.adapt(t.support_x, t.support_y).params) == {"weight", "bias", "transform"}
 
@@ -273,9 +288,12 @@ def test_mtnet_learns_sinusoid_regression(one_thread):
         learner = build_learner("maml" if name == "maml" else "mtnet", MLP(1, 1, hidden=(20, 20)),
                                 {"inner_lr": 0.05, "task_batching": "vmap"})
         if name != "untrained":
-            meta_train(learner, SinusoidTasks(5, 10, seed=0), 300, 10, torch.optim.Adam(learner.parameters(), 3e-3))
+            meta_train(learner, SinusoidTasks(5, 10, seed=0), 300, 10,
+                       torch.optim.Adam(learner.parameters(), 3e-3))
         post[name] = learner.eval().evaluate(val)["mse"].mean().item()
-    # after 300 iterations (early for sinusoid meta-learning) MT-net halves the adapted error of its untrained
-    # start (measured: 1.99 vs 4.00) and beats a same-seed MAML with the same budget (2.65): its learned
+    # after 300 iterations (early for sinusoid meta-learning) MT-net halves the adapted error of its
+    # untrained
+    # start (measured: 1.99 vs 4.00) and beats a same-seed MAML with the same budget (2.65): its
+    # learned
     # mask and transforms are what the paper adds over MAML
     assert post["mtnet"] < 0.6 * post["untrained"] and post["mtnet"] < 0.85 * post["maml"], post

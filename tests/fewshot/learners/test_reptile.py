@@ -1,6 +1,6 @@
-"""Reptile: the meta-gradient theta - phi against hand-unrolled SGD and torch.optim.Adam inner loops,
-the outer step with an SGD meta-optimizer, evaluation on the support set, settings and their errors,
-learning."""
+"""Reptile: the meta-gradient theta - phi against hand-unrolled SGD and torch.optim.Adam inner
+loops, the outer step with an SGD meta-optimizer, evaluation on the support set, settings and their
+errors, learning."""
 import copy
 
 import pytest
@@ -61,7 +61,8 @@ def test_meta_gradient_is_theta_minus_phi_of_a_hand_unrolled_sgd_loop(inner_data
         q_losses.append(F.cross_entropy(q_out, t.query_y).item())
     for p, e in zip(learner.parameters(), expect):
         assert p.grad is not None and torch.allclose(p.grad, e, atol=1e-12, rtol=0)
-    assert out.loss.item() == pytest.approx(sum(q_losses) / len(q_losses), abs=1e-12)  # logged: query loss at phi
+    # logged: query loss at phi
+    assert out.loss.item() == pytest.approx(sum(q_losses) / len(q_losses), abs=1e-12)
 
 
 def test_meta_gradient_with_an_adam_inner_loop_equals_torch_optim_adam():
@@ -89,7 +90,8 @@ def test_an_sgd_meta_step_of_lr_eps_is_the_reptile_update(eps):
     learner = Reptile(_mlp(5), ReptileConfig(inner_steps=steps, inner_lr=lr))
     theta = [p.detach().clone() for p in learner.parameters()]
     batch = _batch(6)
-    phis = [_hand_phi(learner.model, *_data(batch.task(i), "all"), steps, lr) for i in range(len(batch))]
+    phis = [_hand_phi(learner.model, *_data(batch.task(i), "all"), steps, lr)
+            for i in range(len(batch))]
     opt, _ = build_meta_optimizer(learner.parameters(), MetaOptimConfig(optimizer="sgd", lr=eps))
     assert isinstance(opt, torch.optim.SGD)
     opt.zero_grad()
@@ -110,16 +112,20 @@ def test_evaluation_adapts_on_the_support_set_as_maml_does():
 
 
 def test_bad_settings_get_one_clear_error_each():
-    for bad in ({"first_order": False}, {"msl": True}, {"first_order_epochs": 3}, {"learn_inner_lr": True}):
+    for bad in ({"first_order": False}, {"msl": True}, {"first_order_epochs": 3},
+                {"learn_inner_lr": True}):
         with pytest.raises(ConfigError, match=f"reptile: {next(iter(bad))} must be"):
             ReptileConfig(**bad)
-    with pytest.raises(ConfigError, match="inner_data must be 'all' \\(support \\+ query\\) or 'support'"):
+    with pytest.raises(ConfigError,
+                       match="inner_data must be 'all' \\(support \\+ query\\) or 'support'"):
         ReptileConfig(inner_data="query")
     section = LearnerSection("reptile", {})
     for lr in (1.5, 2.0):
-        with pytest.raises(ConfigError, match="optim.lr is Reptile's step size eps and must be in \\(0, 1\\]"):
+        with pytest.raises(ConfigError,
+                           match="optim.lr is Reptile's step size eps and must be in \\(0, 1\\]"):
             TrainConfig(learner=section, optim=MetaOptimConfig(optimizer="sgd", lr=lr))
-    TrainConfig(learner=section, optim=MetaOptimConfig(optimizer="adam", lr=1.5))  # Adam's lr is no step size
+    # Adam's lr is no step size
+    TrainConfig(learner=section, optim=MetaOptimConfig(optimizer="adam", lr=1.5))
     TrainConfig(learner=LearnerSection("maml", {}), optim=MetaOptimConfig(optimizer="sgd", lr=1.5))
     with pytest.raises(ConfigError, match="optim.optimizer must be one of adam, sgd"):
         MetaOptimConfig(optimizer="lbfgs")
@@ -134,12 +140,14 @@ def test_presets_build_the_papers_protocol(preset):
     cfg = get_preset(preset)
     assert cfg.learner.name == "reptile" and cfg.optim.optimizer == "sgd" and cfg.optim.lr == 1.0
     assert cfg.learner.config.inner_optimizer == "adam" and cfg.learner.config.inner_betas[0] == 0.0
-    assert cfg.data.shots + cfg.data.queries == 10 and cfg.meta_batch == 5  # 10 train shots per class
+    # 10 train shots per class
+    assert cfg.data.shots + cfg.data.queries == 10 and cfg.meta_batch == 5
     learner = build_learner("reptile", _mlp(), cfg.learner.config)
     assert isinstance(learner, Reptile)
 
 
 @pytest.mark.slow
 def test_reptile_learns_sinusoid_regression(one_thread):
-    before, after = sinusoid_mse_before_after("reptile", {"inner_lr": 0.02}, lambda ps: torch.optim.SGD(ps, 1.0))
+    before, after = sinusoid_mse_before_after("reptile", {"inner_lr": 0.02},
+                                              lambda ps: torch.optim.SGD(ps, 1.0))
     assert after < 0.7 * before, (before, after)

@@ -1,4 +1,5 @@
-"""A learner's names are declared once, beside it (``SPECS``): defaults a name starts from, settings it forces."""
+"""A learner's names are declared once, beside it (``SPECS``): defaults a name starts from, settings
+it forces."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,14 @@ import torch
 from torch import nn
 
 from fewshot.errors import ConfigError
-from fewshot.learners import LEARNERS, MAML, MAMLConfig, build_learner, learner_config, register_learner
+from fewshot.learners import (
+    LEARNERS,
+    MAML,
+    MAMLConfig,
+    build_learner,
+    learner_config,
+    register_learner,
+)
 from fewshot.learners.spec import LearnerSpec
 
 
@@ -15,7 +23,8 @@ def test_defaults_are_overridable_and_forced_settings_hold_over_an_instance():
     assert learner_config("mamlpp") == MAMLConfig.mamlpp()
     torch.manual_seed(0)  # test-only module init
     fo = build_learner("fomaml", nn.Linear(2, 1), MAMLConfig(first_order=False))
-    assert fo.config.first_order is True  # the name means first order, whatever instance it is given
+    # the name means first order, whatever instance it is given
+    assert fo.config.first_order is True
     assert build_learner("imaml-hf", nn.Linear(2, 1)).config.inner_solver == "hf"
     with pytest.raises(ConfigError, match="unknown fomaml config key\\(s\\) bogus: valid keys are"):
         learner_config("fomaml", {"bogus": 1})

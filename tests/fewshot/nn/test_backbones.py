@@ -30,20 +30,25 @@ def test_conv4_strided_variant_has_no_pooling():
 def test_per_step_bn_slots_and_fc_nets():
     m = Conv4(1, 5, hidden=8, bn_steps=6)
     bns = [layer for layer in m.modules() if isinstance(layer, StepBatchNorm2d)]
-    assert len(bns) == 4 and all(b.weight.shape == (6, 8) and b.running_mean.shape == (6, 8) for b in bns)
+    assert len(bns) == 4 and all(b.weight.shape == (6, 8) and b.running_mean.shape == (6, 8)
+                                 for b in bns)
     fc = FullyConnected(784, 5)
     widths = [layer.out_features for layer in fc.modules() if isinstance(layer, nn.Linear)]
     assert widths == [256, 128, 64, 64, 5]
     assert fc(torch.zeros(4, 1, 28, 28)).shape == (4, 5)
     mlp = MLP(1, 1)
-    assert [layer.out_features for layer in mlp.modules() if isinstance(layer, nn.Linear)] == [40, 40, 1]
+    assert [layer.out_features for layer in mlp.modules() if isinstance(layer, nn.Linear)] == [40,
+                                                                                               40,
+                                                                                               1]
     assert mlp(torch.zeros(7, 1)).shape == (7, 1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(hidden=0), "hidden must be >= 1, got 0"),
-    (dict(image_size=8), "image_size=8 is too small for 4 blocks: use fewer blocks or larger images"),
-    (dict(bn_steps=0), "bn_steps must be >= 1, got 0"), (dict(out_features=-1), "out_features must be >= 1, got -1")])
+    (dict(image_size=8),
+     "image_size=8 is too small for 4 blocks: use fewer blocks or larger images"),
+    (dict(bn_steps=0), "bn_steps must be >= 1, got 0"),
+    (dict(out_features=-1), "out_features must be >= 1, got -1")])
 def test_bad_backbone_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=f"^{message}"):
         Conv4(**kwargs)

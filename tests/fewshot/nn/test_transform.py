@@ -1,4 +1,5 @@
-"""MT-net transform layers: in-place conversion, identity start, T applied after the bias, idempotence."""
+"""MT-net transform layers: in-place conversion, identity start, T applied after the bias,
+idempotence."""
 import copy
 
 import torch
@@ -9,7 +10,8 @@ from fewshot.nn import Conv4, TransformedConv2d, TransformedLinear, add_transfor
 
 def test_conversion_keeps_weights_keys_and_the_global_rng():
     torch.manual_seed(0)  # test-only module init
-    model = Conv4(1, 3, hidden=4, image_size=8, blocks=2).eval()  # eval: the forward writes no BN stats
+    # eval: the forward writes no BN stats
+    model = Conv4(1, 3, hidden=4, image_size=8, blocks=2).eval()
     before = copy.deepcopy(model.state_dict())
     x = torch.randn(2, 1, 8, 8)
     expected = model(x)
@@ -21,7 +23,8 @@ def test_conversion_keeps_weights_keys_and_the_global_rng():
     assert set(after) == set(before) | {f"{n}.transform" for n in names}
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert torch.equal(model(x), expected)
-    assert add_transforms(model) == names and model.features[0].transform.shape == (4, 4)  # idempotent
+    # idempotent
+    assert add_transforms(model) == names and model.features[0].transform.shape == (4, 4)
 
 
 def test_T_is_applied_to_the_layer_output_after_the_bias():
@@ -36,7 +39,8 @@ def test_T_is_applied_to_the_layer_output_after_the_bias():
         lin.transform.copy_(torch.randn(4, 4))
         conv.transform.copy_(torch.randn(3, 3))
     assert torch.allclose(lin(x), plain_lin @ lin.transform.T, atol=1e-6)
-    assert torch.allclose(conv(img), torch.einsum("oc,nchw->nohw", conv.transform, plain_conv), atol=1e-5)
+    assert torch.allclose(conv(img), torch.einsum("oc,nchw->nohw", conv.transform, plain_conv),
+                          atol=1e-5)
 
 
 def test_skip_last_frozen_layers_and_subclasses_are_left_alone():
@@ -48,4 +52,5 @@ def test_skip_last_frozen_layers_and_subclasses_are_left_alone():
     model = nn.Sequential(nn.Linear(2, 3), frozen, MyLinear(3, 2), nn.Linear(2, 2))
     model[1], model[2] = frozen, MyLinear(2, 2)
     assert add_transforms(model, skip_last=True) == ["0"]
-    assert type(model[1]) is nn.Linear and type(model[2]) is MyLinear and type(model[3]) is nn.Linear
+    assert type(model[1]) is nn.Linear and type(model[2]) is MyLinear and type(
+        model[3]) is nn.Linear

@@ -1,4 +1,5 @@
-"""The meta-learner LSTM rule (Ravi & Larochelle): hand computation, nn.LSTMCell equality, init, vmap."""
+"""The meta-learner LSTM rule (Ravi & Larochelle): hand computation, nn.LSTMCell equality, init,
+vmap."""
 import math
 
 import pytest
@@ -17,11 +18,14 @@ def _gen(seed):
 
 
 def _rule(hidden=3, seed=0, names=("0.weight", "0.bias"), spread=1.0):
-    """A float64 rule whose weights are all of order one, so every gate matters in the comparison."""
+    """A float64 rule whose weights are all of order one, so every gate matters in the
+    comparison."""
     rule = LSTMMetaRule(list(names), hidden=hidden, seed=seed, dtype=torch.float64)
     with torch.no_grad():
         for p in rule.parameters():
-            p.copy_(torch.rand(p.shape, generator=_gen(seed + p.numel()), dtype=torch.float64) * 2 * spread - spread)
+            p.copy_(
+                torch.rand(p.shape, generator=_gen(seed + p.numel()),
+                           dtype=torch.float64) * 2 * spread - spread)
     return rule
 
 
@@ -46,7 +50,8 @@ def _hand_step(rule, grad, loss, theta, state):
         x = _pre(grad[k]) + _pre(loss)
         h_prev, c_prev = state["h"][k], state["c"][k]
         pre = [sum(w["weight_ih"][r][j] * x[j] for j in range(4)) + w["bias_ih"][r]
-               + sum(w["weight_hh"][r][j] * h_prev[j] for j in range(hid)) + w["bias_hh"][r] for r in range(4 * hid)]
+               + sum(w["weight_hh"][r][j] * h_prev[j] for j in range(hid)) + w["bias_hh"][r]
+               for r in range(4 * hid)]
         gi = [_sig(v) for v in pre[:hid]]
         gf = [_sig(v) for v in pre[hid:2 * hid]]
         gg = [math.tanh(v) for v in pre[2 * hid:3 * hid]]
@@ -54,9 +59,11 @@ def _hand_step(rule, grad, loss, theta, state):
         c = [gf[j] * c_prev[j] + gi[j] * gg[j] for j in range(hid)]
         h = [go[j] * math.tanh(c[j]) for j in range(hid)]
         wf, wi = w["forget_weight"], w["input_weight"]
-        f = _sig(sum(wf[j] * h[j] for j in range(hid)) + wf[hid] * theta[k] + wf[hid + 1] * state["f"][k]
+        f = _sig(sum(wf[j] * h[j] for j in range(hid)) + wf[hid] * theta[k]
+                 + wf[hid + 1] * state["f"][k]
                  + w["forget_bias"][0])
-        i = _sig(sum(wi[j] * h[j] for j in range(hid)) + wi[hid] * theta[k] + wi[hid + 1] * state["i"][k]
+        i = _sig(sum(wi[j] * h[j] for j in range(hid)) + wi[hid] * theta[k]
+                 + wi[hid + 1] * state["i"][k]
                  + w["input_bias"][0])
         out.append(f * theta[k] - i * grad[k])  # the paper's cell update
         for key, v in (("h", h), ("c", c), ("f", f), ("i", i)):
@@ -76,7 +83,8 @@ def test_two_steps_match_a_hand_computation():
 
     theta = torch.cat([params[n].reshape(-1) for n in names]).tolist()
     n = len(theta)
-    state = {"h": [[0.0] * 3 for _ in range(n)], "c": [[0.0] * 3 for _ in range(n)], "f": [0.0] * n, "i": [0.0] * n}
+    state = {"h": [[0.0] * 3 for _ in range(n)], "c": [[0.0] * 3 for _ in range(n)], "f": [0.0] * n,
+             "i": [0.0] * n}
     for t in range(2):
         cur = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
         loss = F.mse_loss(x @ cur[:2].unsqueeze(1) + cur[2], y)
@@ -85,7 +93,8 @@ def test_two_steps_match_a_hand_computation():
         got = torch.cat([res.params[t + 1][nm].reshape(-1) for nm in names])
         assert torch.allclose(got, torch.tensor(theta, dtype=torch.float64), rtol=0, atol=1e-13), t
     for key in ("h", "c", "f", "i"):
-        assert torch.allclose(res.state[key], torch.tensor(state[key], dtype=torch.float64), atol=1e-13), key
+        assert torch.allclose(res.state[key], torch.tensor(state[key], dtype=torch.float64),
+                              atol=1e-13), key
     # the gates were far from saturation, so the comparison exercised every one of them
     assert 0.05 < res.state["f"].min() and res.state["f"].max() < 0.95
     assert 0.05 < res.state["i"].min() and res.state["i"].max() < 0.95
@@ -97,7 +106,8 @@ def test_adding_the_update_gives_the_cell_formula():
     scale = 10.0 ** torch.randint(-6, 2, (50,), generator=_gen(6))
     grad = torch.randn(50, generator=_gen(5), dtype=torch.float64) * scale
     state = rule.init({"w": theta})
-    updates, new = rule({"w": grad}, state, {"w": theta}, step=0, loss=torch.tensor(0.7, dtype=torch.float64))
+    updates, new = rule({"w": grad}, state, {"w": theta}, step=0,
+                        loss=torch.tensor(0.7, dtype=torch.float64))
     direct = new["f"] * theta - new["i"] * grad
     # exact in real arithmetic; in floats one more rounding (a few ulps of theta)
     atol = 4e-16 * theta.abs().max().item()
@@ -152,14 +162,18 @@ def test_initialisation_is_seeded_in_the_paper_ranges_and_leaves_the_global_rng_
     a, b, c = LSTMMetaRule(["w"], seed=7), LSTMMetaRule(["w"], seed=7), LSTMMetaRule(["w"], seed=8)
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert not torch.equal(a.weight_ih, c.weight_ih) and not torch.equal(a.forget_bias, c.forget_bias)
+    assert not torch.equal(a.weight_ih, c.weight_ih) and not torch.equal(a.forget_bias,
+                                                                         c.forget_bias)
     assert 4.0 <= a.forget_bias.item() <= 5.0 and -5.0 <= a.input_bias.item() <= -4.0
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "forget_weight", "input_weight"):
         w = getattr(a, name)
         assert w.abs().max() <= 0.01 and w.abs().max() > 0.005, name  # U(-0.01, 0.01), not all zero
-    assert a.weight_ih.shape == (80, 4) and a.weight_hh.shape == (80, 20) and a.forget_weight.shape == (22,)
+    assert a.weight_ih.shape == (80, 4) and a.weight_hh.shape == (80,
+                                                                  20) and a.forget_weight.shape == (
+                                                                      22,)
     state = a.init({"w": torch.zeros(3, 2)})
-    assert all(torch.equal(v, torch.zeros_like(v)) for v in state.values())  # f_0 = i_0 = 0, zero LSTM state
+    # f_0 = i_0 = 0, zero LSTM state
+    assert all(torch.equal(v, torch.zeros_like(v)) for v in state.values())
     assert state["h"].shape == (6, 20) and state["f"].shape == (6,)
 
 
@@ -179,10 +193,13 @@ def test_gradient_and_loss_inputs_carry_no_graph():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(hidden=0), "hidden must be >= 1, got 0"), (dict(hidden=2.5), "hidden must be an integer, got 2.5"),
+    (dict(hidden=0), "hidden must be >= 1, got 0"),
+    (dict(hidden=2.5), "hidden must be an integer, got 2.5"),
     (dict(p=0.0), r"preprocessing p must be a finite number > 0 \(the paper uses 10\), got 0.0"),
-    (dict(init_range=-1.0), r"LSTM meta-learner init_range must be a finite number >= 0 .*, got -1.0"),
-    (dict(forget_bias=(5.0, 4.0)), r"LSTM meta-learner forget_bias range must be two finite numbers \(low, high\) "
+    (dict(init_range=-1.0),
+     r"LSTM meta-learner init_range must be a finite number >= 0 .*, got -1.0"),
+    (dict(forget_bias=(5.0, 4.0)),
+     r"LSTM meta-learner forget_bias range must be two finite numbers \(low, high\) "
                                    r"with low <= high, got \(5.0, 4.0\)")])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ConfigError, match=f"^{message}"):

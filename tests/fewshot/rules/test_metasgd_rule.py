@@ -7,7 +7,8 @@ from fewshot.rules import ElementwiseSGD
 
 
 def test_update_is_minus_alpha_times_grad_per_element_and_step():
-    rule = ElementwiseSGD(["a", "b"], [(2, 3), (4,)], (0.01, 0.5), steps=2, seed=1, dtype=torch.float64)
+    rule = ElementwiseSGD(["a", "b"], [(2, 3), (4,)], (0.01, 0.5), steps=2, seed=1,
+                          dtype=torch.float64)
     g = {"a": torch.randn(2, 3, dtype=torch.float64), "b": torch.randn(4, dtype=torch.float64)}
     for step, row in ((0, 0), (1, 1), (5, 1)):  # steps past the last row reuse it
         updates, state = rule(g, {}, {}, step=step, loss=torch.tensor(0.0))
@@ -24,7 +25,9 @@ def test_init_is_uniform_in_range_seeded_and_constant_when_low_equals_high():
     assert abs(a.mean().item() - 0.0525) < 2e-3
     same = ElementwiseSGD(["w"], [(100, 100)], (0.005, 0.1), seed=3, dtype=torch.float64)
     assert torch.equal(a, same.alphas[0])
-    assert not torch.equal(a, ElementwiseSGD(["w"], [(100, 100)], (0.005, 0.1), seed=4, dtype=torch.float64).alphas[0])
+    assert not torch.equal(a,
+                           ElementwiseSGD(["w"], [(100, 100)], (0.005, 0.1), seed=4,
+                                          dtype=torch.float64).alphas[0])
     const = ElementwiseSGD(["w"], [(3,)], (0.25, 0.25), steps=2)
     assert torch.all(const.alphas[0] == 0.25) and const.alphas[0].dtype == torch.float32
     assert isinstance(const.alphas[0], torch.nn.Parameter)

@@ -1,6 +1,6 @@
-"""NewtonCG: one full step on a convex quadratic lands on its minimiser (hand-solved normal equations),
-damping solves the damped system, the step is bounded where the Hessian is indefinite, the products come
-only from the inner loop, and bad settings get one error each."""
+"""NewtonCG: one full step on a convex quadratic lands on its minimiser (hand-solved normal
+equations), damping solves the damped system, the step is bounded where the Hessian is indefinite,
+the products come only from the inner loop, and bad settings get one error each."""
 from __future__ import annotations
 
 import pytest
@@ -28,8 +28,8 @@ def _linear() -> nn.Module:
 
 @pytest.mark.parametrize("damping", [0.0, 0.7])
 def test_one_full_step_solves_the_damped_newton_system(damping):
-    """MSE of a linear model: H = (2/n) X^T X, g = (2/n) X^T (X w - y); the step is -(H + damping I)^{-1} g
-    (damping 0: the least-squares solution in one step)."""
+    """MSE of a linear model: H = (2/n) X^T X, g = (2/n) X^T (X w - y); the step is -(H + damping
+    I)^{-1} g (damping 0: the least-squares solution in one step)."""
     x, y = _regression()
     model = _linear()
     params, buffers = split_state(model)
@@ -62,7 +62,8 @@ def test_the_same_under_vmap_as_per_task():
 
 
 def test_an_indefinite_hessian_gives_a_step_no_longer_than_a_gradient_step_over_damping():
-    """A concave loss (-MSE): H negative definite; the radius 1/damping bounds ||d|| by ||g|| / damping."""
+    """A concave loss (-MSE): H negative definite; the radius 1/damping bounds ||d|| by ||g|| /
+    damping."""
     x, y = _regression(1)
     model = _linear()
     params, buffers = split_state(model)
@@ -85,7 +86,8 @@ def test_outside_the_inner_loop_it_says_where_products_come_from():
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"lr": 0.0}, "NewtonCG lr must be a finite number > 0"), ({"damping": -1.0}, "NewtonCG damping must be"),
+    ({"lr": 0.0}, "NewtonCG lr must be a finite number > 0"),
+    ({"damping": -1.0}, "NewtonCG damping must be"),
     ({"cg_steps": 0}, "NewtonCG cg_steps must be"), ({"cg_tol": 1.0}, "NewtonCG cg_tol must be"),
     ({"radius": 0.0}, "NewtonCG radius must be a finite number > 0"),
 ])

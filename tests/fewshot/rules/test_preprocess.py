@@ -29,7 +29,8 @@ def test_boundary_takes_the_large_branch_and_both_branches_meet_there():
     p = 10.0
     edge = torch.tensor([math.exp(-p), -math.exp(-p)], dtype=torch.float64)
     out = preprocess_gradients(edge, p)
-    assert torch.allclose(out, torch.tensor([[-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(out, torch.tensor([[-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64),
+                          atol=1e-12)
     below = preprocess_gradients(edge * (1 - 1e-9), p)
     above = preprocess_gradients(edge * (1 + 1e-9), p)
     assert below[0, 0].item() == -1.0 and above[0, 1].item() == 1.0  # different branches ...

@@ -1,6 +1,7 @@
-"""glibc's thresholds as ``tune_allocator`` leaves them, seen through glibc's own accounting (``mallinfo2``)
-in a fresh process each: blocks under the fixed mmap threshold come from the heap, freed heap memory stays
-with the process, and the user's own settings (or ``FEWSHOT_MALLOC=system``) win."""
+"""glibc's thresholds as ``tune_allocator`` leaves them, seen through glibc's own accounting
+(``mallinfo2``) in a fresh process each: blocks under the fixed mmap threshold come from the heap,
+freed heap memory stays with the process, and the user's own settings (or ``FEWSHOT_MALLOC=system``)
+win."""
 from __future__ import annotations
 
 import json
@@ -18,16 +19,19 @@ from fewshot.runtime import allocator
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="glibc's allocator only (tune_allocator does nothing elsewhere)")
+                                reason="glibc's allocator only (tune_allocator does nothing "
+                                       "elsewhere)")
 
-# mallinfo2 (glibc >= 2.33): hblks = blocks served by mmap now, arena = bytes of heap the process holds
+# mallinfo2 (glibc >= 2.33): hblks = blocks served by mmap now, arena = bytes of heap the process
+# holds
 PROBE = '''
 import ctypes, ctypes.util, json
 from fewshot.runtime.allocator import tune_allocator
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
 libc.mallinfo2.restype = Info
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -48,20 +52,25 @@ print(json.dumps({"tuned": tuned, "4MB mmapped": mmapped(4 * MB), "48MB mmapped"
 
 
 def _probe(**env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in (*allocator.USER_SETTINGS, allocator.ENV_SWITCH)}
-    proc = subprocess.run([sys.executable, "-c", PROBE], env={**clean, "PYTHONPATH": str(REPO), **env},
+    clean = {k: v for k, v in os.environ.items()
+             if k not in (*allocator.USER_SETTINGS, allocator.ENV_SWITCH)}
+    proc = subprocess.run([sys.executable, "-c", PROBE],
+                          env={**clean, "PYTHONPATH": str(REPO), **env},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
 
 def test_tuned_blocks_under_32mb_come_from_the_heap_and_stay_after_free():
-    assert _probe() == {"tuned": True, "4MB mmapped": False, "48MB mmapped": True, "kept after free": True}
+    assert _probe() == {"tuned": True, "4MB mmapped": False, "48MB mmapped": True,
+                        "kept after free": True}
 
 
 @pytest.mark.parametrize("env, field, want", [
-    ({"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}, "4MB mmapped", True),  # their 1 MB threshold, not our 32 MB
-    ({"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 20)}, "kept after free", False),
+    # their 1 MB threshold, not our 32 MB
+    ({"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}, "4MB mmapped", True),
+    ({"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 20)},
+     "kept after free", False),
 ])
 def test_the_users_own_settings_win(env, field, want):
     got = _probe(**env)

@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun (gloo, 2 CPU processes spawned by the test) against one process.
+"""Data-parallel training under torchrun (gloo, 2 CPU processes spawned by the test) against one
+process.
 
 The claim: with the same seed, 2 processes x meta-batch 4 give the meta-parameters (and batch-norm
 statistics, and MT-net's noise generator) of 1 process x meta-batch 8 after K iterations, up to
@@ -29,8 +30,10 @@ ITERATIONS = 3
 
 
 def _overrides(root: Path, iterations: int = ITERATIONS, meta_batch: int = 8) -> list[str]:
-    return [f"data.root={root}", "model.hidden=8", f"meta_batch={meta_batch}", f"iterations={iterations}",
-            "val_every=3", "val_episodes=10", "eval_batch=4", "checkpoint_every=1", "log_every=1", "device=cpu"]
+    return [f"data.root={root}", "model.hidden=8", f"meta_batch={meta_batch}",
+            f"iterations={iterations}",
+            "val_every=3", "val_episodes=10", "eval_batch=4", "checkpoint_every=1", "log_every=1",
+            "device=cpu"]
 
 
 def _env() -> dict[str, str]:
@@ -41,21 +44,25 @@ def _env() -> dict[str, str]:
 
 
 def _torchrun(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           *args]
     return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _assert_same_training(got: dict, want: dict, cfg, iterations: int) -> None:
     """``got`` (a learner state_dict) equals ``want`` up to float summation order.
 
-    A convolution's bias right before batch norm cannot change any loss (BN subtracts the batch mean):
-    its meta-gradient is rounding noise, which Adam turns into steps of up to ±lr whatever the noise's
-    size, so those biases (and the running means that record them) may differ by 2·lr per iteration.
+    A convolution's bias right before batch norm cannot change any loss (BN subtracts the batch
+    mean): its meta-gradient is rounding noise, which Adam turns into steps of up to ±lr whatever
+    the noise's size, so those biases (and the running means that record them) may differ by 2·lr
+    per iteration.
     """
     dead = {f"model.features.{i}.bias" for i in (0, 3, 6, 9)} | {f"model.features.{i}.running_mean"
                                                                  for i in (1, 4, 7, 10)}
-    # MT-net's T right before batch norm: BN cancels a positive scaling of each row (output channel), so
-    # along each row's own direction the meta-gradient is rounding noise too (Adam: up to ±lr a step);
+    # MT-net's T right before batch norm: BN cancels a positive scaling of each row (output
+    # channel), so
+    # along each row's own direction the meta-gradient is rounding noise too (Adam: up to ±lr a
+    # step);
     # the rows' directions are what the loss sees, and those must agree
     scaled = {f"model.features.{i}.transform" for i in (0, 3, 6, 9)}
     init = build_learner_from_config(cfg).state_dict()
@@ -63,7 +70,8 @@ def _assert_same_training(got: dict, want: dict, cfg, iterations: int) -> None:
     for key, w in want.items():
         g = got[key]
         if key in scaled and key in init:
-            torch.testing.assert_close(g / g.norm(dim=1, keepdim=True), w / w.norm(dim=1, keepdim=True),
+            torch.testing.assert_close(g / g.norm(dim=1, keepdim=True),
+                                       w / w.norm(dim=1, keepdim=True),
                                        rtol=1e-5, atol=1e-6, msg=key)
             torch.testing.assert_close(g, w, rtol=0, atol=2 * cfg.optim.lr * iterations, msg=key)
             moved += int(not torch.equal(w, init[key]))
@@ -77,7 +85,8 @@ def _assert_same_training(got: dict, want: dict, cfg, iterations: int) -> None:
     assert moved > 0  # the comparison is not between two untrained models
 
 
-# Each rank trains, then saves its own learner state, so the test can compare the ranks with each other.
+# Each rank trains, then saves its own learner state, so the test can compare the ranks with each
+# other.
 DRIVER = textwrap.dedent('''
     import os, sys, torch
     from fewshot.config import apply_overrides, load_config
@@ -96,7 +105,8 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("preset", ["omniglot-5w1s-maml", "omniglot-5w1s-mtnet"])
-def test_two_processes_equal_one_with_the_whole_meta_batch(preset, omniglot_root, driver, tmp_path, monkeypatch):
+def test_two_processes_equal_one_with_the_whole_meta_batch(preset, omniglot_root, driver, tmp_path,
+                                                           monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     two = tmp_path / "two"
     proc = _torchrun([str(driver), preset, str(two), *_overrides(omniglot_root)], cwd=tmp_path)
@@ -115,7 +125,8 @@ def test_two_processes_equal_one_with_the_whole_meta_batch(preset, omniglot_root
     if preset.endswith("mtnet"):
         assert "noise_rng" in single and torch.equal(ranks[0]["noise_rng"], single["noise_rng"])
 
-    logged_two, logged_one = read_metrics(two / "metrics.jsonl"), read_metrics(one / "metrics.jsonl")
+    logged_two, logged_one = read_metrics(two / "metrics.jsonl"), read_metrics(
+        one / "metrics.jsonl")
     assert [r["iteration"] for r in logged_two] == [r["iteration"] for r in logged_one]
     for a, b in zip(logged_two, logged_one):
         assert a["kind"] == b["kind"]
@@ -123,10 +134,12 @@ def test_two_processes_equal_one_with_the_whole_meta_batch(preset, omniglot_root
             if name in b:
                 assert a[name] == pytest.approx(b[name], rel=1e-5, abs=1e-6), (a, b)
     val_two = [r for r in logged_two if r["kind"] == "val"]
-    assert val_two and val_two[-1]["episodes"] == 10  # the gathered validation covered every episode
+    # the gathered validation covered every episode
+    assert val_two and val_two[-1]["episodes"] == 10
 
 
-# The meta-gradient itself, in float64: each rank back-propagates its half of a meta-batch of 8 and the
+# The meta-gradient itself, in float64: each rank back-propagates its half of a meta-batch of 8 and
+# the
 # gradients and BN statistics are averaged with fewshot.runtime.distributed; rank 0 saves them.
 GRADIENTS = textwrap.dedent('''
     import sys, torch
@@ -145,16 +158,18 @@ GRADIENTS = textwrap.dedent('''
         buffers = [b for b in learner.buffers() if b.is_floating_point()]
         before = [b.clone() for b in buffers]
         batch = source.sample(8)
-        learner.meta_backward(batch.__class__(batch.support_x.double(), batch.support_y, batch.query_x.double(),
-                                              batch.query_y, batch.ways))
+        learner.meta_backward(batch.__class__(batch.support_x.double(), batch.support_y,
+                                              batch.query_x.double(), batch.query_y, batch.ways))
         params = list(learner.parameters())
         distributed.average_gradients(params, ranks)
         distributed.average_buffers(buffers, before, ranks)
-        result[preset] = {**{f"grad.{n}": p.grad for n, p in learner.named_parameters()}, **learner.state_dict()}
+        grads = {f"grad.{n}": p.grad for n, p in learner.named_parameters()}
+        result[preset] = {**grads, **learner.state_dict()}
     if ranks.main:
         torch.save(result, out)
     distributed.teardown(ranks)
-    distributed.leave(0)  # as the fewshot command's ranks do: no interpreter finalization after gloo
+    # as the fewshot command's ranks do: no interpreter finalization after gloo
+    distributed.leave(0)
 ''')
 
 
@@ -168,42 +183,53 @@ def test_meta_gradient_of_two_halves_equals_the_whole_in_float64(omniglot_root, 
         cfg = apply_overrides(load_config(preset), [f"data.root={omniglot_root}", "model.hidden=8"])
         learner = build_learner_from_config(cfg).double()
         batch = build_train_source(cfg).sample(8)
-        learner.meta_backward(batch.__class__(batch.support_x.double(), batch.support_y, batch.query_x.double(),
+        learner.meta_backward(
+            batch.__class__(batch.support_x.double(), batch.support_y, batch.query_x.double(),
                                               batch.query_y, batch.ways))
-        one = {**{f"grad.{n}": p.grad for n, p in learner.named_parameters()}, **learner.state_dict()}
+        one = {**{f"grad.{n}": p.grad for n, p in learner.named_parameters()},
+               **learner.state_dict()}
         assert one.keys() == two[preset].keys()
         for key, want in one.items():
             if want.is_floating_point():
-                torch.testing.assert_close(two[preset][key], want, rtol=1e-12, atol=1e-14, msg=f"{preset} {key}")
+                torch.testing.assert_close(two[preset][key], want, rtol=1e-12, atol=1e-14,
+                                           msg=f"{preset} {key}")
             else:
                 assert torch.equal(two[preset][key], want), f"{preset} {key}"
-        if preset.endswith("mtnet"):  # the mask logits and T matrices (meta-parameters of MT-net) too
-            assert {"grad.rule.rules.0.logits", "grad.model.classifier.transform", "noise_rng"} <= set(one)
+        # the mask logits and T matrices (meta-parameters of MT-net) too
+        if preset.endswith("mtnet"):
+            assert {"grad.rule.rules.0.logits", "grad.model.classifier.transform",
+                    "noise_rng"} <= set(one)
 
 
 def test_resume_with_another_number_of_processes(omniglot_root, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     preset = "omniglot-5w1s-maml"
     run = tmp_path / "run"
-    # a constant meta learning rate: a run extended from 2 to 4 iterations then takes the steps of a 4-iteration
+    # a constant meta learning rate: a run extended from 2 to 4 iterations then takes the steps of a
+    # 4-iteration
     # run (a cosine schedule's first steps depend on the run's length)
     constant = "optim.cosine=false"
     proc = _torchrun(["-m", "fewshot", "train", preset, "--out", str(run), "--quiet",
-                      *[f"--set={o}" for o in [*_overrides(omniglot_root, iterations=2), constant]]], cwd=tmp_path)
+                      *[f"--set={o}"
+                        for o in [*_overrides(omniglot_root, iterations=2), constant]]],
+                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("trained 2 iterations") == 1  # rank 0 alone prints
     assert load_checkpoint(run / "last.pt")["iteration"] == 2
-    cfg4 = apply_overrides(load_config(preset), [*_overrides(omniglot_root, iterations=4), constant])
+    cfg4 = apply_overrides(load_config(preset),
+                           [*_overrides(omniglot_root, iterations=4), constant])
     resumed = train(cfg4, run, quiet=True)  # one process continues the two-process run
     assert resumed.resumed_from == 2
     straight = train(cfg4, tmp_path / "straight", quiet=True)
     _assert_same_training(resumed.learner.state_dict(), straight.learner.state_dict(), cfg4, 4)
 
     # the test episodes split over two processes and gathered give one process's report exactly
-    evaluate = ["-m", "fewshot", "eval", str(run), "--episodes", "11", "--json", "--quiet", "--device", "cpu"]
+    evaluate = ["-m", "fewshot", "eval", str(run), "--episodes", "11", "--json", "--quiet",
+                "--device", "cpu"]
     two = _torchrun(evaluate, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, *evaluate], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    one = subprocess.run([sys.executable, *evaluate], cwd=tmp_path, env=_env(), capture_output=True,
+                         text=True)
     assert one.returncode == 0, one.stderr[-3000:]
     assert len(two.stdout.splitlines()) == 1  # rank 0 alone prints
     assert json.loads(two.stdout) == json.loads(one.stdout)
@@ -211,17 +237,21 @@ def test_resume_with_another_number_of_processes(omniglot_root, tmp_path, monkey
 
 
 def test_meta_batch_that_does_not_split_is_one_clear_error(omniglot_root, tmp_path):
-    proc = _torchrun(["-m", "fewshot", "train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--quiet",
-                      *[f"--set={o}" for o in _overrides(omniglot_root, meta_batch=3)]], cwd=tmp_path)
+    proc = _torchrun(
+        ["-m", "fewshot", "train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--quiet",
+                      *[f"--set={o}" for o in _overrides(omniglot_root, meta_batch=3)]],
+                     cwd=tmp_path)
     assert proc.returncode != 0
     assert "error: meta_batch=3 does not split evenly over 2 processes" in proc.stderr
-    assert str(REPO / "fewshot") not in proc.stderr  # one line from each rank, no traceback through our code
+    # one line from each rank, no traceback through our code
+    assert str(REPO / "fewshot") not in proc.stderr
 
 
 FAILING = textwrap.dedent('''
     import os, sys
     from fewshot.learners.base import GradientLearner
-    if os.environ["RANK"] == "1":  # rank 1 fails in its second iteration; rank 0 waits in the all-reduce
+    # rank 1 fails in its second iteration; rank 0 waits in the all-reduce
+    if os.environ["RANK"] == "1":
         original, calls = GradientLearner.meta_backward, []
         def failing(self, batch, **kw):
             calls.append(1)
@@ -237,12 +267,15 @@ FAILING = textwrap.dedent('''
 def test_a_failing_rank_ends_the_job_with_its_error(omniglot_root, tmp_path):
     script = tmp_path / "failing.py"
     script.write_text(FAILING)
-    proc = _torchrun([str(script), "train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--quiet",
-                      "--dist-timeout", "60", *[f"--set={o}" for o in _overrides(omniglot_root, iterations=5)]],
+    proc = _torchrun(
+        [str(script), "train", "omniglot-5w1s-maml", "--out", str(tmp_path / "run"), "--quiet",
+                      "--dist-timeout", "60",
+                      *[f"--set={o}" for o in _overrides(omniglot_root, iterations=5)]],
                      cwd=tmp_path, timeout=240)
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 1  # rank 0 kept what it had written
+    # rank 0 kept what it had written
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 1
 
 
 def test_shares_cover_every_item_once_in_order():
@@ -278,15 +311,18 @@ LEAVING = textwrap.dedent('''
 
 
 def test_leave_flushes_both_streams_and_skips_finalization():
-    proc = subprocess.run([sys.executable, "-c", LEAVING], env=_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", LEAVING], env=_env(), capture_output=True,
+                          text=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "done", "err")
 
 
 def test_a_rank_of_the_fewshot_command_leaves_with_its_whole_output_and_status():
-    env = {**_env(), "WORLD_SIZE": "2", "RANK": "1"}  # a rank as torchrun starts it (no group needed here)
+    # a rank as torchrun starts it (no group needed here)
+    env = {**_env(), "WORLD_SIZE": "2", "RANK": "1"}
     listing = subprocess.run([sys.executable, "-m", "fewshot", "train", "--list-presets"], env=env,
                              capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0 and listing.stdout.splitlines() == fewshot.list_presets()
-    failing = subprocess.run([sys.executable, "-m", "fewshot", "train"], env=env, capture_output=True, text=True,
+    failing = subprocess.run([sys.executable, "-m", "fewshot", "train"], env=env,
+                             capture_output=True, text=True,
                              timeout=120)
     assert failing.returncode == 2 and failing.stderr.startswith("error: no preset or config given")

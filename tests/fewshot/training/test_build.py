@@ -1,4 +1,5 @@
-"""Config -> objects: device resolution, seeded initialisation, identities, fixed evaluation sets."""
+"""Config -> objects: device resolution, seeded initialisation, identities, fixed evaluation
+sets."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,12 @@ import torch
 
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import ConfigError
-from fewshot.training.build import backbone_identity, build_fixed_set, build_learner_from_config, resolve_device
+from fewshot.training.build import (
+    backbone_identity,
+    build_fixed_set,
+    build_learner_from_config,
+    resolve_device,
+)
 
 
 def test_resolve_device(monkeypatch):
@@ -33,7 +39,8 @@ def test_init_is_a_function_of_the_seed_and_leaves_global_rng_alone():
 def test_backbone_identity_tracks_architecture():
     cfg = get_preset("omniglot-5w1s-maml")
     assert backbone_identity(cfg) == "conv4(hidden=64,pool=False,in=1,size=28)"
-    assert backbone_identity(get_preset("mini-imagenet-5w1s-mamlpp")) == "conv4(hidden=48,pool=True,in=3,size=84)"
+    assert backbone_identity(
+        get_preset("mini-imagenet-5w1s-mamlpp")) == "conv4(hidden=48,pool=True,in=3,size=84)"
 
 
 def test_regression_fixed_set_does_not_depend_on_batch_size():

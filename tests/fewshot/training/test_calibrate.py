@@ -16,7 +16,8 @@ WAYS, SHOTS, QUERIES, FEATURES = 3, 2, 4, 5
 
 
 class Tasks:
-    """A seeded source of 3-way tasks of 5 features, each class with its own mean (shifted per task)."""
+    """A seeded source of 3-way tasks of 5 features, each class with its own mean (shifted per
+    task)."""
 
     def __init__(self, seed: int) -> None:
         self.gen = torch.Generator().manual_seed(seed)
@@ -35,7 +36,8 @@ class Tasks:
 
 def _learner() -> MAML:
     torch.manual_seed(0)
-    layers: list[nn.Module] = [StepBatchNorm1d(FEATURES), nn.Linear(FEATURES, 8), StepBatchNorm1d(8), nn.ReLU(),
+    layers: list[nn.Module] = [StepBatchNorm1d(FEATURES), nn.Linear(FEATURES, 8),
+                               StepBatchNorm1d(8), nn.ReLU(),
                                nn.Linear(8, WAYS)]
     return MAML(nn.Sequential(*layers), MAMLConfig(inner_steps=2, eval_steps=2, inner_lr=0.3,
                                                    task_batching="loop"))
@@ -47,10 +49,12 @@ def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_slots_hold_the_average_batch_statistics_of_their_forward():
     """The first layer normalises the raw inputs, whatever the adapted parameters: slots 0..steps-1
-    must hold the mean over tasks of the support statistics, slot ``steps`` that of the query ones."""
+    must hold the mean over tasks of the support statistics, slot ``steps`` that of the query
+    ones."""
     learner = _learner()
     make_per_step(learner, 2)
-    used = calibrate_batchnorm(learner, Tasks(7), tasks=10, steps=2, batch_size=4)  # 4 + 4 + 2 tasks
+    # 4 + 4 + 2 tasks
+    used = calibrate_batchnorm(learner, Tasks(7), tasks=10, steps=2, batch_size=4)
     assert used == 10
     src = Tasks(7)
     tasks = [src.sample(4), src.sample(4), src.sample(2)]
@@ -58,11 +62,14 @@ def test_slots_hold_the_average_batch_statistics_of_their_forward():
     query = [_stats(t.query_x[i]) for t in tasks for i in range(len(t))]
     bn = learner.model[0]
     for slot in (0, 1):
-        torch.testing.assert_close(bn.running_mean[slot], torch.stack([m for m, _ in support]).mean(0))
-        torch.testing.assert_close(bn.running_var[slot], torch.stack([v for _, v in support]).mean(0))
+        torch.testing.assert_close(bn.running_mean[slot],
+                                   torch.stack([m for m, _ in support]).mean(0))
+        torch.testing.assert_close(bn.running_var[slot],
+                                   torch.stack([v for _, v in support]).mean(0))
     torch.testing.assert_close(bn.running_mean[2], torch.stack([m for m, _ in query]).mean(0))
     torch.testing.assert_close(bn.running_var[2], torch.stack([v for _, v in query]).mean(0))
-    assert learner.model[0].momentum == 0.1 and learner.config.bn_mode == "frozen"  # restored after calibrating
+    # restored after calibrating
+    assert learner.model[0].momentum == 0.1 and learner.config.bn_mode == "frozen"
 
 
 def test_calibration_changes_no_parameter_and_leaves_unused_slots():
@@ -88,7 +95,8 @@ def test_calibrated_learner_predicts_each_query_alone_as_in_a_batch():
     together = learner.predict(x, params)
     alone = torch.cat([learner.predict(x[i:i + 1], params) for i in range(len(x))])
     torch.testing.assert_close(alone, together)
-    # transductive mode on the same weights does depend on the other queries (the contrast the test needs)
+    # transductive mode on the same weights does depend on the other queries (the contrast the test
+    # needs)
     learner.config.bn_mode = "transductive"
     assert not torch.allclose(learner.predict(x[:1], params), learner.predict(x, params)[:1])
 
@@ -109,9 +117,12 @@ def test_calibration_refuses_what_it_cannot_do():
 
 def test_transfer_state_widens_slots_and_keeps_the_targets_inner_lr():
     source = _learner()
-    target = MAML(nn.Sequential(StepBatchNorm1d(FEATURES), nn.Linear(FEATURES, 8), StepBatchNorm1d(8), nn.ReLU(),
+    target = MAML(
+        nn.Sequential(StepBatchNorm1d(FEATURES), nn.Linear(FEATURES, 8), StepBatchNorm1d(8),
+                      nn.ReLU(),
                                 nn.Linear(8, WAYS)),
-                  MAMLConfig(inner_steps=2, eval_steps=3, inner_lr=0.05, per_step_bn=True, bn_mode="frozen"))
+                  MAMLConfig(inner_steps=2, eval_steps=3, inner_lr=0.05, per_step_bn=True,
+                             bn_mode="frozen"))
     assert target.model[0].steps == 4  # max(inner_steps, eval_steps) + 1 slots
     with torch.no_grad():
         source.model[0].running_mean.fill_(2.0)

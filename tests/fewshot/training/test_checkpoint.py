@@ -9,7 +9,12 @@ import torch
 
 from episodes import SinusoidTasks
 from fewshot.errors import CheckpointError, FewshotError
-from fewshot.training.checkpoint import TrainingState, load_checkpoint, restore_training_state, save_checkpoint
+from fewshot.training.checkpoint import (
+    TrainingState,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+)
 
 IDENTITY = {"learner": "maml", "backbone": "mlp"}
 
@@ -53,7 +58,8 @@ def test_round_trip_resumes_identically(tmp_path):
     it = restore_training_state(ckpt, TrainingState(model2, opt2, sched2, {"train": src2}))
     assert it == 3
     # global RNG states restored too
-    assert random.random() == py_next and np.random.rand() == np_next and torch.equal(torch.rand(3), torch_next)
+    assert random.random() == py_next and np.random.rand() == np_next and torch.equal(torch.rand(3),
+                                                                                      torch_next)
     for _ in range(3):
         _step(model2, opt2, sched2, src2)
     for k, v in model2.state_dict().items():
@@ -115,7 +121,8 @@ def test_unsafe_payload_refused(tmp_path):
     buf = io.BytesIO()
     torch.save({"format": 1, "x": Evil()}, buf)
     body = buf.getvalue()
-    (tmp_path / "evil.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    (tmp_path / "evil.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
+                                       + body)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_checkpoint(tmp_path / "evil.pt")
 
@@ -128,7 +135,8 @@ def _rewrite(path, payload):
 
 
 def test_a_checkpoint_is_a_plain_torch_file(tmp_path):
-    """Issue 15: users open ``last.pt`` with torch's own loader (no code can run) and find the weights."""
+    """Issue 15: users open ``last.pt`` with torch's own loader (no code can run) and find the
+    weights."""
     model, opt, sched, src = _setup(0)
     path = _save(tmp_path / "last.pt", model, opt, sched, src, 3)
     plain = torch.load(path, weights_only=True)
@@ -164,7 +172,8 @@ def test_unsafe_payload_refused_in_the_current_format(tmp_path):
 
 def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="not a fewshot checkpoint \\(a torch.save file without"):
+    with pytest.raises(CheckpointError,
+                       match="not a fewshot checkpoint \\(a torch.save file without"):
         load_checkpoint(tmp_path / "w.pt")
 
 
@@ -179,11 +188,14 @@ def test_format_1_files_still_load(tmp_path):
     buf = io.BytesIO()
     torch.save({**payload, "format": 1}, buf)
     body = buf.getvalue()
-    (tmp_path / "old.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    (tmp_path / "old.pt").write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
+                                      + body)
     assert load_checkpoint(tmp_path / "old.pt")["iteration"] == 4
 
 
-@pytest.mark.parametrize("key", ["learner", "rng", "sources", "iteration", "identity", "config", "optimizer",
+@pytest.mark.parametrize("key",
+                         ["learner", "rng", "sources", "iteration", "identity", "config",
+                          "optimizer",
                                  "scheduler", "extra"])
 def test_valid_checksum_but_missing_entry(tmp_path, key):
     """Issue 14: a well-formed file that lacks an entry used to fail later with a KeyError."""
@@ -194,19 +206,24 @@ def test_valid_checksum_but_missing_entry(tmp_path, key):
     _rewrite(path, payload)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert str(info.value) == (f"checkpoint {path} has no '{key}' entry: it is incomplete or was not written by "
-                               "fewshot; resume from another checkpoint or start a new run")
+    assert str(info.value) == (
+        f"checkpoint {path} has no '{key}' entry: it is incomplete or was not written by "
+        "fewshot; resume from another checkpoint or start a new run")
 
 
-@pytest.mark.parametrize("key, value", [("learner", [1, 2]), ("rng", None), ("iteration", "5"), ("iteration", True)])
+@pytest.mark.parametrize("key, value",
+                         [("learner", [1, 2]), ("rng", None), ("iteration", "5"),
+                          ("iteration", True)])
 def test_valid_checksum_but_wrong_entry_type(tmp_path, key, value):
     model, opt, sched, src = _setup(0)
     path = _save(tmp_path / "c.pt", model, opt, sched, src, 1)
     payload = load_checkpoint(path)
     payload[key] = value
     _rewrite(path, payload)
-    with pytest.raises(CheckpointError, match=f"entry '{key}' is a {type(value).__name__}, not what fewshot writes: "
-                                              "it is damaged; resume from another checkpoint or start a new run"):
+    with pytest.raises(CheckpointError,
+                       match=f"entry '{key}' is a {type(value).__name__}, not what fewshot writes: "
+                                              "it is damaged; resume from another checkpoint or "
+                                              "start a new run"):
         load_checkpoint(path)
 
 
@@ -220,7 +237,9 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "replace", boom)
-    with pytest.raises(FewshotError, match=r"^no space left on the disk to write .*c\.pt \(No space left on device\)"):
+    with pytest.raises(FewshotError,
+                       match=r"^no space left on the disk to write .*c\.pt \(No space left on "
+                             r"device\)"):
         _save(path, model, opt, sched, src, 2)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left

@@ -1,5 +1,6 @@
-"""SIGINT and SIGTERM save the run at the iteration reached, name the resume command, exit 130 / 143, and
-the resumed run ends bit-identical to an uninterrupted one (one process and ``--nproc 2``)."""
+"""SIGINT and SIGTERM save the run at the iteration reached, name the resume command, exit 130 /
+143, and the resumed run ends bit-identical to an uninterrupted one (one process and ``--nproc
+2``)."""
 from __future__ import annotations
 
 import shlex
@@ -28,14 +29,16 @@ def _cmd(out, *extra: str):
 
 
 def _interrupt(cmd, out, signum, env, send_to_group=False):
-    """Start ``cmd``, send ``signum`` once its log shows iteration 30, return the finished process."""
+    """Start ``cmd``, send ``signum`` once its log shows iteration 30, return the finished
+    process."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=send_to_group)
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
             log = out / "metrics.jsonl"
-            if log.exists() and any(r.get("iteration", 0) >= 30 for r in read_metrics(log, strict=False)):
+            if log.exists() and any(r.get("iteration", 0) >= 30
+                                    for r in read_metrics(log, strict=False)):
                 proc.send_signal(signum)
                 break
             time.sleep(0.02)
@@ -53,10 +56,12 @@ def _check_resumed_equals_full(full, stopped, status, err, signum, env):
     at = load_checkpoint(stopped / "last.pt")["iteration"]
     assert 30 <= at < ITERATIONS
     name = signal.Signals(signum).name
-    assert line[0].startswith(f"interrupted by {name} at iteration {at}: saved {stopped / 'last.pt'}; resume with: "
-                              "fewshot train sinusoid-maml")
+    assert line[0].startswith(
+        f"interrupted by {name} at iteration {at}: saved {stopped / 'last.pt'}; resume with: "
+        "fewshot train sinusoid-maml")
     resume = shlex.split(line[0].split("resume with: ", 1)[1])
-    done = subprocess.run([sys.executable, "-m", *resume], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", *resume], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     a, b = load_checkpoint(full / "last.pt"), load_checkpoint(stopped / "last.pt")
     assert a["iteration"] == b["iteration"] == ITERATIONS
@@ -79,7 +84,8 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bit_identical(tmp_path, s
 def test_sigterm_to_the_nproc_launcher_saves_every_rank_agreeing(tmp_path):
     env = _env(tmp_path)
     full, stopped = tmp_path / "full", tmp_path / "stopped"
-    subprocess.run(_cmd(full, "--nproc", "2"), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(_cmd(full, "--nproc", "2"), env=env, check=True, capture_output=True,
+                   timeout=300)
     status, err = _interrupt(_cmd(stopped, "--nproc", "2"), stopped, signal.SIGTERM, env)
     _check_resumed_equals_full(full, stopped, status, err, signal.SIGTERM, env)
     assert "--nproc=2" in err

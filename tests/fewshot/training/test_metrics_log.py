@@ -20,7 +20,8 @@ def test_lines_and_resume_truncation(tmp_path):
     with MetricsLogger(tmp_path, tensorboard=False, resume_from=20) as log:
         log.write("train", 30, loss=0.5)
     rows = read_metrics(tmp_path / "metrics.jsonl")
-    assert [(r["kind"], r["iteration"]) for r in rows] == [("train", 10), ("train", 20), ("val", 20), ("train", 30)]
+    assert [(r["kind"], r["iteration"]) for r in rows] == [("train", 10), ("train", 20),
+                                                           ("val", 20), ("train", 30)]
 
 
 def test_torn_last_line_ignored(tmp_path):

@@ -1,4 +1,5 @@
-"""Exact resume: a CPU run SIGKILLed mid-way and resumed ends bit-identical to an uninterrupted run."""
+"""Exact resume: a CPU run SIGKILLed mid-way and resumed ends bit-identical to an uninterrupted
+run."""
 from __future__ import annotations
 
 import os
@@ -52,7 +53,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, precision):
     extra = ("--precision", precision)
     subprocess.run(_cmd(full, *extra), env=env, check=True, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(_cmd(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(killed, *extra), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     ckpt_path, killed_at = killed / "last.pt", None
     deadline = time.time() + 240
     try:
@@ -69,7 +71,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, precision):
     killed_at = load_checkpoint(ckpt_path)["iteration"]
     assert 20 <= killed_at < ITERATIONS
 
-    resumed = subprocess.run(_cmd(killed, *extra), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cmd(killed, *extra), env=env, capture_output=True, text=True,
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from iteration {killed_at}" in resumed.stdout
 
@@ -77,13 +80,15 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, precision):
     assert a["iteration"] == b["iteration"] == ITERATIONS
     for key in ("learner", "optimizer", "scheduler", "sources", "rng", "extra"):
         _assert_same_tree(a[key], b[key], key)
-    _assert_same_tree(load_checkpoint(full / "best.pt")["learner"], load_checkpoint(killed / "best.pt")["learner"],
+    _assert_same_tree(load_checkpoint(full / "best.pt")["learner"],
+                      load_checkpoint(killed / "best.pt")["learner"],
                       "best")
     # the clock is not training state: the resumed run reports both of its sessions and their sum
     one, two = a["clock"], b["clock"]
     assert [(s["from_iteration"], s["to_iteration"]) for s in one["sessions"]] == [(0, ITERATIONS)]
     assert [(s["from_iteration"], s["to_iteration"]) for s in two["sessions"]] == [(0, killed_at),
-                                                                                   (killed_at, ITERATIONS)]
+                                                                                   (killed_at,
+                                                                                    ITERATIONS)]
     assert two["cpu_seconds"] == pytest.approx(sum(s["cpu_seconds"] for s in two["sessions"]))
     assert two["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in two["sessions"]))
     assert all(s["cpu_seconds"] > 0 and s["wall_seconds"] > 0 for s in two["sessions"])

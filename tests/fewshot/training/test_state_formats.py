@@ -1,7 +1,8 @@
-"""Every shipped model and training state, and every long run's committed state, loads into the learner the
-current code builds from its config: weights key for key and shape for shape, the meta-optimizer's state
-slot for slot, the schedule. A code change that renames a parameter or reorders the meta-parameters fails
-here, before a shipped model stops loading or a long run stops resuming."""
+"""Every shipped model and training state, and every long run's committed state, loads into the
+learner the current code builds from its config: weights key for key and shape for shape, the
+meta-optimizer's state slot for slot, the schedule. A code change that renames a parameter or
+reorders the meta-parameters fails here, before a shipped model stops loading or a long run stops
+resuming."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,8 @@ from fewshot.training.checkpoint import TrainingState, load_checkpoint, restore_
 from fewshot.training.run_folder import config_of_checkpoint, load_run_config
 
 ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = [n for n in pt.list() if pt.show(n).get("kind", META_INITIALIZATION) == META_INITIALIZATION
+SHIPPED = [n for n in pt.list() if pt.show(n).get("kind", META_INITIALIZATION)
+           == META_INITIALIZATION
            and (pt.locate(n).parent == ROOT / "pretrained")]
 LONG_RUNS = sorted(p.parent for p in (ROOT / "scripts" / "long-runs").glob("*/last.pt"))
 
@@ -52,5 +54,6 @@ def _restore(path: Path) -> None:
     cfg = config_of_checkpoint(ckpt)
     learner = build_learner_from_config(cfg, "cpu")
     optimizer, scheduler = build_optimizer(learner, cfg)
-    assert restore_training_state(ckpt, TrainingState(learner, optimizer, scheduler), rng=False) == ckpt["iteration"]
+    assert restore_training_state(ckpt, TrainingState(learner, optimizer, scheduler),
+                                  rng=False) == ckpt["iteration"]
     assert len(optimizer.state) == len(ckpt["optimizer"]["state"])

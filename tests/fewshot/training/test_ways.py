@@ -1,4 +1,5 @@
-"""Changing the ways of a pretrained init: a zero N-way head, everything else unchanged, and it adapts."""
+"""Changing the ways of a pretrained init: a zero N-way head, everything else unchanged, and it
+adapts."""
 import pytest
 import torch
 
@@ -15,12 +16,14 @@ def test_new_head_is_zero_and_every_other_tensor_is_unchanged():
     new, cfg20 = with_ways(old, cfg, 20)
     assert cfg20.data.ways == 20 and cfg.data.ways == 5
     assert head_names(new.model) == ("classifier.weight", "classifier.bias")
-    assert new.model.classifier.weight.shape == (20, 64) and new.model.classifier.bias.shape == (20,)
+    assert new.model.classifier.weight.shape == (20, 64) and new.model.classifier.bias.shape == (20,
+                                                                                                 )
     assert not new.model.classifier.weight.any() and not new.model.classifier.bias.any()
     changed = [k for k, v in new.state_dict().items() if not k.startswith("model.classifier.")
                and not torch.equal(v, before[k])]
     assert changed == []
-    assert all(torch.equal(v, before[k]) for k, v in old.state_dict().items())  # the original is untouched
+    # the original is untouched
+    assert all(torch.equal(v, before[k]) for k, v in old.state_dict().items())
     assert not new.training
     same, _ = with_ways(old, cfg, 5)  # its own ways: the trained head is kept
     assert torch.equal(same.model.classifier.weight, old.model.classifier.weight)
@@ -44,7 +47,8 @@ def test_load_with_ways_adapts_and_solves_real_20_way_tasks(omniglot_root, monke
     task = fixed[0]
     params = learner.adapt(task.support_x, task.support_y)
     head = params.params["classifier.weight"]
-    assert head.shape == (20, 64) and len({tuple(r.tolist()) for r in head}) == 20  # each class its own row
+    # each class its own row
+    assert head.shape == (20, 64) and len({tuple(r.tolist()) for r in head}) == 20
     assert learner.predict(task.query_x, params, support_x=task.support_x).shape == (40, 20)
     _, summary = evaluate_learner(learner, fixed.batches(10))
     assert summary.mean > 0.5  # chance is 0.05
@@ -52,7 +56,9 @@ def test_load_with_ways_adapts_and_solves_real_20_way_tasks(omniglot_root, monke
 
 def test_bad_requests_fail_in_one_line():
     old, cfg, _ = pt.load_with_config("omniglot-5w1s-mtnet")
-    with pytest.raises(ConfigError, match="cannot change the ways of this learner: its tensor 'rule.rules.0.logits'"):
+    with pytest.raises(ConfigError,
+                       match="cannot change the ways of this learner: its tensor "
+                             "'rule.rules.0.logits'"):
         with_ways(old, cfg, 20)
     with pytest.raises(ConfigError, match="ways must be >= 2, got 1: pass ways=2 or more"):
         pt.load("omniglot-5w1s-maml", ways=1)
