@@ -23,7 +23,7 @@ import fewshot.pretrained as pt
 from episodes import dataset_preprocessing
 from episodes.files import atomic_write_text
 from fewshot.config.manifest import MANIFEST, META_INITIALIZATION, read_manifest
-from fewshot.reporting import report_on_fixed_episodes
+from fewshot.reporting import EpisodeProtocol, report_on_fixed_episodes
 from fewshot.reporting.publish import bn_results, step_fields
 from fewshot.reporting.steps import choose_test_steps
 
@@ -37,9 +37,9 @@ def update(name: str) -> dict:
     test_steps, by_steps = choose_test_steps(learner, cfg)
     manifest.update(step_fields(test_steps, by_steps, cfg))
     if test_steps != manifest["eval_steps"]:
-        report = report_on_fixed_episodes(learner, cfg, episodes=manifest["episodes"],
-                                          split=manifest["split"],
-                                          steps=test_steps, seed=manifest["eval_seed"])
+        protocol = EpisodeProtocol(episodes=manifest["episodes"], steps=test_steps,
+                                   seed=manifest["eval_seed"])
+        report = report_on_fixed_episodes(learner, cfg, protocol, split=manifest["split"])
         scale = 100 if manifest["metric"] == "accuracy" else 1
         note = (
             f"Test steps chosen on validation ({test_steps}); the test number was "

@@ -20,17 +20,18 @@ import torch
 from episodes.files import atomic_write_text
 from fewshot import pretrained
 from fewshot.errors import FewshotError
-from fewshot.reporting import report_on_fixed_episodes
+from fewshot.reporting import EpisodeProtocol, Execution, report_on_fixed_episodes
 from fewshot.reporting.publish import bn_results
 
 
 def remeasure(name: str) -> dict:
     manifest = pretrained.show(name)
     learner, cfg, _ = pretrained.load_with_config(name, "cpu")
-    kw = dict(episodes=manifest["episodes"], split=manifest["split"],
-              steps=manifest.get("test_steps"))
-    report = report_on_fixed_episodes(learner, cfg, seed=manifest["eval_seed"], device="cpu", **kw)
-    bn = bn_results(learner, cfg, report, device="cpu", **kw)
+    protocol = EpisodeProtocol(episodes=manifest["episodes"], steps=manifest.get("test_steps"),
+                               seed=manifest["eval_seed"])
+    split, run = manifest["split"], Execution("cpu")
+    report = report_on_fixed_episodes(learner, cfg, protocol, split=split, run=run)
+    bn = bn_results(learner, cfg, report, protocol, split=split, run=run)
     before = {k: manifest.get(k) for k in ("mean", "ci95")}
     manifest.update(mean=report["mean"], ci95=report["ci95"], **bn)
     manifest["measured_with"] = {"best_step": bool(learner.config.best_step),

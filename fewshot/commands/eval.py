@@ -30,7 +30,7 @@ from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError
 from ..learners import GradientLearner
 from ..precision import PRECISIONS, autocast, resolve_precision
-from ..reporting import report_on_fixed_episodes, report_on_folder
+from ..reporting import EpisodeProtocol, Execution, report_on_fixed_episodes, report_on_folder
 from ..reporting.folder import model_preprocessing
 from ..runtime import distributed, launch
 from ..runtime.allocator import tune_allocator
@@ -164,6 +164,13 @@ def run(args: argparse.Namespace) -> int:
             return _run(args, learner, cfg, what, device)
 
 
+def _protocol(args: argparse.Namespace) -> EpisodeProtocol:
+    """The episodes and adaptation the command's options ask for."""
+    seed = TEST_SEED if args.seed is None else args.seed
+    return EpisodeProtocol(episodes=args.episodes, seed=seed, steps=args.steps,
+                           bn_mode=args.bn_mode)
+
+
 def _run(args: argparse.Namespace, learner: GradientLearner, cfg: TrainConfig, what: str,
          device: torch.device) -> int:
     if args.data is not None:
@@ -173,10 +180,8 @@ def _run(args: argparse.Namespace, learner: GradientLearner, cfg: TrainConfig, w
             raise ConfigError(f"--{flag} applies to --data DIR only: pass --data, or drop --{flag}")
     if args.root is not None:
         cfg.data.root = args.root
-    report = report_on_fixed_episodes(learner, cfg, episodes=args.episodes, split=args.split,
-                                      steps=args.steps,
-                             seed=TEST_SEED if args.seed is None else args.seed, device=device,
-                             progress=not args.quiet, bn_mode=args.bn_mode)
+    report = report_on_fixed_episodes(learner, cfg, _protocol(args), split=args.split,
+                                      run=Execution(device, progress=not args.quiet))
     if not distributed.is_main_process():  # under torchrun every rank has the report; one prints it
         return 0
     if args.json:
@@ -209,13 +214,10 @@ def run_on_folder(args: argparse.Namespace, learner: torch.nn.Module, cfg: Train
             "drop --split")
     prep = model_preprocessing(learner, cfg)
     changes = {"interpolation": args.interpolation} if args.interpolation is not None else {}
-    report = report_on_folder(learner, cfg, args.data, ways=args.ways, shots=args.shots,
-                              queries=args.queries,
-                              episodes=args.episodes,
-                              seed=TEST_SEED if args.seed is None else args.seed,
-                              steps=args.steps, preprocessing=replace(prep, **changes),
-                              device=device,
-                              invert=args.invert)
+    protocol = replace(_protocol(args), ways=args.ways, shots=args.shots, queries=args.queries)
+    report = report_on_folder(learner, cfg, args.data, protocol,
+                              preprocessing=replace(prep, **changes), invert=args.invert,
+                              run=Execution(device))
     print(f"{args.data}: {report['polarity_line']}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))

@@ -5,6 +5,7 @@ there is no default destination, so nothing is ever written into the installed p
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .. import pretrained as registry
 from ..config import PRESETS, TrainConfig, get_preset, paper_result
 from ..config.manifest import MANIFEST, META_INITIALIZATION, WEIGHTS, manifest_of
 from ..errors import CheckpointError, FewshotError
+from ..learners import GradientLearner
 from ..nn.batchnorm import has_running_stats
 from ..pretrained.training_state import write_training_state
 from ..training.build import VAL_SEED, backbone_identity, build_learner_from_config, run_identity
@@ -24,7 +26,7 @@ from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.metrics_log import read_metrics
 from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
-from .report import report_on_fixed_episodes
+from .report import EpisodeProtocol, Execution, report_on_fixed_episodes
 from .selection import choose_checkpoint
 from .steps import choose_test_steps
 
@@ -74,10 +76,9 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     ckpt, learner = checkpoints[chosen], learners[chosen]
     path = last_path if chosen == "last" else best_path
     test_steps, val_by_steps = choose_test_steps(learner, cfg, device=device)
-    report = report_on_fixed_episodes(learner, cfg, episodes=episodes, split=split,
-                                      steps=test_steps, device=device)
-    bn = bn_results(learner, cfg, report, episodes=episodes, split=split, steps=test_steps,
-                    device=device)
+    protocol = EpisodeProtocol(episodes=episodes, steps=test_steps)
+    report = report_on_fixed_episodes(learner, cfg, protocol, split=split, run=Execution(device))
+    bn = bn_results(learner, cfg, report, protocol, split=split, run=Execution(device))
     dest = Path(dest)
     model_dir = dest / name
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in learner.state_dict().items()}
@@ -177,7 +178,8 @@ def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
             if r.get("kind") == "val" and r.get("iteration", 0) <= until]
 
 
-def bn_results(learner, cfg, report: dict, **kw) -> dict:
+def bn_results(learner: GradientLearner, cfg: TrainConfig, report: dict, protocol: EpisodeProtocol,
+               *, split: str | None, run: Execution) -> dict:
     """``transductive`` (batch statistics of each episode's query set: the papers' protocol) and
     ``non_transductive`` (stored statistics: a query's prediction does not depend on the other
     queries) results, each ``{"mean", "ci95", "bn_mode"}``, for models with batch norm; the one in
@@ -188,8 +190,8 @@ def bn_results(learner, cfg, report: dict, **kw) -> dict:
     for key, mode in (("transductive", "transductive"),
                       ("non_transductive",
                        "running" if report["bn_mode"] == "transductive" else report["bn_mode"])):
-        r = report if mode == report["bn_mode"] else report_on_fixed_episodes(learner, cfg,
-                                                                              bn_mode=mode, **kw)
+        r = report if mode == report["bn_mode"] else report_on_fixed_episodes(
+            learner, cfg, replace(protocol, bn_mode=mode), split=split, run=run)
         out[key] = {"mean": r["mean"], "ci95": r["ci95"], "bn_mode": mode}
     return out
 

@@ -139,3 +139,15 @@ def test_eval_help_says_which_way_each_flag_converts(capsys):
         "--invert when your images have dark strokes on a light background (like Omniglot's "
         "PNGs)" in text)
     assert "--no-invert when they have light strokes on a dark background (like MNIST)" in text
+
+
+def test_folder_eval_takes_the_bn_mode_asked_for(char_folder, capsys):
+    """--bn-mode applies to --data too: the model's own mode gives the default report exactly,
+    batch statistics (transductive) another number; the report says which mode it used."""
+    args = ("omniglot-5w1s-maml", "--data", str(char_folder), "--ways", "5", "--queries", "5",
+            "--episodes", "20", "--seed", "0")
+    default = _report(capsys, *args)
+    own = _report(capsys, *args, "--bn-mode", default["bn_mode"])
+    trans = _report(capsys, *args, "--bn-mode", "transductive")
+    assert default["bn_mode"] != "transductive" and own == default
+    assert trans["bn_mode"] == "transductive" and trans["mean"] != default["mean"]

@@ -10,11 +10,12 @@ well and then asks for equality, not a tolerance.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from fewshot import pretrained
-from fewshot.reporting import report_on_fixed_episodes
+from fewshot.reporting import EpisodeProtocol, Execution, report_on_fixed_episodes
 from tests.test_readme import shipped_models
 
 
@@ -24,13 +25,14 @@ def test_a_shipped_model_reproduces_its_manifest(name, omniglot_root, one_thread
     manifest = pretrained.show(name)
     learner, cfg, _ = pretrained.load_with_config(name, "cpu")
     cfg.data.root = str(omniglot_root)
-    kw = dict(episodes=manifest["episodes"], split=manifest["split"],
-              steps=manifest.get("test_steps"),
-              seed=manifest["eval_seed"], device="cpu")
-    report = report_on_fixed_episodes(learner, cfg, **kw)
+    protocol = EpisodeProtocol(episodes=manifest["episodes"], steps=manifest.get("test_steps"),
+                               seed=manifest["eval_seed"])
+    kw = dict(split=manifest["split"], run=Execution("cpu"))
+    report = report_on_fixed_episodes(learner, cfg, protocol, **kw)
     assert (report["mean"], report["ci95"]) == (manifest["mean"],
                                                 manifest["ci95"]), json.dumps(report)
     trans = manifest.get("transductive")
     if trans and trans["bn_mode"] != report["bn_mode"]:
-        other = report_on_fixed_episodes(learner, cfg, bn_mode=trans["bn_mode"], **kw)
+        other = report_on_fixed_episodes(learner, cfg, replace(protocol, bn_mode=trans["bn_mode"]),
+                                         **kw)
         assert (other["mean"], other["ci95"]) == (trans["mean"], trans["ci95"])

@@ -10,7 +10,7 @@ import torch
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError, ConfigError, FewshotError
 from fewshot.learners.maml import MAML
-from fewshot.reporting import report_on_fixed_episodes
+from fewshot.reporting import EpisodeProtocol, report_on_fixed_episodes
 from fewshot.training.build import build_learner_from_config
 from fewshot.training.checkpoint import load_checkpoint, load_learner_state
 from fewshot.training.loop import train
@@ -26,11 +26,12 @@ def _cfg(*items):
 
 def test_sinusoid_meta_training_learns(tmp_path):
     cfg = _cfg("iterations=200", "val_every=50", "checkpoint_every=100")
-    before = report_on_fixed_episodes(build_learner_from_config(cfg), cfg, steps=1)["mean"]
+    one_step = EpisodeProtocol(steps=1)
+    before = report_on_fixed_episodes(build_learner_from_config(cfg), cfg, one_step)["mean"]
     result = train(cfg, tmp_path, quiet=True, tensorboard=False)
     learner = build_learner_from_config(cfg)
     load_learner_state(learner, load_checkpoint(tmp_path / "last.pt")["learner"])
-    after = report_on_fixed_episodes(learner, cfg, steps=1)["mean"]
+    after = report_on_fixed_episodes(learner, cfg, EpisodeProtocol(steps=1))["mean"]
     assert after < 0.6 * before, (before, after)
     # best.pt holds the weights of the best validation score in the log
     vals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
