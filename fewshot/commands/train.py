@@ -163,7 +163,7 @@ def _interrupted(stop: TrainingInterrupted, args: argparse.Namespace) -> int:
     run, and the signal's exit status (130 SIGINT, 143 SIGTERM) for requeue scripts."""
     if distributed.is_main_process():
         argv = [a for a in _child_argv(args) if a != "--resume"]
-        if "--out" not in " ".join(argv):
+        if not args.out:
             argv.append(f"--out={stop.checkpoint.parent}")
         nproc = os.environ.get(launch.PROCESSES_ENV, args.nproc)
         if nproc is not None:  # the same layout: a bit-identical continuation

@@ -120,8 +120,7 @@ def default_layout(meta_batch: int | None, device: torch.device, *, threads: int
         return Layout(1, threads)
     if threads is not None or user_threads(environ) is not None:
         return Layout(1, threads)
-    processes = 1 if meta_batch is None else _largest_divisor_up_to(meta_batch,
-                                                                    cores or cpu_cores())
+    processes = 1 if meta_batch is None else choose_nproc("auto", meta_batch, device, cores=cores)
     return Layout(processes, 1)
 
 
