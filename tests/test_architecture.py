@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "errors": 0, "checks": 0, "precision": 0, "func_transforms": 0,
     "functional": 1, "cg": 1, "best_step": 1, "recompute": 1, "schedules": 1, "nn": 1, "rules": 1,
+    "bilevel": 1,
     "learners": 1,
     "meta_optimizer": 2, "scoring": 2, "runtime": 2,
     "config": 3,
@@ -91,8 +92,8 @@ def test_no_import_cycles():
 APPLICATION = ("runtime", "config", "training", "pretrained", "reporting", "commands", "cli",
                "__main__")
 ALGORITHMS = ("errors", "checks", "precision", "func_transforms", "functional", "cg", "best_step",
-              "recompute",
-              "schedules", "nn", "rules", "learners", "meta_optimizer", "scoring", "l2o")
+              "recompute", "schedules", "nn", "rules", "learners", "bilevel", "meta_optimizer",
+              "scoring", "l2o")
 
 
 def test_the_algorithms_import_nothing_of_the_application():
