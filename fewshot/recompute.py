@@ -77,8 +77,12 @@ def checkpointed_steps(run_segment: RunSegment, start: SegmentStart,
     slots: list[Any] = [start.params[k] for k in keys] + list(leaves) + [start.x, start.y]
     diff_at = [i for i, v in enumerate(slots) if isinstance(v, torch.Tensor) and v.requires_grad]
     seen = {id(slots[i]) for i in diff_at}
-    extra = [p for owner in owners for p in owner.parameters() if p.requires_grad
-             and id(p) not in seen]
+    extra = []  # each tensor once, also when one owner holds another (a rule inside a module)
+    for owner in owners:
+        for p in owner.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                extra.append(p)
     training = [(m, m.training) for owner in owners for m in owner.modules()]
     layout: dict[str, Any] = {}
 

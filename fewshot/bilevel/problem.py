@@ -82,7 +82,8 @@ def unroll(problem: InnerProblem, params: Params, *, checkpoint: int = 0,
            truncate: int | None = None) -> UnrollResult:
     """Run ``problem`` from ``params``; the result is differentiable with respect to the
     hyperparameters (and to ``params``) through every step, or through the last ``truncate``
-    steps only (the earlier ones run without a graph: truncated reverse-mode).
+    steps only (the earlier ones run without a graph: truncated reverse-mode).  Under
+    ``torch.no_grad()`` every step runs without a graph (values only).
 
     ``checkpoint`` = k > 0 runs the differentiable steps in segments of k whose graphs are rebuilt
     during backward (``fewshot.recompute``): memory grows by one parameter copy per segment, not by
@@ -96,7 +97,10 @@ def unroll(problem: InnerProblem, params: Params, *, checkpoint: int = 0,
         if truncate > steps:
             raise ConfigError(f"truncate={truncate} exceeds the inner problem's {steps} steps: "
                               f"use at most {steps} (or None: every step)")
-    first_graph = 0 if truncate is None else steps - truncate
+    if not torch.is_grad_enabled():  # values only: every step as the truncated prefix runs
+        first_graph = steps
+    else:
+        first_graph = 0 if truncate is None else steps - truncate
     state: State = problem.rule.init(params)
     losses: list[torch.Tensor] = []
     current = dict(params)
@@ -111,7 +115,9 @@ def unroll(problem: InnerProblem, params: Params, *, checkpoint: int = 0,
         losses += seg_losses
     # parameters that do not require grad (a fixed init) become leaves here, not inside a segment,
     # so that a recomputed segment knows every tensor its graph starts from
-    current = {n: p if p.requires_grad else p.detach().requires_grad_() for n, p in current.items()}
+    if first_graph < steps:
+        current = {n: p if p.requires_grad else p.detach().requires_grad_()
+                   for n, p in current.items()}
     span = checkpoint if checkpoint and torch.is_grad_enabled() else steps
     for start in range(first_graph, steps, span):
         stop = min(start + span, steps)
