@@ -22,7 +22,7 @@ Neighbours: ``fewshot.recompute`` runs the steps checkpointed (``InnerLoop(check
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -91,44 +91,88 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor], buffers: Mapping
         return functional_call(module, state, args, kwargs, strict=False)
 
 
-def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor],
-                   x: torch.Tensor,
-                   y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0,
-                   create_graph: bool = True) -> tuple[Params, torch.Tensor, Params]:
-    """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated
-    buffer copies.
+def value_and_grads(f: Callable[[Params], tuple[torch.Tensor, Any]], params: Params, *,
+                    create_graph: bool = False, retain_graph: bool = False
+                    ) -> tuple[torch.Tensor, Any, Params]:
+    """``(value, aux, grads)`` of ``f(params) -> (scalar, aux)`` with respect to every tensor of
+    ``params``: the one place that chooses how a gradient is taken.
 
-    Inside a ``torch.func`` transform (the vmap path) the gradients come from ``grad_and_value``;
-    outside (the per-task loop) from ``torch.autograd.grad``, which gives the same numbers without
-    functorch's per-op wrapping, and with ``create_graph=False`` (first order) builds no
-    double-backward graph at all. The gradients are differentiable only when ``create_graph`` is
-    True (and always inside a transform).
+    Inside a ``torch.func`` transform (the vmap path) by ``grad_and_value``; outside (the per-task
+    loop) by ``torch.autograd.grad``, which gives the same numbers without functorch's per-op
+    wrapping and, without ``create_graph``, builds no double-backward graph at all.  Outside
+    transforms a tensor of ``params`` that requires grad is differentiated in place (its graph
+    kept), any other through a fresh leaf; the gradients keep their graph only with
+    ``create_graph`` (inside a transform, always).  ``retain_graph`` keeps ``f``'s graph for a
+    later backward of ``value``.
     """
-    f = _support_loss(module, params, names, x, y, loss_fn, step)
     if under_transform():
-        grads, (loss, new_buffers) = grad_and_value(f, has_aux=True)({n: params[n] for n in names},
-                                                                     dict(buffers))
-        return grads, loss, new_buffers
-    # also under no_grad (evaluation): the inner loop needs support gradients
-    with torch.enable_grad():
-        adapted = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_()
-                   for n in names}
-        loss, new_buffers = f(adapted, buffers)
-        grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=create_graph)
-    return dict(zip(names, grads)), loss, new_buffers
+        grads, (value, aux) = grad_and_value(f, has_aux=True)(dict(params))
+        return value, aux, grads
+    with torch.enable_grad():  # also under no_grad (evaluation): the inner loop needs gradients
+        leaves = {n: p if p.requires_grad else p.detach().requires_grad_()
+                  for n, p in params.items()}
+        value, aux = f(leaves)
+        grads = torch.autograd.grad(value, list(leaves.values()), create_graph=create_graph,
+                                    retain_graph=retain_graph or create_graph)
+    return value, aux, dict(zip(leaves, grads))
+
+
+def value_grads_and_hvp(f: Callable[[Params], tuple[torch.Tensor, Any]], params: Params, *,
+                        differentiable: bool = True) -> tuple[torch.Tensor, Any, Params, HVP]:
+    """``value_and_grads`` plus ``v -> H v``, the Hessian-vector product of ``f``'s value at
+    ``params``, reverse over reverse: the gradient's graph is built once and every product is one
+    backward of it.  Outside transforms by double backward through ``torch.autograd.grad``; inside
+    by ``torch.func.vjp`` of ``grad_and_value`` (bench/results/imaml_costs.md: the double backward
+    is 1.37x faster on the loop, both beat forward over reverse).  The gradients are differentiable;
+    the products too unless ``differentiable=False`` (a caller that only solves with them)."""
+    if under_transform():
+        def g(p: Params) -> tuple[Params, tuple[torch.Tensor, Any]]:
+            return grad_and_value(f, has_aux=True)(p)
+
+        with torch.enable_grad():
+            grads, product, (value, aux) = vjp(g, dict(params), has_aux=True)  # type: ignore[misc]
+
+        def hvp_transformed(v: Params) -> Params:
+            with torch.enable_grad():
+                out = product({n: v[n] for n in grads})[0]
+            return out if differentiable else {n: h.detach() for n, h in out.items()}
+
+        return value, aux, grads, hvp_transformed
+    leaves = {n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()}
+    value, aux, grads = value_and_grads(f, leaves, create_graph=True)
+    names = list(grads)
+
+    def hvp(v: Params) -> Params:
+        with torch.enable_grad():
+            out = torch.autograd.grad([grads[n] for n in names], [leaves[n] for n in names],
+                                      [v[n] for n in names], retain_graph=True,
+                                      create_graph=differentiable)
+        return dict(zip(names, out))
+
+    return value, aux, grads, hvp
+
+
+def grads_and_loss(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor],
+                   x: torch.Tensor, y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str],
+                   step: int = 0, create_graph: bool = True) -> tuple[Params, torch.Tensor, Params]:
+    """Gradients of ``loss_fn(model(x), y)`` w.r.t. ``params[names]``, the loss, and the updated
+    buffer copies (``value_and_grads``: differentiable only with ``create_graph``, and always
+    inside a transform)."""
+    f = _support_loss(module, params, names, x, y, loss_fn, step, buffers)
+    loss, new_buffers, grads = value_and_grads(f, {n: params[n] for n in names},
+                                               create_graph=create_graph)
+    return grads, loss, new_buffers
 
 
 def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: torch.Tensor,
-                  y: torch.Tensor,
-                  loss_fn: LossFn, step: int) -> Callable[[Params, Mapping[str, torch.Tensor]],
-                                                          tuple[torch.Tensor, Params]]:
-    """``(adapted, buffers) -> (loss, buffers after the forward)``: the loss as a function of
-    ``params[names]`` (the other parameters fixed), on copies of the buffers, as both gradient paths
-    differentiate it."""
+                  y: torch.Tensor, loss_fn: LossFn, step: int, buffers: Mapping[str, torch.Tensor]
+                  ) -> Callable[[Params], tuple[torch.Tensor, Params]]:
+    """``adapted -> (loss, buffers after the forward)``: the loss as a function of
+    ``params[names]`` (the other parameters fixed), on copies of the buffers."""
     wanted = set(names)
     fixed = {k: v for k, v in params.items() if k not in wanted}
 
-    def f(adapted: Params, buffers: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Params]:
+    def f(adapted: Params) -> tuple[torch.Tensor, Params]:
         bufs = copy_buffers(buffers)
         return loss_fn(call(module, {**fixed, **adapted}, bufs, x, step=step), y), bufs
 
@@ -136,30 +180,13 @@ def _support_loss(module: nn.Module, params: Params, names: Sequence[str], x: to
 
 
 def grads_loss_and_hvp(module: nn.Module, params: Params, buffers: Mapping[str, torch.Tensor],
-                       x: torch.Tensor,
-                       y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str], step: int = 0
-                       ) -> tuple[Params, torch.Tensor, Params, HVP]:
+                       x: torch.Tensor, y: torch.Tensor, *, loss_fn: LossFn, names: Sequence[str],
+                       step: int = 0) -> tuple[Params, torch.Tensor, Params, HVP]:
     """``grads_and_loss`` plus ``v -> H v``, the support loss's Hessian-vector product at
-    ``params``.
-
-    By ``torch.func.vjp`` of ``torch.func.grad`` (reverse over reverse): the gradient is linearised
-    once and every product is one backward of it (bench/results/imaml_costs.md measured this against
-    forward over reverse, which reruns the forward and backward per product).  Gradients and
-    products are differentiable (a caller wanting first order detaches them)."""
-    f = _support_loss(module, params, names, x, y, loss_fn, step)
-
-    def g(adapted: Params) -> tuple[Params, tuple[torch.Tensor, Params]]:
-        return grad_and_value(f, has_aux=True)(adapted, buffers)
-
-    # also under no_grad (evaluation): the products need the gradient's graph
-    with torch.enable_grad():
-        grads, product, (loss, new_buffers) = vjp(g, {n: params[n] for n in names},
-                                                  has_aux=True)  # type: ignore[misc]
-
-    def hvp(v: Params) -> Params:
-        with torch.enable_grad():
-            return product({n: v[n] for n in grads})[0]
-
+    ``params`` (``value_grads_and_hvp``).  Gradients and products are differentiable (a caller
+    wanting first order detaches them)."""
+    f = _support_loss(module, params, names, x, y, loss_fn, step, buffers)
+    loss, new_buffers, grads, hvp = value_grads_and_hvp(f, {n: params[n] for n in names})
     return grads, loss, new_buffers, hvp
 
 

@@ -8,7 +8,7 @@ sizes ``eta~`` (one per inner step; ``epochs`` passes over the batches) define t
     theta_{i+1} = theta_i - eta~_i grad_theta l(x~_{i mod steps}, y~; theta_i),   i < steps * epochs
 
 and the distillation loss is the real data's loss after it, ``l(x, y; theta_{steps * epochs})``,
-minimised over ``x~`` and ``eta~`` (and, with soft labels, over label logits ``y~``: Sucholutsky &
+minimised over ``x~`` and ``eta~`` (and, with soft labels, over label vectors ``y~``: Sucholutsky &
 Schonlau 2019) by reverse-mode through the whole unroll (``fewshot.bilevel.unrolled``).  With a
 fixed initialisation the distilled data fit that one ``theta_0``; with random initialisations a
 fresh ``theta_0`` is drawn at every outer step, so they must work for any.
@@ -37,12 +37,20 @@ from .problem import InnerProblem, unroll
 
 class StepSizes(UpdateRule):
     """``theta - eta~_t * grad``: one learned step size per inner step, shared by every tensor (the
-    paper's ``eta~_i``)."""
+    paper's ``eta~_i``), kept positive as ``softplus(raw)`` (as the authors' code does)."""
 
     def __init__(self, count: int, lr: float, *, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         check_count(count, "step sizes")
-        self.lrs = nn.Parameter(torch.full((count,), float(lr), dtype=dtype))
+        if not lr > 0:
+            raise ConfigError(f"the initial step size must be > 0, got {lr}")
+        start = torch.full((count,), float(lr), dtype=dtype)
+        self.raw = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1(lr)
+
+    @property
+    def lrs(self) -> torch.Tensor:
+        """The step sizes, ``[count]``."""
+        return F.softplus(self.raw)
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
         return {}
@@ -50,14 +58,16 @@ class StepSizes(UpdateRule):
     def forward(self, grads: Mapping[str, torch.Tensor], state: State,
                 params: Mapping[str, torch.Tensor], *, step: int,
                 loss: torch.Tensor) -> tuple[Params, State]:
-        return {n: -self.lrs[step] * g for n, g in grads.items()}, state
+        lr = F.softplus(self.raw[step])
+        return {n: -lr * g for n, g in grads.items()}, state
 
 
 class DistilledData(nn.Module):
     """The learned training set: ``images`` ``[steps, classes * images_per_class, *image_shape]``
     (drawn from N(0, 1), as the paper starts), ``labels`` (class ``i % classes`` for image ``i`` of
-    a step; a buffer) or, with ``soft_labels``, learned ``label_logits`` started at a scaled
-    one-hot, and ``step_sizes`` (``StepSizes``, ``steps * epochs`` of them, started at ``lr``)."""
+    a step; a buffer) or, with ``soft_labels``, learned label vectors ``soft`` started one-hot and
+    unconstrained (Sucholutsky & Schonlau: the inner loss is ``sum_c soft[c] * CE(out, c)``), and
+    ``step_sizes`` (``StepSizes``, ``steps * epochs`` of them, started at ``lr``)."""
 
     def __init__(self, classes: int, images_per_class: int, steps: int, epochs: int,
                  image_shape: tuple[int, ...], *, lr: float = 0.02, soft_labels: bool = False,
@@ -75,13 +85,12 @@ class DistilledData(nn.Module):
         self.register_buffer("labels", labels)
         self.soft_labels = bool(soft_labels)
         if self.soft_labels:
-            one_hot = F.one_hot(labels, classes).to(dtype)
-            self.label_logits = nn.Parameter(3.0 * one_hot)
+            self.soft = nn.Parameter(F.one_hot(labels, classes).to(dtype))
         self.step_sizes = StepSizes(steps * epochs, lr, dtype=dtype)
 
     def targets(self) -> torch.Tensor:
-        """The labels the inner loss trains on: class indices, or soft-label logits."""
-        target = self.label_logits if self.soft_labels else self.labels
+        """The labels the inner loss trains on: class indices, or the soft label vectors."""
+        target = self.soft if self.soft_labels else self.labels
         assert isinstance(target, torch.Tensor)
         return target
 
@@ -92,8 +101,8 @@ class DistilledData(nn.Module):
         def loss(params: Params, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
             out = call(model, params, {}, x[step % self.steps])
             target = y[step % self.steps]
-            if target.is_floating_point():  # soft labels: cross-entropy with softmax(logits)
-                return -(target.softmax(-1) * out.log_softmax(-1)).sum(-1).mean()
+            if target.is_floating_point():  # soft labels: each class's cross-entropy, weighted
+                return -(target * out.log_softmax(-1)).sum(-1).mean()
             return F.cross_entropy(out, target)
 
         return InnerProblem(loss, self.step_sizes, self.steps * self.epochs, self.images,

@@ -26,13 +26,13 @@ averaged over tasks, in ``.grad`` as every learner does.  ``adapt`` runs the sam
 loop; the parameters it returns are differentiable through the unrolled loop (as for every learner),
 not by the implicit gradient.
 
-HVPs: on the per-task loop by double backward through one support-gradient graph built once per task
-and reused by every CG step; under ``vmap`` by ``torch.func.vjp`` of ``torch.func.grad`` (the same
-reuse).  The per-task loop measured faster with the cached double backward than with
-forward-over-reverse (``torch.func.jvp`` of ``grad``), which reruns the forward and backward at
-every CG step (numbers in bench/results/imaml_costs.md).  CG runs under vmap too (a fixed number of
-steps, finished tasks masked); the loop stops a task's solve at its tolerance, which gives the same
-numbers.
+HVPs (``fewshot.functional.value_grads_and_hvp``): on the per-task loop by double backward through
+one support-gradient graph built once per task and reused by every CG step; under ``vmap`` by
+``torch.func.vjp`` of ``torch.func.grad`` (the same reuse).  The per-task loop measured faster with
+the cached double backward than with forward-over-reverse (``torch.func.jvp`` of ``grad``), which
+reruns the forward and backward at every CG step (numbers in bench/results/imaml_costs.md).  CG runs
+under vmap too (a fixed number of steps, finished tasks masked); the loop stops a task's solve at
+its tolerance, which gives the same numbers.
 
 The CG is truncated as Newton-CG solvers are (``fewshot/cg.py``): it stops at a direction of
 non-positive curvature keeping its iterate, and a step leaving ``||x|| <= cg_radius ||grad L_q||``
@@ -53,13 +53,11 @@ from dataclasses import replace
 from typing import Mapping
 
 import torch
-from torch.func import grad_and_value
 
 from ..cg import conjugate_gradient
 from ..cg import dot as _dot
 from ..errors import AdaptationError
-from ..func_transforms import under_transform
-from ..functional import Params, call, copy_buffers, grads_loss_and_hvp
+from ..functional import Params, call, copy_buffers, value_and_grads, value_grads_and_hvp
 from ..rules import SGD, NewtonCG, UpdateRule
 from ..rules.base import Chain, State
 from .base import GradientLearner
@@ -149,43 +147,19 @@ class IMAML(GradientLearner):
             out = self.forward_mode.query({**fixed, **p}, bufs, sx, qx, at)
             return loss_fn(out, qy), (out, bufs)
 
-        def support(p: Params) -> torch.Tensor:
-            return loss_fn(call(self.model, {**fixed, **p}, copy_buffers(res.buffers), sx, step=at),
-                           sy)
+        def support(p: Params) -> tuple[torch.Tensor, Params]:
+            out = call(self.model, {**fixed, **p}, copy_buffers(res.buffers), sx, step=at)
+            return loss_fn(out, sy), {}
 
-        batched = under_transform()
-        if batched:
-            g_q, (q_loss, (out, bufs)) = grad_and_value(query, has_aux=True)(phi)
-        else:
-            with torch.enable_grad():
-                leaf = {n: v.clone().requires_grad_() for n, v in phi.items()}
-                q_loss, (out, bufs) = query(leaf)
-                g_q = dict(
-                    zip(names, torch.autograd.grad(q_loss, list(leaf.values()), retain_graph=True)))
+        # the query loss's graph is kept: it reaches the meta-learned-only parameters
+        q_loss, (out, bufs), g_q = value_and_grads(query, phi, retain_graph=True)
         extras: Params = {}
         surrogate = torch.zeros((), dtype=q_loss.dtype, device=q_loss.device)
         if settings.first_order:
             x = g_q
         else:
-            # the inner loop's own linearised support gradient (functional.grads_loss_and_hvp)
-            if batched:
-                g_s, _, _, hvp = grads_loss_and_hvp(self.model, {**fixed, **phi}, res.buffers, sx,
-                                                    sy,
-                                                    loss_fn=loss_fn, names=names, step=at)
-            else:
-                # one support-gradient graph, differentiated again by every product
-                with torch.enable_grad():
-                    at_phi = {n: v.clone().requires_grad_() for n, v in phi.items()}
-                    g_s = dict(
-                        zip(names, torch.autograd.grad(support(at_phi), list(at_phi.values()),
-                                                              create_graph=True)))
-
-                def hvp(v: Params) -> Params:
-                    hv = torch.autograd.grad(list(g_s.values()), list(at_phi.values()),
-                                             [v[n] for n in names],
-                                             retain_graph=True)
-                    return {n: h.detach() for n, h in zip(names, hv)}
-
+            # one support-gradient graph at phi, differentiated again by every product
+            _, _, g_s, hvp = value_grads_and_hvp(support, phi, differentiable=False)
             solve = conjugate_gradient(lambda v: _plus_scaled(v, hvp(v), 1 / lam),
                                        {n: g.detach() for n, g in g_q.items()},
                                        self.config.cg_steps,
