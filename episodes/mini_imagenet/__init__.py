@@ -19,24 +19,24 @@ Usage::
     split = load_mini_imagenet("val", root="/tmp/fewshot")  # 16 classes x 600, [9600, 3, 84, 84]
 """
 from .build import (
-                     check_source,
-                     default_workers,
-                     load_mini_imagenet,
-                     prepare_mini_imagenet,
-                     read_source,
+    check_source,
+    default_workers,
+    load_mini_imagenet,
+    prepare_mini_imagenet,
+    read_source,
 )
 from .common import (
-                     DEFAULT_SIZE,
-                     EXPECTED_COUNTS,
-                     MD5,
-                     NAME,
-                     RAVI_CLASSES,
-                     SPLITS,
-                     SourceData,
-                     decode_image,
-                     decode_jpeg,
-                     preprocessing,
-                     read_split_csv,
+    DEFAULT_SIZE,
+    EXPECTED_COUNTS,
+    MD5,
+    NAME,
+    RAVI_CLASSES,
+    SPLITS,
+    SourceData,
+    decode_image,
+    decode_jpeg,
+    preprocessing,
+    read_split_csv,
 )
 from .detect import FORMATS, detect_format
 
