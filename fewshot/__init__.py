@@ -50,6 +50,7 @@ from .nn import (
     MLP,
     Conv4,
     FullyConnected,
+    LeNet,
     StepBatchNorm,
     StepBatchNorm1d,
     StepBatchNorm2d,

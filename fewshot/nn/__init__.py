@@ -1,6 +1,6 @@
 """Backbones and meta-learning batch norm. Usage: ``from fewshot.nn import Conv4, StepBatchNorm2d,
 inner_step``."""
-from .backbones import MLP, Conv4, FullyConnected
+from .backbones import MLP, Conv4, FullyConnected, LeNet
 from .batchnorm import (
     StepBatchNorm,
     StepBatchNorm1d,

@@ -1,4 +1,5 @@
-"""Backbones of the MAML papers: the 4-block conv net, the fully connected net and the sinusoid MLP.
+"""Backbones of the MAML papers (the 4-block conv net, the fully connected net, the sinusoid MLP) and
+dataset distillation's LeNet.
 
 Usage::
 
@@ -7,6 +8,7 @@ Usage::
     model = Conv4(1, 5, bn_steps=6)  # MAML++ per-step BN
     model = FullyConnected(784, 5)                                                # 256-128-64-64
     model = MLP(1, 1)  # sinusoid, 40-40 ReLU
+    model = LeNet(1, 10, generator=torch.Generator().manual_seed(0))              # distillation
 """
 from __future__ import annotations
 
@@ -112,3 +114,40 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class LeNet(nn.Module):
+    """LeNet as dataset distillation trains it (Wang et al. 2018, the authors' code): 5x5 conv (6
+    channels; padding 2 for 28x28 inputs), ReLU, 2x2 max-pool, 5x5 conv (16), ReLU, 2x2 max-pool,
+    then 120-84-``out_features`` fully connected with ReLU; no batch norm, no dropout.
+
+    Weights are drawn Xavier-normal (gain 1) and biases set to zero, as that code initialises
+    every network, from ``generator`` when given (so an initialisation is reproducible).
+    Usage: ``LeNet(1, 10, image_size=28, generator=torch.Generator().manual_seed(0))``.
+    """
+
+    def __init__(self, in_channels: int = 1, out_features: int = 10, *, image_size: int = 28,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        check_count(in_channels, "in_channels")
+        check_count(out_features, "out_features")
+        if image_size not in (28, 32):
+            raise ConfigError(f"LeNet takes 28x28 (padded to 32) or 32x32 images, got "
+                              f"{image_size}x{image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2 if image_size == 28 else 0), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84),
+                                        nn.ReLU(), nn.Linear(84, out_features))
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """A fresh initialisation: Xavier-normal weights, zero biases (drawn from ``generator``)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_normal_(m.weight, gain=1.0, generator=generator)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+

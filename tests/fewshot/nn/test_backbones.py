@@ -52,3 +52,20 @@ def test_per_step_bn_slots_and_fc_nets():
 def test_bad_backbone_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=f"^{message}"):
         Conv4(**kwargs)
+
+
+def test_lenet_is_dataset_distillations_network():
+    """LeNet-5's 61,706 parameters, Xavier-normal weights (std sqrt(2 / (fan_in + fan_out))) and
+    zero biases, drawn from the generator given: the same seed, the same network."""
+    from fewshot.nn import LeNet
+
+    a = LeNet(1, 10, generator=torch.Generator().manual_seed(0))
+    b = LeNet(1, 10, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert sum(p.numel() for p in a.parameters()) == 61_706
+    assert a(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert LeNet(3, 10, image_size=32)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    fc = a.classifier[0]
+    want = (2 / (400 + 120)) ** 0.5
+    assert abs(float(fc.weight.std()) - want) < 0.05 * want and not fc.bias.any()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in a.modules())
