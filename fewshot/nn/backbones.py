@@ -1,5 +1,5 @@
-"""Backbones of the MAML papers (the 4-block conv net, the fully connected net, the sinusoid MLP) and
-dataset distillation's LeNet.
+"""Backbones of the MAML papers (the 4-block conv net, the fully connected net, the sinusoid MLP)
+and dataset distillation's LeNet.
 
 Usage::
 
