@@ -15,7 +15,7 @@ setup(
     version=VERSION,
     license="MIT",
     description="Few-shot episodic meta-learning (MAML family) on torch.func, with episode "
-    "samplers.",
+                "samplers.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",

@@ -167,11 +167,9 @@ def markdown(record: dict) -> str:
              "20: "
              + ", ".join(f"{k} {v}" for k, v in record["alphabets"].items() if v >= WAYS)
              + "); **mixed** = 20 unrotated test characters of any alphabets (control); "
-               "**standard** = the "
-             "model's protocol (whole test split, all 4 rotations); **within_rot** = one of those "
-             "alphabets, its "
-             "characters in all 4 rotations (a character and its rotation may be two classes of a "
-             "task).", "",
+               "**standard** = the model's protocol (whole test split, all 4 rotations); "
+               "**within_rot** = one of those alphabets, its characters in all 4 rotations (a "
+               "character and its rotation may be two classes of a task).", "",
              "Mean support loss over tasks, before each update (0..9) and after the last (10) "
              "(median in brackets):",
              "",

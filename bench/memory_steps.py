@@ -172,7 +172,7 @@ def main() -> None:
             print(f"{steps:>3} steps, {name}: {mb:.0f} MB, {seconds:.1f} s", flush=True)
     result = {
         "machine": f"{platform.processor() or platform.machine()} (shared VM, {os.cpu_count()} "
-        "cores)",
+                   "cores)",
         "torch": torch.__version__, "meta_batch": args.meta_batch,
         "checkpoint_steps": CHECKPOINT,
         "saved_mb_per_step": saved, "peak_mb": peak,

@@ -695,7 +695,7 @@ def main() -> None:
                         "(default $FEWSHOT_DATA)")
     p.add_argument("--device", default="cpu",
                    help="cpu (default) or cuda[:N]: the timing and gradient rows on a "
-                   "GPU (the memory rows, resident-set growth, are CPU-only and then skipped)")
+                        "GPU (the memory rows, resident-set growth, are CPU-only and then skipped)")
     p.add_argument("--l2l-recipe", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.l2l_recipe:  # a fresh process at torch's default threads
@@ -731,7 +731,7 @@ def main() -> None:
         args.eval_episodes = min(args.eval_episodes, 100)
     result = {
         "machine": f"{platform.processor() or platform.machine()} "
-        f"({platform.node() and 'shared VM'})",
+                   f"({platform.node() and 'shared VM'})",
         "torch": torch.__version__, "meta_batch": args.meta_batch, "rounds": args.rounds,
         "time": time_settings(args, have_l2l), "evaluation": time_evaluation(args, have_l2l),
         "device": ("cpu, 1 thread" if DEVICE.type == "cpu"

@@ -70,7 +70,7 @@ def main() -> None:
                 f"[{results[name]['line']}]")
     record = {
         "command": "fewshot eval omniglot-5w1s-maml --data DIGITS --ways 5 --shots 1 --queries 5 "
-        "--episodes 50",
+                   "--episodes 50",
         "digits": f"MNIST test set, first {args.per_class} of each digit, 28x28 PNGs",
         "results": results}
     atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")

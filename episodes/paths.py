@@ -81,7 +81,7 @@ def ensure_writable_dir(folder: str | os.PathLike, *, error: type[Exception] = D
             + (hint
                or f"pass a writable --root (or set {ENV_VAR} to a writable folder and give the raw "
                   "data with "
-                       "--source)")
+                  "--source)")
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)

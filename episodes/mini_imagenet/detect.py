@@ -29,17 +29,17 @@ from .metaopt_pickle import PREFIX as METAOPT_PREFIX
 FORMATS: dict[str, str] = {
     "ravi-csv": "images/<wnid><8 digits>.jpg with train.csv, val.csv, test.csv (Ravi & Larochelle)",
     "ravi-folders": "train/, val/, test/ each holding <wnid>/*.jpg (Ravi & Larochelle, one folder "
-    "per class)",
+                    "per class)",
     "cache-pickle": "mini-imagenet-cache-train.pkl, -val.pkl (or -validation.pkl), -test.pkl "
-    "(learn2learn / Ren et al.)",
+                    "(learn2learn / Ren et al.)",
     "metaopt-pickle": (
         "miniImageNet_category_split_train_phase_train.pickle, _val.pickle, _test.pickle "
         "(MetaOptNet / FewShotWithoutForgetting)"),
     "torchmeta": "train_data.hdf5, val_data.hdf5, test_data.hdf5 with train_labels.json, "
-    "val_labels.json, "
-    "test_labels.json (torchmeta)",
+                 "val_labels.json, "
+                 "test_labels.json (torchmeta)",
     "ilsvrc": "an ILSVRC-2012 train tree train/<wnid>/<wnid>_<n>.JPEG plus the Ravi CSVs (builds "
-    "mini-ImageNet)",
+              "mini-ImageNet)",
 }
 
 

@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "preprocessing, instead of the config's test split")
     folder.add_argument("--ways", type=int, default=None,
                         help="classes per episode (default: the model's; another "
-                        "number gives the model a zero head of that width)")
+                             "number gives the model a zero head of that width)")
     folder.add_argument("--shots", type=int, default=None,
                         help="support images per class (default: the model's)")
     folder.add_argument("--queries", type=int, default=None,
@@ -188,11 +188,12 @@ def _run(args: argparse.Namespace, learner: GradientLearner, cfg: TrainConfig, w
         print(json.dumps(report))
     else:
         scale, unit = (100.0, "%") if report["metric"] == "accuracy" else (1.0, "")
-        setting = (
-            f"{report['ways']}-way {report['shots']}-shot, "
-            f"{plural(report['queries'], 'query', 'queries')}"
-                   if report["ways"] else f"{report['shots']}-shot, "
-            f"{plural(report['queries'], 'query point', 'query points')}")
+        if report["ways"]:
+            setting = (f"{report['ways']}-way {report['shots']}-shot, "
+                       f"{plural(report['queries'], 'query', 'queries')}")
+        else:
+            setting = (f"{report['shots']}-shot, "
+                       f"{plural(report['queries'], 'query point', 'query points')}")
         print(
             f"{what}: {report['dataset']} {report['split']} {setting}, "
             f"{plural(report['episodes'], 'episode')}: "

@@ -1,8 +1,8 @@
 """``fewshot l2o``: meta-train learned optimizers and run the learned-optimizer experiments.
 
     fewshot l2o train quadratic --out runs/l2o-quadratic --set epochs=10 --set net.output_scale=0.05
-    fewshot l2o experiment mnist-relu --out figures/          # PNG + JSON, final-loss table on
-    stdout
+    # PNG + JSON, and the final-loss table on stdout
+    fewshot l2o experiment mnist-relu --out figures/
 """
 from __future__ import annotations
 
@@ -46,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("problem", metavar="PROBLEM",
                    help="quadratic, mnist, ... (see `fewshot l2o list`)")
     t.add_argument("--out", required=True, metavar="DIR",
-                   help="folder for model.safetensors, manifest.json, "
-                                                               "history.jsonl")
+                   help="folder for model.safetensors, manifest.json, history.jsonl")
     t.add_argument("--name", default=None, help="name in the manifest (default: l2o-PROBLEM)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the problem's meta-training preset, e.g. --set epochs=5 --set "
@@ -57,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="meta-training seed (same as --set seed=S; default 0)")
     t.add_argument("--epochs", type=int, default=None,
                    help="meta-training epochs (same as --set epochs=N; default: "
-                                                            "the problem's preset)")
+                        "the problem's preset)")
     t.add_argument("--root", default=None, metavar="DIR",
                    help="data root (else $FEWSHOT_DATA, else ~/.cache/fewshot)")
     t.add_argument("--quiet", action="store_true", help="no progress bar on stderr")

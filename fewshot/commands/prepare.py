@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="download/verify a dataset and build its HDF5 store",
         description="Build a dataset's HDF5 store under the data root (--root, else $FEWSHOT_DATA, "
-        "else "
-        "~/.cache/fewshot).",
+                    "else "
+                    "~/.cache/fewshot).",
     )
     p.add_argument("dataset", metavar="DATASET", help=f"dataset to prepare: {', '.join(DATASETS)}")
     p.add_argument("--source", default=None, metavar="DIR_OR_URL",
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, metavar="DIR", help="data root to write the store into")
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="image side in pixels (default 28; 84 for "
-                                                                       "mini-imagenet)")
+                        "mini-imagenet)")
     p.add_argument("--splits", default=None, metavar="DIR",
                    help="mini-imagenet: folder holding the Ravi train/val/test.csv, if not in "
                         "--source "

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "(docs/results.md's table)")
     cal = sub.add_parser("calibrate",
                          help="start a run from a model trained with transductive batch norm, with "
-                                           "per-step statistics calibrated on training tasks "
-                                           "(docs/batchnorm.md)")
+                              "per-step statistics calibrated on training tasks "
+                              "(docs/batchnorm.md)")
     cal.add_argument("name")
     cal.add_argument("--out", required=True,
                      help="new run directory (publish it, or fine-tune it with fewshot train)")

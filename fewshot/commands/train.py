@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="meta-train a preset or config file",
         description="Meta-train a learner. Resumes automatically when --out already holds a "
-        "checkpoint.")
+                    "checkpoint.")
     p.add_argument("config", metavar="PRESET_OR_CONFIG", nargs="?",
                    help="a preset name (see --list-presets) or a .yaml/.json config file")
     p.add_argument("--out", default=None,

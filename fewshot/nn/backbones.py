@@ -146,6 +146,7 @@ class LeNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_normal_(m.weight, gain=1.0, generator=generator)
+                assert m.bias is not None  # every layer here has one
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

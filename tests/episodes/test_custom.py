@@ -66,13 +66,13 @@ def test_from_arrays_feeds_the_sampler_with_unequal_counts():
         (np.zeros((4, 2), dtype=np.uint8), [0, 0, 1], "one label per example"),
         (np.zeros((4, 2), dtype=np.uint8), [1, 1, 1, 1],
          r"y has 1 distinct label \(1\): episodes need at least 2 "
-                                                          "classes; add examples of another class"),
+         "classes; add examples of another class"),
         (np.zeros((0, 2), dtype=np.uint8), [], "empty"),
         # issue 14: strings used to raise a TypeError from torch, NaN/inf were accepted silently
         (np.array([["a", "b"]] * 4), [0, 0, 1, 1],
          r"x must be numeric \(uint8 images or float features\), got numpy "
-                                                   r"dtype <U1: convert it first, e.g. "
-                                                   r"x.astype\('float32'\)"),
+         r"dtype <U1: convert it first, e.g. "
+         r"x.astype\('float32'\)"),
         (np.array([[b"a"]] * 4), [0, 0, 1, 1], "got numpy dtype [|]S1: convert it first"),
         (np.array([[1, 2]] * 4, dtype="datetime64[s]"), [0, 0, 1, 1], "got numpy dtype datetime64"),
         (np.array([[0.0], [1.0], [np.nan], [2.0]]), [0, 0, 1, 1],
@@ -177,7 +177,7 @@ def test_one_class_folder_says_how_to_fix(tmp_path):
     with pytest.raises(DataError,
                        match="has 1 class subfolders: episodes need at least 2 classes; put each "
                              "class's "
-                                        "images in its own subfolder"):
+                             "images in its own subfolder"):
         from_image_folder(tmp_path)
 
 

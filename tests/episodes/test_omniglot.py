@@ -161,8 +161,8 @@ def test_lake_splits_and_rotation_augmentation(omniglot_root):
     with pytest.raises(DataError,
                        match="unknown omniglot split 'bogus'.*train, val, test, trainval, "
                              "maml-train, "
-                                        "maml-val, maml-test, maml-trainval, background, "
-                                        "evaluation"):
+                             "maml-val, maml-test, maml-trainval, background, "
+                             "evaluation"):
         load_omniglot("bogus", omniglot_root)
 
 
@@ -236,7 +236,7 @@ def test_missing_alphabet(tmp_path, fewshot_data):
     blob = _rewrite_zip(real, keep=lambda i: f"/{victim}/" not in i.filename)
     _assert_fails_cleanly(tmp_path, _source(tmp_path, fewshot_data, **{EVAL: blob}),
                           "found 19 alphabets.*expected 20 "
-                                                                                     "/ 659")
+                          "/ 659")
 
 
 @pytest.mark.slow
@@ -345,15 +345,15 @@ def _tiny_background_zip(member_method=zipfile.ZIP_DEFLATED) -> tuple[bytes, str
 @pytest.mark.parametrize("patch,message", [
     ({"encrypted": True},
      "member '{member}' is encrypted (password-protected), which fewshot cannot read: use the "
-                          "official unencrypted archive, or extract it yourself and pass the "
-                          "folder holding "
-                          "images_background/ as --source"),
+     "official unencrypted archive, or extract it yourself and pass the "
+     "folder holding "
+     "images_background/ as --source"),
     ({"method": 9},
      "member '{member}' uses zip compression method 9 (deflate64), which this Python cannot "
      "decompress "
-                    "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract "
-                    "it with another "
-                    "tool and pass the folder holding images_background/ as --source"),
+     "(it reads stored, deflate, bzip2, lzma): use the official archive, or extract "
+     "it with another "
+     "tool and pass the folder holding images_background/ as --source"),
     ({"method": 93}, "member '{member}' uses zip compression method 93 (zstandard), "
                      "which this Python cannot decompress"),
 ])

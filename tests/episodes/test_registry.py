@@ -33,7 +33,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
     with pytest.raises(DataError,
                        match="unknown dataset 'omniglott': choose one of omniglot, mnist, "
                              "fashion-mnist, "
-                                        "mini-imagenet"):
+                             "mini-imagenet"):
         load_split("omniglott", "train", tmp_path)
     with pytest.raises(DataError, match="unknown mnist split 'val': choose one of train, test"):
         load_split("mnist", "val", tmp_path)
@@ -48,7 +48,7 @@ def test_missing_store_names_the_prepare_command(tmp_path):
         with pytest.raises(DataError,
                            match=f"no {dataset} store at {store}: run `fewshot prepare {dataset} "
                                  "(--source "
-                                            f"(DIR|PATH) )?--root {tmp_path}`"):
+                                 f"(DIR|PATH) )?--root {tmp_path}`"):
             load_split(dataset, "train", tmp_path)
 
 

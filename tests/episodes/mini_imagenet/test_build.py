@@ -108,7 +108,7 @@ def test_class_with_too_few_images_names_class_and_count(tmp_path):
         with pytest.raises(DataError,
                            match=f"class {wnid} of split test has 3 images, expected 5: the source "
                                  "is "
-                                            "incomplete"):
+                                 "incomplete"):
             _build(tmp_path, fx, fmt)
         assert list(tmp_path.glob(f"root-{fmt}/**/*.h5")) == []
 

@@ -39,7 +39,7 @@ def test_missing_duplicate_and_malformed_files(tmp_path):
     with pytest.raises(DataError,
                        match=r"cache-test.pkl image_data is uint8 \[10, 32, 32, 3\], expected "
                              r"uint8 \[N, "
-                                        r"84, 84, 3\]"):
+                             r"84, 84, 3\]"):
         prepare_mini_imagenet(src, root, **kw)
     bad = {"image_data": blob["image_data"], "class_dict": {"n01930112": [0, 99]}}
     (src / "mini-imagenet-cache-test.pkl").write_bytes(pickle.dumps(bad))

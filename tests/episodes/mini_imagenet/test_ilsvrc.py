@@ -49,13 +49,13 @@ def test_missing_class_folder_or_too_few_files_are_named(tmp_path):
     with pytest.raises(DataError,
                        match=f"entry '{wnid}{k:08d}.jpg' is image {k} of {wnid}, but .* has "
                              f"{k - 1} "
-                                        "<wnid>_<n>.JPEG files"):
+                             "<wnid>_<n>.JPEG files"):
         prepare_mini_imagenet(src, tmp_path / "root", **kw)
     shutil.rmtree(src / "train" / wnid)
     with pytest.raises(DataError,
                        match=f"lacks 1 of the {N_FIXTURE} class folders the CSVs need .e.g. "
                              f"{wnid}/ for "
-                                        "val.csv."):
+                             "val.csv."):
         prepare_mini_imagenet(src, tmp_path / "root", **kw)
 
 
@@ -65,7 +65,7 @@ def test_real_ravi_csvs_pass_md5_and_the_first_absent_class_is_named(fewshot_dat
     with pytest.raises(DataError,
                        match=f"lacks {N_RAVI - N_FIXTURE} of the {N_RAVI} class folders the CSVs "
                              "need .e.g. "
-                                        "n01749939/ for train.csv.: extract the full ILSVRC-2012"):
+                             "n01749939/ for train.csv.: extract the full ILSVRC-2012"):
         prepare_mini_imagenet(src, tmp_path / "root",
                               splits=fewshot_data / "mini-imagenet" / "splits" / "ravi",
                               quiet=True)

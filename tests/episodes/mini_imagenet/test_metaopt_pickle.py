@@ -43,7 +43,7 @@ def test_wrong_images_labels_and_missing_files(tmp_path):
     with pytest.raises(DataError,
                        match="has no miniImageNet_category_split_val.pickle: bring the three "
                              "MetaOptNet "
-                                        "pickles"):
+                             "pickles"):
         prepare_mini_imagenet(src, root, **kw)
     assert not root.exists()
 

@@ -21,7 +21,7 @@ def test_real_csvs_without_images_say_what_is_missing(fewshot_data, tmp_path):
     with pytest.raises(DataError,
                        match="holds no known mini-ImageNet format .it has the Ravi CSVs in "
                              ".*splits/ravi "
-                                        "but no images"):
+                             "but no images"):
         prepare_mini_imagenet(fewshot_data / "mini-imagenet", tmp_path, quiet=True)
     assert list(tmp_path.rglob("*.h5")) == []
 

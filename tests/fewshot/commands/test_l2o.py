@@ -41,7 +41,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
                       (["--epochs", "-1"], "error: meta-training epochs must be >= 1, got -1"),
                       (["--epochs", "2", "--bogus"],
                        "error: fewshot l2o train does not take --bogus: see "
-                                                     "`fewshot l2o train --help` for its options")):
+                       "`fewshot l2o train --help` for its options")):
         assert main(["l2o", "train", "quadratic", "--out", str(tmp_path / "x")] + argv) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1

@@ -191,8 +191,8 @@ def test_disk_full_during_prepare_is_one_line_and_keeps_the_store(fewshot_data, 
     _one_error_line(capsys,
                     f"error: cannot write store {store}: no space left on the device (the store "
                     "needs at "
-                            f"least 54.9 MB); free space in {store.parent} or pass --root on a "
-                            "disk with room")
+                    f"least 54.9 MB); free space in {store.parent} or pass --root on a "
+                    "disk with room")
     assert store.read_bytes() == before
     assert sorted(p.name for p in store.parent.iterdir()) == [store.name]
 

@@ -189,7 +189,7 @@ def test_mini_imagenet_presets_follow_the_published_protocols():
     # issue 23: a section whose only line lacks its colon gave "learner must be a mapping, got str"
     ("learner:\n  inner_lr 0.01\n",
      r", line 2: learner must be a mapping, got str.*a line under it lacks its colon: "
-                                    r"every setting is `key: value`"),
+     r"every setting is `key: value`"),
     ("preset: sinusoid-maml\niterations 100\nseed: 1\n",
      r", line 2: not valid YAML \(could not find expected ':'\): every setting is `key: value` \(a "
      r"colon and a "

@@ -58,9 +58,9 @@ def test_a_users_model_learns_the_shape_from_adapt():
     assert learner.predict(sx[:2], params, support_x=sx).shape == (2, 3)
     with pytest.raises(FewshotError,
                        match=r"predict got inputs of shape \[2, 1, 20, 20\] but the model expects "
-                                           r"\[N, 1, 16, 16\] \(N examples\): predict on examples "
-                                           r"shaped like the "
-                                           r"support set passed to adapt"):
+                             r"\[N, 1, 16, 16\] \(N examples\): predict on examples "
+                             r"shaped like the "
+                             r"support set passed to adapt"):
         learner.predict(torch.rand(2, 1, 20, 20), params, support_x=sx)
     with pytest.raises(FewshotError, match=r"pass x\[None\]"):
         learner.predict(sx[0], params, support_x=sx)
@@ -74,8 +74,8 @@ def test_uint8_images_are_refused_in_one_line_naming_the_conversion(shipped):
         with pytest.raises(FewshotError,
                            match=r"got uint8 inputs but the model takes floating point ones: "
                                  r"prepare "
-                                               r"raw images with learner\.preprocessing .* "
-                                               r"x\.float\(\) / 255") as info:
+                                 r"raw images with learner\.preprocessing .* "
+                                 r"x\.float\(\) / 255") as info:
             call()
         assert "\n" not in str(info.value)
     own = MAML(Conv4(1, 3, hidden=8, image_size=16), MAMLConfig(inner_steps=1))
@@ -88,9 +88,9 @@ def test_pixels_left_in_0_255_are_refused_by_a_model_with_a_preprocessing(shippe
     learner, sx, adapted = shipped
     with pytest.raises(FewshotError,
                        match=r"adapt got inputs in \[0\.\d+, 25\d(\.\d+)?\] but the model takes "
-                                           r"images in \[0, 1\]: prepare them with "
-                                           r"learner\.preprocessing .* divide "
-                                           r"0-255 pixels by 255"):
+                             r"images in \[0, 1\]: prepare them with "
+                             r"learner\.preprocessing .* divide "
+                             r"0-255 pixels by 255"):
         learner.adapt(sx * 255, torch.arange(5))
     with pytest.raises(FewshotError, match=r"predict got inputs in \[-3, "):
         adapted(sx - 3)

@@ -187,7 +187,7 @@ BROKEN = {
                  "is not UTF-8 text (bad byte at offset 3): " + FIX),
     "not-json": (lambda m: b'{"name": "broken",',
                  "is not valid JSON (line 1, column 19: Expecting property name "
-                                                   "enclosed in double quotes): " + FIX),
+                 "enclosed in double quotes): " + FIX),
     "name-is-a-list": (lambda m: json.dumps({**m, "name": ["broken"]}).encode(),
                        ": name must be str or None, got ['broken'] (list): " + FIX),
     "no-config": (_without("config"),

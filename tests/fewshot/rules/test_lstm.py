@@ -200,7 +200,7 @@ def test_gradient_and_loss_inputs_carry_no_graph():
      r"LSTM meta-learner init_range must be a finite number >= 0 .*, got -1.0"),
     (dict(forget_bias=(5.0, 4.0)),
      r"LSTM meta-learner forget_bias range must be two finite numbers \(low, high\) "
-                                   r"with low <= high, got \(5.0, 4.0\)")])
+     r"with low <= high, got \(5.0, 4.0\)")])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ConfigError, match=f"^{message}"):
         LSTMMetaRule(["w"], **kwargs)

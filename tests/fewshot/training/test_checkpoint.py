@@ -222,8 +222,8 @@ def test_valid_checksum_but_wrong_entry_type(tmp_path, key, value):
     _rewrite(path, payload)
     with pytest.raises(CheckpointError,
                        match=f"entry '{key}' is a {type(value).__name__}, not what fewshot writes: "
-                                              "it is damaged; resume from another checkpoint or "
-                                              "start a new run"):
+                             "it is damaged; resume from another checkpoint or "
+                             "start a new run"):
         load_checkpoint(path)
 
 
