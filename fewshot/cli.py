@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "pretrained",
     "plot",
     "l2o",
+    "distill",
 )
 
 

@@ -71,6 +71,18 @@ def omniglot_root(omniglot_prepared: tuple[Path, str]) -> Path:
     return omniglot_prepared[0]
 
 
+@pytest.fixture(scope="session")
+def mnist_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp data root with real MNIST and Fashion-MNIST stores, built once from
+    ``$FEWSHOT_RAW_DATA``."""
+    from episodes.idx import prepare_mnist
+
+    root = tmp_path_factory.mktemp("l2o-data")
+    for name in ("mnist", "fashion-mnist"):
+        prepare_mnist(name, fewshot_data / name, root, quiet=True)
+    return root
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test: small nets gain nothing from intra-op threads and lose a lot

@@ -1,23 +1,9 @@
-"""Fixtures of the learned-optimizer tests: a real MNIST + Fashion-MNIST store and a tiny trained
-net."""
+"""Fixtures of the learned-optimizer tests: a tiny trained net (the MNIST store is the session's,
+tests/conftest.py)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def mnist_root(fewshot_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A temp data root with real MNIST and Fashion-MNIST stores, built once from
-    ``$FEWSHOT_RAW_DATA``."""
-    from episodes.idx import prepare_mnist
-
-    root = tmp_path_factory.mktemp("l2o-data")
-    for name in ("mnist", "fashion-mnist"):
-        prepare_mnist(name, fewshot_data / name, root, quiet=True)
-    return root
 
 
 @pytest.fixture

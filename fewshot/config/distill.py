@@ -1,0 +1,101 @@
+"""What a dataset-distillation run is (``fewshot distill``): ``DistillConfig`` and the presets that
+reproduce the papers' MNIST settings.
+
+The presets follow the authors' code (Wang et al. 2018, github SsnL/dataset-distillation; soft
+labels: Sucholutsky & Schonlau 2019, github ilia10000/dataset-distillation): LeNet, MNIST normalised
+with its mean and standard deviation, images drawn from N(0, 1), step sizes started at 0.02 (soft
+labels: 0.01), Adam (lr 0.01, betas (0.5, 0.999)) halving its learning rate every 40 epochs (soft:
+35) of 59 real batches of 1024, for 400 epochs (soft: 350).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+# real batches of 1024 in one pass over the 60,000 training images (the authors' epoch)
+BATCHES_PER_EPOCH = 59
+DATASETS = ("mnist", "fashion-mnist")
+
+
+@dataclass
+class DistillConfig:
+    """A distillation run.  ``steps`` batches of ``images_per_class`` images per class, reused for
+    ``epochs`` passes (one learned step size per step of each pass); ``init="fixed"``: one network
+    initialisation, drawn from ``seed`` and shipped with the images; ``"random"``: a fresh one for
+    each of ``inits_per_iteration`` networks at every outer iteration."""
+
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    images_per_class: int = 1
+    steps: int = 1
+    epochs: int = 3
+    init: Literal["fixed", "random"] = "fixed"
+    inits_per_iteration: int = 1
+    soft_labels: bool = False
+    step_size: float = 0.02
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.5, 0.999)
+    iterations: int = 400 * BATCHES_PER_EPOCH
+    decay_every: int = 40 * BATCHES_PER_EPOCH
+    decay_factor: float = 0.5
+    batch_size: int = 1024
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_inits: int = 100
+    seed: int = 0
+    data_root: str | None = None
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("images_per_class", "steps", "epochs", "inits_per_iteration", "iterations",
+                     "decay_every", "batch_size", "checkpoint_every", "log_every", "eval_inits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("step_size", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 < self.decay_factor <= 1:
+            raise ConfigError(f"decay_factor must be in (0, 1], got {self.decay_factor!r}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}: choose one of "
+                              f"{', '.join(DATASETS)}")
+
+    @property
+    def images(self) -> int:
+        """The number of distilled images: steps x classes x images per class."""
+        return self.steps * 10 * self.images_per_class
+
+
+def _preset(dataset: str, **kw: object) -> DistillConfig:
+    return DistillConfig(dataset=dataset, **kw)  # type: ignore[arg-type]
+
+
+def _presets() -> dict[str, DistillConfig]:
+    out = {}
+    for dataset in DATASETS:
+        out[f"{dataset}-distill-10"] = _preset(dataset)
+        out[f"{dataset}-distill-100-random"] = _preset(dataset, steps=10, init="random")
+        out[f"{dataset}-distill-10-soft"] = _preset(
+            dataset, soft_labels=True, step_size=0.01, iterations=350 * BATCHES_PER_EPOCH,
+            decay_every=35 * BATCHES_PER_EPOCH)
+    for name, cfg in out.items():
+        cfg.preset = name
+    return out
+
+
+DISTILL_PRESETS = _presets()
+
+
+def get_distill_preset(name: str) -> DistillConfig:
+    """A fresh copy of preset ``name`` (``mnist-distill-10``, ``mnist-distill-100-random``,
+    ``mnist-distill-10-soft`` and their ``fashion-mnist-`` twins)."""
+    if name not in DISTILL_PRESETS:
+        close = difflib.get_close_matches(name, list(DISTILL_PRESETS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(
+            sorted(DISTILL_PRESETS))
+        raise ConfigError(f"unknown distillation preset '{name}': {hint}")
+    return dataclasses.replace(DISTILL_PRESETS[name])

@@ -1,0 +1,52 @@
+"""fewshot.training.distill: a distillation run on real MNIST learns (networks trained on its ten
+images beat networks trained on its starting noise), resumes bit-identically, and refuses to resume
+with other settings."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from fewshot.config.distill import get_distill_preset
+from fewshot.errors import ConfigError
+from fewshot.training.checkpoint import load_checkpoint
+from fewshot.training.distill import Distillation, distill, trained_network_accuracies
+
+
+def _cfg(mnist_root, **kw):
+    base = dict(iterations=6, batch_size=64, checkpoint_every=3, log_every=3,
+                data_root=str(mnist_root))
+    return dataclasses.replace(get_distill_preset("mnist-distill-10"), **{**base, **kw})
+
+
+def test_distillation_learns_what_its_starting_noise_does_not(mnist_root, tmp_path, one_thread):
+    cfg = _cfg(mnist_root, iterations=60, batch_size=256, lr=0.05)
+    # the same initialisation, trained on the images the run starts from
+    before = trained_network_accuracies(Distillation(cfg), cfg)[0]
+    result = distill(cfg, tmp_path, quiet=True)
+    assert result.test_inits == 1 and result.test_mean > before + 0.2, (before, result)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["test_mean"] == result.test_mean
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["iteration"] == 60 and logged[-1]["loss"] < logged[0]["loss"]
+
+
+def test_a_resumed_run_is_the_uninterrupted_one(mnist_root, tmp_path, one_thread):
+    straight = distill(_cfg(mnist_root), tmp_path / "a", quiet=True)
+    distill(_cfg(mnist_root, iterations=3), tmp_path / "b", quiet=True)
+    resumed = distill(_cfg(mnist_root), tmp_path / "b", quiet=True)
+    assert resumed.resumed_from == 3 and resumed.test_mean == straight.test_mean
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
+    assert all(torch.equal(a["learner"][k], b["learner"][k]) for k in a["learner"])
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    with pytest.raises(ConfigError, match="other settings \\(lr: 0.01 there, 0.02 here\\)"):
+        distill(_cfg(mnist_root, lr=0.02), tmp_path / "b", quiet=True)
+
+
+def test_random_initialisations_are_drawn_per_network(mnist_root, one_thread):
+    cfg = _cfg(mnist_root, init="random", steps=2, eval_inits=3)
+    run = Distillation(cfg)
+    accuracies = trained_network_accuracies(run, cfg, seed=0)
+    assert len(accuracies) == 3 and len(set(accuracies)) == 3  # three different networks
+    # the same seed, the same networks
+    assert trained_network_accuracies(run, cfg, seed=0) == accuracies
