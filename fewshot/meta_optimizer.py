@@ -83,7 +83,6 @@ class MetaOptimConfig:
         return cls(**{"lr": 1e-3, "cosine": True, "min_lr": 1e-5, **overrides})
 
 
-
 def build_meta_optimizer(params: Iterable[torch.nn.Parameter],
                          config: MetaOptimConfig | None = None,
                          total_iterations: int = 1) -> tuple[torch.optim.Optimizer,

@@ -75,8 +75,6 @@ def verified_manifest(source: str | os.PathLike) -> tuple[Path, Manifest]:
     return directory, manifest
 
 
-
-
 def load_with_manifest(source: str | os.PathLike) -> tuple[CoordinateLSTM, Manifest]:
     """(net, manifest) of the learned optimizer at ``source`` (pretrained name or directory),
     verified, eval mode."""

@@ -78,7 +78,6 @@ def check_task(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.
                 "do not match beyond the example dim")
 
 
-
 class OutputWidths:
     """The model's output width (scores per example; -1: no class dim) per input shape, dtype and
     device, each measured once with a one-example forward (no gradients, stored statistics, buffers
