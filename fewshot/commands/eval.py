@@ -27,6 +27,7 @@ from episodes.preprocessing import INTERPOLATIONS
 from .. import pretrained
 from ..checks import check_count
 from ..config import TrainConfig
+from ..config.manifest import DISTILLED_DATA
 from ..errors import CheckpointError, ConfigError
 from ..learners import GradientLearner
 from ..precision import PRECISIONS, autocast, resolve_precision
@@ -36,6 +37,7 @@ from ..runtime import distributed, launch
 from ..runtime.allocator import tune_allocator
 from ..training.build import TEST_SEED, build_learner_from_config, resolve_device, run_identity
 from ..training.checkpoint import load_checkpoint, load_learner_state
+from ..training.distill import mean_ci, trained_network_accuracies
 from ..training.run_folder import (
     BEST,
     LAST,
@@ -51,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "episode set, "
                                           "mean and 95% CI (1.96 * sample std / sqrt(episodes)).")
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT|PRETRAINED_NAME")
+    p.add_argument("--inits", type=int, default=None, metavar="N",
+                   help="distilled data for random initialisations: test N fresh networks "
+                        "(default: the manifest's count)")
     p.add_argument("--episodes", type=int, default=None,
                    help="number of episodes (default: the config's, 600)")
     p.add_argument("--split", default=None, help="data split (default: the config's test split)")
@@ -155,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         check_count(args.threads, "--threads")
     device = resolve_device(args.device)
+    if pretrained.known(args.target) and pretrained.manifest(args.target).kind == DISTILLED_DATA:
+        return _run_distilled(args)
     threads = launch.default_layout(None, device, threads=args.threads).threads
     with launch.torch_threads(None if distributed.launched() and args.threads is None else threads):
         learner, cfg, what = resolve_target(args.target, device)
@@ -230,3 +237,30 @@ def run_on_folder(args: argparse.Namespace, learner: torch.nn.Module, cfg: Train
               f"accuracy {100 * report['mean']:.2f}% "
               f"± {100 * report['ci95']:.2f}% (95% CI)")
     return 0
+
+
+def _run_distilled(args: argparse.Namespace) -> int:
+    """A distilled training set: networks trained on its images alone (from its fixed
+    initialisation, or ``--inits`` fresh ones from ``--seed``), tested on the real test set."""
+    for flag in ("data", "split", "steps", "bn_mode", "ways", "shots", "queries", "episodes"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to meta-initializations, not to "
+                              f"distilled data ({args.target}): drop it")
+    run, cfg, manifest = pretrained.load_distilled(args.target)
+    seed = 0 if args.seed is None else args.seed
+    if args.inits is not None:
+        check_count(args.inits, "--inits")
+    inits = args.inits if args.inits is not None else manifest.get("eval_inits")
+    accuracies = trained_network_accuracies(run, cfg, seed=seed, inits=inits)
+    mean, ci95 = mean_ci(accuracies)
+    report = {"name": args.target, "kind": manifest.kind, "metric": "accuracy", "mean": mean,
+              "ci95": ci95, "inits": len(accuracies), "init": cfg.init, "seed": seed,
+              "images": cfg.images, "dataset": cfg.dataset, "split": "test"}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        spread = f" ± {100 * ci95:.2f}" if len(accuracies) > 1 else ""
+        print(f"distilled {args.target}: {cfg.dataset} test accuracy {100 * mean:.2f}{spread}% "
+              f"({plural(len(accuracies), 'network')} trained on {cfg.images} images)")
+    return 0
+

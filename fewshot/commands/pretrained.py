@@ -18,10 +18,11 @@ from pathlib import Path
 
 from .. import pretrained
 from ..config import apply_overrides
-from ..config.manifest import LEARNED_OPTIMIZER, META_INITIALIZATION
+from ..config.manifest import DISTILLED_DATA, LEARNED_OPTIMIZER, META_INITIALIZATION
 from ..pretrained.training_state import read_training_state
 from ..reporting import publish, results_table
 from ..training.calibrate import calibrated_run
+from ..training.distill import RESULT_FILE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in pretrained.list():
             m = pretrained.manifest(name)
+            if m.kind == DISTILLED_DATA:
+                print(f"{name}\tdistilled-data\t{m.get('images')} {m.get('dataset')} images, test "
+                      f"accuracy {100 * m['mean']:.2f}")
+                continue
             if m.kind == LEARNED_OPTIMIZER:
                 print(
                     f"{name}\tlearned-optimizer\ttrained on {m.get('problem')}, validation final "
@@ -105,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 why = m.training_state_note or "published before models carried it"
                 print(f"{args.name}: ships no training state ({why})")
+    elif args.action == "publish" and is_distillation_run(args.run_dir):
+        m = pretrained.publish_distilled(args.run_dir, args.name, dest=args.dest)
+        spread = f" ± {100 * m['ci95']:.2f}" if m.get("eval_inits", 1) > 1 else ""
+        print(f"published {args.name}: test accuracy {100 * m['mean']:.2f}{spread}% "
+              f"({m.get('eval_inits')} network(s) trained on {m.get('images')} distilled images)")
     elif args.action == "publish":
         out = publish(args.run_dir, args.name, dest=args.dest, episodes=args.episodes,
                       notes=args.notes,
@@ -130,3 +140,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "table":
         print(results_table(full=args.full))
     return 0
+
+
+def is_distillation_run(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a ``fewshot distill`` run (its ``result.json``)."""
+    return (Path(run_dir) / RESULT_FILE).is_file()
+

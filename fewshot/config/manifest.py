@@ -28,6 +28,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 META_INITIALIZATION: Final = "meta-initialization"
 LEARNED_OPTIMIZER: Final = "learned-optimizer"
+DISTILLED_DATA: Final = "distilled-data"
 FIX = "re-publish the model (or remove its folder from the search path)"
 
 
@@ -38,7 +39,8 @@ class Manifest(Mapping[str, Any]):
 
     sha256: str | None = None  # the weights' checksum (required: checked in __post_init__)
     name: str | None = None  # the model's name (default: its folder's)
-    kind: Literal["meta-initialization", "learned-optimizer"] = META_INITIALIZATION
+    kind: Literal["meta-initialization", "learned-optimizer",
+                  "distilled-data"] = META_INITIALIZATION
     weights: str = WEIGHTS  # the weights' file name inside the model folder
     # --- what it is and how it was measured (meta-initializations) ---
     learner: str | None = None
@@ -113,6 +115,9 @@ class Manifest(Mapping[str, Any]):
                     raise ConfigError(f"lacks '{key}' ({what}, a number)")
                 if not is_finite_number(value):
                     raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+        elif self.kind == DISTILLED_DATA:
+            if self.config is None:
+                raise ConfigError("lacks 'config' (the distillation config, a JSON object)")
         elif self.net is None:
             raise ConfigError("lacks 'net' (the learned optimizer's config, a JSON object)")
 

@@ -17,6 +17,7 @@ Usage::
 """
 from __future__ import annotations
 
+from .distilled import load_distilled, publish_distilled
 from .registry import (
     ENV_VAR,
     ManifestWarning,
@@ -46,9 +47,7 @@ from .training_state import (
 )
 
 __all__ = ["BEST_STATE", "ENV_VAR", "METRICS", "STATE", "ManifestWarning",
-           "continue_from_pretrained", "known",
-           "list", "load", "load_with_config", "locate", "manifest", "no_state_message",
-           "package_dir",
-           "preprocessing", "preprocessing_of", "read_training_state", "register_dir",
-           "search_path", "show",
-           "verify", "verify_dir", "write_training_state"]
+           "continue_from_pretrained", "known", "list", "load", "load_distilled",
+           "load_with_config", "locate", "manifest", "no_state_message", "package_dir",
+           "preprocessing", "preprocessing_of", "publish_distilled", "read_training_state",
+           "register_dir", "search_path", "show", "verify", "verify_dir", "write_training_state"]

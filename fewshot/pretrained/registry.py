@@ -212,10 +212,11 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     """
     manifest = verify(name)
     if manifest.kind != META_INITIALIZATION:
+        how = ("fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)"
+               if manifest.kind == LEARNED_OPTIMIZER else "fewshot.pretrained.load_distilled")
         raise CheckpointError(
-            f"pretrained model '{name}' is a {LEARNED_OPTIMIZER}, not a meta-initialization: "
-            "load it with fewshot.l2o.load_learned_optimizer or "
-            "LearnedOptimizer(weights=...)")
+            f"pretrained model '{name}' is a {manifest.kind}, not a meta-initialization: load it "
+            f"with {how}")
     cfg = config_from_dict(manifest.config or {}, where=f"manifest of '{name}'")
     ident = run_identity(cfg)
     for key in ("learner", "backbone"):
