@@ -51,7 +51,8 @@ def test_untyped_keys_are_kept_in_their_order():
     ({"sha256": "a", "config": {}, "mean": float("nan"), "ci95": 0.1},
      "'mean' must be a finite number, got nan"),
     ({"sha256": "a", "config": {}, "mean": 0.5, "ci95": 0.1, "kind": "net"},
-     "kind must be one of 'meta-initialization', 'learned-optimizer', 'distilled-data', got 'net' (str)"),
+     "kind must be one of 'meta-initialization', 'learned-optimizer', 'distilled-data', got "
+     "'net' (str)"),
     ({"sha256": "a", "kind": "learned-optimizer"},
      "lacks 'net' (the learned optimizer's config, a JSON object)"),
     ({"sha256": "", "config": {}, "mean": 0.5, "ci95": 0.1}, "'sha256' must be a non-empty string"),
