@@ -122,9 +122,10 @@ def value_grads_and_hvp(f: Callable[[Params], tuple[torch.Tensor, Any]], params:
     """``value_and_grads`` plus ``v -> H v``, the Hessian-vector product of ``f``'s value at
     ``params``, reverse over reverse: the gradient's graph is built once and every product is one
     backward of it.  Outside transforms by double backward through ``torch.autograd.grad``; inside
-    by ``torch.func.vjp`` of ``grad_and_value`` (bench/results/imaml_costs.md: the double backward
-    is 1.37x faster on the loop, both beat forward over reverse).  The gradients are differentiable;
-    the products too unless ``differentiable=False`` (a caller that only solves with them)."""
+    by ``torch.func.vjp`` of ``grad_and_value`` (why these two: bench/results/imaml_costs.md, where
+    the double backward is the faster on the loop and both beat forward over reverse).  The
+    gradients are differentiable; the products too unless ``differentiable=False`` (a caller that
+    only solves with them)."""
     if under_transform():
         def g(p: Params) -> tuple[Params, tuple[torch.Tensor, Any]]:
             return grad_and_value(f, has_aux=True)(p)
