@@ -52,9 +52,9 @@ class GradientLearner(nn.Module):
 
     Subclasses set ``config_class`` and implement ``build_rule``; ``prepare_model`` may rewrite the
     model first, ``adapted_names`` narrow the adapted parameters, ``task_objective`` replace MAML's
-    meta-objective.  ``rule=`` replaces ``build_rule``'s
-    rule (e.g. ``MAML(model, cfg, rule=Adam(lr=0.01))``); one made without names is bound to the
-    adapted ones.  Meta-parameters are ``learner.parameters()``: the model's and the rule's.
+    meta-objective.  ``rule=`` replaces ``build_rule``'s rule (e.g. ``MAML(model, cfg,
+    rule=Adam(lr=0.01))``); one made without names is bound to the adapted ones.  Meta-parameters
+    are ``learner.parameters()``: the model's and the rule's.
     """
 
     config_class: type[LearnerConfig] = LearnerConfig

@@ -56,8 +56,9 @@ class Reptile(MAML):
         with ``inner_data="all"``); the objective's gradient is ``theta - phi``, its value the query
         loss at ``phi``."""
         sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
-        x, y = (torch.cat([sx, qx]),
-                torch.cat([sy, qy])) if self.config.inner_data == "all" else (sx, sy)
+        x, y = sx, sy
+        if self.config.inner_data == "all":
+            x, y = torch.cat([sx, qx]), torch.cat([sy, qy])
         steps = settings.steps
         res = settings.loop.run(params, buffers, x, y, steps=steps, noise=task.noise,
                                 first_order=True, keep=[steps])
