@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "plot",
     "l2o",
     "distill",
+    "hpo",
 )
 
 
