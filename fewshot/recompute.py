@@ -170,7 +170,12 @@ class _Recompute(torch.autograd.Function):
         ctx.devices, ctx.device_rng = get_device_states(like)
         ctx.autocast = torch.is_autocast_enabled(like.device.type), torch.get_autocast_dtype(
             like.device.type)
-        ctx.save_for_backward(*args)
+        ctx.save_for_backward(*args[:n_inputs])
+        # the module's and the rule's own parameters, kept as the very tensors the rerun reads (a
+        # saved tensor comes back as another object under saved-tensor hooks, e.g.
+        # torch.autograd.graph.save_on_cpu, and could not be differentiated against): leaves, so
+        # holding them makes no reference cycle
+        ctx.extra = args[n_inputs:]
         ctx.set_materialize_grads(False)
         diff, rest = run([a.detach() for a in args[:n_inputs]], False)
         ctx.n_diff = len(diff)
@@ -181,9 +186,8 @@ class _Recompute(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grad_outputs: torch.Tensor | None):
-        args = ctx.saved_tensors
-        inputs = [a.detach().requires_grad_(a.requires_grad) for a in args[:ctx.n_inputs]]
-        extra = list(args[ctx.n_inputs:])
+        inputs = [a.detach().requires_grad_(a.requires_grad) for a in ctx.saved_tensors]
+        extra = list(ctx.extra)
         with torch.random.fork_rng(devices=ctx.devices,
                                    device_type=ctx.device_type if ctx.devices else "cuda"), \
                 torch.enable_grad():

@@ -158,3 +158,14 @@ def test_bad_inputs_get_one_clear_error():
     with pytest.raises(AdaptationError, match=r"the inner problem diverged: its training loss at "
                                               r"step \d+ of 20"):
         unroll(exploding, params)
+
+
+def test_checkpointing_under_saved_tensor_hooks_gives_the_same_hypergradient():
+    """Saved-tensor hooks (save_on_cpu) hand back other tensor objects: the checkpointed segments
+    must still pass the rule's and the loss module's own parameters their gradients."""
+    problem, params, outer, hyper = _mlp_problem(steps=8)
+    plain = unrolled_hypergradient(problem, params, outer, hyper)
+    with torch.autograd.graph.save_on_cpu():
+        hooked = unrolled_hypergradient(problem, params, outer, hyper, checkpoint=3)
+    for a, b in zip(plain.grads, hooked.grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
