@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fewshot.l2o import LearnedOptimizer
+from fewshot.pretrained import load_learned_optimizer
 
 
 def make_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,8 +39,9 @@ def train(make_optimizer, steps: int = 100, seed: int = 0) -> list[float]:
 
 
 def main(steps: int = 100) -> dict[str, list[float]]:
+    net = load_learned_optimizer("l2o-mnist")
     curves = {
-        "learned (l2o-mnist)": train(lambda ps: LearnedOptimizer(ps, weights="l2o-mnist"), steps),
+        "learned (l2o-mnist)": train(lambda ps: LearnedOptimizer(ps, net=net), steps),
         "adam (lr 0.01)": train(lambda ps: torch.optim.Adam(ps, lr=0.01), steps),
     }
     for name, losses in curves.items():

@@ -94,3 +94,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def small_net():
+    """A randomly initialized CoordinateLSTM (seeded), float64 for exact comparisons."""
+    import torch
+
+    from fewshot.l2o import CoordinateLSTM, LSTMOptimizerConfig
+
+    torch.manual_seed(0)
+    return CoordinateLSTM(LSTMOptimizerConfig(hidden=8)).double()

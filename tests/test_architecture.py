@@ -98,14 +98,10 @@ ALGORITHMS = ("errors", "checks", "precision", "func_transforms", "functional", 
 
 def test_the_algorithms_import_nothing_of_the_application():
     """The two layers: a module of the algorithms imports no module of the application (wherever the
-    import is written), except the learned optimizers' weight loader, which reads the model
-    store."""
-    allowed = {("fewshot.l2o.weights", "fewshot.pretrained"),
-               ("fewshot.l2o.weights", "fewshot.config.manifest")}
+    import is written)."""
     wrong = [f"{m} -> {d}" for m, deps in _module_imports().items() if m != "fewshot"
              and m.split(".")[1] in ALGORITHMS
-             for d in deps if d != "fewshot" and d.split(".")[1] in APPLICATION
-             and (m, d) not in allowed]
+             for d in deps if d != "fewshot" and d.split(".")[1] in APPLICATION]
     assert wrong == []
 
 

@@ -70,8 +70,8 @@ def test_ci_runs_the_readme_install_and_test_commands():
 
 
 def test_learned_optimizer_table_is_generated_from_the_shipped_figures_json():
-    from fewshot.l2o.experiments import EXPERIMENTS, final_table
     from fewshot.pretrained import verify
+    from fewshot.reporting.l2o_experiments import EXPERIMENTS, final_table
 
     block = re.search(r"<!-- l2o-results:start -->\n(.*?)<!-- l2o-results:end -->",
                       doc("docs/l2o.md"), re.S)

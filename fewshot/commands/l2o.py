@@ -20,7 +20,9 @@ from episodes.files import atomic_write_text, hardware
 
 from ..config.typed import apply_overrides, dotted_types
 from ..errors import FewshotError
-from ..l2o.experiments import (
+from ..l2o.metatrain import MetaTrainConfig, meta_train
+from ..pretrained.learned_optimizers import save_learned_optimizer
+from ..reporting.l2o_experiments import (
     EXPERIMENTS,
     PROBLEMS,
     build_family,
@@ -29,8 +31,6 @@ from ..l2o.experiments import (
     training_preset,
     write_outputs,
 )
-from ..l2o.metatrain import MetaTrainConfig, meta_train
-from ..l2o.weights import save_learned_optimizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """The manifest of a published model (``<model>/manifest.json``): one typed schema for its writers
-(``fewshot.reporting.publish``, ``fewshot.l2o.weights``) and its readers (``fewshot.pretrained``,
-the l2o loader, ``--from-pretrained``), with every default in one place.
+(``fewshot.reporting.publish``, ``fewshot.pretrained.learned_optimizers``) and its readers
+(``fewshot.pretrained``, the l2o loader, ``--from-pretrained``), with every default in one place.
 
 A manifest is a JSON object.  The fields the loaders and ``fewshot pretrained`` rely on are typed
 here (checked by ``config.typed``, as every config is); any other key (a learned optimizer's

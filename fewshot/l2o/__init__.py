@@ -4,7 +4,11 @@ al. 2016).
 Usage::
 
     from fewshot.l2o import LearnedOptimizer
-    opt = LearnedOptimizer(model.parameters(), weights="l2o-mnist")
+    from fewshot.pretrained import load_learned_optimizer
+    opt = LearnedOptimizer(model.parameters(), net=load_learned_optimizer("l2o-mnist"))
+
+Saving and loading learned optimizers is the model store's (``fewshot.pretrained``); the paper's
+experiments are ``fewshot.reporting.l2o_experiments`` (``fewshot l2o experiment``).
 """
 from ..rules.preprocess import preprocess_gradients
 from .baselines import BASELINES, LR_GRID, Tuned, make_baseline, tune_baselines
@@ -13,7 +17,6 @@ from .net import CoordinateLSTM, LSTMOptimizerConfig
 from .optimizer import LearnedOptimizer
 from .problems import MLPFamily, ProblemBatch, ProblemFamily, QuadraticFamily
 from .trajectory import final_loss, run_trajectory
-from .weights import load_learned_optimizer, save_learned_optimizer
 
 __all__ = [
     "BASELINES", "LR_GRID", "Tuned", "make_baseline", "tune_baselines", "EpochRecord",
@@ -22,5 +25,5 @@ __all__ = [
     "LearnedOptimizer",
     "preprocess_gradients", "MLPFamily", "ProblemBatch", "ProblemFamily", "QuadraticFamily",
     "final_loss",
-    "run_trajectory", "load_learned_optimizer", "save_learned_optimizer",
+    "run_trajectory",
 ]

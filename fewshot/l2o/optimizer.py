@@ -7,12 +7,12 @@ work.
 
 Usage::
 
-    opt = LearnedOptimizer(model.parameters(), weights="l2o-mnist")   # or net=CoordinateLSTM(...)
+    opt = LearnedOptimizer(model.parameters(), net=fewshot.pretrained.load_learned_optimizer(
+        "l2o-mnist"))                                   # or net=CoordinateLSTM(...) of your own
     loss.backward(); opt.step(); opt.zero_grad()
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterable, overload
 
 import torch
@@ -20,7 +20,6 @@ import torch
 from ..checks import check_number
 from ..errors import ConfigError
 from .net import CoordinateLSTM
-from .weights import load_learned_optimizer
 
 CHUNK = 16384  # coordinates per LSTM call in step()
 
@@ -32,19 +31,17 @@ def _state_keys(layers: int) -> list[str]:
 class LearnedOptimizer(torch.optim.Optimizer):
     """Apply a learned coordinatewise LSTM optimizer to ``params``.
 
-    ``weights``: a pretrained name (``fewshot pretrained list``) or a directory written by
-    ``save_learned_optimizer``; or pass ``net`` directly. The net is used frozen (no gradients).
+    ``net``: the meta-trained network, e.g. ``fewshot.pretrained.load_learned_optimizer(name)``
+    (a pretrained name or a directory written by ``save_learned_optimizer``). It is used frozen
+    (no gradients).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], *,
-                 net: CoordinateLSTM | None = None,
-                 weights: str | os.PathLike | None = None, lr: float = 1.0) -> None:
-        if (net is None) == (weights is None):
+                 net: CoordinateLSTM | None = None, lr: float = 1.0) -> None:
+        if net is None:
             raise ConfigError(
-                "LearnedOptimizer needs exactly one of net= (a CoordinateLSTM) or weights= "
-                "(a pretrained name or a saved directory)")
-        if weights is not None:
-            net = load_learned_optimizer(weights)
+                "LearnedOptimizer needs net= (a CoordinateLSTM): e.g. "
+                "net=fewshot.pretrained.load_learned_optimizer('l2o-mnist')")
         if not isinstance(net, CoordinateLSTM):
             raise ConfigError(f"net must be a fewshot.l2o.CoordinateLSTM, got {type(net).__name__}")
         lr = check_number(lr, "LearnedOptimizer lr", at_least=0, note=" (1 = as meta-trained)")

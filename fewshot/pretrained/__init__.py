@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 from .distilled import load_distilled, publish_distilled
+from .learned_optimizers import load_learned_optimizer, save_learned_optimizer
 from .registry import (
     ENV_VAR,
     ManifestWarning,
@@ -48,6 +49,7 @@ from .training_state import (
 
 __all__ = ["BEST_STATE", "ENV_VAR", "METRICS", "STATE", "ManifestWarning",
            "continue_from_pretrained", "known", "list", "load", "load_distilled",
+           "load_learned_optimizer", "save_learned_optimizer",
            "load_with_config", "locate", "manifest", "no_state_message", "package_dir",
            "preprocessing", "preprocessing_of", "publish_distilled", "read_training_state",
            "register_dir", "search_path", "show", "verify", "verify_dir", "write_training_state"]

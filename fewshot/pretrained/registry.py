@@ -212,7 +212,7 @@ def load_with_config(name: str, device: str | torch.device = "cpu", *,
     """
     manifest = verify(name)
     if manifest.kind != META_INITIALIZATION:
-        how = ("fewshot.l2o.load_learned_optimizer or LearnedOptimizer(weights=...)"
+        how = ("fewshot.pretrained.load_learned_optimizer"
                if manifest.kind == LEARNED_OPTIMIZER else "fewshot.pretrained.load_distilled")
         raise CheckpointError(
             f"pretrained model '{name}' is a {manifest.kind}, not a meta-initialization: load it "

@@ -5,7 +5,8 @@ import torch
 
 import fewshot.pretrained as registry
 from fewshot.errors import CheckpointError
-from fewshot.l2o import LearnedOptimizer, load_learned_optimizer, save_learned_optimizer
+from fewshot.l2o import LearnedOptimizer
+from fewshot.pretrained import load_learned_optimizer, save_learned_optimizer
 
 
 def test_save_load_round_trip_gives_the_same_updates(small_net, tmp_path):
@@ -26,7 +27,7 @@ def test_a_saved_optimizer_is_a_pretrained_model_by_name(small_net, tmp_path, mo
     monkeypatch.setenv(registry.ENV_VAR, str(tmp_path))
     assert "my-opt" in registry.list()
     p = torch.zeros(3, requires_grad=True)
-    LearnedOptimizer([p], weights="my-opt")
+    LearnedOptimizer([p], net=load_learned_optimizer("my-opt"))
     with pytest.raises(CheckpointError, match="is a learned-optimizer, not a meta-initialization"):
         registry.load("my-opt")
 

@@ -36,14 +36,14 @@ from episodes.files import atomic_write_bytes, atomic_write_text
 
 from ..checks import check_count
 from ..errors import ConfigError, FewshotError
+from ..l2o.baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
+from ..l2o.metatrain import MetaTrainConfig
+from ..l2o.net import LSTMOptimizerConfig
+from ..l2o.optimizer import LearnedOptimizer
+from ..l2o.problems import MLPFamily, ProblemFamily, QuadraticFamily
+from ..l2o.trajectory import run_trajectory
+from ..pretrained.learned_optimizers import load_with_manifest
 from ..scoring import Z95
-from .baselines import BASELINES, LR_GRID, make_baseline, tune_baselines
-from .metatrain import MetaTrainConfig
-from .net import LSTMOptimizerConfig
-from .optimizer import LearnedOptimizer
-from .problems import MLPFamily, ProblemFamily, QuadraticFamily
-from .trajectory import run_trajectory
-from .weights import load_with_manifest
 
 TEST_SEED = 10_000   # + seed: test problems
 TUNE_SEED = 20_000   # + seed: baseline-tuning problems

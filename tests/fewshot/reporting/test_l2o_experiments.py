@@ -5,8 +5,9 @@ import torch
 from PIL import Image
 
 from fewshot.errors import ConfigError
-from fewshot.l2o import LearnedOptimizer, run_trajectory, save_learned_optimizer
-from fewshot.l2o.experiments import (
+from fewshot.l2o import LearnedOptimizer, run_trajectory
+from fewshot.pretrained import save_learned_optimizer
+from fewshot.reporting.l2o_experiments import (
     EXPERIMENTS,
     PROBLEMS,
     TEST_SEED,

@@ -22,10 +22,10 @@ from safetensors.torch import save as st_save
 
 from episodes.files import atomic_write_bytes, atomic_write_text, sha256_file
 
-from .. import pretrained as registry
 from ..config.manifest import LEARNED_OPTIMIZER, MANIFEST, WEIGHTS, Manifest, manifest_of
 from ..errors import CheckpointError, ConfigError, FewshotError
-from .net import CoordinateLSTM, LSTMOptimizerConfig
+from ..l2o.net import CoordinateLSTM, LSTMOptimizerConfig
+from . import registry
 
 KIND = LEARNED_OPTIMIZER
 
