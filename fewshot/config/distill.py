@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Literal
 
+from ..checks import check_count
 from ..errors import ConfigError
 
 # real batches of 1024 in one pass over the 60,000 training images (the authors' epoch)
@@ -52,9 +53,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         for name in ("images_per_class", "steps", "epochs", "inits_per_iteration", "iterations",
                      "decay_every", "batch_size", "checkpoint_every", "log_every", "eval_inits"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_count(getattr(self, name), name)
         for name in ("step_size", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")

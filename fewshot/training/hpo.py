@@ -29,6 +29,7 @@ from torch import nn
 from episodes import load_split
 
 from ..bilevel import InnerProblem, implicit_hpo, unroll, unrolled_hpo
+from ..checks import check_count
 from ..errors import ConfigError
 from ..functional import Params
 from ..rules import SGD
@@ -60,9 +61,7 @@ class HPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("train_size", "val_size", "hidden", "budget", "run_steps", "warm_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_count(getattr(self, name), name)
         if self.budget < self.run_steps:
             raise ConfigError(f"budget ({self.budget}) must hold at least one training run of "
                               f"run_steps ({self.run_steps})")

@@ -17,7 +17,7 @@ def test_presets_follow_the_papers_code():
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(steps=0), "steps must be a positive integer"),
+    (dict(steps=0), "steps must be >= 1, got 0"),
     (dict(step_size=0.0), "step_size must be > 0"),
     (dict(decay_factor=1.5), "decay_factor must be in \\(0, 1\\]"),
     (dict(dataset="cifar"), "unknown dataset 'cifar'"),
