@@ -31,7 +31,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from episodes import load_split
 from episodes.files import atomic_write_bytes, atomic_write_text
 
 from ..checks import check_count
@@ -44,6 +43,7 @@ from ..l2o.problems import MLPFamily, ProblemFamily, QuadraticFamily
 from ..l2o.trajectory import run_trajectory
 from ..pretrained.learned_optimizers import load_with_manifest
 from ..scoring import Z95
+from ..training.build import image_arrays
 
 TEST_SEED = 10_000   # + seed: test problems
 TUNE_SEED = 20_000   # + seed: baseline-tuning problems
@@ -124,15 +124,6 @@ def _spec(problem: str) -> ProblemSpec:
     if problem not in PROBLEMS:
         raise ConfigError(f"unknown problem {problem!r}: choose one of {', '.join(PROBLEMS)}")
     return PROBLEMS[problem]
-
-
-def image_arrays(dataset: str, split: str,
-                 root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x [M, H*W] float in [0, 1], y [M] int64)`` of a prepared image dataset split."""
-    data = load_split(dataset, split, root)
-    x = data.data.flatten(1).float().div_(255.0)
-    y = torch.repeat_interleave(torch.arange(data.num_classes), data.counts)
-    return x, y
 
 
 def build_family(problem: str, split: str = "train",

@@ -2,6 +2,7 @@
 meta-optimizer."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -162,3 +163,14 @@ def build_optimizer(learner: torch.nn.Module, cfg: TrainConfig):
     """``fewshot.meta_optimizer.build_meta_optimizer`` for ``cfg.optim`` over the run's iterations:
     ``(Adam, cosine scheduler or None)``."""
     return build_meta_optimizer(learner.parameters(), cfg.optim, cfg.iterations)
+
+
+def image_arrays(dataset: str, split: str,
+                 root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x [M, H*W] float in [0, 1], y [M] int64)`` of a prepared image dataset split (the HPO
+    comparison's and the learned-optimizer problems' data)."""
+    data = load_split(dataset, split, root)
+    x = data.data.flatten(1).float().div_(255.0)
+    y = torch.repeat_interleave(torch.arange(data.num_classes), data.counts)
+    return x, y
+

@@ -26,13 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from episodes import load_split
-
 from ..bilevel import InnerProblem, implicit_hpo, unroll, unrolled_hpo
 from ..checks import check_count
 from ..errors import ConfigError
 from ..functional import Params
 from ..rules import SGD
+from .build import image_arrays
 
 METHODS = ("implicit-decay", "unrolled-lr", "random", "grid")
 LR_RANGE = (1e-3, 1.0)  # random and grid search: log-uniform learning rates
@@ -84,17 +83,10 @@ class Task:
 def make_task(cfg: HPOConfig, seed: int) -> Task:
     """The data subset and initialisation of ``seed``."""
     g = torch.Generator().manual_seed(seed)
-    train, test = (load_split(cfg.dataset, s, root=cfg.data_root) for s in ("train", "test"))
-
-    def arrays(split: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = split.class_offsets[1:] - split.class_offsets[:-1]
-        return (split.data.flatten(1).float() / 255,
-                torch.repeat_interleave(torch.arange(len(counts)), counts))
-
-    x_all, y_all = arrays(train)
+    x_all, y_all = image_arrays(cfg.dataset, "train", cfg.data_root)
     order = torch.randperm(len(x_all), generator=g)
     tr, va = order[:cfg.train_size], order[cfg.train_size:cfg.train_size + cfg.val_size]
-    xt, yt = arrays(test)
+    xt, yt = image_arrays(cfg.dataset, "test", cfg.data_root)
     shapes = {"0_weight": (cfg.hidden, 784), "0_bias": (cfg.hidden,), "2_weight": (10, cfg.hidden),
               "2_bias": (10,)}
     init = {}

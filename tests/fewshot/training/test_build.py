@@ -11,6 +11,7 @@ from fewshot.training.build import (
     backbone_identity,
     build_fixed_set,
     build_learner_from_config,
+    image_arrays,
     resolve_device,
 )
 
@@ -51,3 +52,10 @@ def test_regression_fixed_set_does_not_depend_on_batch_size():
     assert torch.equal(xs_a, xs_b) and xs_a.shape == (10, 5, 1)
     val = build_fixed_set(cfg, "val", count=10)
     assert not torch.equal(next(val.batches(10)).support_x, xs_b)  # validation and test sets differ
+
+
+def test_image_arrays_are_flat_unit_interval_with_class_labels(mnist_root):
+    x, y = image_arrays("mnist", "test", mnist_root)
+    assert x.shape == (10000, 784) and 0.0 <= float(x.min()) and float(x.max()) == 1.0
+    # the published MNIST test-set class sizes: labels follow the store's class offsets
+    assert torch.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
