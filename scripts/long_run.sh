@@ -29,7 +29,7 @@ case "$action" in
       git worktree add --detach "$tree" "$(cat "$here/commit")" >/dev/null
     fi
     if [[ ! -f "$out/last.pt" ]]; then
-      for f in config.yaml last.pt best.pt metrics.jsonl; do
+      for f in config.yaml last.pt best.pt metrics.jsonl result.json; do
         [[ -f "$here/$f" ]] && cp "$here/$f" "$out/$f"
       done
     fi
@@ -39,7 +39,7 @@ case "$action" in
     echo "started $name in $out (code: $tree at $(cat "$here/commit"))"
     ;;
   save)
-    for f in config.yaml last.pt best.pt metrics.jsonl; do
+    for f in config.yaml last.pt best.pt metrics.jsonl result.json; do
       if [[ -f "$out/$f" ]]; then cp "$out/$f" "$here/$f.tmp" && mv "$here/$f.tmp" "$here/$f"; fi
     done
     echo "saved $name: $(grep -c '"train"' "$here/metrics.jsonl") train lines, last checkpoint in $here/last.pt"

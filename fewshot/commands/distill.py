@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
+import sys
 from pathlib import Path
 
 from ..config.distill import DISTILL_PRESETS, DistillConfig, get_distill_preset
 from ..config.typed import apply_overrides, dotted_types
 from ..errors import ConfigError
 from ..training.distill import distill
+from ..training.interrupt import TrainingInterrupted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     if args.root is not None:
         cfg = dataclasses.replace(cfg, data_root=args.root)
     out = Path(args.out) if args.out else Path("runs") / args.preset
-    result = distill(cfg, out, quiet=args.quiet)
+    try:
+        result = distill(cfg, out, quiet=args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"interrupted by {signal.Signals(stop.signum).name} at iteration {stop.iteration}: "
+              f"saved {stop.checkpoint}; resume with: fewshot distill {args.preset} --out {out}",
+              file=sys.stderr, flush=True)
+        return stop.exit_status
     if result.test_mean is not None:
         spread = f" ± {100 * (result.test_ci95 or 0.0):.2f}" if result.test_inits > 1 else ""
         inits = (f"{result.test_inits} fresh initialisations" if result.test_inits > 1

@@ -1,10 +1,12 @@
 """Running a dataset-distillation run (``fewshot distill``): the outer loop over real batches,
 checkpoints that resume it exactly, and the test of what it distilled.
 
-The run folder holds ``last.pt`` (the distilled data, the fixed network initialisation, Adam and its
-schedule, the real-batch and initialisation generators, every RNG state: a run killed at any point
-and resumed ends bit-identical on CPU), ``metrics.jsonl`` (the distillation loss) and, at the end,
-``result.json`` (test accuracy of networks trained on the distilled data).
+The run folder holds ``last.pt`` (the distilled data, the fixed network initialisation, Adam and
+its schedule, the real-batch and initialisation generators, every RNG state: a run killed at any
+point and resumed ends bit-identical on CPU), ``metrics.jsonl`` (the distillation loss) and, at the
+end, ``result.json`` (test accuracy of networks trained on the distilled data). SIGINT (Ctrl-C) and
+SIGTERM stop the run after the current iteration with ``last.pt`` written at it
+(``fewshot.training.interrupt``).
 
 Usage: ``distill(get_distill_preset("mnist-distill-10"), "runs/mnist-distill-10")``
 """
@@ -30,7 +32,9 @@ from ..config.typed import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..functional import Params, call
 from ..nn import LeNet
+from ..runtime.distributed import Ranks
 from .checkpoint import TrainingState, load_checkpoint, restore_training_state, save_checkpoint
+from .interrupt import StopSignals, TrainingInterrupted
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
 from .run_folder import LAST, RunLock, check_writable
@@ -144,7 +148,7 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
     else:
         seed_global_rng(cfg.seed)
     last_loss = None
-    with MetricsLogger(out, tensorboard=False) as log, \
+    with MetricsLogger(out, tensorboard=False) as log, StopSignals(announce=not quiet) as stop, \
             tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it",
                  disable=quiet) as bar:
         for it in range(start + 1, cfg.iterations + 1):
@@ -167,9 +171,12 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
             if it % cfg.log_every == 0 or it == cfg.iterations:
                 log.write("train", it, loss=total, lr=sched.get_last_lr()[0],
                           step_sizes=[float(v) for v in run.data.step_sizes.lrs.detach()])
-            if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+            signum = stop.requested(Ranks())
+            if it % cfg.checkpoint_every == 0 or it == cfg.iterations or signum:
                 save_checkpoint(out / LAST, state, iteration=it, config=to_dict(cfg),
                                 identity=IDENTITY)
+            if signum and it < cfg.iterations:
+                raise TrainingInterrupted(signum, it, out / LAST)
     result = DistillResult(cfg.iterations, start, last_loss)
     if start < cfg.iterations or not (out / RESULT_FILE).exists():
         accuracies = trained_network_accuracies(run, cfg)

@@ -1,16 +1,21 @@
 """fewshot.training.distill: a distillation run on real MNIST learns (networks trained on its ten
 images beat networks trained on its starting noise), resumes bit-identically, and refuses to resume
-with other settings."""
+with other settings, and stops on a signal with the iteration saved."""
 import dataclasses
 import json
+import os
+import signal
 
 import pytest
 import torch
 
+from fewshot.bilevel.distillation import distillation_loss
 from fewshot.config.distill import get_distill_preset
 from fewshot.errors import ConfigError
+from fewshot.training import distill as training_distill
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.distill import Distillation, distill, trained_network_accuracies
+from fewshot.training.interrupt import TrainingInterrupted
 
 
 def _cfg(mnist_root, **kw):
@@ -50,3 +55,24 @@ def test_random_initialisations_are_drawn_per_network(mnist_root, one_thread):
     assert len(accuracies) == 3 and len(set(accuracies)) == 3  # three different networks
     # the same seed, the same networks
     assert trained_network_accuracies(run, cfg, seed=0) == accuracies
+
+
+def test_a_signal_stops_after_the_iteration_and_saves_it(mnist_root, tmp_path, one_thread,
+                                                        monkeypatch):
+    straight = distill(_cfg(mnist_root), tmp_path / "a", quiet=True)
+    calls = []
+
+    def loss_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # during iteration 2: the run stops after it, saving iteration 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return distillation_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training_distill, "distillation_loss", loss_then_signal)
+    with pytest.raises(TrainingInterrupted) as stop:
+        distill(_cfg(mnist_root), tmp_path / "b", quiet=True)
+    assert stop.value.iteration == 2 and stop.value.exit_status == 143
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["iteration"] == 2
+    monkeypatch.undo()
+    resumed = distill(_cfg(mnist_root), tmp_path / "b", quiet=True)
+    assert resumed.resumed_from == 2 and resumed.test_mean == straight.test_mean
