@@ -22,11 +22,18 @@ def python_block(text: str, marker: str) -> str:
     return blocks[0]
 
 
-def shipped_models() -> list[str]:
-    """The shipped meta-initializations (learned optimizers have their own table)."""
+def shipped_of_kind(kind: str) -> list[str]:
+    """The shipped models whose manifest's kind is ``kind``."""
     return sorted(p.name for p in package_dir().iterdir() if (p / "manifest.json").is_file()
-                  and json.loads((p / "manifest.json").read_text()).get("kind")
-                  != "learned-optimizer")
+                  and json.loads((p / "manifest.json").read_text()).get("kind",
+                                                                        "meta-initialization")
+                  == kind)
+
+
+def shipped_models() -> list[str]:
+    """The shipped meta-initializations (learned optimizers and distilled data have their own
+    tables)."""
+    return shipped_of_kind("meta-initialization")
 
 
 def test_results_table_is_generated_from_the_manifests():
