@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from fewshot.pretrained import package_dir
+from fewshot.pretrained import distilled_table, package_dir
 from fewshot.reporting import results_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +34,14 @@ def shipped_models() -> list[str]:
     """The shipped meta-initializations (learned optimizers and distilled data have their own
     tables)."""
     return shipped_of_kind("meta-initialization")
+
+
+def test_distilled_table_is_generated_from_the_manifests():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "bilevel.md").read_text()
+    block = re.search(r"<!-- distilled:start -->\n(.*?)<!-- distilled:end -->", text, re.S)
+    assert block, "docs/bilevel.md lacks the <!-- distilled:start/end --> markers"
+    assert block.group(1).strip() == distilled_table(shipped_of_kind("distilled-data")).strip(), (
+        "docs/bilevel.md's distilled table is stale: run python scripts/refresh_tables.py")
 
 
 def test_results_table_is_generated_from_the_manifests():

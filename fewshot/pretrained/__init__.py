@@ -17,7 +17,7 @@ Usage::
 """
 from __future__ import annotations
 
-from .distilled import load_distilled, publish_distilled
+from .distilled import distilled_table, load_distilled, publish_distilled
 from .learned_optimizers import load_learned_optimizer, save_learned_optimizer
 from .registry import (
     ENV_VAR,
@@ -48,7 +48,7 @@ from .training_state import (
 )
 
 __all__ = ["BEST_STATE", "ENV_VAR", "METRICS", "STATE", "ManifestWarning",
-           "continue_from_pretrained", "known", "list", "load", "load_distilled",
+           "continue_from_pretrained", "distilled_table", "known", "list", "load", "load_distilled",
            "load_learned_optimizer", "save_learned_optimizer",
            "load_with_config", "locate", "manifest", "no_state_message", "package_dir",
            "preprocessing", "preprocessing_of", "publish_distilled", "read_training_state",

@@ -97,6 +97,22 @@ def load_distilled(name: str) -> tuple[Distillation, DistillConfig, Manifest]:
     return run, cfg, manifest
 
 
+def distilled_table(names: list[str]) -> str:
+    """A markdown table of the distilled training sets ``names`` (pretrained names): what each is,
+    its test accuracy (mean ± 95% CI over the networks its manifest measured) and the paper's."""
+    lines = ["| name | images | labels | initialisation | test accuracy (%) | networks | "
+             "iterations | paper |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        m = verify(name)
+        cfg = dict(m.config or {})
+        labels = "learned soft" if cfg.get("soft_labels") else "hard"
+        init = "fixed (shipped)" if cfg.get("init") == "fixed" else "random (fresh per network)"
+        accuracy = f"{100 * (m.mean or 0.0):.2f} ± {100 * (m.ci95 or 0.0):.2f}"
+        lines.append(f"| {name} | {m['images']} {m.dataset} | {labels} | {init} | {accuracy} | "
+                     f"{m['eval_inits']} | {m.trained_iterations:,} | {m.paper or 'n/a'} |")
+    return "\n".join(lines) + "\n"
+
+
 def image_grid(run: Distillation, cfg: DistillConfig, *, scale: int = 2) -> bytes:
     """A PNG of the distilled images (rows: steps; columns: the images of a step, class order),
     shown as the network sees them: un-normalised to [0, 255] and clipped."""

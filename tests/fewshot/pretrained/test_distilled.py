@@ -32,6 +32,9 @@ def test_a_published_distillation_is_listed_verified_and_re_measured(published, 
     manifest = pt.show("tiny-distill")
     assert manifest["kind"] == "distilled-data" and manifest["images"] == 20
     assert manifest["eval_inits"] == 3 and manifest["config"]["data_root"] is None
+    row = pt.distilled_table(["tiny-distill"]).splitlines()[-1]
+    assert row.startswith("| tiny-distill | 20 mnist | hard | random (fresh per network) | ")
+    assert "| 3 | 2 |" in row
     assert main(["pretrained", "list"]) == 0
     assert "tiny-distill\tdistilled-data\t20 mnist images" in capsys.readouterr().out
     assert main(["eval", "tiny-distill", "--json"]) == 0
