@@ -28,7 +28,7 @@ from torch import nn
 
 from ..bilevel import InnerProblem, implicit_hpo, unroll, unrolled_hpo
 from ..checks import check_count
-from ..errors import ConfigError
+from ..errors import AdaptationError, ConfigError
 from ..functional import Params
 from ..rules import SGD
 from .build import image_arrays
@@ -174,11 +174,15 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
                       for u in _spread(lrs) for v in _spread(decays)]
         best = None
         for lr, decay in points:
-            trained = _train(task, cfg.run_steps, lr, decay)
+            try:
+                trained = _train(task, cfg.run_steps, lr, decay)
+            except AdaptationError:  # a diverged trial: its steps are spent, it cannot win
+                continue
             loss = _score(trained, task.xv, task.yv)[0]
             if best is None or (math.isfinite(loss) and loss < best[0]):
                 best = (loss, trained, lr, decay)
-        assert best is not None
+        if best is None:
+            raise AdaptationError(f"every {method} search trial diverged: narrow LR_RANGE")
         params, spent = best[1], len(points) * cfg.run_steps
         found.update(lr=best[2], decay=best[3], trials=len(points))
     val_loss, val_acc = _score(params, task.xv, task.yv)

@@ -38,7 +38,7 @@ def _distill(soft_labels: bool, iterations: int = 150):
         loss = distillation_loss(model, data, init, x, y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return model, init, data, losses
 
 

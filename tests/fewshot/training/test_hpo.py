@@ -1,5 +1,9 @@
 """fewshot.training.hpo on real MNIST at a tiny budget: every method spends the same inner steps,
-ends with a network that learned, and repeats exactly from its seed."""
+ends with a network that learned, repeats exactly from its seed, and survives diverged trials."""
+import pytest
+
+from fewshot.errors import AdaptationError
+from fewshot.training import hpo
 from fewshot.training.hpo import METHODS, HPOConfig, compare, markdown_table, run_method
 
 
@@ -25,3 +29,13 @@ def test_a_seed_repeats_exactly(mnist_root, one_thread):
     a = run_method(_cfg(mnist_root), "random", seed=3)
     assert run_method(_cfg(mnist_root), "random", seed=3) == a
     assert run_method(_cfg(mnist_root), "random", seed=4) != a
+
+
+def test_a_diverged_search_trial_is_spent_and_skipped(mnist_root, one_thread, monkeypatch):
+    # learning rates from 0.1 to 1e9: the grid's large ones diverge, its small ones win
+    monkeypatch.setattr(hpo, "LR_RANGE", (0.1, 1e9))
+    found = run_method(_cfg(mnist_root), "grid", seed=0)
+    assert found["inner_steps"] == 100 and found["lr"] < 1e3 and found["test_accuracy"] > 0.2
+    monkeypatch.setattr(hpo, "LR_RANGE", (1e30, 1e31))
+    with pytest.raises(AdaptationError, match="every random search trial diverged"):
+        run_method(_cfg(mnist_root), "random", seed=0)
