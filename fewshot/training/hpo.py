@@ -7,7 +7,10 @@ the training images, four ways at the same training compute (inner steps counted
 - ``unrolled-lr``: a learning rate per tensor and step (a schedule) learned by unrolling
   (``fewshot.bilevel.unrolled_hpo``);
 - ``random``: random search over the scalar learning rate and weight decay (log-uniform);
-- ``grid``: grid search over the same two scalars.
+- ``grid``: grid search over the same two scalars;
+- ``fixed``: no search, one training run of the whole budget at ``lr`` and the weight decay the
+  implicit method starts from: the control that tells what ``implicit-decay``'s learned decays add
+  beyond its longer training run (the searches spend the budget on many short runs).
 
 Each method ends with a trained network, scored on the validation split and on the 10,000 test
 images; ``compare`` repeats it over seeds (the data subset, the initialisation and the search's
@@ -33,7 +36,8 @@ from ..functional import Params
 from ..rules import SGD
 from .build import image_arrays
 
-METHODS = ("implicit-decay", "unrolled-lr", "random", "grid")
+METHODS = ("implicit-decay", "unrolled-lr", "random", "grid", "fixed")
+START_DECAY = 1e-4  # the weight decay implicit-decay starts from, and fixed keeps
 LR_RANGE = (1e-3, 1.0)  # random and grid search: log-uniform learning rates
 DECAY_RANGE = (1e-6, 1e-1)  # and weight decays
 
@@ -130,7 +134,7 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
     val = lambda p: F.cross_entropy(forward(p, task.xv), task.yv)  # noqa: E731
     found: dict[str, Any] = {}
     if method == "implicit-decay":
-        log_decay = nn.ParameterDict({n: nn.Parameter(torch.full_like(p, math.log(1e-4)))
+        log_decay = nn.ParameterDict({n: nn.Parameter(torch.full_like(p, math.log(START_DECAY)))
                                       for n, p in task.init.items()})
 
         def decayed(p: Params, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
@@ -160,6 +164,9 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
             params = unroll(problem, task.init).params
         spent = (rounds + 1) * cfg.run_steps
         found["hyperparameters"] = rule.lrs.numel()
+    elif method == "fixed":
+        params, spent = _train(task, cfg.budget, cfg.lr, START_DECAY), cfg.budget
+        found.update(lr=cfg.lr, decay=START_DECAY)
     else:
         trials = cfg.budget // cfg.run_steps
         if method == "random":
@@ -232,4 +239,5 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HPOConfig", "METHODS", "compare", "make_task", "markdown_table", "run_method"]
+__all__ = ["HPOConfig", "METHODS", "START_DECAY", "compare", "make_task", "markdown_table",
+           "run_method"]
