@@ -156,7 +156,8 @@ def _steps(problem: InnerProblem, seg: SegmentStart, start: int, stop: int,
             if not bool(torch.isfinite(loss.detach())):
                 raise AdaptationError(f"the inner problem diverged: its training loss at step "
                                       f"{t + 1} of {problem.steps} is {float(loss.detach())}: "
-                                      "lower the learning rate or the number of steps")
+                                      "lower the learning rate or the number of steps, or "
+                                      "bound the hyperparameters that scale the training loss")
             grads = torch.autograd.grad(loss, [leaves[n] for n in names],
                                         create_graph=differentiable)
         params, state = problem.rule.step(dict(zip(names, grads)), state, leaves, step=t,

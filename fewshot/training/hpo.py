@@ -38,6 +38,7 @@ from .build import image_arrays
 
 METHODS = ("implicit-decay", "unrolled-lr", "random", "grid", "fixed")
 START_DECAY = 1e-4  # the weight decay implicit-decay starts from, and fixed keeps
+MAX_DECAY_STEP = 0.5  # implicit-decay's learned decays stay below MAX_DECAY_STEP / lr
 LR_RANGE = (1e-3, 1.0)  # random and grid search: log-uniform learning rates
 DECAY_RANGE = (1e-6, 1e-1)  # and weight decays
 
@@ -134,21 +135,29 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
     val = lambda p: F.cross_entropy(forward(p, task.xv), task.yv)  # noqa: E731
     found: dict[str, Any] = {}
     if method == "implicit-decay":
-        log_decay = nn.ParameterDict({n: nn.Parameter(torch.full_like(p, math.log(START_DECAY)))
-                                      for n, p in task.init.items()})
+        # decay = MAX_DECAY_STEP / lr * sigmoid(raw): bounded so that the decay alone shrinks a
+        # weight by at most half a step (lr * decay < MAX_DECAY_STEP): an unbounded decay (exp(raw))
+        # can grow until gradient descent at lr diverges, as it does on Fashion-MNIST
+        ceiling = MAX_DECAY_STEP / cfg.lr
+        start = math.log(START_DECAY / (ceiling - START_DECAY))  # sigmoid^-1(START_DECAY / ceiling)
+        raw = nn.ParameterDict({n: nn.Parameter(torch.full_like(p, start))
+                                for n, p in task.init.items()})
 
         def decayed(p: Params, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-            penalty = sum((log_decay[n].exp() * p[n] * p[n]).sum() for n in p)
+            penalty = sum((ceiling * raw[n].sigmoid() * p[n] * p[n]).sum() for n in p)
             return F.cross_entropy(forward(p, x), y) + 0.5 * penalty
 
         problem = InnerProblem(decayed, SGD(names, cfg.lr), cfg.warm_steps, task.x, task.y,
-                               hyper=log_decay)
-        hyper = list(log_decay.values())
+                               hyper=raw)
+        hyper = list(raw.values())
         result = implicit_hpo(problem, task.init, val, hyper, torch.optim.Adam(hyper, cfg.hyper_lr),
                               hyper_steps=cfg.budget // cfg.warm_steps, terms=cfg.terms,
                               alpha=cfg.lr)
         params, spent = result.params, result.inner_steps
         found["hyperparameters"] = sum(h.numel() for h in hyper)
+        learned = torch.cat([ceiling * h.detach().sigmoid().flatten() for h in hyper])
+        found["decay_quantiles"] = [float(q) for q in learned.quantile(
+            torch.tensor([0.1, 0.5, 0.9, 0.99]))]
     elif method == "unrolled-lr":
         rule = SGD(names, cfg.lr, steps=cfg.run_steps, learnable=True)
 
