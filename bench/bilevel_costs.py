@@ -101,7 +101,9 @@ class SavedBytes:
             self.live += storage.nbytes()
             self.peak = max(self.peak, self.live)
         self.storages[key][0] += 1
-        return Held(self, t, key)
+        # detached: holding the tensor itself would hold its grad_fn, and an operation that saves
+        # its own output (exp, tanh, ...) would then sit in a reference cycle, alive until the GC
+        return Held(self, t.detach(), key)
 
     def release(self, key: int) -> None:
         entry = self.storages[key]
