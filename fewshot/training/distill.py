@@ -118,6 +118,16 @@ class DistillResult:
     test_inits: int = 0
 
 
+def distillation_state(cfg: DistillConfig) -> TrainingState:
+    """What a run of ``cfg`` checkpoints, freshly built: the ``Distillation``, Adam over its data,
+    the step schedule and the seeded draws (``sources["draws"]``); ``restore_training_state`` loads
+    a ``last.pt`` into it."""
+    run = Distillation(cfg)
+    opt = torch.optim.Adam(run.data.parameters(), lr=cfg.lr, betas=cfg.betas)
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.decay_every, cfg.decay_factor)
+    return TrainingState(run, opt, sched, {"draws": SeededDraws(cfg.seed + 1)})
+
+
 def distill(cfg: DistillConfig, out: str | Path, *, quiet: bool = False) -> DistillResult:
     """Run (or resume, when ``out/last.pt`` exists) the distillation ``cfg`` into ``out``."""
     out = Path(out)
@@ -128,11 +138,11 @@ def distill(cfg: DistillConfig, out: str | Path, *, quiet: bool = False) -> Dist
 
 def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
     x, y = real_data(cfg, "train")
-    run = Distillation(cfg)
-    opt = torch.optim.Adam(run.data.parameters(), lr=cfg.lr, betas=cfg.betas)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.decay_every, cfg.decay_factor)
-    draws = SeededDraws(cfg.seed + 1)
-    state = TrainingState(run, opt, sched, {"draws": draws})
+    state = distillation_state(cfg)
+    run, opt, sched = state.learner, state.optimizer, state.scheduler
+    draws = state.sources["draws"]
+    assert isinstance(run, Distillation) and isinstance(draws, SeededDraws)
+    assert opt is not None and sched is not None
     start = 0
     if (out / LAST).exists():
         ckpt = load_checkpoint(out / LAST, expect=IDENTITY)

@@ -2,7 +2,7 @@
 learner the current code builds from its config: weights key for key and shape for shape, the
 meta-optimizer's state slot for slot, the schedule. A code change that renames a parameter or
 reorders the meta-parameters fails here, before a shipped model stops loading or a long run stops
-resuming."""
+resuming (distillation runs: their data, Adam, schedule and draws)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,10 @@ import pytest
 from safetensors.torch import load_file
 
 import fewshot.pretrained as pt
+from fewshot.config.distill import DistillConfig
 from fewshot.config.manifest import META_INITIALIZATION
+from fewshot.config.typed import from_dict
+from fewshot.training import distill
 from fewshot.training.build import build_learner_from_config, build_optimizer
 from fewshot.training.checkpoint import TrainingState, load_checkpoint, restore_training_state
 from fewshot.training.run_folder import config_of_checkpoint, load_run_config
@@ -20,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = [n for n in pt.list() if pt.show(n).get("kind", META_INITIALIZATION)
            == META_INITIALIZATION
            and (pt.locate(n).parent == ROOT / "pretrained")]
-LONG_RUNS = sorted(p.parent for p in (ROOT / "scripts" / "long-runs").glob("*/last.pt"))
+COMMITTED = sorted(p.parent for p in (ROOT / "scripts" / "long-runs").glob("*/last.pt"))
+LONG_RUNS = [p for p in COMMITTED if (p / "config.yaml").is_file()]  # fewshot train runs
+DISTILL_RUNS = [p for p in COMMITTED if p not in LONG_RUNS]  # fewshot distill runs
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -47,6 +52,14 @@ def test_a_long_runs_committed_state_restores_into_the_current_code(run):
         ckpt = load_checkpoint(run / which)
         assert config_of_checkpoint(ckpt).to_dict() == cfg.to_dict()
         _restore(run / which)
+
+
+@pytest.mark.parametrize("run", DISTILL_RUNS, ids=[p.name for p in DISTILL_RUNS])
+def test_a_distillation_runs_committed_state_restores_into_the_current_code(run):
+    ckpt = load_checkpoint(run / "last.pt", expect=distill.IDENTITY)
+    state = distill.distillation_state(from_dict(DistillConfig, ckpt["config"]))
+    assert restore_training_state(ckpt, state, rng=False) == ckpt["iteration"]
+    assert len(state.optimizer.state) == len(ckpt["optimizer"]["state"])
 
 
 def _restore(path: Path) -> None:
