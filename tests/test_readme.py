@@ -37,7 +37,7 @@ def shipped_models() -> list[str]:
 
 
 def test_distilled_table_is_generated_from_the_manifests():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "bilevel.md").read_text()
+    text = (ROOT / "docs" / "bilevel.md").read_text()
     block = re.search(r"<!-- distilled:start -->\n(.*?)<!-- distilled:end -->", text, re.S)
     assert block, "docs/bilevel.md lacks the <!-- distilled:start/end --> markers"
     assert block.group(1).strip() == distilled_table(shipped_of_kind("distilled-data")).strip(), (

@@ -173,4 +173,3 @@ def image_arrays(dataset: str, split: str,
     x = data.data.flatten(1).float().div_(255.0)
     y = torch.repeat_interleave(torch.arange(data.num_classes), data.counts)
     return x, y
-

@@ -143,8 +143,11 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
         raw = nn.ParameterDict({n: nn.Parameter(torch.full_like(p, start))
                                 for n, p in task.init.items()})
 
+        def learned_decay(name: str) -> torch.Tensor:
+            return ceiling * raw[name].sigmoid()
+
         def decayed(p: Params, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-            penalty = sum((ceiling * raw[n].sigmoid() * p[n] * p[n]).sum() for n in p)
+            penalty = sum((learned_decay(n) * p[n] * p[n]).sum() for n in p)
             return F.cross_entropy(forward(p, x), y) + 0.5 * penalty
 
         problem = InnerProblem(decayed, SGD(names, cfg.lr), cfg.warm_steps, task.x, task.y,
@@ -155,7 +158,7 @@ def run_method(cfg: HPOConfig, method: str, seed: int) -> dict[str, Any]:
                               alpha=cfg.lr)
         params, spent = result.params, result.inner_steps
         found["hyperparameters"] = sum(h.numel() for h in hyper)
-        learned = torch.cat([ceiling * h.detach().sigmoid().flatten() for h in hyper])
+        learned = torch.cat([learned_decay(n).detach().flatten() for n in raw])
         found["decay_quantiles"] = [float(q) for q in learned.quantile(
             torch.tensor([0.1, 0.5, 0.9, 0.99]))]
     elif method == "unrolled-lr":
