@@ -30,7 +30,7 @@ from torch import nn
 
 from ..checks import check_count
 from ..errors import ConfigError
-from ..functional import call, split_state
+from ..functional import call
 from ..rules.base import Params, State, UpdateRule
 from .problem import InnerProblem, unroll
 
@@ -109,28 +109,34 @@ class DistilledData(nn.Module):
                             self.targets(), hyper=self)
 
 
-def _check_model(model: nn.Module) -> None:
+def _check_model(model: nn.Module, init: Params) -> None:
     if any(b.numel() for b in model.buffers()):
         raise ConfigError("dataset distillation trains a network without buffers (batch-norm "
                           "statistics would depend on the distilled batch): use a model without "
                           "batch norm, e.g. fewshot.nn.LeNet")
+    names = {n for n, _ in model.named_parameters()}
+    if set(init) != names:  # a missing name would silently train the module's own tensor
+        missing, extra = sorted(names - set(init)), sorted(set(init) - names)
+        raise ConfigError(f"the initialisation must name every parameter of the model: missing "
+                          f"{missing or 'none'}, unknown {extra or 'none'} (build it as "
+                          "{n: p.detach() for n, p in model.named_parameters()})")
 
 
 def distillation_loss(model: nn.Module, data: DistilledData, init: Params, x: torch.Tensor,
                       y: torch.Tensor, *, checkpoint: int = 0) -> torch.Tensor:
     """The real data's cross-entropy after training ``model`` from ``init`` on ``data``,
     differentiable with respect to ``data``'s parameters (and ``init``)."""
-    _check_model(model)
+    _check_model(model, init)
     trained = unroll(data.problem(model), init, checkpoint=checkpoint).params
     return F.cross_entropy(call(model, trained, {}, x), y)
 
 
 def train_on_distilled(model: nn.Module, data: DistilledData, init: Params | None = None
                        ) -> Params:
-    """The parameters ``model`` reaches from ``init`` (default: its own) by training on ``data``
-    with its learned step sizes (no graph kept)."""
-    _check_model(model)
-    params = split_state(model)[0] if init is None else init
+    """The parameters ``model`` reaches from ``init`` (default: its own weights, trainable or
+    not) by training on ``data`` with its learned step sizes (no graph kept)."""
+    params = dict(model.named_parameters()) if init is None else init
+    _check_model(model, params)
     with torch.no_grad():
         result = unroll(data.problem(model), {n: p.detach() for n, p in params.items()})
     return result.params

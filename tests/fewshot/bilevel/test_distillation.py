@@ -80,3 +80,21 @@ def test_a_model_with_batch_norm_is_refused():
     data = DistilledData(3, 1, 1, 1, (2,))
     with pytest.raises(ConfigError, match="without batch norm"):
         train_on_distilled(model, data)
+
+
+def test_a_frozen_model_trains_from_its_own_weights():
+    model, init, data, _ = _distill(False, iterations=5)
+    expected = train_on_distilled(model, data, init)
+    got = train_on_distilled(model.requires_grad_(False), data)
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+
+
+def test_an_initialisation_that_misses_a_parameter_is_refused():
+    model, init, data, _ = _distill(False, iterations=1)
+    x, y = _blobs(10, 0)
+    with pytest.raises(ConfigError, match=r"missing \['bias'\]"):
+        distillation_loss(model, data, {"weight": init["weight"]}, x, y)
+    with pytest.raises(ConfigError, match=r"unknown \['head.weight'\]"):
+        train_on_distilled(model, data, {**init, "head.weight": init["weight"]})
