@@ -135,7 +135,7 @@ def train_on_distilled(model: nn.Module, data: DistilledData, init: Params | Non
                        ) -> Params:
     """The parameters ``model`` reaches from ``init`` (default: its own weights, trainable or
     not) by training on ``data`` with its learned step sizes (no graph kept)."""
-    params = dict(model.named_parameters()) if init is None else init
+    params: Params = dict(model.named_parameters()) if init is None else init
     _check_model(model, params)
     with torch.no_grad():
         result = unroll(data.problem(model), {n: p.detach() for n, p in params.items()})
