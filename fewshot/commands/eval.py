@@ -241,8 +241,12 @@ def run_on_folder(args: argparse.Namespace, learner: torch.nn.Module, cfg: Train
 
 def _run_distilled(args: argparse.Namespace) -> int:
     """A distilled training set: networks trained on its images alone (from its fixed
-    initialisation, or ``--inits`` fresh ones from ``--seed``), tested on the real test set."""
-    for flag in ("data", "split", "steps", "bn_mode", "ways", "shots", "queries", "episodes"):
+    initialisation, or ``--inits`` fresh ones from ``--seed``), tested on the real test set (or,
+    with ``--split train``, on the training images it was distilled from)."""
+    split = "test" if args.split is None else args.split
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split for distilled data is train or test, got {split!r}")
+    for flag in ("data", "steps", "bn_mode", "ways", "shots", "queries", "episodes"):
         if getattr(args, flag, None) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')} applies to meta-initializations, not to "
                               f"distilled data ({args.target}): drop it")
@@ -251,16 +255,16 @@ def _run_distilled(args: argparse.Namespace) -> int:
     if args.inits is not None:
         check_count(args.inits, "--inits")
     inits = args.inits if args.inits is not None else manifest.get("eval_inits")
-    accuracies = trained_network_accuracies(run, cfg, seed=seed, inits=inits)
+    accuracies = trained_network_accuracies(run, cfg, seed=seed, inits=inits, split=split)
     mean, ci95 = mean_ci(accuracies)
     report = {"name": args.target, "kind": manifest.kind, "metric": "accuracy", "mean": mean,
               "ci95": ci95, "inits": len(accuracies), "init": cfg.init, "seed": seed,
-              "images": cfg.images, "dataset": cfg.dataset, "split": "test"}
+              "images": cfg.images, "dataset": cfg.dataset, "split": split}
     if args.json:
         print(json.dumps(report))
     else:
         spread = f" ± {100 * ci95:.2f}" if len(accuracies) > 1 else ""
-        print(f"distilled {args.target}: {cfg.dataset} test accuracy {100 * mean:.2f}{spread}% "
+        print(f"distilled {args.target}: {cfg.dataset} {split} accuracy {100 * mean:.2f}{spread}% "
               f"({plural(len(accuracies), 'network')} trained on {cfg.images} images)")
     return 0
 

@@ -198,11 +198,12 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
 
 
 def trained_network_accuracies(run: Distillation, cfg: DistillConfig, *, seed: int = 0,
-                    inits: int | None = None) -> list[float]:
-    """Test accuracy (the 10,000 test images) of networks trained on ``run``'s distilled data:
-    from the fixed initialisation, or from ``inits`` (default ``cfg.eval_inits``) fresh ones drawn
-    from ``seed``."""
-    x, y = real_data(cfg, "test")
+                               inits: int | None = None, split: str = "test") -> list[float]:
+    """Accuracy on ``split`` (default the 10,000 test images; ``"train"``: the 60,000 the run
+    distilled, a yardstick that leaves the test set unseen) of networks trained on ``run``'s
+    distilled data: from the fixed initialisation, or from ``inits`` (default
+    ``cfg.eval_inits``) fresh ones drawn from ``seed``."""
+    x, y = real_data(cfg, split)
     draws = SeededDraws(seed)
     count = 1 if cfg.init == "fixed" else (cfg.eval_inits if inits is None else inits)
     out = []

@@ -4,11 +4,15 @@ re-measuring the manifest's number exactly (the same networks from the same seed
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 import fewshot.pretrained as pt
+from fewshot.bilevel.distillation import train_on_distilled
 from fewshot.cli import main
 from fewshot.errors import CheckpointError
+from fewshot.functional import call
+from fewshot.training.distill import SeededDraws, real_data
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,17 @@ def test_a_published_distillation_is_listed_verified_and_re_measured(published, 
                                                                   manifest["ci95"], 3)
     assert main(["eval", "tiny-distill", "--json", "--inits", "2", "--seed", "5"]) == 0
     assert json.loads(capsys.readouterr().out)["inits"] == 2
+    assert main(["eval", "tiny-distill", "--json", "--inits", "1", "--split", "train"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    run, cfg, _ = pt.load_distilled("tiny-distill")
+    x, y = real_data(cfg, "train")
+    init = SeededDraws(0).network_init(run.network)
+    with torch.no_grad():
+        logits = call(run.network, train_on_distilled(run.network, run.data, init), {}, x)
+    assert len(x) == 60000 and report["split"] == "train"
+    assert report["mean"] == float((logits.argmax(-1) == y).float().mean())
+    assert main(["eval", "tiny-distill", "--split", "val"]) == 2
+    assert "--split for distilled data is train or test, got 'val'" in capsys.readouterr().err
     with Image.open(published / "tiny-distill" / "images.png") as grid:
         assert grid.size == (2 * (10 * 30 - 2), 2 * (2 * 30 - 2))  # 2 steps of 10 images, x2
     with pytest.raises(CheckpointError, match="is a distilled-data, not a meta-initialization: "
