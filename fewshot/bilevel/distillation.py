@@ -22,7 +22,7 @@ Usage::
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,29 +37,42 @@ from .problem import InnerProblem, unroll
 
 class StepSizes(UpdateRule):
     """``theta - eta~_t * grad``: one learned step size per inner step, shared by every tensor (the
-    paper's ``eta~_i``), kept positive as ``softplus(raw)`` (as the authors' code does)."""
+    paper's ``eta~_i``), kept positive as ``softplus(raw)`` (as the authors' code does). Given
+    ``layers`` (the network's parameter names), one per inner step and tensor instead, as MAML++
+    learns per-layer per-step inner rates."""
 
-    def __init__(self, count: int, lr: float, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, count: int, lr: float, *, layers: Sequence[str] | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         check_count(count, "step sizes")
         if not lr > 0:
             raise ConfigError(f"the initial step size must be > 0, got {lr}")
-        start = torch.full((count,), float(lr), dtype=dtype)
+        if layers is not None and (not layers or len(set(layers)) != len(layers)):
+            raise ConfigError(f"layers must be distinct parameter names, got {list(layers)}")
+        self.layers = None if layers is None else {name: i for i, name in enumerate(layers)}
+        shape = (count,) if layers is None else (count, len(layers))
+        start = torch.full(shape, float(lr), dtype=dtype)
         self.raw = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1(lr)
 
     @property
     def lrs(self) -> torch.Tensor:
-        """The step sizes, ``[count]``."""
+        """The step sizes, ``[count]`` (with ``layers``: ``[count, len(layers)]``)."""
         return F.softplus(self.raw)
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
+        if self.layers is not None and set(params) != set(self.layers):
+            raise ConfigError(f"the step sizes are per layer of {sorted(self.layers)}, but the "
+                              f"network trains {sorted(params)}: build them from its "
+                              "named_parameters()")
         return {}
 
     def forward(self, grads: Mapping[str, torch.Tensor], state: State,
                 params: Mapping[str, torch.Tensor], *, step: int,
                 loss: torch.Tensor) -> tuple[Params, State]:
         lr = F.softplus(self.raw[step])
-        return {n: -lr * g for n, g in grads.items()}, state
+        if self.layers is None:
+            return {n: -lr * g for n, g in grads.items()}, state
+        return {n: -lr[self.layers[n]] * g for n, g in grads.items()}, state
 
 
 class DistilledData(nn.Module):
@@ -67,11 +80,12 @@ class DistilledData(nn.Module):
     (drawn from N(0, 1), as the paper starts), ``labels`` (class ``i % classes`` for image ``i`` of
     a step; a buffer) or, with ``soft_labels``, learned label vectors ``soft`` started one-hot and
     unconstrained (Sucholutsky & Schonlau: the inner loss is ``sum_c soft[c] * CE(out, c)``), and
-    ``step_sizes`` (``StepSizes``, ``steps * epochs`` of them, started at ``lr``)."""
+    ``step_sizes`` (``StepSizes``, ``steps * epochs`` of them, started at ``lr``; given ``layers``,
+    the network's parameter names, that many per step: one per tensor)."""
 
     def __init__(self, classes: int, images_per_class: int, steps: int, epochs: int,
                  image_shape: tuple[int, ...], *, lr: float = 0.02, soft_labels: bool = False,
-                 generator: torch.Generator | None = None,
+                 layers: Sequence[str] | None = None, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         for name, value in (("classes", classes), ("images_per_class", images_per_class),
@@ -86,7 +100,7 @@ class DistilledData(nn.Module):
         self.soft_labels = bool(soft_labels)
         if self.soft_labels:
             self.soft = nn.Parameter(F.one_hot(labels, classes).to(dtype))
-        self.step_sizes = StepSizes(steps * epochs, lr, dtype=dtype)
+        self.step_sizes = StepSizes(steps * epochs, lr, layers=layers, dtype=dtype)
 
     def targets(self) -> torch.Tensor:
         """The labels the inner loss trains on: class indices, or the soft label vectors."""

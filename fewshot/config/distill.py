@@ -27,7 +27,9 @@ class DistillConfig:
     """A distillation run.  ``steps`` batches of ``images_per_class`` images per class, reused for
     ``epochs`` passes (one learned step size per step of each pass); ``init="fixed"``: one network
     initialisation, drawn from ``seed`` and shipped with the images; ``"random"``: a fresh one for
-    each of ``inits_per_iteration`` networks at every outer iteration."""
+    each of ``inits_per_iteration`` networks at every outer iteration. ``per_layer_step_sizes``: one
+    learned step size per step and parameter tensor (LeNet: 10) instead of one per step (the
+    papers' presets leave it off)."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     images_per_class: int = 1
@@ -36,6 +38,7 @@ class DistillConfig:
     init: Literal["fixed", "random"] = "fixed"
     inits_per_iteration: int = 1
     soft_labels: bool = False
+    per_layer_step_sizes: bool = False
     step_size: float = 0.02
     lr: float = 0.01
     betas: tuple[float, float] = (0.5, 0.999)

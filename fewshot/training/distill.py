@@ -53,8 +53,11 @@ class Distillation(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(cfg.seed)
         self.network = LeNet(1, 10, generator=gen).requires_grad_(False)
+        layers = [n for n, _ in self.network.named_parameters()]
         self.data = DistilledData(10, cfg.images_per_class, cfg.steps, cfg.epochs, (1, 28, 28),
-                                  lr=cfg.step_size, soft_labels=cfg.soft_labels, generator=gen)
+                                  lr=cfg.step_size, soft_labels=cfg.soft_labels,
+                                  layers=layers if cfg.per_layer_step_sizes else None,
+                                  generator=gen)
 
     def init(self) -> Params:
         """The fixed initialisation (the network's weights)."""
@@ -180,7 +183,7 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
             bar.update(1)
             if it % cfg.log_every == 0 or it == cfg.iterations:
                 log.write("train", it, loss=total, lr=sched.get_last_lr()[0],
-                          step_sizes=[float(v) for v in run.data.step_sizes.lrs.detach()])
+                          step_sizes=run.data.step_sizes.lrs.detach().tolist())
             signum = stop.requested(Ranks())
             if it % cfg.checkpoint_every == 0 or it == cfg.iterations or signum:
                 save_checkpoint(out / LAST, state, iteration=it, config=to_dict(cfg),

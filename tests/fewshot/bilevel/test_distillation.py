@@ -75,6 +75,56 @@ def test_the_distillation_gradient_equals_central_finite_differences():
         assert abs(float(g[index]) - fd) <= 1e-6 * max(1.0, abs(fd))
 
 
+def _mlp_problem(per_layer: bool):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    init = {n: p.detach() for n, p in model.named_parameters()}
+    layers = list(init) if per_layer else None
+    data = DistilledData(3, 2, steps=2, epochs=2, image_shape=(2,), lr=0.2, layers=layers,
+                         generator=torch.Generator().manual_seed(3), dtype=F64)
+    return model, init, data
+
+
+def test_per_layer_step_sizes_started_equal_train_as_one_shared_step_size_does():
+    model, init, shared = _mlp_problem(False)
+    _, _, per_layer = _mlp_problem(True)
+    assert per_layer.step_sizes.lrs.shape == (4, 4)
+    expected = train_on_distilled(model, shared, init)
+    got = train_on_distilled(model, per_layer, init)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+
+
+def test_each_per_layer_step_size_gets_the_finite_difference_gradient():
+    model, init, data = _mlp_problem(True)
+    with torch.no_grad():  # distinct rates, so that a mixed-up layer would show
+        data.step_sizes.raw.add_(0.1 * torch.randn(4, 4, generator=torch.Generator()
+                                                   .manual_seed(4), dtype=F64))
+    x, y = _blobs(60, 2)
+    raw = data.step_sizes.raw
+    (grad,) = torch.autograd.grad(distillation_loss(model, data, init, x, y), [raw])
+    eps = 1e-6
+    for index in torch.cartesian_prod(torch.arange(4), torch.arange(4)).tolist():
+        with torch.no_grad():
+            raw[tuple(index)] += eps
+            up = float(distillation_loss(model, data, init, x, y))
+            raw[tuple(index)] -= 2 * eps
+            down = float(distillation_loss(model, data, init, x, y))
+            raw[tuple(index)] += eps
+        fd = (up - down) / (2 * eps)
+        assert abs(float(grad[tuple(index)]) - fd) <= 1e-7 * max(1.0, abs(fd))
+
+
+def test_per_layer_step_sizes_for_another_network_are_refused():
+    _, _, data = _mlp_problem(True)
+    refused = (r"the step sizes are per layer of \['0.bias', '0.weight', '2.bias', '2.weight'\], "
+               r"but the network trains \['bias'")
+    with pytest.raises(ConfigError, match=refused):
+        train_on_distilled(nn.Linear(2, 3).double(), data)
+    with pytest.raises(ConfigError, match="layers must be distinct parameter names"):
+        DistilledData(3, 1, 1, 1, (2,), layers=["w", "w"])
+
+
 def test_a_model_with_batch_norm_is_refused():
     model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     data = DistilledData(3, 1, 1, 1, (2,))
