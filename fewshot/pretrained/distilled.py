@@ -100,16 +100,18 @@ def load_distilled(name: str) -> tuple[Distillation, DistillConfig, Manifest]:
 def distilled_table(names: list[str]) -> str:
     """A markdown table of the distilled training sets ``names`` (pretrained names): what each is,
     its test accuracy (mean ± 95% CI over the networks its manifest measured) and the paper's."""
-    lines = ["| name | images | labels | initialisation | test accuracy (%) | networks | "
-             "iterations | paper |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| name | images | labels | initialisation | step sizes | test accuracy (%) | "
+             "networks | iterations | paper |", "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         m = verify(name)
         cfg = dict(m.config or {})
         labels = "learned soft" if cfg.get("soft_labels") else "hard"
         init = "fixed (shipped)" if cfg.get("init") == "fixed" else "random (fresh per network)"
+        rates = "per layer and step" if cfg.get("per_layer_step_sizes") else "per step"
         accuracy = f"{100 * (m.mean or 0.0):.2f} ± {100 * (m.ci95 or 0.0):.2f}"
-        lines.append(f"| {name} | {m['images']} {m.dataset} | {labels} | {init} | {accuracy} | "
-                     f"{m['eval_inits']} | {m.trained_iterations:,} | {m.paper or 'n/a'} |")
+        lines.append(f"| {name} | {m['images']} {m.dataset} | {labels} | {init} | {rates} | "
+                     f"{accuracy} | {m['eval_inits']} | {m.trained_iterations:,} | "
+                     f"{m.paper or 'n/a'} |")
     return "\n".join(lines) + "\n"
 
 

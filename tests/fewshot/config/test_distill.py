@@ -5,7 +5,7 @@ from fewshot.config.distill import BATCHES_PER_EPOCH, DISTILL_PRESETS, DistillCo
 from fewshot.errors import ConfigError
 
 
-def test_presets_follow_the_papers_code():
+def test_presets_follow_the_papers_code_but_for_per_layer_step_sizes():
     fixed, random = DISTILL_PRESETS["mnist-distill-10"], DISTILL_PRESETS["mnist-distill-100-random"]
     soft = DISTILL_PRESETS["mnist-distill-10-soft"]
     assert (fixed.images, fixed.steps, fixed.epochs, fixed.init) == (10, 1, 3, "fixed")
@@ -14,6 +14,8 @@ def test_presets_follow_the_papers_code():
     assert fixed.betas == (0.5, 0.999) and fixed.lr == 0.01 and fixed.batch_size == 1024
     assert fixed.iterations == 400 * BATCHES_PER_EPOCH and fixed.decay_every == 40 * 59
     assert {c.dataset for c in DISTILL_PRESETS.values()} == {"mnist", "fashion-mnist"}
+    assert fixed.per_layer_step_sizes and not (random.per_layer_step_sizes
+                                               or soft.per_layer_step_sizes)
 
 
 @pytest.mark.parametrize("kw, message", [

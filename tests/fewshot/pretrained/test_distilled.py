@@ -37,7 +37,8 @@ def test_a_published_distillation_is_listed_verified_and_re_measured(published, 
     assert manifest["kind"] == "distilled-data" and manifest["images"] == 20
     assert manifest["eval_inits"] == 3 and manifest["config"]["data_root"] is None
     row = pt.distilled_table(["tiny-distill"]).splitlines()[-1]
-    assert row.startswith("| tiny-distill | 20 mnist | hard | random (fresh per network) | ")
+    assert row.startswith("| tiny-distill | 20 mnist | hard | random (fresh per network) | "
+                          "per step | ")
     assert "| 3 | 2 |" in row
     assert main(["pretrained", "list"]) == 0
     assert "tiny-distill\tdistilled-data\t20 mnist images" in capsys.readouterr().out
