@@ -80,7 +80,8 @@ def test_a_signal_stops_after_the_iteration_and_saves_it(mnist_root, tmp_path, o
 
 def test_per_layer_step_sizes_start_from_the_same_draws(mnist_root, tmp_path, one_thread):
     cfg = _cfg(mnist_root, per_layer_step_sizes=True)
-    shared, per_layer = Distillation(_cfg(mnist_root)), Distillation(cfg)
+    shared_cfg = _cfg(mnist_root, per_layer_step_sizes=False)
+    shared, per_layer = Distillation(shared_cfg), Distillation(cfg)
     assert torch.equal(shared.data.images, per_layer.data.images)  # a paired comparison
     for name, p in shared.network.named_parameters():
         assert torch.equal(p, dict(per_layer.network.named_parameters())[name])
@@ -89,4 +90,4 @@ def test_per_layer_step_sizes_start_from_the_same_draws(mnist_root, tmp_path, on
     rates = torch.tensor(logged[-1]["step_sizes"])
     assert rates.shape == (3, 10) and len(set(rates.flatten().tolist())) > 1
     with pytest.raises(ConfigError, match="per_layer_step_sizes: True there, False here"):
-        distill(_cfg(mnist_root), tmp_path, quiet=True)
+        distill(shared_cfg, tmp_path, quiet=True)
