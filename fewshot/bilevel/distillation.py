@@ -49,7 +49,7 @@ class StepSizes(UpdateRule):
             raise ConfigError(f"the initial step size must be > 0, got {lr}")
         if layers is not None and (not layers or len(set(layers)) != len(layers)):
             raise ConfigError(f"layers must be distinct parameter names, got {list(layers)}")
-        self.layers = None if layers is None else {name: i for i, name in enumerate(layers)}
+        self.layer_index = None if layers is None else {name: i for i, name in enumerate(layers)}
         shape = (count,) if layers is None else (count, len(layers))
         start = torch.full(shape, float(lr), dtype=dtype)
         self.raw = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1(lr)
@@ -60,9 +60,9 @@ class StepSizes(UpdateRule):
         return F.softplus(self.raw)
 
     def init(self, params: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> State:
-        if self.layers is not None and set(params) != set(self.layers):
-            raise ConfigError(f"the step sizes are per layer of {sorted(self.layers)}, but the "
-                              f"network trains {sorted(params)}: build them from its "
+        if self.layer_index is not None and set(params) != set(self.layer_index):
+            raise ConfigError(f"the step sizes are per layer of {sorted(self.layer_index)}, "
+                              f"but the network trains {sorted(params)}: build them from its "
                               "named_parameters()")
         return {}
 
@@ -70,9 +70,9 @@ class StepSizes(UpdateRule):
                 params: Mapping[str, torch.Tensor], *, step: int,
                 loss: torch.Tensor) -> tuple[Params, State]:
         lr = F.softplus(self.raw[step])
-        if self.layers is None:
+        if self.layer_index is None:
             return {n: -lr * g for n, g in grads.items()}, state
-        return {n: -lr[self.layers[n]] * g for n, g in grads.items()}, state
+        return {n: -lr[self.layer_index[n]] * g for n, g in grads.items()}, state
 
 
 class DistilledData(nn.Module):

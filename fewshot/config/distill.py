@@ -31,8 +31,8 @@ class DistillConfig:
     ``epochs`` passes (one learned step size per step of each pass); ``init="fixed"``: one network
     initialisation, drawn from ``seed`` and shipped with the images; ``"random"``: a fresh one for
     each of ``inits_per_iteration`` networks at every outer iteration. ``per_layer_step_sizes``: one
-    learned step size per step and parameter tensor (LeNet: 10) instead of one per step (the
-    papers' presets leave it off)."""
+    learned step size per step and parameter tensor (LeNet: 10) instead of one per step (on in the
+    fixed-init hard-label presets, off in the others, which keep the papers' recipe)."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     images_per_class: int = 1
