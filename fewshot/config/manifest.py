@@ -83,6 +83,10 @@ class Manifest(Mapping[str, Any]):
     training_budget: str | None = None
     training_time: dict[str, Any] | None = None
     validation_curve: list[dict[str, Any]] | None = None
+    # an unfinished run (trained fewer iterations than its config's): how many are left and the
+    # validation metric its curve forecasts at its end (fewshot.reporting.forecast)
+    remaining_iterations: int | None = None
+    forecast: dict[str, Any] | None = None
     # what --from-pretrained continues (fewshot.pretrained.training_state)
     training_state: dict[str, Any] | None = None
     training_state_note: str | None = None  # why there is none

@@ -102,9 +102,10 @@ def paper_number(paper: str | None, metric: str) -> tuple[float, float | None] |
 
 
 def draw_manifest_curves(manifests: list[dict]):
-    """One axes: each manifest's validation learning curve (with its 95% CI band), its test
-    result(s) at the published checkpoint, and the paper's final number as a dashed line. Accuracy
-    in %. Returns the Figure."""
+    """One axes: each manifest's validation learning curve (with its 95% CI band), the forecast of
+    an unfinished run (dotted, ``fewshot.reporting.forecast``), its test result(s) at the published
+    checkpoint, and the paper's final number as a dashed line. Accuracy in %. Returns the
+    Figure."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     metric = manifests[0].get("metric", "accuracy")
@@ -126,6 +127,13 @@ def draw_manifest_curves(manifests: list[dict]):
             ax.fill_between(xs, [y - c for y, c in zip(ys, ci)], [y + c for y, c in zip(ys, ci)],
                             color=color,
                             alpha=0.2)
+        forecast = m.get("forecast")
+        if forecast and isinstance(forecast.get(metric), (int, float)):
+            # an unfinished run: a dotted line from its last validation to the forecast
+            ax.plot([xs[-1], forecast["iteration"]], [ys[-1], scale * forecast[metric]], ":",
+                    marker="o", markevery=[1], mfc="none", color=color,
+                    label=f"{name}: forecast at iteration {forecast['iteration']:,} "
+                          "(power-law fit)")
         at = m.get("checkpoint_iteration", xs[-1])
         results = [("test", m)] if not m.get("transductive") else \
             [("test, transductive BN", m["transductive"]),

@@ -26,6 +26,7 @@ from ..training.checkpoint import load_checkpoint, load_learner_state
 from ..training.clock import summary as clock_summary
 from ..training.metrics_log import read_metrics
 from ..training.run_folder import BEST, LAST, METRICS_FILE, load_run_config
+from .forecast import forecast_curve
 from .report import EpisodeProtocol, Execution, report_on_fixed_episodes
 from .selection import choose_checkpoint
 from .steps import choose_test_steps
@@ -92,11 +93,11 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     published_iteration = int(ckpt["iteration"])
     last = checkpoints.get("last", ckpt)
     trained = int(last["iteration"])
-    auto_note = ""
-    if preset_iterations is not None and trained < preset_iterations:
-        auto_note = (
-            f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
-            f"(reduced with --iterations/--set); expect lower numbers than the paper.")
+    curve = validation_curve(run_dir / METRICS_FILE, trained)
+    remaining = max(cfg.iterations - trained, 0)
+    forecast = (forecast_curve(curve or [], cfg.iterations, metric=report["metric"])
+                if remaining else None)
+    auto_note = unfinished_note(trained, cfg.iterations, preset_iterations, forecast)
     plain = {
         "name": name,
         "learner": cfg.learner.name,
@@ -134,7 +135,10 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
         "training_budget": budget or None,
         # the whole run's (last.pt), not up to the best
         "training_time": clock_summary(last.get("clock")),
-        "validation_curve": validation_curve(run_dir / METRICS_FILE, trained),
+        "validation_curve": curve,
+        # an unfinished run: what is left of it and where its curve is heading
+        "remaining_iterations": remaining,
+        "forecast": forecast,
         "weights": WEIGHTS,
         "sha256": sha256_file(model_dir / WEIGHTS),
         # what `fewshot train --from-pretrained` continues: the state where the run stopped
@@ -166,6 +170,29 @@ def full_protocol(cfg: TrainConfig, trained: int, preset_iterations: int | None,
     ours["data"]["root"] = preset["data"]["root"] = None
     return all(ours[k] == preset[k] for k in ours
                if k not in ignored) and cfg.iterations == preset_iterations
+
+
+def unfinished_note(trained: int, run_iterations: int, preset_iterations: int | None,
+                    forecast: dict | None) -> str:
+    """The manifest's note on iterations: a run still under way (trained fewer than its own
+    ``run_iterations``) says how many remain and what its curve forecasts; a run shortened below
+    its preset says so; a finished run of its preset's length needs no note."""
+    if trained < run_iterations:
+        text = (f"Unfinished: {trained:,} of the run's {run_iterations:,} iterations trained "
+                f"({run_iterations - trained:,} remain; `fewshot train --from-pretrained NAME` "
+                "continues it); expect better numbers once it has finished.")
+        if forecast is not None:
+            metric = forecast["metric"]
+            value = forecast[metric]
+            shown = f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3g}"
+            text += (f" Its validation curve's power-law fit (iterations "
+                     f"{forecast['fitted_iterations'][0]:,}-{forecast['fitted_iterations'][1]:,})"
+                     f" forecasts {shown} validation {metric} at iteration {run_iterations:,}.")
+        return text
+    if preset_iterations is not None and trained < preset_iterations:
+        return (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "
+                f"(reduced with --iterations/--set); expect lower numbers than the paper.")
+    return ""
 
 
 def validation_curve(metrics_path: Path, until: int) -> list[dict] | None:
@@ -251,6 +278,8 @@ def results_table(names: list[str] | None = None, *, full: bool = False,
         steps = f", {m['eval_steps']} steps" if m.get("eval_steps") else ""
         trained = m.get('trained_iterations', m.get('checkpoint_iteration'))
         its = f"{trained} / {m.get('preset_iterations') or '–'}"
+        if m.get("remaining_iterations"):
+            its += f" (unfinished: {m['remaining_iterations']} remain)"
         full_protocol = "–" if m.get("full_protocol") is None else ("yes" if m["full_protocol"]
                                                                     else "no")
         lines.append(

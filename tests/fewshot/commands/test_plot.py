@@ -106,6 +106,22 @@ def test_manifest_curve_is_drawn_beside_the_paper_number():
         labels = ax.get_legend_handles_labels()[1]
         assert ("m: paper 98.7 ± 0.4" in labels
                 and "m: test, transductive BN (600 episodes)" in labels)
+        assert not [ln for ln in ax.lines if ln.get_linestyle() == ":"]  # a finished run
+    finally:
+        plt.close(fig)
+
+
+def test_an_unfinished_runs_forecast_is_drawn_from_its_last_validation():
+    import matplotlib.pyplot as plt
+
+    from fewshot.reporting.plot import draw_manifest_curves
+
+    forecast = {"iteration": 60000, "metric": "accuracy", "accuracy": 0.97}
+    fig = draw_manifest_curves([_manifest(forecast=forecast, remaining_iterations=59000)])
+    try:
+        (dotted,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == ":"]
+        assert np.allclose(dotted.get_xydata(), [[1000, 90.0], [60000, 97.0]])
+        assert dotted.get_label() == "m: forecast at iteration 60,000 (power-law fit)"
     finally:
         plt.close(fig)
 

@@ -11,7 +11,8 @@ from episodes.files import hardware, sha256_file
 from fewshot.config import apply_overrides, get_preset
 from fewshot.errors import CheckpointError
 from fewshot.reporting import publish, results_table
-from fewshot.reporting.publish import budget_text
+from fewshot.reporting.forecast import forecast_curve
+from fewshot.reporting.publish import budget_text, unfinished_note
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.loop import train
 
@@ -376,3 +377,32 @@ def test_choose_test_steps_rule_on_scripted_validation_means(monkeypatch, metric
     best, by_steps = steps_mod.choose_test_steps(None, cfg)
     assert (best, by_steps) == (chosen, means)
     assert asked == [(s, (episodes, "val", 6, 3)) for s in (1, 2, 3, 4)]
+
+
+def test_an_unfinished_run_publishes_what_remains_and_its_forecast(tmp_path, monkeypatch):
+    cfg = apply_overrides(get_preset("sinusoid-maml"),
+                          ["iterations=20", "val_every=5", "val_episodes=10", "device=cpu"])
+    train(cfg, tmp_path / "run", quiet=True, tensorboard=False)
+    # the run was meant to go on to 60 iterations and stopped at 20 (as a paused long run is)
+    config = tmp_path / "run" / "config.yaml"
+    text = config.read_text()
+    assert "iterations: 20\n" in text
+    config.write_text(text.replace("iterations: 20\n", "iterations: 60\n"))
+    manifest = publish(tmp_path / "run", "sine-unfinished", dest=tmp_path / "models", episodes=20)
+    assert manifest["trained_iterations"] == 20 and manifest["train_iterations"] == 60
+    assert manifest["remaining_iterations"] == 40 and manifest["full_protocol"] is False
+    curve = manifest["validation_curve"]
+    assert [p["iteration"] for p in curve] == [5, 10, 15, 20]
+    # the forecast is the power-law fit of the curve's later half, extrapolated to iteration 60
+    assert manifest["forecast"] == forecast_curve(curve, 60, metric="mse")
+    assert manifest["forecast"]["fitted_iterations"] == [10, 20]
+    assert manifest["notes"].startswith(
+        "Unfinished: 20 of the run's 60 iterations trained (40 remain;")
+    assert "forecasts MSE" not in manifest["notes"] and "validation mse at iteration 60" in (
+        manifest["notes"])
+    monkeypatch.setattr(pt.registry, "_REGISTERED", [])
+    pt.register_dir(tmp_path / "models")
+    row = results_table(["sine-unfinished"], full=True).splitlines()[2]
+    assert "| 20 / 70000 (unfinished: 40 remain) | no |" in row
+    # a finished run's manifest says nothing of the kind
+    assert unfinished_note(60, 60, 60, None) == ""
