@@ -3,9 +3,9 @@
 # Usage: FEWSHOT_DATA=<root holding omniglot/omniglot-28.h5> RUNS=/tmp/runs bash scripts/train_pretrained.sh
 # Runs one training at a time (shared CPU), then evaluates the best checkpoint on 600 fixed test
 # episodes and writes pretrained/<name>/{model.safetensors,manifest.json}.
-# The shipped omniglot-5w1s/20w1s runs were first trained to 1200/1000 iterations and later resumed to
-# 2400/4000 (20w1s: 2400, then 4000) with the same settings; resume is exact, so these single commands give
-# the same weights (omniglot-5w5s-maml ran in one go, alongside two other trainings)
+# The long runs (omniglot-5w1s-maml, omniglot-20w1s-maml) were resumed across sittings; resume is exact,
+# so their single commands give the same weights (omniglot-5w5s-maml ran in one go, alongside two other
+# trainings)
 # (sinusoid-maml: its first 3000 iterations ran with 2 CPU threads, the rest with 1, so a rerun may
 # differ in the last bits: thread count changes float summation order).
 set -euo pipefail
@@ -37,15 +37,12 @@ train_and_publish omniglot-5w5s-maml omniglot-5w5s-maml \
   "Meta-batch 8 instead of 32 (CPU time). Non-transductive from the start: trained with bn_mode support (each query normalised with its task's support-set statistics). Adam 1e-3 cosine-annealed to 1e-5 over the run (the preset: constant 1e-3)." \
   --iterations 3600 --set meta_batch=8 --set learner.bn_mode=support --set optim.cosine=true \
   --set val_every=200 --set val_episodes=100 --set checkpoint_every=100
-# The same recipe did not beat the shipped 5w1s and 20w1s models (600 test episodes, support / transductive
-# batch norm), so they stay: omniglot-5w1s-maml with the 5w1s line's flags plus
-# `--iterations 3400 --set learner.bn_mode=support --set optim.cosine=true` (50 CPU-minutes): 91.23 ± 1.22 /
-# 94.93 ± 1.07; omniglot-20w1s-maml with the 20w1s line's flags plus the same two (3800 iterations,
-# 48 CPU-minutes): 79.62 ± 0.75 / 81.54 ± 0.76.
-train_and_publish omniglot-20w1s-maml omniglot-20w1s-maml \
-  "Meta-batch 8 instead of 16 and 1 inner step in training (5 at test) instead of 5 (CPU time)." \
-  --iterations 4000 --set meta_batch=8 --set learner.inner_steps=1 --set val_every=200 --set val_episodes=100 \
-  --set checkpoint_every=100
+# omniglot-20w1s-maml: the same, one command on the whole CPU, resumed across sittings
+# (scripts/long-runs/omniglot-20w1s-maml); published between sittings while it runs (its manifest says how
+# many iterations remain and what its validation curve forecasts), and again when it ends.
+"$FS" train omniglot-20w1s-maml --out "$RUNS/omniglot-20w1s-maml" --nproc auto --precision bf16 --quiet
+"$FS" pretrained publish "$RUNS/omniglot-20w1s-maml" omniglot-20w1s-maml --dest pretrained --episodes 600 \
+  --budget "the preset's protocol on the whole 2-core CPU (fewshot train omniglot-20w1s-maml --nproc auto --precision bf16: 2 processes x 1 thread)"
 
 # The other learners at about MAML's CPU time (bench/results/learner_costs.md); `--budget` records it.
 train_and_publish omniglot-5w1s-metasgd omniglot-5w1s-metasgd "" \
@@ -82,45 +79,18 @@ tune_publish() {  # bn_mode name extra_iterations first_training notes calibrate
 tune_publish support omniglot-5w1s-metasgd 1200 "31 CPU-minutes" \
   "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 1200 fine-tuning iterations in that mode from the transductive weights (iteration 2400), Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100 --set val_episodes=100 --set checkpoint_every=100
-# Stored statistics also did not work for omniglot-20w1s-maml (47.8 % validation after calibration at
-# inner_lr 0.1) or omniglot-5w1s-lstm-meta (the support loss becomes non-finite with frozen statistics),
-# and were not tried on omniglot-5w1s-mtnet. Those three, and omniglot-5w1s-maml, are non-transductive
+# Stored statistics also did not work for the earlier, transductive omniglot-20w1s-maml (47.8 % validation
+# after calibration at inner_lr 0.1) or omniglot-5w1s-lstm-meta (the support loss becomes non-finite with
+# frozen statistics), and were not tried on omniglot-5w1s-mtnet. Those two are non-transductive
 # with support-set statistics instead (bn_mode support, docs/batchnorm.md): `calibrate --bn-mode
 # support` starts a run from the transductive weights as they are, which is fine-tuned in that mode and
 # re-published over them.
 tune_publish support omniglot-5w1s-mtnet 400 "25 CPU-minutes" \
   "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4." \
   --set optim.lr=0.0003 --set val_every=100
-# omniglot-5w1s-maml was first made non-transductive with frozen statistics (89.40 then 90.23 one query at
-# a time); support-set statistics fine-tuned from its transductive weights do better and replaced it.
-tune_publish support omniglot-5w1s-maml 400 "not recorded" \
-  "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights (iteration 2400), Adam 3e-4." \
-  --set optim.lr=0.0003 --set val_every=100
 tune_publish support omniglot-5w1s-lstm-meta 200 "28 CPU-minutes" \
   "Conv4-32 instead of 64, meta-batch 4 instead of 32, 5 updates at training (test steps chosen on validation) instead of 12, 5 queries per class in training (1 at test, as the preset), Adam 1e-2 cosine-annealed to 1e-4 instead of a constant 1e-3. Non-transductive (bn_mode support): 200 fine-tuning iterations in that mode, Adam 1e-3." \
   --set optim.lr=0.001 --set optim.cosine=false --set val_every=50 --set checkpoint_every=50
-tune_publish support omniglot-20w1s-maml 400 "not recorded" \
-  "Meta-batch 8 instead of 16 and 1 inner step in training instead of 5 (CPU time). Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4." \
-  --set optim.lr=0.0003 --set val_every=100
-
-# Then both MAML 1-shot models were trained on in support mode with a cosine-annealed meta LR (Adam
-# restarted; the schedule spans the added iterations), the two runs side by side on the 2-core VM, and
-# re-published from their best validation checkpoint (5w1s: 92.23 -> 94.83 one query at a time, 96.00
-# -> 97.90 transductive; 20w1s: 85.11 -> 86.24, 87.63 -> 88.40).
-continue_publish() {  # name extra lr notes budget
-  local name="$1" extra="$2" lr="$3" notes="$4" budget="$5" out="$RUNS/$1-continued" it
-  "$FS" pretrained calibrate "$name" --bn-mode support --out "$out" --set optim.lr="$lr" --set optim.cosine=true \
-    --set optim.min_lr=0.00001 --set val_every=500 --set val_episodes=200 --set checkpoint_every=250
-  it=$(awk '/^iterations:/ {print $2}' "$out/config.yaml")
-  "$FS" train "$out/config.yaml" --out "$out" --device cpu --quiet --iterations $((it + extra))
-  "$FS" pretrained publish "$out" "$name" --dest pretrained --episodes 600 --notes "$notes" --budget "$budget"
-}
-continue_publish omniglot-5w1s-maml 6000 0.001 \
-  "Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights (iteration 2400), Adam 3e-4, then 6000 more in that mode, Adam 1e-3 cosine-annealed to 1e-5." \
-  "first training (2400 transductive iterations): not recorded, about 36 CPU-minutes at the 0.9 CPU-s per iteration measured for this preset; support-mode fine-tuning: 7 CPU-minutes, then 96 CPU-minutes for 6000 iterations (1 thread, user+sys, two trainings on a 2-core VM)"
-continue_publish omniglot-20w1s-maml 5000 0.0005 \
-  "Meta-batch 8 instead of 16 and 1 inner step in training instead of 5 (CPU time). Non-transductive (bn_mode support: each query normalised with its task's support-set statistics): 400 fine-tuning iterations in that mode from the transductive weights, Adam 3e-4, then 3600 more in that mode (best validation of 5000), Adam 5e-4 cosine-annealed to 1e-5." \
-  "first training (4400 transductive iterations): not recorded; support-mode fine-tuning: 7 CPU-minutes, then 70 CPU-minutes for 5000 iterations, of which the published checkpoint had 51 (1 thread, user+sys, two trainings on a 2-core VM)"
 
 # Learned optimizers (fewshot l2o), CPU, one thread. l2o-quadratic: the thesis' full protocol
 # (100 epochs of 100 iterations, 42 min). l2o-mnist: 8 of the preset's 20 epochs (50 min; validation
