@@ -6,10 +6,11 @@ labels: Sucholutsky & Schonlau 2019, github ilia10000/dataset-distillation): LeN
 with its mean and standard deviation, images drawn from N(0, 1), step sizes started at 0.02 (soft
 labels: 0.01), Adam (lr 0.01, betas (0.5, 0.999)) halving its learning rate every 40 epochs (soft:
 35) of 59 real batches of 1024, for 400 epochs (soft: 350; the soft settings are those of the soft
-authors' scripts, their README's 10-image command keeps the hard-label ones: docs/bilevel.md). One step beyond them: the fixed-init
-hard-label presets (``*-distill-10``) learn a step size per layer and step
-(``per_layer_step_sizes``), which from the same initialisation trains a better network than the
-papers' one per step (docs/bilevel.md); ``--set per_layer_step_sizes=false`` is the papers' recipe.
+authors' scripts, their README's 10-image command keeps the hard-label ones: docs/bilevel.md).
+One step beyond them: the fixed-init hard-label presets (``*-distill-10``) learn a step size per
+layer and step (``per_layer_step_sizes``), which from the same initialisation trains a better
+network than the papers' one per step (docs/bilevel.md); ``--set per_layer_step_sizes=false`` is
+the papers' recipe.
 """
 from __future__ import annotations
 
