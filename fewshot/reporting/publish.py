@@ -97,7 +97,7 @@ def publish(run_dir: str | Path, name: str, *, dest: str | Path, episodes: int =
     remaining = max(cfg.iterations - trained, 0)
     forecast = (forecast_curve(curve or [], cfg.iterations, metric=report["metric"])
                 if remaining else None)
-    auto_note = unfinished_note(trained, cfg.iterations, preset_iterations, forecast)
+    auto_note = unfinished_note(name, trained, cfg.iterations, preset_iterations, forecast)
     plain = {
         "name": name,
         "learner": cfg.learner.name,
@@ -172,14 +172,14 @@ def full_protocol(cfg: TrainConfig, trained: int, preset_iterations: int | None,
                if k not in ignored) and cfg.iterations == preset_iterations
 
 
-def unfinished_note(trained: int, run_iterations: int, preset_iterations: int | None,
+def unfinished_note(name: str, trained: int, run_iterations: int, preset_iterations: int | None,
                     forecast: dict | None) -> str:
     """The manifest's note on iterations: a run still under way (trained fewer than its own
     ``run_iterations``) says how many remain and what its curve forecasts; a run shortened below
     its preset says so; a finished run of its preset's length needs no note."""
     if trained < run_iterations:
         text = (f"Unfinished: {trained:,} of the run's {run_iterations:,} iterations trained "
-                f"({run_iterations - trained:,} remain; `fewshot train --from-pretrained NAME` "
+                f"({run_iterations - trained:,} remain; `fewshot train --from-pretrained {name}` "
                 "continues it); expect better numbers once it has finished.")
         if forecast is not None:
             metric = forecast["metric"]

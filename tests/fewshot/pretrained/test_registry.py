@@ -397,7 +397,8 @@ def test_an_unfinished_run_publishes_what_remains_and_its_forecast(tmp_path, mon
     assert manifest["forecast"] == forecast_curve(curve, 60, metric="mse")
     assert manifest["forecast"]["fitted_iterations"] == [10, 20]
     assert manifest["notes"].startswith(
-        "Unfinished: 20 of the run's 60 iterations trained (40 remain;")
+        "Unfinished: 20 of the run's 60 iterations trained (40 remain; `fewshot train "
+        "--from-pretrained sine-unfinished` continues it)")
     assert "forecasts MSE" not in manifest["notes"] and "validation mse at iteration 60" in (
         manifest["notes"])
     monkeypatch.setattr(pt.registry, "_REGISTERED", [])
@@ -405,4 +406,4 @@ def test_an_unfinished_run_publishes_what_remains_and_its_forecast(tmp_path, mon
     row = results_table(["sine-unfinished"], full=True).splitlines()[2]
     assert "| 20 / 70000 (unfinished: 40 remain) | no |" in row
     # a finished run's manifest says nothing of the kind
-    assert unfinished_note(60, 60, 60, None) == ""
+    assert unfinished_note("sine", 60, 60, 60, None) == ""
