@@ -34,8 +34,10 @@ case "$action" in
       done
     fi
     read -r -a args < "$here/command"
-    (cd "$tree" && PYTHONPATH="$PWD" nohup "$python" -m fewshot "${args[@]}" --out "$out" --quiet \
-      >> "$out/console.log" 2>&1 &)
+    # The whole background subshell writes to the log, so a caller reading this script's output
+    # (a pipe) is not held open until the run ends.
+    (cd "$tree" && PYTHONPATH="$PWD" exec nohup "$python" -m fewshot "${args[@]}" --out "$out" \
+      --quiet) >> "$out/console.log" 2>&1 < /dev/null &
     echo "started $name in $out (code: $tree at $(cat "$here/commit"))"
     ;;
   save)
