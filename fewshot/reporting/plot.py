@@ -133,7 +133,10 @@ def draw_manifest_curves(manifests: list[dict]):
             ax.plot([xs[-1], forecast["iteration"]], [ys[-1], scale * forecast[metric]], ":",
                     marker="o", markevery=[1], mfc="none", color=color,
                     label=f"{name}: forecast at iteration {forecast['iteration']:,} "
-                          "(power-law fit)")
+                          "(power-law fit, 95% prediction interval)")
+            if isinstance(forecast.get("low"), (int, float)):
+                ax.vlines(forecast["iteration"], scale * forecast["low"],
+                          scale * forecast["high"], color=color, linestyles=":")
         at = m.get("checkpoint_iteration", xs[-1])
         results = [("test", m)] if not m.get("transductive") else \
             [("test, transductive BN", m["transductive"]),

@@ -184,10 +184,13 @@ def unfinished_note(name: str, trained: int, run_iterations: int, preset_iterati
         if forecast is not None:
             metric = forecast["metric"]
             value = forecast[metric]
-            shown = f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3g}"
+            def shown(v: float) -> str:
+                return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.3g}"
             text += (f" Its validation curve's power-law fit (iterations "
                      f"{forecast['fitted_iterations'][0]:,}-{forecast['fitted_iterations'][1]:,})"
-                     f" forecasts {shown} validation {metric} at iteration {run_iterations:,}.")
+                     f" forecasts {shown(value)} validation {metric} at iteration "
+                     f"{run_iterations:,} (95% prediction interval {shown(forecast['low'])} to "
+                     f"{shown(forecast['high'])}, from the curve's noise alone).")
         return text
     if preset_iterations is not None and trained < preset_iterations:
         return (f"Trained for {trained} iterations instead of the preset's {preset_iterations} "

@@ -116,12 +116,27 @@ def test_an_unfinished_runs_forecast_is_drawn_from_its_last_validation():
 
     from fewshot.reporting.plot import draw_manifest_curves
 
-    forecast = {"iteration": 60000, "metric": "accuracy", "accuracy": 0.97}
+    forecast = {"iteration": 60000, "metric": "accuracy", "accuracy": 0.97, "low": 0.96,
+                "high": 0.975}
     fig = draw_manifest_curves([_manifest(forecast=forecast, remaining_iterations=59000)])
     try:
         (dotted,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == ":"]
         assert np.allclose(dotted.get_xydata(), [[1000, 90.0], [60000, 97.0]])
-        assert dotted.get_label() == "m: forecast at iteration 60,000 (power-law fit)"
+        assert dotted.get_label() == ("m: forecast at iteration 60,000 (power-law fit, 95% "
+                                      "prediction interval)")
+        # the interval: a vertical segment at the forecast's iteration
+        segments = [seg for c in fig.axes[0].collections if hasattr(c, "get_segments")
+                    for seg in c.get_segments() if len(seg) and seg[0][0] == 60000]
+        assert len(segments) == 1 and np.allclose(segments[0], [[60000, 96.0], [60000, 97.5]])
+    finally:
+        plt.close(fig)
+    # a manifest whose forecast has no interval draws the forecast alone
+    del forecast["low"], forecast["high"]
+    fig = draw_manifest_curves([_manifest(forecast=forecast, remaining_iterations=59000)])
+    try:
+        assert len([ln for ln in fig.axes[0].lines if ln.get_linestyle() == ":"]) == 1
+        assert not [seg for c in fig.axes[0].collections if hasattr(c, "get_segments")
+                    for seg in c.get_segments() if len(seg) and seg[0][0] == 60000]
     finally:
         plt.close(fig)
 

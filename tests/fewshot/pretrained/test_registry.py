@@ -401,6 +401,9 @@ def test_an_unfinished_run_publishes_what_remains_and_its_forecast(tmp_path, mon
         "--from-pretrained sine-unfinished` continues it)")
     assert "forecasts MSE" not in manifest["notes"] and "validation mse at iteration 60" in (
         manifest["notes"])
+    low, high = (f"{manifest['forecast'][k]:.3g}" for k in ("low", "high"))
+    assert f"(95% prediction interval {low} to {high}, from the curve's noise alone)" in (
+        manifest["notes"])
     monkeypatch.setattr(pt.registry, "_REGISTERED", [])
     pt.register_dir(tmp_path / "models")
     row = results_table(["sine-unfinished"], full=True).splitlines()[2]

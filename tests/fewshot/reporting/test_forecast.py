@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import random
+from statistics import NormalDist
 
 import pytest
 
-from fewshot.reporting.forecast import forecast_curve
+from fewshot.reporting.forecast import forecast_curve, student_t_quantile
 
 
 def _power_curve(a: float, b: float, iterations: list[int]) -> list[dict]:
@@ -56,7 +58,38 @@ def test_a_non_positive_target_is_refused():
         forecast_curve(_power_curve(0.9, -0.5, [1000, 2000, 3000]), 0)
 
 
-def test_the_forecast_is_finite_for_a_noisy_curve():
-    curve = [{"iteration": i, "accuracy": 0.9 + 0.01 * math.sin(i)} for i in range(1000, 6001, 500)]
-    f = forecast_curve(curve, 60_000)
-    assert f is not None and math.isfinite(f["accuracy"])
+def test_the_t_quantile_matches_its_closed_forms():
+    # one degree of freedom is the Cauchy distribution, two has an algebraic quantile, and many
+    # approach the normal
+    for p in (0.6, 0.9, 0.975, 0.995):
+        assert student_t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+        assert student_t_quantile(p, 2) == pytest.approx(
+            (2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+        assert student_t_quantile(1 - p, 2) == pytest.approx(-student_t_quantile(p, 2))
+        assert student_t_quantile(p, 10**6) == pytest.approx(NormalDist().inv_cdf(p), abs=1e-5)
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        student_t_quantile(1.0, 3)
+
+
+def test_an_exact_power_law_has_an_interval_of_zero_width():
+    f = forecast_curve(_power_curve(0.9, -0.45, list(range(500, 5001, 500))), 60_000)
+    assert f is not None
+    assert f["low"] == pytest.approx(f["accuracy"], abs=1e-9)
+    assert f["high"] == pytest.approx(f["accuracy"], abs=1e-9)
+
+
+def test_the_prediction_interval_covers_a_new_measurement_95_percent_of_the_time():
+    # a power law with log-normal noise on the error: the 95% interval of a fit on 8 noisy points
+    # must hold a fresh noisy measurement at the target in about 95% of 1000 draws
+    rng = random.Random(0)
+    a, b, sigma, until = 0.9, -0.45, 0.05, 60_000
+    covered = 0
+    for _ in range(1000):
+        curve = [{"iteration": i, "accuracy": 1.0 - a * i ** b * math.exp(rng.gauss(0, sigma))}
+                 for i in range(5000, 10_001, 700)]
+        f = forecast_curve(curve, until)
+        assert f is not None and f["low"] < f["accuracy"] < f["high"]
+        measured = 1.0 - a * until ** b * math.exp(rng.gauss(0, sigma))
+        covered += f["low"] <= measured <= f["high"]
+    # binomial standard deviation at 95% over 1000 draws: 0.7 points
+    assert 0.93 <= covered / 1000 <= 0.97
