@@ -34,7 +34,14 @@ class DistillConfig:
     initialisation, drawn from ``seed`` and shipped with the images; ``"random"``: a fresh one for
     each of ``inits_per_iteration`` networks at every outer iteration. ``per_layer_step_sizes``: one
     learned step size per step and parameter tensor (LeNet: 10) instead of one per step (on in the
-    fixed-init hard-label presets, off in the others, which keep the papers' recipe)."""
+    fixed-init hard-label presets, off in the others, which keep the papers' recipe).
+
+    Every ``val_every`` iterations the run measures its data on ``val_images`` training images (a
+    fixed draw; with random initialisations, ``val_inits`` fixed fresh networks): the curve in
+    ``metrics.jsonl`` and the state with the best score in ``best.pt``.  The papers distil all
+    60,000 training images and hold none out, so this measures fit to the training images, never
+    the test set; ``fewshot pretrained publish`` chooses between ``best.pt`` and ``last.pt`` by
+    it."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     images_per_class: int = 1
@@ -54,13 +61,17 @@ class DistillConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     eval_inits: int = 100
+    val_every: int = 500
+    val_images: int = 10_000
+    val_inits: int = 10
     seed: int = 0
     data_root: str | None = None
     preset: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("images_per_class", "steps", "epochs", "inits_per_iteration", "iterations",
-                     "decay_every", "batch_size", "checkpoint_every", "log_every", "eval_inits"):
+                     "decay_every", "batch_size", "checkpoint_every", "log_every", "eval_inits",
+                     "val_every", "val_images", "val_inits"):
             check_count(getattr(self, name), name)
         for name in ("step_size", "lr"):
             if not getattr(self, name) > 0:

@@ -33,11 +33,15 @@ from ..training.distill import (
     IDENTITY,
     NORMALISATION,
     RESULT_FILE,
+    VALIDATION_DRAW,
     Distillation,
     mean_ci,
+    real_data,
     trained_network_accuracies,
+    trained_network_hits,
 )
-from ..training.run_folder import LAST
+from ..training.metrics_log import METRICS_FILE, read_metrics
+from ..training.run_folder import BEST, LAST
 from .registry import locate, verify
 
 IMAGES_PNG = "images.png"
@@ -45,17 +49,34 @@ IMAGES_PNG = "images.png"
 
 def publish_distilled(run_dir: str | os.PathLike, name: str, *, dest: str | os.PathLike,
                       inits: int | None = None, seed: int = 0) -> Manifest:
-    """Publish the distillation run in ``run_dir`` as model ``name`` under ``dest``: its weights,
+    """Publish the distillation run in ``run_dir`` as model ``name`` under ``dest``: its weights
+    (the last state, or ``best.pt`` where it beats it beyond noise: ``choose_distilled_state``),
     its image grid and a manifest with the test accuracy re-measured here (the fixed
-    initialisation, or ``inits`` fresh ones, default the config's ``eval_inits``, from ``seed``)."""
+    initialisation, or ``inits`` fresh ones, default the config's ``eval_inits``, from ``seed``)
+    and the run's validation curve."""
     run_dir = Path(run_dir)
     if not (run_dir / RESULT_FILE).is_file():
         raise CheckpointError(f"{run_dir} holds no finished distillation run ({RESULT_FILE} is "
                               "missing): run `fewshot distill` there to the end first")
-    ckpt = load_checkpoint(run_dir / LAST, expect=IDENTITY)
-    cfg = from_dict(DistillConfig, ckpt["config"])
+    last = load_checkpoint(run_dir / LAST, expect=IDENTITY)
+    cfg = from_dict(DistillConfig, last["config"])
     run = Distillation(cfg)
-    run.load_state_dict(ckpt["learner"])
+    run.load_state_dict(last["learner"])
+    ckpt, selection = last, None
+    if (run_dir / BEST).is_file():
+        best = load_checkpoint(run_dir / BEST, expect=IDENTITY)
+        best_run = Distillation(cfg)
+        best_run.load_state_dict(best["learner"])
+        selection = choose_distilled_state(run, best_run, cfg,
+                                           last_iteration=int(last["iteration"]),
+                                           best_iteration=int(best["iteration"]))
+        if selection["chosen"] == "best":
+            ckpt, run = best, best_run
+    curve = None
+    if (run_dir / METRICS_FILE).is_file():
+        curve = [{k: v for k, v in r.items() if k != "kind"}
+                 for r in read_metrics(run_dir / METRICS_FILE, strict=False)
+                 if r.get("kind") == "val" and r.get("iteration", 0) <= int(last["iteration"])]
     accuracies = trained_network_accuracies(run, cfg, seed=seed, inits=inits)
     mean, ci95 = mean_ci(accuracies)
     model_dir = Path(dest) / name
@@ -69,14 +90,49 @@ def publish_distilled(run_dir: str | os.PathLike, name: str, *, dest: str | os.P
         "name": name, "kind": DISTILLED_DATA, "preset": cfg.preset, "dataset": cfg.dataset,
         "backbone": "lenet", "metric": "accuracy", "mean": mean, "ci95": ci95,
         "eval_seed": seed, "eval_inits": len(accuracies), "images": cfg.images,
-        "split": "test", "checkpoint_iteration": int(ckpt["iteration"]),
-        "trained_iterations": int(ckpt["iteration"]), "preset_iterations": cfg.iterations,
+        "split": "test", "checkpoint_iteration": int(ckpt["iteration"]), "selection": selection,
+        "validation_curve": curve or None,
+        "trained_iterations": int(last["iteration"]), "preset_iterations": cfg.iterations,
         "hardware": hardware(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": portable, "weights": WEIGHTS, "sha256": sha256_file(model_dir / WEIGHTS),
         "paper": PAPER_RESULTS.get(cfg.preset or ""),
     }, f"of '{name}'")
     atomic_write_text(model_dir / MANIFEST, manifest.to_json(), error=FewshotError)
     return manifest
+
+
+def choose_distilled_state(last: Distillation, best: Distillation, cfg: DistillConfig, *,
+                           last_iteration: int, best_iteration: int) -> dict:
+    """Which state of a run to publish, by the rule meta-initializations follow
+    (``fewshot.reporting.selection``): the last state, unless the best validated one beats it by
+    more than the 95% interval of their paired difference, here per training image (all 60,000,
+    each scored by the fraction of the validation networks that classify it right).  The manifest
+    records the returned evidence."""
+    evidence = {"last_iteration": last_iteration, "best_iteration": best_iteration,
+                "split": "train", "metric": "accuracy"}
+    if best_iteration == last_iteration:
+        return {"chosen": "last", **evidence,
+                "reason": "the best validated state is the last state"}
+    x, y = real_data(cfg, "train")
+    scores = []
+    for state in (last, best):
+        hits = trained_network_hits(state, cfg, x, y, seed=cfg.seed + VALIDATION_DRAW,
+                                    inits=cfg.val_inits)
+        scores.append(torch.stack(hits).double().mean(0))
+    gain = scores[1] - scores[0]
+    difference = float(gain.mean())
+    ci95 = 1.96 * float(gain.std(unbiased=True)) / len(gain) ** 0.5
+    beats = difference > ci95
+    what = (f"accuracy {'+' if difference >= 0 else '-'}{abs(difference):.4f} ± {ci95:.4f} on "
+            f"{len(gain):,} training images")
+    verdict = "beats" if beats else "does not beat"
+    return {"chosen": "best" if beats else "last", **evidence, "images": len(gain),
+            "networks": 1 if cfg.init == "fixed" else cfg.val_inits,
+            "last_mean": float(scores[0].mean()), "best_mean": float(scores[1].mean()),
+            "difference": difference, "difference_ci95": ci95,
+            "reason": f"the state of iteration {best_iteration} {verdict} the last state "
+                      f"({last_iteration}) by more than the 95% interval of the paired "
+                      f"difference ({what})"}
 
 
 def load_distilled(name: str) -> tuple[Distillation, DistillConfig, Manifest]:

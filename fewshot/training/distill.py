@@ -3,8 +3,10 @@ checkpoints that resume it exactly, and the test of what it distilled.
 
 The run folder holds ``last.pt`` (the distilled data, the fixed network initialisation, Adam and
 its schedule, the real-batch and initialisation generators, every RNG state: a run killed at any
-point and resumed ends bit-identical on CPU), ``metrics.jsonl`` (the distillation loss) and, at the
-end, ``result.json`` (test accuracy of networks trained on the distilled data). SIGINT (Ctrl-C) and
+point and resumed ends bit-identical on CPU), ``best.pt`` (the state with the best validation
+accuracy on training images: ``DistillConfig``), ``metrics.jsonl`` (the distillation loss and the
+validation curve) and, at the end, ``result.json`` (test accuracy of networks trained on the
+distilled data). SIGINT (Ctrl-C) and
 SIGTERM stop the run after the current iteration with ``last.pt`` written at it
 (``fewshot.training.interrupt``).
 
@@ -37,12 +39,15 @@ from .checkpoint import TrainingState, load_checkpoint, restore_training_state, 
 from .interrupt import StopSignals, TrainingInterrupted
 from .metrics_log import MetricsLogger
 from .rng import seed_global_rng
-from .run_folder import LAST, RunLock, check_writable
+from .run_folder import BEST, LAST, RunLock, check_writable
 
 # per-dataset normalisation of the [0, 1] pixels (mean, std), as the authors' code applies
 NORMALISATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 IDENTITY = {"learner": "dataset-distillation", "backbone": "lenet"}
 RESULT_FILE = "result.json"
+# the validation images and networks are drawn from the run's seed plus this, apart from the
+# draws that train (seed + 1: real batches and fresh initialisations)
+VALIDATION_DRAW = 2
 
 
 class Distillation(nn.Module):
@@ -146,22 +151,31 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
     draws = state.sources["draws"]
     assert isinstance(run, Distillation) and isinstance(draws, SeededDraws)
     assert opt is not None and sched is not None
-    start = 0
+    start, best, best_it = 0, None, None
     if (out / LAST).exists():
         ckpt = load_checkpoint(out / LAST, expect=IDENTITY)
         saved = from_dict(DistillConfig, ckpt["config"])
         changed = [f.name for f in dataclasses.fields(DistillConfig)
-                   if f.name not in ("iterations", "data_root", "checkpoint_every", "log_every")
+                   if f.name not in ("iterations", "data_root", "checkpoint_every", "log_every",
+                                     "val_every")
                    and getattr(saved, f.name) != getattr(cfg, f.name)]
         if changed:
             raise ConfigError(f"{out} holds a distillation run with other settings ({changed[0]}: "
                               f"{getattr(saved, changed[0])!r} there, {getattr(cfg, changed[0])!r} "
                               "here): resume it unchanged, or choose another --out")
         start = restore_training_state(ckpt, state)
+        best, best_it = ckpt["extra"].get("best_accuracy"), ckpt["extra"].get("best_iteration")
     else:
         seed_global_rng(cfg.seed)
+    val_x, val_y = validation_images(cfg, x, y)
     last_loss = None
-    with MetricsLogger(out, tensorboard=False) as log, StopSignals(announce=not quiet) as stop, \
+
+    def checkpoint(path: Path, it: int) -> None:
+        save_checkpoint(path, state, iteration=it, config=to_dict(cfg), identity=IDENTITY,
+                        extra={"best_accuracy": best, "best_iteration": best_it})
+
+    with MetricsLogger(out, tensorboard=False, resume_from=start if start else None) as log, \
+            StopSignals(announce=not quiet) as stop, \
             tqdm(total=cfg.iterations, initial=start, desc="distill", unit="it",
                  disable=quiet) as bar:
         for it in range(start + 1, cfg.iterations + 1):
@@ -184,10 +198,16 @@ def _distill(cfg: DistillConfig, out: Path, quiet: bool) -> DistillResult:
             if it % cfg.log_every == 0 or it == cfg.iterations:
                 log.write("train", it, loss=total, lr=sched.get_last_lr()[0],
                           step_sizes=run.data.step_sizes.lrs.detach().tolist())
+            if it % cfg.val_every == 0:
+                accuracy, ci95 = mean_ci(validation_accuracies(run, cfg, val_x, val_y))
+                log.write("val", it, accuracy=accuracy, ci95=ci95, images=len(val_x),
+                          networks=1 if cfg.init == "fixed" else cfg.val_inits)
+                if best is None or accuracy > best:
+                    best, best_it = accuracy, it
+                    checkpoint(out / BEST, it)
             signum = stop.requested(Ranks())
             if it % cfg.checkpoint_every == 0 or it == cfg.iterations or signum:
-                save_checkpoint(out / LAST, state, iteration=it, config=to_dict(cfg),
-                                identity=IDENTITY)
+                checkpoint(out / LAST, it)
             if signum and it < cfg.iterations:
                 raise TrainingInterrupted(signum, it, out / LAST)
     result = DistillResult(cfg.iterations, start, last_loss)
@@ -207,16 +227,42 @@ def trained_network_accuracies(run: Distillation, cfg: DistillConfig, *, seed: i
     distilled data: from the fixed initialisation, or from ``inits`` (default
     ``cfg.eval_inits``) fresh ones drawn from ``seed``."""
     x, y = real_data(cfg, split)
+    count = cfg.eval_inits if inits is None else inits
+    return [float(c.float().mean()) for c in trained_network_hits(run, cfg, x, y, seed=seed,
+                                                                 inits=count)]
+
+
+def trained_network_hits(run: Distillation, cfg: DistillConfig, x: torch.Tensor,
+                         y: torch.Tensor, *, seed: int, inits: int) -> list[torch.Tensor]:
+    """For each network trained on ``run``'s data (the fixed initialisation, or ``inits`` fresh
+    ones drawn from ``seed``): which of the images ``x`` it classifies as ``y`` (bool [N])."""
     draws = SeededDraws(seed)
-    count = 1 if cfg.init == "fixed" else (cfg.eval_inits if inits is None else inits)
     out = []
-    for _ in range(count):
+    for _ in range(1 if cfg.init == "fixed" else inits):
         init = run.init() if cfg.init == "fixed" else draws.network_init(run.network)
         trained = train_on_distilled(run.network, run.data, init)
         with torch.no_grad():
             logits = call(run.network, trained, {}, x)
-        out.append(float((logits.argmax(-1) == y).float().mean()))
+        out.append(logits.argmax(-1) == y)
     return out
+
+
+def validation_images(cfg: DistillConfig, x: torch.Tensor, y: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's validation images: ``cfg.val_images`` of the training images ``x`` (all of them
+    when fewer), the same draw for every run of the seed."""
+    gen = torch.Generator().manual_seed(cfg.seed + VALIDATION_DRAW)
+    index = torch.randperm(len(x), generator=gen)[:cfg.val_images]
+    return x[index], y[index]
+
+
+def validation_accuracies(run: Distillation, cfg: DistillConfig, x: torch.Tensor,
+                          y: torch.Tensor) -> list[float]:
+    """Accuracy on the validation images ``x`` of networks trained on ``run``'s data: the fixed
+    initialisation, or ``cfg.val_inits`` fresh ones, the same networks at every validation."""
+    hits = trained_network_hits(run, cfg, x, y, seed=cfg.seed + VALIDATION_DRAW,
+                                inits=cfg.val_inits)
+    return [float(c.float().mean()) for c in hits]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:

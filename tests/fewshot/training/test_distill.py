@@ -19,8 +19,8 @@ from fewshot.training.interrupt import TrainingInterrupted
 
 
 def _cfg(mnist_root, **kw):
-    base = dict(iterations=6, batch_size=64, checkpoint_every=3, log_every=3,
-                data_root=str(mnist_root))
+    base = dict(iterations=6, batch_size=64, checkpoint_every=3, log_every=3, val_every=2,
+                val_images=500, data_root=str(mnist_root))
     return dataclasses.replace(get_distill_preset("mnist-distill-10"), **{**base, **kw})
 
 
@@ -33,7 +33,11 @@ def test_distillation_learns_what_its_starting_noise_does_not(mnist_root, tmp_pa
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["test_mean"] == result.test_mean
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert logged[-1]["iteration"] == 60 and logged[-1]["loss"] < logged[0]["loss"]
+    losses = [r for r in logged if r["kind"] == "train"]
+    assert losses[-1]["iteration"] == 60 and losses[-1]["loss"] < losses[0]["loss"]
+    # the validation curve on training images rises with it
+    curve = [r for r in logged if r["kind"] == "val"]
+    assert curve[-1]["iteration"] == 60 and curve[-1]["accuracy"] > curve[0]["accuracy"] + 0.2
 
 
 def test_a_resumed_run_is_the_uninterrupted_one(mnist_root, tmp_path, one_thread):
@@ -41,9 +45,14 @@ def test_a_resumed_run_is_the_uninterrupted_one(mnist_root, tmp_path, one_thread
     distill(_cfg(mnist_root, iterations=3), tmp_path / "b", quiet=True)
     resumed = distill(_cfg(mnist_root), tmp_path / "b", quiet=True)
     assert resumed.resumed_from == 3 and resumed.test_mean == straight.test_mean
-    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
-    assert all(torch.equal(a["learner"][k], b["learner"][k]) for k in a["learner"])
-    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for name in ("last.pt", "best.pt"):
+        a, b = (load_checkpoint(tmp_path / d / name) for d in ("a", "b"))
+        assert a["iteration"] == b["iteration"] and a["extra"] == b["extra"]
+        assert all(torch.equal(a["learner"][k], b["learner"][k]) for k in a["learner"])
+        assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    # the metrics of the first sitting are kept, and the whole log is the uninterrupted run's
+    assert (tmp_path / "b" / "metrics.jsonl").read_text() == (
+        tmp_path / "a" / "metrics.jsonl").read_text()
     with pytest.raises(ConfigError, match="other settings \\(lr: 0.01 there, 0.02 here\\)"):
         distill(_cfg(mnist_root, lr=0.02), tmp_path / "b", quiet=True)
 
@@ -87,7 +96,36 @@ def test_per_layer_step_sizes_start_from_the_same_draws(mnist_root, tmp_path, on
         assert torch.equal(p, dict(per_layer.network.named_parameters())[name])
     distill(cfg, tmp_path, quiet=True)
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    rates = torch.tensor(logged[-1]["step_sizes"])
+    rates = torch.tensor([r for r in logged if r["kind"] == "train"][-1]["step_sizes"])
     assert rates.shape == (3, 10) and len(set(rates.flatten().tolist())) > 1
     with pytest.raises(ConfigError, match="per_layer_step_sizes: True there, False here"):
         distill(shared_cfg, tmp_path, quiet=True)
+
+
+def test_validation_keeps_the_best_state_and_changes_nothing_else(mnist_root, tmp_path,
+                                                                   one_thread):
+    cfg = _cfg(mnist_root, iterations=8, val_every=2)
+    distill(cfg, tmp_path / "validated", quiet=True)
+    distill(_cfg(mnist_root, iterations=8, val_every=1000), tmp_path / "plain", quiet=True)
+    validated, plain = (load_checkpoint(tmp_path / d / "last.pt") for d in ("validated", "plain"))
+    # the validation draws are apart from the training ones: the same run either way
+    assert all(torch.equal(validated["learner"][k], plain["learner"][k])
+               for k in plain["learner"])
+    assert not (tmp_path / "plain" / "best.pt").exists()
+    logged = [json.loads(line) for line in
+              (tmp_path / "validated" / "metrics.jsonl").read_text().splitlines()]
+    curve = [r for r in logged if r["kind"] == "val"]
+    assert [r["iteration"] for r in curve] == [2, 4, 6, 8]
+    assert all(r["images"] == 500 and r["networks"] == 1 for r in curve)
+    top = max(curve, key=lambda r: r["accuracy"])
+    best = load_checkpoint(tmp_path / "validated" / "best.pt")
+    assert best["iteration"] == top["iteration"]
+    assert best["extra"] == {"best_accuracy": top["accuracy"], "best_iteration": top["iteration"]}
+    assert validated["extra"] == best["extra"]
+    # the logged accuracy is that of the best state's data on the run's validation images
+    run = Distillation(cfg)
+    run.load_state_dict(best["learner"])
+    x, y = training_distill.real_data(cfg, "train")
+    val_x, val_y = training_distill.validation_images(cfg, x, y)
+    assert len(val_x) == 500
+    assert training_distill.validation_accuracies(run, cfg, val_x, val_y) == [top["accuracy"]]
