@@ -62,17 +62,22 @@ def test_the_distillation_gradient_equals_central_finite_differences():
     x, y = _blobs(60, 2)
     loss = distillation_loss(model, data, init, x, y, checkpoint=2)
     grads = torch.autograd.grad(loss, list(data.parameters()))
-    eps = 1e-6
     for p, g in zip(data.parameters(), grads):
         index = tuple(s - 1 for s in p.shape)
-        with torch.no_grad():
-            p[index] += eps
-            up = float(distillation_loss(model, data, init, x, y))
-            p[index] -= 2 * eps
-            down = float(distillation_loss(model, data, init, x, y))
-            p[index] += eps
-        fd = (up - down) / (2 * eps)
+        fd = _central_difference(lambda: distillation_loss(model, data, init, x, y), p, index)
         assert abs(float(g[index]) - fd) <= 1e-6 * max(1.0, abs(fd))
+
+
+def _central_difference(loss, tensor: torch.Tensor, index: tuple, eps: float = 1e-6) -> float:
+    """(loss(t + eps) - loss(t - eps)) / 2 eps for the entry ``index`` of ``tensor``, which is
+    left as it was."""
+    with torch.no_grad():
+        tensor[index] += eps
+        up = float(loss())
+        tensor[index] -= 2 * eps
+        down = float(loss())
+        tensor[index] += eps
+    return (up - down) / (2 * eps)
 
 
 def _mlp_problem(per_layer: bool):
@@ -103,15 +108,9 @@ def test_each_per_layer_step_size_gets_the_finite_difference_gradient():
     x, y = _blobs(60, 2)
     raw = data.step_sizes.raw
     (grad,) = torch.autograd.grad(distillation_loss(model, data, init, x, y), [raw])
-    eps = 1e-6
     for index in torch.cartesian_prod(torch.arange(4), torch.arange(4)).tolist():
-        with torch.no_grad():
-            raw[tuple(index)] += eps
-            up = float(distillation_loss(model, data, init, x, y))
-            raw[tuple(index)] -= 2 * eps
-            down = float(distillation_loss(model, data, init, x, y))
-            raw[tuple(index)] += eps
-        fd = (up - down) / (2 * eps)
+        fd = _central_difference(lambda: distillation_loss(model, data, init, x, y), raw,
+                                 tuple(index))
         assert abs(float(grad[tuple(index)]) - fd) <= 1e-7 * max(1.0, abs(fd))
 
 
