@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -59,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = distill(cfg, out, quiet=args.quiet)
     except TrainingInterrupted as stop:
+        # the same settings resume it: every --set again (another value is refused), and the root
+        again = [args.preset, "--out", str(out)] + [a for o in args.overrides for a in ("--set", o)]
+        again += ["--root", args.root] if args.root is not None else []
         print(f"interrupted by {signal.Signals(stop.signum).name} at iteration {stop.iteration}: "
-              f"saved {stop.checkpoint}; resume with: fewshot distill {args.preset} --out {out}",
+              f"saved {stop.checkpoint}; resume with: fewshot distill {shlex.join(again)}",
               file=sys.stderr, flush=True)
         return stop.exit_status
     if result.test_mean is not None:

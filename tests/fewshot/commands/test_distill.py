@@ -1,6 +1,11 @@
 """`fewshot distill`: presets listed, a short run on real MNIST ends with its test accuracy, bad
-input is one line."""
+input is one line, an interrupted run says how to resume it."""
+import shlex
+import signal
+
+import fewshot.commands.distill as distill_command
 from fewshot.cli import main
+from fewshot.training.interrupt import TrainingInterrupted
 
 
 def test_list_presets_and_a_short_run(mnist_root, tmp_path, capsys):
@@ -23,3 +28,22 @@ def test_bad_input_is_one_line(capsys):
     assert "lr must be > 0, got -1" in capsys.readouterr().err
     assert main(["distill"]) == 2
     assert "name a preset" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_names_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
+    seen = []
+
+    def stopped(cfg, out, quiet):
+        seen.append(cfg)
+        raise TrainingInterrupted(signal.SIGTERM, 7, out / "last.pt")
+
+    monkeypatch.setattr(distill_command, "distill", stopped)
+    args = ["mnist-distill-10-soft", "--out", str(tmp_path / "my run"), "--set",
+            "per_layer_step_sizes=true", "--set", "step_size=0.02", "--root", str(tmp_path)]
+    assert main(["distill", *args]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted by SIGTERM at iteration 7: saved ")
+    resume = shlex.split(err.split("resume with: fewshot ", 1)[1])
+    # the same command resumes: every override is there again
+    assert resume == ["distill", *args]
+    assert main(resume) == 128 + signal.SIGTERM and seen[0] == seen[1]
