@@ -6,9 +6,8 @@ its schedule, the real-batch and initialisation generators, every RNG state: a r
 point and resumed ends bit-identical on CPU), ``best.pt`` (the state with the best validation
 accuracy on training images: ``DistillConfig``), ``metrics.jsonl`` (the distillation loss and the
 validation curve) and, at the end, ``result.json`` (test accuracy of networks trained on the
-distilled data). SIGINT (Ctrl-C) and
-SIGTERM stop the run after the current iteration with ``last.pt`` written at it
-(``fewshot.training.interrupt``).
+distilled data). SIGINT (Ctrl-C) and SIGTERM stop the run after the current iteration with
+``last.pt`` written at it (``fewshot.training.interrupt``).
 
 Usage: ``distill(get_distill_preset("mnist-distill-10"), "runs/mnist-distill-10")``
 """
