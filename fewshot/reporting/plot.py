@@ -26,7 +26,8 @@ def plot_run(run_dir: str | Path, out: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FewshotError(
-            f"run directory {run_dir} does not exist: pass the --out of a `fewshot train` run")
+            f"run directory {run_dir} does not exist: pass the --out of a `fewshot train` or "
+            "`fewshot distill` run")
     rows = read_metrics(run_dir / METRICS_FILE)
     if not rows:
         raise FewshotError(
@@ -55,15 +56,20 @@ def _pyplot():
 
 def draw_curves(rows: list[dict]):
     """The figure of :func:`plot_run` for metrics rows: (meta-train loss | train and validation
-    metric with its 95% CI band). Returns the matplotlib Figure (close it with ``plt.close``)."""
+    metric with its 95% CI band); for a ``fewshot distill`` run (its rows log ``step_sizes``) the
+    loss is the distillation loss, the real data's after training on the distilled images.
+    Returns the matplotlib Figure (close it with ``plt.close``)."""
     plt = _pyplot()
     metric = "accuracy" if any("accuracy" in r for r in rows) else "mse"
+    distillation = any("step_sizes" in r for r in rows)
+    loss_name = "distillation loss" if distillation else "meta-train loss"
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     xs, ys = _series(rows, "train", "loss")
-    ax_loss.plot(xs, ys, label="meta-train loss", color="tab:blue")
+    ax_loss.plot(xs, ys, label=loss_name, color="tab:blue")
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("loss")
-    ax_loss.set_title("meta-training loss")
+    ax_loss.set_title("distillation loss (real batch)" if distillation
+                      else "meta-training loss")
     ax_loss.legend()
     xs, ys = _series(rows, "train", metric)
     if xs:
@@ -72,7 +78,9 @@ def draw_curves(rows: list[dict]):
     vx, vy = _series(rows, "val", metric)
     _, vci = _series(rows, "val", "ci95")
     if vx:
-        ax_metric.plot(vx, vy, "o-", label=f"validation {metric}", color="tab:orange")
+        what = ("validation accuracy (training images)" if distillation
+                else f"validation {metric}")
+        ax_metric.plot(vx, vy, "o-", label=what, color="tab:orange")
         if len(vci) == len(vy):
             lo = [m - c for m, c in zip(vy, vci)]
             hi = [m + c for m, c in zip(vy, vci)]

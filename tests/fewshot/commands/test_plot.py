@@ -57,6 +57,23 @@ def test_curves_are_the_logged_numbers(run):
         plt.close(fig)
 
 
+def test_a_distillation_runs_curves_are_named_as_such():
+    import matplotlib.pyplot as plt
+
+    rows = [{"kind": "train", "iteration": i, "loss": 2.0 / i, "lr": 0.01, "step_sizes": [0.02]}
+            for i in (50, 100)] + [{"kind": "val", "iteration": 100, "accuracy": 0.8, "ci95": 0.0}]
+    fig = draw_curves(rows)
+    try:
+        ax_loss, ax_metric = fig.axes
+        assert ax_loss.get_title() == "distillation loss (real batch)"
+        assert ax_loss.lines[0].get_xydata().tolist() == [[50, 0.04], [100, 0.02]]
+        (val,) = ax_metric.lines
+        assert val.get_label() == "validation accuracy (training images)"
+        assert val.get_xydata().tolist() == [[100, 0.8]]
+    finally:
+        plt.close(fig)
+
+
 def test_plot_bad_run_dir(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
