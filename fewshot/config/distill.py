@@ -7,10 +7,10 @@ with its mean and standard deviation, images drawn from N(0, 1), step sizes star
 labels: 0.01), Adam (lr 0.01, betas (0.5, 0.999)) halving its learning rate every 40 epochs (soft:
 35) of 59 real batches of 1024, for 400 epochs (soft: 350; the soft settings are those of the soft
 authors' scripts, their README's 10-image command keeps the hard-label ones: docs/bilevel.md).
-One step beyond them: the fixed-init hard-label presets (``*-distill-10``) learn a step size per
-layer and step (``per_layer_step_sizes``), which from the same initialisation trains a better
-network than the papers' one per step (docs/bilevel.md); ``--set per_layer_step_sizes=false`` is
-the papers' recipe.
+One step beyond them: the fixed-init presets (``*-distill-10``, ``*-distill-10-soft``) learn a
+step size per layer and step (``per_layer_step_sizes``), which from the same initialisation trains
+a better network than the papers' one per step (docs/bilevel.md); ``--set
+per_layer_step_sizes=false`` is the papers' recipe.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class DistillConfig:
     initialisation, drawn from ``seed`` and shipped with the images; ``"random"``: a fresh one for
     each of ``inits_per_iteration`` networks at every outer iteration. ``per_layer_step_sizes``: one
     learned step size per step and parameter tensor (LeNet: 10) instead of one per step (on in the
-    fixed-init hard-label presets, off in the others, which keep the papers' recipe).
+    fixed-init presets, off in the random-init ones, which keep the papers' recipe).
 
     Every ``val_every`` iterations the run measures its data on ``val_images`` training images (a
     fixed draw; with random initialisations, ``val_inits`` fixed fresh networks): the curve in
@@ -98,8 +98,8 @@ def _presets() -> dict[str, DistillConfig]:
         out[f"{dataset}-distill-10"] = _preset(dataset, per_layer_step_sizes=True)
         out[f"{dataset}-distill-100-random"] = _preset(dataset, steps=10, init="random")
         out[f"{dataset}-distill-10-soft"] = _preset(
-            dataset, soft_labels=True, step_size=0.01, iterations=350 * BATCHES_PER_EPOCH,
-            decay_every=35 * BATCHES_PER_EPOCH)
+            dataset, soft_labels=True, per_layer_step_sizes=True, step_size=0.01,
+            iterations=350 * BATCHES_PER_EPOCH, decay_every=35 * BATCHES_PER_EPOCH)
     for name, cfg in out.items():
         cfg.preset = name
     return out
